@@ -1,0 +1,128 @@
+"""Turn one Kubernetes-style document (a dict from YAML or the API server) into a typed,
+validated object, or an InvalidObject naming the object and every bad field."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pilotpy.model.destinationrule import DestinationRule, parse_destination_rule
+from pilotpy.model.errors import InvalidObject, Issue, ObjectRef, UnknownKind
+from pilotpy.model.fields import Fields
+from pilotpy.model.gateway import Gateway, parse_gateway
+from pilotpy.model.kube import (
+    EndpointSlice,
+    Namespace,
+    Pod,
+    Service,
+    parse_endpoint_slice,
+    parse_pod,
+    parse_service,
+)
+from pilotpy.model.meta import Meta, parse_meta
+from pilotpy.model.serviceentry import ServiceEntry, parse_service_entry
+from pilotpy.model.virtualservice import VirtualService, parse_virtual_service
+
+ConfigObject = (
+    Gateway | VirtualService | DestinationRule | ServiceEntry | Service | EndpointSlice | Pod
+    | Namespace
+)
+
+NETWORKING_GROUP = "networking.istio.io"
+NETWORKING_VERSIONS = ("v1", "v1beta1", "v1alpha3")
+
+_ISTIO: dict[str, Callable[[Meta, Fields], ConfigObject]] = {
+    "Gateway": parse_gateway,
+    "VirtualService": parse_virtual_service,
+    "DestinationRule": parse_destination_rule,
+    "ServiceEntry": parse_service_entry,
+}
+# (apiVersion, kind) pairs of the Kubernetes registry.
+_KUBE_KINDS = {
+    ("v1", "Service"), ("v1", "Pod"), ("v1", "Namespace"),
+    ("discovery.k8s.io/v1", "EndpointSlice"), ("discovery.k8s.io/v1beta1", "EndpointSlice"),
+}
+KINDS = (*_ISTIO, "Service", "EndpointSlice", "Pod", "Namespace")
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    obj: ConfigObject
+    warnings: tuple[Issue, ...] = ()
+
+
+def _ref_of(doc: Mapping[str, Any], default_namespace: str) -> ObjectRef:
+    metadata = doc.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    name = metadata.get("name")
+    namespace = metadata.get("namespace") or default_namespace
+    kind = doc.get("kind")
+    return ObjectRef(str(kind or "<no kind>"), str(namespace),
+                     str(name) if name else "<no name>")
+
+
+def is_supported(doc: Mapping[str, Any]) -> bool:
+    api_version = str(doc.get("apiVersion", ""))
+    kind = str(doc.get("kind", ""))
+    group, _, version = api_version.rpartition("/")
+    if group == NETWORKING_GROUP:
+        return kind in _ISTIO and version in NETWORKING_VERSIONS
+    return (api_version, kind) in _KUBE_KINDS
+
+
+def parse_object(doc: Mapping[str, Any], *, default_namespace: str = "default",
+                 origin: str = "") -> Parsed:
+    """Raises UnknownKind for kinds pilotpy does not read, InvalidObject for invalid ones."""
+    if not isinstance(doc, Mapping):
+        raise InvalidObject(ObjectRef("<document>", "", "<unnamed>"),
+                            [Issue("", "a document must be a mapping")], origin)
+    api_version = doc.get("apiVersion")
+    kind = doc.get("kind")
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        raise InvalidObject(_ref_of(doc, default_namespace),
+                            [Issue("", "apiVersion and kind are required")], origin)
+    if not is_supported(doc):
+        group = api_version.rpartition("/")[0]
+        if group == NETWORKING_GROUP and kind in _ISTIO:
+            raise InvalidObject(
+                _ref_of(doc, default_namespace),
+                [Issue("apiVersion", f"{api_version!r} is not served; use "
+                       f"{NETWORKING_GROUP}/v1, v1beta1 or v1alpha3")], origin)
+        raise UnknownKind(f"{api_version} {kind}")
+
+    issues: list[Issue] = []
+    root = Fields(doc, "", issues)
+    root.raw("apiVersion")
+    root.raw("kind")
+    namespaced = kind != "Namespace"
+    meta = parse_meta(doc, kind, default_namespace, namespaced, root)
+    obj: ConfigObject
+    if kind in _ISTIO:
+        spec = root.child("spec")
+        if spec is None:
+            root.error("required", "spec")
+            spec = Fields({}, "spec", issues)
+        obj = _ISTIO[kind](meta, spec)
+        root.done(ignore=("status",))
+    elif kind == "Service":
+        spec = root.child("spec") or Fields({}, "spec", issues)
+        obj = parse_service(meta, spec)
+        root.done(ignore=("status",))
+    elif kind == "EndpointSlice":
+        obj = parse_endpoint_slice(meta, root)
+        root.done()
+    elif kind == "Pod":
+        obj = parse_pod(meta, root.child("spec"), root.child("status"))
+        # A Pod spec is large and owned by Kubernetes; only the fields above matter here.
+    else:
+        obj = Namespace(meta)
+        root.raw("spec")
+        root.raw("status")
+        root.done()
+
+    errors = [i for i in issues if not i.warning]
+    if errors:
+        raise InvalidObject(meta.ref if meta.name else _ref_of(doc, default_namespace),
+                            issues, origin)
+    return Parsed(obj, tuple(i for i in issues if i.warning))
