@@ -1,0 +1,175 @@
+"""Proxy identity from the xDS node (istiod's ParseServiceNodeWithMetadata), and what a push
+context says about it: workload labels, the Services that select it, and its proxy class."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pilotpy.model import hosts
+from pilotpy.push import Port, PushContext, Service
+
+SIDECAR = "sidecar"
+ROUTER = "router"
+POD_TEMPLATE_HASH = "pod-template-hash"
+
+
+class NodeIdError(ValueError):
+    """The node cannot be served; the stream fails with InvalidArgument."""
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    node_id: str
+    type: str
+    ip: str
+    ips: tuple[str, ...]
+    id: str  # <pod>.<namespace>
+    pod_name: str
+    namespace: str  # config namespace
+    dns_domain: str
+    metadata_labels: Mapping[str, str] = field(default_factory=dict)
+    istio_version: str = ""
+    # Named container ports from POD_PORTS, for named targetPorts when the Pod is unknown.
+    pod_ports: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def is_router(self) -> bool:
+        return self.type == ROUTER
+
+    @property
+    def is_sidecar(self) -> bool:
+        return self.type == SIDECAR
+
+
+def _string_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return []
+
+
+def _pod_ports(value: Any) -> dict[str, int]:
+    """POD_PORTS is a JSON array encoded in a string: [{"name":"http","containerPort":8080}]."""
+    try:
+        ports = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return {}
+    out = {}
+    if isinstance(ports, list):
+        for port in ports:
+            if isinstance(port, dict) and port.get("name") and isinstance(
+                    port.get("containerPort"), int | float):
+                out[str(port["name"])] = int(port["containerPort"])
+    return out
+
+
+def parse_proxy(node_id: str, metadata: Mapping[str, Any] | None = None) -> Proxy:
+    """Parse `type~ip~pod.namespace~namespace.svc.cluster.local` plus node metadata."""
+    metadata = metadata or {}
+    if not node_id:
+        raise NodeIdError("missing node information: node.id is empty")
+    parts = node_id.split("~")
+    if len(parts) != 4:
+        raise NodeIdError(
+            f"node id {node_id!r} must have 4 parts, "
+            "type~ip~<pod>.<namespace>~<namespace>.svc.cluster.local")
+    node_type, ip_part, pod_id, dns_domain = parts
+    if not node_type:
+        raise NodeIdError(f"node id {node_id!r} has an empty proxy type")
+    ips = _string_list(metadata.get("INSTANCE_IPS"))
+    if not ips or not all(hosts.is_ip(ip) for ip in ips):
+        ips = [ip_part]
+    if node_type in (SIDECAR, ROUTER) and not hosts.is_ip(ips[0]):
+        raise NodeIdError(f"node id {node_id!r}: {ips[0]!r} is not an IP address")
+    namespace = str(metadata.get("NAMESPACE") or "")
+    if not namespace:
+        namespace = dns_domain.split(".", 1)[0] if dns_domain else pod_id.rpartition(".")[2]
+    pod_name = str(metadata.get("NAME") or pod_id.split(".", 1)[0])
+    raw_labels = metadata.get("LABELS")
+    labels = ({str(k): str(v) for k, v in raw_labels.items()}
+              if isinstance(raw_labels, Mapping) else {})
+    return Proxy(
+        node_id=node_id,
+        type=node_type,
+        ip=ips[0],
+        ips=tuple(ips),
+        id=pod_id,
+        pod_name=pod_name,
+        namespace=namespace,
+        dns_domain=dns_domain,
+        metadata_labels=labels,
+        istio_version=str(metadata.get("ISTIO_VERSION") or ""),
+        pod_ports=_pod_ports(metadata.get("POD_PORTS")),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceTarget:
+    """A Service selecting the proxy's workload, one of its ports, and the resolved
+    target port on the workload (istiod's ServiceTarget)."""
+
+    service: Service
+    port: Port
+    target_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyView:
+    """A proxy as one push context sees it. Translation reads only this and the context."""
+
+    proxy: Proxy
+    labels: Mapping[str, str]
+    service_targets: tuple[ServiceTarget, ...]
+
+    @property
+    def namespace(self) -> str:
+        return self.proxy.namespace
+
+    @property
+    def type(self) -> str:
+        return self.proxy.type
+
+    @property
+    def class_key(self) -> tuple[Any, ...]:
+        """Everything translation reads about this proxy. Proxies with equal keys get
+        byte-identical config, generated once."""
+        return (
+            self.proxy.type,
+            self.proxy.namespace,
+            self.proxy.dns_domain,
+            tuple(sorted(self.labels.items())),
+            tuple((t.service.hostname, t.service.namespace, t.port.number, t.target_port)
+                  for t in self.service_targets),
+        )
+
+
+def _selects(selector: Mapping[str, str] | None, labels: Mapping[str, str]) -> bool:
+    # A Service without a selector (or an empty one) selects no pods.
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())  # type: ignore[union-attr]
+
+
+def view_proxy(proxy: Proxy, push: PushContext) -> ProxyView:
+    pod = push.pods.by_address(proxy.ip, proxy.namespace) if proxy.ip else None
+    if pod is not None:
+        labels = dict(pod.meta.labels)
+        container_ports = pod.container_ports
+    else:
+        labels = dict(proxy.metadata_labels)
+        container_ports = proxy.pod_ports
+    labels.pop(POD_TEMPLATE_HASH, None)
+    targets = []
+    for service in push.services.kube_services_in(proxy.namespace):
+        if not _selects(service.selector, labels):
+            continue
+        for port in service.ports:
+            target = port.target_port
+            if isinstance(target, str):
+                if target not in container_ports:
+                    continue  # istiod's FindPort: a named port the workload does not declare
+                target = container_ports[target]
+            targets.append(ServiceTarget(service, port, target))
+    return ProxyView(proxy, labels, tuple(targets))

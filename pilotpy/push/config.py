@@ -1,0 +1,196 @@
+"""Indexes over Istio config: Gateways, VirtualServices by gateway, DestinationRules by host.
+
+Short names are resolved here, once per object (istiod's ResolveVirtualServiceShortnames and
+initDestinationRules), so translation only sees fully qualified hosts and `ns/name` gateways.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+
+from pilotpy.model import hosts
+from pilotpy.model.common import Destination
+from pilotpy.model.destinationrule import DestinationRule
+from pilotpy.model.gateway import Gateway
+from pilotpy.model.virtualservice import HTTPRoute, L4Match, VirtualService
+from pilotpy.push.services import Service, resolve_export_to
+
+
+def _resolve_destination(d: Destination, namespace: str, suffix: str) -> Destination:
+    resolved = hosts.resolve_short_name(d.host, namespace, suffix)
+    return d if resolved == d.host else replace(d, host=resolved)
+
+
+def _resolve_l4(m: L4Match, namespace: str) -> L4Match:
+    if not m.gateways:
+        return m
+    return replace(m, gateways=tuple(hosts.resolve_gateway_name(g, namespace)
+                                     for g in m.gateways))
+
+
+def _resolve_http(route: HTTPRoute, ns: str, suffix: str) -> HTTPRoute:
+    return replace(
+        route,
+        match=tuple(
+            replace(m, gateways=tuple(hosts.resolve_gateway_name(g, ns) for g in m.gateways))
+            if m.gateways else m
+            for m in route.match
+        ),
+        route=tuple(replace(rd, destination=_resolve_destination(rd.destination, ns, suffix))
+                    for rd in route.route),
+        mirror=_resolve_destination(route.mirror, ns, suffix) if route.mirror else None,
+        mirrors=tuple(replace(m, destination=_resolve_destination(m.destination, ns, suffix))
+                      for m in route.mirrors),
+    )
+
+
+def resolve_virtual_service(vs: VirtualService, domain_suffix: str) -> VirtualService:
+    ns = vs.meta.namespace
+    return replace(
+        vs,
+        hosts=tuple(hosts.resolve_short_name(h, ns, domain_suffix).lower() for h in vs.hosts),
+        gateways=tuple(hosts.resolve_gateway_name(g, ns) for g in vs.gateways) or ("mesh",),
+        http=tuple(_resolve_http(r, ns, domain_suffix) for r in vs.http),
+        tcp=tuple(replace(r, match=tuple(_resolve_l4(m, ns) for m in r.match),
+                          route=tuple(replace(d, destination=_resolve_destination(
+                              d.destination, ns, domain_suffix)) for d in r.route))
+                  for r in vs.tcp),
+        tls=tuple(replace(r, match=tuple(_resolve_l4(m, ns) for m in r.match),
+                          route=tuple(replace(d, destination=_resolve_destination(
+                              d.destination, ns, domain_suffix)) for d in r.route))
+                  for r in vs.tls),
+    )
+
+
+class VirtualServiceIndex:
+    """VirtualServices per gateway name (`ns/name` or `mesh`), bucketed by exportTo like
+    istiod's initVirtualServices: private to a namespace, exported to namespaces, public."""
+
+    __slots__ = ("_exported", "_private", "_public", "all")
+
+    def __init__(self, resolved: Iterable[VirtualService]) -> None:
+        self.all = tuple(sorted(resolved, key=lambda v: v.meta.age_order))
+        self._private: dict[tuple[str, str], list[VirtualService]] = {}
+        self._exported: dict[tuple[str, str], list[VirtualService]] = {}
+        self._public: dict[str, list[VirtualService]] = {}
+        for vs in self.all:
+            export_to = resolve_export_to(vs.export_to, vs.meta.namespace)
+            for gateway in dict.fromkeys(self._gateways_of(vs)):
+                if "*" in export_to:
+                    self._public.setdefault(gateway, []).append(vs)
+                    continue
+                for ns in sorted(export_to):
+                    bucket = self._private if ns == vs.meta.namespace else self._exported
+                    bucket.setdefault((ns, gateway), []).append(vs)
+
+    @staticmethod
+    def _gateways_of(vs: VirtualService) -> list[str]:
+        names = list(vs.gateways)
+        # Routes may name gateways the VirtualService does not list at the top.
+        for route in vs.http:
+            for m in route.match:
+                names.extend(m.gateways)
+        return names
+
+    def for_gateway(self, proxy_namespace: str, gateway: str) -> list[VirtualService]:
+        return (self._private.get((proxy_namespace, gateway), [])
+                + self._exported.get((proxy_namespace, gateway), [])
+                + self._public.get(gateway, []))
+
+
+def _merge(rules: list[DestinationRule]) -> DestinationRule:
+    """istiod merges DestinationRules for the same host in one namespace: the oldest rule's
+    traffic policy wins, subsets are added when their names are new."""
+    first = rules[0]
+    subsets = list(first.subsets)
+    names = {s.name for s in subsets}
+    policy = first.traffic_policy
+    for rule in rules[1:]:
+        if policy is None:
+            policy = rule.traffic_policy
+        for subset in rule.subsets:
+            if subset.name not in names:
+                names.add(subset.name)
+                subsets.append(subset)
+    return replace(first, traffic_policy=policy, subsets=tuple(subsets))
+
+
+class _HostRules:
+    __slots__ = ("specific", "wildcards")
+
+    def __init__(self) -> None:
+        self.specific: dict[str, list[DestinationRule]] = {}
+        self.wildcards: dict[str, list[DestinationRule]] = {}
+
+    def add(self, host: str, rule: DestinationRule) -> None:
+        bucket = self.wildcards if hosts.is_wildcard(host) else self.specific
+        bucket.setdefault(host, []).append(rule)
+
+    def freeze(self) -> dict[str, DestinationRule]:
+        return {h: _merge(r) for h, r in (*self.specific.items(), *self.wildcards.items())}
+
+
+class DestinationRuleIndex:
+    """istiod's lookup order: rules in the proxy's namespace, then rules the service's
+    namespace exports to the proxy, then rules the root namespace exports."""
+
+    __slots__ = ("_exported", "_local", "_root")
+
+    def __init__(self, rules: Iterable[DestinationRule], domain_suffix: str,
+                 root_namespace: str) -> None:
+        self._root = root_namespace
+        local: dict[str, _HostRules] = {}
+        exported: dict[str, dict[frozenset[str], _HostRules]] = {}
+        for rule in sorted(rules, key=lambda r: r.meta.age_order):
+            if rule.workload_selector is not None:
+                continue  # applies to selected sidecars only; not translated yet
+            ns = rule.meta.namespace
+            host = hosts.resolve_short_name(rule.host, ns, domain_suffix).lower()
+            rule = replace(rule, host=host)
+            local.setdefault(ns, _HostRules()).add(host, rule)
+            export_to = resolve_export_to(rule.export_to, ns)
+            if export_to:
+                exported.setdefault(ns, {}).setdefault(export_to, _HostRules()).add(host, rule)
+        self._local = {ns: r.freeze() for ns, r in local.items()}
+        self._exported = {ns: [(e, r.freeze()) for e, r in sorted(by.items(), key=lambda i:
+                                                                  sorted(i[0]))]
+                          for ns, by in exported.items()}
+
+    @staticmethod
+    def _most_specific(hostname: str, rules: dict[str, DestinationRule]) -> DestinationRule | None:
+        exact = rules.get(hostname)
+        if exact is not None:
+            return exact
+        best: DestinationRule | None = None
+        for host, rule in rules.items():
+            if hosts.is_wildcard(host) and hosts.subset_of(hostname, host) and (
+                best is None or len(host) > len(best.host)
+            ):
+                best = rule
+        return best
+
+    def _exported_from(self, namespace: str, hostname: str,
+                       proxy_namespace: str) -> DestinationRule | None:
+        for export_to, rules in self._exported.get(namespace, []):
+            if "*" in export_to or proxy_namespace in export_to:
+                found = self._most_specific(hostname, rules)
+                if found is not None:
+                    return found
+        return None
+
+    def for_service(self, proxy_namespace: str, service: Service) -> DestinationRule | None:
+        hostname = service.hostname
+        local = self._local.get(proxy_namespace)
+        if local:
+            found = self._most_specific(hostname, local)
+            if found is not None:
+                return found
+        found = self._exported_from(service.namespace, hostname, proxy_namespace)
+        if found is not None:
+            return found
+        return self._exported_from(self._root, hostname, proxy_namespace)
+
+
+def sorted_gateways(gateways: Iterable[Gateway]) -> tuple[Gateway, ...]:
+    return tuple(sorted(gateways, key=lambda g: g.meta.age_order))

@@ -1,0 +1,183 @@
+"""PushContext: an immutable snapshot of every input for one config version, with indexes.
+
+Built once per debounced change set, never mutated. Indexes whose inputs did not change are
+shared with the previous context, so a change to one EndpointSlice costs one service's
+endpoints, not the whole registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pilotpy.mesh import MeshConfig
+from pilotpy.model.destinationrule import DestinationRule
+from pilotpy.model.gateway import Gateway
+from pilotpy.model.kube import EndpointSlice
+from pilotpy.model.kube import Service as KubeService
+from pilotpy.model.meta import Key
+from pilotpy.model.virtualservice import VirtualService
+from pilotpy.push.config import (
+    DestinationRuleIndex,
+    VirtualServiceIndex,
+    resolve_virtual_service,
+    sorted_gateways,
+)
+from pilotpy.push.endpoints import EndpointIndex, PodIndex, PortEndpoints, ServiceRef
+from pilotpy.push.services import Service, ServiceIndex, from_kube_service, from_service_entry
+
+# kind -> key -> object, as handed over by the store
+Objects = Mapping[str, Mapping[Key, Any]]
+
+ENDPOINT_KINDS = frozenset({"EndpointSlice", "Pod"})
+
+
+@dataclass(frozen=True, slots=True)
+class PushScope:
+    """What a new context changed, for deciding how much to regenerate and push."""
+
+    full: bool
+    changed: frozenset[Key] = frozenset()
+    # Hostnames whose endpoints may differ (meaningful when `full` is False).
+    endpoint_hosts: frozenset[str] = frozenset()
+
+
+def _values(objects: Objects, kind: str) -> Iterable[Any]:
+    return objects.get(kind, {}).values()
+
+
+@dataclass(frozen=True, slots=True)
+class PushContext:
+    version: int
+    mesh: MeshConfig
+    services: ServiceIndex
+    pods: PodIndex
+    endpoints: EndpointIndex
+    gateways: tuple[Gateway, ...]
+    virtual_services: VirtualServiceIndex
+    destination_rules: DestinationRuleIndex
+    objects: Objects
+    # Resolved VirtualServices by key, reused while the stored object is the same object.
+    _resolved_vs: Mapping[Key, tuple[VirtualService, VirtualService]] = field(
+        default_factory=dict, repr=False)
+
+    # -- lookups used by translation -----------------------------------------------------------
+
+    def service(self, hostname: str, proxy_namespace: str, prefer_namespace: str = "") -> (
+            Service | None):
+        return self.services.for_host(hostname, proxy_namespace, prefer_namespace)
+
+    def destination_rule(self, proxy_namespace: str, service: Service) -> DestinationRule | None:
+        return self.destination_rules.for_service(proxy_namespace, service)
+
+    def service_endpoints(self, service: Service) -> PortEndpoints:
+        if service.origin.kind != "Service":
+            return {}
+        return self.endpoints.for_service(service.namespace, service.name)
+
+    def visible_services(self, namespace: str) -> list[Service]:
+        return [s for s in self.services.all if s.visible_to(namespace)]
+
+
+def _build_services(objects: Objects, mesh: MeshConfig) -> ServiceIndex:
+    services: list[Service] = [from_kube_service(s, mesh.domain_suffix)
+                               for s in _values(objects, "Service")]
+    for entry in _values(objects, "ServiceEntry"):
+        services.extend(from_service_entry(entry))
+    return ServiceIndex(services)
+
+
+def _publish_not_ready(objects: Objects) -> dict[ServiceRef, bool]:
+    out = {}
+    for svc in _values(objects, "Service"):
+        assert isinstance(svc, KubeService)
+        if svc.publish_not_ready_addresses:
+            out[(svc.meta.namespace, svc.meta.name)] = True
+    return out
+
+
+def build_push_context(objects: Objects, mesh: MeshConfig, version: int,
+                       previous: PushContext | None = None,
+                       changed: Iterable[Key] | None = None) -> tuple[PushContext, PushScope]:
+    """The context for `objects`. With `previous` and the keys that changed since it, indexes
+    of untouched kinds are shared and endpoints are recomputed only where needed."""
+    changed_keys = frozenset(changed) if changed is not None else frozenset()
+    if previous is None or changed is None or previous.mesh != mesh:
+        return _full_build(objects, mesh, version, {}), PushScope(full=True, changed=changed_keys)
+
+    kinds = {k.kind for k in changed_keys}
+    services = previous.services
+    if kinds & {"Service", "ServiceEntry"}:
+        services = _build_services(objects, mesh)
+    pods = previous.pods
+    if "Pod" in kinds:
+        pods = PodIndex(_values(objects, "Pod"))
+    endpoints = previous.endpoints
+    dirty: set[ServiceRef] = set()
+    if kinds & {"EndpointSlice", "Pod", "Service"}:
+        slices = objects.get("EndpointSlice", {})
+        endpoints, dirty = previous.endpoints.updated(
+            changed_slices={k: slices.get(k) for k in changed_keys if k.kind == "EndpointSlice"},
+            changed_pods=[k for k in changed_keys if k.kind == "Pod"],
+            old_pods=previous.pods,
+            pods=pods,
+            changed_services=[(k.namespace, k.name) for k in changed_keys if k.kind == "Service"],
+            publish_not_ready=_publish_not_ready(objects),
+        )
+    gateways = previous.gateways
+    if "Gateway" in kinds:
+        gateways = sorted_gateways(_values(objects, "Gateway"))
+    resolved = previous._resolved_vs
+    virtual_services = previous.virtual_services
+    if "VirtualService" in kinds:
+        resolved = _resolve_all(objects, mesh, resolved)
+        virtual_services = VirtualServiceIndex(r for _, r in resolved.values())
+    destination_rules = previous.destination_rules
+    if "DestinationRule" in kinds:
+        destination_rules = DestinationRuleIndex(_values(objects, "DestinationRule"),
+                                                 mesh.domain_suffix, mesh.root_namespace)
+    context = PushContext(version, mesh, services, pods, endpoints, gateways, virtual_services,
+                          destination_rules, objects, resolved)
+    if kinds <= ENDPOINT_KINDS:
+        hostnames = frozenset(
+            svc.hostname for ns, name in dirty
+            if (svc := services.kube_service(ns, name)) is not None
+        )
+        return context, PushScope(full=False, changed=changed_keys, endpoint_hosts=hostnames)
+    return context, PushScope(full=True, changed=changed_keys)
+
+
+def _resolve_all(objects: Objects, mesh: MeshConfig,
+                 previous: Mapping[Key, tuple[VirtualService, VirtualService]]
+                 ) -> dict[Key, tuple[VirtualService, VirtualService]]:
+    out = {}
+    for key, vs in objects.get("VirtualService", {}).items():
+        cached = previous.get(key)
+        if cached is not None and cached[0] is vs:
+            out[key] = cached
+        else:
+            out[key] = (vs, resolve_virtual_service(vs, mesh.domain_suffix))
+    return out
+
+
+def _full_build(objects: Objects, mesh: MeshConfig, version: int,
+                resolved_cache: Mapping[Key, tuple[VirtualService, VirtualService]]
+                ) -> PushContext:
+    pods = PodIndex(_values(objects, "Pod"))
+    slices: list[EndpointSlice] = list(_values(objects, "EndpointSlice"))
+    resolved = _resolve_all(objects, mesh, resolved_cache)
+    return PushContext(
+        version=version,
+        mesh=mesh,
+        services=_build_services(objects, mesh),
+        pods=pods,
+        endpoints=EndpointIndex.build(slices, pods, _publish_not_ready(objects)),
+        gateways=sorted_gateways(_values(objects, "Gateway")),
+        virtual_services=VirtualServiceIndex(r for _, r in resolved.values()),
+        destination_rules=DestinationRuleIndex(_values(objects, "DestinationRule"),
+                                               mesh.domain_suffix, mesh.root_namespace),
+        objects=objects,
+        _resolved_vs=resolved,
+    )
+

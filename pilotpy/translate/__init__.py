@@ -1,0 +1,1 @@
+"""Pure translation: (push context, proxy) -> Envoy resources."""

@@ -1,0 +1,320 @@
+"""Outbound clusters (istiod's cluster.go, cluster_builder.go, cluster_traffic_policy.go)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
+from envoy.config.core.v3 import protocol_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
+from envoy.type.v3 import percent_pb2
+
+from pilotpy.mesh import MeshConfig
+from pilotpy.model.destinationrule import (
+    ConnectionPool,
+    DestinationRule,
+    LoadBalancer,
+    OutlierDetection,
+    TrafficPolicy,
+    Warmup,
+)
+from pilotpy.model.protocol import Protocol
+from pilotpy.proxy import ProxyView
+from pilotpy.push import Port, PushContext, Resolution, Service
+from pilotpy.translate import pb
+from pilotpy.translate.config_source import ads_config_source
+from pilotpy.translate.endpoints import static_endpoints_for
+from pilotpy.translate.names import (
+    BLACKHOLE_CLUSTER,
+    delimited_stat_prefix,
+    outbound_cluster_name,
+)
+from pilotpy.translate.policy import cluster_policy
+
+HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+def default_thresholds() -> circuit_breaker_pb2.CircuitBreakers.Thresholds:
+    return circuit_breaker_pb2.CircuitBreakers.Thresholds(
+        max_connections=pb.uint32(pb.UINT32_MAX),
+        max_pending_requests=pb.uint32(pb.UINT32_MAX),
+        max_requests=pb.uint32(pb.UINT32_MAX),
+        max_retries=pb.uint32(pb.UINT32_MAX),
+    )
+
+
+def blackhole_cluster(mesh: MeshConfig) -> cluster_pb2.Cluster:
+    return cluster_pb2.Cluster(
+        name=BLACKHOLE_CLUSTER,
+        type=cluster_pb2.Cluster.STATIC,
+        connect_timeout=pb.duration(mesh.connect_timeout_ns),
+        lb_policy=cluster_pb2.Cluster.ROUND_ROBIN,
+        alt_stat_name=delimited_stat_prefix(BLACKHOLE_CLUSTER),
+    )
+
+
+class _ProtocolOptions:
+    """Collects HttpProtocolOptions; emitted only when something was set."""
+
+    def __init__(self) -> None:
+        self.options = hpo.HttpProtocolOptions()
+        self.used = False
+
+    def h2(self) -> None:
+        self.used = True
+        if self.options.WhichOneof("upstream_protocol_options") is None:
+            self.options.explicit_http_config.http2_protocol_options.SetInParent()
+
+    def use_downstream(self) -> None:
+        self.used = True
+        downstream = self.options.use_downstream_protocol_config
+        downstream.http_protocol_options.SetInParent()
+        downstream.http2_protocol_options.SetInParent()
+
+    def common(self) -> protocol_pb2.HttpProtocolOptions:
+        self.used = True
+        return self.options.common_http_protocol_options
+
+    def apply(self, cluster: cluster_pb2.Cluster) -> None:
+        if not self.used:
+            return
+        if self.options.WhichOneof("upstream_protocol_options") is None:
+            self.options.explicit_http_config.http_protocol_options.SetInParent()
+        cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(
+            pb.typed(self.options))
+
+
+def _should_upgrade_h2(port: Port, mesh: MeshConfig, pool: ConnectionPool | None) -> bool:
+    if pool is not None and pool.http is not None:
+        if pool.http.use_client_protocol:
+            return False
+        if pool.http.h2_upgrade_policy == "UPGRADE":
+            return True
+        if pool.http.h2_upgrade_policy == "DO_NOT_UPGRADE":
+            return False
+    return port.protocol.is_http and mesh.h2_upgrade_policy == "UPGRADE"
+
+
+def _apply_connection_pool(cluster: cluster_pb2.Cluster, pool: ConnectionPool | None,
+                           options: _ProtocolOptions) -> None:
+    thresholds = default_thresholds()
+    idle_ns = max_duration_ns = None
+    per_connection = max_streams = 0
+    if pool is not None and pool.http is not None:
+        http = pool.http
+        if http.http2_max_requests > 0:
+            thresholds.max_requests.value = http.http2_max_requests
+        if http.http1_max_pending_requests > 0:
+            thresholds.max_pending_requests.value = http.http1_max_pending_requests
+        if http.max_retries > 0:
+            thresholds.max_retries.value = http.max_retries
+        idle_ns = http.idle_timeout_ns
+        per_connection = http.max_requests_per_connection
+        max_streams = http.max_concurrent_streams
+    if pool is not None and pool.tcp is not None:
+        tcp = pool.tcp
+        if tcp.connect_timeout_ns is not None:
+            cluster.connect_timeout.CopyFrom(pb.duration(tcp.connect_timeout_ns))
+        if tcp.max_connections > 0:
+            thresholds.max_connections.value = tcp.max_connections
+        max_duration_ns = tcp.max_connection_duration_ns
+        if idle_ns is None:
+            idle_ns = tcp.idle_timeout_ns
+        if tcp.tcp_keepalive is not None:
+            keepalive = cluster.upstream_connection_options.tcp_keepalive
+            keepalive.SetInParent()
+            if tcp.tcp_keepalive.probes:
+                keepalive.keepalive_probes.value = tcp.tcp_keepalive.probes
+            if tcp.tcp_keepalive.time_ns is not None:
+                keepalive.keepalive_time.value = tcp.tcp_keepalive.time_ns // 1_000_000_000
+            if tcp.tcp_keepalive.interval_ns is not None:
+                keepalive.keepalive_interval.value = (
+                    tcp.tcp_keepalive.interval_ns // 1_000_000_000)
+    cluster.circuit_breakers.thresholds.append(thresholds)
+    if idle_ns is not None or max_duration_ns is not None or per_connection or max_streams:
+        common = options.common()
+        if idle_ns is not None:
+            common.idle_timeout.CopyFrom(pb.duration(idle_ns))
+        if per_connection:
+            common.max_requests_per_connection.value = per_connection
+        if max_duration_ns is not None:
+            common.max_connection_duration.CopyFrom(pb.duration(max_duration_ns))
+        explicit = options.options.explicit_http_config
+        if max_streams and explicit.HasField("http2_protocol_options"):
+            explicit.http2_protocol_options.max_concurrent_streams.value = max_streams
+    if pool is not None and pool.http is not None and pool.http.use_client_protocol:
+        options.use_downstream()
+
+
+def _slow_start(warmup: Warmup) -> cluster_pb2.Cluster.SlowStartConfig:
+    config = cluster_pb2.Cluster.SlowStartConfig(slow_start_window=pb.duration(warmup.duration_ns))
+    if warmup.minimum_percent is not None or warmup.aggression is not None:
+        config.aggression.default_value = (
+            warmup.aggression if warmup.aggression is not None else 1.0)
+        config.aggression.runtime_key = "("
+        config.min_weight_percent.value = (
+            warmup.minimum_percent if warmup.minimum_percent is not None else 10.0)
+    return config
+
+
+def _apply_load_balancer(cluster: cluster_pb2.Cluster, lb: LoadBalancer | None) -> None:
+    if cluster.type == cluster_pb2.Cluster.ORIGINAL_DST:
+        cluster.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED
+        return
+    simple = lb.simple if lb is not None else ""
+    warmup = lb.warmup if lb is not None else None
+    if simple == "RANDOM":
+        cluster.lb_policy = cluster_pb2.Cluster.RANDOM
+    elif simple == "ROUND_ROBIN":
+        cluster.lb_policy = cluster_pb2.Cluster.ROUND_ROBIN
+        if warmup is not None:
+            cluster.round_robin_lb_config.slow_start_config.CopyFrom(_slow_start(warmup))
+    elif simple == "PASSTHROUGH":
+        cluster.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED
+        cluster.type = cluster_pb2.Cluster.ORIGINAL_DST
+        cluster.ClearField("load_assignment")
+        cluster.ClearField("eds_cluster_config")
+    else:  # LEAST_REQUEST, LEAST_CONN and unset: istiod's default since 1.14
+        cluster.lb_policy = cluster_pb2.Cluster.LEAST_REQUEST
+        if warmup is not None:
+            cluster.least_request_lb_config.slow_start_config.CopyFrom(_slow_start(warmup))
+    consistent = lb.consistent_hash if lb is not None else None
+    if consistent is None:
+        return
+    if consistent.maglev_table_size is not None:
+        cluster.lb_policy = cluster_pb2.Cluster.MAGLEV
+        cluster.maglev_lb_config.table_size.value = consistent.maglev_table_size
+    else:
+        cluster.lb_policy = cluster_pb2.Cluster.RING_HASH
+        cluster.ClearField("lb_config")
+        size = consistent.ring_hash_minimum_ring_size or 1024
+        cluster.ring_hash_lb_config.minimum_ring_size.value = size
+
+
+def _apply_outlier_detection(cluster: cluster_pb2.Cluster,
+                             outlier: OutlierDetection | None) -> None:
+    if outlier is None:
+        return
+    out = outlier_detection_pb2.OutlierDetection(enforcing_success_rate=pb.uint32(0))
+    if outlier.consecutive_5xx_errors is not None:
+        value = outlier.consecutive_5xx_errors
+        out.consecutive_5xx.value = value
+        out.enforcing_consecutive_5xx.value = 100 if value > 0 else 0
+    if outlier.consecutive_gateway_errors is not None:
+        value = outlier.consecutive_gateway_errors
+        out.consecutive_gateway_failure.value = value
+        out.enforcing_consecutive_gateway_failure.value = 100 if value > 0 else 0
+    if outlier.interval_ns is not None:
+        out.interval.CopyFrom(pb.duration(outlier.interval_ns))
+    if outlier.base_ejection_time_ns is not None:
+        out.base_ejection_time.CopyFrom(pb.duration(outlier.base_ejection_time_ns))
+    if outlier.max_ejection_percent > 0:
+        out.max_ejection_percent.value = outlier.max_ejection_percent
+    if outlier.split_external_local_origin_errors:
+        out.split_external_local_origin_errors = True
+        if outlier.consecutive_local_origin_failures:
+            out.consecutive_local_origin_failure.value = outlier.consecutive_local_origin_failures
+            out.enforcing_consecutive_local_origin_failure.value = 100
+        out.enforcing_local_origin_success_rate.value = 0
+    cluster.outlier_detection.CopyFrom(out)
+    # istiod always sets the panic threshold with outlier detection; 0 disables panic mode.
+    cluster.common_lb_config.healthy_panic_threshold.CopyFrom(
+        percent_pb2.Percent(value=float(outlier.min_health_percent)))
+
+
+def _apply_traffic_policy(cluster: cluster_pb2.Cluster, port: Port, policy: TrafficPolicy | None,
+                          mesh: MeshConfig, options: _ProtocolOptions) -> None:
+    pool = policy.connection_pool if policy is not None else None
+    if _should_upgrade_h2(port, mesh, pool):
+        options.h2()
+    _apply_connection_pool(cluster, pool, options)
+    _apply_outlier_detection(cluster, policy.outlier_detection if policy is not None else None)
+    _apply_load_balancer(cluster, policy.load_balancer if policy is not None else None)
+
+
+def _istio_metadata(cluster: cluster_pb2.Cluster, service: Service, rule: DestinationRule | None,
+                    subset: str) -> None:
+    istio: dict[str, object] = {
+        "services": [{"host": service.hostname, "name": service.name,
+                      "namespace": service.namespace}],
+    }
+    if rule is not None:
+        istio["config"] = (f"/apis/networking.istio.io/v1/namespaces/{rule.meta.namespace}"
+                           f"/destination-rule/{rule.meta.name}")
+    if subset:
+        istio["subset"] = subset
+    if service.mesh_external:
+        istio["external"] = True
+    cluster.metadata.filter_metadata["istio"].update(istio)
+
+
+def _discovery_type(service: Service) -> Any:
+    if service.resolution is Resolution.DNS:
+        return cluster_pb2.Cluster.STRICT_DNS
+    if service.resolution is Resolution.DNS_ROUND_ROBIN:
+        return cluster_pb2.Cluster.LOGICAL_DNS
+    # Gateways reach headless and NONE services through EDS (sidecars use ORIGINAL_DST).
+    return cluster_pb2.Cluster.EDS
+
+
+def build_outbound_cluster(push: PushContext, service: Service, port: Port, *, subset: str,
+                           rule: DestinationRule | None, subset_labels: dict[str, str] | None
+                           ) -> cluster_pb2.Cluster | None:
+    """None when a DNS cluster would have no endpoints (istiod omits it)."""
+    mesh = push.mesh
+    name = outbound_cluster_name(port.number, subset, service.hostname)
+    cluster = cluster_pb2.Cluster(name=name, alt_stat_name=delimited_stat_prefix(name),
+                                  type=_discovery_type(service),
+                                  connect_timeout=pb.duration(mesh.connect_timeout_ns))
+    cluster.common_lb_config.SetInParent()
+    if cluster.type == cluster_pb2.Cluster.EDS:
+        cluster.eds_cluster_config.service_name = name
+        cluster.eds_cluster_config.eds_config.CopyFrom(ads_config_source())
+    else:
+        lb_endpoints = static_endpoints_for(service, port, subset_labels)
+        if not lb_endpoints:
+            return None
+        cluster.dns_lookup_family = cluster_pb2.Cluster.V4_ONLY
+        cluster.dns_refresh_rate.CopyFrom(pb.duration(mesh.dns_refresh_rate_ns))
+        cluster.respect_dns_ttl = True
+        cluster.load_assignment.CopyFrom(endpoint_pb2.ClusterLoadAssignment(
+            cluster_name=name, endpoints=[endpoint_pb2.LocalityLbEndpoints(
+                lb_endpoints=lb_endpoints,
+                load_balancing_weight=pb.uint32(sum(max(e.load_balancing_weight.value, 1)
+                                                    for e in lb_endpoints)))]))
+    options = _ProtocolOptions()
+    if port.protocol.is_http2:
+        options.h2()
+    _apply_traffic_policy(cluster, port, cluster_policy(rule, subset, port.number), mesh,
+                          options)
+    options.apply(cluster)
+    _istio_metadata(cluster, service, rule, subset)
+    return cluster
+
+
+def outbound_clusters(push: PushContext, view: ProxyView) -> list[cluster_pb2.Cluster]:
+    """One cluster per visible service port and DestinationRule subset, plus the blackhole.
+    A name defined twice (conflicting definitions) keeps the oldest service's cluster."""
+    out: dict[str, cluster_pb2.Cluster] = {}
+    for service in push.visible_services(view.namespace):
+        if service.resolution is Resolution.ALIAS:
+            continue  # routes to an ExternalName point at the target host's cluster
+        rule = push.destination_rule(view.namespace, service)
+        for port in service.ports:
+            if port.protocol is Protocol.UDP:
+                continue
+            subsets: list[tuple[str, dict[str, str] | None]] = [("", None)]
+            if rule is not None:
+                subsets += [(s.name, dict(s.labels)) for s in rule.subsets]
+            for subset, labels in subsets:
+                name = outbound_cluster_name(port.number, subset, service.hostname)
+                if name in out:
+                    continue
+                cluster = build_outbound_cluster(push, service, port, subset=subset, rule=rule,
+                                                 subset_labels=labels)
+                if cluster is not None:
+                    out[name] = cluster
+    out[BLACKHOLE_CLUSTER] = blackhole_cluster(push.mesh)
+    return [out[name] for name in sorted(out)]
+

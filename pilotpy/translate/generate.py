@@ -1,0 +1,67 @@
+"""The translator's entry points: pure functions from (push context, proxy) to Envoy
+resources. No I/O, no clocks, no globals; same input, same messages in the same order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
+
+from pilotpy.proxy import ProxyView
+from pilotpy.push import PushContext
+from pilotpy.translate.clusters import outbound_clusters
+from pilotpy.translate.endpoints import load_assignment
+from pilotpy.translate.gateway import (
+    empty_route_configuration,
+    gateway_listeners,
+    gateway_route_configuration,
+    gateway_route_names,
+    merge_gateways,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedConfig:
+    """Clusters, listeners and routes for one proxy class. Endpoints are generated on their
+    own (`endpoints_for`), so an endpoint change never rebuilds the rest."""
+
+    clusters: list[cluster_pb2.Cluster]
+    listeners: list[listener_pb2.Listener]
+    routes: list[route_pb2.RouteConfiguration]
+    # Problems found while translating (e.g. a Gateway server that cannot be served).
+    diagnostics: tuple[str, ...] = ()
+
+
+def generate(push: PushContext, view: ProxyView) -> GeneratedConfig:
+    if view.proxy.is_router:
+        merged = merge_gateways(push, view)
+        return GeneratedConfig(
+            clusters=outbound_clusters(push, view),
+            listeners=gateway_listeners(push, merged),
+            routes=[gateway_route_configuration(push, view, merged, name)
+                    for name in gateway_route_names(merged)],
+            diagnostics=tuple(merged.diagnostics),
+        )
+    if view.proxy.is_sidecar:
+        # Sidecar listeners arrive with the sidecar work; until then sidecars get clusters
+        # (so a misdirected sidecar connects cleanly) and no listeners.
+        return GeneratedConfig(
+            clusters=outbound_clusters(push, view), listeners=[], routes=[],
+            diagnostics=("sidecar listeners and routes are not generated yet",))
+    return GeneratedConfig(clusters=[], listeners=[], routes=[])
+
+
+def endpoints_for(push: PushContext, view: ProxyView, cluster_names: Iterable[str]
+                  ) -> list[endpoint_pb2.ClusterLoadAssignment]:
+    return [load_assignment(push, view, name) for name in sorted(set(cluster_names))]
+
+
+def route_for(push: PushContext, view: ProxyView, name: str) -> route_pb2.RouteConfiguration:
+    """A route configuration by name, empty when this proxy has none by that name."""
+    if view.proxy.is_router:
+        return gateway_route_configuration(push, view, merge_gateways(push, view), name)
+    return empty_route_configuration(name)

@@ -1,0 +1,38 @@
+"""Names Envoy resources carry, as istiod writes them (and as DESIGN.md §4 fixes them)."""
+
+from __future__ import annotations
+
+BLACKHOLE_CLUSTER = "BlackHoleCluster"
+PASSTHROUGH_CLUSTER = "PassthroughCluster"
+DEFAULT_ROUTE_NAME = "default"
+
+
+def outbound_cluster_name(port: int, subset: str, hostname: str) -> str:
+    """`outbound|9080|v1|reviews.default.svc.cluster.local` (istiod's BuildSubsetKey)."""
+    return f"outbound|{port}|{subset}|{hostname}"
+
+
+def parse_outbound_cluster_name(name: str) -> tuple[int, str, str] | None:
+    """(port, subset, hostname) of an outbound cluster name, None for other names."""
+    parts = name.split("|")
+    if len(parts) != 4 or parts[0] != "outbound" or not parts[1].isdigit():
+        return None
+    return int(parts[1]), parts[2], parts[3]
+
+
+def listener_name(bind: str, port: int) -> str:
+    return f"{bind}_{port}"
+
+
+def gateway_http_route_name(server_port: int, bind: str = "") -> str:
+    """`http.80`, named after the Gateway server port (DESIGN.md §4), `.bind` when bound."""
+    return f"http.{server_port}.{bind}" if bind else f"http.{server_port}"
+
+
+def virtual_host_name(hostname: str, port: int) -> str:
+    return f"{hostname}:{port}"
+
+
+def delimited_stat_prefix(prefix: str) -> str:
+    """Istio (1.24+) ends stat prefixes with `;` so tag extraction can find their end."""
+    return prefix + ";"

@@ -1,0 +1,45 @@
+"""Small constructors for protobuf well-known types, so builders read like the config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import any_pb2, duration_pb2, struct_pb2, wrappers_pb2
+from google.protobuf.message import Message
+
+NANOS_PER_SECOND = 1_000_000_000
+UINT32_MAX = 4_294_967_295
+
+
+def duration(nanoseconds: int) -> duration_pb2.Duration:
+    seconds, nanos = divmod(nanoseconds, NANOS_PER_SECOND)
+    return duration_pb2.Duration(seconds=seconds, nanos=nanos)
+
+
+def seconds(value: int) -> duration_pb2.Duration:
+    return duration_pb2.Duration(seconds=value)
+
+
+def typed(message: Message) -> any_pb2.Any:
+    """Pack into Any deterministically: upb writes map entries in insertion order otherwise."""
+    out = any_pb2.Any()
+    out.Pack(message, deterministic=True)
+    return out
+
+
+def uint32(value: int) -> wrappers_pb2.UInt32Value:
+    return wrappers_pb2.UInt32Value(value=value)
+
+
+def uint64(value: int) -> wrappers_pb2.UInt64Value:
+    return wrappers_pb2.UInt64Value(value=value)
+
+
+def boolean(value: bool) -> wrappers_pb2.BoolValue:
+    return wrappers_pb2.BoolValue(value=value)
+
+
+def struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    out = struct_pb2.Struct()
+    out.update(value)
+    return out
