@@ -1,0 +1,1 @@
+"""The xDS protocol engine: type URLs, versions, nonces, subscriptions and bytes."""

@@ -1,0 +1,185 @@
+"""State-of-the-world ADS (StreamAggregatedResources), one instance per stream.
+
+Rules (xDS spec; istiod's pkg/xds/server.go ShouldRespond; DESIGN.md §3):
+- a request with error_detail is a NACK: recorded, never answered;
+- a nonce that is not the latest sent for its type is stale: ignored;
+- an empty nonce opens or renews a subscription and is always answered, even when it
+  carries a version (Envoy sends its last version after reconnecting);
+- an ACK is answered only when it subscribes to new names;
+- CDS and LDS responses carry the full set; RDS and EDS responses carry every requested name
+  on subscription (unknown names get empty resources) and only changed ones on pushes;
+- after a CDS push, the next EDS request is answered with the assignments of the clusters
+  that changed, since those clusters warm until they get a fresh assignment.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from envoy.service.discovery.v3 import discovery_pb2
+
+from pilotpy.xds import types, wire
+from pilotpy.xds.resources import (
+    Diff,
+    Memo,
+    NameSet,
+    Resource,
+    ResourceSet,
+    Snapshot,
+    compute_diff,
+    names,
+)
+from pilotpy.xds.status import StreamStatus, XdsStats
+
+log = logging.getLogger("pilotpy.xds")
+
+
+@dataclass(slots=True)
+class _Watch:
+    subscription: NameSet | None  # None: wildcard (CDS, LDS)
+    sent: ResourceSet | None = None  # what the client holds, within the subscription
+    nonce: str = ""
+    # Assignments to include in the next EDS answer regardless of version (warming clusters).
+    force: frozenset[str] = frozenset()
+
+
+def _subscription_diff(sent: ResourceSet | None, current: ResourceSet, old: NameSet,
+                       new: NameSet, force: frozenset[str]) -> Diff:
+    """Changes since `sent` within `new`, plus names new to the subscription or forced."""
+    changed = []
+    for name in sorted(new.names):
+        resource = current.get(name)
+        if resource is None:
+            continue
+        if name not in old.names or name in force or sent is None:
+            changed.append(resource)
+            continue
+        previous = sent.get(name)
+        if previous is None or previous.version != resource.version:
+            changed.append(resource)
+    return Diff(tuple(changed), ())
+
+
+class SotwStream:
+    def __init__(self, status: StreamStatus, stats: XdsStats, memo: Memo) -> None:
+        self.status = status
+        self._stats = stats
+        self._memo = memo
+        self._watches: dict[str, _Watch] = {}
+
+    # -- responses -------------------------------------------------------------------------
+
+    def _body(self, current: ResourceSet, resources: tuple[Resource, ...]) -> bytes:
+        return (wire.field_str(wire.RESPONSE_VERSION_INFO, current.version)
+                + b"".join(r.sotw_entry for r in resources)
+                + wire.field_str(wire.RESPONSE_TYPE_URL, current.type_url))
+
+    def _respond(self, watch: _Watch, current: ResourceSet, resources: tuple[Resource, ...],
+                 body: bytes | None = None) -> bytes:
+        nonce = self.status.next_nonce()
+        watch.nonce = nonce
+        watch.sent = current
+        type_url = current.type_url
+        self.status.sent(type_url, nonce, current.version)
+        if body is None:
+            body = self._body(current, resources)
+        out = body + wire.field_str(wire.RESPONSE_NONCE, nonce)
+        self._stats.pushes[type_url] += 1
+        self._stats.bytes_sent[type_url] += len(out)
+        return out
+
+    def _full(self, watch: _Watch, current: ResourceSet) -> bytes:
+        key = ("sotw-full", current, watch.subscription)
+        body = self._memo.get(key)
+        if body is None:
+            if watch.subscription is None:
+                resources = tuple(current.by_name.values())
+            else:
+                resources = tuple(r for n in sorted(watch.subscription.names)
+                                  if (r := current.get(n)) is not None)
+            body = self._memo.put(key, self._body(current, resources))
+        return self._respond(watch, current, (), body)
+
+    def _changes(self, watch: _Watch, current: ResourceSet) -> Diff:
+        key = ("diff", watch.sent, current, watch.subscription)
+        found: Diff | None = self._memo.get(key)
+        if found is None:
+            found = self._memo.put(key, compute_diff(watch.sent, current, watch.subscription))
+        return found
+
+    def _mark_warming(self, snapshot: Snapshot, cluster_diff: Diff) -> None:
+        watch = self._watches.get(types.ENDPOINT)
+        if watch is None or not cluster_diff.changed:
+            return
+        eds = snapshot.eds_names_by_cluster
+        warming = frozenset(eds[r.name] for r in cluster_diff.changed if r.name in eds)
+        watch.force = watch.force | warming
+
+    # -- events ----------------------------------------------------------------------------
+
+    def on_request(self, request: discovery_pb2.DiscoveryRequest, snapshot: Snapshot
+                   ) -> list[bytes]:
+        type_url = request.type_url
+        watch = self._watches.get(type_url)
+        if request.HasField("error_detail"):
+            message = request.error_detail.message
+            self.status.rejected(type_url, request.response_nonce, message)
+            self._stats.rejects[type_url] += 1
+            log.info("NACK %s %s nonce=%s: %s", self.status.node_id, types.short_name(type_url),
+                     request.response_nonce, message)
+            return []
+        if watch is not None and request.response_nonce and request.response_nonce != (
+                watch.nonce):
+            self._stats.expired_nonces[type_url] += 1
+            return []
+        wildcard = type_url in types.WILDCARD_TYPES
+        if not wildcard and not request.resource_names:
+            self._watches.pop(type_url, None)  # unsubscribed from every name
+            return []
+        subscription = None if wildcard else names(request.resource_names)
+        current = snapshot.get(type_url)
+        if watch is None or not request.response_nonce:
+            watch = self._watches[type_url] = _Watch(subscription)
+            out = [self._full(watch, current)]
+            if type_url == types.CLUSTER:
+                self._mark_warming(snapshot, compute_diff(None, current, None))
+            return out
+        self.status.acked(type_url, request.response_nonce, request.version_info)
+        old = watch.subscription
+        if wildcard or (subscription is old and not watch.force):
+            return []
+        assert old is not None and subscription is not None
+        added = subscription.names - old.names
+        force = watch.force & subscription.names
+        watch.subscription = subscription
+        watch.force = frozenset()
+        if not added and not force:
+            return []
+        key = ("sub-diff", watch.sent, current, old, subscription, force)
+        diff: Diff | None = self._memo.get(key)
+        if diff is None:
+            diff = self._memo.put(key, _subscription_diff(watch.sent, current, old,
+                                                          subscription, force))
+        return [self._respond(watch, current, diff.changed)]
+
+    def on_push(self, snapshot: Snapshot) -> list[bytes]:
+        out = []
+        for type_url in types.PUSH_ORDER:
+            watch = self._watches.get(type_url)
+            if watch is None or watch.sent is None:
+                continue
+            current = snapshot.get(type_url)
+            if current is watch.sent:
+                continue
+            diff = self._changes(watch, current)
+            if not diff:
+                watch.sent = current  # same content, new set object
+                continue
+            if watch.subscription is None:
+                out.append(self._full(watch, current))
+            else:
+                out.append(self._respond(watch, current, diff.changed))
+            if type_url == types.CLUSTER:
+                self._mark_warming(snapshot, diff)
+        return out

@@ -1,0 +1,24 @@
+"""xDS type URLs and their protocol properties."""
+
+from __future__ import annotations
+
+_PREFIX = "type.googleapis.com/"
+
+CLUSTER = _PREFIX + "envoy.config.cluster.v3.Cluster"
+ENDPOINT = _PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
+LISTENER = _PREFIX + "envoy.config.listener.v3.Listener"
+ROUTE = _PREFIX + "envoy.config.route.v3.RouteConfiguration"
+SECRET = _PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
+
+# Make before break: clusters (and their endpoints) exist before listeners and routes use them.
+PUSH_ORDER = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)
+
+# Wildcard (state-of-the-world) types: every response carries the full set. The others are
+# answered per requested name.
+WILDCARD_TYPES = frozenset({CLUSTER, LISTENER})
+
+SHORT_NAMES = {CLUSTER: "cds", ENDPOINT: "eds", LISTENER: "lds", ROUTE: "rds", SECRET: "sds"}
+
+
+def short_name(type_url: str) -> str:
+    return SHORT_NAMES.get(type_url, type_url.rsplit(".", 1)[-1].lower())
