@@ -1,0 +1,182 @@
+"""pilotpy's command line: serve | translate | bootstrap | local | demo | version."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pilotpy import __version__
+from pilotpy.settings import DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR, Settings
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            out["error"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _labels(values: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--label {value!r}: expected KEY=VALUE")
+        out[key] = val
+    return out
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", action="append", type=Path, required=True, metavar="PATH",
+                        help="a YAML file or directory of Istio and Kubernetes objects "
+                             "(repeatable)")
+    parser.add_argument("--mesh-config", type=Path, metavar="FILE",
+                        help="meshConfig YAML (the `mesh` key of istiod's ConfigMap)")
+    parser.add_argument("--default-namespace", default="default",
+                        help="namespace of objects that do not name one (default: default)")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pilotpy.controlplane import ControlPlane
+    from pilotpy.mesh import MeshConfigError
+
+    for path in args.config:
+        if not path.exists():
+            raise SystemExit(f"--config {path}: no such file or directory")
+    settings = Settings(config_paths=args.config, grpc_addr=args.grpc_addr,
+                        http_addr=args.http_addr, mesh_config=args.mesh_config,
+                        default_namespace=args.default_namespace)
+    try:
+        plane = ControlPlane(settings)
+    except MeshConfigError as err:
+        raise SystemExit(f"pilotpy: {err}") from err
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(plane.run_forever())
+    return 0
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    from pilotpy.translate_cli import translate
+
+    output, problems = translate(args.config, node_id=args.node_id, labels=_labels(args.label),
+                                 mesh_config=args.mesh_config,
+                                 default_namespace=args.default_namespace, delta=False)
+    for problem in problems:
+        print(f"pilotpy: {problem}", file=sys.stderr)
+    json.dump(output, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 1 if args.strict and any(p.error for p in problems) else 0
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from pilotpy.local.bootstrap import envoy_bootstrap
+    from pilotpy.settings import split_address
+
+    host, port = split_address(args.xds_address, default_host="127.0.0.1")
+    bootstrap = envoy_bootstrap(node_id=args.node_id, xds_address=(host, port),
+                                delta=args.delta, labels=_labels(args.label),
+                                namespace=args.namespace, admin_port=args.admin_port,
+                                status_port=args.status_port,
+                                stats_port=args.stats_port if args.admin_port else None)
+    json.dump(bootstrap, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    from pilotpy.local.run import run_local
+
+    return run_local(args.config, delta=args.delta)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pilotpy.local.demo import run_demo
+
+    return run_demo(delta=args.delta)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pilotpy", description=__doc__)
+    parser.add_argument("--log-level", default="info",
+                        choices=("debug", "info", "warning", "error"))
+    parser.add_argument("--log-format", default="text", choices=("text", "json"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve xDS to Envoy proxies")
+    _add_config_flags(serve)
+    serve.add_argument("--grpc-addr", default=DEFAULT_GRPC_ADDR,
+                       help=f"ADS listen address (default {DEFAULT_GRPC_ADDR})")
+    serve.add_argument("--http-addr", default=DEFAULT_HTTP_ADDR,
+                       help=f"/ready listen address (default {DEFAULT_HTTP_ADDR})")
+    serve.set_defaults(func=cmd_serve)
+
+    translate = sub.add_parser("translate",
+                               help="print what pilotpy would send a proxy, without a server")
+    _add_config_flags(translate)
+    translate.add_argument("--node-id", required=True,
+                           help="Istio node id, e.g. router~10.0.0.1~gw-1.istio-system~"
+                                "istio-system.svc.cluster.local")
+    translate.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                           help="a workload label of the proxy (repeatable)")
+    translate.add_argument("--strict", action="store_true",
+                           help="exit 1 when the input contains invalid objects")
+    translate.set_defaults(func=cmd_translate)
+
+    bootstrap = sub.add_parser("bootstrap", help="print an Envoy bootstrap pointing at pilotpy")
+    bootstrap.add_argument("--node-id", required=True)
+    bootstrap.add_argument("--xds-address", default="127.0.0.1:15010")
+    bootstrap.add_argument("--delta", action="store_true", help="use Delta xDS")
+    bootstrap.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    bootstrap.add_argument("--namespace", default="istio-system")
+    bootstrap.add_argument("--admin-port", type=int, default=15000)
+    bootstrap.add_argument("--status-port", type=int, default=15021)
+    bootstrap.add_argument("--stats-port", type=int, default=15090)
+    bootstrap.set_defaults(func=cmd_bootstrap)
+
+    local = sub.add_parser("local", help="run pilotpy, a real Envoy gateway and local "
+                                         "backends on this machine (what `make run` runs)")
+    local.add_argument("--config", type=Path, default=Path("examples"))
+    local.add_argument("--delta", action="store_true", help="the gateway uses Delta xDS")
+    local.set_defaults(func=cmd_local)
+
+    demo = sub.add_parser("demo", help="the W1 walkthrough against a real Envoy, step by step")
+    demo.add_argument("--delta", action="store_true")
+    demo.set_defaults(func=cmd_demo)
+
+    version = sub.add_parser("version", help="print the version")
+    version.set_defaults(func=lambda _: print(f"pilotpy {__version__}") or 0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

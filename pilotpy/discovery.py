@@ -1,0 +1,192 @@
+"""Discovery: store change sets -> push contexts -> per-proxy-class snapshots -> ADS pushes.
+
+Proxies whose translation inputs are equal form a class (ProxyView.class_key). A class's
+snapshot is generated once per push context, on first use, serialized once, and shared by
+every stream of the class. An endpoint-only change set rebuilds only the affected
+ClusterLoadAssignments and reuses every other resource set, so streams push EDS alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from envoy.config.core.v3 import base_pb2
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from pilotpy.diagnostics import Diagnostics, Problem
+from pilotpy.mesh import MeshConfig
+from pilotpy.proxy import NodeIdError, Proxy, ProxyView, parse_proxy, view_proxy
+from pilotpy.push import PushContext, PushScope, build_push_context
+from pilotpy.store import ChangeSet
+from pilotpy.translate.endpoints import eds_cluster_names
+from pilotpy.translate.generate import endpoints_for, generate
+from pilotpy.translate.names import parse_outbound_cluster_name
+from pilotpy.xds import types
+from pilotpy.xds.resources import Resource, ResourceSet, Snapshot, make_resource
+from pilotpy.xds.server import NodeRejected
+
+log = logging.getLogger("pilotpy.discovery")
+
+
+def _resources(type_url: str, messages: Iterable[tuple[str, Message]]) -> ResourceSet:
+    return ResourceSet(type_url, (make_resource(type_url, name, m.SerializeToString(
+        deterministic=True)) for name, m in messages))
+
+
+@dataclass(eq=False)
+class ProxyHandle:
+    """One connected proxy (one stream)."""
+
+    proxy: Proxy
+    view: ProxyView
+    key: tuple[Any, ...]
+
+
+@dataclass(eq=False)
+class _Class:
+    view: ProxyView
+    snapshot: Snapshot | None = None
+    diagnostics: tuple[str, ...] = ()
+    proxies: int = 0
+
+
+@dataclass
+class PushTimings:
+    """Recent figures for metrics: how long building and generating took."""
+
+    push_context_seconds: float = 0.0
+    generate_seconds: list[float] = field(default_factory=list)
+
+
+class Discovery:
+    def __init__(self, mesh: MeshConfig, diagnostics: Diagnostics | None = None) -> None:
+        self.mesh = mesh
+        self.diagnostics = diagnostics or Diagnostics()
+        self.push: PushContext | None = None
+        self._classes: dict[tuple[Any, ...], _Class] = {}
+        self._handles: set[ProxyHandle] = set()
+        self.timings = PushTimings()
+
+    # -- config updates --------------------------------------------------------------------
+
+    def update(self, change: ChangeSet) -> PushScope:
+        """A new push context from a change set; class snapshots regenerate lazily."""
+        started = time.perf_counter()
+        version = change.version
+        push, scope = build_push_context(change.objects, self.mesh, version, self.push,
+                                         change.changed if self.push is not None else None)
+        self.push = push
+        self.timings.push_context_seconds = time.perf_counter() - started
+        previous = self._classes
+        self._classes = {}
+        for handle in self._handles:
+            handle.view = view_proxy(handle.proxy, push)
+            handle.key = handle.view.class_key
+            entry = self._classes.get(handle.key)
+            if entry is None:
+                old = previous.get(handle.key)
+                entry = self._classes[handle.key] = _Class(handle.view)
+                if old is not None:
+                    entry.diagnostics = old.diagnostics
+                    if not scope.full and old.snapshot is not None:
+                        entry.snapshot = self._with_new_endpoints(old.snapshot, entry.view,
+                                                                  scope)
+            entry.proxies += 1
+        log.info("push context %d: %d changed, %s, %d proxies in %d classes (%.1f ms)",
+                 version, len(change.changed), "full" if scope.full else "endpoints only",
+                 len(self._handles), len(self._classes),
+                 self.timings.push_context_seconds * 1000)
+        return scope
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def _generate(self, entry: _Class) -> Snapshot:
+        assert self.push is not None
+        started = time.perf_counter()
+        push, view = self.push, entry.view
+        generated = generate(push, view)
+        eds_names = eds_cluster_names(generated.clusters)
+        snapshot = Snapshot(
+            version=str(push.version),
+            resources={
+                types.CLUSTER: _resources(types.CLUSTER, ((c.name, c) for c in generated.clusters)),
+                types.ENDPOINT: _resources(types.ENDPOINT, (
+                    (a.cluster_name, a) for a in endpoints_for(push, view, eds_names))),
+                types.LISTENER: _resources(types.LISTENER,
+                                           ((li.name, li) for li in generated.listeners)),
+                types.ROUTE: _resources(types.ROUTE, ((r.name, r) for r in generated.routes)),
+            },
+            eds_names_by_cluster={c.name: c.eds_cluster_config.service_name
+                                  for c in generated.clusters if c.HasField("eds_cluster_config")},
+        )
+        if generated.diagnostics != entry.diagnostics:
+            entry.diagnostics = generated.diagnostics
+            origin = f"proxy class {view.proxy.type}/{view.namespace}"
+            self.diagnostics.set(origin, [Problem(origin, view.proxy.id, d)
+                                          for d in generated.diagnostics
+                                          if "not generated yet" not in d])
+        self.timings.generate_seconds = [time.perf_counter() - started,
+                                         *self.timings.generate_seconds[:9]]
+        return snapshot
+
+    def _with_new_endpoints(self, old: Snapshot, view: ProxyView, scope: PushScope) -> Snapshot:
+        assert self.push is not None
+        endpoints = old.get(types.ENDPOINT)
+        stale = [name for name in endpoints.by_name
+                 if (parsed := parse_outbound_cluster_name(name)) is not None
+                 and parsed[2] in scope.endpoint_hosts]
+        if not stale:
+            return Snapshot(str(self.push.version), old.resources, old.eds_names_by_cluster)
+        fresh: list[Resource] = [
+            make_resource(types.ENDPOINT, a.cluster_name, a.SerializeToString(deterministic=True))
+            for a in endpoints_for(self.push, view, stale)
+        ]
+        resources = dict(old.resources)
+        resources[types.ENDPOINT] = endpoints.replacing(fresh)
+        return Snapshot(str(self.push.version), resources, old.eds_names_by_cluster)
+
+    # -- xDS ConfigProvider ----------------------------------------------------------------
+
+    def connect(self, node: base_pb2.Node) -> ProxyHandle:
+        if self.push is None:
+            raise NodeRejected("no configuration loaded yet")
+        metadata = json_format.MessageToDict(node.metadata) if node.HasField("metadata") else {}
+        try:
+            proxy = parse_proxy(node.id, metadata)
+        except NodeIdError as err:
+            raise NodeRejected(str(err)) from err
+        view = view_proxy(proxy, self.push)
+        handle = ProxyHandle(proxy, view, view.class_key)
+        self._handles.add(handle)
+        entry = self._classes.get(handle.key)
+        if entry is None:
+            entry = self._classes[handle.key] = _Class(view)
+        entry.proxies += 1
+        return handle
+
+    def snapshot(self, handle: object) -> Snapshot:
+        assert isinstance(handle, ProxyHandle)
+        entry = self._classes.get(handle.key)
+        if entry is None:
+            entry = self._classes[handle.key] = _Class(handle.view, proxies=1)
+        if entry.snapshot is None:
+            entry.snapshot = self._generate(entry)
+        return entry.snapshot
+
+    def disconnect(self, handle: object) -> None:
+        assert isinstance(handle, ProxyHandle)
+        self._handles.discard(handle)
+        entry = self._classes.get(handle.key)
+        if entry is not None:
+            entry.proxies -= 1
+            if entry.proxies <= 0:
+                del self._classes[handle.key]
+
+    @property
+    def proxy_count(self) -> int:
+        return len(self._handles)

@@ -1,0 +1,1 @@
+"""Sources publish objects into the store; they never call the translator or the server."""

@@ -1,0 +1,167 @@
+"""The file source: directories and files of multi-document YAML, watched for changes.
+
+Each file is one store partition. A file that does not parse keeps the objects it last
+provided until it parses again; an object that fails validation keeps its last good version
+(as the API server would, by rejecting the update), and a new invalid object is skipped.
+Watching polls file signatures (mtime, size, inode): portable, and cheap at the size of
+config directories.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pilotpy.diagnostics import Diagnostics, Problem
+from pilotpy.model import InvalidObject, Key, UnknownKind, parse_object
+from pilotpy.store import Store
+
+log = logging.getLogger("pilotpy.sources.files")
+
+SUFFIXES = (".yaml", ".yml", ".json")
+try:
+    _LOADER: Any = yaml.CSafeLoader
+except AttributeError:  # PyYAML built without libyaml
+    _LOADER = yaml.SafeLoader
+
+Signature = tuple[int, int, int]
+
+
+@dataclass
+class _FileState:
+    signature: Signature | None = None
+    good: dict[Key, Any] = field(default_factory=dict)
+
+
+def discover(paths: list[Path]) -> list[Path]:
+    """YAML and JSON files under `paths`, sorted; hidden files and editor backups skipped."""
+    out: set[Path] = set()
+    for path in paths:
+        if path.is_dir():
+            for found in path.rglob("*"):
+                relative = found.relative_to(path).parts
+                if any(part.startswith((".", "#")) or part.endswith("~") for part in relative):
+                    continue
+                if found.is_file() and found.suffix in SUFFIXES:
+                    out.add(found)
+        elif path.is_file():
+            out.add(path)
+    return sorted(out)
+
+
+def _documents(docs: list[Any]) -> Iterator[tuple[int, Any]]:
+    """Documents with their position; `kind: List` (kubectl's output) is expanded."""
+    for index, doc in enumerate(docs, start=1):
+        if isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(
+                doc.get("items"), list):
+            for item in doc["items"]:
+                yield index, item
+        elif doc is not None:
+            yield index, doc
+
+
+def parse_documents(text: str, origin: str, default_namespace: str,
+                    last_good: Mapping[Key, Any] | None = None
+                    ) -> tuple[dict[Key, Any] | None, list[Problem]]:
+    """Objects in `text`, and the problems found. None means the YAML itself is broken."""
+    problems: list[Problem] = []
+    try:
+        docs = list(yaml.load_all(text, Loader=_LOADER))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "document"
+        reason = getattr(err, "problem", None) or str(err)
+        return None, [Problem(origin, where, f"invalid YAML: {reason}")]
+    objects: dict[Key, Any] = {}
+    for index, doc in _documents(docs):
+        subject = f"document {index}"
+        try:
+            parsed = parse_object(doc, default_namespace=default_namespace)
+        except UnknownKind as err:
+            log.debug("%s: %s: %s is not read by pilotpy; ignored", origin, subject, err)
+            continue
+        except InvalidObject as err:
+            detail = "; ".join(str(i) for i in err.issues)
+            key = Key(err.ref.kind, err.ref.namespace, err.ref.name)
+            kept = last_good.get(key) if last_good else None
+            note = " (keeping the last valid version)" if kept is not None else ""
+            problems.append(Problem(origin, str(err.ref), f"invalid, skipped{note}: {detail}"))
+            if kept is not None:
+                objects[key] = kept
+            continue
+        obj = parsed.obj
+        key = obj.meta.key
+        for warning in parsed.warnings:
+            problems.append(Problem(origin, str(obj.meta.ref), str(warning), error=False))
+        if key in objects:
+            problems.append(Problem(origin, str(obj.meta.ref),
+                                    f"defined twice ({subject}); the first definition is used"))
+            continue
+        objects[key] = obj
+    return objects, problems
+
+
+class FileSource:
+    def __init__(self, paths: list[Path], store: Store, diagnostics: Diagnostics, *,
+                 default_namespace: str = "default", poll_interval: float = 0.5) -> None:
+        self._paths = paths
+        self._store = store
+        self._diagnostics = diagnostics
+        self._namespace = default_namespace
+        self._poll_interval = poll_interval
+        self._files: dict[Path, _FileState] = {}
+
+    def load(self) -> None:
+        """Read everything once (also the first step of watching)."""
+        self._scan()
+
+    async def watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            try:
+                self._scan()
+            except OSError as err:  # a vanished directory must not stop the server
+                log.warning("scanning config files failed: %s; keeping the last config", err)
+
+    @staticmethod
+    def _signature(path: Path) -> Signature | None:
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+    def _scan(self) -> None:
+        present = discover(self._paths)
+        for path in sorted(set(self._files) - set(present)):
+            del self._files[path]
+            self._store.replace_partition(str(path), {})
+            self._diagnostics.clear(str(path))
+            log.info("%s removed", path)
+        for path in present:
+            state = self._files.setdefault(path, _FileState())
+            signature = self._signature(path)
+            if signature is None or signature == state.signature:
+                continue
+            state.signature = signature
+            self._read(path, state)
+
+    def _read(self, path: Path, state: _FileState) -> None:
+        origin = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            self._diagnostics.set(origin, [Problem(origin, "file", f"cannot read: {err}")])
+            return
+        objects, problems = parse_documents(text, origin, self._namespace, state.good)
+        self._diagnostics.set(origin, problems)
+        if objects is None:
+            return  # broken YAML: keep serving what the file held before
+        state.good = objects
+        self._store.replace_partition(origin, objects)

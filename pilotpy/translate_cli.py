@@ -1,0 +1,59 @@
+"""`pilotpy translate`: what pilotpy would send one proxy, as an Envoy-config-dump-like JSON
+object, with no server. Users diff it in CI, so its shape and order are stable."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from pilotpy.controlplane import load_mesh_config
+from pilotpy.diagnostics import Diagnostics, Problem
+from pilotpy.proxy import NodeIdError, parse_proxy, view_proxy
+from pilotpy.push import build_push_context
+from pilotpy.settings import Settings
+from pilotpy.sources.files import FileSource
+from pilotpy.store import Store
+from pilotpy.translate.endpoints import eds_cluster_names
+from pilotpy.translate.generate import endpoints_for, generate
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    """proto3 JSON, lowerCamelCase, like Envoy's config dump."""
+    return json_format.MessageToDict(message)
+
+
+def translate(paths: list[Path], *, node_id: str, labels: Mapping[str, str],
+              mesh_config: Path | None = None, default_namespace: str = "default",
+              delta: bool = False) -> tuple[dict[str, list[dict[str, Any]]], list[Problem]]:
+    """The four resource lists for `node_id`, and the problems found in the input."""
+    del delta  # the same resources go over SotW and Delta
+    for path in paths:
+        if not path.exists():
+            raise SystemExit(f"--config {path}: no such file or directory")
+    try:
+        proxy = parse_proxy(node_id, {"LABELS": dict(labels)} if labels else {})
+    except NodeIdError as err:
+        raise SystemExit(f"--node-id: {err}") from err
+    diagnostics = Diagnostics()
+    store = Store(clock=time.monotonic)
+    FileSource(paths, store, diagnostics, default_namespace=default_namespace).load()
+    mesh = load_mesh_config(Settings(mesh_config=mesh_config))
+    push, _ = build_push_context(store.snapshot().objects, mesh, 1)
+    view = view_proxy(proxy, push)
+    generated = generate(push, view)
+    endpoints = endpoints_for(push, view, eds_cluster_names(generated.clusters))
+    problems = diagnostics.problems() + [
+        Problem("translate", f"proxy {proxy.node_id}", d, error=False)
+        for d in generated.diagnostics
+    ]
+    return {
+        "listeners": [to_json(m) for m in generated.listeners],
+        "routes": [to_json(m) for m in generated.routes],
+        "clusters": [to_json(m) for m in generated.clusters],
+        "endpoints": [to_json(m) for m in endpoints],
+    }, problems
