@@ -1,0 +1,219 @@
+"""The Envoy v3 bootstrap pilot-agent would render, reduced to what a local gateway needs.
+
+The result is a plain dict in proto3-JSON form (snake_case field names, `@type` on every
+`typed_config`), so it can be dumped with `json.dumps` and handed to `envoy -c`.
+
+Readiness: the status listener answers `GET /healthz/ready` from the upstream
+`envoy.filters.http.health_check` filter instead of pilot-agent's proxy to Envoy's `/ready`.
+It is still a faithful readiness signal because Envoy only starts its worker threads once
+server initialization completes, and initialization waits for the first CDS response (and the
+EDS it triggers) followed by the first LDS response. `initial_fetch_timeout: 0s` makes that
+wait unbounded, as in Istio. Until then no worker serves the static listeners (Envoy 1.40
+does not even listen on their ports: connections are refused), so nothing answers. Once the
+workers run, the filter answers 200 (and 503 while Envoy is draining or failing health checks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+XDS_CLUSTER = "xds-grpc"
+PROMETHEUS_CLUSTER = "prometheus_stats"
+READY_PATH = "/healthz/ready"
+PROMETHEUS_PATH = "/stats/prometheus"
+
+_TYPE = "type.googleapis.com/"
+_HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+_ROUTER = "envoy.extensions.filters.http.router.v3.Router"
+_HEALTH_CHECK = "envoy.extensions.filters.http.health_check.v3.HealthCheck"
+_HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+def envoy_bootstrap(
+    *,
+    node_id: str,
+    xds_address: tuple[str, int],
+    delta: bool = False,
+    labels: Mapping[str, str] | None = None,
+    namespace: str = "istio-system",
+    admin_port: int = 0,
+    status_port: int | None = 15021,
+    stats_port: int | None = 15090,
+    cluster: str = "istio-ingressgateway",
+    istio_version: str = "1.28.0",
+) -> dict[str, Any]:
+    """Bootstrap for a proxy named `node_id` (`type~ip~pod.namespace~namespace.svc.cluster.local`)
+    that gets everything but its status/stats plumbing over ADS from `xds_address`.
+
+    `admin_port=0` lets Envoy pick; the Prometheus listener proxies to the admin port, so it
+    needs a fixed one and a ValueError is raised otherwise."""
+    if stats_port is not None and admin_port == 0:
+        raise ValueError("stats_port needs a fixed admin_port: prometheus_stats proxies to it")
+    clusters = [_xds_cluster(xds_address)]
+    listeners = []
+    if status_port is not None:
+        listeners.append(_status_listener(status_port))
+    if stats_port is not None:
+        clusters.append(_static_cluster(PROMETHEUS_CLUSTER, ("127.0.0.1", admin_port), "0.250s"))
+        listeners.append(_stats_listener(stats_port))
+    return {
+        "node": {
+            "id": node_id,
+            "cluster": cluster,
+            "metadata": _node_metadata(
+                node_id,
+                labels=labels or {},
+                namespace=namespace,
+                istio_version=istio_version,
+                status_port=status_port,
+                stats_port=stats_port,
+            ),
+        },
+        "dynamic_resources": _dynamic_resources(delta),
+        "static_resources": {"clusters": clusters, "listeners": listeners},
+        "admin": {"address": _socket_address("127.0.0.1", admin_port)},
+    }
+
+
+def _node_metadata(
+    node_id: str,
+    *,
+    labels: Mapping[str, str],
+    namespace: str,
+    istio_version: str,
+    status_port: int | None,
+    stats_port: int | None,
+) -> dict[str, Any]:
+    parts = node_id.split("~")
+    if len(parts) != 4 or not all(parts):
+        raise ValueError(f"node id {node_id!r} is not Istio's type~ip~pod.namespace~domain form")
+    metadata: dict[str, Any] = {
+        "NAMESPACE": namespace,
+        "LABELS": dict(labels),
+        "ISTIO_VERSION": istio_version,
+        "CLUSTER_ID": "Kubernetes",
+        "INSTANCE_IPS": parts[1],
+    }
+    # Istio's NodeMetadata declares both ports as ints, so they travel as JSON numbers.
+    if status_port is not None:
+        metadata["ENVOY_STATUS_PORT"] = status_port
+    if stats_port is not None:
+        metadata["ENVOY_PROMETHEUS_PORT"] = stats_port
+    return metadata
+
+
+def _dynamic_resources(delta: bool) -> dict[str, Any]:
+    # Istio never lets a fetch time out: a proxy that has not heard from the control plane
+    # stays un-ready rather than going live with half a configuration.
+    ads_source = {"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"}
+    return {
+        "ads_config": {
+            "api_type": "DELTA_GRPC" if delta else "GRPC",
+            "transport_api_version": "V3",
+            "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+            "set_node_on_first_message_only": True,
+        },
+        "cds_config": dict(ads_source),
+        "lds_config": dict(ads_source),
+    }
+
+
+def _xds_cluster(address: tuple[str, int]) -> dict[str, Any]:
+    xds = _static_cluster(XDS_CLUSTER, address, "1s")
+    xds["typed_extension_protocol_options"] = {
+        _HTTP_OPTIONS: {
+            "@type": _TYPE + _HTTP_OPTIONS,
+            "explicit_http_config": {
+                "http2_protocol_options": {
+                    # Detects a control plane that vanished without closing the stream, so
+                    # Envoy reconnects instead of waiting on a dead connection forever.
+                    "connection_keepalive": {"interval": "30s", "timeout": "10s"},
+                },
+            },
+        },
+    }
+    # Same as Istio's bootstrap: keeps long-lived ADS streams alive through NAT/conntrack.
+    xds["upstream_connection_options"] = {"tcp_keepalive": {"keepalive_time": 300}}
+    # One ADS stream carries every resource; the default limit of 1024 could throttle it.
+    xds["circuit_breakers"] = {
+        "thresholds": [
+            {
+                "priority": priority,
+                "max_connections": 100000,
+                "max_pending_requests": 100000,
+                "max_requests": 100000,
+            }
+            for priority in ("DEFAULT", "HIGH")
+        ],
+    }
+    return xds
+
+
+def _static_cluster(name: str, address: tuple[str, int], connect_timeout: str) -> dict[str, Any]:
+    host, port = address
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": connect_timeout,
+        "lb_policy": "ROUND_ROBIN",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": _socket_address(host, port)}}]},
+            ],
+        },
+    }
+
+
+def _status_listener(port: int) -> dict[str, Any]:
+    health_check = {
+        "name": "envoy.filters.http.health_check",
+        "typed_config": {
+            "@type": _TYPE + _HEALTH_CHECK,
+            "pass_through_mode": False,
+            "headers": [{"name": ":path", "string_match": {"exact": READY_PATH}}],
+        },
+    }
+    # The health check filter answers READY_PATH itself; anything it lets through is unknown.
+    not_found = {"match": {"prefix": "/"}, "direct_response": {"status": 404}}
+    return _http_listener(port, "agent", [not_found], [health_check])
+
+
+def _stats_listener(port: int) -> dict[str, Any]:
+    to_admin = {"match": {"prefix": PROMETHEUS_PATH}, "route": {"cluster": PROMETHEUS_CLUSTER}}
+    return _http_listener(port, "stats", [to_admin], [])
+
+
+def _http_listener(
+    port: int,
+    stat_prefix: str,
+    routes: list[dict[str, Any]],
+    http_filters: list[dict[str, Any]],
+) -> dict[str, Any]:
+    router = {"name": "envoy.filters.http.router", "typed_config": {"@type": _TYPE + _ROUTER}}
+    hcm = {
+        "@type": _TYPE + _HCM,
+        "codec_type": "AUTO",
+        "stat_prefix": stat_prefix,
+        "route_config": {
+            "name": stat_prefix,
+            "virtual_hosts": [{"name": "backend", "domains": ["*"], "routes": routes}],
+        },
+        "http_filters": [*http_filters, router],
+    }
+    return {
+        "name": f"0.0.0.0_{port}",
+        "address": _socket_address("0.0.0.0", port),
+        "filter_chains": [
+            {
+                "filters": [
+                    {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
+                ]
+            },
+        ],
+    }
+
+
+def _socket_address(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"protocol": "TCP", "address": host, "port_value": port}}
