@@ -8,11 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import json_format
-from google.protobuf.message import Message
-
 from pilotpy.controlplane import load_mesh_config
 from pilotpy.diagnostics import Diagnostics, Problem
+from pilotpy.protojson import message_to_json as to_json
 from pilotpy.proxy import NodeIdError, parse_proxy, view_proxy
 from pilotpy.push import build_push_context
 from pilotpy.settings import Settings
@@ -20,11 +18,6 @@ from pilotpy.sources.files import FileSource
 from pilotpy.store import Store
 from pilotpy.translate.endpoints import eds_cluster_names
 from pilotpy.translate.generate import endpoints_for, generate
-
-
-def to_json(message: Message) -> dict[str, Any]:
-    """proto3 JSON, lowerCamelCase, like Envoy's config dump."""
-    return json_format.MessageToDict(message)
 
 
 def translate(paths: list[Path], *, node_id: str, labels: Mapping[str, str],

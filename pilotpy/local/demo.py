@@ -65,7 +65,7 @@ class StepFailed(Exception):
     pass
 
 
-def _registry(listen_port: int) -> str:
+def registry(listen_port: int) -> str:
     """The gateway Service (80 -> listen_port) and httpbin's Service, Pods and slice."""
     text = (EXAMPLES / "gateway-service.yaml").read_text(encoding="utf-8")
     text = text.replace("targetPort: 8080", f"targetPort: {listen_port}")
@@ -87,7 +87,8 @@ def _ok(message: str) -> None:
     print(f"   ok: {message}", flush=True)
 
 
-async def _walkthrough(stack: LocalStack, config: Path, port: int) -> None:
+async def walkthrough(stack: LocalStack, config: Path, port: int) -> None:
+    """The W1 steps against a started stack whose config directory is `config`."""
     envoy = stack.envoy
     assert envoy is not None
 
@@ -178,13 +179,13 @@ async def _demo(delta: bool) -> None:
     config = workdir / "config"
     config.mkdir()
     port = port_or_free(8080)
-    (config / "registry.yaml").write_text(_registry(port), encoding="utf-8")
+    (config / "registry.yaml").write_text(registry(port), encoding="utf-8")
     stack = LocalStack([config], workdir, delta=delta, poll_interval=0.2)
     print(f"Starting pilotpy, an Envoy gateway ({'Delta' if delta else 'SotW'} xDS) and "
           f"httpbin v1/v2 backends (work dir {workdir})", flush=True)
     await stack.start()
     try:
-        await _walkthrough(stack, config, port)
+        await walkthrough(stack, config, port)
     finally:
         await stack.stop()
 

@@ -6,7 +6,6 @@ from typing import Any
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
 from envoy.config.core.v3 import protocol_pb2
-from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
 from envoy.type.v3 import percent_pb2
 
@@ -24,7 +23,7 @@ from pilotpy.proxy import ProxyView
 from pilotpy.push import Port, PushContext, Resolution, Service
 from pilotpy.translate import pb
 from pilotpy.translate.config_source import ads_config_source
-from pilotpy.translate.endpoints import static_endpoints_for
+from pilotpy.translate.endpoints import locality_endpoints, static_endpoints_for
 from pilotpy.translate.names import (
     BLACKHOLE_CLUSTER,
     delimited_stat_prefix,
@@ -278,11 +277,8 @@ def build_outbound_cluster(push: PushContext, service: Service, port: Port, *, s
         cluster.dns_lookup_family = cluster_pb2.Cluster.V4_ONLY
         cluster.dns_refresh_rate.CopyFrom(pb.duration(mesh.dns_refresh_rate_ns))
         cluster.respect_dns_ttl = True
-        cluster.load_assignment.CopyFrom(endpoint_pb2.ClusterLoadAssignment(
-            cluster_name=name, endpoints=[endpoint_pb2.LocalityLbEndpoints(
-                lb_endpoints=lb_endpoints,
-                load_balancing_weight=pb.uint32(sum(max(e.load_balancing_weight.value, 1)
-                                                    for e in lb_endpoints)))]))
+        cluster.load_assignment.cluster_name = name
+        cluster.load_assignment.endpoints.append(locality_endpoints(lb_endpoints))
     options = _ProtocolOptions()
     if port.protocol.is_http2:
         options.h2()

@@ -29,6 +29,14 @@ def _lb_endpoint(address: str, port: int, weight: int) -> ec.LbEndpoint:
     return endpoint
 
 
+def locality_endpoints(lb_endpoints: list[ec.LbEndpoint]) -> ec.LocalityLbEndpoints:
+    """One locality group (pilotpy does not model localities yet) weighted by its members."""
+    return ec.LocalityLbEndpoints(
+        lb_endpoints=lb_endpoints,
+        load_balancing_weight=pb.uint32(sum(e.load_balancing_weight.value for e in lb_endpoints)),
+    )
+
+
 def static_endpoints_for(service: Service, port: Port, subset_labels: Mapping[str, str] | None
                          ) -> list[ec.LbEndpoint]:
     """Endpoints written in a ServiceEntry, or (DNS resolution without endpoints) the host
@@ -83,11 +91,7 @@ def load_assignment(push: PushContext, view: ProxyView, cluster_name: str
     else:
         lb_endpoints = static_endpoints_for(service, port, labels)
     if lb_endpoints:
-        out.endpoints.append(ec.LocalityLbEndpoints(
-            lb_endpoints=lb_endpoints,
-            load_balancing_weight=pb.uint32(sum(e.load_balancing_weight.value
-                                                for e in lb_endpoints)),
-        ))
+        out.endpoints.append(locality_endpoints(lb_endpoints))
     return out
 
 

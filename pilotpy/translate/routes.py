@@ -354,7 +354,7 @@ def _redirect(out: rc.Route, redirect: HTTPRedirect, listen_port: int, is_tls: b
     action.host_redirect = redirect.authority
     if redirect.prefix_rewrite:
         action.prefix_rewrite = redirect.prefix_rewrite
-    else:
+    elif redirect.uri:
         action.path_redirect = redirect.uri
     if redirect.scheme:
         action.scheme_redirect = redirect.scheme

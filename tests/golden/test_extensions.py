@@ -1,0 +1,62 @@
+"""pilotpy emits only upstream Envoy extensions, from a checked-in allowlist (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).parent
+GOLDENS = sorted((HERE / "testdata").glob("*/expected.json"))
+PER_NAME_MAPS = ("typedPerFilterConfig", "typedExtensionProtocolOptions")
+
+
+def allowlist() -> set[str]:
+    lines = (HERE / "extensions-allowlist.txt").read_text(encoding="utf-8").splitlines()
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+
+
+def extensions(node: Any) -> Iterator[str]:
+    """Every @type, every name of an object carrying a typed config, every per-name key."""
+    if isinstance(node, dict):
+        if "@type" in node:
+            yield node["@type"]
+        if "typedConfig" in node and "name" in node:
+            yield node["name"]
+        for key in PER_NAME_MAPS:
+            if isinstance(node.get(key), dict):
+                yield from node[key]
+        for value in node.values():
+            yield from extensions(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from extensions(value)
+
+
+def test_goldens_exist() -> None:
+    assert GOLDENS
+
+
+@pytest.mark.parametrize("golden", GOLDENS, ids=lambda p: p.parent.name)
+def test_golden_uses_only_allowed_extensions(golden: Path) -> None:
+    data = json.loads(golden.read_text(encoding="utf-8"))
+    used = set(extensions({k: v for k, v in data.items() if k != "problems"}))
+    assert used <= allowlist(), f"not in the allowlist: {sorted(used - allowlist())}"
+
+
+@pytest.mark.parametrize("golden", GOLDENS, ids=lambda p: p.parent.name)
+def test_golden_never_references_istio_only_parts(golden: Path) -> None:
+    text = golden.read_text(encoding="utf-8")
+    # Only pilot-agent's bootstrap has sds-grpc; Envoy hangs silently on a missing SDS cluster.
+    assert "sds-grpc" not in text
+    used = set(extensions(json.loads(text)))
+    assert not {u for u in used if u.startswith("istio.") or ".istio." in u}
+
+
+def test_the_walk_finds_extensions() -> None:
+    sample = {"httpFilters": [{"name": "x.filter", "typedConfig": {"@type": "t/x.Config"}}],
+              "typedPerFilterConfig": {"y.filter": {"@type": "t/y.Config"}}}
+    assert set(extensions(sample)) == {"x.filter", "t/x.Config", "y.filter", "t/y.Config"}
