@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from google.protobuf import descriptor_pool, json_format, message_factory
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 _STRUCT_TYPES = frozenset({"google.protobuf.Struct", "google.protobuf.Value",
@@ -42,7 +42,7 @@ def _unpacked(any_message: Any) -> Message | None:
 
 
 def _canonical(message: Message, data: Any) -> Any:
-    descriptor: Descriptor = message.DESCRIPTOR
+    descriptor: Any = message.DESCRIPTOR
     if descriptor.full_name in _STRUCT_TYPES:
         return _sorted_json(data)
     if not isinstance(data, dict):
@@ -68,7 +68,9 @@ def _canonical(message: Message, data: Any) -> Any:
 
 
 def _canonical_map(field: FieldDescriptor, mapping: Any, data: dict[str, Any]) -> dict[str, Any]:
-    value_field = field.message_type.fields_by_name["value"]
+    entry = field.message_type
+    assert entry is not None
+    value_field = entry.fields_by_name["value"]
     by_json_key = {str(k).lower() if isinstance(k, bool) else str(k): k for k in mapping}
     out = {}
     for key in sorted(data):

@@ -2,75 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from pilotpy.local.demo import DESTINATION_RULE, GATEWAY, registry, virtual_service
+from pilotpy.local.demo import DESTINATION_RULE, GATEWAY, registry
 from pilotpy.local.envoy import free_port
-from pilotpy.local.stack import LocalStack, http_get
-
-V1_CLUSTER = "outbound|80|v1|httpbin-service.default.svc.cluster.local"
-V2_CLUSTER = "outbound|80|v2|httpbin-service.default.svc.cluster.local"
-
-
-def weighted_virtual_service(v1: int, v2: int) -> str:
-    text = virtual_service(["httpbin.local"])
-    head, sep, tail = text.partition("weight: 0\n")  # v1's weight comes first
-    return head + f"weight: {v1}\n" + tail.replace("weight: 100", f"weight: {v2}")
-
-
-async def eventually(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    """Poll `check` (run in a thread: it may block on HTTP) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await asyncio.to_thread(check)
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-
-
-class W1:
-    """The W1 config in a directory the test edits, and the running stack serving it."""
-
-    def __init__(self, stack: LocalStack, config: Path, port: int) -> None:
-        self.stack = stack
-        self.config = config
-        self.port = port
-
-    @property
-    def envoy(self) -> Any:
-        assert self.stack.envoy is not None
-        return self.stack.envoy
-
-    def write(self, name: str, text: str) -> None:
-        path = self.config / name
-        tmp = path.with_suffix(".tmp")  # the file source ignores .tmp: no half-written reads
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-
-    def get(self, host: str = "httpbin.local", path: str = "/headers"
-            ) -> tuple[int, dict[str, str], bytes]:
-        return http_get(self.port, host, path)
-
-    def versions(self, count: int) -> list[str | None]:
-        out = []
-        for _ in range(count):
-            status, headers, _ = self.get()
-            out.append(headers.get("x-backend-version") if status == 200 else str(status))
-        return out
-
-    def stat(self, name: str) -> int:
-        return int(self.envoy.stats().get(name, 0))
-
-
-W1Factory = Callable[..., Awaitable[W1]]
+from pilotpy.local.stack import LocalStack
+from tests.e2e.support import W1, W1Factory, eventually, weighted_virtual_service
 
 
 @pytest.fixture

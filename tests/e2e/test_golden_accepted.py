@@ -13,7 +13,7 @@ import yaml
 
 from pilotpy.local.envoy import free_port
 from pilotpy.local.stack import LocalStack
-from tests.e2e.conftest import eventually
+from tests.e2e.support import eventually
 
 pytestmark = pytest.mark.e2e
 TESTDATA = Path(__file__).parents[1] / "golden" / "testdata"

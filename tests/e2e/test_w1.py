@@ -8,11 +8,17 @@ from pathlib import Path
 import pytest
 
 from pilotpy.local.backend import Backend
-from pilotpy.local.demo import DESTINATION_RULE, GATEWAY, registry, virtual_service, walkthrough
+from pilotpy.local.demo import DESTINATION_RULE, registry, virtual_service, walkthrough
 from pilotpy.local.envoy import free_port
 from pilotpy.local.stack import LocalStack
 from pilotpy.xds import types
-from tests.e2e.conftest import V1_CLUSTER, V2_CLUSTER, W1Factory, eventually, weighted_virtual_service
+from tests.e2e.support import (
+    V1_CLUSTER,
+    V2_CLUSTER,
+    W1Factory,
+    eventually,
+    weighted_virtual_service,
+)
 
 pytestmark = pytest.mark.e2e
 PROTOCOLS = pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
