@@ -14,6 +14,7 @@ from typing import Any
 
 from pilotpy import __version__
 from pilotpy.settings import DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR, Settings
+from pilotpy.tuning import tune_gc
 
 
 class JsonFormatter(logging.Formatter):
@@ -175,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
+    tune_gc()
     return int(args.func(args))
 
 

@@ -71,6 +71,7 @@ class Discovery:
         self._classes: dict[tuple[Any, ...], _Class] = {}
         self._handles: set[ProxyHandle] = set()
         self.timings = PushTimings()
+        self._rebuild_next = False
 
     # -- config updates --------------------------------------------------------------------
 
@@ -78,8 +79,17 @@ class Discovery:
         """A new push context from a change set; class snapshots regenerate lazily."""
         started = time.perf_counter()
         version = change.version
-        push, scope = build_push_context(change.objects, self.mesh, version, self.push,
-                                         change.changed if self.push is not None else None)
+        incremental = self.push is not None and not self._rebuild_next
+        try:
+            push, scope = build_push_context(change.objects, self.mesh, version, self.push,
+                                             change.changed if incremental else None)
+        except Exception:
+            # Incremental indexes hand their bookkeeping to the context they build, so a
+            # failed build leaves the previous context unable to seed the next one. The last
+            # good config keeps being served; the next change set is built from scratch.
+            self._rebuild_next = True
+            raise
+        self._rebuild_next = False
         self.push = push
         self.timings.push_context_seconds = time.perf_counter() - started
         previous = self._classes

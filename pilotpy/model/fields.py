@@ -9,6 +9,7 @@ misspelt `retires:` must not be silently ignored.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -55,6 +56,12 @@ def _type_name(value: Any) -> str:
     if isinstance(value, dict):
         return "object"
     return type(value).__name__
+
+
+def _intern(value: str) -> str:
+    """Names, namespaces, label keys and values repeat across thousands of objects; one
+    copy of each short string keeps a large mesh's memory down."""
+    return sys.intern(value) if len(value) <= 64 else value
 
 
 # The reader's methods are named after the types they read (`f.str("name")`), which hides the
@@ -169,7 +176,7 @@ class Fields:
             return default
         if required and not value:
             self.error("required, must not be empty", key)
-        return str(value)
+        return _intern(value)
 
     def str_list(self, key: Text, *, required: Bool = False) -> tuple[Text, ...]:
         value = self._typed(key, (list,), "list of strings")
@@ -184,7 +191,7 @@ class Fields:
                     Issue(f"{self.at(key)}[{index}]", f"expected string, got {_type_name(item)}")
                 )
                 continue
-            out.append(item)
+            out.append(_intern(item))
         if required and not out:
             self.error("required, must not be empty", key)
         return tuple(out)
@@ -200,7 +207,7 @@ class Fields:
                     Issue(f"{self.at(key)}.{name}", f"expected string, got {_type_name(item)}")
                 )
                 continue
-            out[str(name)] = item if isinstance(item, Text) else str(item)
+            out[_intern(str(name))] = _intern(item if isinstance(item, Text) else str(item))
         return out
 
     def int_map(self, key: Text, *, minimum: Int = 0, maximum: Int = 65535) -> dict[Text, Int]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 _LABEL = re.compile(r"^[a-z0-9A-Z]([-a-z0-9A-Z]*[a-z0-9A-Z])?$")
 _WILDCARD_LABEL = re.compile(r"^(\*|\*?[a-z0-9A-Z]([-a-z0-9A-Z]*[a-z0-9A-Z])?)$")
@@ -28,6 +29,8 @@ def validate_hostname(host: str, *, allow_wildcard: bool) -> str | None:
     if len(host) > 255:
         return f"host {host!r} is too long (max 255)"
     first, _, rest = host.partition(".")
+    if len(first) > 63:
+        return f"host {host!r} is invalid (label {first!r} is longer than 63 characters)"
     if allow_wildcard:
         if not _WILDCARD_LABEL.match(first) or (first != "*" and "*" in first):
             return (f"host {host!r} is invalid (label {first!r}; a wildcard must be a whole "
@@ -94,6 +97,7 @@ def names_for_namespace(hosts: Iterable[str], namespace: str) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=65536)
 def resolve_short_name(host: str, namespace: str, domain_suffix: str) -> str:
     """`reviews` in namespace `default` -> `reviews.default.svc.cluster.local`.
 

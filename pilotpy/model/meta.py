@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import NamedTuple
 
 from pilotpy.model.errors import ObjectRef
@@ -21,6 +23,9 @@ def is_dns1123_label(value: str) -> bool:
 
 def is_dns1123_subdomain(value: str) -> bool:
     return len(value) <= 253 and bool(_DNS1123_SUBDOMAIN.match(value))
+
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
 class Key(NamedTuple):
@@ -75,9 +80,17 @@ def parse_meta(doc: Mapping[str, object], kind: str, default_namespace: str, nam
         namespace = default_namespace
     if namespace and not is_dns1123_label(namespace):
         metadata.error(f"{namespace!r} is not a valid namespace name", "namespace")
-    labels = metadata.str_map("labels")
-    annotations = metadata.str_map("annotations")
-    created = metadata.str("creationTimestamp")
+    # Most objects have no labels or annotations: share one empty mapping.
+    labels = metadata.str_map("labels") or _EMPTY
+    annotations = metadata.str_map("annotations") or _EMPTY
+    raw_created = metadata.raw("creationTimestamp")
+    if isinstance(raw_created, datetime):
+        # YAML reads an unquoted RFC 3339 timestamp as a datetime; keep the API server's form
+        # so creation-time ordering compares like with like.
+        stamp = raw_created if raw_created.tzinfo else raw_created.replace(tzinfo=UTC)
+        created = stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    else:
+        created = metadata.str("creationTimestamp")
     # Server-populated fields carry no meaning for translation.
     metadata.done(ignore=("uid", "resourceVersion", "generation", "managedFields",
                           "selfLink", "ownerReferences", "finalizers", "generateName",

@@ -544,8 +544,12 @@ def _parse_http_route(f: Fields) -> HTTPRoute:
                 f"{', '.join(actions)}")
     if not actions:
         f.error("one of route, redirect or directResponse is required")
+    if mirror is not None and mirrors:
+        f.error("an HTTP route cannot contain both mirror and mirrors")
     if (redirect or direct) and (rewrite or mirror or mirrors):
         f.error("rewrite and mirror apply to routed traffic, not to redirect or directResponse")
+    if (redirect or direct) and route_obj.fault is not None:
+        f.error("fault injection applies to routed traffic, not to redirect or directResponse")
     return route_obj
 
 

@@ -13,13 +13,13 @@ from pilotpy.model import hosts
 from pilotpy.model.common import Destination
 from pilotpy.model.destinationrule import DestinationRule
 from pilotpy.model.gateway import Gateway
-from pilotpy.model.virtualservice import HTTPRoute, L4Match, VirtualService
+from pilotpy.model.virtualservice import HTTPRoute, HTTPRouteDestination, L4Match, VirtualService
 from pilotpy.push.services import Service, resolve_export_to
 
 
 def _resolve_destination(d: Destination, namespace: str, suffix: str) -> Destination:
     resolved = hosts.resolve_short_name(d.host, namespace, suffix)
-    return d if resolved == d.host else replace(d, host=resolved)
+    return d if resolved == d.host else Destination(resolved, d.subset, d.port)
 
 
 def _resolve_l4(m: L4Match, namespace: str) -> L4Match:
@@ -37,7 +37,8 @@ def _resolve_http(route: HTTPRoute, ns: str, suffix: str) -> HTTPRoute:
             if m.gateways else m
             for m in route.match
         ),
-        route=tuple(replace(rd, destination=_resolve_destination(rd.destination, ns, suffix))
+        route=tuple(HTTPRouteDestination(_resolve_destination(rd.destination, ns, suffix),
+                                         rd.weight, rd.headers)
                     for rd in route.route),
         mirror=_resolve_destination(route.mirror, ns, suffix) if route.mirror else None,
         mirrors=tuple(replace(m, destination=_resolve_destination(m.destination, ns, suffix))
@@ -127,20 +128,49 @@ class _HostRules:
         bucket = self.wildcards if hosts.is_wildcard(host) else self.specific
         bucket.setdefault(host, []).append(rule)
 
-    def freeze(self) -> dict[str, DestinationRule]:
-        return {h: _merge(r) for h, r in (*self.specific.items(), *self.wildcards.items())}
+    def freeze(self) -> _Rules:
+        wildcards = sorted(((h, _merge(r)) for h, r in self.wildcards.items()),
+                           key=lambda item: (-len(item[0]), item[0]))
+        return _Rules({h: _merge(r) for h, r in self.specific.items()}, tuple(wildcards))
+
+
+class _Rules:
+    """Rules by exact host, and wildcard rules most specific first: a lookup is one dict
+    access plus a scan of the (few) wildcard rules, never of every rule."""
+
+    __slots__ = ("exact", "wildcards")
+
+    def __init__(self, exact: dict[str, DestinationRule],
+                 wildcards: tuple[tuple[str, DestinationRule], ...]) -> None:
+        self.exact = exact
+        self.wildcards = wildcards
+
+    def __bool__(self) -> bool:
+        return bool(self.exact or self.wildcards)
+
+    def most_specific(self, hostname: str) -> DestinationRule | None:
+        found = self.exact.get(hostname)
+        if found is not None:
+            return found
+        for host, rule in self.wildcards:
+            if hosts.subset_of(hostname, host):
+                return rule
+        return None
 
 
 class DestinationRuleIndex:
     """istiod's lookup order: rules in the proxy's namespace, then rules the service's
-    namespace exports to the proxy, then rules the root namespace exports."""
+    namespace exports to the proxy, then rules the root namespace exports. A proxy in the root
+    namespace (the ingress gateway, usually) starts with the root namespace's private rules
+    only, so a mesh-wide `*.local` rule there does not hide the services' own rules."""
 
-    __slots__ = ("_exported", "_local", "_root")
+    __slots__ = ("_exported", "_local", "_root", "_root_private")
 
     def __init__(self, rules: Iterable[DestinationRule], domain_suffix: str,
                  root_namespace: str) -> None:
         self._root = root_namespace
         local: dict[str, _HostRules] = {}
+        root_private = _HostRules()
         exported: dict[str, dict[frozenset[str], _HostRules]] = {}
         for rule in sorted(rules, key=lambda r: r.meta.age_order):
             if rule.workload_selector is not None:
@@ -148,42 +178,34 @@ class DestinationRuleIndex:
             ns = rule.meta.namespace
             host = hosts.resolve_short_name(rule.host, ns, domain_suffix).lower()
             rule = replace(rule, host=host)
-            local.setdefault(ns, _HostRules()).add(host, rule)
             export_to = resolve_export_to(rule.export_to, ns)
+            if "*" in export_to or ns in export_to:
+                local.setdefault(ns, _HostRules()).add(host, rule)
+                if ns == root_namespace and export_to == {ns}:
+                    root_private.add(host, rule)
             if export_to:
                 exported.setdefault(ns, {}).setdefault(export_to, _HostRules()).add(host, rule)
         self._local = {ns: r.freeze() for ns, r in local.items()}
+        self._root_private = root_private.freeze()
         self._exported = {ns: [(e, r.freeze()) for e, r in sorted(by.items(), key=lambda i:
                                                                   sorted(i[0]))]
                           for ns, by in exported.items()}
-
-    @staticmethod
-    def _most_specific(hostname: str, rules: dict[str, DestinationRule]) -> DestinationRule | None:
-        exact = rules.get(hostname)
-        if exact is not None:
-            return exact
-        best: DestinationRule | None = None
-        for host, rule in rules.items():
-            if hosts.is_wildcard(host) and hosts.subset_of(hostname, host) and (
-                best is None or len(host) > len(best.host)
-            ):
-                best = rule
-        return best
 
     def _exported_from(self, namespace: str, hostname: str,
                        proxy_namespace: str) -> DestinationRule | None:
         for export_to, rules in self._exported.get(namespace, []):
             if "*" in export_to or proxy_namespace in export_to:
-                found = self._most_specific(hostname, rules)
+                found = rules.most_specific(hostname)
                 if found is not None:
                     return found
         return None
 
     def for_service(self, proxy_namespace: str, service: Service) -> DestinationRule | None:
         hostname = service.hostname
-        local = self._local.get(proxy_namespace)
+        local = (self._local.get(proxy_namespace) if proxy_namespace != self._root
+                 else self._root_private)
         if local:
-            found = self._most_specific(hostname, local)
+            found = local.most_specific(hostname)
             if found is not None:
                 return found
         found = self._exported_from(service.namespace, hostname, proxy_namespace)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from pilotpy.model.kube import EndpointSlice, Pod
 from pilotpy.model.meta import Key
@@ -25,8 +26,9 @@ from pilotpy.model.meta import Key
 HEALTHY = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
+class Endpoint(NamedTuple):
+    # A NamedTuple: there is one per endpoint address and port, and tuples are the cheapest
+    # immutable records Python builds.
     address: str
     port: int
     labels: Mapping[str, str]
@@ -66,11 +68,14 @@ class PodIndex:
 @dataclass(frozen=True, slots=True)
 class _ServiceEntry:
     endpoints: PortEndpoints
-    pod_keys: frozenset[tuple[str, str]]  # Pods referenced, for incremental updates
-    ips: frozenset[str]  # addresses looked up by IP (no targetRef)
+    # For incremental updates: the Pods referenced, and addresses looked up by IP (no
+    # targetRef). Tuples, not sets: there is one entry per service and sets cost 4x more.
+    pod_keys: tuple[tuple[str, str], ...]
+    ips: tuple[str, ...]
 
 
-_EMPTY = _ServiceEntry({}, frozenset(), frozenset())
+_EMPTY = _ServiceEntry({}, (), ())
+_NO_LABELS: Mapping[str, str] = {}
 
 
 def _is_healthy(ready: bool | None, terminating: bool | None, publish_not_ready: bool) -> bool:
@@ -103,16 +108,31 @@ def _compute(slices: Iterable[EndpointSlice], pods: PodIndex,
                 else:
                     ips.add(address)
                     pod = pods.by_address(address, eps.meta.namespace)
-                labels = pod.meta.labels if pod is not None else {}
+                labels = pod.meta.labels if pod is not None else _NO_LABELS
                 account = pod.service_account if pod is not None else ""
                 for port in eps.ports:
-                    by_address = found.setdefault(port.name, {})
+                    by_address = found.get(port.name)
+                    if by_address is None:
+                        by_address = found[port.name] = {}
                     key = (address, port.port)
                     if key not in by_address:
-                        by_address[key] = Endpoint(address, port.port, labels,
-                                                   service_account=account)
+                        by_address[key] = Endpoint(address, port.port, labels, "", 0, account)
     endpoints = {name: tuple(by_address.values()) for name, by_address in sorted(found.items())}
-    return _ServiceEntry(endpoints, frozenset(pod_keys), frozenset(ips))
+    return _ServiceEntry(endpoints, tuple(sorted(pod_keys)), tuple(sorted(ips)))
+
+
+def _link(index: dict[Any, tuple[ServiceRef, ...]], key: Any, ref: ServiceRef) -> None:
+    refs = index.get(key, ())
+    if ref not in refs:
+        index[key] = (*refs, ref)
+
+
+def _unlink(index: dict[Any, tuple[ServiceRef, ...]], key: Any, ref: ServiceRef) -> None:
+    refs = tuple(r for r in index.get(key, ()) if r != ref)
+    if refs:
+        index[key] = refs
+    else:
+        index.pop(key, None)
 
 
 class EndpointIndex:
@@ -124,8 +144,9 @@ class EndpointIndex:
         self._entries: dict[ServiceRef, _ServiceEntry] = {}
         self._slices: dict[ServiceRef, dict[str, EndpointSlice]] = {}
         self._slice_owner: dict[tuple[str, str], ServiceRef] = {}
-        self._by_pod: dict[tuple[str, str], set[ServiceRef]] = {}
-        self._by_ip: dict[str, set[ServiceRef]] = {}
+        # Reverse indexes; values are tuples because nearly all hold a single service.
+        self._by_pod: dict[tuple[str, str], tuple[ServiceRef, ...]] = {}
+        self._by_ip: dict[str, tuple[ServiceRef, ...]] = {}
 
     def for_service(self, namespace: str, name: str) -> PortEndpoints:
         return self._entries.get((namespace, name), _EMPTY).endpoints
@@ -168,12 +189,12 @@ class EndpointIndex:
                 dirty.add(new._add_slice(eps))
         for key in changed_pods:
             pod_key = (key.namespace, key.name)
-            dirty |= new._by_pod.get(pod_key, set())
+            dirty.update(new._by_pod.get(pod_key, ()))
             for index in (old_pods, pods):
                 pod = index.by_key.get(pod_key)
                 if pod is not None:
                     for ip in pod.ips or (pod.ip,):
-                        dirty |= new._by_ip.get(ip, set())
+                        dirty.update(new._by_ip.get(ip, ()))
         for ref in dirty:
             new._recompute(ref, pods, publish_not_ready.get(ref, False))
         return new, dirty
@@ -187,9 +208,9 @@ class EndpointIndex:
     def _recompute(self, ref: ServiceRef, pods: PodIndex, publish_not_ready: bool) -> None:
         old = self._entries.get(ref, _EMPTY)
         for pod_key in old.pod_keys:
-            self._by_pod.get(pod_key, set()).discard(ref)
+            _unlink(self._by_pod, pod_key, ref)
         for ip in old.ips:
-            self._by_ip.get(ip, set()).discard(ref)
+            _unlink(self._by_ip, ip, ref)
         slices = self._slices.get(ref)
         if not slices:
             self._entries.pop(ref, None)
@@ -198,6 +219,6 @@ class EndpointIndex:
         entry = _compute(slices.values(), pods, publish_not_ready)
         self._entries[ref] = entry
         for pod_key in entry.pod_keys:
-            self._by_pod.setdefault(pod_key, set()).add(ref)
+            _link(self._by_pod, pod_key, ref)
         for ip in entry.ips:
-            self._by_ip.setdefault(ip, set()).add(ref)
+            _link(self._by_ip, ip, ref)

@@ -137,9 +137,31 @@ class FileSource:
             return None
         return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
+    def _missing_roots(self) -> list[Path]:
+        """Configured paths that are gone. A vanished directory (an unmounted volume, a
+        ConfigMap being swapped) is a source failure, not a deletion of everything in it:
+        what was read from it keeps being served until it is back."""
+        missing = []
+        for root in self._paths:
+            origin = f"config path {root}"
+            if root.exists():
+                self._diagnostics.clear(origin)
+                continue
+            missing.append(root)
+            self._diagnostics.set(origin, [Problem(
+                str(root), "config path", "missing; serving the objects last read from it")])
+        return missing
+
+    @staticmethod
+    def _under(path: Path, roots: list[Path]) -> bool:
+        return any(path == root or root in path.parents for root in roots)
+
     def _scan(self) -> None:
+        missing = self._missing_roots()
         present = discover(self._paths)
         for path in sorted(set(self._files) - set(present)):
+            if self._under(path, missing):
+                continue
             del self._files[path]
             self._store.replace_partition(str(path), {})
             self._diagnostics.clear(str(path))

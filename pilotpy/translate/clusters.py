@@ -234,18 +234,20 @@ def _apply_traffic_policy(cluster: cluster_pb2.Cluster, port: Port, policy: Traf
 
 def _istio_metadata(cluster: cluster_pb2.Cluster, service: Service, rule: DestinationRule | None,
                     subset: str) -> None:
-    istio: dict[str, object] = {
-        "services": [{"host": service.hostname, "name": service.name,
-                      "namespace": service.namespace}],
-    }
+    """`filter_metadata.istio`: services, the DestinationRule, the subset, external."""
+    fields = cluster.metadata.filter_metadata["istio"].fields
+    entry = fields["services"].list_value.values.add().struct_value.fields
+    entry["host"].string_value = service.hostname
+    entry["name"].string_value = service.name
+    entry["namespace"].string_value = service.namespace
     if rule is not None:
-        istio["config"] = (f"/apis/networking.istio.io/v1/namespaces/{rule.meta.namespace}"
-                           f"/destination-rule/{rule.meta.name}")
+        fields["config"].string_value = (
+            f"/apis/networking.istio.io/v1/namespaces/{rule.meta.namespace}"
+            f"/destination-rule/{rule.meta.name}")
     if subset:
-        istio["subset"] = subset
+        fields["subset"].string_value = subset
     if service.mesh_external:
-        istio["external"] = True
-    cluster.metadata.filter_metadata["istio"].update(istio)
+        fields["external"].bool_value = True
 
 
 def _discovery_type(service: Service) -> Any:

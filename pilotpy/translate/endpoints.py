@@ -20,9 +20,14 @@ def _subset_of(selector: Mapping[str, str] | None, labels: Mapping[str, str]) ->
     return not selector or all(labels.get(k) == v for k, v in selector.items())
 
 
+_LB_ENDPOINT = ec.LbEndpoint(health_status=HEALTHY, load_balancing_weight=pb.uint32(1))
+
+
 def _lb_endpoint(address: str, port: int, weight: int) -> ec.LbEndpoint:
-    endpoint = ec.LbEndpoint(health_status=HEALTHY,
-                             load_balancing_weight=pb.uint32(max(weight, 1)))
+    endpoint = ec.LbEndpoint()
+    endpoint.CopyFrom(_LB_ENDPOINT)  # cheaper than building the nested message each time
+    if weight > 1:
+        endpoint.load_balancing_weight.value = weight
     socket = endpoint.endpoint.address.socket_address
     socket.address = address
     socket.port_value = port

@@ -15,17 +15,21 @@ PREVIOUS_HOSTS = "envoy.retry_host_predicates.previous_hosts"
 PREVIOUS_PRIORITIES = "envoy.retry_priorities.previous_priorities"
 
 
-def _previous_hosts() -> rc.RetryPolicy.RetryHostPredicate:
-    return rc.RetryPolicy.RetryHostPredicate(
-        name=PREVIOUS_HOSTS, typed_config=pb.typed(previous_hosts_pb2.PreviousHostsPredicate()))
+_PREVIOUS_HOSTS = rc.RetryPolicy.RetryHostPredicate(
+    name=PREVIOUS_HOSTS, typed_config=pb.typed(previous_hosts_pb2.PreviousHostsPredicate()))
+# Built once: nearly every route carries one of these, and copying is cheaper than building.
+_DEFAULT = rc.RetryPolicy(retry_on=DEFAULT_RETRY_ON, num_retries=pb.uint32(DEFAULT_ATTEMPTS),
+                          host_selection_retry_max_attempts=5,
+                          retry_host_predicate=[_PREVIOUS_HOSTS])
+# Retrying on another host defeats consistent hashing, so istiod leaves the predicate out then.
+_DEFAULT_CONSISTENT_HASH = rc.RetryPolicy(retry_on=DEFAULT_RETRY_ON,
+                                          num_retries=pb.uint32(DEFAULT_ATTEMPTS),
+                                          host_selection_retry_max_attempts=5)
 
 
 def _default_policy(consistent_hash: bool) -> rc.RetryPolicy:
-    policy = rc.RetryPolicy(retry_on=DEFAULT_RETRY_ON, num_retries=pb.uint32(DEFAULT_ATTEMPTS),
-                            host_selection_retry_max_attempts=5)
-    if not consistent_hash:
-        # Retrying on another host defeats consistent hashing, so istiod leaves it out then.
-        policy.retry_host_predicate.append(_previous_hosts())
+    policy = rc.RetryPolicy()
+    policy.CopyFrom(_DEFAULT_CONSISTENT_HASH if consistent_hash else _DEFAULT)
     return policy
 
 
@@ -62,7 +66,7 @@ def retry_policy(retries: HTTPRetry | None, *, consistent_hash: bool) -> rc.Retr
     if retries.retry_ignore_previous_hosts is not None:
         del policy.retry_host_predicate[:]
         if retries.retry_ignore_previous_hosts:
-            policy.retry_host_predicate.append(_previous_hosts())
+            policy.retry_host_predicate.append(_PREVIOUS_HOSTS)
     if retries.retry_remote_localities:
         policy.retry_priority.name = PREVIOUS_PRIORITIES
         policy.retry_priority.typed_config.CopyFrom(pb.typed(

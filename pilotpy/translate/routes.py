@@ -449,7 +449,7 @@ def translate_route(vs: VirtualService, route: HTTPRoute, match: HTTPMatch | Non
     if match is not None and match.name:
         name = f"{name}.{match.name}"
     out = rc.Route(name=name, match=route_match(match))
-    out.metadata.filter_metadata["istio"].update({"config": config_path(vs)})
+    out.metadata.filter_metadata["istio"].fields["config"].string_value = config_path(vs)
     if match is not None and match.stat_prefix:
         out.stat_prefix = match.stat_prefix
     authority = ""

@@ -14,7 +14,7 @@ Rules (xDS spec; istiod's pilot/pkg/xds/delta.go; DESIGN.md §3):
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from envoy.service.discovery.v3 import discovery_pb2
@@ -55,6 +55,10 @@ class DeltaStream:
         self._stats = stats
         self._memo = memo
         self._watches: dict[str, _Watch] = {}
+        # EDS names of clusters sent before any EDS watch existed (a reconnecting Envoy sends
+        # CDS first): their assignments are owed to the first EDS request, whatever versions
+        # it says it holds, since those clusters warm until they get one.
+        self._owed: frozenset[str] = frozenset()
 
     def _respond(self, watch: _Watch, current: ResourceSet, snapshot: Snapshot,
                  resources: tuple[Resource, ...], removed: tuple[str, ...]) -> bytes:
@@ -79,25 +83,33 @@ class DeltaStream:
             found = self._memo.put(key, compute_diff(watch.sent, current, watch.scope))
         return found
 
-    def _assignments_after_clusters(self, snapshot: Snapshot, cluster_diff: Diff) -> list[bytes]:
-        watch = self._watches.get(types.ENDPOINT)
-        if watch is None or watch.sent is None or not cluster_diff.changed:
-            return []
-        eds = snapshot.eds_names_by_cluster
-        current = snapshot.get(types.ENDPOINT)
-        warming = {eds[r.name] for r in cluster_diff.changed if r.name in eds}
-        if not watch.wildcard:
-            warming &= watch.subscription.names
-        diff = self._diff(watch, current)
+    @staticmethod
+    def _with_warming(diff: Diff, watch: _Watch, current: ResourceSet,
+                      warming: Iterable[str]) -> Diff:
+        """`diff` plus the assignments of warming clusters within the subscription."""
         send = {r.name: r for r in diff.changed}
-        for name in sorted(warming - send.keys()):
+        for name in sorted(set(warming) - send.keys()):
+            if not watch.wildcard and name not in watch.subscription.names:
+                continue
             resource = current.get(name)
             if resource is not None:
                 send[name] = resource
-        if not send and not diff.removed:
+        return Diff(tuple(send[n] for n in sorted(send)), diff.removed)
+
+    def _assignments_after_clusters(self, snapshot: Snapshot, cluster_diff: Diff) -> list[bytes]:
+        if not cluster_diff.changed:
             return []
-        ordered = tuple(send[n] for n in sorted(send))
-        return [self._respond(watch, current, snapshot, ordered, diff.removed)]
+        eds = snapshot.eds_names_by_cluster
+        warming = {eds[r.name] for r in cluster_diff.changed if r.name in eds}
+        watch = self._watches.get(types.ENDPOINT)
+        if watch is None or watch.sent is None:
+            self._owed |= warming
+            return []
+        current = snapshot.get(types.ENDPOINT)
+        diff = self._with_warming(self._diff(watch, current), watch, current, warming)
+        if not diff:
+            return []
+        return [self._respond(watch, current, snapshot, diff.changed, diff.removed)]
 
     def on_request(self, request: discovery_pb2.DeltaDiscoveryRequest, snapshot: Snapshot
                    ) -> list[bytes]:
@@ -117,6 +129,9 @@ class DeltaStream:
             watch = self._watches[type_url] = _Watch(wildcard, names(subscribe - {WILDCARD}))
             known: Mapping[str, str] = request.initial_resource_versions
             diff = diff_from_versions(known, current, watch.scope)
+            if type_url == types.ENDPOINT and self._owed:
+                diff = self._with_warming(diff, watch, current, self._owed)
+                self._owed = frozenset()
             out = [self._respond(watch, current, snapshot, diff.changed, diff.removed)]
             if type_url == types.CLUSTER:
                 out += self._assignments_after_clusters(snapshot, diff)
@@ -124,7 +139,7 @@ class DeltaStream:
         if request.response_nonce:
             if request.response_nonce == watch.nonce:
                 self.status.acked(type_url, request.response_nonce,
-                                  watch.sent.version if watch.sent else "")
+                                  self.status.of(type_url).sent_version)
             else:
                 self._stats.expired_nonces[type_url] += 1
         unsubscribe = set(request.resource_names_unsubscribe)

@@ -22,24 +22,34 @@ from google.protobuf import wrappers_pb2
 from pilotpy.xds import types, wire
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class Resource:
-    name: str
-    version: str
-    sotw_entry: bytes  # DiscoveryResponse.resources entry (an Any)
-    delta_entry: bytes  # DeltaDiscoveryResponse.resources entry (a Resource wrapper)
+    """One resource, serialized once. The SotW entry is built eagerly; the Delta wrapper on
+    first use (SotW-only deployments never pay for it)."""
+
+    __slots__ = ("_delta_entry", "name", "sotw_entry", "version")
+
+    def __init__(self, name: str, version: str, sotw_entry: bytes) -> None:
+        self.name = name
+        self.version = version
+        self.sotw_entry = sotw_entry  # DiscoveryResponse.resources entry (an Any)
+        self._delta_entry: bytes | None = None
+
+    @property
+    def delta_entry(self) -> bytes:
+        """DeltaDiscoveryResponse.resources entry (a Resource wrapper around the same Any)."""
+        if self._delta_entry is None:
+            packed = self.sotw_entry[len(wire.varint_prefix(self.sotw_entry)):]
+            wrapper = (wire.field_str(wire.RESOURCE_VERSION, self.version)
+                       + wire.field_bytes(wire.RESOURCE_RESOURCE, packed)
+                       + wire.field_str(wire.RESOURCE_NAME, self.name))
+            self._delta_entry = wire.field_bytes(wire.DELTA_RESOURCES, wrapper)
+        return self._delta_entry
 
 
 def make_resource(type_url: str, name: str, value: bytes) -> Resource:
     """`value` is the message serialized with deterministic=True."""
-    packed = wire.any_bytes(type_url, value)
-    version = wire.content_version(value)
-    wrapper = (wire.field_str(wire.RESOURCE_VERSION, version)
-               + wire.field_bytes(wire.RESOURCE_RESOURCE, packed)
-               + wire.field_str(wire.RESOURCE_NAME, name))
-    return Resource(name, version,
-                    wire.field_bytes(wire.RESPONSE_RESOURCES, packed),
-                    wire.field_bytes(wire.DELTA_RESOURCES, wrapper))
+    return Resource(name, wire.content_version(value),
+                    wire.field_bytes(wire.RESPONSE_RESOURCES, wire.any_bytes(type_url, value)))
 
 
 @lru_cache(maxsize=8192)

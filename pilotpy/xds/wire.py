@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 
+from google.protobuf import any_pb2
+
 # DiscoveryResponse
 RESPONSE_VERSION_INFO = 1
 RESPONSE_RESOURCES = 2
@@ -31,7 +33,14 @@ ANY_VALUE = 2
 _LENGTH_DELIMITED = 2
 
 
+_SMALL = [bytes((i,)) for i in range(128)]
+
+
 def varint(value: int) -> bytes:
+    if value < 128:
+        return _SMALL[value]
+    if value < 16384:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -54,10 +63,18 @@ def field_str(number: int, value: str) -> bytes:
 
 def any_bytes(type_url: str, value: bytes) -> bytes:
     """A serialized google.protobuf.Any, as `Any.Pack(m, deterministic=True)` writes it."""
-    return field_str(ANY_TYPE_URL, type_url) + (field_bytes(ANY_VALUE, value) if value else b"")
+    return any_pb2.Any(type_url=type_url, value=value).SerializeToString()
 
 
 def content_version(value: bytes) -> str:
     """A resource version from its deterministic bytes: stable across restarts, so Delta
     `initial_resource_versions` from a reconnecting Envoy can be trusted."""
     return hashlib.blake2b(value, digest_size=8).hexdigest()
+
+
+def varint_prefix(entry: bytes) -> bytes:
+    """The tag and length in front of a length-delimited field's payload."""
+    position = 1  # tags of fields 1..15 are one byte
+    while entry[position] & 0x80:
+        position += 1
+    return entry[:position + 1]

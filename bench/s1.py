@@ -1,0 +1,86 @@
+"""S1, one run in this process: cold translation of N services for one gateway proxy, to bytes.
+
+Prints one JSON object. bench/run.py runs it several times in fresh processes, pinned to one
+CPU, and reports medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from configgen import GATEWAY_NODE, documents
+from envoy.config.core.v3 import base_pb2
+from google.protobuf import struct_pb2
+
+from pilotpy.discovery import Discovery
+from pilotpy.mesh import MeshConfig
+from pilotpy.model import parse_object
+from pilotpy.store import ChangeSet
+from pilotpy.tuning import tune_gc
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize()
+
+
+def measure(services: int, endpoints: int) -> dict[str, Any]:
+    tune_gc()  # as `pilotpy serve` runs
+    docs = documents(services, endpoints)
+    rss_start = rss_bytes()
+
+    started, cpu = time.perf_counter(), time.process_time()
+    objects: dict[str, dict[Any, Any]] = {}
+    for doc in docs:
+        obj = parse_object(doc).obj
+        objects.setdefault(obj.meta.kind, {})[obj.meta.key] = obj
+    parse = (time.perf_counter() - started, time.process_time() - cpu)
+
+    discovery = Discovery(MeshConfig())
+    keys = frozenset(k for by_kind in objects.values() for k in by_kind)
+    started, cpu = time.perf_counter(), time.process_time()
+    discovery.update(ChangeSet(objects, keys, 1))
+    push = (time.perf_counter() - started, time.process_time() - cpu)
+
+    node = base_pb2.Node(id=GATEWAY_NODE.format(i=0))
+    node.metadata.CopyFrom(struct_pb2.Struct())
+    node.metadata.update({"LABELS": {"istio": "ingressgateway"}, "NAMESPACE": "istio-system"})
+    handle = discovery.connect(node)
+    started, cpu = time.perf_counter(), time.process_time()
+    snapshot = discovery.snapshot(handle)
+    translate = (time.perf_counter() - started, time.process_time() - cpu)
+
+    counts = {t.rsplit(".", 1)[-1]: len(s) for t, s in snapshot.resources.items()}
+    size = sum(len(r.sotw_entry) for s in snapshot.resources.values() for r in s.by_name.values())
+    return {
+        "services": services,
+        "endpoints_per_service": endpoints,
+        "parse_wall_s": parse[0], "parse_cpu_s": parse[1],
+        "push_context_wall_s": push[0], "push_context_cpu_s": push[1],
+        "translate_wall_s": translate[0], "translate_cpu_s": translate[1],
+        "resources": counts,
+        "bytes": size,
+        "rss_growth_mb": (rss_bytes() - rss_start) / 2**20,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--services", type=int, required=True)
+    parser.add_argument("--endpoints", type=int, default=10)
+    args = parser.parse_args()
+    print(json.dumps(measure(args.services, args.endpoints)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

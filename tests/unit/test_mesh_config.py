@@ -1,0 +1,110 @@
+"""MeshConfig: defaults as istio's DefaultMeshConfig (pkg/config/mesh/mesh.go), the fields
+pilotpy translates, and errors that name the field."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from pilotpy.mesh import MeshConfig, MeshConfigError, parse_mesh_config
+
+SECOND = 1_000_000_000
+
+
+@pytest.mark.parametrize("data", [None, {}])
+def test_defaults_follow_istio(data: object) -> None:
+    config, warnings = parse_mesh_config(data)
+    assert warnings == []
+    assert config == MeshConfig()
+    assert config.connect_timeout_ns == 10 * SECOND
+    assert config.outbound_traffic_policy == "ALLOW_ANY"
+    assert config.root_namespace == "istio-system"
+    assert config.trust_domain == "cluster.local"
+    assert config.dns_refresh_rate_ns == 60 * SECOND
+    assert config.h2_upgrade_policy == "DO_NOT_UPGRADE"
+    assert config.default_http_retry_policy is None
+
+
+def test_a_mesh_config_as_users_write_it() -> None:
+    config, warnings = parse_mesh_config(yaml.safe_load("""
+accessLogFile: /dev/stdout
+enableTracing: true
+defaultConfig:
+  discoveryAddress: istiod.istio-system.svc:15012
+outboundTrafficPolicy:
+  mode: REGISTRY_ONLY
+connectTimeout: 2.5s
+rootNamespace: mesh-root
+trustDomain: example.org
+defaultHttpRetryPolicy:
+  attempts: 3
+  perTryTimeout: 1s
+  retryOn: gateway-error,connect-failure,503
+"""))
+    assert warnings == []
+    assert config.outbound_traffic_policy == "REGISTRY_ONLY"
+    assert config.connect_timeout_ns == 2_500_000_000
+    assert (config.root_namespace, config.trust_domain) == ("mesh-root", "example.org")
+    retry = config.default_http_retry_policy
+    assert retry is not None
+    assert (retry.attempts, retry.per_try_timeout_ns, retry.retry_on) == (
+        3, SECOND, "gateway-error,connect-failure,503")
+
+
+def test_outbound_traffic_policy_without_mode_is_allow_any() -> None:
+    config, _ = parse_mesh_config({"outboundTrafficPolicy": {}})
+    assert config.outbound_traffic_policy == "ALLOW_ANY"
+
+
+def test_zero_retry_attempts_disable_the_default_policy() -> None:
+    config, _ = parse_mesh_config({"defaultHttpRetryPolicy": {"attempts": 0}})
+    assert config.default_http_retry_policy is not None
+    assert config.default_http_retry_policy.attempts == 0
+
+
+@pytest.mark.parametrize(("data", "field"), [
+    ({"outboundTrafficPolicy": {"mode": "BLOCK"}}, "outboundTrafficPolicy.mode"),
+    ({"connectTimeout": "soon"}, "connectTimeout"),
+    ({"connectTimeout": "100us"}, "connectTimeout"),
+    ({"connectTimeout": 10}, "connectTimeout"),
+    ({"dnsRefreshRate": "x"}, "dnsRefreshRate"),
+    ({"h2UpgradePolicy": "ALWAYS"}, "h2UpgradePolicy"),
+    ({"rootNamespace": ["a"]}, "rootNamespace"),
+    ({"defaultHttpRetryPolicy": {"attempts": 2, "retryOn": "sometimes"}},
+     "defaultHttpRetryPolicy.retryOn"),
+    ({"defaultHttpRetryPolicy": {"attempts": 0, "retryOn": "5xx"}},
+     "defaultHttpRetryPolicy.attempts"),
+])
+def test_errors_name_the_field(data: dict[str, object], field: str) -> None:
+    with pytest.raises(MeshConfigError) as info:
+        parse_mesh_config(data, origin="mesh.yaml")
+    message = str(info.value)
+    assert message.startswith("mesh.yaml: ")
+    assert f"{field}:" in message
+
+
+def test_several_errors_are_reported_together() -> None:
+    with pytest.raises(MeshConfigError) as info:
+        parse_mesh_config({"connectTimeout": "x", "outboundTrafficPolicy": {"mode": "NOPE"}})
+    assert "connectTimeout" in str(info.value)
+    assert "outboundTrafficPolicy.mode" in str(info.value)
+
+
+def test_a_mesh_config_that_is_not_a_mapping_is_an_error() -> None:
+    with pytest.raises(MeshConfigError):
+        parse_mesh_config(["not", "a", "mapping"])
+
+
+def test_unknown_fields_are_warnings() -> None:
+    config, warnings = parse_mesh_config({"conectTimeout": "5s", "outboundTrafficPolicy": {
+        "mode": "REGISTRY_ONLY", "extra": 1}})
+    assert config.connect_timeout_ns == 10 * SECOND  # the misspelt field is not applied
+    assert config.outbound_traffic_policy == "REGISTRY_ONLY"
+    assert sorted(w.path for w in warnings) == ["conectTimeout", "outboundTrafficPolicy.extra"]
+    assert all(w.warning for w in warnings)
+
+
+def test_istiod_fields_pilotpy_does_not_translate_load_quietly() -> None:
+    _, warnings = parse_mesh_config({"enableAutoMtls": True, "accessLogEncoding": "JSON",
+                                     "extensionProviders": [], "discoverySelectors": []})
+    assert warnings == []
