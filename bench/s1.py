@@ -43,12 +43,14 @@ def measure(services: int, endpoints: int) -> dict[str, Any]:
         obj = parse_object(doc).obj
         objects.setdefault(obj.meta.kind, {})[obj.meta.key] = obj
     parse = (time.perf_counter() - started, time.process_time() - cpu)
+    rss_parsed = rss_bytes()
 
     discovery = Discovery(MeshConfig())
     keys = frozenset(k for by_kind in objects.values() for k in by_kind)
     started, cpu = time.perf_counter(), time.process_time()
     discovery.update(ChangeSet(objects, keys, 1))
     push = (time.perf_counter() - started, time.process_time() - cpu)
+    rss_pushed = rss_bytes()
 
     node = base_pb2.Node(id=GATEWAY_NODE.format(i=0))
     node.metadata.CopyFrom(struct_pb2.Struct())
@@ -69,6 +71,9 @@ def measure(services: int, endpoints: int) -> dict[str, Any]:
         "resources": counts,
         "bytes": size,
         "rss_growth_mb": (rss_bytes() - rss_start) / 2**20,
+        "rss_growth_parse_mb": (rss_parsed - rss_start) / 2**20,
+        "rss_growth_push_context_mb": (rss_pushed - rss_parsed) / 2**20,
+        "rss_growth_translate_mb": (rss_bytes() - rss_pushed) / 2**20,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 

@@ -26,11 +26,14 @@ from pilotpy.store import ChangeSet
 from pilotpy.translate.endpoints import eds_cluster_names
 from pilotpy.translate.generate import endpoints_for, generate
 from pilotpy.translate.names import parse_outbound_cluster_name
+from pilotpy.tuning import release_free_memory
 from pilotpy.xds import types
 from pilotpy.xds.resources import Resource, ResourceSet, Snapshot, make_resource
 from pilotpy.xds.server import NodeRejected
 
 log = logging.getLogger("pilotpy.discovery")
+# Above this many resources a generation's temporary messages are worth returning to the OS.
+LARGE_SNAPSHOT_RESOURCES = 2000
 
 
 def _resources(type_url: str, messages: Iterable[tuple[str, Message]]) -> ResourceSet:
@@ -186,6 +189,9 @@ class Discovery:
             entry = self._classes[handle.key] = _Class(handle.view, proxies=1)
         if entry.snapshot is None:
             entry.snapshot = self._generate(entry)
+            # Only now are the generation's temporary messages unreferenced.
+            if sum(len(s) for s in entry.snapshot.resources.values()) > LARGE_SNAPSHOT_RESOURCES:
+                release_free_memory()
         return entry.snapshot
 
     def disconnect(self, handle: object) -> None:

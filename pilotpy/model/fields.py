@@ -191,7 +191,7 @@ class Fields:
                     Issue(f"{self.at(key)}[{index}]", f"expected string, got {_type_name(item)}")
                 )
                 continue
-            out.append(_intern(item))
+            out.append(item)  # lists hold addresses and hosts: mostly unique, not worth interning
         if required and not out:
             self.error("required, must not be empty", key)
         return tuple(out)

@@ -61,15 +61,30 @@ class PushContext:
     # Resolved VirtualServices by key, reused while the stored object is the same object.
     _resolved_vs: Mapping[Key, tuple[VirtualService, VirtualService]] = field(
         default_factory=dict, repr=False)
+    # Answers to lookups translation repeats for every route and cluster. The context never
+    # changes, so neither do they; the memo lives and dies with the context.
+    _memo: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False, compare=False)
 
     # -- lookups used by translation -----------------------------------------------------------
 
     def service(self, hostname: str, proxy_namespace: str, prefer_namespace: str = "") -> (
             Service | None):
-        return self.services.for_host(hostname, proxy_namespace, prefer_namespace)
+        key = ("service", hostname, proxy_namespace, prefer_namespace)
+        try:
+            return self._memo[key]  # type: ignore[no-any-return]
+        except KeyError:
+            found = self._memo[key] = self.services.for_host(hostname, proxy_namespace,
+                                                              prefer_namespace)
+            return found
 
     def destination_rule(self, proxy_namespace: str, service: Service) -> DestinationRule | None:
-        return self.destination_rules.for_service(proxy_namespace, service)
+        key = ("rule", proxy_namespace, service.hostname, service.namespace)
+        try:
+            return self._memo[key]  # type: ignore[no-any-return]
+        except KeyError:
+            found = self._memo[key] = self.destination_rules.for_service(proxy_namespace,
+                                                                         service)
+            return found
 
     def service_endpoints(self, service: Service) -> PortEndpoints:
         if service.origin.kind != "Service":

@@ -117,22 +117,40 @@ def _compute(slices: Iterable[EndpointSlice], pods: PodIndex,
                     key = (address, port.port)
                     if key not in by_address:
                         by_address[key] = Endpoint(address, port.port, labels, "", 0, account)
-    endpoints = {name: tuple(by_address.values()) for name, by_address in sorted(found.items())}
+    # Sorted once here, so every assignment built from them is in a stable order.
+    endpoints = {name: tuple(by_address[k] for k in sorted(by_address))
+                 for name, by_address in sorted(found.items())}
     return _ServiceEntry(endpoints, tuple(sorted(pod_keys)), tuple(sorted(ips)))
 
 
-def _link(index: dict[Any, tuple[ServiceRef, ...]], key: Any, ref: ServiceRef) -> None:
-    refs = index.get(key, ())
-    if ref not in refs:
-        index[key] = (*refs, ref)
+# Reverse index values: the service's own ref when one service holds the key (nearly always,
+# and free: the ref is shared), a frozenset when several do.
+_Refs = ServiceRef | frozenset[ServiceRef]
 
 
-def _unlink(index: dict[Any, tuple[ServiceRef, ...]], key: Any, ref: ServiceRef) -> None:
-    refs = tuple(r for r in index.get(key, ()) if r != ref)
-    if refs:
-        index[key] = refs
-    else:
+def _refs(index: dict[Any, _Refs], key: Any) -> frozenset[ServiceRef]:
+    found = index.get(key)
+    if found is None:
+        return frozenset()
+    return found if isinstance(found, frozenset) else frozenset((found,))
+
+
+def _link(index: dict[Any, _Refs], key: Any, ref: ServiceRef) -> None:
+    found = index.get(key)
+    if found is None:
+        index[key] = ref
+    elif found != ref:
+        index[key] = _refs(index, key) | {ref}
+
+
+def _unlink(index: dict[Any, _Refs], key: Any, ref: ServiceRef) -> None:
+    remaining = _refs(index, key) - {ref}
+    if not remaining:
         index.pop(key, None)
+    elif len(remaining) == 1:
+        index[key] = next(iter(remaining))
+    else:
+        index[key] = remaining
 
 
 class EndpointIndex:
@@ -144,9 +162,8 @@ class EndpointIndex:
         self._entries: dict[ServiceRef, _ServiceEntry] = {}
         self._slices: dict[ServiceRef, dict[str, EndpointSlice]] = {}
         self._slice_owner: dict[tuple[str, str], ServiceRef] = {}
-        # Reverse indexes; values are tuples because nearly all hold a single service.
-        self._by_pod: dict[tuple[str, str], tuple[ServiceRef, ...]] = {}
-        self._by_ip: dict[str, tuple[ServiceRef, ...]] = {}
+        self._by_pod: dict[tuple[str, str], _Refs] = {}
+        self._by_ip: dict[str, _Refs] = {}
 
     def for_service(self, namespace: str, name: str) -> PortEndpoints:
         return self._entries.get((namespace, name), _EMPTY).endpoints
@@ -189,12 +206,12 @@ class EndpointIndex:
                 dirty.add(new._add_slice(eps))
         for key in changed_pods:
             pod_key = (key.namespace, key.name)
-            dirty.update(new._by_pod.get(pod_key, ()))
+            dirty.update(_refs(new._by_pod, pod_key))
             for index in (old_pods, pods):
                 pod = index.by_key.get(pod_key)
                 if pod is not None:
                     for ip in pod.ips or (pod.ip,):
-                        dirty.update(new._by_ip.get(ip, ()))
+                        dirty.update(_refs(new._by_ip, ip))
         for ref in dirty:
             new._recompute(ref, pods, publish_not_ready.get(ref, False))
         return new, dirty

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
@@ -23,7 +24,7 @@ from pilotpy.proxy import ProxyView
 from pilotpy.push import Port, PushContext, Resolution, Service
 from pilotpy.translate import pb
 from pilotpy.translate.config_source import ads_config_source
-from pilotpy.translate.endpoints import locality_endpoints, static_endpoints_for
+from pilotpy.translate.endpoints import add_locality_group, static_targets
 from pilotpy.translate.names import (
     BLACKHOLE_CLUSTER,
     delimited_stat_prefix,
@@ -53,12 +54,33 @@ def blackhole_cluster(mesh: MeshConfig) -> cluster_pb2.Cluster:
     )
 
 
+@lru_cache(maxsize=32)
+def _prototype(connect_timeout_ns: int, eds: bool) -> cluster_pb2.Cluster:
+    """What every outbound cluster starts from; copying it is cheaper than building it."""
+    cluster = cluster_pb2.Cluster(
+        type=cluster_pb2.Cluster.EDS if eds else cluster_pb2.Cluster.STRICT_DNS,
+        connect_timeout=pb.duration(connect_timeout_ns),
+        lb_policy=cluster_pb2.Cluster.LEAST_REQUEST,
+    )
+    cluster.common_lb_config.SetInParent()
+    cluster.circuit_breakers.thresholds.append(default_thresholds())
+    if eds:
+        cluster.eds_cluster_config.eds_config.CopyFrom(ads_config_source())
+    return cluster
+
+
 class _ProtocolOptions:
     """Collects HttpProtocolOptions; emitted only when something was set."""
 
     def __init__(self) -> None:
-        self.options = hpo.HttpProtocolOptions()
+        self._options: hpo.HttpProtocolOptions | None = None
         self.used = False
+
+    @property
+    def options(self) -> hpo.HttpProtocolOptions:
+        if self._options is None:
+            self._options = hpo.HttpProtocolOptions()
+        return self._options
 
     def h2(self) -> None:
         self.used = True
@@ -97,10 +119,12 @@ def _should_upgrade_h2(port: Port, mesh: MeshConfig, pool: ConnectionPool | None
 
 def _apply_connection_pool(cluster: cluster_pb2.Cluster, pool: ConnectionPool | None,
                            options: _ProtocolOptions) -> None:
-    thresholds = default_thresholds()
+    if pool is None:
+        return  # the prototype's defaults stand
+    thresholds = cluster.circuit_breakers.thresholds[0]
     idle_ns = max_duration_ns = None
     per_connection = max_streams = 0
-    if pool is not None and pool.http is not None:
+    if pool.http is not None:
         http = pool.http
         if http.http2_max_requests > 0:
             thresholds.max_requests.value = http.http2_max_requests
@@ -111,7 +135,7 @@ def _apply_connection_pool(cluster: cluster_pb2.Cluster, pool: ConnectionPool | 
         idle_ns = http.idle_timeout_ns
         per_connection = http.max_requests_per_connection
         max_streams = http.max_concurrent_streams
-    if pool is not None and pool.tcp is not None:
+    if pool.tcp is not None:
         tcp = pool.tcp
         if tcp.connect_timeout_ns is not None:
             cluster.connect_timeout.CopyFrom(pb.duration(tcp.connect_timeout_ns))
@@ -130,7 +154,6 @@ def _apply_connection_pool(cluster: cluster_pb2.Cluster, pool: ConnectionPool | 
             if tcp.tcp_keepalive.interval_ns is not None:
                 keepalive.keepalive_interval.value = (
                     tcp.tcp_keepalive.interval_ns // 1_000_000_000)
-    cluster.circuit_breakers.thresholds.append(thresholds)
     if idle_ns is not None or max_duration_ns is not None or per_connection or max_streams:
         common = options.common()
         if idle_ns is not None:
@@ -142,7 +165,7 @@ def _apply_connection_pool(cluster: cluster_pb2.Cluster, pool: ConnectionPool | 
         explicit = options.options.explicit_http_config
         if max_streams and explicit.HasField("http2_protocol_options"):
             explicit.http2_protocol_options.max_concurrent_streams.value = max_streams
-    if pool is not None and pool.http is not None and pool.http.use_client_protocol:
+    if pool.http is not None and pool.http.use_client_protocol:
         options.use_downstream()
 
 
@@ -265,22 +288,23 @@ def build_outbound_cluster(push: PushContext, service: Service, port: Port, *, s
     """None when a DNS cluster would have no endpoints (istiod omits it)."""
     mesh = push.mesh
     name = outbound_cluster_name(port.number, subset, service.hostname)
-    cluster = cluster_pb2.Cluster(name=name, alt_stat_name=delimited_stat_prefix(name),
-                                  type=_discovery_type(service),
-                                  connect_timeout=pb.duration(mesh.connect_timeout_ns))
-    cluster.common_lb_config.SetInParent()
-    if cluster.type == cluster_pb2.Cluster.EDS:
+    discovery_type = _discovery_type(service)
+    cluster = cluster_pb2.Cluster()
+    cluster.CopyFrom(_prototype(mesh.connect_timeout_ns, discovery_type == cluster_pb2.Cluster.EDS))
+    cluster.name = name
+    cluster.alt_stat_name = delimited_stat_prefix(name)
+    if discovery_type == cluster_pb2.Cluster.EDS:
         cluster.eds_cluster_config.service_name = name
-        cluster.eds_cluster_config.eds_config.CopyFrom(ads_config_source())
     else:
-        lb_endpoints = static_endpoints_for(service, port, subset_labels)
-        if not lb_endpoints:
+        cluster.type = discovery_type
+        targets = static_targets(service, port, subset_labels)
+        if not targets:
             return None
         cluster.dns_lookup_family = cluster_pb2.Cluster.V4_ONLY
         cluster.dns_refresh_rate.CopyFrom(pb.duration(mesh.dns_refresh_rate_ns))
         cluster.respect_dns_ttl = True
         cluster.load_assignment.cluster_name = name
-        cluster.load_assignment.endpoints.append(locality_endpoints(lb_endpoints))
+        add_locality_group(cluster.load_assignment, targets)
     options = _ProtocolOptions()
     if port.protocol.is_http2:
         options.h2()

@@ -21,51 +21,50 @@ def _subset_of(selector: Mapping[str, str] | None, labels: Mapping[str, str]) ->
 
 
 _LB_ENDPOINT = ec.LbEndpoint(health_status=HEALTHY, load_balancing_weight=pb.uint32(1))
+# (address, port, weight) of one endpoint, before it becomes a message.
+Target = tuple[str, int, int]
 
 
-def _lb_endpoint(address: str, port: int, weight: int) -> ec.LbEndpoint:
-    endpoint = ec.LbEndpoint()
-    endpoint.CopyFrom(_LB_ENDPOINT)  # cheaper than building the nested message each time
-    if weight > 1:
-        endpoint.load_balancing_weight.value = weight
-    socket = endpoint.endpoint.address.socket_address
-    socket.address = address
-    socket.port_value = port
-    return endpoint
+def add_locality_group(assignment: endpoint_pb2.ClusterLoadAssignment,
+                       targets: Iterable[Target]) -> None:
+    """One locality group (pilotpy does not model localities yet), weighted by its members.
+    Endpoints are built in place: copying a prototype beats building each one."""
+    group = assignment.endpoints.add()
+    add = group.lb_endpoints.add
+    total = 0
+    for address, port, weight in targets:
+        endpoint = add()
+        endpoint.CopyFrom(_LB_ENDPOINT)
+        if weight > 1:
+            endpoint.load_balancing_weight.value = weight
+        socket = endpoint.endpoint.address.socket_address
+        socket.address = address
+        socket.port_value = port
+        total += max(weight, 1)
+    group.load_balancing_weight.value = total
 
 
-def locality_endpoints(lb_endpoints: list[ec.LbEndpoint]) -> ec.LocalityLbEndpoints:
-    """One locality group (pilotpy does not model localities yet) weighted by its members."""
-    return ec.LocalityLbEndpoints(
-        lb_endpoints=lb_endpoints,
-        load_balancing_weight=pb.uint32(sum(e.load_balancing_weight.value for e in lb_endpoints)),
-    )
-
-
-def static_endpoints_for(service: Service, port: Port, subset_labels: Mapping[str, str] | None
-                         ) -> list[ec.LbEndpoint]:
+def static_targets(service: Service, port: Port, subset_labels: Mapping[str, str] | None
+                   ) -> list[Target]:
     """Endpoints written in a ServiceEntry, or (DNS resolution without endpoints) the host
     itself, as istiod's convertServiceEntryToInstances does."""
     default_port = port.target_port if isinstance(port.target_port, int) else port.number
     if not service.static_endpoints:
         if service.resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN) and (
                 not subset_labels):
-            return [_lb_endpoint(service.hostname, default_port, 1)]
+            return [(service.hostname, default_port, 1)]
         return []
-    return [
-        _lb_endpoint(e.address, e.ports.get(port.name, default_port), e.weight)
-        for e in service.static_endpoints
-        if _subset_of(subset_labels, e.labels)
-    ]
+    return [(e.address, e.ports.get(port.name, default_port), e.weight)
+            for e in service.static_endpoints if _subset_of(subset_labels, e.labels)]
 
 
-def _kube_lb_endpoints(endpoints: Iterable[Endpoint], subset_labels: Mapping[str, str] | None
-                       ) -> list[ec.LbEndpoint]:
-    chosen = sorted(
-        (e for e in endpoints if _subset_of(subset_labels, e.labels)),
-        key=lambda e: (e.address, e.port),
-    )
-    return [_lb_endpoint(e.address, e.port, e.weight) for e in chosen]
+def _kube_targets(endpoints: Iterable[Endpoint], subset_labels: Mapping[str, str] | None
+                  ) -> list[Target]:
+    # The endpoint index keeps them sorted by address and port.
+    if not subset_labels:
+        return [(e.address, e.port, e.weight) for e in endpoints]
+    return [(e.address, e.port, e.weight) for e in endpoints
+            if _subset_of(subset_labels, e.labels)]
 
 
 def load_assignment(push: PushContext, view: ProxyView, cluster_name: str
@@ -91,12 +90,11 @@ def load_assignment(push: PushContext, view: ProxyView, cluster_name: str
             return out  # a subset nobody defines selects nothing
         labels = found.labels
     if service.origin.kind == "Service":
-        lb_endpoints = _kube_lb_endpoints(push.service_endpoints(service).get(port.name, ()),
-                                          labels)
+        targets = _kube_targets(push.service_endpoints(service).get(port.name, ()), labels)
     else:
-        lb_endpoints = static_endpoints_for(service, port, labels)
-    if lb_endpoints:
-        out.endpoints.append(locality_endpoints(lb_endpoints))
+        targets = static_targets(service, port, labels)
+    if targets:
+        add_locality_group(out, targets)
     return out
 
 

@@ -136,7 +136,9 @@ def empty_route_configuration(name: str) -> route_pb2.RouteConfiguration:
 
 def _sorted_routes(routes: list[rc.Route]) -> list[rc.Route]:
     """Catch-all routes last, others in order (istiod's SortVHostRoutes)."""
-    return [r for r in routes if not is_catch_all(r)] + [r for r in routes if is_catch_all(r)]
+    catch_all = [is_catch_all(r) for r in routes]
+    return ([r for r, last in zip(routes, catch_all, strict=True) if not last]
+            + [r for r, last in zip(routes, catch_all, strict=True) if last])
 
 
 @dataclass(slots=True)

@@ -1,0 +1,101 @@
+"""`make bench`: the benchmark scenarios of BENCHMARKS.md implemented so far (S1, S5).
+
+Each S1 run is a fresh process pinned to one CPU; medians are reported. S5 runs the server and
+the fake proxies in separate processes pinned to different CPUs. Writes `<out>/report.json`
+and prints a table with the targets next to the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+S1_TARGET_SECONDS = {1000: 0.150, 10000: 1.5}
+S1_TARGET_RSS_MB = 100
+S5_TARGET_KB = 100
+
+
+def taskset(cpu: int) -> list[str]:
+    return ["taskset", "-c", str(cpu)] if (os.cpu_count() or 1) > 1 else []
+
+
+def run_json(command: list[str], timeout: float) -> dict[str, Any]:
+    out = subprocess.run(command, check=True, capture_output=True, text=True, timeout=timeout)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def s1(services: int, runs: int) -> dict[str, Any]:
+    samples = [run_json([*taskset(0), sys.executable, str(HERE / "s1.py"), "--services",
+                         str(services)], timeout=300) for _ in range(runs)]
+    keys = [k for k, v in samples[0].items() if isinstance(v, float)]
+    medians = {k: statistics.median(s[k] for s in samples) for k in keys}
+    return {"scenario": "S1", "services": services, "runs": runs, "median": medians,
+            "resources": samples[0]["resources"], "bytes": samples[0]["bytes"],
+            "samples": samples}
+
+
+def s5(steps: str, mode: str) -> dict[str, Any]:
+    return run_json([sys.executable, str(HERE / "s5.py"), "--steps", steps, "--mode", mode],
+                    timeout=900)
+
+
+def table(report: dict[str, Any]) -> str:
+    lines = ["scenario              figure                                   target   result"]
+    for entry in report["s1"]:
+        n, m = entry["services"], entry["median"]
+        target = S1_TARGET_SECONDS[n]
+        lines.append(f"S1 {n:>6} services     translate to bytes, CPU {m['translate_cpu_s']:7.3f} s"
+                     f"   <= {target:5.3f} s {'met' if m['translate_cpu_s'] <= target else 'MISSED'}")
+        lines.append(f"                      push context build, CPU {m['push_context_cpu_s']:6.3f} s")
+        lines.append(f"                      parse input, CPU        {m['parse_cpu_s']:7.3f} s")
+        translation_rss = m["rss_growth_push_context_mb"] + m["rss_growth_translate_mb"]
+        if n == 10000:
+            lines.append(f"                      RSS growth, translation {translation_rss:7.1f} MB"
+                         f"  <= {S1_TARGET_RSS_MB} MB  "
+                         f"{'met' if translation_rss <= S1_TARGET_RSS_MB else 'MISSED'}")
+            lines.append(f"                      RSS growth, with input  {m['rss_growth_mb']:7.1f} MB")
+        lines.append(f"                      bytes                   {entry['bytes']:>9}")
+    for entry in report["s5"]:
+        kb = entry["rss_kb_per_proxy"]
+        lines.append(f"S5 {entry['mode']:<6} {max(map(int, entry['rss_mb_by_connected_proxies'])):>5}"
+                     f" proxies  RSS per proxy           {kb:7.1f} kB  <= {S5_TARGET_KB} kB  "
+                     f"{'met' if kb <= S5_TARGET_KB else 'MISSED'}")
+        lines.append(f"                      RSS by proxies (MB)     "
+                     f"{entry['rss_mb_by_connected_proxies']}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=HERE / "out")
+    parser.add_argument("--quick", action="store_true", help="fewer runs and proxies")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    report: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "s1": [s1(1000, 3 if args.quick else 5), s1(10000, 1 if args.quick else 3)],
+        "s5": [s5("1000" if args.quick else "1000,2000,5000", "sotw"),
+               s5("1000" if args.quick else "1000,2000", "delta")],
+    }
+    report["seconds"] = round(time.time() - started, 1)
+    (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    text = table(report)
+    (args.out / "report.txt").write_text(text + "\n", encoding="utf-8")
+    print(text)
+    print(f"\nreport: {args.out / 'report.json'} ({report['seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
