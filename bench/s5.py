@@ -65,7 +65,7 @@ def read_report(path: Path) -> dict[str, Any]:
         return {}
 
 
-def start_proxies(target: str, count: int, offset: int, mode: str, report: Path,
+def start_proxies(target: str, count: int, offset: int, *, mode: str, report: Path,
                   duration: float) -> subprocess.Popen[bytes]:
     template = NODE.replace("{i}", f"{{i}}-{offset}")
     return subprocess.Popen(
@@ -113,7 +113,8 @@ def run(steps: list[int], services: int, mode: str) -> dict[str, Any]:
         wait_ready(f"http://127.0.0.1:{http_port}/ready", 60)
         # One proxy first: the class snapshot is generated once and shared; what follows is
         # the cost of streams alone.
-        fleets.append(start_proxies(target, 1, 0, mode, work / "warm.json", duration))
+        fleets.append(start_proxies(target, 1, 0, mode=mode, report=work / "warm.json",
+                                    duration=duration))
         wait_converged(work / "warm.json", 1, 60)
         time.sleep(1)
         points = [(1, rss_mb(server.pid))]
@@ -122,7 +123,8 @@ def run(steps: list[int], services: int, mode: str) -> dict[str, Any]:
         for index, total in enumerate(steps, start=1):
             batch = total - connected
             report = work / f"batch-{index}.json"
-            fleets.append(start_proxies(target, batch, index, mode, report, duration))
+            fleets.append(start_proxies(target, batch, index, mode=mode, report=report,
+                                        duration=duration))
             data = wait_converged(report, batch, 120)
             connected = total
             time.sleep(2)
