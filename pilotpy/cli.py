@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import logging
 import sys
@@ -63,6 +61,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from pilotpy.controlplane import ControlPlane
+    from pilotpy.lifecycle import run_until_stopped
     from pilotpy.mesh import MeshConfigError
 
     for path in args.config:
@@ -75,8 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         plane = ControlPlane(settings)
     except MeshConfigError as err:
         raise SystemExit(f"pilotpy: {err}") from err
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(plane.run_forever())
+    run_until_stopped(plane.run_forever)
     return 0
 
 

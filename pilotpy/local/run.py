@@ -4,12 +4,11 @@ backends for the config's pods, on loopback, until interrupted."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import sys
 import tempfile
 from pathlib import Path
 
+from pilotpy.lifecycle import run_until_stopped
 from pilotpy.local.stack import LocalStack, port_or_free
 from pilotpy.model.gateway import Gateway
 
@@ -71,15 +70,6 @@ def run_local(config: Path, *, delta: bool = False) -> int:
         print(f"pilotpy local: {config}: no such file or directory", file=sys.stderr)
         return 2
 
-    async def main() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await _run(config, delta)
-
-    asyncio.run(main())
+    run_until_stopped(lambda: _run(config, delta))
     print("stopped", flush=True)
     return 0

@@ -1,0 +1,22 @@
+"""Running until asked to stop: SIGINT (Ctrl-C) and SIGTERM (Kubernetes) both end the main
+coroutine through cancellation, so every `finally` runs and the process exits 0."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+
+
+def run_until_stopped(main: Callable[[], Awaitable[None]]) -> None:
+    async def guarded() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await main()
+
+    asyncio.run(guarded())

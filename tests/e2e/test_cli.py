@@ -1,0 +1,141 @@
+"""The `pilotpy` command as users run it: serve, translate, bootstrap, version."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pilotpy.local.envoy import free_port, validate_bootstrap
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).parents[2]
+EXAMPLES = ROOT / "examples"
+GATEWAY_NODE = "router~10.244.0.7~gw-1.istio-system~istio-system.svc.cluster.local"
+V2 = "outbound|80|v2|httpbin-service.default.svc.cluster.local"
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def pilotpy(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pilotpy.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT, check=False)
+
+
+def translate(*paths: Path, extra: tuple[str, ...] = ()) -> tuple[dict[str, Any], str, int]:
+    args = [a for p in paths for a in ("--config", str(p))]
+    done = pilotpy("translate", *args, "--node-id", GATEWAY_NODE,
+                   "--label", "istio=ingressgateway", *extra)
+    return (json.loads(done.stdout) if done.stdout else {}), done.stderr, done.returncode
+
+
+def test_translate_w1_shows_the_routed_gateway() -> None:
+    out, stderr, code = translate(EXAMPLES)
+    assert code == 0, stderr
+    assert set(out) == {"listeners", "routes", "clusters", "endpoints"}
+    assert [li["name"] for li in out["listeners"]] == ["0.0.0.0_8080"]
+    (route,) = out["routes"]
+    assert route["name"] == "http.80"
+    (vhost,) = route["virtualHosts"]
+    assert vhost["name"] == "httpbin.local:80"
+    action = vhost["routes"][0]["route"]
+    assert action["cluster"] == V2
+    assert action["retryPolicy"]["numRetries"] == 10
+
+
+def test_translate_gateway_alone_answers_404_from_blackhole(tmp_path: Path) -> None:
+    for name in ("gateway-service.yaml", "httpbin.yaml"):
+        shutil.copy(EXAMPLES / name, tmp_path)
+    gateway, _, _ = (EXAMPLES / "httpbin-gateway.yaml").read_text().partition("---")
+    (tmp_path / "gateway.yaml").write_text(gateway)
+    out, stderr, code = translate(tmp_path)
+    assert code == 0, stderr
+    (route,) = out["routes"]
+    assert route["name"] == "http.80"
+    (vhost,) = route["virtualHosts"]
+    assert (vhost["name"], vhost["domains"]) == ("blackhole:80", ["*"])
+    assert vhost["routes"][0]["directResponse"]["status"] == 404
+
+
+def test_translate_output_is_stable() -> None:
+    first, _, _ = translate(EXAMPLES)
+    second, _, _ = translate(EXAMPLES)
+    assert json.dumps(first) == json.dumps(second)
+
+
+def test_translate_reports_invalid_objects_and_serves_the_rest(tmp_path: Path) -> None:
+    for name in ("gateway-service.yaml", "httpbin.yaml", "httpbin-gateway.yaml"):
+        shutil.copy(EXAMPLES / name, tmp_path)
+    (tmp_path / "broken.yaml").write_text(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+        "metadata: {name: bad, namespace: default}\n"
+        "spec: {hosts: [x.local], http: [{route: [{destination: {host: y}, weight: -1}]}]}\n")
+    (tmp_path / "garbage.yaml").write_text("kind: [unclosed\n")
+    out, stderr, code = translate(tmp_path)
+    assert code == 0
+    assert "VirtualService default/bad" in stderr and "spec.http[0].route[0].weight" in stderr
+    assert "garbage.yaml" in stderr and "invalid YAML" in stderr
+    assert out["routes"][0]["virtualHosts"][0]["name"] == "httpbin.local:80"
+    _, _, strict_code = translate(tmp_path, extra=("--strict",))
+    assert strict_code == 1
+
+
+@pytest.mark.parametrize("args", [
+    ("translate", "--config", "/nonexistent/pilotpy", "--node-id", GATEWAY_NODE),
+    ("serve", "--config", "/nonexistent/pilotpy"),
+    ("translate", "--config", "examples", "--node-id", "router~only-three~parts"),
+    ("translate", "--config", "examples", "--node-id", GATEWAY_NODE, "--label", "nokey"),
+])
+def test_bad_arguments_fail_with_a_clear_message(args: tuple[str, ...]) -> None:
+    done = pilotpy(*args)
+    assert done.returncode != 0
+    message = done.stderr.strip().splitlines()[-1]
+    assert any(word in message for word in ("--config", "--node-id", "--label")), message
+
+
+def test_version() -> None:
+    done = pilotpy("version")
+    assert done.returncode == 0 and done.stdout.startswith("pilotpy ")
+
+
+def test_bootstrap_is_valid_for_envoy(tmp_path: Path) -> None:
+    done = pilotpy("bootstrap", "--node-id", GATEWAY_NODE, "--delta", "--label",
+                   "istio=ingressgateway", "--admin-port", str(free_port()))
+    assert done.returncode == 0, done.stderr
+    bootstrap = json.loads(done.stdout)
+    assert bootstrap["dynamic_resources"]["ads_config"]["api_type"] == "DELTA_GRPC"
+    validate_bootstrap(bootstrap, tmp_path)
+
+
+def test_serve_reports_ready_and_stops_on_sigterm() -> None:
+    grpc_port, http_port = free_port(), free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pilotpy.cli", "--log-format", "json", "serve", "--config",
+         str(EXAMPLES), "--grpc-addr", f"127.0.0.1:{grpc_port}", "--http-addr",
+         f"127.0.0.1:{http_port}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        status = 0
+        while time.monotonic() < deadline and status != 200:
+            try:
+                with OPENER.open(f"http://127.0.0.1:{http_port}/ready", timeout=1) as response:
+                    status = response.status
+            except OSError:
+                time.sleep(0.1)
+        assert status == 200
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(15) == 0
+        assert server.stderr is not None
+        logs = [json.loads(line) for line in server.stderr.read().decode().splitlines() if line]
+        assert any(f":{grpc_port}" in entry["msg"] for entry in logs), logs
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(10)
