@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -187,6 +188,14 @@ def _translate_headers(headers: Headers) -> _HeaderOps:
     )
 
 
+def _apply_header_operations(target: Any, ops: _HeaderOps) -> None:
+    """A Route and a weighted cluster carry the same four header lists."""
+    target.request_headers_to_add.extend(ops.request_add)
+    target.request_headers_to_remove.extend(ops.request_remove)
+    target.response_headers_to_add.extend(ops.response_add)
+    target.response_headers_to_remove.extend(ops.response_remove)
+
+
 # -- actions ---------------------------------------------------------------------------------
 
 
@@ -266,10 +275,7 @@ def _apply_destinations(out: rc.Route, action: rc.RouteAction, route: HTTPRoute,
         action.cluster = destination_cluster(dest.destination, service, opts.listen_port)
         if dest.headers is not None:
             ops = _translate_headers(dest.headers)
-            out.request_headers_to_add.extend(ops.request_add)
-            out.request_headers_to_remove.extend(ops.request_remove)
-            out.response_headers_to_add.extend(ops.response_add)
-            out.response_headers_to_remove.extend(ops.response_remove)
+            _apply_header_operations(out, ops)
             if ops.authority and not action.HasField("host_rewrite_literal"):
                 action.host_rewrite_literal = ops.authority
         consistent = _hash_for(dest, service, opts)
@@ -286,10 +292,7 @@ def _apply_destinations(out: rc.Route, action: rc.RouteAction, route: HTTPRoute,
                 weight=pb.uint32(dest.weight))
             if dest.headers is not None:
                 ops = _translate_headers(dest.headers)
-                weight.request_headers_to_add.extend(ops.request_add)
-                weight.request_headers_to_remove.extend(ops.request_remove)
-                weight.response_headers_to_add.extend(ops.response_add)
-                weight.response_headers_to_remove.extend(ops.response_remove)
+                _apply_header_operations(weight, ops)
                 if ops.authority:
                     weight.host_rewrite_literal = ops.authority
             consistent = _hash_for(dest, service, opts)
@@ -455,10 +458,7 @@ def translate_route(vs: VirtualService, route: HTTPRoute, match: HTTPMatch | Non
     authority = ""
     if route.headers is not None:
         ops = _translate_headers(route.headers)
-        out.request_headers_to_add.extend(ops.request_add)
-        out.request_headers_to_remove.extend(ops.request_remove)
-        out.response_headers_to_add.extend(ops.response_add)
-        out.response_headers_to_remove.extend(ops.response_remove)
+        _apply_header_operations(out, ops)
         authority = ops.authority
     if route.redirect is not None:
         _redirect(out, route.redirect, opts.listen_port, opts.is_tls)

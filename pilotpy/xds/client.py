@@ -190,6 +190,10 @@ class _AdsStream:
         """Every request handed to the stream, in order (for assertions and debugging)."""
         self.received: list[Any] = []
         """Every response read from the stream, in order, whether or not recv() took it."""
+        self._init_protocol_state()
+
+    def _init_protocol_state(self) -> None:
+        """Per-protocol bookkeeping (names, versions), set up by the subclasses."""
 
     async def __aenter__(self) -> _AdsStream:
         self._channel = grpc.aio.insecure_channel(self.target, options=self._options)
@@ -314,28 +318,7 @@ class SotwClient(_AdsStream):
     _request_type = discovery_pb2.DiscoveryRequest
     _response_type = discovery_pb2.DiscoveryResponse
 
-    def __init__(
-        self,
-        target: str,
-        node_id: str,
-        *,
-        metadata: Mapping[str, Any] | None = None,
-        user_agent_version: str = "1.40.0",
-        cluster: str = "",
-        keepalive_ms: int | None = None,
-        wait_for_ready: bool = False,
-        options: Sequence[tuple[str, Any]] = (),
-    ) -> None:
-        super().__init__(
-            target,
-            node_id,
-            metadata=metadata,
-            user_agent_version=user_agent_version,
-            cluster=cluster,
-            keepalive_ms=keepalive_ms,
-            wait_for_ready=wait_for_ready,
-            options=options,
-        )
+    def _init_protocol_state(self) -> None:
         self._names: dict[str, tuple[str, ...]] = {}
         self._acked: dict[str, str] = {}
 
@@ -416,28 +399,7 @@ class DeltaClient(_AdsStream):
     _request_type = discovery_pb2.DeltaDiscoveryRequest
     _response_type = discovery_pb2.DeltaDiscoveryResponse
 
-    def __init__(
-        self,
-        target: str,
-        node_id: str,
-        *,
-        metadata: Mapping[str, Any] | None = None,
-        user_agent_version: str = "1.40.0",
-        cluster: str = "",
-        keepalive_ms: int | None = None,
-        wait_for_ready: bool = False,
-        options: Sequence[tuple[str, Any]] = (),
-    ) -> None:
-        super().__init__(
-            target,
-            node_id,
-            metadata=metadata,
-            user_agent_version=user_agent_version,
-            cluster=cluster,
-            keepalive_ms=keepalive_ms,
-            wait_for_ready=wait_for_ready,
-            options=options,
-        )
+    def _init_protocol_state(self) -> None:
         self._subscribed: dict[str, set[str]] = {}
         self._versions: dict[str, dict[str, str]] = {}
 

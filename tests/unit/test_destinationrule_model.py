@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from pilotpy.model import InvalidObject, parse_object
+from pilotpy.model import parse_object
 from pilotpy.model.destinationrule import DestinationRule
+from tests.unit.support import errors_of, parse_as
 
 SECOND = 1_000_000_000
 
@@ -21,18 +22,7 @@ def rule(**spec: Any) -> dict[str, Any]:
 
 
 def parse_rule(doc: dict[str, Any]) -> DestinationRule:
-    obj = parse_object(doc).obj
-    assert isinstance(obj, DestinationRule)
-    return obj
-
-
-def errors_of(doc: dict[str, Any]) -> dict[str, list[str]]:
-    with pytest.raises(InvalidObject) as info:
-        parse_object(doc)
-    out: dict[str, list[str]] = {}
-    for issue in info.value.issues:
-        out.setdefault(issue.path, []).append(issue.message)
-    return out
+    return parse_as(doc, DestinationRule)
 
 
 def test_bookinfo_subsets_parse() -> None:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pilotpy.mesh import MeshConfig
 from pilotpy.model import Key, parse_object
 from pilotpy.push import Endpoint, Objects, PushContext, PushScope, build_push_context
+from tests.unit.support import objects_of
 
 MESH = MeshConfig()
 FQDN = "reviews.bookinfo.svc.cluster.local"
@@ -51,14 +52,6 @@ def pod(name: str, ip: str, **labels: str) -> dict[str, Any]:
                          "labels": labels or {"app": "reviews"}},
             "spec": {"serviceAccountName": "bookinfo-reviews"},
             "status": {"podIP": ip}}
-
-
-def objects_of(docs: Iterable[dict[str, Any]]) -> dict[str, dict[Key, Any]]:
-    out: dict[str, dict[Key, Any]] = {}
-    for doc in docs:
-        obj = parse_object(doc).obj
-        out.setdefault(obj.meta.kind, {})[obj.meta.key] = obj
-    return out
 
 
 def full(objects: Objects, version: int = 1) -> PushContext:

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 import yaml
 
-from pilotpy.model import InvalidObject, parse_object
+from pilotpy.model import parse_object
 from pilotpy.model.gateway import Gateway
 from pilotpy.model.protocol import Protocol
+from tests.unit.support import errors_of, parse_as
 
 
 def gateway(servers: list[dict[str, Any]], *, name: str = "gw", **spec: Any) -> dict[str, Any]:
@@ -26,18 +27,7 @@ def server(number: int = 80, protocol: str = "HTTP", name: str = "http",
 
 
 def parse_gateway(doc: dict[str, Any]) -> Gateway:
-    obj = parse_object(doc).obj
-    assert isinstance(obj, Gateway)
-    return obj
-
-
-def errors_of(doc: dict[str, Any]) -> dict[str, list[str]]:
-    with pytest.raises(InvalidObject) as info:
-        parse_object(doc)
-    out: dict[str, list[str]] = {}
-    for issue in info.value.issues:
-        out.setdefault(issue.path, []).append(issue.message)
-    return out
+    return parse_as(doc, Gateway)
 
 
 W1_GATEWAY = """

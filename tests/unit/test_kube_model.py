@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 import yaml
 
-from pilotpy.model import InvalidObject, parse_object
+from pilotpy.model import parse_object
 from pilotpy.model.kube import EndpointRef, EndpointSlice, Namespace, Pod, Service
 from pilotpy.model.protocol import Protocol
+from tests.unit.support import errors_of, parse_as
 
 
 def service(ports: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
@@ -20,18 +21,7 @@ def service(ports: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
 
 
 def parse_service(doc: dict[str, Any]) -> Service:
-    obj = parse_object(doc).obj
-    assert isinstance(obj, Service)
-    return obj
-
-
-def errors_of(doc: dict[str, Any]) -> dict[str, list[str]]:
-    with pytest.raises(InvalidObject) as info:
-        parse_object(doc)
-    out: dict[str, list[str]] = {}
-    for issue in info.value.issues:
-        out.setdefault(issue.path, []).append(issue.message)
-    return out
+    return parse_as(doc, Service)
 
 
 # -- Service -----------------------------------------------------------------------------------

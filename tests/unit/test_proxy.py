@@ -4,15 +4,14 @@ context says about it: workload labels, service targets, proxy class."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from typing import Any
 
 import pytest
 
 from pilotpy.mesh import MeshConfig
-from pilotpy.model import Key, parse_object
 from pilotpy.proxy import NodeIdError, ProxyView, parse_proxy, view_proxy
 from pilotpy.push import PushContext, build_push_context
+from tests.unit.support import objects_of
 
 SIDECAR_ID = "sidecar~10.244.0.12~productpage-v1-6b746f74dc-x9z2k.default~default.svc.cluster.local"
 ROUTER_ID = ("router~10.244.0.7~istio-ingressgateway-5c8d-abcde.istio-system"
@@ -113,14 +112,6 @@ def test_malformed_pod_ports_are_ignored() -> None:
 
 
 # -- the proxy in a push context ---------------------------------------------------------------
-
-
-def objects_of(docs: Iterable[dict[str, Any]]) -> dict[str, dict[Key, Any]]:
-    out: dict[str, dict[Key, Any]] = {}
-    for doc in docs:
-        obj = parse_object(doc).obj
-        out.setdefault(obj.meta.kind, {})[obj.meta.key] = obj
-    return out
 
 
 def context(*docs: dict[str, Any]) -> PushContext:

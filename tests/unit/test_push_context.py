@@ -4,22 +4,14 @@ by istiod's lookup order, and sharing of untouched indexes between versions."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from pilotpy.mesh import MeshConfig
-from pilotpy.model import Key, parse_object
+from pilotpy.model import Key
 from pilotpy.push import PushContext, Resolution, Service, build_push_context
+from tests.unit.support import objects_of
 
 MESH = MeshConfig()
-
-
-def objects_of(docs: Iterable[dict[str, Any]]) -> dict[str, dict[Key, Any]]:
-    out: dict[str, dict[Key, Any]] = {}
-    for doc in docs:
-        obj = parse_object(doc).obj
-        out.setdefault(obj.meta.kind, {})[obj.meta.key] = obj
-    return out
 
 
 def context(*docs: dict[str, Any]) -> PushContext:

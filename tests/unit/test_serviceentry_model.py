@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 import yaml
 
-from pilotpy.model import InvalidObject, parse_object
+from pilotpy.model import parse_object
 from pilotpy.model.protocol import Protocol
 from pilotpy.model.serviceentry import ServiceEntry
+from tests.unit.support import errors_of, parse_as
 
 
 def entry(**spec: Any) -> dict[str, Any]:
@@ -21,18 +21,7 @@ def entry(**spec: Any) -> dict[str, Any]:
 
 
 def parse_entry(doc: dict[str, Any]) -> ServiceEntry:
-    obj = parse_object(doc).obj
-    assert isinstance(obj, ServiceEntry)
-    return obj
-
-
-def errors_of(doc: dict[str, Any]) -> dict[str, list[str]]:
-    with pytest.raises(InvalidObject) as info:
-        parse_object(doc)
-    out: dict[str, list[str]] = {}
-    for issue in info.value.issues:
-        out.setdefault(issue.path, []).append(issue.message)
-    return out
+    return parse_as(doc, ServiceEntry)
 
 
 HTTPBIN_ORG = """

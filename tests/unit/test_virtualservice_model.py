@@ -11,6 +11,7 @@ import yaml
 from pilotpy.model import InvalidObject, Parsed, parse_object
 from pilotpy.model.common import StringMatch
 from pilotpy.model.virtualservice import VirtualService
+from tests.unit.support import errors_of
 
 SECOND = 1_000_000_000
 
@@ -43,16 +44,6 @@ def route(**fields: Any) -> dict[str, Any]:
 
 def parse_vs(doc: dict[str, Any]) -> Parsed:
     return parse_object(doc)
-
-
-def errors_of(doc: dict[str, Any]) -> dict[str, list[str]]:
-    """path -> messages of the errors the document raises."""
-    with pytest.raises(InvalidObject) as info:
-        parse_object(doc)
-    out: dict[str, list[str]] = {}
-    for issue in info.value.issues:
-        out.setdefault(issue.path, []).append(issue.message)
-    return out
 
 
 # -- what users write parses to the values they wrote ------------------------------------------
