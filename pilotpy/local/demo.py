@@ -12,11 +12,10 @@ import asyncio
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pilotpy.local.stack import LocalStack, http_get, port_or_free
+from pilotpy.local.stack import LocalStack, eventually, http_get, port_or_free
 
 V2_CLUSTER = "outbound|80|v2|httpbin-service.default.svc.cluster.local"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -72,17 +71,6 @@ def registry(listen_port: int) -> str:
     return text + "---\n" + (EXAMPLES / "httpbin.yaml").read_text(encoding="utf-8")
 
 
-async def _eventually(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await asyncio.to_thread(check)
-        if last:
-            return last
-        await asyncio.sleep(0.2)
-    raise StepFailed(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 def _ok(message: str) -> None:
     print(f"   ok: {message}", flush=True)
 
@@ -120,7 +108,7 @@ async def walkthrough(stack: LocalStack, config: Path, port: int) -> None:
     print("2. Apply the Gateway (port 80, hosts [httpbin.local]).", flush=True)
     (config / "gateway.yaml").write_text(GATEWAY, encoding="utf-8")
     listener = f"0.0.0.0_{port}"
-    await _eventually(lambda: listener in listener_names(), f"listener {listener}")
+    await eventually(lambda: listener in listener_names(), f"listener {listener}")
     _ok(f"listener {listener} (Service port 80 -> targetPort {port})")
     hosts = [v.get("name") for v in route("http.80").get("virtual_hosts", [])]
     if hosts != ["blackhole:80"]:
@@ -139,7 +127,7 @@ async def walkthrough(stack: LocalStack, config: Path, port: int) -> None:
     def has_v2_cluster() -> bool:
         return f"{V2_CLUSTER}::" in envoy.admin_get("/clusters")
 
-    await _eventually(has_v2_cluster, f"cluster {V2_CLUSTER}")
+    await eventually(has_v2_cluster, f"cluster {V2_CLUSTER}")
     status, _, _ = await asyncio.to_thread(http_get, port, "httpbin.local", "/headers")
     if status != 404:
         raise StepFailed(f"got {status}; expected 404 while the hosts do not intersect")
@@ -148,7 +136,7 @@ async def walkthrough(stack: LocalStack, config: Path, port: int) -> None:
     print("4. Add httpbin.local to the VirtualService hosts.", flush=True)
     (config / "virtualservice.yaml").write_text(
         virtual_service(["httpbin-service", "httpbin.local"]), encoding="utf-8")
-    vhost = await _eventually(
+    vhost = await eventually(
         lambda: next((v for v in route("http.80").get("virtual_hosts", [])
                       if v.get("name") == "httpbin.local:80"), None),
         "virtual host httpbin.local:80")
@@ -194,7 +182,7 @@ def run_demo(*, delta: bool = False) -> int:
     started = time.monotonic()
     try:
         asyncio.run(_demo(delta))
-    except StepFailed as err:
+    except (StepFailed, TimeoutError) as err:
         print(f"FAILED: {err}", file=sys.stderr, flush=True)
         return 1
     print(f"\nW1 walkthrough passed in {time.monotonic() - started:.1f}s", flush=True)

@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +139,17 @@ def http_get(port: int, host: str, path: str = "/", timeout: float = 5.0
         return 0, {}, b""
     finally:
         connection.close()
+
+
+async def eventually(check: Callable[[], Any], what: str, timeout: float = 15.0,
+                     interval: float = 0.1) -> Any:
+    """Poll `check` (in a thread: it may block on HTTP) until it returns something truthy;
+    TimeoutError naming `what` and the last answer otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await asyncio.to_thread(check)
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")

@@ -9,8 +9,8 @@ import pytest
 
 from pilotpy.local.demo import DESTINATION_RULE, GATEWAY, registry
 from pilotpy.local.envoy import free_port
-from pilotpy.local.stack import LocalStack
-from tests.e2e.support import W1, W1Factory, eventually, weighted_virtual_service
+from pilotpy.local.stack import LocalStack, eventually
+from tests.e2e.support import W1, W1Factory, weighted_virtual_service
 
 
 @pytest.fixture

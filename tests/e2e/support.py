@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,18 +17,6 @@ def weighted_virtual_service(v1: int, v2: int) -> str:
     text = virtual_service(["httpbin.local"])
     head, _, tail = text.partition("weight: 0\n")  # v1's weight comes first
     return head + f"weight: {v1}\n" + tail.replace("weight: 100", f"weight: {v2}")
-
-
-async def eventually(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    """Poll `check` (run in a thread: it may block on HTTP) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await asyncio.to_thread(check)
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 class W1:

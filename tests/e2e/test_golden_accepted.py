@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from pilotpy.local.envoy import free_port
-from pilotpy.local.stack import LocalStack
-from tests.e2e.support import eventually
+from pilotpy.local.stack import LocalStack, eventually
 
 pytestmark = pytest.mark.e2e
 TESTDATA = Path(__file__).parents[1] / "golden" / "testdata"

@@ -10,13 +10,12 @@ import pytest
 from pilotpy.local.backend import Backend
 from pilotpy.local.demo import DESTINATION_RULE, registry, virtual_service, walkthrough
 from pilotpy.local.envoy import free_port
-from pilotpy.local.stack import LocalStack
+from pilotpy.local.stack import LocalStack, eventually
 from pilotpy.xds import types
 from tests.e2e.support import (
     V1_CLUSTER,
     V2_CLUSTER,
     W1Factory,
-    eventually,
     weighted_virtual_service,
 )
 
