@@ -65,13 +65,22 @@ def _wheel_binary() -> Path | None:
     return path if path.is_file() and os.access(path, os.X_OK) else None
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel just considered free. Another process may take it before the caller
+    """A port the kernel just considered free, never one this process was given before:
+    callers often ask for several (gateway, admin, status, stats) before binding any, and the
+    kernel may offer the same one twice. Another process may still take it before the caller
     binds it; that race is accepted for tests and local runs."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise OSError("no free port left that this process has not handed out already")
 
 
 def validate_bootstrap(

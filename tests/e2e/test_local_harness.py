@@ -362,3 +362,8 @@ def test_backend_command_line() -> None:
             proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_free_port_never_repeats_within_a_process() -> None:
+    ports = [free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
