@@ -140,9 +140,9 @@ class Discovery:
         if generated.diagnostics != entry.diagnostics:
             entry.diagnostics = generated.diagnostics
             origin = f"proxy class {view.proxy.type}/{view.namespace}"
-            self.diagnostics.set(origin, [Problem(origin, view.proxy.id, d)
-                                          for d in generated.diagnostics
-                                          if "not generated yet" not in d])
+            # Valid config pilotpy cannot serve yet: a warning, not a rejected object.
+            self.diagnostics.set(origin, [Problem(origin, view.proxy.id, d, error=False)
+                                          for d in generated.diagnostics])
         self.timings.generate_seconds = [time.perf_counter() - started,
                                          *self.timings.generate_seconds[:9]]
         return snapshot

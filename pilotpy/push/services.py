@@ -195,9 +195,6 @@ class ServiceIndex:
     def kube_service(self, namespace: str, name: str) -> Service | None:
         return self._by_name.get((namespace, name))
 
-    def hostnames(self) -> Iterable[str]:
-        return self._by_host.keys()
-
     def matching(self, pattern: str) -> list[Service]:
         """Services whose hostname is covered by `pattern` (which may be a wildcard)."""
         if not hosts.is_wildcard(pattern):

@@ -16,7 +16,6 @@ from pilotpy.push import PushContext
 from pilotpy.translate.clusters import outbound_clusters
 from pilotpy.translate.endpoints import load_assignment
 from pilotpy.translate.gateway import (
-    empty_route_configuration,
     gateway_listeners,
     gateway_route_configuration,
     gateway_route_names,
@@ -51,7 +50,8 @@ def generate(push: PushContext, view: ProxyView) -> GeneratedConfig:
         # (so a misdirected sidecar connects cleanly) and no listeners.
         return GeneratedConfig(
             clusters=outbound_clusters(push, view), listeners=[], routes=[],
-            diagnostics=("sidecar listeners and routes are not generated yet",))
+            diagnostics=("sidecar proxies get clusters only: sidecar listeners and routes are "
+                         "not supported by pilotpy yet",))
     return GeneratedConfig(clusters=[], listeners=[], routes=[])
 
 
@@ -59,9 +59,3 @@ def endpoints_for(push: PushContext, view: ProxyView, cluster_names: Iterable[st
                   ) -> list[endpoint_pb2.ClusterLoadAssignment]:
     return [load_assignment(push, view, name) for name in sorted(set(cluster_names))]
 
-
-def route_for(push: PushContext, view: ProxyView, name: str) -> route_pb2.RouteConfiguration:
-    """A route configuration by name, empty when this proxy has none by that name."""
-    if view.proxy.is_router:
-        return gateway_route_configuration(push, view, merge_gateways(push, view), name)
-    return empty_route_configuration(name)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from google.protobuf import any_pb2, duration_pb2, struct_pb2, wrappers_pb2
+from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 from google.protobuf.message import Message
 
 NANOS_PER_SECOND = 1_000_000_000
@@ -31,15 +29,6 @@ def uint32(value: int) -> wrappers_pb2.UInt32Value:
     return wrappers_pb2.UInt32Value(value=value)
 
 
-def uint64(value: int) -> wrappers_pb2.UInt64Value:
-    return wrappers_pb2.UInt64Value(value=value)
-
-
 def boolean(value: bool) -> wrappers_pb2.BoolValue:
     return wrappers_pb2.BoolValue(value=value)
 
-
-def struct(value: dict[str, Any]) -> struct_pb2.Struct:
-    out = struct_pb2.Struct()
-    out.update(value)
-    return out
