@@ -31,7 +31,7 @@ from pilotpy.xds.resources import (
     diff_from_versions,
     names,
 )
-from pilotpy.xds.status import StreamStatus, XdsStats
+from pilotpy.xds.status import StreamStatus, XdsStats, record_nack
 
 log = logging.getLogger("pilotpy.xds")
 WILDCARD = "*"
@@ -115,11 +115,7 @@ class DeltaStream:
                    ) -> list[bytes]:
         type_url = request.type_url
         if request.HasField("error_detail"):
-            message = request.error_detail.message
-            self.status.rejected(type_url, request.response_nonce, message)
-            self._stats.rejects[type_url] += 1
-            log.info("NACK %s %s nonce=%s: %s", self.status.node_id, types.short_name(type_url),
-                     request.response_nonce, message)
+            record_nack(self.status, self._stats, request)
             return []
         current = snapshot.get(type_url)
         subscribe = set(request.resource_names_subscribe)

@@ -30,7 +30,7 @@ from pilotpy.xds.resources import (
     compute_diff,
     names,
 )
-from pilotpy.xds.status import StreamStatus, XdsStats
+from pilotpy.xds.status import StreamStatus, XdsStats, record_nack
 
 log = logging.getLogger("pilotpy.xds")
 
@@ -123,11 +123,7 @@ class SotwStream:
         type_url = request.type_url
         watch = self._watches.get(type_url)
         if request.HasField("error_detail"):
-            message = request.error_detail.message
-            self.status.rejected(type_url, request.response_nonce, message)
-            self._stats.rejects[type_url] += 1
-            log.info("NACK %s %s nonce=%s: %s", self.status.node_id, types.short_name(type_url),
-                     request.response_nonce, message)
+            record_nack(self.status, self._stats, request)
             return []
         if watch is not None and request.response_nonce and request.response_nonce != (
                 watch.nonce):

@@ -4,9 +4,15 @@ Read by metrics and debug endpoints; written only by the stream's own task."""
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
+
+from pilotpy.xds import types
+
+log = logging.getLogger("pilotpy.xds")
 
 
 @dataclass(slots=True)
@@ -64,3 +70,13 @@ class StreamStatus:
         status = self.of(type_url)
         status.rejected_nonce, status.last_error = nonce, message
         status.nacks += 1
+
+
+def record_nack(status: StreamStatus, stats: XdsStats, request: Any) -> None:
+    """A request with error_detail (either protocol): recorded for metrics, logs and debug
+    status. It is never answered: Envoy keeps its previous config."""
+    type_url, nonce = request.type_url, request.response_nonce
+    message = request.error_detail.message
+    status.rejected(type_url, nonce, message)
+    stats.rejects[type_url] += 1
+    log.info("NACK %s %s nonce=%s: %s", status.node_id, types.short_name(type_url), nonce, message)
