@@ -32,6 +32,8 @@ from pilotpy.xds.resources import Resource, ResourceSet, Snapshot, make_resource
 from pilotpy.xds.server import NodeRejected
 
 log = logging.getLogger("pilotpy.discovery")
+# The kinds a ProxyView is computed from (workload labels, the Services selecting it).
+VIEW_INPUT_KINDS = frozenset({"Pod", "Service", "ServiceEntry"})
 # Above this many resources a generation's temporary messages are worth returning to the OS.
 LARGE_SNAPSHOT_RESOURCES = 2000
 
@@ -97,9 +99,14 @@ class Discovery:
         self.timings.push_context_seconds = time.perf_counter() - started
         previous = self._classes
         self._classes = {}
+        # A view depends only on Pods and the service registry; after any other change every
+        # proxy's view, and so its class, is what it was.
+        refresh_views = not incremental or bool(
+            {k.kind for k in change.changed} & VIEW_INPUT_KINDS)
         for handle in self._handles:
-            handle.view = view_proxy(handle.proxy, push)
-            handle.key = handle.view.class_key
+            if refresh_views:
+                handle.view = view_proxy(handle.proxy, push)
+                handle.key = handle.view.class_key
             entry = self._classes.get(handle.key)
             if entry is None:
                 old = previous.get(handle.key)

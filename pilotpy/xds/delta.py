@@ -27,8 +27,8 @@ from pilotpy.xds.resources import (
     Resource,
     ResourceSet,
     Snapshot,
-    compute_diff,
     diff_from_versions,
+    memoized_diff,
     names,
 )
 from pilotpy.xds.status import StreamStatus, XdsStats, record_nack
@@ -77,11 +77,7 @@ class DeltaStream:
         return out
 
     def _diff(self, watch: _Watch, current: ResourceSet) -> Diff:
-        key = ("diff", watch.sent, current, watch.scope)
-        found: Diff | None = self._memo.get(key)
-        if found is None:
-            found = self._memo.put(key, compute_diff(watch.sent, current, watch.scope))
-        return found
+        return memoized_diff(self._memo, watch.sent, current, watch.scope)
 
     @staticmethod
     def _with_warming(diff: Diff, watch: _Watch, current: ResourceSet,

@@ -200,3 +200,13 @@ class Memo:
         while len(self._entries) > self._size:
             self._entries.popitem(last=False)
         return value
+
+
+def memoized_diff(memo: Memo, old: ResourceSet | None, new: ResourceSet,
+                  subscription: NameSet | None) -> Diff:
+    """compute_diff, once per (old, new, subscription) for every stream of a class."""
+    key = ("diff", old, new, subscription)
+    found: Diff | None = memo.get(key)
+    if found is None:
+        found = memo.put(key, compute_diff(old, new, subscription))
+    return found

@@ -28,6 +28,7 @@ from pilotpy.xds.resources import (
     ResourceSet,
     Snapshot,
     compute_diff,
+    memoized_diff,
     names,
 )
 from pilotpy.xds.status import StreamStatus, XdsStats, record_nack
@@ -102,11 +103,7 @@ class SotwStream:
         return self._respond(watch, current, (), body)
 
     def _changes(self, watch: _Watch, current: ResourceSet) -> Diff:
-        key = ("diff", watch.sent, current, watch.subscription)
-        found: Diff | None = self._memo.get(key)
-        if found is None:
-            found = self._memo.put(key, compute_diff(watch.sent, current, watch.subscription))
-        return found
+        return memoized_diff(self._memo, watch.sent, current, watch.subscription)
 
     def _mark_warming(self, snapshot: Snapshot, cluster_diff: Diff) -> None:
         watch = self._watches.get(types.ENDPOINT)

@@ -1,0 +1,65 @@
+"""Proxy views are recomputed only when their inputs (Pods, Services) change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envoy.config.core.v3 import base_pb2
+
+from pilotpy.discovery import Discovery, ProxyHandle
+from pilotpy.mesh import MeshConfig
+from pilotpy.store import ChangeSet
+from tests.unit.support import objects_of
+
+NODE = "router~10.0.0.7~gw-1.istio-system~istio-system.svc.cluster.local"
+
+
+def pod(labels: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "gw-1", "namespace": "istio-system", "labels": labels},
+            "status": {"podIP": "10.0.0.7"}}
+
+
+def gateway(hosts: list[str]) -> dict[str, Any]:
+    return {"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+            "metadata": {"name": "gw", "namespace": "default"},
+            "spec": {"selector": {"istio": "ingressgateway"},
+                     "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"},
+                                  "hosts": hosts}]}}
+
+
+def change(version: int, *docs: dict[str, Any], changed_kinds: set[str]) -> ChangeSet:
+    objects = objects_of(docs)
+    keys = frozenset(k for kind, by_key in objects.items() if kind in changed_kinds
+                     for k in by_key)
+    return ChangeSet(objects, keys, version)
+
+
+def connected(plane: Discovery) -> ProxyHandle:
+    node = base_pb2.Node(id=NODE)
+    return plane.connect(node)
+
+
+def test_views_survive_changes_they_do_not_depend_on() -> None:
+    plane = Discovery(MeshConfig())
+    labels = {"istio": "ingressgateway"}
+    plane.update(change(1, pod(labels), gateway(["a.example.com"]),
+                        changed_kinds={"Pod", "Gateway"}))
+    handle = connected(plane)
+    view = handle.view
+    plane.update(change(2, pod(labels), gateway(["b.example.com"]), changed_kinds={"Gateway"}))
+    assert handle.view is view, "a Gateway change recomputed the proxy's view"
+
+
+def test_views_follow_their_pod() -> None:
+    plane = Discovery(MeshConfig())
+    plane.update(change(1, pod({"istio": "ingressgateway"}), gateway(["a.example.com"]),
+                        changed_kinds={"Pod", "Gateway"}))
+    handle = connected(plane)
+    before = handle.key
+    plane.update(change(2, pod({"istio": "egressgateway"}), gateway(["a.example.com"]),
+                        changed_kinds={"Pod"}))
+    assert handle.view.labels == {"istio": "egressgateway"}
+    assert handle.key != before
+    assert plane.snapshot(handle).get(
+        "type.googleapis.com/envoy.config.listener.v3.Listener").by_name == {}
