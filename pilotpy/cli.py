@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,8 +50,9 @@ def _labels(values: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", action="append", type=Path, required=True, metavar="PATH",
+def _add_config_flags(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    parser.add_argument("--config", action="append", type=Path, required=required,
+                        metavar="PATH", default=[],
                         help="a YAML file or directory of Istio and Kubernetes objects "
                              "(repeatable)")
     parser.add_argument("--mesh-config", type=Path, metavar="FILE",
@@ -63,16 +65,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pilotpy.controlplane import ControlPlane
     from pilotpy.lifecycle import run_until_stopped
     from pilotpy.mesh import MeshConfigError
+    from pilotpy.sources.kube import KubeConfigError
 
+    kube = args.kube or args.kubeconfig is not None
+    if not args.config and not kube:
+        raise SystemExit("pilotpy serve: give --config PATH, --kube or --kubeconfig FILE")
     for path in args.config:
         if not path.exists():
             raise SystemExit(f"--config {path}: no such file or directory")
     settings = Settings(config_paths=args.config, grpc_addr=args.grpc_addr,
                         http_addr=args.http_addr, mesh_config=args.mesh_config,
-                        default_namespace=args.default_namespace)
+                        default_namespace=args.default_namespace, kube=kube,
+                        kubeconfig=args.kubeconfig, kube_context=args.kube_context,
+                        control_plane_namespace=args.namespace)
     try:
         plane = ControlPlane(settings)
-    except MeshConfigError as err:
+    except (MeshConfigError, KubeConfigError) as err:
         raise SystemExit(f"pilotpy: {err}") from err
     run_until_stopped(plane.run_forever)
     return 0
@@ -126,7 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve xDS to Envoy proxies")
-    _add_config_flags(serve)
+    _add_config_flags(serve, required=False)
+    serve.add_argument("--kube", action="store_true",
+                       help="watch the Kubernetes API (in-cluster credentials, or $KUBECONFIG "
+                            "/ ~/.kube/config)")
+    serve.add_argument("--kubeconfig", type=Path, metavar="FILE",
+                       help="watch the Kubernetes API with this kubeconfig (implies --kube)")
+    serve.add_argument("--kube-context", metavar="NAME", help="kubeconfig context to use")
+    serve.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", "istio-system"),
+                       help="control-plane namespace, where the mesh ConfigMap `istio` is read "
+                            "(default $POD_NAMESPACE or istio-system)")
     serve.add_argument("--grpc-addr", default=DEFAULT_GRPC_ADDR,
                        help=f"ADS listen address (default {DEFAULT_GRPC_ADDR})")
     serve.add_argument("--http-addr", default=DEFAULT_HTTP_ADDR,

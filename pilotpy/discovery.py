@@ -19,7 +19,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from pilotpy.diagnostics import Diagnostics, Problem
-from pilotpy.mesh import MeshConfig
+from pilotpy.mesh import MESH_CONFIG_KIND, MeshConfig
 from pilotpy.proxy import NodeIdError, Proxy, ProxyView, parse_proxy, view_proxy
 from pilotpy.push import PushContext, PushScope, build_push_context
 from pilotpy.store import ChangeSet
@@ -86,7 +86,7 @@ class Discovery:
         version = change.version
         incremental = self.push is not None and not self._rebuild_next
         try:
-            push, scope = build_push_context(change.objects, self.mesh, version, self.push,
+            push, scope = build_push_context(change.objects, self._mesh(change), version, self.push,
                                              change.changed if incremental else None)
         except Exception:
             # Incremental indexes hand their bookkeeping to the context they build, so a
@@ -122,6 +122,14 @@ class Discovery:
                  len(self._handles), len(self._classes),
                  self.timings.push_context_seconds * 1000)
         return scope
+
+    def _mesh(self, change: ChangeSet) -> MeshConfig:
+        """The mesh config a source published (the `istio` ConfigMap), else the one pilotpy
+        started with."""
+        published = change.objects.get(MESH_CONFIG_KIND)
+        if published:
+            return next(iter(published.values()))  # type: ignore[no-any-return]
+        return self.mesh
 
     # -- snapshots -------------------------------------------------------------------------
 

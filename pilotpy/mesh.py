@@ -15,6 +15,9 @@ from pilotpy.model.fields import Fields
 from pilotpy.model.virtualservice import HTTPRetry, parse_retry
 
 SECOND = 1_000_000_000
+# The store kind under which a source publishes the mesh config it watches (the kube source's
+# `istio` ConfigMap); it replaces the config pilotpy started with.
+MESH_CONFIG_KIND = "MeshConfig"
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,12 @@ class Settings:
     debounce_max: float = 10.0  # istiod's PILOT_DEBOUNCE_MAX
     poll_interval: float = 0.5
     max_connection_age_seconds: float = 30 * 60
+    # The Kubernetes source: on when `kube` is set (a kubeconfig, or in-cluster credentials).
+    kube: bool = False
+    kubeconfig: Path | None = None
+    kube_context: str | None = None
+    # Where the mesh ConfigMap `istio` lives (istiod's POD_NAMESPACE).
+    control_plane_namespace: str = "istio-system"
 
 
 def split_address(address: str, *, default_host: str = "0.0.0.0") -> tuple[str, int]:

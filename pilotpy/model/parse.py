@@ -22,11 +22,19 @@ from pilotpy.model.kube import (
 )
 from pilotpy.model.meta import Meta, parse_meta
 from pilotpy.model.serviceentry import ServiceEntry, parse_service_entry
+from pilotpy.model.stored import (
+    STORED_KINDS,
+    STORED_VERSIONS,
+    Secret,
+    StoredObject,
+    parse_secret,
+    parse_stored,
+)
 from pilotpy.model.virtualservice import VirtualService, parse_virtual_service
 
 ConfigObject = (
     Gateway | VirtualService | DestinationRule | ServiceEntry | Service | EndpointSlice | Pod
-    | Namespace
+    | Namespace | Secret | StoredObject
 )
 
 NETWORKING_GROUP = "networking.istio.io"
@@ -40,10 +48,11 @@ _ISTIO: dict[str, Callable[[Meta, Fields], ConfigObject]] = {
 }
 # (apiVersion, kind) pairs of the Kubernetes registry.
 _KUBE_KINDS = {
-    ("v1", "Service"), ("v1", "Pod"), ("v1", "Namespace"),
+    ("v1", "Service"), ("v1", "Pod"), ("v1", "Namespace"), ("v1", "Secret"),
     ("discovery.k8s.io/v1", "EndpointSlice"), ("discovery.k8s.io/v1beta1", "EndpointSlice"),
 }
-KINDS = (*_ISTIO, "Service", "EndpointSlice", "Pod", "Namespace")
+KINDS = (*_ISTIO, "Service", "EndpointSlice", "Pod", "Namespace", "Secret",
+         *sorted(k for kinds in STORED_KINDS.values() for k in kinds))
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +75,10 @@ def is_supported(doc: Mapping[str, Any]) -> bool:
     api_version = str(doc.get("apiVersion", ""))
     kind = str(doc.get("kind", ""))
     group, _, version = api_version.rpartition("/")
-    if group == NETWORKING_GROUP:
-        return kind in _ISTIO and version in NETWORKING_VERSIONS
+    if group == NETWORKING_GROUP and kind in _ISTIO:
+        return version in NETWORKING_VERSIONS
+    if kind in STORED_KINDS.get(group, ()):
+        return version in STORED_VERSIONS[group]
     return (api_version, kind) in _KUBE_KINDS
 
 
@@ -95,7 +106,7 @@ def parse_object(doc: Mapping[str, Any], *, default_namespace: str = "default",
     root = Fields(doc, "", issues)
     root.raw("apiVersion")
     root.raw("kind")
-    namespaced = kind != "Namespace"
+    namespaced = kind not in ("Namespace", "IngressClass")
     meta = parse_meta(doc, kind, default_namespace, namespaced, root)
     obj: ConfigObject
     if kind in _ISTIO:
@@ -112,6 +123,10 @@ def parse_object(doc: Mapping[str, Any], *, default_namespace: str = "default",
     elif kind == "EndpointSlice":
         obj = parse_endpoint_slice(meta, root)
         root.done()
+    elif kind in STORED_KINDS.get(api_version.rpartition("/")[0], ()):
+        obj = parse_stored(meta, api_version, root)
+    elif kind == "Secret":
+        obj = parse_secret(meta, root)
     elif kind == "Pod":
         obj = parse_pod(meta, root.child("spec"), root.child("status"))
         # A Pod spec is large and owned by Kubernetes; only the fields above matter here.

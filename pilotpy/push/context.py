@@ -17,6 +17,7 @@ from pilotpy.model.gateway import Gateway
 from pilotpy.model.kube import EndpointSlice
 from pilotpy.model.kube import Service as KubeService
 from pilotpy.model.meta import Key
+from pilotpy.model.stored import STORED_ONLY_KINDS
 from pilotpy.model.virtualservice import VirtualService
 from pilotpy.push.config import (
     DestinationRuleIndex,
@@ -154,7 +155,8 @@ def build_push_context(objects: Objects, mesh: MeshConfig, version: int,
                                                  mesh.domain_suffix, mesh.root_namespace)
     context = PushContext(version, mesh, services, pods, endpoints, gateways, virtual_services,
                           destination_rules, objects, resolved)
-    if kinds <= ENDPOINT_KINDS:
+    # Kinds stored for later translation change no generated resource yet.
+    if kinds <= ENDPOINT_KINDS | STORED_ONLY_KINDS:
         hostnames = frozenset(
             svc.hostname for ns, name in dirty
             if (svc := services.kube_service(ns, name)) is not None

@@ -1,0 +1,198 @@
+"""The Kubernetes source: one informer per watched resource, each feeding one store partition.
+
+Objects are parsed and validated like the file source's. An invalid object is reported
+(diagnostics, log) and skipped; if an earlier version of it was valid, that version keeps being
+served, as if the API server had rejected the update. The mesh ConfigMap (`istio`, key `mesh`,
+in the control-plane namespace) is published as the store's mesh config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import yaml
+
+from pilotpy.diagnostics import Diagnostics, Problem
+from pilotpy.mesh import MESH_CONFIG_KIND, MeshConfig, MeshConfigError, parse_mesh_config
+from pilotpy.model import InvalidObject, Key, UnknownKind, parse_object
+from pilotpy.sources.kube.api import KubeApi
+from pilotpy.sources.kube.informer import Informer, InformerStatus
+from pilotpy.sources.kube.kinds import MESH_CONFIG_MAP, WatchedKind, watched_kinds
+from pilotpy.store import Store
+
+log = logging.getLogger("pilotpy.sources.kube")
+
+ORIGIN = "kube"
+
+
+def _ref(item: dict[str, Any]) -> tuple[str, str]:
+    metadata = item.get("metadata") or {}
+    return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+
+
+class _ObjectSink:
+    """Parsed objects of one kind -> the kind's store partition."""
+
+    def __init__(self, kind: WatchedKind, store: Store, diagnostics: Diagnostics) -> None:
+        self._kind = kind.kind
+        self._partition = f"{ORIGIN}:{kind.kind}"
+        self._store = store
+        self._diagnostics = diagnostics
+        self._good: dict[Key, Any] = {}
+        self._reported: set[Key] = set()
+
+    def _key(self, item: dict[str, Any]) -> Key:
+        namespace, name = _ref(item)
+        return Key(self._kind, namespace, name)
+
+    def _origin(self, key: Key) -> str:
+        return f"{ORIGIN} {key}"
+
+    def _parse(self, item: dict[str, Any]) -> tuple[Key, Any | None]:
+        """The object, or None when it is invalid (reported here)."""
+        key = self._key(item)
+        try:
+            parsed = parse_object(item, origin=ORIGIN)
+        except UnknownKind as err:  # a version newer than the model knows
+            self._report(key, [Problem(ORIGIN, str(key), f"not readable: {err}")])
+            return key, None
+        except InvalidObject as err:
+            kept = " (keeping the last valid version)" if key in self._good else ""
+            detail = "; ".join(str(i) for i in err.issues)
+            self._report(key, [Problem(ORIGIN, str(err.ref), f"invalid, skipped{kept}: {detail}")])
+            return key, None
+        self._report(key, [Problem(ORIGIN, str(parsed.obj.meta.ref), str(w), error=False)
+                           for w in parsed.warnings])
+        return key, parsed.obj
+
+    def _report(self, key: Key, problems: list[Problem]) -> None:
+        if problems or key in self._reported:
+            self._diagnostics.set(self._origin(key), problems)
+        if problems:
+            self._reported.add(key)
+        else:
+            self._reported.discard(key)
+
+    def replace(self, items: list[dict[str, Any]]) -> None:
+        objects: dict[Key, Any] = {}
+        for item in items:
+            key, obj = self._parse(item)
+            if obj is not None:
+                objects[key] = obj
+            elif key in self._good:
+                objects[key] = self._good[key]
+        for gone in self._reported - {self._key(i) for i in items}:
+            self._report(gone, [])
+        self._good = objects
+        self._store.replace_partition(self._partition, objects)
+
+    def upsert(self, item: dict[str, Any]) -> None:
+        key, obj = self._parse(item)
+        if obj is None:
+            return
+        self._good[key] = obj
+        self._store.upsert(self._partition, key, obj)
+
+    def delete(self, item: dict[str, Any]) -> None:
+        key = self._key(item)
+        self._report(key, [])
+        if self._good.pop(key, None) is not None:
+            self._store.delete(self._partition, key)
+
+
+class _MeshConfigSink:
+    """The `istio` ConfigMap's `mesh` key -> the store's mesh config. A ConfigMap that does not
+    parse keeps the last good mesh config."""
+
+    def __init__(self, store: Store, diagnostics: Diagnostics) -> None:
+        self._store = store
+        self._diagnostics = diagnostics
+        self._partition = f"{ORIGIN}:{MESH_CONFIG_KIND}"
+
+    def _publish(self, item: dict[str, Any] | None) -> None:
+        if item is None:
+            self._diagnostics.clear(self._partition)
+            self._store.replace_partition(self._partition, {})
+            return
+        namespace, name = _ref(item)
+        subject = f"ConfigMap {namespace}/{name}"
+        data = item.get("data") or {}
+        try:
+            config = self._parse(data.get("mesh"), subject)
+        except MeshConfigError as err:
+            self._diagnostics.set(self._partition, [Problem(
+                ORIGIN, subject, f"invalid, keeping the last valid mesh config: {err}")])
+            return
+        self._diagnostics.set(self._partition, [])
+        self._store.replace_partition(
+            self._partition, {Key(MESH_CONFIG_KIND, namespace, name): config})
+
+    def _parse(self, text: Any, subject: str) -> MeshConfig:
+        if text is None:
+            return MeshConfig()
+        try:
+            data = yaml.safe_load(str(text))
+        except yaml.YAMLError as err:
+            raise MeshConfigError(f"data.mesh: invalid YAML: {err}") from err
+        config, warnings = parse_mesh_config(data, origin="data.mesh")
+        for warning in warnings:
+            log.warning("%s: data.mesh: %s", subject, warning)
+        return config
+
+    def replace(self, items: list[dict[str, Any]]) -> None:
+        self._publish(items[0] if items else None)
+
+    def upsert(self, item: dict[str, Any]) -> None:
+        self._publish(item)
+
+    def delete(self, item: dict[str, Any]) -> None:
+        self._publish(None)
+
+
+class KubeSource:
+    def __init__(self, api: KubeApi, store: Store, diagnostics: Diagnostics, *,
+                 control_plane_namespace: str = "istio-system",
+                 kinds: Iterable[WatchedKind] | None = None,
+                 **informer_options: Any) -> None:
+        self.api = api
+        self.informers: list[Informer] = []
+        for kind in kinds if kinds is not None else watched_kinds(control_plane_namespace):
+            sink: _ObjectSink | _MeshConfigSink
+            if kind.kind == "ConfigMap":
+                assert kind.field_selector == f"metadata.name={MESH_CONFIG_MAP}"
+                sink = _MeshConfigSink(store, diagnostics)
+            else:
+                sink = _ObjectSink(kind, store, diagnostics)
+            self.informers.append(Informer(api, kind, sink, **informer_options))
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(i.run(), name=f"informer {i.kind.kind}")
+                       for i in self.informers]
+
+    async def wait_synced(self) -> None:
+        """Until every informer has completed its first list."""
+        await asyncio.gather(*(i.synced.wait() for i in self.informers))
+
+    @property
+    def synced(self) -> bool:
+        return all(i.synced.is_set() for i in self.informers)
+
+    @property
+    def connected(self) -> bool:
+        return all(i.status.connected or not i.status.installed for i in self.informers)
+
+    def statuses(self) -> list[InformerStatus]:
+        return [i.status for i in self.informers]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.api.close()
