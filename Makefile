@@ -9,7 +9,15 @@ PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run demo test lint test-unit test-golden test-xds test-e2e golden bench clean
+.PHONY: help venv run demo test lint test-unit test-golden test-xds test-e2e test-kube golden \
+	bench clean kube-bins manifests kind-up kind-load kind-deploy kind-demo kind-down
+
+# Heavy test binaries live outside the clone, so a fresh CI clone reuses them.
+CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pilotpy
+KUBE_BINS := $(CACHE_DIR)/kube-bins
+export KUBEBUILDER_ASSETS ?= $(KUBE_BINS)
+KIND_CLUSTER ?= pilotpy
+IMAGE ?= pilotpy:dev
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,7 +37,7 @@ run: $(STAMP) ## run pilotpy on examples/ with a real Envoy gateway and local ba
 demo: $(STAMP) ## walk through W1 against a real Envoy (no listener -> 404 -> 200 from v2)
 	$(BIN)/pilotpy --log-level warning demo
 
-test: lint test-unit test-golden test-xds test-e2e ## the whole suite: lint, unit, golden, xds, e2e
+test: lint test-unit test-golden test-xds test-e2e test-kube ## the whole suite: lint, unit, golden, xds, e2e, kube
 
 lint: $(STAMP) ## ruff, mypy and the import-layering contracts
 	$(BIN)/ruff check pilotpy tests bench
@@ -47,6 +55,41 @@ test-xds: $(STAMP) ## protocol rules against the in-process server over a real s
 
 test-e2e: $(STAMP) ## pilotpy + a real Envoy + local backends
 	$(PYTEST) tests/e2e -q
+
+test-kube: $(STAMP) kube-bins ## informers and manifests against a real kube-apiserver + etcd, with Envoy
+	$(PYTEST) tests/kube -q
+
+kube-bins: ## build kube-apiserver and etcd into the cache (unless KUBEBUILDER_ASSETS has them)
+	@if [ -x "$(KUBEBUILDER_ASSETS)/kube-apiserver" ] && [ -x "$(KUBEBUILDER_ASSETS)/etcd" ] \
+	    && [ "$(KUBEBUILDER_ASSETS)" != "$(KUBE_BINS)" ]; then \
+	  echo "kube-bins: using $(KUBEBUILDER_ASSETS)"; else hack/kube-bins.sh "$(KUBE_BINS)"; fi
+
+manifests: $(STAMP) ## regenerate manifests/crds.yaml from pilotpy's model
+	$(BIN)/pilotpy crds > manifests/crds.yaml
+
+kind-up: ## create the kind cluster (needs docker and kind)
+	kind create cluster --name $(KIND_CLUSTER) --config manifests/kind-config.yaml
+
+kind-load: ## build the pilotpy image and load it into the kind cluster
+	docker build -t $(IMAGE) .
+	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+
+kind-deploy: ## install the CRDs, pilotpy, the ingress gateway and httpbin
+	kubectl --context kind-$(KIND_CLUSTER) apply --server-side -f manifests/crds.yaml
+	kubectl --context kind-$(KIND_CLUSTER) wait --for condition=established --timeout=60s \
+	  -f manifests/crds.yaml
+	kubectl --context kind-$(KIND_CLUSTER) apply --server-side -f manifests/pilotpy.yaml \
+	  -f manifests/ingressgateway.yaml -f manifests/samples/httpbin.yaml
+	kubectl --context kind-$(KIND_CLUSTER) -n istio-system rollout status deploy/istiod \
+	  deploy/istio-ingressgateway --timeout=180s
+	kubectl --context kind-$(KIND_CLUSTER) rollout status deploy/httpbin-v1 deploy/httpbin-v2 \
+	  --timeout=180s
+
+kind-demo: ## W1 on kind: 404 from the Gateway alone, then 200 from httpbin v2
+	hack/kind-demo.sh kind-$(KIND_CLUSTER)
+
+kind-down: ## delete the kind cluster
+	kind delete cluster --name $(KIND_CLUSTER)
 
 golden: $(STAMP) ## regenerate golden files after an intended translation change
 	PILOTPY_UPDATE_GOLDEN=1 $(PYTEST) tests/golden -q

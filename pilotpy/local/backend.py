@@ -18,12 +18,14 @@ import argparse
 import contextlib
 import ipaddress
 import json
+import os
 import signal
 import socket
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
@@ -45,9 +47,13 @@ class Backend:
     Entering the context manager starts it if needed; leaving it stops it."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, version: str = "v1", name: str = "httpbin"
+        self, host: str = "127.0.0.1", port: int = 0, version: str = "v1", name: str = "httpbin",
+        *, in_own_netns: bool = False,
     ) -> None:
-        _require_loopback(host)
+        if in_own_netns:
+            _require_own_netns()
+        else:
+            _require_loopback(host)
         self.host = host
         self.version = version
         self.name = name
@@ -327,16 +333,20 @@ def _require_loopback(host: str) -> None:
         raise ValueError(f"backend host must be a loopback IP, got {host!r}")
 
 
-def _parse_listen(text: str) -> tuple[str, int]:
+def _parse_address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    host = host.strip("[]")
-    try:
-        _require_loopback(host)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
-    return host, int(port)
+    return host.strip("[]"), int(port)
+
+
+def _require_own_netns() -> None:
+    """A backend may listen beyond loopback only inside a named network namespace (one made
+    with `ip netns add`, as the tests do), never in the host's."""
+    own = os.stat("/proc/self/ns/net").st_ino
+    named = Path("/run/netns")
+    if not named.is_dir() or not any(n.stat().st_ino == own for n in named.iterdir()):
+        raise ValueError("a non-loopback backend must run inside a named network namespace")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -345,11 +355,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--listen",
-        type=_parse_listen,
+        type=_parse_address,
         default=("127.0.0.1", 8000),
         metavar="HOST:PORT",
         help="loopback address (port 0 picks a free one)",
     )
+    parser.add_argument("--in-own-netns", action="store_true",
+                        help="listen on any address; refused outside a test's network namespace")
     parser.add_argument("--version", default="v1", help="reported in x-backend-version")
     parser.add_argument("--name", default="httpbin", help="reported in x-backend-name")
     parser.add_argument(
@@ -361,6 +373,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     host, port = args.listen
+    if not args.in_own_netns:
+        try:
+            _require_loopback(host)
+        except ValueError as error:
+            parser.error(str(error))
 
     stopping = threading.Event()
 
@@ -369,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    with Backend(host, port, args.version, args.name) as backend:
+    with Backend(host, port, args.version, args.name, in_own_netns=args.in_own_netns) as backend:
         # Parents wait for this line to know the port (useful with port 0).
         print(
             f"listening on {backend.url} name={backend.name} version={backend.version}", flush=True

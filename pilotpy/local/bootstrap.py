@@ -15,6 +15,7 @@ workers run, the filter answers 200 (and 503 while Envoy is draining or failing 
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
@@ -152,9 +153,12 @@ def _xds_cluster(address: tuple[str, int]) -> dict[str, Any]:
 
 def _static_cluster(name: str, address: tuple[str, int], connect_timeout: str) -> dict[str, Any]:
     host, port = address
+    # An IP is used as is; a name (istiod.istio-system.svc in a cluster) is resolved by Envoy.
+    resolved = _is_ip(host)
     return {
         "name": name,
-        "type": "STATIC",
+        "type": "STATIC" if resolved else "STRICT_DNS",
+        **({} if resolved else {"dns_lookup_family": "V4_PREFERRED"}),
         "connect_timeout": connect_timeout,
         "lb_policy": "ROUND_ROBIN",
         "load_assignment": {
@@ -164,6 +168,14 @@ def _static_cluster(name: str, address: tuple[str, int], connect_timeout: str) -
             ],
         },
     }
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _status_listener(port: int) -> dict[str, Any]:

@@ -74,10 +74,12 @@ class LocalStack:
                  status_port: int | None = None, stats_port: int | None = None,
                  node_id: str = GATEWAY_NODE_ID, labels: Mapping[str, str] | None = None,
                  poll_interval: float = 0.2, start_backends: bool = True,
-                 log_level: str = "info") -> None:
-        self.plane = ControlPlane(Settings(config_paths=config_paths,
-                                           grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
-                                           poll_interval=poll_interval))
+                 log_level: str = "info", settings: Settings | None = None) -> None:
+        """`settings` replaces the file-source settings built from `config_paths` (the kube
+        tests point pilotpy at an API server this way)."""
+        self.plane = ControlPlane(settings or Settings(
+            config_paths=config_paths, grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
+            poll_interval=poll_interval))
         self.workdir = workdir
         self.delta = delta
         self.status_port = status_port if status_port is not None else free_port()

@@ -46,6 +46,13 @@ _ISTIO: dict[str, Callable[[Meta, Fields], ConfigObject]] = {
     "DestinationRule": parse_destination_rule,
     "ServiceEntry": parse_service_entry,
 }
+
+
+def istio_parsers() -> dict[str, Callable[[Meta, Fields], ConfigObject]]:
+    """The translated Istio kinds and their spec parsers (for the CRD schemas)."""
+    return dict(_ISTIO)
+
+
 # (apiVersion, kind) pairs of the Kubernetes registry.
 _KUBE_KINDS = {
     ("v1", "Service"), ("v1", "Pod"), ("v1", "Namespace"), ("v1", "Secret"),

@@ -1,0 +1,61 @@
+"""W1 applied through a real kube-apiserver drives a real Envoy gateway, and every later edit,
+delete and new EndpointSlice reaches it."""
+
+from __future__ import annotations
+
+import pytest
+
+from pilotpy.local.stack import eventually
+from tests.kube.support import (
+    DESTINATION_RULE,
+    GATEWAY,
+    HTTPBIN_IPS,
+    KubeMesh,
+    endpoint_slice,
+    virtual_service,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_w1_through_the_api_server(mesh: KubeMesh) -> None:
+    mesh.write_registry()
+    await mesh.start()
+    envoy = mesh.stack.envoy  # type: ignore[union-attr]
+    assert envoy is not None
+    # No Gateway yet: the gateway has no listener on its port.
+    await eventually(lambda: mesh.get()[0] == 0, "no listener before the Gateway")
+
+    mesh.apply(GATEWAY)
+    await eventually(lambda: mesh.get()[0] == 404, "404 from blackhole:80")
+    mesh.apply(DESTINATION_RULE)
+    mesh.apply(virtual_service("httpbin", "httpbin.local", "v2"))
+    await mesh.wait_version("v2")
+
+    # An edit: all traffic to v1.
+    mesh.apply(virtual_service("httpbin", "httpbin.local", "v1"))
+    await mesh.wait_version("v1")
+
+    # A new EndpointSlice brings v3 (its Pod first, as a kubelet would report it).
+    mesh.apply("""\
+apiVersion: v1
+kind: Pod
+metadata: {name: httpbin-v3, namespace: default, labels: {app: httpbin, version: v3}}
+spec:
+  containers: [{name: httpbin, image: mccutchen/go-httpbin:v2.15.0}]
+""")
+    mesh.admin.pod_ip("default", "httpbin-v3", HTTPBIN_IPS["v3"])
+    mesh.apply_doc(endpoint_slice("httpbin-service-v3", mesh.backend_port, ["v3"]))
+    mesh.apply(virtual_service("httpbin", "httpbin.local", "v3"))
+    await mesh.wait_version("v3")
+
+    # Deleting the slice leaves v3's subset without endpoints: 503, not a stale endpoint.
+    mesh.admin.delete(endpoint_slice("httpbin-service-v3", mesh.backend_port, ["v3"]))
+    await mesh.wait_version("503")
+
+    # Deleting the VirtualService takes the routes away: back to blackhole:80.
+    mesh.delete(virtual_service("httpbin", "httpbin.local", "v3"))
+    await eventually(lambda: mesh.get()[0] == 404, "404 after the VirtualService is deleted")
+    assert envoy.stats("update_rejected").get(
+        "cluster_manager.cds.update_rejected", 0) == 0
+    assert sum(mesh.plane.xds.stats.rejects.values()) == 0
