@@ -181,8 +181,11 @@ class KubeMesh:
 
     # -- pilotpy and Envoy -----------------------------------------------------------------
 
-    async def start(self, *, delta: bool = True, wait_ready: bool = True) -> LocalStack:
+    async def start(self, *, delta: bool = True, wait_ready: bool = True,
+                    api_reachable: bool = True) -> LocalStack:
         await self.proxy.start()
+        if not api_reachable:
+            await self.proxy.cut()
         await asyncio.to_thread(self.pods.start, list(HTTPBIN_IPS.values()))
         for version, ip in HTTPBIN_IPS.items():
             await asyncio.to_thread(self.pods.backend, ip, self.backend_port, version)
@@ -201,6 +204,19 @@ class KubeMesh:
     async def wait_ready(self) -> None:
         assert self.stack is not None
         await asyncio.wait_for(self.stack.plane.xds.ready.wait(), 30)
+
+    def informer(self, kind: str) -> Any:
+        assert self.plane.kube is not None
+        return next(i for i in self.plane.kube.informers if i.kind.kind == kind)
+
+    async def ready_status(self) -> int:
+        """/ready's status code (from a thread: the server runs on this loop)."""
+        answer = await asyncio.to_thread(http_get, self.plane.http_port, "pilotpy", "/ready")
+        return answer[0]
+
+    def virtual_services(self) -> list[str]:
+        push = self.plane.discovery.push
+        return sorted(k.name for k in push.objects.get("VirtualService", {})) if push else []
 
     @property
     def plane(self) -> Any:

@@ -63,3 +63,19 @@ def test_views_follow_their_pod() -> None:
     assert handle.key != before
     assert plane.snapshot(handle).get(
         "type.googleapis.com/envoy.config.listener.v3.Listener").by_name == {}
+
+
+def test_a_published_mesh_config_replaces_the_starting_one() -> None:
+    from pilotpy.diagnostics import Diagnostics
+    from pilotpy.discovery import Discovery
+    from pilotpy.mesh import MESH_CONFIG_KIND, MeshConfig
+    from pilotpy.model import Key
+    from pilotpy.store import ChangeSet
+
+    discovery = Discovery(MeshConfig(), Diagnostics())
+    published = MeshConfig(outbound_traffic_policy="REGISTRY_ONLY")
+    key = Key(MESH_CONFIG_KIND, "istio-system", "istio")
+    discovery.update(ChangeSet({MESH_CONFIG_KIND: {key: published}}, frozenset({key}), 1))
+    assert discovery.push is not None and discovery.push.mesh == published
+    discovery.update(ChangeSet({}, frozenset({key}), 2))
+    assert discovery.push.mesh == MeshConfig()

@@ -55,7 +55,8 @@ def load_connection(kubeconfig: Path | None = None, context: str | None = None) 
         ssl_context = False
 
     def authorization() -> str | None:
-        token = configuration.get_api_key_with_prefix("authorization")
+        # Newer clients store the token as "BearerToken", older ones as "authorization".
+        token = configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
         if token is not None:
             return str(token)
         if configuration.username:
