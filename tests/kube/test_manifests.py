@@ -4,6 +4,7 @@ enough for pilotpy's informers (checked with the ServiceAccount's own token)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import uuid
@@ -155,11 +156,8 @@ async def _informers_with(cluster: Cluster, tmp_path: Path, token: str,
     source = KubeSource(KubeApi(load_connection(kubeconfig)), Store(), Diagnostics())
     source.start()
     try:
-        with_timeout = asyncio.wait_for(source.wait_synced(), settle)
-        try:
-            await with_timeout
-        except TimeoutError:
-            pass
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(source.wait_synced(), settle)
         synced = {i.kind.kind for i in source.informers if i.synced.is_set()}
         failing = {i.kind.kind: i.status.last_error for i in source.informers
                    if not i.synced.is_set()}
