@@ -241,6 +241,8 @@ class KubeMesh:
             await self.stack.stop()
         await self.proxy.stop()
         await asyncio.to_thread(self.pods.stop)
+        leftovers = self.pods.leftovers()
+        assert not leftovers, f"the test left {leftovers} behind"
         for doc in reversed(self._applied):
             with contextlib.suppress(ApiStatusError, OSError):
                 self.admin.delete(doc)

@@ -35,20 +35,35 @@ def manifest(kind: str, name: str, path: str = "pilotpy.yaml") -> dict[str, Any]
                 if d["kind"] == kind and d["metadata"]["name"] == name)
 
 
+KEPT_KINDS = ("Namespace", "CustomResourceDefinition")  # shared with the other kube tests
+
+
 @pytest.fixture(scope="module")
-def deployed(cluster: Cluster) -> Iterator[Cluster]:
+def applied(cluster: Cluster) -> Iterator[list[dict[str, Any]]]:
+    """Objects the module's tests apply; deleted at the end so later tests start clean."""
+    objects: list[dict[str, Any]] = []
+    yield objects
+    for doc in reversed(objects):
+        if doc["kind"] not in KEPT_KINDS:
+            cluster.admin.delete(doc)
+
+
+@pytest.fixture(scope="module")
+def deployed(cluster: Cluster, applied: list[dict[str, Any]]) -> Cluster:
     for path in ("pilotpy.yaml", "ingressgateway.yaml"):
         for doc in docs(MANIFESTS / path):
             cluster.admin.apply(doc)
-    yield cluster
+            applied.append(doc)
+    return cluster
 
 
-def test_every_manifest_and_sample_is_accepted_strictly(deployed: Cluster) -> None:
+def test_every_manifest_and_sample_is_accepted_strictly(
+        deployed: Cluster, applied: list[dict[str, Any]]) -> None:
     """Server-side apply with fieldValidation=Strict: an unknown or duplicated field fails."""
     paths = [MANIFESTS / "crds.yaml", MANIFESTS / "pilotpy.yaml",
              MANIFESTS / "ingressgateway.yaml", *sorted((MANIFESTS / "samples").glob("*.yaml")),
              *sorted(EXAMPLES.glob("*.yaml"))]
-    applied = []
+    names = []
     for path in paths:
         for doc in docs(path):
             if path.parent == EXAMPLES and doc["kind"] in ("Pod", "EndpointSlice"):
@@ -56,8 +71,9 @@ def test_every_manifest_and_sample_is_accepted_strictly(deployed: Cluster) -> No
                 # server rightly refuses.
                 continue
             deployed.admin.apply(doc)
-            applied.append(f"{path.name}:{doc['kind']}/{doc['metadata']['name']}")
-    assert len(applied) > 20
+            applied.append(doc)
+            names.append(f"{path.name}:{doc['kind']}/{doc['metadata']['name']}")
+    assert len(names) > 20, names
 
 
 def test_istio_config_round_trips_through_the_crds(deployed: Cluster) -> None:
@@ -125,27 +141,30 @@ def test_roles_grant_only_reads() -> None:
 # -- the ServiceAccount's own token ----------------------------------------------------------
 
 def _bind(cluster: Cluster, cluster_rules: list[dict[str, Any]],
-          role_rules: list[dict[str, Any]]) -> str:
+          role_rules: list[dict[str, Any]], applied: list[dict[str, Any]]) -> str:
     """A fresh ServiceAccount bound to the given rules; returns its TokenRequest token."""
     name = f"pilotpy-rbac-{uuid.uuid4().hex[:8]}"
-    admin = cluster.admin
-    admin.apply({"apiVersion": "v1", "kind": "ServiceAccount",
-                 "metadata": {"name": name, "namespace": "istio-system"}})
     subject = [{"kind": "ServiceAccount", "name": name, "namespace": "istio-system"}]
-    admin.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                 "metadata": {"name": name}, "rules": cluster_rules})
-    admin.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                 "metadata": {"name": name}, "subjects": subject,
-                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                             "name": name}})
-    admin.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-                 "metadata": {"name": name, "namespace": "istio-system"},
-                 "rules": role_rules})
-    admin.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                 "metadata": {"name": name, "namespace": "istio-system"}, "subjects": subject,
-                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                             "name": name}})
-    return admin.token("istio-system", name)
+    rbac = "rbac.authorization.k8s.io/v1"
+    objects: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": name, "namespace": "istio-system"}},
+        {"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": name},
+         "rules": cluster_rules},
+        {"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": name},
+         "subjects": subject,
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                     "name": name}},
+        {"apiVersion": rbac, "kind": "Role",
+         "metadata": {"name": name, "namespace": "istio-system"}, "rules": role_rules},
+        {"apiVersion": rbac, "kind": "RoleBinding",
+         "metadata": {"name": name, "namespace": "istio-system"}, "subjects": subject,
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}},
+    ]
+    for doc in objects:
+        cluster.admin.apply(doc)
+        applied.append(doc)
+    return cluster.admin.token("istio-system", name)
 
 
 async def _informers_with(cluster: Cluster, tmp_path: Path, token: str,
@@ -174,7 +193,8 @@ async def test_informers_sync_with_the_service_account_token(deployed: Cluster,
     assert "VirtualService" in synced and "ConfigMap" in synced
 
 
-async def test_every_rbac_rule_is_needed(deployed: Cluster, tmp_path: Path) -> None:
+async def test_every_rbac_rule_is_needed(deployed: Cluster, tmp_path: Path,
+                                         applied: list[dict[str, Any]]) -> None:
     cluster_rules = manifest("ClusterRole", "pilotpy")["rules"]
     role_rules = manifest("Role", "pilotpy")["rules"]
     cases = [(f"ClusterRole rule {i}: {r['resources']}",
@@ -184,7 +204,7 @@ async def test_every_rbac_rule_is_needed(deployed: Cluster, tmp_path: Path) -> N
                [x for j, x in enumerate(role_rules) if j != i])
               for i, r in enumerate(role_rules)]
     for what, without_cluster, without_role in cases:
-        token = _bind(deployed, without_cluster, without_role)
+        token = _bind(deployed, without_cluster, without_role, applied)
         synced, failing = await _informers_with(deployed, tmp_path, token)
         assert failing, f"without {what} every informer still synced"
         assert all("403" in error for error in failing.values()), (what, failing)

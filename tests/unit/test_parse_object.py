@@ -12,6 +12,7 @@ from pilotpy.model import KINDS, InvalidObject, UnknownKind, parse_object
 from pilotpy.model.destinationrule import DestinationRule
 from pilotpy.model.gateway import Gateway
 from pilotpy.model.serviceentry import ServiceEntry
+from pilotpy.model.stored import Secret, StoredObject
 from pilotpy.model.virtualservice import VirtualService
 
 MINIMAL_SPECS: dict[str, dict[str, Any]] = {
@@ -53,8 +54,8 @@ def test_other_networking_versions_are_rejected_naming_api_version(version: str)
 @pytest.mark.parametrize(("api_version", "kind"), [
     ("apps/v1", "Deployment"),
     ("v1", "ConfigMap"),
-    ("networking.istio.io/v1", "Sidecar"),
-    ("security.istio.io/v1", "PeerAuthentication"),
+    ("networking.istio.io/v1", "EnvoyFilter"),
+    ("security.istio.io/v1", "RequestAuthentication"),
     ("gateway.networking.k8s.io/v1", "Gateway"),
     ("v2", "Service"),
 ])
@@ -66,7 +67,34 @@ def test_kinds_pilotpy_does_not_read_are_unknown(api_version: str, kind: str) ->
 
 def test_kinds_lists_every_kind_read() -> None:
     assert set(KINDS) == {"Gateway", "VirtualService", "DestinationRule", "ServiceEntry",
-                          "Service", "EndpointSlice", "Pod", "Namespace"}
+                          "Service", "EndpointSlice", "Pod", "Namespace", "Secret",
+                          "Sidecar", "WorkloadEntry", "PeerAuthentication",
+                          "AuthorizationPolicy", "Ingress", "IngressClass"}
+
+
+@pytest.mark.parametrize(("api_version", "kind"), [
+    ("networking.istio.io/v1beta1", "Sidecar"),
+    ("networking.istio.io/v1", "WorkloadEntry"),
+    ("security.istio.io/v1", "PeerAuthentication"),
+    ("security.istio.io/v1beta1", "AuthorizationPolicy"),
+    ("networking.k8s.io/v1", "Ingress"),
+])
+def test_kinds_stored_for_later_keep_their_spec(api_version: str, kind: str) -> None:
+    spec = {"anything": [1, {"nested": True}]}
+    parsed = parse_object({"apiVersion": api_version, "kind": kind,
+                           "metadata": {"name": "x", "namespace": "ns"}, "spec": spec})
+    assert isinstance(parsed.obj, StoredObject)
+    assert parsed.obj.spec == spec and parsed.obj.meta.key == (kind, "ns", "x")
+    assert parsed.warnings == ()
+
+
+def test_secret_keeps_only_credential_keys() -> None:
+    parsed = parse_object({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                           "metadata": {"name": "cert", "namespace": "istio-system"},
+                           "data": {"tls.crt": "Y2VydA==", "tls.key": "a2V5", "other": "eA=="}})
+    assert isinstance(parsed.obj, Secret)
+    assert parsed.obj.type == "kubernetes.io/tls"
+    assert dict(parsed.obj.data) == {"tls.crt": "Y2VydA==", "tls.key": "a2V5"}
 
 
 def test_default_namespace_applies_when_metadata_has_none() -> None:
