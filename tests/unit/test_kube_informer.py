@@ -289,3 +289,18 @@ def test_backoff_grows_is_capped_jittered_and_resets() -> None:
     assert len(set(delays)) == len(delays)  # jittered, not a fixed sequence
     backoff.reset()
     assert backoff.delay() <= 0.5
+
+
+async def test_a_kind_that_vanishes_after_syncing_keeps_its_objects() -> None:
+    missing = ApiError(404, "NotFound", "")
+    api = ScriptedApi(
+        gets=[served("gateways"), page(["gw"], rv="5"),
+              missing,  # the list after the watch failed: the CRD is not served (restart)
+              missing, missing, missing,  # discovery, while the API server loads its CRDs
+              served("gateways"), page(["gw"], rv="9")],
+        watches=[ApiError(500, "InternalError", "etcd leader changed")])
+    inf, sink, sleeps = informer(api, GATEWAYS)
+    await run(inf)
+    assert sink.calls == [("replace", ["gw"]), ("replace", ["gw"])]
+    assert inf.status.installed
+    assert len(sleeps) == 3  # backing off, not the 30 s "not installed" wait

@@ -157,6 +157,12 @@ class Informer:
                 return True
         if not self.kind.optional:
             raise ApiError(404, "NotFound", f"{self.kind.plural} is not served by the API server")
+        if self.synced.is_set() and self.status.installed:
+            # It was served a moment ago. An API server that is starting serves CRDs a little
+            # after everything else; a CRD really deleted has had its objects deleted (and
+            # watched) first. Either way, emptying the kind here could push an empty config.
+            raise ApiError(404, "NotFound",
+                           f"{self.kind.group}/{self.kind.plural} is not served right now")
         if self.status.installed:
             log.warning("%s: no %s/%s served (CRD not installed?); treated as empty, checking "
                         "again every %.0f s", self.kind.kind, self.kind.group,
