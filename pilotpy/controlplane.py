@@ -10,7 +10,6 @@ Used by `pilotpy serve`, by `pilotpy local` and by the tests, so all three run t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -20,6 +19,7 @@ from aiohttp import web
 from pilotpy import http
 from pilotpy.diagnostics import Diagnostics
 from pilotpy.discovery import Discovery
+from pilotpy.lifecycle import cancel_and_wait
 from pilotpy.mesh import MeshConfig, MeshConfigError, parse_mesh_config
 from pilotpy.settings import Settings, split_address
 from pilotpy.sources.files import FileSource
@@ -109,11 +109,7 @@ class ControlPlane:
             self.xds.push()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         if self.kube is not None:
             await self.kube.stop()
         await self.xds.stop()

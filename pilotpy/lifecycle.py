@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 
 def run_until_stopped(main: Callable[[], Awaitable[None]]) -> None:
@@ -20,3 +21,13 @@ def run_until_stopped(main: Callable[[], Awaitable[None]]) -> None:
             await main()
 
     asyncio.run(guarded())
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel `tasks` and wait until each has finished unwinding."""
+    pending = list(tasks)
+    for task in pending:
+        task.cancel()
+    for task in pending:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -15,9 +15,10 @@ workers run, the filter answers 200 (and 503 while Envoy is draining or failing 
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from typing import Any
+
+from pilotpy.model.hosts import is_ip
 
 XDS_CLUSTER = "xds-grpc"
 PROMETHEUS_CLUSTER = "prometheus_stats"
@@ -154,7 +155,7 @@ def _xds_cluster(address: tuple[str, int]) -> dict[str, Any]:
 def _static_cluster(name: str, address: tuple[str, int], connect_timeout: str) -> dict[str, Any]:
     host, port = address
     # An IP is used as is; a name (istiod.istio-system.svc in a cluster) is resolved by Envoy.
-    resolved = _is_ip(host)
+    resolved = is_ip(host)
     return {
         "name": name,
         "type": "STATIC" if resolved else "STRICT_DNS",
@@ -168,14 +169,6 @@ def _static_cluster(name: str, address: tuple[str, int], connect_timeout: str) -
             ],
         },
     }
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _status_listener(port: int) -> dict[str, Any]:

@@ -9,7 +9,6 @@ in the control-plane namespace) is published as the store's mesh config.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import yaml
 
 from pilotpy.diagnostics import Diagnostics, Problem
+from pilotpy.lifecycle import cancel_and_wait
 from pilotpy.mesh import MESH_CONFIG_KIND, MeshConfig, MeshConfigError, parse_mesh_config
 from pilotpy.model import InvalidObject, Key, UnknownKind, parse_object
 from pilotpy.sources.kube.api import KubeApi
@@ -190,9 +190,5 @@ class KubeSource:
         return [i.status for i in self.informers]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         await self.api.close()
