@@ -22,11 +22,12 @@ from pilotpy.model.kube import (
 )
 from pilotpy.model.meta import Meta, parse_meta
 from pilotpy.model.serviceentry import ServiceEntry, parse_service_entry
+from pilotpy.model.sidecar import Sidecar, parse_sidecar
 from pilotpy.model.virtualservice import VirtualService, parse_virtual_service
 
 ConfigObject = (
-    Gateway | VirtualService | DestinationRule | ServiceEntry | Service | EndpointSlice | Pod
-    | Namespace
+    Gateway | VirtualService | DestinationRule | ServiceEntry | Sidecar | Service | EndpointSlice
+    | Pod | Namespace
 )
 
 NETWORKING_GROUP = "networking.istio.io"
@@ -37,6 +38,7 @@ _ISTIO: dict[str, Callable[[Meta, Fields], ConfigObject]] = {
     "VirtualService": parse_virtual_service,
     "DestinationRule": parse_destination_rule,
     "ServiceEntry": parse_service_entry,
+    "Sidecar": parse_sidecar,
 }
 # (apiVersion, kind) pairs of the Kubernetes registry.
 _KUBE_KINDS = {

@@ -53,7 +53,7 @@ def test_other_networking_versions_are_rejected_naming_api_version(version: str)
 @pytest.mark.parametrize(("api_version", "kind"), [
     ("apps/v1", "Deployment"),
     ("v1", "ConfigMap"),
-    ("networking.istio.io/v1", "Sidecar"),
+    ("networking.istio.io/v1", "WorkloadGroup"),
     ("security.istio.io/v1", "PeerAuthentication"),
     ("gateway.networking.k8s.io/v1", "Gateway"),
     ("v2", "Service"),
@@ -66,7 +66,7 @@ def test_kinds_pilotpy_does_not_read_are_unknown(api_version: str, kind: str) ->
 
 def test_kinds_lists_every_kind_read() -> None:
     assert set(KINDS) == {"Gateway", "VirtualService", "DestinationRule", "ServiceEntry",
-                          "Service", "EndpointSlice", "Pod", "Namespace"}
+                          "Sidecar", "Service", "EndpointSlice", "Pod", "Namespace"}
 
 
 def test_default_namespace_applies_when_metadata_has_none() -> None:

@@ -1,0 +1,182 @@
+"""Outbound listeners of sidecars (istiod's listener.go buildSidecarOutboundListeners and
+buildVirtualOutboundListener).
+
+istio-init redirects every outbound TCP connection to `virtualOutbound` (15001), which hands it
+to the listener matching the original destination (`use_original_dst`): `<vip>_<port>` for a
+TCP or protocol-sniffed service port, else `0.0.0.0_<port>` for HTTP ports, else its own
+catch-all chain (PassthroughCluster for ALLOW_ANY, BlackHoleCluster for REGISTRY_ONLY). The
+per-port listeners never bind (`bind_to_port: false`): they only receive hand-offs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from envoy.config.core.v3 import base_pb2
+from envoy.config.listener.v3 import listener_components_pb2 as lc
+from envoy.config.listener.v3 import listener_pb2
+
+from pilotpy.mesh import MeshConfig
+from pilotpy.model.protocol import Protocol
+from pilotpy.proxy import ProxyView
+from pilotpy.push import Port, PushContext, Resolution, Service
+from pilotpy.translate import pb
+from pilotpy.translate.filters import (
+    http_inspector,
+    network_filter,
+    sidecar_outbound_connection_manager,
+    tcp_proxy_filter,
+)
+from pilotpy.translate.names import (
+    BLACKHOLE_CLUSTER,
+    PASSTHROUGH_CLUSTER,
+    PASSTHROUGH_FILTER_CHAIN,
+    VIRTUAL_OUTBOUND,
+    delimited_stat_prefix,
+    listener_name,
+    outbound_cluster_name,
+    virtual_host_name,
+)
+from pilotpy.translate.sidecar_scope import SidecarScope
+
+WILDCARD = "0.0.0.0"
+HTTP_APPLICATION_PROTOCOLS = ("http/1.1", "h2c")
+# Ports the sidecar itself uses (status, stats, and the two capture ports by default).
+RESERVED_PORTS = frozenset({15001, 15006, 15021, 15090})
+
+
+@dataclass(slots=True)
+class OutboundListeners:
+    listeners: list[listener_pb2.Listener] = field(default_factory=list)
+    # Route names the listeners ask for over RDS: `<port>` and `<fqdn>:<port>`.
+    port_routes: list[int] = field(default_factory=list)
+    sniffed_routes: list[tuple[Service, int]] = field(default_factory=list)
+    diagnostics: list[str] = field(default_factory=list)
+
+
+def _outbound_listener(bind: str, port: int) -> listener_pb2.Listener:
+    out = listener_pb2.Listener(
+        name=listener_name(bind, port),
+        traffic_direction=base_pb2.OUTBOUND,
+        bind_to_port=pb.boolean(False),
+        continue_on_listener_filters_timeout=True,
+        listener_filters_timeout=pb.seconds(0),
+    )
+    out.address.socket_address.address = bind
+    out.address.socket_address.port_value = port
+    return out
+
+
+def _catch_all_cluster(scope: SidecarScope) -> str:
+    return BLACKHOLE_CLUSTER if scope.registry_only else PASSTHROUGH_CLUSTER
+
+
+def _http_chain(route_name: str, stat_prefix: str, mesh: MeshConfig) -> lc.FilterChain:
+    chain = lc.FilterChain(filters=[network_filter(sidecar_outbound_connection_manager(
+        route_name, delimited_stat_prefix(stat_prefix), mesh))])
+    chain.filter_chain_match.transport_protocol = "raw_buffer"
+    chain.filter_chain_match.application_protocols.extend(HTTP_APPLICATION_PROTOCOLS)
+    return chain
+
+
+def http_listener(port: int, scope: SidecarScope, mesh: MeshConfig) -> listener_pb2.Listener:
+    """`0.0.0.0_<port>`: HTTP detected by the inspector goes to route `<port>`; anything else
+    takes the PassthroughFilterChain."""
+    out = _outbound_listener(WILDCARD, port)
+    out.listener_filters.append(http_inspector())
+    name = listener_name(WILDCARD, port)
+    out.filter_chains.append(_http_chain(str(port), f"outbound_{name}", mesh))
+    cluster = _catch_all_cluster(scope)
+    out.default_filter_chain.name = PASSTHROUGH_FILTER_CHAIN
+    out.default_filter_chain.filter_chain_match.SetInParent()
+    out.default_filter_chain.filters.append(tcp_proxy_filter(cluster))
+    return out
+
+
+def service_listener(bind: str, service: Service, port: Port,
+                     mesh: MeshConfig) -> listener_pb2.Listener:
+    """`<address>_<port>`: a TCP port proxies to the service's cluster; a sniffed port
+    (no protocol in its name) sends detected HTTP to route `<fqdn>:<port>` first."""
+    out = _outbound_listener(bind, port.number)
+    cluster = outbound_cluster_name(port.number, "", service.hostname)
+    tcp = lc.FilterChain(filters=[tcp_proxy_filter(cluster)])
+    if port.protocol is Protocol.UNSUPPORTED:
+        out.listener_filters.append(http_inspector())
+        name = listener_name(bind, port.number)
+        out.filter_chains.append(_http_chain(virtual_host_name(service.hostname, port.number),
+                                             f"outbound_{name}", mesh))
+        out.default_filter_chain.CopyFrom(tcp)
+        out.default_filter_chain.filter_chain_match.SetInParent()
+    else:
+        out.filter_chains.append(tcp)
+    return out
+
+
+def virtual_outbound_listener(scope: SidecarScope, mesh: MeshConfig) -> listener_pb2.Listener:
+    port = mesh.proxy_listen_port
+    out = listener_pb2.Listener(name=VIRTUAL_OUTBOUND, traffic_direction=base_pb2.OUTBOUND,
+                                use_original_dst=pb.boolean(True))
+    out.address.socket_address.address = WILDCARD
+    out.address.socket_address.port_value = port
+    # A connection addressed to the capture port itself would loop forever.
+    blackhole = out.filter_chains.add(name=f"{VIRTUAL_OUTBOUND}-blackhole")
+    blackhole.filter_chain_match.destination_port.value = port
+    blackhole.filters.append(tcp_proxy_filter(BLACKHOLE_CLUSTER))
+    catch_all = out.filter_chains.add(name=f"{VIRTUAL_OUTBOUND}-catchall-tcp")
+    catch_all.filters.append(tcp_proxy_filter(_catch_all_cluster(scope)))
+    return out
+
+
+def _binds(push: PushContext, view: ProxyView, service: Service, port: Port) -> list[str]:
+    """Where a TCP or sniffed service port listens: its VIPs; for a headless Kubernetes
+    service each pod address but the proxy's own (istiod's per-endpoint listeners); else
+    the wildcard."""
+    if service.addresses:
+        return [a for a in service.addresses if a != WILDCARD] or [WILDCARD]
+    if service.resolution is Resolution.PASSTHROUGH and service.origin.kind == "Service":
+        endpoints = push.service_endpoints(service).get(port.name, ())
+        return sorted({e.address for e in endpoints if e.address != view.proxy.ip})
+    return [WILDCARD]
+
+
+def _reserved(mesh: MeshConfig) -> frozenset[int]:
+    return RESERVED_PORTS | {mesh.proxy_listen_port, mesh.proxy_inbound_listen_port}
+
+
+def outbound_listeners(push: PushContext, view: ProxyView,
+                       scope: SidecarScope) -> OutboundListeners:
+    mesh = push.mesh
+    reserved = _reserved(mesh)
+    out = OutboundListeners()
+    by_name: dict[str, listener_pb2.Listener] = {}
+    visible: list[tuple[Service, Port]] = [
+        (service, port) for service in scope.services for port in service.ports
+        if port.protocol is not Protocol.UDP and service.resolution is not Resolution.ALIAS
+        and scope.port_visible(service, port)]
+    http_ports = sorted({port.number for _, port in visible if port.protocol.is_http})
+    for number in http_ports:
+        if number in reserved:
+            out.diagnostics.append(f"port {number} is reserved for the sidecar; no outbound "
+                                   "listener for it")
+            continue
+        listener = http_listener(number, scope, mesh)
+        by_name[listener.name] = listener
+        out.port_routes.append(number)
+    for service, port in visible:
+        if port.protocol.is_http or port.number in reserved:
+            continue
+        for bind in _binds(push, view, service, port):
+            name = listener_name(bind, port.number)
+            if name in by_name:
+                # The oldest service keeps the address and port (istiod's conflict rule).
+                out.diagnostics.append(
+                    f"{service.hostname}:{port.number} ({port.protocol.value}) conflicts with "
+                    f"listener {name} already built for another service; skipped")
+                continue
+            by_name[name] = service_listener(bind, service, port, mesh)
+            if port.protocol is Protocol.UNSUPPORTED and (service, port.number) not in (
+                    out.sniffed_routes):
+                out.sniffed_routes.append((service, port.number))
+    out.listeners = [by_name[name] for name in sorted(by_name)]
+    return out
+
