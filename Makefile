@@ -9,7 +9,8 @@ PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run demo test lint test-unit test-golden test-xds test-e2e golden bench clean
+.PHONY: help venv run demo test lint test-unit test-golden test-xds test-e2e test-mesh mesh-tools \
+	golden bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,7 +30,7 @@ run: $(STAMP) ## run pilotpy on examples/ with a real Envoy gateway and local ba
 demo: $(STAMP) ## walk through W1 against a real Envoy (no listener -> 404 -> 200 from v2)
 	$(BIN)/pilotpy --log-level warning demo
 
-test: lint test-unit test-golden test-xds test-e2e ## the whole suite: lint, unit, golden, xds, e2e
+test: lint test-unit test-golden test-xds test-e2e test-mesh ## the whole suite: lint, unit, golden, xds, e2e, mesh
 
 lint: $(STAMP) ## ruff, mypy and the import-layering contracts
 	$(BIN)/ruff check pilotpy tests bench
@@ -47,6 +48,13 @@ test-xds: $(STAMP) ## protocol rules against the in-process server over a real s
 
 test-e2e: $(STAMP) ## pilotpy + a real Envoy + local backends
 	$(PYTEST) tests/e2e -q
+
+test-mesh: $(STAMP) mesh-tools ## pods as network namespaces, istio-init capture, real Envoy sidecars (root)
+	$(PYTEST) tests/mesh -q
+
+mesh-tools: ## install iptables for the mesh tier if missing (needs root and apt-get)
+	@command -v iptables-restore >/dev/null 2>&1 || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables; }
 
 golden: $(STAMP) ## regenerate golden files after an intended translation change
 	PILOTPY_UPDATE_GOLDEN=1 $(PYTEST) tests/golden -q

@@ -9,7 +9,8 @@ on the way (path, host, headers). Paths:
 - `/headers`, `/get`, `/anything...` and every other path answer 200 with the echo.
 
 Run in-process with `Backend`, or as `python -m pilotpy.local.backend --listen 127.0.0.11:8000
---version v1 --name httpbin`. Only loopback addresses are accepted.
+--version v1 --name httpbin`. Only loopback addresses are accepted, and the wildcard address
+with `--pod` (an application inside a pod's network namespace, as tests/mesh runs it).
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ class Backend:
     Entering the context manager starts it if needed; leaving it stops it."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, version: str = "v1", name: str = "httpbin"
+        self, host: str = "127.0.0.1", port: int = 0, version: str = "v1", name: str = "httpbin",
+        *, pod: bool = False,
     ) -> None:
-        _require_loopback(host)
+        _require_loopback(host, pod=pod)
         self.host = host
         self.version = version
         self.name = name
@@ -316,8 +318,9 @@ def _headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     return headers
 
 
-def _require_loopback(host: str) -> None:
-    if host == "localhost":
+def _require_loopback(host: str, *, pod: bool = False) -> None:
+    """`pod`: inside a network namespace of its own, every address of it is private."""
+    if host == "localhost" or (pod and host == "0.0.0.0"):
         return
     try:
         loopback = ipaddress.ip_address(host).is_loopback
@@ -331,12 +334,7 @@ def _parse_listen(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    host = host.strip("[]")
-    try:
-        _require_loopback(host)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
-    return host, int(port)
+    return host.strip("[]"), int(port)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -350,6 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="HOST:PORT",
         help="loopback address (port 0 picks a free one)",
     )
+    parser.add_argument("--pod", action="store_true",
+                        help="running in a pod's network namespace: 0.0.0.0 is allowed")
     parser.add_argument("--version", default="v1", help="reported in x-backend-version")
     parser.add_argument("--name", default="httpbin", help="reported in x-backend-name")
     parser.add_argument(
@@ -361,6 +361,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     host, port = args.listen
+    try:
+        _require_loopback(host, pod=args.pod)
+    except ValueError as error:
+        parser.error(str(error))
 
     stopping = threading.Event()
 
@@ -369,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    with Backend(host, port, args.version, args.name) as backend:
+    with Backend(host, port, args.version, args.name, pod=args.pod) as backend:
         # Parents wait for this line to know the port (useful with port 0).
         print(
             f"listening on {backend.url} name={backend.name} version={backend.version}", flush=True
