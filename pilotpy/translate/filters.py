@@ -68,12 +68,18 @@ def _connection_manager(stat_prefix: str, mesh: MeshConfig) -> hcm_pb2.HttpConne
     return manager
 
 
-def gateway_connection_manager(route_name: str, stat_prefix: str,
-                               mesh: MeshConfig) -> hcm_pb2.HttpConnectionManager:
+def _rds_connection_manager(route_name: str, stat_prefix: str, mesh: MeshConfig, *,
+                            use_remote_address: bool) -> hcm_pb2.HttpConnectionManager:
     manager = _connection_manager(stat_prefix, mesh)
     manager.rds.CopyFrom(hcm_pb2.Rds(config_source=ads_config_source(),
                                      route_config_name=route_name))
-    manager.use_remote_address.value = True
+    manager.use_remote_address.value = use_remote_address
+    return manager
+
+
+def gateway_connection_manager(route_name: str, stat_prefix: str,
+                               mesh: MeshConfig) -> hcm_pb2.HttpConnectionManager:
+    manager = _rds_connection_manager(route_name, stat_prefix, mesh, use_remote_address=True)
     manager.forward_client_cert_details = HCM.SANITIZE_SET
     manager.set_current_client_cert_details.CopyFrom(HCM.SetCurrentClientCertDetails(
         subject=pb.boolean(True), cert=True, dns=True, uri=True))
@@ -84,11 +90,7 @@ def gateway_connection_manager(route_name: str, stat_prefix: str,
 def sidecar_outbound_connection_manager(route_name: str, stat_prefix: str,
                                         mesh: MeshConfig) -> hcm_pb2.HttpConnectionManager:
     """Outbound: RDS, the client's addresses are not trusted, Envoy's own `server` name."""
-    manager = _connection_manager(stat_prefix, mesh)
-    manager.rds.CopyFrom(hcm_pb2.Rds(config_source=ads_config_source(),
-                                     route_config_name=route_name))
-    manager.use_remote_address.value = False
-    return manager
+    return _rds_connection_manager(route_name, stat_prefix, mesh, use_remote_address=False)
 
 
 def sidecar_inbound_connection_manager(route: route_pb2.RouteConfiguration, stat_prefix: str,

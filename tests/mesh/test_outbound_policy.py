@@ -4,6 +4,7 @@ Sidecar resource) answers 502 from block_all, and removing the Sidecar restores 
 
 from __future__ import annotations
 
+from tests.mesh.conftest import HTTPBIN, PODS
 from tests.mesh.mesh import Mesh
 
 REGISTRY_ONLY_SIDECAR = {
@@ -46,3 +47,24 @@ def test_allow_any_then_registry_only_then_allow_any(mesh: Mesh) -> None:
     mesh.wait_for_route("sleep", "80", lambda c: "allow_any" in _vhosts(c), "allow_any again")
     (answer,) = client.get(url)
     assert answer["status"] == 200, answer
+
+
+def test_mesh_config_registry_only_blocks_hosts_outside_the_registry() -> None:
+    """meshConfig outboundTrafficPolicy REGISTRY_ONLY, in a mesh of its own."""
+    own = Mesh([spec for spec in PODS if spec.name != "httpbin-v2"], [HTTPBIN],
+               mesh_config={"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}})
+    try:
+        own.start()
+        client, outside = own.pods["sleep"], own.pods["outside"]
+        (blocked,) = client.get(f"http://{outside.ip}/get")
+        assert blocked["status"] == 502, blocked
+        (inside,) = client.get("http://httpbin-service/get")
+        assert (inside["status"], inside["version"]) == (200, "v1"), inside
+        # A port no listener serves falls through to virtualOutbound's catch-all chain.
+        (dropped,) = client.get(f"http://{outside.ip}:81/get", timeout=3)
+        assert dropped["status"] == 0, dropped
+        assert client.stat("cluster.BlackHoleCluster;.upstream_cx_none_healthy") > 0
+        assert not own.rejected(), own.rejected()
+    finally:
+        own.teardown()
+    assert own.network.leftovers() == []
