@@ -48,8 +48,9 @@ RESERVED_PORTS = frozenset({15001, 15006, 15021, 15090})
 @dataclass(slots=True)
 class OutboundListeners:
     listeners: list[listener_pb2.Listener] = field(default_factory=list)
-    # Route names the listeners ask for over RDS: `<port>` and `<fqdn>:<port>`.
-    port_routes: list[int] = field(default_factory=list)
+    # What the listeners ask for over RDS: route `<port>` (with the visible services having an
+    # HTTP port of that number, oldest first) and `<fqdn>:<port>`.
+    port_routes: dict[int, list[Service]] = field(default_factory=dict)
     sniffed_routes: list[tuple[Service, int]] = field(default_factory=list)
     diagnostics: list[str] = field(default_factory=list)
 
@@ -153,15 +154,18 @@ def outbound_listeners(push: PushContext, view: ProxyView,
         (service, port) for service in scope.services for port in service.ports
         if port.protocol is not Protocol.UDP and service.resolution is not Resolution.ALIAS
         and scope.port_visible(service, port)]
-    http_ports = sorted({port.number for _, port in visible if port.protocol.is_http})
-    for number in http_ports:
+    http_services: dict[int, list[Service]] = {}
+    for service, port in visible:
+        if port.protocol.is_http:
+            http_services.setdefault(port.number, []).append(service)
+    for number in sorted(http_services):
         if number in reserved:
             out.diagnostics.append(f"port {number} is reserved for the sidecar; no outbound "
                                    "listener for it")
             continue
         listener = http_listener(number, scope, mesh)
         by_name[listener.name] = listener
-        out.port_routes.append(number)
+        out.port_routes[number] = http_services[number]
     for service, port in visible:
         if port.protocol.is_http or port.number in reserved:
             continue

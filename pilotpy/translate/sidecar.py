@@ -32,8 +32,8 @@ def sidecar_config(push: PushContext, view: ProxyView) -> SidecarConfig:
     mesh = push.mesh
     scope = sidecar_scope(push, view)
     outbound = outbound_listeners(push, view, scope)
-    routes = [port_route_configuration(push, view, scope, port)
-              for port in outbound.port_routes]
+    routes = [port_route_configuration(push, view, scope, port, services)
+              for port, services in outbound.port_routes.items()]
     routes += [sniffed_route_configuration(push, view, scope, service, port)
                for service, port in outbound.sniffed_routes]
     # Listeners in istiod's LDS order: per-port outbound, virtualOutbound, virtualInbound.

@@ -116,7 +116,8 @@ def catch_all_virtual_host(scope: SidecarScope) -> rc.VirtualHost:
 class _Routes:
     """The routes of one port's virtual hosts: a `mesh` VirtualService's, else the default."""
 
-    __slots__ = ("_built", "candidates", "opts", "port", "push", "view")
+    __slots__ = ("_built", "_exact", "_wildcards", "candidates", "opts", "port", "push",
+                 "view")
 
     def __init__(self, push: PushContext, view: ProxyView, scope: SidecarScope,
                  port: int) -> None:
@@ -124,11 +125,24 @@ class _Routes:
         self.candidates = scope.virtual_services_on(port)
         self.opts = RouteOptions(push, view, port, frozenset({MESH_GATEWAY}))
         self._built: dict[int, list[rc.Route]] = {}
+        # Oldest first, so the first VirtualService to name a host owns it.
+        self._exact: dict[str, VirtualService] = {}
+        self._wildcards: list[tuple[str, VirtualService]] = []
+        for vs in self.candidates:
+            for host in vs.hosts:
+                if hosts.is_wildcard(host):
+                    self._wildcards.append((host, vs))
+                else:
+                    self._exact.setdefault(host, vs)
 
     def owner(self, hostname: str) -> VirtualService | None:
-        """The oldest visible `mesh` VirtualService covering `hostname`."""
-        for vs in self.candidates:
-            if any(hosts.subset_of(hostname, h) for h in vs.hosts):
+        """The oldest visible `mesh` VirtualService covering `hostname` (an exact host
+        before a wildcard one)."""
+        found = self._exact.get(hostname)
+        if found is not None:
+            return found
+        for pattern, vs in self._wildcards:
+            if hosts.subset_of(hostname, pattern):
                 return vs
         return None
 
@@ -158,20 +172,12 @@ def _route_configuration(name: str) -> route_pb2.RouteConfiguration:
     )
 
 
-def http_services_on(scope: SidecarScope, port: int) -> list[Service]:
-    """Visible services with an HTTP-family port `port`, oldest first."""
-    out = []
-    for service in scope.services:
-        found = service.port(port)
-        if found is not None and found.protocol.is_http and scope.port_visible(service, found):
-            out.append(service)
-    return out
-
-
 def port_route_configuration(push: PushContext, view: ProxyView, scope: SidecarScope,
-                             port: int) -> route_pb2.RouteConfiguration:
-    """Route `<port>`. A domain is served by the first virtual host claiming it (the oldest
-    service); Envoy rejects a route configuration naming one domain twice."""
+                             port: int, services: list[Service]
+                             ) -> route_pb2.RouteConfiguration:
+    """Route `<port>` for the visible `services` with an HTTP port `port`, oldest first. A
+    domain is served by the first virtual host claiming it (the oldest service); Envoy rejects
+    a route configuration naming one domain twice."""
     routes = _Routes(push, view, scope, port)
     claimed: set[str] = set()
     vhosts: list[rc.VirtualHost] = []
@@ -182,7 +188,6 @@ def port_route_configuration(push: PushContext, view: ProxyView, scope: SidecarS
             claimed.update(fresh)
             vhosts.append(_virtual_host(name, fresh, built))
 
-    services = http_services_on(scope, port)
     for service in services:
         add(virtual_host_name(service.hostname, port),
             virtual_host_domains(service, port, view.proxy.dns_domain),

@@ -16,8 +16,9 @@ from tests.mesh.netns import group_alive
 from tests.mesh.pods import PodSpec
 
 HTTPBIN = ServiceSpec("httpbin-service", "10.96.0.20", {"app": "httpbin"})
+# The client speaks Delta xDS, the servers state-of-the-world: config changes reach both kinds.
 PODS = (
-    PodSpec("sleep", {"app": "sleep"}, app_port=None),
+    PodSpec("sleep", {"app": "sleep"}, app_port=None, delta=True),
     PodSpec("httpbin-v1", {"app": "httpbin", "version": "v1"}),
     PodSpec("httpbin-v2", {"app": "httpbin", "version": "v2"}),
     PodSpec("outside", {}, sidecar=False, app_port=80),

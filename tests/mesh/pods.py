@@ -42,6 +42,7 @@ class PodSpec:
     namespace: str = "default"
     sidecar: bool = True
     app_port: int | None = 8000  # an httpbin-like backend on 0.0.0.0:<port>
+    delta: bool = False  # Delta xDS, as Istio 1.22+ proxies use by default; else SotW
 
     @property
     def version(self) -> str:
@@ -91,7 +92,8 @@ class Pod:
 
     def start_sidecar(self, xds_address: tuple[str, int]) -> None:
         bootstrap = envoy_bootstrap(
-            node_id=self.node_id, xds_address=xds_address, labels=self.spec.labels,
+            node_id=self.node_id, xds_address=xds_address, delta=self.spec.delta,
+            labels=self.spec.labels,
             namespace=self.spec.namespace, admin_port=ADMIN_PORT, status_port=STATUS_PORT,
             stats_port=None, cluster=f"{self.spec.labels.get('app', self.spec.name)}."
                                      f"{self.spec.namespace}")
