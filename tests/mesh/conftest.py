@@ -16,11 +16,16 @@ from tests.mesh.netns import group_alive
 from tests.mesh.pods import PodSpec
 
 HTTPBIN = ServiceSpec("httpbin-service", "10.96.0.20", {"app": "httpbin"})
+# The same pods behind a TCP port and behind a port whose protocol is left to detection.
+HTTPBIN_TCP = ServiceSpec("httpbin-tcp", "10.96.0.21", {"app": "httpbin"}, port=9000,
+                          target_port=9000, port_name="tcp-web")
+HTTPBIN_SNIFFED = ServiceSpec("httpbin-sniffed", "10.96.0.22", {"app": "httpbin"}, port=7000,
+                              target_port=7000, port_name="")
 # The client speaks Delta xDS, the servers state-of-the-world: config changes reach both kinds.
 PODS = (
     PodSpec("sleep", {"app": "sleep"}, app_port=None, delta=True),
-    PodSpec("httpbin-v1", {"app": "httpbin", "version": "v1"}),
-    PodSpec("httpbin-v2", {"app": "httpbin", "version": "v2"}),
+    PodSpec("httpbin-v1", {"app": "httpbin", "version": "v1"}, extra_ports=(9000, 7000)),
+    PodSpec("httpbin-v2", {"app": "httpbin", "version": "v2"}, extra_ports=(9000, 7000)),
     PodSpec("outside", {}, sidecar=False, app_port=80),
 )
 
@@ -37,7 +42,7 @@ def _require_capabilities() -> None:
 @pytest.fixture(scope="session")
 def mesh() -> Iterator[Mesh]:
     _require_capabilities()
-    built = Mesh(PODS, [HTTPBIN])
+    built = Mesh(PODS, [HTTPBIN, HTTPBIN_TCP, HTTPBIN_SNIFFED])
     groups: list[int] = []
     try:
         built.start()

@@ -124,7 +124,7 @@ class Mesh:
             http_addr="127.0.0.1:0", mesh_config=mesh_file, poll_interval=0.1))
         plane = self.pilot.start()
         for pod in self.pods.values():
-            pod.start_app()
+            pod.start_apps()
             if pod.spec.sidecar:
                 pod.start_sidecar((self.network.gateway, plane.grpc_port))
         for pod in self.pods.values():
@@ -161,6 +161,7 @@ class Mesh:
                          "spec": {"clusterIP": service.vip, "selector": dict(service.selector),
                                   "ports": [{"name": service.port_name, "port": service.port,
                                              "targetPort": service.target_port}]}})
+            # An unnamed port: Kubernetes leaves the slice port's name empty too.
             selected = [p for p in self.pods.values()
                         if p.spec.namespace == service.namespace and all(
                             p.spec.labels.get(k) == v for k, v in service.selector.items())]

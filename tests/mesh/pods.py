@@ -42,6 +42,7 @@ class PodSpec:
     namespace: str = "default"
     sidecar: bool = True
     app_port: int | None = 8000  # an httpbin-like backend on 0.0.0.0:<port>
+    extra_ports: tuple[int, ...] = ()  # the same backend on more ports
     delta: bool = False  # Delta xDS, as Istio 1.22+ proxies use by default; else SotW
 
     @property
@@ -55,7 +56,7 @@ class Pod:
     netns: Namespace
     workdir: Path
     sidecar: Process | None = None
-    app: Process | None = None
+    apps: list[Process] = field(default_factory=list)
     _admin: str = field(default="", repr=False)
 
     @property
@@ -75,20 +76,22 @@ class Pod:
             rules = istio_init_rules() + rules
         self.netns.run("iptables-restore", stdin=rules)
 
-    def start_app(self) -> None:
-        if self.spec.app_port is None:
-            return
-        log = self.workdir / "app.log"
+    def start_apps(self) -> None:
+        ports = [] if self.spec.app_port is None else [self.spec.app_port]
+        for port in [*ports, *self.spec.extra_ports]:
+            self.apps.append(self._start_app(port))
+
+    def _start_app(self, port: int) -> Process:
+        log = self.workdir / f"app-{port}.log"
         command = [sys.executable, "-m", "pilotpy.local.backend", "--pod",
-                   "--listen", f"0.0.0.0:{self.spec.app_port}",
-                   "--version", self.spec.version,
+                   "--listen", f"0.0.0.0:{port}", "--version", self.spec.version,
                    "--name", self.spec.labels.get("app", self.spec.name)]
-        self.app = self.netns.spawn(f"{self.spec.name}/app", command, str(log))
-        wait_until(lambda: "listening on" in log.read_text(errors="replace")
-                   or _exited(self.app), f"{self.spec.name}'s application to listen",
-                   timeout=20)
-        if not self.app.alive:
+        app = self.netns.spawn(f"{self.spec.name}/app-{port}", command, str(log))
+        wait_until(lambda: "listening on" in log.read_text(errors="replace") or not app.alive,
+                   f"{self.spec.name}'s application to listen on {port}", timeout=20)
+        if not app.alive:
             raise RuntimeError(f"{self.spec.name}'s application exited:\n{log.read_text()}")
+        return app
 
     def start_sidecar(self, xds_address: tuple[str, int]) -> None:
         bootstrap = envoy_bootstrap(
@@ -162,7 +165,3 @@ class Pod:
         output = self.netns.run(*command, timeout=count * timeout + 20)
         results: list[dict[str, Any]] = json.loads(output)
         return results
-
-
-def _exited(process: Process | None) -> bool:
-    return process is not None and not process.alive

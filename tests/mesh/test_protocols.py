@@ -1,0 +1,41 @@
+"""Ports by protocol through both sidecars: a TCP port (`tcp-web`) is proxied byte for byte
+by `<vip>_9000` and the inbound TCP chain; an unnamed port is sniffed: the client sidecar
+detects HTTP on `<vip>_7000` and routes it through route `<fqdn>:7000`."""
+
+from __future__ import annotations
+
+from tests.mesh.conftest import HTTPBIN_SNIFFED, HTTPBIN_TCP
+from tests.mesh.mesh import Mesh
+
+
+def _inbound(mesh: Mesh, port: int, stat: str) -> int:
+    return sum(mesh.pods[p].stat(f"cluster.inbound|{port}||;.{stat}")
+               for p in ("httpbin-v1", "httpbin-v2"))
+
+
+def test_tcp_port_goes_through_tcp_proxy_on_both_sides(mesh: Mesh) -> None:
+    client = mesh.pods["sleep"]
+    outbound = f"cluster.outbound|9000||{HTTPBIN_TCP.hostname};.upstream_cx_total"
+    before_out, before_in = client.stat(outbound), _inbound(mesh, 9000, "upstream_cx_total")
+
+    (answer,) = client.get("http://httpbin-tcp:9000/headers")
+
+    assert answer["status"] == 200, answer
+    # No HTTP processing on the way: the application's own Server header, no Envoy headers.
+    assert answer["headers"]["server"].startswith("BaseHTTP")
+    assert "x-envoy-upstream-service-time" not in answer["headers"]
+    assert client.stat(outbound) > before_out
+    assert _inbound(mesh, 9000, "upstream_cx_total") > before_in
+
+
+def test_unnamed_port_is_sniffed_as_http(mesh: Mesh) -> None:
+    client = mesh.pods["sleep"]
+    outbound = f"cluster.outbound|7000||{HTTPBIN_SNIFFED.hostname};.upstream_rq_total"
+    before = client.stat(outbound)
+
+    (answer,) = client.get("http://httpbin-sniffed:7000/headers")
+
+    assert answer["status"] == 200, answer
+    assert answer["headers"]["server"] == "envoy"  # the outbound HTTP chain answered
+    assert client.stat(outbound) > before
+    assert client.route_config(f"{HTTPBIN_SNIFFED.hostname}:7000") is not None
