@@ -60,10 +60,12 @@ class InboundPort:
         return self.first.port.protocol
 
 
-def inbound_ports(view: ProxyView) -> list[InboundPort]:
+def inbound_ports(view: ProxyView, mesh: MeshConfig) -> list[InboundPort]:
+    # The capture ports belong to the sidecar: a chain for one would clash with the blackhole.
+    capture = {mesh.proxy_listen_port, mesh.proxy_inbound_listen_port}
     ports: dict[int, InboundPort] = {}
     for target in view.service_targets:
-        if target.port.protocol is Protocol.UDP:
+        if target.port.protocol is Protocol.UDP or target.target_port in capture:
             continue
         ports.setdefault(target.target_port, InboundPort(target.target_port)).targets.append(
             target)
@@ -117,7 +119,7 @@ def _passthrough_http_route() -> route_pb2.RouteConfiguration:
 
 def virtual_inbound_listener(view: ProxyView, mesh: MeshConfig) -> listener_pb2.Listener:
     capture_port = mesh.proxy_inbound_listen_port
-    ports = inbound_ports(view)
+    ports = inbound_ports(view, mesh)
     out = listener_pb2.Listener(
         name=VIRTUAL_INBOUND, traffic_direction=base_pb2.INBOUND,
         continue_on_listener_filters_timeout=True, listener_filters_timeout=pb.seconds(0))
@@ -145,7 +147,7 @@ def virtual_inbound_listener(view: ProxyView, mesh: MeshConfig) -> listener_pb2.
 
 def inbound_clusters(view: ProxyView, mesh: MeshConfig) -> list[cluster_pb2.Cluster]:
     out = []
-    for port in inbound_ports(view):
+    for port in inbound_ports(view, mesh):
         unique = list({(t.service.hostname, t.service.namespace): t
                        for t in port.targets}.values())
         out.append(inbound_cluster(port.number, unique, mesh, http2=port.protocol.is_http2))

@@ -10,8 +10,10 @@ per-port listeners never bind (`bind_to_port: false`): they only receive hand-of
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
+from envoy.config.core.v3 import address_pb2 as core_address_pb2
 from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.listener.v3 import listener_pb2
@@ -43,6 +45,8 @@ WILDCARD = "0.0.0.0"
 HTTP_APPLICATION_PROTOCOLS = ("http/1.1", "h2c")
 # Ports the sidecar itself uses (status, stats, and the two capture ports by default).
 RESERVED_PORTS = frozenset({15001, 15006, 15021, 15090})
+# (listen address, CIDR range to match or "")
+Bind = tuple[str, str]
 
 
 @dataclass(slots=True)
@@ -87,29 +91,49 @@ def http_listener(port: int, scope: SidecarScope, mesh: MeshConfig) -> listener_
     out.listener_filters.append(http_inspector())
     name = listener_name(WILDCARD, port)
     out.filter_chains.append(_http_chain(str(port), f"outbound_{name}", mesh))
-    cluster = _catch_all_cluster(scope)
-    out.default_filter_chain.name = PASSTHROUGH_FILTER_CHAIN
-    out.default_filter_chain.filter_chain_match.SetInParent()
-    out.default_filter_chain.filters.append(tcp_proxy_filter(cluster))
+    out.default_filter_chain.CopyFrom(_passthrough_filter_chain(scope))
     return out
 
 
-def service_listener(bind: str, service: Service, port: Port,
+def _passthrough_filter_chain(scope: SidecarScope) -> lc.FilterChain:
+    chain = lc.FilterChain(name=PASSTHROUGH_FILTER_CHAIN,
+                           filters=[tcp_proxy_filter(_catch_all_cluster(scope))])
+    chain.filter_chain_match.SetInParent()
+    return chain
+
+
+def _cidr_range(cidr: str) -> core_address_pb2.CidrRange:
+    network = ipaddress.ip_network(cidr, strict=False)
+    return core_address_pb2.CidrRange(address_prefix=str(network.network_address),
+                                      prefix_len=pb.uint32(network.prefixlen))
+
+
+def service_listener(bind: Bind, service: Service, port: Port, scope: SidecarScope,
                      mesh: MeshConfig) -> listener_pb2.Listener:
     """`<address>_<port>`: a TCP port proxies to the service's cluster; a sniffed port
-    (no protocol in its name) sends detected HTTP to route `<fqdn>:<port>` first."""
-    out = _outbound_listener(bind, port.number)
+    (no protocol in its name) sends detected HTTP to route `<fqdn>:<port>` first. A CIDR
+    address listens on the wildcard and matches its range; other destinations pass through
+    (or are blackholed) as on `virtualOutbound`."""
+    address, cidr = bind
+    out = _outbound_listener(address, port.number)
     cluster = outbound_cluster_name(port.number, "", service.hostname)
     tcp = lc.FilterChain(filters=[tcp_proxy_filter(cluster)])
+    if cidr:
+        tcp.filter_chain_match.prefix_ranges.append(_cidr_range(cidr))
     if port.protocol is Protocol.UNSUPPORTED:
         out.listener_filters.append(http_inspector())
-        name = listener_name(bind, port.number)
-        out.filter_chains.append(_http_chain(virtual_host_name(service.hostname, port.number),
-                                             f"outbound_{name}", mesh))
-        out.default_filter_chain.CopyFrom(tcp)
-        out.default_filter_chain.filter_chain_match.SetInParent()
-    else:
-        out.filter_chains.append(tcp)
+        name = listener_name(address, port.number)
+        http = _http_chain(virtual_host_name(service.hostname, port.number), f"outbound_{name}",
+                           mesh)
+        http.filter_chain_match.prefix_ranges.extend(tcp.filter_chain_match.prefix_ranges)
+        out.filter_chains.append(http)
+        if not cidr:
+            out.default_filter_chain.CopyFrom(tcp)
+            out.default_filter_chain.filter_chain_match.SetInParent()
+            return out
+    out.filter_chains.append(tcp)
+    if cidr:
+        out.default_filter_chain.CopyFrom(_passthrough_filter_chain(scope))
     return out
 
 
@@ -128,16 +152,19 @@ def virtual_outbound_listener(scope: SidecarScope, mesh: MeshConfig) -> listener
     return out
 
 
-def _binds(push: PushContext, view: ProxyView, service: Service, port: Port) -> list[str]:
-    """Where a TCP or sniffed service port listens: its VIPs; for a headless Kubernetes
-    service each pod address but the proxy's own (istiod's per-endpoint listeners); else
-    the wildcard."""
+def _binds(push: PushContext, view: ProxyView, service: Service, port: Port) -> list[Bind]:
+    """Where a TCP or sniffed service port listens: its VIPs (a CIDR on the wildcard); for
+    a headless Kubernetes service each pod address but the proxy's own (istiod's per-endpoint
+    listeners); else the wildcard."""
     if service.addresses:
-        return [a for a in service.addresses if a != WILDCARD] or [WILDCARD]
+        binds = [(WILDCARD, a) if "/" in a else (a, "") for a in service.addresses
+                 if a != WILDCARD]
+        return binds or [(WILDCARD, "")]
     if service.resolution is Resolution.PASSTHROUGH and service.origin.kind == "Service":
         endpoints = push.service_endpoints(service).get(port.name, ())
-        return sorted({e.address for e in endpoints if e.address != view.proxy.ip})
-    return [WILDCARD]
+        return [(a, "") for a in sorted({e.address for e in endpoints
+                                         if e.address != view.proxy.ip})]
+    return [(WILDCARD, "")]
 
 
 def _reserved(mesh: MeshConfig) -> frozenset[int]:
@@ -152,8 +179,10 @@ def outbound_listeners(push: PushContext, view: ProxyView,
     by_name: dict[str, listener_pb2.Listener] = {}
     visible: list[tuple[Service, Port]] = [
         (service, port) for service in scope.services for port in service.ports
-        if port.protocol is not Protocol.UDP and service.resolution is not Resolution.ALIAS
-        and scope.port_visible(service, port)]
+        if port.protocol is not Protocol.UDP and scope.port_visible(service, port)
+        # An ExternalName alias is a virtual host routing to its target's cluster; it has
+        # no address of its own to listen on.
+        and (service.resolution is not Resolution.ALIAS or port.protocol.is_http)]
     http_services: dict[int, list[Service]] = {}
     for service, port in visible:
         if port.protocol.is_http:
@@ -170,14 +199,14 @@ def outbound_listeners(push: PushContext, view: ProxyView,
         if port.protocol.is_http or port.number in reserved:
             continue
         for bind in _binds(push, view, service, port):
-            name = listener_name(bind, port.number)
+            name = listener_name(bind[0], port.number)
             if name in by_name:
                 # The oldest service keeps the address and port (istiod's conflict rule).
                 out.diagnostics.append(
                     f"{service.hostname}:{port.number} ({port.protocol.value}) conflicts with "
                     f"listener {name} already built for another service; skipped")
                 continue
-            by_name[name] = service_listener(bind, service, port, mesh)
+            by_name[name] = service_listener(bind, service, port, scope, mesh)
             if port.protocol is Protocol.UNSUPPORTED and (service, port.number) not in (
                     out.sniffed_routes):
                 out.sniffed_routes.append((service, port.number))
