@@ -19,6 +19,9 @@ HTTPBIN = ServiceSpec("httpbin-service", "10.96.0.20", {"app": "httpbin"})
 # The same pods behind a TCP port and behind a port whose protocol is left to detection.
 HTTPBIN_TCP = ServiceSpec("httpbin-tcp", "10.96.0.21", {"app": "httpbin"}, port=9000,
                           target_port=9000, port_name="tcp-web")
+# Headless: clients connect to pod addresses, sidecars listen on each of them.
+HTTPBIN_HEADLESS = ServiceSpec("httpbin-headless", "None", {"app": "httpbin"}, port=9000,
+                               target_port=9000, port_name="tcp-web")
 HTTPBIN_SNIFFED = ServiceSpec("httpbin-sniffed", "10.96.0.22", {"app": "httpbin"}, port=7000,
                               target_port=7000, port_name="")
 # The client speaks Delta xDS, the servers state-of-the-world: config changes reach both kinds.
@@ -42,7 +45,7 @@ def _require_capabilities() -> None:
 @pytest.fixture(scope="session")
 def mesh() -> Iterator[Mesh]:
     _require_capabilities()
-    built = Mesh(PODS, [HTTPBIN, HTTPBIN_TCP, HTTPBIN_SNIFFED])
+    built = Mesh(PODS, [HTTPBIN, HTTPBIN_TCP, HTTPBIN_SNIFFED, HTTPBIN_HEADLESS])
     groups: list[int] = []
     try:
         built.start()

@@ -138,6 +138,8 @@ class Mesh:
         namespace forms, and by its bare name in the same namespace."""
         lines = []
         for service in self.services:
+            if service.vip == "None":
+                continue  # headless: cluster DNS would answer pod addresses
             names = [service.hostname, f"{service.name}.{service.namespace}.svc",
                      f"{service.name}.{service.namespace}"]
             if service.namespace == namespace:

@@ -1,10 +1,11 @@
 """Ports by protocol through both sidecars: a TCP port (`tcp-web`) is proxied byte for byte
 by `<vip>_9000` and the inbound TCP chain; an unnamed port is sniffed: the client sidecar
-detects HTTP on `<vip>_7000` and routes it through route `<fqdn>:7000`."""
+detects HTTP on `<vip>_7000` and routes it through route `<fqdn>:7000`; a headless service's
+TCP port is served by one listener per pod address."""
 
 from __future__ import annotations
 
-from tests.mesh.conftest import HTTPBIN_SNIFFED, HTTPBIN_TCP
+from tests.mesh.conftest import HTTPBIN_HEADLESS, HTTPBIN_SNIFFED, HTTPBIN_TCP
 from tests.mesh.mesh import Mesh
 
 
@@ -39,3 +40,16 @@ def test_unnamed_port_is_sniffed_as_http(mesh: Mesh) -> None:
     assert answer["headers"]["server"] == "envoy"  # the outbound HTTP chain answered
     assert client.stat(outbound) > before
     assert client.route_config(f"{HTTPBIN_SNIFFED.hostname}:7000") is not None
+
+
+def test_headless_tcp_port_listens_on_each_pod_address(mesh: Mesh) -> None:
+    client, server = mesh.pods["sleep"], mesh.pods["httpbin-v2"]
+    outbound = f"cluster.outbound|9000||{HTTPBIN_HEADLESS.hostname};.upstream_cx_total"
+    before = client.stat(outbound)
+
+    (answer,) = client.get(f"http://{server.ip}:9000/get")
+
+    assert (answer["status"], answer["version"]) == (200, "v2"), answer
+    assert client.stat(outbound) > before  # listener <pod ip>_9000, not the VIP's
+    listeners = client.admin_get("/listeners")
+    assert f"{server.ip}_9000" in listeners and f"{mesh.pods['httpbin-v1'].ip}_9000" in listeners
