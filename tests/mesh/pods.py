@@ -140,6 +140,12 @@ class Pod:
         """A counter by exact name (0 when Envoy has not created it yet)."""
         return self.stats().get(name, 0)
 
+    def healthy_hosts(self, cluster: str) -> int:
+        """Hosts of `cluster` the sidecar would send to now (0 while it is still warming)."""
+        lines = self.admin_get("/clusters").splitlines()
+        return sum(1 for line in lines
+                   if line.startswith(f"{cluster}::") and line.endswith("health_flags::healthy"))
+
     def route_config(self, name: str) -> dict[str, Any] | None:
         dump = json.loads(self.admin_get("/config_dump?resource=dynamic_route_configs"))
         for entry in dump.get("configs", []):

@@ -8,6 +8,7 @@ from typing import Any
 
 from tests.mesh.conftest import HTTPBIN
 from tests.mesh.mesh import Mesh
+from tests.mesh.netns import wait_until
 
 OUTBOUND = f"cluster.outbound|80||{HTTPBIN.hostname};.upstream_rq_total"
 INBOUND = "cluster.inbound|8000||;.upstream_rq_total"
@@ -73,6 +74,10 @@ def test_virtual_service_weights_split_traffic_between_subsets(mesh: Mesh) -> No
     mesh.write("split.yaml", _split(20, 80))
     mesh.wait_for_route("sleep", "80", lambda c: "weighted_clusters" in str(c),
                         "the 20/80 split on route 80")
+    # The route may arrive before its new subset clusters are warm; do not count that.
+    subsets = [f"outbound|80|{subset}|{HTTPBIN.hostname}" for subset in ("v1", "v2")]
+    wait_until(lambda: all(client.healthy_hosts(c) == 1 for c in subsets),
+               "both subset clusters warmed")
     try:
         answers = client.get("http://httpbin-service/get", count=100)
         assert all(a["status"] == 200 for a in answers), Counter(a["status"] for a in answers)
