@@ -36,10 +36,10 @@ from pilotpy.translate.names import (
     VIRTUAL_OUTBOUND,
     delimited_stat_prefix,
     listener_name,
-    outbound_cluster_name,
     virtual_host_name,
 )
 from pilotpy.translate.sidecar_scope import SidecarScope
+from pilotpy.translate.tcp_routes import tcp_route_filter
 
 WILDCARD = "0.0.0.0"
 HTTP_APPLICATION_PROTOCOLS = ("http/1.1", "h2c")
@@ -108,23 +108,27 @@ def _cidr_range(cidr: str) -> core_address_pb2.CidrRange:
                                       prefix_len=pb.uint32(network.prefixlen))
 
 
-def service_listener(bind: Bind, service: Service, port: Port, scope: SidecarScope,
-                     mesh: MeshConfig) -> listener_pb2.Listener:
+def service_listener(push: PushContext, view: ProxyView, scope: SidecarScope, *, bind: Bind,
+                     service: Service, port: Port) -> listener_pb2.Listener:
     """`<address>_<port>`: a TCP port proxies to the service's cluster; a sniffed port
-    (no protocol in its name) sends detected HTTP to route `<fqdn>:<port>` first. A CIDR
+    (no protocol in its name) sends detected HTTP to route `<fqdn>:<port>` first; a `mesh`
+    VirtualService's `tcp` routes pick the TCP destination. A CIDR
     address listens on the wildcard and matches its range; other destinations pass through
     (or are blackholed) as on `virtualOutbound`."""
     address, cidr = bind
     out = _outbound_listener(address, port.number)
-    cluster = outbound_cluster_name(port.number, "", service.hostname)
-    tcp = lc.FilterChain(filters=[tcp_proxy_filter(cluster)])
+    tcp_filter, vs_config = tcp_route_filter(push, view, scope, service, port=port.number,
+                                             bind=address)
+    tcp = lc.FilterChain(filters=[tcp_filter])
+    if vs_config:
+        tcp.metadata.filter_metadata["istio"].fields["config"].string_value = vs_config
     if cidr:
         tcp.filter_chain_match.prefix_ranges.append(_cidr_range(cidr))
     if port.protocol is Protocol.UNSUPPORTED:
         out.listener_filters.append(http_inspector())
         name = listener_name(address, port.number)
         http = _http_chain(virtual_host_name(service.hostname, port.number), f"outbound_{name}",
-                           mesh)
+                           push.mesh)
         http.filter_chain_match.prefix_ranges.extend(tcp.filter_chain_match.prefix_ranges)
         out.filter_chains.append(http)
         if not cidr:
@@ -206,7 +210,8 @@ def outbound_listeners(push: PushContext, view: ProxyView,
                     f"{service.hostname}:{port.number} ({port.protocol.value}) conflicts with "
                     f"listener {name} already built for another service; skipped")
                 continue
-            by_name[name] = service_listener(bind, service, port, scope, mesh)
+            by_name[name] = service_listener(push, view, scope, bind=bind, service=service,
+                                             port=port)
             if port.protocol is Protocol.UNSUPPORTED and (service, port.number) not in (
                     out.sniffed_routes):
                 out.sniffed_routes.append((service, port.number))

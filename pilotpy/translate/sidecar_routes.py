@@ -9,7 +9,6 @@ from __future__ import annotations
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 
-from pilotpy.model import hosts
 from pilotpy.model.common import Destination
 from pilotpy.model.virtualservice import VirtualService
 from pilotpy.proxy import ProxyView
@@ -31,7 +30,7 @@ from pilotpy.translate.routes import (
     hash_policy,
     sorted_routes,
 )
-from pilotpy.translate.sidecar_scope import SidecarScope
+from pilotpy.translate.sidecar_scope import SidecarScope, VirtualServiceOwners
 
 ALLOW_ANY = "allow_any"
 BLOCK_ALL = "block_all"
@@ -74,7 +73,9 @@ def virtual_host_domains(service: Service, port: int, proxy_domain: str) -> list
     domains = _with_port(names, port)
     if service.resolution is Resolution.PASSTHROUGH and service.origin.kind == "Service":
         domains += ["*." + d for d in domains]
-    return domains + _with_port([a for a in service.addresses if a != "0.0.0.0"], port)
+    # A CIDR is no Host anybody sends.
+    vips = [a for a in service.addresses if a != "0.0.0.0" and "/" not in a]
+    return domains + _with_port(vips, port)
 
 
 def default_route(push: PushContext, view: ProxyView, service: Service, port: int) -> rc.Route:
@@ -116,35 +117,15 @@ def catch_all_virtual_host(scope: SidecarScope) -> rc.VirtualHost:
 class _Routes:
     """The routes of one port's virtual hosts: a `mesh` VirtualService's, else the default."""
 
-    __slots__ = ("_built", "_exact", "_wildcards", "candidates", "opts", "port", "push",
-                 "view")
+    __slots__ = ("_built", "candidates", "opts", "owners", "port", "push", "view")
 
     def __init__(self, push: PushContext, view: ProxyView, scope: SidecarScope,
                  port: int) -> None:
         self.push, self.view, self.port = push, view, port
         self.candidates = scope.virtual_services_on(port)
+        self.owners = VirtualServiceOwners(self.candidates)
         self.opts = RouteOptions(push, view, port, frozenset({MESH_GATEWAY}))
         self._built: dict[int, list[rc.Route]] = {}
-        # Oldest first, so the first VirtualService to name a host owns it.
-        self._exact: dict[str, VirtualService] = {}
-        self._wildcards: list[tuple[str, VirtualService]] = []
-        for vs in self.candidates:
-            for host in vs.hosts:
-                if hosts.is_wildcard(host):
-                    self._wildcards.append((host, vs))
-                else:
-                    self._exact.setdefault(host, vs)
-
-    def owner(self, hostname: str) -> VirtualService | None:
-        """The oldest visible `mesh` VirtualService covering `hostname` (an exact host
-        before a wildcard one)."""
-        found = self._exact.get(hostname)
-        if found is not None:
-            return found
-        for pattern, vs in self._wildcards:
-            if hosts.subset_of(hostname, pattern):
-                return vs
-        return None
 
     def of(self, vs: VirtualService) -> list[rc.Route]:
         built = self._built.get(id(vs))
@@ -153,7 +134,7 @@ class _Routes:
         return built
 
     def for_service(self, service: Service) -> list[rc.Route]:
-        vs = self.owner(service.hostname)
+        vs = self.owners.owner(service.hostname)
         routes = self.of(vs) if vs is not None else []
         return routes or [default_route(self.push, self.view, service, self.port)]
 

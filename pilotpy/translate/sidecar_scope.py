@@ -64,6 +64,32 @@ class SidecarScope:
                 if any(self.allows(vs.meta.namespace, h, port) for h in vs.hosts)]
 
 
+class VirtualServiceOwners:
+    """Which VirtualService owns a hostname: among `candidates` (oldest first), the first
+    naming it exactly, else the first with a wildcard host covering it."""
+
+    __slots__ = ("_exact", "_wildcards")
+
+    def __init__(self, candidates: list[VirtualService]) -> None:
+        self._exact: dict[str, VirtualService] = {}
+        self._wildcards: list[tuple[str, VirtualService]] = []
+        for vs in candidates:
+            for host in vs.hosts:
+                if hosts.is_wildcard(host):
+                    self._wildcards.append((host, vs))
+                else:
+                    self._exact.setdefault(host, vs)
+
+    def owner(self, hostname: str) -> VirtualService | None:
+        found = self._exact.get(hostname)
+        if found is not None:
+            return found
+        for pattern, vs in self._wildcards:
+            if hosts.subset_of(hostname, pattern):
+                return vs
+        return None
+
+
 def sidecar_scope(push: PushContext, view: ProxyView) -> SidecarScope:
     sidecar = push.sidecars.for_workload(view.namespace, view.labels)
     mode = push.mesh.outbound_traffic_policy

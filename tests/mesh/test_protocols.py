@@ -1,12 +1,14 @@
 """Ports by protocol through both sidecars: a TCP port (`tcp-web`) is proxied byte for byte
 by `<vip>_9000` and the inbound TCP chain; an unnamed port is sniffed: the client sidecar
 detects HTTP on `<vip>_7000` and routes it through route `<fqdn>:7000`; a headless service's
-TCP port is served by one listener per pod address."""
+TCP port is served by one listener per pod address; a `tcp` route of a VirtualService
+chooses the destination subset."""
 
 from __future__ import annotations
 
 from tests.mesh.conftest import HTTPBIN_HEADLESS, HTTPBIN_SNIFFED, HTTPBIN_TCP
 from tests.mesh.mesh import Mesh
+from tests.mesh.netns import wait_until
 
 
 def _inbound(mesh: Mesh, port: int, stat: str) -> int:
@@ -53,3 +55,27 @@ def test_headless_tcp_port_listens_on_each_pod_address(mesh: Mesh) -> None:
     assert client.stat(outbound) > before  # listener <pod ip>_9000, not the VIP's
     listeners = client.admin_get("/listeners")
     assert f"{server.ip}_9000" in listeners and f"{mesh.pods['httpbin-v1'].ip}_9000" in listeners
+
+
+def test_virtual_service_tcp_route_picks_the_subset(mesh: Mesh) -> None:
+    client = mesh.pods["sleep"]
+    subset = f"outbound|9000|v1|{HTTPBIN_TCP.hostname}"
+    mesh.write("tcp-route.yaml", [
+        {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+         "metadata": {"name": "httpbin-tcp", "namespace": "default"},
+         "spec": {"host": "httpbin-tcp", "subsets": [
+             {"name": "v1", "labels": {"version": "v1"}}]}},
+        {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+         "metadata": {"name": "httpbin-tcp", "namespace": "default"},
+         "spec": {"hosts": ["httpbin-tcp"], "tcp": [{"route": [
+             {"destination": {"host": "httpbin-tcp", "subset": "v1"}}]}]}},
+    ])
+    try:
+        wait_until(lambda: subset in client.admin_get("/config_dump?resource=dynamic_listeners")
+                   and client.healthy_hosts(subset) == 1, "the tcp route to subset v1")
+        answers = client.get("http://httpbin-tcp:9000/get", count=10)
+        assert {(a["status"], a["version"]) for a in answers} == {(200, "v1")}, answers
+    finally:
+        mesh.remove("tcp-route.yaml")
+    wait_until(lambda: subset not in client.admin_get("/config_dump?resource=dynamic_listeners"),
+               "the tcp route removed")
