@@ -92,18 +92,28 @@ def inbound_route(port: InboundPort) -> route_pb2.RouteConfiguration:
                                         validate_clusters=pb.boolean(False))
 
 
-def _inbound_chain(port: InboundPort, mesh: MeshConfig) -> lc.FilterChain:
+def _inbound_chains(port: InboundPort, mesh: MeshConfig) -> list[lc.FilterChain]:
+    """HTTP ports through the inline route, TCP ports straight through; a port with no
+    protocol in its name gets both, told apart by the HTTP inspector (istiod's sniffing)."""
     name = listener_name(WILDCARD, port.number)
-    chain = lc.FilterChain(name=name)
-    chain.filter_chain_match.destination_port.value = port.number
-    if port.protocol.is_http:
-        manager = sidecar_inbound_connection_manager(
+    chains = []
+    sniffed = port.protocol is Protocol.UNSUPPORTED
+    if port.protocol.is_http or sniffed:
+        http = lc.FilterChain(name=name)
+        http.filter_chain_match.destination_port.value = port.number
+        if sniffed:
+            http.filter_chain_match.transport_protocol = "raw_buffer"
+            http.filter_chain_match.application_protocols.extend(HTTP_APPLICATION_PROTOCOLS)
+        http.filters.append(network_filter(sidecar_inbound_connection_manager(
             inbound_route(port), delimited_stat_prefix(f"inbound_{name}"), mesh,
-            http2=port.protocol.is_http2)
-        chain.filters.append(network_filter(manager))
-    else:
-        chain.filters.append(tcp_proxy_filter(inbound_cluster_name(port.number)))
-    return chain
+            http2=port.protocol.is_http2)))
+        chains.append(http)
+    if not port.protocol.is_http:
+        tcp = lc.FilterChain(name=name)
+        tcp.filter_chain_match.destination_port.value = port.number
+        tcp.filters.append(tcp_proxy_filter(inbound_cluster_name(port.number)))
+        chains.append(tcp)
+    return chains
 
 
 def _passthrough_http_route() -> route_pb2.RouteConfiguration:
@@ -126,13 +136,14 @@ def virtual_inbound_listener(view: ProxyView, mesh: MeshConfig) -> listener_pb2.
     out.address.socket_address.address = WILDCARD
     out.address.socket_address.port_value = capture_port
     # The inspector only matters where a chain matches on the detected protocol: undeclared
-    # ports. Declared TCP ports skip it, so server-first protocols are not held up.
-    tcp_ports = [p.number for p in ports if not p.protocol.is_http]
+    # and sniffed ports. Declared TCP ports skip it, so server-first protocols are not held up.
+    tcp_ports = [p.number for p in ports if p.protocol.is_tcp]
     out.listener_filters.extend([original_dst(), http_inspector([capture_port, *tcp_ports])])
     blackhole = out.filter_chains.add(name=f"{VIRTUAL_INBOUND}-blackhole")
     blackhole.filter_chain_match.destination_port.value = capture_port
     blackhole.filters.append(tcp_proxy_filter(BLACKHOLE_CLUSTER))
-    out.filter_chains.extend(_inbound_chain(p, mesh) for p in ports)
+    for port in ports:
+        out.filter_chains.extend(_inbound_chains(port, mesh))
     http = out.filter_chains.add(name=f"{VIRTUAL_INBOUND}-catchall-http")
     http.filter_chain_match.transport_protocol = "raw_buffer"
     http.filter_chain_match.application_protocols.extend(HTTP_APPLICATION_PROTOCOLS)

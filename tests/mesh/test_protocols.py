@@ -1,6 +1,7 @@
 """Ports by protocol through both sidecars: a TCP port (`tcp-web`) is proxied byte for byte
 by `<vip>_9000` and the inbound TCP chain; an unnamed port is sniffed: the client sidecar
-detects HTTP on `<vip>_7000` and routes it through route `<fqdn>:7000`; a headless service's
+detects HTTP on `<vip>_7000` and routes it through route `<fqdn>:7000`, the server sidecar
+detects it again on its inbound chains; a headless service's
 TCP port is served by one listener per pod address; a `tcp` route of a VirtualService
 chooses the destination subset."""
 
@@ -34,13 +35,15 @@ def test_tcp_port_goes_through_tcp_proxy_on_both_sides(mesh: Mesh) -> None:
 def test_unnamed_port_is_sniffed_as_http(mesh: Mesh) -> None:
     client = mesh.pods["sleep"]
     outbound = f"cluster.outbound|7000||{HTTPBIN_SNIFFED.hostname};.upstream_rq_total"
-    before = client.stat(outbound)
+    before, before_in = client.stat(outbound), _inbound(mesh, 7000, "upstream_rq_total")
 
     (answer,) = client.get("http://httpbin-sniffed:7000/headers")
 
     assert answer["status"] == 200, answer
     assert answer["headers"]["server"] == "envoy"  # the outbound HTTP chain answered
     assert client.stat(outbound) > before
+    # Sniffed on the way in too: requests, not just connections, on the inbound cluster.
+    assert _inbound(mesh, 7000, "upstream_rq_total") > before_in
     assert client.route_config(f"{HTTPBIN_SNIFFED.hostname}:7000") is not None
 
 
