@@ -181,6 +181,7 @@ def outbound_listeners(push: PushContext, view: ProxyView,
     reserved = _reserved(mesh)
     out = OutboundListeners()
     by_name: dict[str, listener_pb2.Listener] = {}
+    sniffed: set[tuple[str, int]] = set()
     visible: list[tuple[Service, Port]] = [
         (service, port) for service in scope.services for port in service.ports
         if port.protocol is not Protocol.UDP and scope.port_visible(service, port)
@@ -212,8 +213,9 @@ def outbound_listeners(push: PushContext, view: ProxyView,
                 continue
             by_name[name] = service_listener(push, view, scope, bind=bind, service=service,
                                              port=port)
-            if port.protocol is Protocol.UNSUPPORTED and (service, port.number) not in (
-                    out.sniffed_routes):
+            if port.protocol is Protocol.UNSUPPORTED and (
+                    service.hostname, port.number) not in sniffed:
+                sniffed.add((service.hostname, port.number))
                 out.sniffed_routes.append((service, port.number))
     out.listeners = [by_name[name] for name in sorted(by_name)]
     return out
