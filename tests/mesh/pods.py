@@ -31,6 +31,9 @@ from tests.mesh.interception import (
 from tests.mesh.netns import Namespace, Process, wait_until
 
 CLIENT = Path(__file__).with_name("client.py")
+# Should the test process itself be killed (SIGKILL skips every finalizer), the pod processes
+# still end by themselves.
+MAX_LIFETIME_SECONDS = 1800
 # Never let an inherited http_proxy send admin calls anywhere else.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -85,7 +88,8 @@ class Pod:
         log = self.workdir / f"app-{port}.log"
         command = [sys.executable, "-m", "pilotpy.local.backend", "--pod",
                    "--listen", f"0.0.0.0:{port}", "--version", self.spec.version,
-                   "--name", self.spec.labels.get("app", self.spec.name)]
+                   "--name", self.spec.labels.get("app", self.spec.name),
+                   "--exit-after", str(MAX_LIFETIME_SECONDS)]
         app = self.netns.spawn(f"{self.spec.name}/app-{port}", command, str(log))
         wait_until(lambda: "listening on" in log.read_text(errors="replace") or not app.alive,
                    f"{self.spec.name}'s application to listen on {port}", timeout=20)
@@ -103,7 +107,8 @@ class Pod:
         bootstrap["admin"]["address"]["socket_address"]["address"] = self.ip
         config = self.workdir / "envoy.json"
         config.write_text(json.dumps(bootstrap, indent=2))
-        command = ["setpriv", f"--reuid={PROXY_UID}", f"--regid={PROXY_GID}",
+        command = ["timeout", "-s", "KILL", str(MAX_LIFETIME_SECONDS),
+                   "setpriv", f"--reuid={PROXY_UID}", f"--regid={PROXY_GID}",
                    "--clear-groups", str(envoy_binary()), "-c", str(config),
                    "--disable-hot-restart", "--concurrency", "1", "-l", "warning",
                    "--drain-time-s", "1"]
