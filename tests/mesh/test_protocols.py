@@ -7,8 +7,10 @@ chooses the destination subset."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.mesh.conftest import HTTPBIN_HEADLESS, HTTPBIN_SNIFFED, HTTPBIN_TCP
-from tests.mesh.mesh import Mesh
+from tests.mesh.mesh import Mesh, ServiceSpec
 from tests.mesh.netns import wait_until
 
 
@@ -17,34 +19,34 @@ def _inbound(mesh: Mesh, port: int, stat: str) -> int:
                for p in ("httpbin-v1", "httpbin-v2"))
 
 
-def test_tcp_port_goes_through_tcp_proxy_on_both_sides(mesh: Mesh) -> None:
+def _get_counting(mesh: Mesh, service: ServiceSpec, stat: str) -> tuple[dict[str, Any], bool]:
+    """One GET from the client to `service`, and whether `stat` grew on the client's outbound
+    cluster and on a server's inbound cluster."""
     client = mesh.pods["sleep"]
-    outbound = f"cluster.outbound|9000||{HTTPBIN_TCP.hostname};.upstream_cx_total"
-    before_out, before_in = client.stat(outbound), _inbound(mesh, 9000, "upstream_cx_total")
+    outbound = f"cluster.outbound|{service.port}||{service.hostname};.{stat}"
+    before_out, before_in = client.stat(outbound), _inbound(mesh, service.target_port, stat)
+    (answer,) = client.get(f"http://{service.name}:{service.port}/headers")
+    grew = (client.stat(outbound) > before_out
+            and _inbound(mesh, service.target_port, stat) > before_in)
+    return answer, grew
 
-    (answer,) = client.get("http://httpbin-tcp:9000/headers")
 
+def test_tcp_port_goes_through_tcp_proxy_on_both_sides(mesh: Mesh) -> None:
+    answer, both_sides = _get_counting(mesh, HTTPBIN_TCP, "upstream_cx_total")
     assert answer["status"] == 200, answer
     # No HTTP processing on the way: the application's own Server header, no Envoy headers.
     assert answer["headers"]["server"].startswith("BaseHTTP")
     assert "x-envoy-upstream-service-time" not in answer["headers"]
-    assert client.stat(outbound) > before_out
-    assert _inbound(mesh, 9000, "upstream_cx_total") > before_in
+    assert both_sides
 
 
 def test_unnamed_port_is_sniffed_as_http(mesh: Mesh) -> None:
-    client = mesh.pods["sleep"]
-    outbound = f"cluster.outbound|7000||{HTTPBIN_SNIFFED.hostname};.upstream_rq_total"
-    before, before_in = client.stat(outbound), _inbound(mesh, 7000, "upstream_rq_total")
-
-    (answer,) = client.get("http://httpbin-sniffed:7000/headers")
-
+    # Requests, not just connections, on both clusters: sniffed on the way out and in.
+    answer, both_sides = _get_counting(mesh, HTTPBIN_SNIFFED, "upstream_rq_total")
     assert answer["status"] == 200, answer
     assert answer["headers"]["server"] == "envoy"  # the outbound HTTP chain answered
-    assert client.stat(outbound) > before
-    # Sniffed on the way in too: requests, not just connections, on the inbound cluster.
-    assert _inbound(mesh, 7000, "upstream_rq_total") > before_in
-    assert client.route_config(f"{HTTPBIN_SNIFFED.hostname}:7000") is not None
+    assert both_sides
+    assert mesh.pods["sleep"].route_config(f"{HTTPBIN_SNIFFED.hostname}:7000") is not None
 
 
 def test_headless_tcp_port_listens_on_each_pod_address(mesh: Mesh) -> None:
