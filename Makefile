@@ -9,8 +9,9 @@ PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run demo test lint test-unit test-golden test-xds test-e2e test-kube golden \
-	bench clean kube-bins manifests kind-up kind-load kind-deploy kind-demo kind-down
+.PHONY: help venv run demo test lint test-unit test-golden test-xds test-e2e test-mesh mesh-tools \
+	test-kube golden bench clean kube-bins manifests kind-up kind-load kind-deploy kind-demo \
+	kind-down
 
 # Heavy test binaries live outside the clone, so a fresh CI clone reuses them.
 CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pilotpy
@@ -37,7 +38,7 @@ run: $(STAMP) ## run pilotpy on examples/ with a real Envoy gateway and local ba
 demo: $(STAMP) ## walk through W1 against a real Envoy (no listener -> 404 -> 200 from v2)
 	$(BIN)/pilotpy --log-level warning demo
 
-test: lint test-unit test-golden test-xds test-e2e test-kube ## the whole suite: lint, unit, golden, xds, e2e, kube
+test: lint test-unit test-golden test-xds test-e2e test-mesh test-kube ## the whole suite: lint, unit, golden, xds, e2e, mesh, kube
 
 lint: $(STAMP) ## ruff, mypy and the import-layering contracts
 	$(BIN)/ruff check pilotpy tests bench
@@ -55,6 +56,13 @@ test-xds: $(STAMP) ## protocol rules against the in-process server over a real s
 
 test-e2e: $(STAMP) ## pilotpy + a real Envoy + local backends
 	$(PYTEST) tests/e2e -q
+
+test-mesh: $(STAMP) mesh-tools ## pods as network namespaces, istio-init capture, real Envoy sidecars (root)
+	$(PYTEST) tests/mesh -q
+
+mesh-tools: ## install iptables for the mesh tier if missing (needs root and apt-get)
+	@command -v iptables-restore >/dev/null 2>&1 || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables; }
 
 test-kube: $(STAMP) kube-bins ## informers and manifests against a real kube-apiserver + etcd, with Envoy
 	$(PYTEST) tests/kube -q

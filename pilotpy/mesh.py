@@ -31,6 +31,9 @@ class MeshConfig:
     h2_upgrade_policy: str = "DO_NOT_UPGRADE"
     default_http_retry_policy: HTTPRetry | None = None
     path_normalization: str = "BASE"
+    # Where a sidecar's intercepted traffic arrives (istio-init redirects there).
+    proxy_listen_port: int = 15001
+    proxy_inbound_listen_port: int = 15006
 
 
 class MeshConfigError(ValueError):
@@ -69,6 +72,9 @@ def parse_mesh_config(data: Any, *, origin: str = "mesh config") -> tuple[MeshCo
                                  default="DO_NOT_UPGRADE") or "DO_NOT_UPGRADE",
         default_http_retry_policy=parse_retry(f.child("defaultHttpRetryPolicy")),
         path_normalization=path_normalization,
+        proxy_listen_port=f.int("proxyListenPort", minimum=1, maximum=65535) or 15001,
+        proxy_inbound_listen_port=f.int("proxyInboundListenPort", minimum=1,
+                                        maximum=65535) or 15006,
     )
     # Operational settings later issues translate (access logs, tracing); accepted silently so
     # an istiod mesh config loads unchanged.
@@ -79,8 +85,7 @@ def parse_mesh_config(data: Any, *, origin: str = "mesh config") -> tuple[MeshCo
                    "ingressSelector", "defaultServiceExportTo",
                    "defaultVirtualServiceExportTo", "defaultDestinationRuleExportTo",
                    "discoverySelectors", "protocolDetectionTimeout", "inboundTrafficPolicy",
-                   "tcpKeepalive", "proxyListenPort", "proxyInboundListenPort",
-                   "proxyHttpPort", "tlsDefaults", "meshMTLS", "serviceSettings"))
+                   "tcpKeepalive", "proxyHttpPort", "tlsDefaults", "meshMTLS", "serviceSettings"))
     errors = [i for i in issues if not i.warning]
     if errors:
         raise MeshConfigError(f"{origin}: " + "; ".join(str(i) for i in errors))

@@ -124,6 +124,9 @@ class ProxyView:
     proxy: Proxy
     labels: Mapping[str, str]
     service_targets: tuple[ServiceTarget, ...]
+    # The proxy's address where its output depends on it (sidecars next to headless
+    # services), else "" so that the replicas of a workload share one class.
+    address_key: str = ""
 
     @property
     def namespace(self) -> str:
@@ -144,6 +147,7 @@ class ProxyView:
             tuple(sorted(self.labels.items())),
             tuple((t.service.hostname, t.service.namespace, t.port.number, t.target_port)
                   for t in self.service_targets),
+            self.address_key,
         )
 
 
@@ -172,4 +176,5 @@ def view_proxy(proxy: Proxy, push: PushContext) -> ProxyView:
                     continue  # istiod's FindPort: a named port the workload does not declare
                 target = container_ports[target]
             targets.append(ServiceTarget(service, port, target))
-    return ProxyView(proxy, labels, tuple(targets))
+    address_key = proxy.ip if proxy.is_sidecar and push.services.has_passthrough else ""
+    return ProxyView(proxy, labels, tuple(targets), address_key)

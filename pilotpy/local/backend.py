@@ -9,7 +9,8 @@ on the way (path, host, headers). Paths:
 - `/headers`, `/get`, `/anything...` and every other path answer 200 with the echo.
 
 Run in-process with `Backend`, or as `python -m pilotpy.local.backend --listen 127.0.0.11:8000
---version v1 --name httpbin`. Only loopback addresses are accepted.
+--version v1 --name httpbin`. Only loopback addresses are accepted, and the wildcard address
+with `--pod` (an application inside a pod's network namespace, as tests/mesh runs it).
 """
 
 from __future__ import annotations
@@ -48,12 +49,9 @@ class Backend:
 
     def __init__(
         self, host: str = "127.0.0.1", port: int = 0, version: str = "v1", name: str = "httpbin",
-        *, in_own_netns: bool = False,
+        *, pod: bool = False,
     ) -> None:
-        if in_own_netns:
-            _require_own_netns()
-        else:
-            _require_loopback(host)
+        _require_allowed(host, pod=pod)
         self.host = host
         self.version = version
         self.name = name
@@ -322,7 +320,17 @@ def _headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     return headers
 
 
-def _require_loopback(host: str) -> None:
+def _require_allowed(host: str, *, pod: bool = False) -> None:
+    """Loopback only; with `pod`, any address of the process's own network namespace, which
+    must then be a named one (`ip netns add`, as the mesh and kube tests create), never the
+    host's."""
+    if pod:
+        own = os.stat("/proc/self/ns/net").st_ino
+        named = Path("/run/netns")
+        if named.is_dir() and any(n.stat().st_ino == own for n in named.iterdir()):
+            return
+        raise ValueError("a pod backend must run inside a named network namespace, not the "
+                         "host's; outside one it may bind loopback only")
     if host == "localhost":
         return
     try:
@@ -333,20 +341,11 @@ def _require_loopback(host: str) -> None:
         raise ValueError(f"backend host must be a loopback IP, got {host!r}")
 
 
-def _parse_address(text: str) -> tuple[str, int]:
+def _parse_listen(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return host.strip("[]"), int(port)
-
-
-def _require_own_netns() -> None:
-    """A backend may listen beyond loopback only inside a named network namespace (one made
-    with `ip netns add`, as the tests do), never in the host's."""
-    own = os.stat("/proc/self/ns/net").st_ino
-    named = Path("/run/netns")
-    if not named.is_dir() or not any(n.stat().st_ino == own for n in named.iterdir()):
-        raise ValueError("a non-loopback backend must run inside a named network namespace")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -355,13 +354,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--listen",
-        type=_parse_address,
+        type=_parse_listen,
         default=("127.0.0.1", 8000),
         metavar="HOST:PORT",
         help="loopback address (port 0 picks a free one)",
     )
-    parser.add_argument("--in-own-netns", action="store_true",
-                        help="listen on any address; refused outside a test's network namespace")
+    parser.add_argument("--pod", action="store_true",
+                        help="running in a pod's (named) network namespace: any address is allowed")
     parser.add_argument("--version", default="v1", help="reported in x-backend-version")
     parser.add_argument("--name", default="httpbin", help="reported in x-backend-name")
     parser.add_argument(
@@ -373,11 +372,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     host, port = args.listen
-    if not args.in_own_netns:
-        try:
-            _require_loopback(host)
-        except ValueError as error:
-            parser.error(str(error))
+    try:
+        _require_allowed(host, pod=args.pod)
+    except ValueError as error:
+        parser.error(str(error))
 
     stopping = threading.Event()
 
@@ -386,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    with Backend(host, port, args.version, args.name, in_own_netns=args.in_own_netns) as backend:
+    with Backend(host, port, args.version, args.name, pod=args.pod) as backend:
         # Parents wait for this line to know the port (useful with port 0).
         print(
             f"listening on {backend.url} name={backend.name} version={backend.version}", flush=True

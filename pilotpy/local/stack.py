@@ -38,6 +38,11 @@ def port_or_free(preferred: int) -> int:
     return preferred
 
 
+def node_namespace(node_id: str) -> str:
+    """`istio-system` of `router~ip~pod.istio-system~istio-system.svc.cluster.local`."""
+    return node_id.rsplit("~", maxsplit=1)[-1].split(".", 1)[0]
+
+
 def _is_loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(address).is_loopback
@@ -74,12 +79,13 @@ class LocalStack:
                  status_port: int | None = None, stats_port: int | None = None,
                  node_id: str = GATEWAY_NODE_ID, labels: Mapping[str, str] | None = None,
                  poll_interval: float = 0.2, start_backends: bool = True,
-                 log_level: str = "info", settings: Settings | None = None) -> None:
+                 log_level: str = "info", mesh_config: Path | None = None,
+                 settings: Settings | None = None) -> None:
         """`settings` replaces the file-source settings built from `config_paths` (the kube
         tests point pilotpy at an API server this way)."""
         self.plane = ControlPlane(settings or Settings(
             config_paths=config_paths, grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
-            poll_interval=poll_interval))
+            poll_interval=poll_interval, mesh_config=mesh_config))
         self.workdir = workdir
         self.delta = delta
         self.status_port = status_port if status_port is not None else free_port()
@@ -102,6 +108,7 @@ class LocalStack:
             bootstrap = envoy_bootstrap(
                 node_id=self.node_id, xds_address=("127.0.0.1", self.plane.grpc_port),
                 delta=self.delta, labels=self.labels, admin_port=free_port(),
+                namespace=node_namespace(self.node_id),
                 status_port=self.status_port, stats_port=self.stats_port)
             self.envoy = EnvoyProcess(bootstrap, self.workdir, name="gateway",
                                       log_level=self._log_level)

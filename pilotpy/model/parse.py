@@ -22,6 +22,7 @@ from pilotpy.model.kube import (
 )
 from pilotpy.model.meta import Meta, parse_meta
 from pilotpy.model.serviceentry import ServiceEntry, parse_service_entry
+from pilotpy.model.sidecar import Sidecar, parse_sidecar
 from pilotpy.model.stored import (
     STORED_KINDS,
     STORED_VERSIONS,
@@ -33,8 +34,8 @@ from pilotpy.model.stored import (
 from pilotpy.model.virtualservice import VirtualService, parse_virtual_service
 
 ConfigObject = (
-    Gateway | VirtualService | DestinationRule | ServiceEntry | Service | EndpointSlice | Pod
-    | Namespace | Secret | StoredObject
+    Gateway | VirtualService | DestinationRule | ServiceEntry | Sidecar | Service | EndpointSlice
+    | Pod | Namespace | Secret | StoredObject
 )
 
 NETWORKING_GROUP = "networking.istio.io"
@@ -45,6 +46,7 @@ _ISTIO: dict[str, Callable[[Meta, Fields], ConfigObject]] = {
     "VirtualService": parse_virtual_service,
     "DestinationRule": parse_destination_rule,
     "ServiceEntry": parse_service_entry,
+    "Sidecar": parse_sidecar,
 }
 
 

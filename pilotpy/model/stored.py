@@ -1,6 +1,5 @@
 """Kinds pilotpy keeps in the store before it translates them (PeerAuthentication,
-AuthorizationPolicy, Sidecar, WorkloadEntry, Ingress, IngressClass) and gateway credentials
-(Secrets).
+AuthorizationPolicy, WorkloadEntry, Ingress, IngressClass) and gateway credentials (Secrets).
 
 Stored objects are compared by value, so an unchanged object is a no-op in the store like any
 other; their specs are kept as the API server returned them (JSON-compatible values).
@@ -17,7 +16,7 @@ from pilotpy.model.meta import Meta
 
 # group -> kinds kept as StoredObject
 STORED_KINDS: Mapping[str, frozenset[str]] = {
-    "networking.istio.io": frozenset({"Sidecar", "WorkloadEntry"}),
+    "networking.istio.io": frozenset({"WorkloadEntry"}),
     "security.istio.io": frozenset({"PeerAuthentication", "AuthorizationPolicy"}),
     "networking.k8s.io": frozenset({"Ingress", "IngressClass"}),
 }

@@ -6,13 +6,14 @@ initDestinationRules), so translation only sees fully qualified hosts and `ns/na
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from pilotpy.model import hosts
 from pilotpy.model.common import Destination
 from pilotpy.model.destinationrule import DestinationRule
 from pilotpy.model.gateway import Gateway
+from pilotpy.model.sidecar import Sidecar
 from pilotpy.model.virtualservice import HTTPRoute, HTTPRouteDestination, L4Match, VirtualService
 from pilotpy.push.services import Service, resolve_export_to
 
@@ -216,3 +217,31 @@ class DestinationRuleIndex:
 
 def sorted_gateways(gateways: Iterable[Gateway]) -> tuple[Gateway, ...]:
     return tuple(sorted(gateways, key=lambda g: g.meta.age_order))
+
+
+class SidecarIndex:
+    """istiod's sidecar scope selection: in the proxy's namespace the oldest Sidecar whose
+    workloadSelector matches the workload, else the oldest one without a selector; else the
+    root namespace's oldest Sidecar without a selector (the mesh-wide default)."""
+
+    __slots__ = ("_by_namespace", "_root")
+
+    def __init__(self, sidecars: Iterable[Sidecar], root_namespace: str) -> None:
+        self._root = root_namespace
+        self._by_namespace: dict[str, list[Sidecar]] = {}
+        for sidecar in sorted(sidecars, key=lambda s: s.meta.age_order):
+            self._by_namespace.setdefault(sidecar.meta.namespace, []).append(sidecar)
+
+    def for_workload(self, namespace: str, labels: Mapping[str, str]) -> Sidecar | None:
+        candidates = self._by_namespace.get(namespace, [])
+        for sidecar in candidates:
+            selector = sidecar.workload_selector
+            if selector and all(labels.get(k) == v for k, v in selector.items()):
+                return sidecar
+        for sidecar in candidates:
+            if sidecar.workload_selector is None:
+                return sidecar
+        for sidecar in self._by_namespace.get(self._root, []):
+            if sidecar.workload_selector is None:
+                return sidecar
+        return None

@@ -21,12 +21,19 @@ from pilotpy.model.stored import STORED_ONLY_KINDS
 from pilotpy.model.virtualservice import VirtualService
 from pilotpy.push.config import (
     DestinationRuleIndex,
+    SidecarIndex,
     VirtualServiceIndex,
     resolve_virtual_service,
     sorted_gateways,
 )
 from pilotpy.push.endpoints import EndpointIndex, PodIndex, PortEndpoints, ServiceRef
-from pilotpy.push.services import Service, ServiceIndex, from_kube_service, from_service_entry
+from pilotpy.push.services import (
+    Resolution,
+    Service,
+    ServiceIndex,
+    from_kube_service,
+    from_service_entry,
+)
 
 # kind -> key -> object, as handed over by the store
 Objects = Mapping[str, Mapping[Key, Any]]
@@ -59,6 +66,7 @@ class PushContext:
     virtual_services: VirtualServiceIndex
     destination_rules: DestinationRuleIndex
     objects: Objects
+    sidecars: SidecarIndex = field(default_factory=lambda: SidecarIndex((), ""))
     # Resolved VirtualServices by key, reused while the stored object is the same object.
     _resolved_vs: Mapping[Key, tuple[VirtualService, VirtualService]] = field(
         default_factory=dict, repr=False)
@@ -153,15 +161,21 @@ def build_push_context(objects: Objects, mesh: MeshConfig, version: int,
     if "DestinationRule" in kinds:
         destination_rules = DestinationRuleIndex(_values(objects, "DestinationRule"),
                                                  mesh.domain_suffix, mesh.root_namespace)
+    sidecars = previous.sidecars
+    if "Sidecar" in kinds:
+        sidecars = SidecarIndex(_values(objects, "Sidecar"), mesh.root_namespace)
     context = PushContext(version, mesh, services, pods, endpoints, gateways, virtual_services,
-                          destination_rules, objects, resolved)
+                          destination_rules, objects, sidecars, resolved)
     # Kinds stored for later translation change no generated resource yet.
     if kinds <= ENDPOINT_KINDS | STORED_ONLY_KINDS:
-        hostnames = frozenset(
-            svc.hostname for ns, name in dirty
-            if (svc := services.kube_service(ns, name)) is not None
-        )
-        return context, PushScope(full=False, changed=changed_keys, endpoint_hosts=hostnames)
+        touched = [svc for ns, name in dirty
+                   if (svc := services.kube_service(ns, name)) is not None]
+        # Sidecars listen on each pod address of a headless service: its endpoints shape
+        # listeners, not only ClusterLoadAssignments (istiod pushes in full too).
+        if not any(svc.resolution is Resolution.PASSTHROUGH for svc in touched):
+            hostnames = frozenset(svc.hostname for svc in touched)
+            return context, PushScope(full=False, changed=changed_keys,
+                                      endpoint_hosts=hostnames)
     return context, PushScope(full=True, changed=changed_keys)
 
 
@@ -195,6 +209,7 @@ def _full_build(objects: Objects, mesh: MeshConfig, version: int,
         destination_rules=DestinationRuleIndex(_values(objects, "DestinationRule"),
                                                mesh.domain_suffix, mesh.root_namespace),
         objects=objects,
+        sidecars=SidecarIndex(_values(objects, "Sidecar"), mesh.root_namespace),
         _resolved_vs=resolved,
     )
 

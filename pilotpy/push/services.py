@@ -161,7 +161,7 @@ def from_service_entry(se: ServiceEntry) -> list[Service]:
 class ServiceIndex:
     """Services by hostname. Several namespaces may define the same ServiceEntry host."""
 
-    __slots__ = ("_by_host", "_by_name", "_kube_by_namespace", "all")
+    __slots__ = ("_by_host", "_by_name", "_kube_by_namespace", "all", "has_passthrough")
 
     def __init__(self, services: Iterable[Service]) -> None:
         ordered = sorted(services, key=lambda s: (s.age_order, s.hostname))
@@ -169,6 +169,9 @@ class ServiceIndex:
         self._by_host: dict[str, list[Service]] = {}
         self._by_name: dict[tuple[str, str], Service] = {}
         self._kube_by_namespace: dict[str, list[Service]] = {}
+        # Sidecars of a mesh with headless services get per-pod-address listeners, which
+        # leave out the proxy's own address: their config then depends on it.
+        self.has_passthrough = any(s.resolution is Resolution.PASSTHROUGH for s in ordered)
         for svc in ordered:
             self._by_host.setdefault(svc.hostname, []).append(svc)
             if svc.origin.kind == "Service":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -273,28 +274,33 @@ def _istio_metadata(cluster: cluster_pb2.Cluster, service: Service, rule: Destin
         fields["external"].bool_value = True
 
 
-def _discovery_type(service: Service) -> Any:
+def _discovery_type(service: Service, sidecar: bool) -> Any:
     if service.resolution is Resolution.DNS:
         return cluster_pb2.Cluster.STRICT_DNS
     if service.resolution is Resolution.DNS_ROUND_ROBIN:
         return cluster_pb2.Cluster.LOGICAL_DNS
-    # Gateways reach headless and NONE services through EDS (sidecars use ORIGINAL_DST).
+    if service.resolution is Resolution.PASSTHROUGH and sidecar:
+        # A sidecar connects where the application connected (a pod address it resolved).
+        return cluster_pb2.Cluster.ORIGINAL_DST
+    # Gateways reach headless and NONE services through EDS.
     return cluster_pb2.Cluster.EDS
 
 
 def build_outbound_cluster(push: PushContext, service: Service, port: Port, *, subset: str,
-                           rule: DestinationRule | None, subset_labels: dict[str, str] | None
-                           ) -> cluster_pb2.Cluster | None:
+                           rule: DestinationRule | None, subset_labels: dict[str, str] | None,
+                           sidecar: bool = False) -> cluster_pb2.Cluster | None:
     """None when a DNS cluster would have no endpoints (istiod omits it)."""
     mesh = push.mesh
     name = outbound_cluster_name(port.number, subset, service.hostname)
-    discovery_type = _discovery_type(service)
+    discovery_type = _discovery_type(service, sidecar)
     cluster = cluster_pb2.Cluster()
     cluster.CopyFrom(_prototype(mesh.connect_timeout_ns, discovery_type == cluster_pb2.Cluster.EDS))
     cluster.name = name
     cluster.alt_stat_name = delimited_stat_prefix(name)
     if discovery_type == cluster_pb2.Cluster.EDS:
         cluster.eds_cluster_config.service_name = name
+    elif discovery_type == cluster_pb2.Cluster.ORIGINAL_DST:
+        cluster.type = discovery_type
     else:
         cluster.type = discovery_type
         targets = static_targets(service, port, subset_labels)
@@ -308,6 +314,8 @@ def build_outbound_cluster(push: PushContext, service: Service, port: Port, *, s
     options = _ProtocolOptions()
     if port.protocol.is_http2:
         options.h2()
+    elif sidecar and port.protocol is Protocol.UNSUPPORTED:
+        options.use_downstream()  # sniffed: speak whatever the application spoke
     _apply_traffic_policy(cluster, port, cluster_policy(rule, subset, port.number), mesh,
                           options)
     options.apply(cluster)
@@ -315,16 +323,22 @@ def build_outbound_cluster(push: PushContext, service: Service, port: Port, *, s
     return cluster
 
 
-def outbound_clusters(push: PushContext, view: ProxyView) -> list[cluster_pb2.Cluster]:
+def outbound_clusters(push: PushContext, view: ProxyView,
+                      visible: Callable[[Service, Port], bool] | None = None,
+                      ) -> list[cluster_pb2.Cluster]:
     """One cluster per visible service port and DestinationRule subset, plus the blackhole.
-    A name defined twice (conflicting definitions) keeps the oldest service's cluster."""
+    A name defined twice (conflicting definitions) keeps the oldest service's cluster.
+    `visible` narrows the ports further (a sidecar's egress scope)."""
     out: dict[str, cluster_pb2.Cluster] = {}
+    sidecar = view.proxy.is_sidecar
     for service in push.visible_services(view.namespace):
         if service.resolution is Resolution.ALIAS:
             continue  # routes to an ExternalName point at the target host's cluster
         rule = push.destination_rule(view.namespace, service)
         for port in service.ports:
             if port.protocol is Protocol.UDP:
+                continue
+            if visible is not None and not visible(service, port):
                 continue
             subsets: list[tuple[str, dict[str, str] | None]] = [("", None)]
             if rule is not None:
@@ -334,7 +348,7 @@ def outbound_clusters(push: PushContext, view: ProxyView) -> list[cluster_pb2.Cl
                 if name in out:
                     continue
                 cluster = build_outbound_cluster(push, service, port, subset=subset, rule=rule,
-                                                 subset_labels=labels)
+                                                 subset_labels=labels, sidecar=sidecar)
                 if cluster is not None:
                     out[name] = cluster
     out[BLACKHOLE_CLUSTER] = blackhole_cluster(push.mesh)

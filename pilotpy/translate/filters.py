@@ -4,19 +4,27 @@ gateway.go), built only from extensions upstream Envoy ships (DESIGN.md §4)."""
 from __future__ import annotations
 
 from envoy.config.listener.v3 import listener_components_pb2 as lc
+from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.http.grpc_stats.v3 import config_pb2 as grpc_stats_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.listener.http_inspector.v3 import http_inspector_pb2
+from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+from envoy.type.v3 import range_pb2
 
 from pilotpy.mesh import MeshConfig
 from pilotpy.translate import pb
 from pilotpy.translate.config_source import ads_config_source
 
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
+TCP_PROXY_FILTER = "envoy.filters.network.tcp_proxy"
+HTTP_INSPECTOR = "envoy.filters.listener.http_inspector"
+ORIGINAL_DST = "envoy.filters.listener.original_dst"
 HCM = hcm_pb2.HttpConnectionManager
 GATEWAY_SERVER_NAME = "istio-envoy"
 
@@ -46,24 +54,84 @@ def _apply_path_normalization(manager: hcm_pb2.HttpConnectionManager, mesh: Mesh
         manager.path_with_escaped_slashes_action = HCM.UNESCAPE_AND_FORWARD
 
 
-def gateway_connection_manager(route_name: str, stat_prefix: str,
-                               mesh: MeshConfig) -> hcm_pb2.HttpConnectionManager:
+def _connection_manager(stat_prefix: str, mesh: MeshConfig) -> hcm_pb2.HttpConnectionManager:
+    """What gateways and both sidecar directions share."""
     manager = HCM(
         stat_prefix=stat_prefix,
         codec_type=HCM.AUTO,
-        rds=hcm_pb2.Rds(config_source=ads_config_source(), route_config_name=route_name),
         http_filters=http_filters(),
-        use_remote_address=pb.boolean(True),
-        forward_client_cert_details=HCM.SANITIZE_SET,
-        set_current_client_cert_details=HCM.SetCurrentClientCertDetails(
-            subject=pb.boolean(True), cert=True, dns=True, uri=True),
-        server_name=GATEWAY_SERVER_NAME,
         stream_idle_timeout=pb.seconds(0),
         upgrade_configs=[HCM.UpgradeConfig(upgrade_type="websocket")],
     )
     manager.http_protocol_options.SetInParent()
     _apply_path_normalization(manager, mesh)
     return manager
+
+
+def _rds_connection_manager(route_name: str, stat_prefix: str, mesh: MeshConfig, *,
+                            use_remote_address: bool) -> hcm_pb2.HttpConnectionManager:
+    manager = _connection_manager(stat_prefix, mesh)
+    manager.rds.CopyFrom(hcm_pb2.Rds(config_source=ads_config_source(),
+                                     route_config_name=route_name))
+    manager.use_remote_address.value = use_remote_address
+    return manager
+
+
+def gateway_connection_manager(route_name: str, stat_prefix: str,
+                               mesh: MeshConfig) -> hcm_pb2.HttpConnectionManager:
+    manager = _rds_connection_manager(route_name, stat_prefix, mesh, use_remote_address=True)
+    manager.forward_client_cert_details = HCM.SANITIZE_SET
+    manager.set_current_client_cert_details.CopyFrom(HCM.SetCurrentClientCertDetails(
+        subject=pb.boolean(True), cert=True, dns=True, uri=True))
+    manager.server_name = GATEWAY_SERVER_NAME
+    return manager
+
+
+def sidecar_outbound_connection_manager(route_name: str, stat_prefix: str,
+                                        mesh: MeshConfig) -> hcm_pb2.HttpConnectionManager:
+    """Outbound: RDS, the client's addresses are not trusted, Envoy's own `server` name."""
+    return _rds_connection_manager(route_name, stat_prefix, mesh, use_remote_address=False)
+
+
+def sidecar_inbound_connection_manager(route: route_pb2.RouteConfiguration, stat_prefix: str,
+                                       mesh: MeshConfig, *, http2: bool
+                                       ) -> hcm_pb2.HttpConnectionManager:
+    """Inbound: an inline route to the workload (istiod's buildSidecarInboundHTTPRouteConfig)."""
+    manager = _connection_manager(stat_prefix, mesh)
+    manager.route_config.CopyFrom(route)
+    manager.use_remote_address.value = False
+    manager.forward_client_cert_details = HCM.APPEND_FORWARD
+    manager.set_current_client_cert_details.CopyFrom(HCM.SetCurrentClientCertDetails(
+        subject=pb.boolean(True), dns=True, uri=True))
+    manager.server_name = GATEWAY_SERVER_NAME
+    if http2:
+        manager.http2_protocol_options.SetInParent()
+    return manager
+
+
+def tcp_proxy_filter(cluster: str, stat_prefix: str | None = None) -> lc.Filter:
+    proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix or cluster, cluster=cluster)
+    return lc.Filter(name=TCP_PROXY_FILTER, typed_config=pb.typed(proxy))
+
+
+def http_inspector(disabled_ports: list[int] | None = None) -> lc.ListenerFilter:
+    """Detects HTTP/1.x and h2c for filter chain matching; skipped on `disabled_ports`."""
+    out = lc.ListenerFilter(name=HTTP_INSPECTOR, typed_config=pb.typed(
+        http_inspector_pb2.HttpInspector()))
+    if disabled_ports:
+        predicates = [lc.ListenerFilterChainMatchPredicate(
+            destination_port_range=range_pb2.Int32Range(start=port, end=port + 1))
+            for port in disabled_ports]
+        if len(predicates) == 1:
+            out.filter_disabled.CopyFrom(predicates[0])
+        else:
+            out.filter_disabled.or_match.rules.extend(predicates)
+    return out
+
+
+def original_dst() -> lc.ListenerFilter:
+    return lc.ListenerFilter(name=ORIGINAL_DST, typed_config=pb.typed(
+        original_dst_pb2.OriginalDst()))
 
 
 def network_filter(manager: hcm_pb2.HttpConnectionManager) -> lc.Filter:

@@ -31,10 +31,14 @@ from pilotpy.translate.names import (
     listener_name,
     virtual_host_name,
 )
-from pilotpy.translate.routes import RouteOptions, build_http_routes, is_catch_all
+from pilotpy.translate.routes import (
+    MAX_DIRECT_RESPONSE_BODY,
+    RouteOptions,
+    build_http_routes,
+    sorted_routes,
+)
 
 WILDCARD_BIND = "0.0.0.0"
-MAX_DIRECT_RESPONSE_BODY = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,13 +138,6 @@ def empty_route_configuration(name: str) -> route_pb2.RouteConfiguration:
     return route_pb2.RouteConfiguration(name=name, validate_clusters=pb.boolean(False))
 
 
-def _sorted_routes(routes: list[rc.Route]) -> list[rc.Route]:
-    """Catch-all routes last, others in order (istiod's SortVHostRoutes)."""
-    catch_all = [is_catch_all(r) for r in routes]
-    return ([r for r, last in zip(routes, catch_all, strict=True) if not last]
-            + [r for r, last in zip(routes, catch_all, strict=True) if last])
-
-
 @dataclass(slots=True)
 class _VirtualHost:
     name: str
@@ -220,7 +217,7 @@ def gateway_route_configuration(push: PushContext, view: ProxyView, merged: Merg
     collapsed = sorted(_collapse(vhosts), key=lambda v: v.name)
     for vhost in collapsed:
         message = out.virtual_hosts.add(name=vhost.name, domains=vhost.domains,
-                                        routes=_sorted_routes(vhost.routes),
+                                        routes=sorted_routes(vhost.routes),
                                         include_request_attempt_count=True)
         if vhost.require_tls:
             message.require_tls = rc.VirtualHost.ALL

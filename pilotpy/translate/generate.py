@@ -21,6 +21,7 @@ from pilotpy.translate.gateway import (
     gateway_route_names,
     merge_gateways,
 )
+from pilotpy.translate.sidecar import sidecar_config
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +47,9 @@ def generate(push: PushContext, view: ProxyView) -> GeneratedConfig:
             diagnostics=tuple(merged.diagnostics),
         )
     if view.proxy.is_sidecar:
-        # Sidecar listeners arrive with the sidecar work; until then sidecars get clusters
-        # (so a misdirected sidecar connects cleanly) and no listeners.
-        return GeneratedConfig(
-            clusters=outbound_clusters(push, view), listeners=[], routes=[],
-            diagnostics=("sidecar proxies get clusters only: sidecar listeners and routes are "
-                         "not supported by pilotpy yet",))
+        config = sidecar_config(push, view)
+        return GeneratedConfig(clusters=config.clusters, listeners=config.listeners,
+                               routes=config.routes, diagnostics=config.diagnostics)
     return GeneratedConfig(clusters=[], listeners=[], routes=[])
 
 

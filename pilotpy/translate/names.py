@@ -4,7 +4,12 @@ from __future__ import annotations
 
 BLACKHOLE_CLUSTER = "BlackHoleCluster"
 PASSTHROUGH_CLUSTER = "PassthroughCluster"
+INBOUND_PASSTHROUGH_CLUSTER = "InboundPassthroughCluster"
 DEFAULT_ROUTE_NAME = "default"
+VIRTUAL_OUTBOUND = "virtualOutbound"
+VIRTUAL_INBOUND = "virtualInbound"
+PASSTHROUGH_FILTER_CHAIN = "PassthroughFilterChain"
+MESH_GATEWAY = "mesh"
 
 
 def outbound_cluster_name(port: int, subset: str, hostname: str) -> str:
@@ -18,6 +23,11 @@ def parse_outbound_cluster_name(name: str) -> tuple[int, str, str] | None:
     if len(parts) != 4 or parts[0] != "outbound" or not parts[1].isdigit():
         return None
     return int(parts[1]), parts[2], parts[3]
+
+
+def inbound_cluster_name(port: int) -> str:
+    """`inbound|8080||`: the workload's target port; subset and host stay empty."""
+    return f"inbound|{port}||"
 
 
 def listener_name(bind: str, port: int) -> str:

@@ -35,6 +35,7 @@ from pilotpy.translate.names import outbound_cluster_name, parse_outbound_cluste
 from pilotpy.translate.policy import consistent_hash_for
 from pilotpy.translate.retry import retry_policy
 
+MAX_DIRECT_RESPONSE_BODY = 1024 * 1024
 FAULT_FILTER = "envoy.filters.http.fault"
 CORS_FILTER = "envoy.filters.http.cors"
 REDIRECT_CODES = {
@@ -124,6 +125,13 @@ def is_catch_all(route: rc.Route) -> bool:
                  or (which == "safe_regex" and match.safe_regex.regex == ".*"))
     return catch_all and not match.headers and not match.query_parameters and (
         not match.dynamic_metadata)
+
+
+def sorted_routes(routes: list[rc.Route]) -> list[rc.Route]:
+    """Catch-all routes last, others in order (istiod's SortVHostRoutes)."""
+    catch_all = [is_catch_all(r) for r in routes]
+    return ([r for r, last in zip(routes, catch_all, strict=True) if not last]
+            + [r for r, last in zip(routes, catch_all, strict=True) if last])
 
 
 def _applies_to_proxy(match: HTTPMatch | None, opts: RouteOptions) -> bool:

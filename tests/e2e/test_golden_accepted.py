@@ -1,6 +1,7 @@
 """Every golden case, served over xDS to a real Envoy, is accepted: no NACK, every listener
-bound, every route delivered. Gateway ports are relocated to free ones so the test never
-collides with anything already listening on this machine."""
+bound, every route delivered. Gateway ports, and a sidecar's capture ports (15001, 15006), are
+relocated to free ones so the test never collides with anything already listening on this
+machine."""
 
 from __future__ import annotations
 
@@ -44,6 +45,18 @@ def _relocated(case: Path) -> list[dict[str, Any]]:
     return docs
 
 
+def _sidecar_mesh_config(case: Path, spec: dict[str, Any], out: Path) -> Path:
+    """The case's meshConfig with the capture ports moved: the sidecar binds them here, in
+    the test's own network namespace."""
+    mesh: dict[str, Any] = {}
+    if spec.get("meshConfig"):
+        mesh = yaml.safe_load((case / spec["meshConfig"]).read_text(encoding="utf-8")) or {}
+    mesh["proxyListenPort"] = free_port()
+    mesh["proxyInboundListenPort"] = free_port()
+    out.write_text(yaml.safe_dump(mesh), encoding="utf-8")
+    return out
+
+
 def _load(path: Path) -> list[Any]:
     try:
         return list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
@@ -57,9 +70,16 @@ async def test_golden_config_is_accepted_by_envoy(case: Path, tmp_path: Path) ->
     expected = json.loads((case / "expected.json").read_text(encoding="utf-8"))
     config = tmp_path / "config"
     config.mkdir()
-    (config / "config.yaml").write_text(yaml.safe_dump_all(_relocated(case)), encoding="utf-8")
+    mesh_config = None
+    if spec["nodeId"].startswith("sidecar~"):
+        docs = [d for f in sorted((case / "input").glob("*.yaml")) for d in _load(f)
+                if isinstance(d, dict)]
+        mesh_config = _sidecar_mesh_config(case, spec, tmp_path / "mesh.yaml")
+    else:
+        docs = _relocated(case)
+    (config / "config.yaml").write_text(yaml.safe_dump_all(docs), encoding="utf-8")
     stack = LocalStack([config], tmp_path, node_id=spec["nodeId"], labels=spec["labels"],
-                       start_backends=False)
+                       start_backends=False, mesh_config=mesh_config)
     await stack.start()
     try:
         await stack.wait_live()

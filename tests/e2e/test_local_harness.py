@@ -332,6 +332,9 @@ def test_backend_only_binds_loopback() -> None:
     for host in ("0.0.0.0", "10.1.2.3", "example.com"):
         with pytest.raises(ValueError, match="loopback"):
             Backend(host=host)
+    # In a pod's own network namespace the wildcard is private too; other addresses are not.
+    with pytest.raises(ValueError, match="loopback"):
+        Backend(host="10.1.2.3", pod=True)
 
 
 def test_backend_command_line() -> None:

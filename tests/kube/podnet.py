@@ -49,7 +49,7 @@ class PodNetwork:
         """A backend process for `address`, inside the namespace; returns once it listens."""
         process = subprocess.Popen(
             ["ip", "netns", "exec", self.netns, sys.executable, "-m", "pilotpy.local.backend",
-             "--in-own-netns", "--listen", f"{address}:{port}", "--version", version,
+             "--pod", "--listen", f"{address}:{port}", "--version", version,
              "--exit-after", "900"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self._processes.append(process)

@@ -108,3 +108,14 @@ def test_istiod_fields_pilotpy_does_not_translate_load_quietly() -> None:
     _, warnings = parse_mesh_config({"enableAutoMtls": True, "accessLogEncoding": "JSON",
                                      "extensionProviders": [], "discoverySelectors": []})
     assert warnings == []
+
+
+def test_sidecar_capture_ports_default_to_istio_init_s() -> None:
+    default, _ = parse_mesh_config({})
+    assert (default.proxy_listen_port, default.proxy_inbound_listen_port) == (15001, 15006)
+    moved, warnings = parse_mesh_config({"proxyListenPort": 16001,
+                                         "proxyInboundListenPort": 16006})
+    assert warnings == []
+    assert (moved.proxy_listen_port, moved.proxy_inbound_listen_port) == (16001, 16006)
+    with pytest.raises(MeshConfigError, match="proxyListenPort"):
+        parse_mesh_config({"proxyListenPort": 70000})

@@ -55,6 +55,7 @@ def test_other_networking_versions_are_rejected_naming_api_version(version: str)
     ("apps/v1", "Deployment"),
     ("v1", "ConfigMap"),
     ("networking.istio.io/v1", "EnvoyFilter"),
+    ("networking.istio.io/v1", "WorkloadGroup"),
     ("security.istio.io/v1", "RequestAuthentication"),
     ("gateway.networking.k8s.io/v1", "Gateway"),
     ("v2", "Service"),
@@ -73,7 +74,6 @@ def test_kinds_lists_every_kind_read() -> None:
 
 
 @pytest.mark.parametrize(("api_version", "kind"), [
-    ("networking.istio.io/v1beta1", "Sidecar"),
     ("networking.istio.io/v1", "WorkloadEntry"),
     ("security.istio.io/v1", "PeerAuthentication"),
     ("security.istio.io/v1beta1", "AuthorizationPolicy"),

@@ -1,0 +1,222 @@
+"""Outbound listeners of sidecars (istiod's listener.go buildSidecarOutboundListeners and
+buildVirtualOutboundListener).
+
+istio-init redirects every outbound TCP connection to `virtualOutbound` (15001), which hands it
+to the listener matching the original destination (`use_original_dst`): `<vip>_<port>` for a
+TCP or protocol-sniffed service port, else `0.0.0.0_<port>` for HTTP ports, else its own
+catch-all chain (PassthroughCluster for ALLOW_ANY, BlackHoleCluster for REGISTRY_ONLY). The
+per-port listeners never bind (`bind_to_port: false`): they only receive hand-offs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from envoy.config.core.v3 import address_pb2 as core_address_pb2
+from envoy.config.core.v3 import base_pb2
+from envoy.config.listener.v3 import listener_components_pb2 as lc
+from envoy.config.listener.v3 import listener_pb2
+
+from pilotpy.mesh import MeshConfig
+from pilotpy.model.protocol import Protocol
+from pilotpy.proxy import ProxyView
+from pilotpy.push import Port, PushContext, Resolution, Service
+from pilotpy.translate import pb
+from pilotpy.translate.filters import (
+    http_inspector,
+    network_filter,
+    sidecar_outbound_connection_manager,
+    tcp_proxy_filter,
+)
+from pilotpy.translate.names import (
+    BLACKHOLE_CLUSTER,
+    PASSTHROUGH_CLUSTER,
+    PASSTHROUGH_FILTER_CHAIN,
+    VIRTUAL_OUTBOUND,
+    delimited_stat_prefix,
+    listener_name,
+    virtual_host_name,
+)
+from pilotpy.translate.sidecar_scope import SidecarScope
+from pilotpy.translate.tcp_routes import tcp_route_filter
+
+WILDCARD = "0.0.0.0"
+HTTP_APPLICATION_PROTOCOLS = ("http/1.1", "h2c")
+# Ports the sidecar itself uses (status, stats, and the two capture ports by default).
+RESERVED_PORTS = frozenset({15001, 15006, 15021, 15090})
+# (listen address, CIDR range to match or "")
+Bind = tuple[str, str]
+
+
+@dataclass(slots=True)
+class OutboundListeners:
+    listeners: list[listener_pb2.Listener] = field(default_factory=list)
+    # What the listeners ask for over RDS: route `<port>` (with the visible services having an
+    # HTTP port of that number, oldest first) and `<fqdn>:<port>`.
+    port_routes: dict[int, list[Service]] = field(default_factory=dict)
+    sniffed_routes: list[tuple[Service, int]] = field(default_factory=list)
+    diagnostics: list[str] = field(default_factory=list)
+
+
+def _outbound_listener(bind: str, port: int) -> listener_pb2.Listener:
+    out = listener_pb2.Listener(
+        name=listener_name(bind, port),
+        traffic_direction=base_pb2.OUTBOUND,
+        bind_to_port=pb.boolean(False),
+        continue_on_listener_filters_timeout=True,
+        listener_filters_timeout=pb.seconds(0),
+    )
+    out.address.socket_address.address = bind
+    out.address.socket_address.port_value = port
+    return out
+
+
+def _catch_all_cluster(scope: SidecarScope) -> str:
+    return BLACKHOLE_CLUSTER if scope.registry_only else PASSTHROUGH_CLUSTER
+
+
+def _http_chain(route_name: str, stat_prefix: str, mesh: MeshConfig) -> lc.FilterChain:
+    chain = lc.FilterChain(filters=[network_filter(sidecar_outbound_connection_manager(
+        route_name, delimited_stat_prefix(stat_prefix), mesh))])
+    chain.filter_chain_match.transport_protocol = "raw_buffer"
+    chain.filter_chain_match.application_protocols.extend(HTTP_APPLICATION_PROTOCOLS)
+    return chain
+
+
+def http_listener(port: int, scope: SidecarScope, mesh: MeshConfig) -> listener_pb2.Listener:
+    """`0.0.0.0_<port>`: HTTP detected by the inspector goes to route `<port>`; anything else
+    takes the PassthroughFilterChain."""
+    out = _outbound_listener(WILDCARD, port)
+    out.listener_filters.append(http_inspector())
+    name = listener_name(WILDCARD, port)
+    out.filter_chains.append(_http_chain(str(port), f"outbound_{name}", mesh))
+    out.default_filter_chain.CopyFrom(_passthrough_filter_chain(scope))
+    return out
+
+
+def _passthrough_filter_chain(scope: SidecarScope) -> lc.FilterChain:
+    chain = lc.FilterChain(name=PASSTHROUGH_FILTER_CHAIN,
+                           filters=[tcp_proxy_filter(_catch_all_cluster(scope))])
+    chain.filter_chain_match.SetInParent()
+    return chain
+
+
+def _cidr_range(cidr: str) -> core_address_pb2.CidrRange:
+    network = ipaddress.ip_network(cidr, strict=False)
+    return core_address_pb2.CidrRange(address_prefix=str(network.network_address),
+                                      prefix_len=pb.uint32(network.prefixlen))
+
+
+def service_listener(push: PushContext, view: ProxyView, scope: SidecarScope, *, bind: Bind,
+                     service: Service, port: Port) -> listener_pb2.Listener:
+    """`<address>_<port>`: a TCP port proxies to the service's cluster; a sniffed port
+    (no protocol in its name) sends detected HTTP to route `<fqdn>:<port>` first; a `mesh`
+    VirtualService's `tcp` routes pick the TCP destination. A CIDR
+    address listens on the wildcard and matches its range; other destinations pass through
+    (or are blackholed) as on `virtualOutbound`."""
+    address, cidr = bind
+    out = _outbound_listener(address, port.number)
+    tcp_filter, vs_config = tcp_route_filter(push, view, scope, service, port=port.number,
+                                             bind=address)
+    tcp = lc.FilterChain(filters=[tcp_filter])
+    if vs_config:
+        tcp.metadata.filter_metadata["istio"].fields["config"].string_value = vs_config
+    if cidr:
+        tcp.filter_chain_match.prefix_ranges.append(_cidr_range(cidr))
+    if port.protocol is Protocol.UNSUPPORTED:
+        out.listener_filters.append(http_inspector())
+        name = listener_name(address, port.number)
+        http = _http_chain(virtual_host_name(service.hostname, port.number), f"outbound_{name}",
+                           push.mesh)
+        http.filter_chain_match.prefix_ranges.extend(tcp.filter_chain_match.prefix_ranges)
+        out.filter_chains.append(http)
+        if not cidr:
+            out.default_filter_chain.CopyFrom(tcp)
+            out.default_filter_chain.filter_chain_match.SetInParent()
+            return out
+    out.filter_chains.append(tcp)
+    if cidr:
+        out.default_filter_chain.CopyFrom(_passthrough_filter_chain(scope))
+    return out
+
+
+def virtual_outbound_listener(scope: SidecarScope, mesh: MeshConfig) -> listener_pb2.Listener:
+    port = mesh.proxy_listen_port
+    out = listener_pb2.Listener(name=VIRTUAL_OUTBOUND, traffic_direction=base_pb2.OUTBOUND,
+                                use_original_dst=pb.boolean(True))
+    out.address.socket_address.address = WILDCARD
+    out.address.socket_address.port_value = port
+    # A connection addressed to the capture port itself would loop forever.
+    blackhole = out.filter_chains.add(name=f"{VIRTUAL_OUTBOUND}-blackhole")
+    blackhole.filter_chain_match.destination_port.value = port
+    blackhole.filters.append(tcp_proxy_filter(BLACKHOLE_CLUSTER))
+    catch_all = out.filter_chains.add(name=f"{VIRTUAL_OUTBOUND}-catchall-tcp")
+    catch_all.filters.append(tcp_proxy_filter(_catch_all_cluster(scope)))
+    return out
+
+
+def _binds(push: PushContext, view: ProxyView, service: Service, port: Port) -> list[Bind]:
+    """Where a TCP or sniffed service port listens: its VIPs (a CIDR on the wildcard); for
+    a headless Kubernetes service each pod address but the proxy's own (istiod's per-endpoint
+    listeners); else the wildcard."""
+    if service.addresses:
+        binds = [(WILDCARD, a) if "/" in a else (a, "") for a in service.addresses
+                 if a != WILDCARD]
+        return binds or [(WILDCARD, "")]
+    if service.resolution is Resolution.PASSTHROUGH and service.origin.kind == "Service":
+        endpoints = push.service_endpoints(service).get(port.name, ())
+        return [(a, "") for a in sorted({e.address for e in endpoints
+                                         if e.address != view.proxy.ip})]
+    return [(WILDCARD, "")]
+
+
+def _reserved(mesh: MeshConfig) -> frozenset[int]:
+    return RESERVED_PORTS | {mesh.proxy_listen_port, mesh.proxy_inbound_listen_port}
+
+
+def outbound_listeners(push: PushContext, view: ProxyView,
+                       scope: SidecarScope) -> OutboundListeners:
+    mesh = push.mesh
+    reserved = _reserved(mesh)
+    out = OutboundListeners()
+    by_name: dict[str, listener_pb2.Listener] = {}
+    sniffed: set[tuple[str, int]] = set()
+    visible: list[tuple[Service, Port]] = [
+        (service, port) for service in scope.services for port in service.ports
+        if port.protocol is not Protocol.UDP and scope.port_visible(service, port)
+        # An ExternalName alias is a virtual host routing to its target's cluster; it has
+        # no address of its own to listen on.
+        and (service.resolution is not Resolution.ALIAS or port.protocol.is_http)]
+    http_services: dict[int, list[Service]] = {}
+    for service, port in visible:
+        if port.protocol.is_http:
+            http_services.setdefault(port.number, []).append(service)
+    for number in sorted(http_services):
+        if number in reserved:
+            out.diagnostics.append(f"port {number} is reserved for the sidecar; no outbound "
+                                   "listener for it")
+            continue
+        listener = http_listener(number, scope, mesh)
+        by_name[listener.name] = listener
+        out.port_routes[number] = http_services[number]
+    for service, port in visible:
+        if port.protocol.is_http or port.number in reserved:
+            continue
+        for bind in _binds(push, view, service, port):
+            name = listener_name(bind[0], port.number)
+            if name in by_name:
+                # The oldest service keeps the address and port (istiod's conflict rule).
+                out.diagnostics.append(
+                    f"{service.hostname}:{port.number} ({port.protocol.value}) conflicts with "
+                    f"listener {name} already built for another service; skipped")
+                continue
+            by_name[name] = service_listener(push, view, scope, bind=bind, service=service,
+                                             port=port)
+            if port.protocol is Protocol.UNSUPPORTED and (
+                    service.hostname, port.number) not in sniffed:
+                sniffed.add((service.hostname, port.number))
+                out.sniffed_routes.append((service, port.number))
+    out.listeners = [by_name[name] for name in sorted(by_name)]
+    return out
+

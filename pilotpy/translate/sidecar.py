@@ -1,0 +1,47 @@
+"""Everything a `sidecar` proxy gets (istiod's BuildListeners, BuildClusters and RDS for
+sidecars): outbound listeners and routes for what its Sidecar scope lets it reach,
+`virtualOutbound`, `virtualInbound`, and the clusters behind them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
+
+from pilotpy.proxy import ProxyView
+from pilotpy.push import PushContext
+from pilotpy.translate.clusters import outbound_clusters
+from pilotpy.translate.inbound import inbound_clusters, virtual_inbound_listener
+from pilotpy.translate.outbound_listeners import outbound_listeners, virtual_outbound_listener
+from pilotpy.translate.sidecar_clusters import inbound_passthrough_cluster, passthrough_cluster
+from pilotpy.translate.sidecar_routes import port_route_configuration, sniffed_route_configuration
+from pilotpy.translate.sidecar_scope import sidecar_scope
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarConfig:
+    clusters: list[cluster_pb2.Cluster]
+    listeners: list[listener_pb2.Listener]
+    routes: list[route_pb2.RouteConfiguration]
+    diagnostics: tuple[str, ...]
+
+
+def sidecar_config(push: PushContext, view: ProxyView) -> SidecarConfig:
+    mesh = push.mesh
+    scope = sidecar_scope(push, view)
+    outbound = outbound_listeners(push, view, scope)
+    routes = [port_route_configuration(push, view, scope, port, services)
+              for port, services in outbound.port_routes.items()]
+    routes += [sniffed_route_configuration(push, view, scope, service, port)
+               for service, port in outbound.sniffed_routes]
+    # Listeners in istiod's LDS order: per-port outbound, virtualOutbound, virtualInbound.
+    listeners = [*outbound.listeners, virtual_outbound_listener(scope, mesh),
+                 virtual_inbound_listener(view, mesh)]
+    clusters = outbound_clusters(push, view, scope.port_visible)
+    clusters += [passthrough_cluster(mesh), inbound_passthrough_cluster(mesh),
+                 *inbound_clusters(view, mesh)]
+    clusters.sort(key=lambda c: c.name)
+    return SidecarConfig(clusters, listeners, sorted(routes, key=lambda r: r.name),
+                         tuple(outbound.diagnostics))

@@ -1,0 +1,196 @@
+"""Outbound routes of sidecars (istiod's httproute.go buildSidecarOutboundHTTPRouteConfig):
+route `<port>` holds one virtual host per visible service with an HTTP port of that number,
+reachable by every name a client may use, then the catch-all `allow_any` (PassthroughCluster)
+or `block_all` (502) virtual host. A sniffed port's private route `<fqdn>:<port>` holds that
+service's virtual host alone, for any Host."""
+
+from __future__ import annotations
+
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.config.route.v3 import route_pb2
+
+from pilotpy.model.common import Destination
+from pilotpy.model.virtualservice import VirtualService
+from pilotpy.proxy import ProxyView
+from pilotpy.push import PushContext, Resolution, Service
+from pilotpy.translate import pb
+from pilotpy.translate.names import (
+    DEFAULT_ROUTE_NAME,
+    MESH_GATEWAY,
+    PASSTHROUGH_CLUSTER,
+    virtual_host_name,
+)
+from pilotpy.translate.policy import consistent_hash_for
+from pilotpy.translate.retry import retry_policy
+from pilotpy.translate.routes import (
+    MAX_DIRECT_RESPONSE_BODY,
+    RouteOptions,
+    build_http_routes,
+    destination_cluster,
+    hash_policy,
+    sorted_routes,
+)
+from pilotpy.translate.sidecar_scope import SidecarScope, VirtualServiceOwners
+
+ALLOW_ANY = "allow_any"
+BLOCK_ALL = "block_all"
+# A VirtualService host that names no registry service still gets a virtual host on this port
+# (istiod's special case: plain HTTP to an external name).
+UNREGISTERED_HOSTS_PORT = 80
+
+
+def _with_port(names: list[str], port: int) -> list[str]:
+    out = []
+    for name in names:
+        out += [name, f"{name}:{port}"]
+    return out
+
+
+def _kubernetes_short_names(hostname: str, proxy_domain: str) -> list[str]:
+    """`name`, `name.ns.svc`, `name.ns` in the proxy's namespace; `name.ns`, `name.ns.svc`
+    from other namespaces (istiod's generateAltVirtualHostsForKubernetesService)."""
+    proxy_namespace = proxy_domain.split(".svc.", 1)[0]
+    svc_at = hostname.find(".svc.")
+    dot = hostname.find(".")
+    if svc_at <= 0 or dot + 1 > svc_at:
+        return []
+    name, name_ns = hostname[:dot], hostname[:svc_at]
+    if hostname[dot + 1:svc_at] == proxy_namespace:
+        return [name, f"{name_ns}.svc", name_ns]
+    return [name_ns, f"{name_ns}.svc"]
+
+
+def virtual_host_domains(service: Service, port: int, proxy_domain: str) -> list[str]:
+    """Every Host a client may send for `service` on `port`: the FQDN (also absolute, with its
+    trailing dot), the short names its DNS search path allows, the VIPs, each with and
+    without `:port`; `*.` forms too for headless Kubernetes services (pods by name)."""
+    hostname = service.hostname
+    names = [hostname, hostname + "."]
+    if ".svc." in proxy_domain:
+        suffix = proxy_domain.split(".svc.", 1)[1]
+        if hostname.endswith(".svc." + suffix):
+            names += _kubernetes_short_names(hostname, proxy_domain)
+    domains = _with_port(names, port)
+    if service.resolution is Resolution.PASSTHROUGH and service.origin.kind == "Service":
+        domains += ["*." + d for d in domains]
+    # A CIDR is no Host anybody sends.
+    vips = [a for a in service.addresses if a != "0.0.0.0" and "/" not in a]
+    return domains + _with_port(vips, port)
+
+
+def default_route(push: PushContext, view: ProxyView, service: Service, port: int) -> rc.Route:
+    """The route of a service no VirtualService covers: everything to its cluster."""
+    cluster = destination_cluster(Destination(service.hostname, "", port), service, port)
+    route = rc.Route(name=DEFAULT_ROUTE_NAME, match=rc.RouteMatch(prefix="/"))
+    action = route.route
+    action.cluster = cluster
+    action.timeout.CopyFrom(pb.seconds(0))
+    action.max_stream_duration.grpc_timeout_header_max.CopyFrom(pb.seconds(0))
+    consistent = None
+    rule = push.destination_rule(view.namespace, service)
+    if rule is not None:
+        consistent = consistent_hash_for(rule, "", port)
+    policy = retry_policy(push.mesh.default_http_retry_policy,
+                          consistent_hash=consistent is not None)
+    if policy is not None:
+        action.retry_policy.CopyFrom(policy)
+    if consistent is not None:
+        found = hash_policy(consistent)
+        if found is not None:
+            action.hash_policy.append(found)
+    route.decorator.operation = f"{service.hostname}:{port}/*"
+    return route
+
+
+def catch_all_virtual_host(scope: SidecarScope) -> rc.VirtualHost:
+    if scope.registry_only:
+        route = rc.Route(name=BLOCK_ALL, match=rc.RouteMatch(prefix="/"))
+        route.direct_response.status = 502
+        return rc.VirtualHost(name=BLOCK_ALL, domains=["*"], routes=[route])
+    route = rc.Route(name=ALLOW_ANY, match=rc.RouteMatch(prefix="/"))
+    route.route.cluster = PASSTHROUGH_CLUSTER
+    route.route.timeout.CopyFrom(pb.seconds(0))
+    route.route.max_stream_duration.grpc_timeout_header_max.CopyFrom(pb.seconds(0))
+    return rc.VirtualHost(name=ALLOW_ANY, domains=["*"], routes=[route])
+
+
+class _Routes:
+    """The routes of one port's virtual hosts: a `mesh` VirtualService's, else the default."""
+
+    __slots__ = ("_built", "candidates", "opts", "owners", "port", "push", "view")
+
+    def __init__(self, push: PushContext, view: ProxyView, scope: SidecarScope,
+                 port: int) -> None:
+        self.push, self.view, self.port = push, view, port
+        self.candidates = scope.virtual_services_on(port)
+        self.owners = VirtualServiceOwners(self.candidates)
+        self.opts = RouteOptions(push, view, port, frozenset({MESH_GATEWAY}))
+        self._built: dict[int, list[rc.Route]] = {}
+
+    def of(self, vs: VirtualService) -> list[rc.Route]:
+        built = self._built.get(id(vs))
+        if built is None:
+            built = self._built[id(vs)] = build_http_routes(vs, self.opts)
+        return built
+
+    def for_service(self, service: Service) -> list[rc.Route]:
+        vs = self.owners.owner(service.hostname)
+        routes = self.of(vs) if vs is not None else []
+        return routes or [default_route(self.push, self.view, service, self.port)]
+
+
+def _virtual_host(name: str, domains: list[str], routes: list[rc.Route]) -> rc.VirtualHost:
+    return rc.VirtualHost(name=name, domains=domains, routes=sorted_routes(routes),
+                          include_request_attempt_count=True)
+
+
+def _route_configuration(name: str) -> route_pb2.RouteConfiguration:
+    return route_pb2.RouteConfiguration(
+        name=name,
+        validate_clusters=pb.boolean(False),
+        ignore_port_in_host_matching=True,
+        max_direct_response_body_size_bytes=pb.uint32(MAX_DIRECT_RESPONSE_BODY),
+    )
+
+
+def port_route_configuration(push: PushContext, view: ProxyView, scope: SidecarScope,
+                             port: int, services: list[Service]
+                             ) -> route_pb2.RouteConfiguration:
+    """Route `<port>` for the visible `services` with an HTTP port `port`, oldest first. A
+    domain is served by the first virtual host claiming it (the oldest service); Envoy rejects
+    a route configuration naming one domain twice."""
+    routes = _Routes(push, view, scope, port)
+    claimed: set[str] = set()
+    vhosts: list[rc.VirtualHost] = []
+
+    def add(name: str, domains: list[str], built: list[rc.Route]) -> None:
+        fresh = [d for d in dict.fromkeys(domains) if d not in claimed]
+        if fresh and built:
+            claimed.update(fresh)
+            vhosts.append(_virtual_host(name, fresh, built))
+
+    for service in services:
+        add(virtual_host_name(service.hostname, port),
+            virtual_host_domains(service, port, view.proxy.dns_domain),
+            routes.for_service(service))
+    if port == UNREGISTERED_HOSTS_PORT:
+        known = {s.hostname for s in services}
+        for vs in routes.candidates:
+            for host in vs.hosts:
+                if host in known or push.services.matching(host):
+                    continue
+                add(virtual_host_name(host, port), _with_port([host], port), routes.of(vs))
+    out = _route_configuration(str(port))
+    out.virtual_hosts.extend(sorted(vhosts, key=lambda v: v.name))
+    out.virtual_hosts.append(catch_all_virtual_host(scope))
+    return out
+
+
+def sniffed_route_configuration(push: PushContext, view: ProxyView, scope: SidecarScope,
+                                service: Service, port: int) -> route_pb2.RouteConfiguration:
+    """Route `<fqdn>:<port>` of a port whose protocol is detected: any Host reaches it."""
+    name = virtual_host_name(service.hostname, port)
+    out = _route_configuration(name)
+    routes = _Routes(push, view, scope, port).for_service(service)
+    out.virtual_hosts.append(_virtual_host(name, ["*"], routes))
+    return out

