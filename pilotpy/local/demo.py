@@ -64,11 +64,14 @@ class StepFailed(Exception):
     pass
 
 
-def registry(listen_port: int) -> str:
-    """The gateway Service (80 -> listen_port) and httpbin's Service, Pods and slice."""
+def registry(listen_port: int, backend_port: int = 8000) -> str:
+    """The gateway Service (80 -> listen_port) and httpbin's Service, Pods and slice, its
+    endpoints on `backend_port` (tests pick a free one so parallel runs do not collide)."""
     text = (EXAMPLES / "gateway-service.yaml").read_text(encoding="utf-8")
     text = text.replace("targetPort: 8080", f"targetPort: {listen_port}")
-    return text + "---\n" + (EXAMPLES / "httpbin.yaml").read_text(encoding="utf-8")
+    httpbin = (EXAMPLES / "httpbin.yaml").read_text(encoding="utf-8")
+    httpbin = httpbin.replace("8000", str(backend_port))
+    return text + "---\n" + httpbin
 
 
 def _ok(message: str) -> None:

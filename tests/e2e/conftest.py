@@ -23,7 +23,8 @@ async def w1(tmp_path: Path) -> AsyncIterator[W1Factory]:
         config = tmp_path / "config"
         config.mkdir()
         port = free_port()
-        (config / "registry.yaml").write_text(registry(port), encoding="utf-8")
+        backend_port = free_port()
+        (config / "registry.yaml").write_text(registry(port, backend_port), encoding="utf-8")
         (config / "gateway.yaml").write_text(GATEWAY, encoding="utf-8")
         if routed:
             (config / "destinationrule.yaml").write_text(DESTINATION_RULE, encoding="utf-8")
@@ -33,7 +34,7 @@ async def w1(tmp_path: Path) -> AsyncIterator[W1Factory]:
         stacks.append(stack)
         await stack.start()
         await stack.wait_live()
-        env = W1(stack, config, port)
+        env = W1(stack, config, port, backend_port)
         if routed:
             await eventually(lambda: env.get()[0] == 200, "the first 200 through the gateway")
         return env

@@ -22,10 +22,11 @@ def weighted_virtual_service(v1: int, v2: int) -> str:
 class W1:
     """The W1 config in a directory the test edits, and the running stack serving it."""
 
-    def __init__(self, stack: LocalStack, config: Path, port: int) -> None:
+    def __init__(self, stack: LocalStack, config: Path, port: int, backend_port: int) -> None:
         self.stack = stack
         self.config = config
         self.port = port
+        self.backend_port = backend_port
 
     @property
     def envoy(self) -> Any:

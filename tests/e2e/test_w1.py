@@ -36,7 +36,7 @@ async def test_w1_walkthrough(delta: bool) -> None:
     config = workdir / "config"
     config.mkdir()
     port = free_port()
-    (config / "registry.yaml").write_text(registry(port), encoding="utf-8")
+    (config / "registry.yaml").write_text(registry(port, free_port()), encoding="utf-8")
     stack = LocalStack([config], workdir, delta=delta, poll_interval=0.05)
     await stack.start()
     try:
@@ -123,17 +123,17 @@ async def test_new_endpoint_is_pushed_as_eds_only(w1: W1Factory, delta: bool) ->
     pushes_before = {t: xds.pushes[t] for t in (types.CLUSTER, types.LISTENER, types.ROUTE)}
     envoy_before = {name: env.stat(name) for name in (
         "cluster_manager.cds.update_success", "listener_manager.lds.update_success")}
-    extra = Backend("127.0.0.13", 8000, version="v2", name="httpbin")
+    extra = Backend("127.0.0.13", env.backend_port, version="v2", name="httpbin")
     extra.start()
     try:
         text = (env.config / "registry.yaml").read_text(encoding="utf-8")
-        text += """---
+        text += f"""---
 apiVersion: v1
 kind: Pod
 metadata:
   name: httpbin-v2-b
   namespace: default
-  labels: {app: httpbin, version: v2}
+  labels: {{app: httpbin, version: v2}}
 status:
   podIP: 127.0.0.13
 ---
@@ -142,13 +142,13 @@ kind: EndpointSlice
 metadata:
   name: httpbin-service-more
   namespace: default
-  labels: {kubernetes.io/service-name: httpbin-service}
+  labels: {{kubernetes.io/service-name: httpbin-service}}
 addressType: IPv4
 ports:
-- {name: http, port: 8000}
+- {{name: http, port: {env.backend_port}}}
 endpoints:
 - addresses: [127.0.0.13]
-  targetRef: {kind: Pod, name: httpbin-v2-b, namespace: default}
+  targetRef: {{kind: Pod, name: httpbin-v2-b, namespace: default}}
 """
         env.write("registry.yaml", text)
         await eventually(lambda: (env.versions(10), extra.requests > 0)[1],
@@ -177,5 +177,5 @@ async def test_pod_relabel_moves_its_endpoint_between_subsets(w1: W1Factory) -> 
 
     await eventually(v1_pod_serves_v2_subset, "the relabelled pod to join subset v2")
     assignment = env.envoy.admin_get("/clusters")
-    assert f"{V2_CLUSTER}::127.0.0.11:8000" in assignment
-    assert f"{V1_CLUSTER}::127.0.0.11:8000" not in assignment
+    assert f"{V2_CLUSTER}::127.0.0.11:{env.backend_port}" in assignment
+    assert f"{V1_CLUSTER}::127.0.0.11:{env.backend_port}" not in assignment
