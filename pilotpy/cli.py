@@ -11,11 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from pilotpy import __version__
-from pilotpy.settings import DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR, Settings
+from pilotpy.settings import (
+    DEFAULT_GRPC_ADDR,
+    DEFAULT_GRPC_TLS_ADDR,
+    DEFAULT_HTTP_ADDR,
+    DEFAULT_MAX_CONNECTION_AGE,
+    DEFAULT_MONITORING_ADDR,
+    Settings,
+)
 from pilotpy.tuning import tune_gc
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line; stream events add their structured `fields` (proxy id and
+    type, stream, xDS types) as top-level keys."""
+
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
@@ -23,6 +33,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            out.update({k: v for k, v in fields.items() if k not in out})
         if record.exc_info:
             out["error"] = self.formatException(record.exc_info)
         return json.dumps(out)
@@ -49,6 +62,23 @@ def _labels(values: Sequence[str]) -> dict[str, str]:
     return out
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def duration_seconds(value: str) -> float:
+    """`90`, `90s`, `30m`, `1h` -> seconds."""
+    text = value.strip()
+    unit = _DURATION_UNITS.get(text[-1:], 0)
+    number = text[:-1] if unit else text
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a duration like 30m") from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is negative")
+    return seconds
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", action="append", type=Path, required=True, metavar="PATH",
                         help="a YAML file or directory of Istio and Kubernetes objects "
@@ -68,11 +98,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not path.exists():
             raise SystemExit(f"--config {path}: no such file or directory")
     settings = Settings(config_paths=args.config, grpc_addr=args.grpc_addr,
-                        http_addr=args.http_addr, mesh_config=args.mesh_config,
-                        default_namespace=args.default_namespace)
+                        grpc_tls_addr=args.grpc_tls_addr, http_addr=args.http_addr,
+                        monitoring_addr=args.monitoring_addr, tls_cert_file=args.tls_cert_file,
+                        tls_key_file=args.tls_key_file, mesh_config=args.mesh_config,
+                        default_namespace=args.default_namespace,
+                        max_connection_age_seconds=args.max_connection_age)
     try:
         plane = ControlPlane(settings)
-    except MeshConfigError as err:
+    except (MeshConfigError, ValueError, OSError) as err:
         raise SystemExit(f"pilotpy: {err}") from err
     run_until_stopped(plane.run_forever)
     return 0
@@ -129,8 +162,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(serve)
     serve.add_argument("--grpc-addr", default=DEFAULT_GRPC_ADDR,
                        help=f"ADS listen address (default {DEFAULT_GRPC_ADDR})")
+    serve.add_argument("--grpc-tls-addr", default=DEFAULT_GRPC_TLS_ADDR,
+                       help=f"ADS over TLS listen address, '' for none "
+                            f"(default {DEFAULT_GRPC_TLS_ADDR})")
     serve.add_argument("--http-addr", default=DEFAULT_HTTP_ADDR,
-                       help=f"/ready listen address (default {DEFAULT_HTTP_ADDR})")
+                       help=f"/ready and /debug/* listen address (default {DEFAULT_HTTP_ADDR})")
+    serve.add_argument("--monitoring-addr", default=DEFAULT_MONITORING_ADDR,
+                       help=f"/metrics and /debug/* listen address, '' for none "
+                            f"(default {DEFAULT_MONITORING_ADDR})")
+    serve.add_argument("--tls-cert-file", type=Path, metavar="PEM",
+                       help="serving certificate chain of the TLS port (default: self-signed, "
+                            "generated at start)")
+    serve.add_argument("--tls-key-file", type=Path, metavar="PEM",
+                       help="private key of --tls-cert-file")
+    serve.add_argument("--max-connection-age", type=duration_seconds,
+                       default=DEFAULT_MAX_CONNECTION_AGE, metavar="DURATION",
+                       help="close ADS connections after this age, +-10%% jitter, so proxies "
+                            "rebalance across instances; 0 disables (default 30m)")
     serve.set_defaults(func=cmd_serve)
 
     translate = sub.add_parser("translate",

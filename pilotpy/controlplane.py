@@ -1,4 +1,5 @@
-"""A running pilotpy: sources -> store -> discovery -> ADS server, plus /ready.
+"""A running pilotpy: sources -> store -> discovery -> ADS server, plus /ready, /metrics and
+the debug endpoints.
 
 Used by `pilotpy serve`, by `pilotpy local` and by the tests, so all three run the same code.
 """
@@ -8,15 +9,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from typing import Any
 
 import yaml
 from aiohttp import web
 
-from pilotpy import http
+from pilotpy import __version__, http
+from pilotpy.certs import serving_key_and_cert
+from pilotpy.debug import debug_routes
 from pilotpy.diagnostics import Diagnostics
 from pilotpy.discovery import Discovery
 from pilotpy.mesh import MeshConfig, MeshConfigError, parse_mesh_config
+from pilotpy.monitoring import PilotMetrics
 from pilotpy.settings import Settings, split_address
 from pilotpy.sources.files import FileSource
 from pilotpy.store import Store
@@ -48,39 +54,89 @@ class ControlPlane:
         self.files = FileSource(settings.config_paths, self.store, self.diagnostics,
                                 default_namespace=settings.default_namespace,
                                 poll_interval=settings.poll_interval)
+        instance_id = (settings.instance_id or os.environ.get("POD_NAME")
+                       or socket.gethostname())
         self.xds = XdsServer(self.discovery, max_connection_age_ms=int(
-            settings.max_connection_age_seconds * 1000) or None)
+            settings.max_connection_age_seconds * 1000) or None, instance_id=instance_id,
+            version=__version__)
+        self.metrics = PilotMetrics()
+        self.metrics.watch_xds(self.xds.stats, self.xds.proxies)
+        self.metrics.watch_config(
+            services=lambda: len(self.discovery.push.services.all) if self.discovery.push else 0,
+            virtual_services=lambda: len(self.store_objects().get("VirtualService", {})),
+            rejected=lambda: self.diagnostics.rejected_total, events=self.store.events)
         self.grpc_port = 0
+        self.grpc_tls_port = 0
         self.http_port = 0
+        self.monitoring_port = 0
         self._tasks: list[asyncio.Task[None]] = []
-        self._http: web.AppRunner | None = None
+        self._http: list[web.AppRunner] = []
 
     @property
     def ready(self) -> bool:
-        return self.xds.ready.is_set()
+        return self.xds.ready.is_set() and not self.metrics.unsynced_sources()
+
+    def _not_ready_reason(self) -> str:
+        waiting = self.metrics.unsynced_sources()
+        if waiting:
+            return "waiting for config sources to sync: " + ", ".join(waiting)
+        return "config sources have not synced"
+
+    def store_objects(self) -> Any:
+        push = self.discovery.push
+        return push.objects if push is not None else {}
 
     async def start(self) -> None:
         self.files.load()
         self.discovery.update(self.store.snapshot())
         grpc_host, grpc_port = split_address(self.settings.grpc_addr)
-        self.grpc_port = await self.xds.start(f"{grpc_host}:{grpc_port}")
+        tls_address = None
+        key_and_cert = None
+        if self.settings.grpc_tls_addr:
+            tls_host, tls_port = split_address(self.settings.grpc_tls_addr)
+            tls_address = f"{tls_host}:{tls_port}"
+            key_and_cert = serving_key_and_cert(self.settings.tls_cert_file,
+                                                self.settings.tls_key_file)
+        self.grpc_port = await self.xds.start(f"{grpc_host}:{grpc_port}",
+                                              tls_address=tls_address,
+                                              tls_key_and_cert=key_and_cert)
+        self.grpc_tls_port = self.xds.tls_port
+        routes = debug_routes(self.xds, self.discovery, self.store_objects)
         http_host, http_port = split_address(self.settings.http_addr)
-        self._http, self.http_port = await http.serve(http.build_app(lambda: self.ready),
-                                                      http_host, http_port)
+        runner, self.http_port = await http.serve(
+            http.build_app(lambda: self.ready, routes, self._not_ready_reason),
+            http_host, http_port)
+        self._http.append(runner)
+        if self.settings.monitoring_addr:
+            host, port = split_address(self.settings.monitoring_addr)
+            runner, self.monitoring_port = await http.serve(
+                http.build_monitoring_app(self.metrics.render, routes), host, port)
+            self._http.append(runner)
         self._tasks = [asyncio.create_task(self.files.watch(), name="files"),
                        asyncio.create_task(self._apply_changes(), name="changes")]
         self.xds.ready.set()
-        log.info("serving xDS on :%d, readiness on :%d", self.grpc_port, self.http_port)
+        log.info("serving xDS on :%d (TLS :%d), readiness and debug on :%d, metrics on :%d",
+                 self.grpc_port, self.grpc_tls_port, self.http_port, self.monitoring_port)
 
     async def _apply_changes(self) -> None:
+        loop = asyncio.get_running_loop()
         async for change in self.store.changes():
+            started = loop.time() - change.debounce_seconds
             try:
                 self.discovery.update(change)
             except Exception:  # never stop serving the last good config
                 log.exception("building push context %d failed; keeping the previous one",
                               change.version)
                 continue
-            self.xds.push()
+            self.metrics.record_push({k.kind for k in change.changed}, change.debounce_seconds)
+            self.xds.push(started=started)
+
+    async def drain(self) -> None:
+        """SIGTERM: stop accepting streams, let in-flight pushes finish, close every stream
+        so proxies reconnect to another instance (istiod's graceful shutdown)."""
+        for task in self._tasks:
+            task.cancel()
+        await self.xds.drain(self.settings.drain_seconds)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -89,12 +145,14 @@ class ControlPlane:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.xds.stop()
-        if self._http is not None:
-            await self._http.cleanup()
+        for runner in self._http:
+            await runner.cleanup()
+        self._http = []
 
     async def run_forever(self) -> None:
         await self.start()
         try:
             await asyncio.Event().wait()
         finally:
+            await self.drain()
             await self.stop()

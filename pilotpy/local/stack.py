@@ -74,9 +74,12 @@ class LocalStack:
                  status_port: int | None = None, stats_port: int | None = None,
                  node_id: str = GATEWAY_NODE_ID, labels: Mapping[str, str] | None = None,
                  poll_interval: float = 0.2, start_backends: bool = True,
-                 log_level: str = "info") -> None:
+                 log_level: str = "info", mesh_config: Path | None = None) -> None:
         self.plane = ControlPlane(Settings(config_paths=config_paths,
                                            grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
+                                           grpc_tls_addr="127.0.0.1:0",
+                                           monitoring_addr="127.0.0.1:0",
+                                           mesh_config=mesh_config,
                                            poll_interval=poll_interval))
         self.workdir = workdir
         self.delta = delta
