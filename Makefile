@@ -9,7 +9,8 @@ PYTEST := $(BIN)/python -m pytest -p no:cacheprovider
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run demo test lint test-unit test-golden test-xds test-e2e golden bench clean
+.PHONY: help venv run demo test lint test-unit test-golden test-xds test-e2e golden bench clean \
+	istioctl
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,8 +46,11 @@ test-golden: $(STAMP) ## translation goldens (tests/golden/testdata)
 test-xds: $(STAMP) ## protocol rules against the in-process server over a real socket
 	$(PYTEST) tests/xds -q
 
-test-e2e: $(STAMP) ## pilotpy + a real Envoy + local backends
-	$(PYTEST) tests/e2e -q
+test-e2e: $(STAMP) istioctl ## pilotpy + a real Envoy + local backends (+ the real istioctl)
+	PILOTPY_REQUIRE_ISTIOCTL=1 $(PYTEST) tests/e2e -q
+
+istioctl: ## build the real istioctl once into ~/.cache/pilotpy (slow the first time: Go)
+	@hack/istioctl.sh >/dev/null
 
 golden: $(STAMP) ## regenerate golden files after an intended translation change
 	PILOTPY_UPDATE_GOLDEN=1 $(PYTEST) tests/golden -q
