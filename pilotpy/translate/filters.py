@@ -15,6 +15,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from pilotpy.mesh import MeshConfig
 from pilotpy.translate import pb
 from pilotpy.translate.config_source import ads_config_source
+from pilotpy.translate.observability import apply_observability
 
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
 HCM = hcm_pb2.HttpConnectionManager
@@ -63,6 +64,7 @@ def gateway_connection_manager(route_name: str, stat_prefix: str,
     )
     manager.http_protocol_options.SetInParent()
     _apply_path_normalization(manager, mesh)
+    apply_observability(manager, mesh)
     return manager
 
 

@@ -21,6 +21,7 @@ from pilotpy.translate.gateway import (
     gateway_route_names,
     merge_gateways,
 )
+from pilotpy.translate.observability import tracing_clusters
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,7 @@ def generate(push: PushContext, view: ProxyView) -> GeneratedConfig:
     if view.proxy.is_router:
         merged = merge_gateways(push, view)
         return GeneratedConfig(
-            clusters=outbound_clusters(push, view),
+            clusters=outbound_clusters(push, view) + tracing_clusters(push.mesh),
             listeners=gateway_listeners(push, merged),
             routes=[gateway_route_configuration(push, view, merged, name)
                     for name in gateway_route_names(merged)],
@@ -49,7 +50,8 @@ def generate(push: PushContext, view: ProxyView) -> GeneratedConfig:
         # Sidecar listeners arrive with the sidecar work; until then sidecars get clusters
         # (so a misdirected sidecar connects cleanly) and no listeners.
         return GeneratedConfig(
-            clusters=outbound_clusters(push, view), listeners=[], routes=[],
+            clusters=outbound_clusters(push, view) + tracing_clusters(push.mesh),
+            listeners=[], routes=[],
             diagnostics=("sidecar proxies get clusters only: sidecar listeners and routes are "
                          "not supported by pilotpy yet",))
     return GeneratedConfig(clusters=[], listeners=[], routes=[])

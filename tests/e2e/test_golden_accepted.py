@@ -58,8 +58,9 @@ async def test_golden_config_is_accepted_by_envoy(case: Path, tmp_path: Path) ->
     config = tmp_path / "config"
     config.mkdir()
     (config / "config.yaml").write_text(yaml.safe_dump_all(_relocated(case)), encoding="utf-8")
+    mesh = case / spec["meshConfig"] if spec.get("meshConfig") else None
     stack = LocalStack([config], tmp_path, node_id=spec["nodeId"], labels=spec["labels"],
-                       start_backends=False)
+                       start_backends=False, mesh_config=mesh)
     await stack.start()
     try:
         await stack.wait_live()
