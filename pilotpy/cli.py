@@ -1,4 +1,4 @@
-"""pilotpy's command line: serve | translate | bootstrap | local | demo | version."""
+"""pilotpy's command line: serve | translate | analyze | bootstrap | local | demo | version."""
 
 from __future__ import annotations
 
@@ -124,6 +124,19 @@ def cmd_translate(args: argparse.Namespace) -> int:
     return 1 if args.strict and any(p.error for p in problems) else 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from pilotpy.analyze_cli import analyze_paths, report
+    from pilotpy.mesh import MeshConfigError
+
+    logging.getLogger("pilotpy.config").setLevel(logging.CRITICAL)  # reported as IST0106
+    try:
+        messages = analyze_paths(args.paths, mesh_config=args.mesh_config,
+                                 default_namespace=args.default_namespace)
+    except MeshConfigError as err:
+        raise SystemExit(f"pilotpy: {err}") from err
+    return report(messages, args.output)
+
+
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     from pilotpy.local.bootstrap import envoy_bootstrap
     from pilotpy.settings import split_address
@@ -192,6 +205,18 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--strict", action="store_true",
                            help="exit 1 when the input contains invalid objects")
     translate.set_defaults(func=cmd_translate)
+
+    analyze = sub.add_parser("analyze", help="check config like istioctl analyze (IST0101, "
+                                             "IST0106, IST0109, IST0132, IST0145); exit 1 on "
+                                             "errors")
+    analyze.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                         help="YAML files or directories")
+    analyze.add_argument("--mesh-config", type=Path, metavar="FILE",
+                         help="meshConfig YAML (the `mesh` key of istiod's ConfigMap)")
+    analyze.add_argument("--default-namespace", default="default",
+                         help="namespace of objects that do not name one (default: default)")
+    analyze.add_argument("--output", "-o", default="text", choices=("text", "json"))
+    analyze.set_defaults(func=cmd_analyze)
 
     bootstrap = sub.add_parser("bootstrap", help="print an Envoy bootstrap pointing at pilotpy")
     bootstrap.add_argument("--node-id", required=True)

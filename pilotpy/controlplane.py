@@ -17,9 +17,10 @@ import yaml
 from aiohttp import web
 
 from pilotpy import __version__, http
+from pilotpy.analysis import analyze, duplicate_hosts, schema_errors
 from pilotpy.certs import serving_key_and_cert
 from pilotpy.debug import debug_routes
-from pilotpy.diagnostics import Diagnostics
+from pilotpy.diagnostics import Diagnostics, Problem
 from pilotpy.discovery import Discovery
 from pilotpy.mesh import MeshConfig, MeshConfigError, parse_mesh_config
 from pilotpy.monitoring import PilotMetrics
@@ -29,6 +30,9 @@ from pilotpy.store import Store
 from pilotpy.xds.server import XdsServer
 
 log = logging.getLogger("pilotpy")
+# Analysis at ingest runs off the push path, at most this often.
+ANALYSIS_INTERVAL = 1.0
+ENDPOINT_KINDS = frozenset({"EndpointSlice", "Pod"})
 
 
 def load_mesh_config(settings: Settings) -> MeshConfig:
@@ -71,6 +75,7 @@ class ControlPlane:
         self.monitoring_port = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._http: list[web.AppRunner] = []
+        self._analysis_due = asyncio.Event()
 
     @property
     def ready(self) -> bool:
@@ -113,7 +118,9 @@ class ControlPlane:
                 http.build_monitoring_app(self.metrics.render, routes), host, port)
             self._http.append(runner)
         self._tasks = [asyncio.create_task(self.files.watch(), name="files"),
-                       asyncio.create_task(self._apply_changes(), name="changes")]
+                       asyncio.create_task(self._apply_changes(), name="changes"),
+                       asyncio.create_task(self._analyze_changes(), name="analysis")]
+        self._analysis_due.set()
         self.xds.ready.set()
         log.info("serving xDS on :%d (TLS :%d), readiness and debug on :%d, metrics on :%d",
                  self.grpc_port, self.grpc_tls_port, self.http_port, self.monitoring_port)
@@ -128,8 +135,35 @@ class ControlPlane:
                 log.exception("building push context %d failed; keeping the previous one",
                               change.version)
                 continue
-            self.metrics.record_push({k.kind for k in change.changed}, change.debounce_seconds)
+            kinds = {k.kind for k in change.changed}
+            self.metrics.record_push(kinds, change.debounce_seconds)
             self.xds.push(started=started)
+            if not kinds <= ENDPOINT_KINDS:
+                self._analysis_due.set()
+
+    def analyze(self) -> None:
+        """istioctl analyze's checks on the served config: new findings are logged once
+        (warnings: the config is still served), all are counted in metrics."""
+        objects = self.store_objects()
+        mesh = self.discovery.mesh
+        messages = analyze(objects, mesh)
+        self.diagnostics.set("analysis", [
+            Problem("analysis", m.resource, f"{m.level} [{m.code}] {m.field}: {m.message}",
+                    error=False) for m in messages])
+        counts: dict[tuple[str, str], int] = {}
+        for m in messages + schema_errors(self.diagnostics.problems()):
+            counts[(m.code, m.level)] = counts.get((m.code, m.level), 0) + 1
+        self.metrics.record_analysis(counts, len(duplicate_hosts(objects, mesh)))
+
+    async def _analyze_changes(self) -> None:
+        while True:
+            await self._analysis_due.wait()
+            self._analysis_due.clear()
+            try:
+                self.analyze()
+            except Exception:  # analysis must never disturb serving
+                log.exception("config analysis failed")
+            await asyncio.sleep(ANALYSIS_INTERVAL)
 
     async def drain(self) -> None:
         """SIGTERM: stop accepting streams, let in-flight pushes finish, close every stream

@@ -89,6 +89,9 @@ class Gauge(Counter):
     def set(self, value: float, **labels: str) -> None:
         self._values[self._key(labels)] = value
 
+    def clear(self) -> None:
+        self._values.clear()
+
 
 @dataclass
 class _Buckets:

@@ -86,6 +86,15 @@ class PilotMetrics:
         for reason in sorted(push_triggers(kinds)):
             self.push_triggers.inc(type=reason)
 
+    def record_analysis(self, levels_by_code: Mapping[tuple[str, str], int],
+                        duplicate_domains: int) -> None:
+        """The latest analysis at ingest: findings by (code, level), and istiod's
+        pilot_vservice_dup_domain."""
+        self.analysis_messages.clear()
+        for (code, level), count in sorted(levels_by_code.items()):
+            self.analysis_messages.set(count, code=code, level=level)
+        self.vservice_dup_domain.set(duplicate_domains)
+
     def watch_xds(self, stats: XdsStats, proxies: Callable[[], list[StreamStatus]]) -> None:
         def collect() -> list[str]:
             by_version = Counter(p.node.istio_version or "unknown" for p in proxies())

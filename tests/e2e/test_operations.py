@@ -134,3 +134,20 @@ async def test_a_real_nack_is_counted_and_shown(w1: W1Factory) -> None:
     values = samples(await asyncio.to_thread(scrape, env))
     assert values['pilot_total_xds_rejects{type="rds"}'] >= 1
     assert set(env.versions(5)) == {"v2"}  # Envoy keeps the previous routes
+
+
+async def test_analysis_runs_at_ingest(w1: W1Factory) -> None:
+    env = await w1()
+    plane = env.stack.plane
+    env.write("extra.yaml", weighted_virtual_service(0, 100).replace(
+        "name: httpbin,", "name: dangling,").replace("httpbin.local", "other.local").replace(
+        "gateways: [httpbin-gateway, mesh]", "gateways: [missing-gateway]"))
+
+    def reported() -> bool:
+        return any("[IST0101]" in p.message and "default/missing-gateway" in p.message
+                   for p in plane.diagnostics.problems())
+
+    await eventually(reported, "IST0101 for the dangling gateway reference")
+    values = samples(await asyncio.to_thread(scrape, env))
+    assert values['pilotpy_config_analysis_messages{code="IST0101",level="Error"}'] == 1
+    assert set(env.versions(5)) == {"v2"}  # findings never stop serving
