@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -21,7 +20,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from pilotpy.discovery import Discovery
 from pilotpy.protojson import message_to_json
 from pilotpy.xds import types
-from pilotpy.xds.debug import sync_status
+from pilotpy.xds.debug import rfc3339, sync_status
 from pilotpy.xds.resources import ResourceSet, Snapshot
 from pilotpy.xds.server import Connection, XdsServer
 
@@ -41,10 +40,6 @@ def plain(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
-
-
-def _rfc3339(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _packed(resources: ResourceSet) -> list[Any]:
@@ -113,7 +108,7 @@ def debug_routes(xds: XdsServer, discovery: Discovery,
             status = connection.status
             clients.append({
                 "connectionId": f"{status.node_id}-{status.stream_id}",
-                "connectedAt": _rfc3339(status.connected_at),
+                "connectedAt": rfc3339(status.connected_at),
                 "proxy": status.node_id, "proxyType": status.node.type,
                 "protocol": status.protocol, "debug": connection.debug,
                 "watches": {t: {"sentVersion": s.sent_version, "ackedVersion": s.acked_version,

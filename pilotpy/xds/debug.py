@@ -95,7 +95,7 @@ def syncz_response(statuses: Iterable[StreamStatus], identifier: str, version: s
     return response.SerializeToString(deterministic=True)  # type: ignore[no-any-return]
 
 
-def _rfc3339(seconds: float) -> str:
+def rfc3339(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -111,7 +111,7 @@ def sync_status(status: StreamStatus) -> dict[str, Any]:
             out[f"{prefix}_sent"] = type_status.sent_nonce
             out[f"{prefix}_acked"] = type_status.acked_nonce
         entry = {"sent": type_status.sent_nonce, "acked": type_status.acked_nonce,
-                 "sentTime": _rfc3339(type_status.sent_at) if type_status.sent_at else "",
+                 "sentTime": rfc3339(type_status.sent_at) if type_status.sent_at else "",
                  "lastError": type_status.last_error}
         resources[type_url] = {k: v for k, v in entry.items() if v}
     out["resources"] = resources

@@ -195,7 +195,7 @@ class XdsServer:
             pushed = [t for t, s in status.types.items() if s.sent_nonce != before.get(t)]
             for type_url in pushed:
                 self.stats.push_time.observe(now - began, type=types.short_name(type_url))
-            if pushed:
+            if pushed and log.isEnabledFor(logging.INFO):
                 log.info("push %s: %s", status.node_id,
                          ",".join(types.short_name(t) for t in pushed),
                          extra=status.log_fields(types=[types.short_name(t) for t in pushed]))
