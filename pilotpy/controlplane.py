@@ -121,9 +121,24 @@ class ControlPlane:
                        asyncio.create_task(self._apply_changes(), name="changes"),
                        asyncio.create_task(self._analyze_changes(), name="analysis")]
         self._analysis_due.set()
-        self.xds.ready.set()
+        if self.metrics.all_synced.is_set():
+            self.xds.ready.set()
+        else:
+            self._tasks.append(asyncio.create_task(self._ready_when_synced(), name="ready"))
         log.info("serving xDS on :%d (TLS :%d), readiness and debug on :%d, metrics on :%d",
                  self.grpc_port, self.grpc_tls_port, self.http_port, self.monitoring_port)
+
+    async def _ready_when_synced(self) -> None:
+        """Streams wait until every source has synced; they then get a push context built
+        from everything the sources listed, not one a debounce has not caught up with."""
+        await self.metrics.all_synced.wait()
+        if self.store.pending:
+            try:
+                self.discovery.update(self.store.snapshot())
+            except Exception:  # serve the last good config rather than nothing
+                log.exception("building the push context after the initial sync failed")
+        self.xds.ready.set()
+        log.info("config sources synced: serving xDS")
 
     async def _apply_changes(self) -> None:
         loop = asyncio.get_running_loop()

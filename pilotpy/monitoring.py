@@ -5,14 +5,16 @@ Counters that live elsewhere (responses sent and NACKs in the xDS server, reject
 Diagnostics, store events) are read at scrape time; the rest are recorded here.
 
 For sources (the file source, the kube informers):
-- `set_source_synced(name, synced)`: /ready answers 503 until every source that was ever
-  registered here reports synced (istiod waits for its informers the same way);
+- `set_source_synced(name, synced)`: call it with False before the control plane starts,
+  True once the initial list is in the store. /ready answers 503 and ADS streams wait until
+  every source registered here reports synced (istiod waits for its informers the same way);
 - `set_source_connected(name, connected)`: `pilotpy_source_connected{source}` is 0 while a
   source has lost its API (the last good config keeps being served meanwhile).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
@@ -66,12 +68,18 @@ class PilotMetrics:
             "0 while a config source has lost its API (the last good config is served).",
             ("source",))
         self._synced: dict[str, bool] = {}
+        self.all_synced = asyncio.Event()
+        self.all_synced.set()
 
     # -- the API for sources ---------------------------------------------------------------
 
     def set_source_synced(self, source: str, synced: bool) -> None:
         self._synced[source] = synced
         self.source_synced.set(1 if synced else 0, source=source)
+        if self.unsynced_sources():
+            self.all_synced.clear()
+        else:
+            self.all_synced.set()
 
     def set_source_connected(self, source: str, connected: bool) -> None:
         self.source_connected.set(1 if connected else 0, source=source)
