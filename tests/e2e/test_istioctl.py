@@ -78,9 +78,10 @@ async def synced_everywhere(command: list[str], node_id: str) -> dict[str, str]:
     raise AssertionError(f"{node_id} never SYNCED:\n{await run(command)}")
 
 
+@pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
 async def test_proxy_status_shows_synced_over_plaintext_and_tls(
-        w1: W1Factory, istioctl: list[str], tmp_path: Path) -> None:
-    env: W1 = await w1()
+        w1: W1Factory, istioctl: list[str], tmp_path: Path, delta: bool) -> None:
+    env: W1 = await w1(delta=delta)
     plane = env.stack.plane
     node_id = env.stack.node_id
     plaintext = [*istioctl, "--xds-address", f"127.0.0.1:{plane.grpc_port}", "--plaintext",
