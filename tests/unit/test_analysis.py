@@ -1,6 +1,6 @@
 """`pilotpy analyze`: each of istioctl's codes pilotpy checks is found in its fixture (the
-clean config plus one broken file), naming the object and the field; clean config passes;
-only errors fail the command."""
+clean config plus the code's directory of one broken file), naming the object and the field;
+clean config passes; only errors fail the command."""
 
 from __future__ import annotations
 
@@ -13,6 +13,15 @@ from pilotpy.analyze_cli import analyze_paths
 from pilotpy.cli import main
 
 FIXTURES = Path(__file__).parent / "analysis"
+CLEAN = FIXTURES / "clean"
+
+
+def paths(code: str) -> list[Path]:
+    return [CLEAN, FIXTURES / code]
+
+
+def args(code: str) -> list[str]:
+    return [str(p) for p in paths(code)]
 
 EXPECTED = {
     "IST0101": ("Error", {
@@ -30,15 +39,15 @@ EXPECTED = {
 
 
 def test_clean_config_passes(capsys: pytest.CaptureFixture[str]) -> None:
-    assert analyze_paths([FIXTURES / "clean"]) == []
-    assert main(["analyze", str(FIXTURES / "clean")]) == 0
+    assert analyze_paths([CLEAN]) == []
+    assert main(["analyze", str(CLEAN)]) == 0
     assert "No validation issues found" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("code", sorted(EXPECTED))
 def test_each_code_is_found_with_object_and_field(code: str) -> None:
     level, where = EXPECTED[code]
-    messages = analyze_paths([FIXTURES / code])
+    messages = analyze_paths(paths(code))
     assert {m.code for m in messages} == {code}, [str(m) for m in messages]
     assert {m.level for m in messages} == {level}
     assert {(m.resource, m.field) for m in messages} == where
@@ -46,24 +55,24 @@ def test_each_code_is_found_with_object_and_field(code: str) -> None:
 
 
 def test_istioctls_message_texts() -> None:
-    texts = {m.message for m in analyze_paths([FIXTURES / "IST0101"])}
+    texts = {m.message for m in analyze_paths(paths("IST0101"))}
     assert 'Referenced gateway not found: "default/nonexistent"' in texts
     assert 'Referenced host not found: "ratings"' in texts
-    (warning,) = analyze_paths([FIXTURES / "IST0132"])
+    (warning,) = analyze_paths(paths("IST0132"))
     assert warning.message == ("one or more host [ratings.example.com] defined in "
                                "VirtualService default/wrong-host not found in Gateway "
                                "default/public.")
 
 
 def test_exit_code_is_nonzero_on_errors_only(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["analyze", str(FIXTURES / "IST0132")]) == 0  # a warning
+    assert main(["analyze", *args("IST0132")]) == 0  # a warning
     assert "Warning [IST0132]" in capsys.readouterr().out
-    assert main(["analyze", str(FIXTURES / "IST0145")]) == 1
+    assert main(["analyze", *args("IST0145")]) == 1
     assert "Error [IST0145] (Gateway default/public)" in capsys.readouterr().out
 
 
 def test_json_output_for_ci(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["analyze", "--output", "json", str(FIXTURES / "IST0106")]) == 1
+    assert main(["analyze", "--output", "json", *args("IST0106")]) == 1
     (entry,) = json.loads(capsys.readouterr().out)
     assert entry["code"] == "IST0106"
     assert entry["name"] == "SchemaValidationError"
