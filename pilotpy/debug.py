@@ -13,16 +13,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
-from envoy.admin.v3 import config_dump_pb2
-from envoy.admin.v3 import config_dump_shared_pb2 as dump_pb2
-from envoy.service.discovery.v3 import discovery_pb2
 
 from pilotpy.discovery import Discovery
 from pilotpy.protojson import message_to_json
-from pilotpy.xds import types
-from pilotpy.xds.debug import rfc3339, sync_status
-from pilotpy.xds.resources import ResourceSet, Snapshot
-from pilotpy.xds.server import Connection, XdsServer
+from pilotpy.xds.debug import config_dump, rfc3339, sync_status
+from pilotpy.xds.server import XdsServer
 
 
 def plain(value: Any) -> Any:
@@ -40,45 +35,6 @@ def plain(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
-
-
-def _packed(resources: ResourceSet) -> list[Any]:
-    """The resources of a set as Any messages (each is stored as a DiscoveryResponse entry)."""
-    response = discovery_pb2.DiscoveryResponse.FromString(
-        b"".join(r.sotw_entry for r in resources.by_name.values()))
-    return list(response.resources)
-
-
-def config_dump(snapshot: Snapshot) -> config_dump_pb2.ConfigDump:
-    """What Envoy's /config_dump would show once the proxy holds `snapshot`."""
-    version = snapshot.version
-    clusters = dump_pb2.ClustersConfigDump(version_info=version)
-    for packed in _packed(snapshot.get(types.CLUSTER)):
-        clusters.dynamic_active_clusters.add(version_info=version).cluster.CopyFrom(packed)
-    listeners = dump_pb2.ListenersConfigDump(version_info=version)
-    for packed, name in zip(_packed(snapshot.get(types.LISTENER)),
-                            snapshot.get(types.LISTENER).by_name, strict=True):
-        dynamic = listeners.dynamic_listeners.add(name=name)
-        dynamic.active_state.version_info = version
-        dynamic.active_state.listener.CopyFrom(packed)
-    routes = dump_pb2.RoutesConfigDump()
-    for packed in _packed(snapshot.get(types.ROUTE)):
-        routes.dynamic_route_configs.add(version_info=version).route_config.CopyFrom(packed)
-    endpoints = dump_pb2.EndpointsConfigDump()
-    for packed in _packed(snapshot.get(types.ENDPOINT)):
-        endpoints.dynamic_endpoint_configs.add(version_info=version).endpoint_config.CopyFrom(
-            packed)
-    dump = config_dump_pb2.ConfigDump()
-    for section in (clusters, listeners, routes, endpoints):
-        dump.configs.add().Pack(section, deterministic=True)
-    return dump
-
-
-def _matches(connection: Connection, proxy_id: str) -> bool:
-    """istiod accepts the full node id or `<pod>.<namespace>` (its third part)."""
-    node_id = connection.status.node_id
-    parts = node_id.split("~")
-    return proxy_id in (node_id, parts[2] if len(parts) > 2 else None)
 
 
 def debug_routes(xds: XdsServer, discovery: Discovery,
@@ -121,11 +77,11 @@ def debug_routes(xds: XdsServer, discovery: Discovery,
         proxy_id = request.query.get("proxyID", "")
         if not proxy_id:
             return web.Response(status=400, text="proxyID is required\n")
-        for connection in xds.connections.values():
-            if connection.handle is not None and _matches(connection, proxy_id):
-                snapshot = discovery.snapshot(connection.handle)
-                return web.json_response(message_to_json(config_dump(snapshot)))
-        return web.Response(status=404, text=f"proxy {proxy_id} is not connected\n")
+        connection = xds.find_proxy(proxy_id)
+        if connection is None:
+            return web.Response(status=404, text=f"proxy {proxy_id} is not connected\n")
+        return web.json_response(message_to_json(config_dump(discovery.snapshot(
+            connection.handle))))
 
     return [web.get("/debug/syncz", syncz), web.get("/debug/configz", configz),
             web.get("/debug/registryz", registryz), web.get("/debug/adsz", adsz),

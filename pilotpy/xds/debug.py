@@ -13,17 +13,19 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from envoy.admin.v3 import config_dump_shared_pb2
+from envoy.admin.v3 import config_dump_pb2, config_dump_shared_pb2
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from envoy.service.status.v3 import csds_pb2
 from google.protobuf import any_pb2, struct_pb2, timestamp_pb2
 
 from pilotpy.xds import types
+from pilotpy.xds.resources import ResourceSet, Snapshot
 from pilotpy.xds.status import StreamStatus, TypeStatus
 
 DEBUG_PREFIX = "istio.io/debug/"
 SYNCZ = DEBUG_PREFIX + "syncz"
+CONFIG_DUMP = DEBUG_PREFIX + "config_dump"
 # Node types that only ever ask for debug types (istioctl may also connect as a sidecar
 # with the `event` generator; any stream whose first request is a debug type is one too).
 DEBUG_NODE_TYPE = "debug"
@@ -116,3 +118,54 @@ def sync_status(status: StreamStatus) -> dict[str, Any]:
         resources[type_url] = {k: v for k, v in entry.items() if v}
     out["resources"] = resources
     return {k: v for k, v in out.items() if v != ""}
+
+
+def _packed(resources: ResourceSet) -> list[Any]:
+    """The resources of a set as Any messages (each is stored as a DiscoveryResponse entry)."""
+    response = discovery_pb2.DiscoveryResponse.FromString(
+        b"".join(r.sotw_entry for r in resources.by_name.values()))
+    return list(response.resources)
+
+
+def config_dump(snapshot: Snapshot) -> config_dump_pb2.ConfigDump:
+    """What Envoy's /config_dump would show once the proxy holds `snapshot`."""
+    version = snapshot.version
+    clusters = config_dump_shared_pb2.ClustersConfigDump(version_info=version)
+    for packed in _packed(snapshot.get(types.CLUSTER)):
+        clusters.dynamic_active_clusters.add(version_info=version).cluster.CopyFrom(packed)
+    listeners = config_dump_shared_pb2.ListenersConfigDump(version_info=version)
+    for packed, name in zip(_packed(snapshot.get(types.LISTENER)),
+                            snapshot.get(types.LISTENER).by_name, strict=True):
+        dynamic = listeners.dynamic_listeners.add(name=name)
+        dynamic.active_state.version_info = version
+        dynamic.active_state.listener.CopyFrom(packed)
+    routes = config_dump_shared_pb2.RoutesConfigDump()
+    for packed in _packed(snapshot.get(types.ROUTE)):
+        routes.dynamic_route_configs.add(version_info=version).route_config.CopyFrom(packed)
+    endpoints = config_dump_shared_pb2.EndpointsConfigDump()
+    for packed in _packed(snapshot.get(types.ENDPOINT)):
+        endpoints.dynamic_endpoint_configs.add(version_info=version).endpoint_config.CopyFrom(
+            packed)
+    dump = config_dump_pb2.ConfigDump()
+    for section in (clusters, listeners, routes, endpoints):
+        dump.configs.add().Pack(section, deterministic=True)
+    return dump
+
+
+def matches_proxy(node_id: str, proxy_id: str) -> bool:
+    """istiod accepts the full node id or `<pod>.<namespace>` (its third part)."""
+    parts = node_id.split("~")
+    return proxy_id in (node_id, parts[2] if len(parts) > 2 else None)
+
+
+def config_dump_response(snapshot: Snapshot, nonce: str) -> bytes:
+    """istio.io/debug/config_dump: the dump's sections as the response's resources."""
+    response = discovery_pb2.DiscoveryResponse(type_url=CONFIG_DUMP, nonce=nonce,
+                                               version_info=snapshot.version)
+    response.resources.extend(config_dump(snapshot).configs)
+    return response.SerializeToString(deterministic=True)  # type: ignore[no-any-return]
+
+
+def empty_response(type_url: str, nonce: str) -> bytes:
+    return discovery_pb2.DiscoveryResponse(  # type: ignore[no-any-return]
+        type_url=type_url, nonce=nonce).SerializeToString(deterministic=True)

@@ -267,18 +267,36 @@ class XdsServer:
                 log.info("disconnected %s (%s stream %d)", connection.status.node_id, protocol,
                          connection.status.stream_id, extra=connection.status.log_fields())
 
+    def find_proxy(self, proxy_id: str) -> Connection | None:
+        """The connection of a proxy by node id or `<pod>.<namespace>`."""
+        for connection in self.connections.values():
+            if (not connection.debug and connection.handle is not None
+                    and debug.matches_proxy(connection.status.node_id, proxy_id)):
+                return connection
+        return None
+
     def _debug_response(self, connection: Connection, request: Any) -> list[bytes]:
-        """istio.io/debug/syncz on a SotW stream; other debug types get no answer."""
-        if request.type_url != debug.SYNCZ or connection.status.protocol != "sotw":
+        """istio.io/debug/syncz and config_dump on a SotW stream; other debug types get no
+        answer."""
+        known = request.type_url in (debug.SYNCZ, debug.CONFIG_DUMP)
+        if not known or connection.status.protocol != "sotw":
             log.info("%s asked for unsupported debug type %s", connection.status.node_id,
                      request.type_url, extra=connection.status.log_fields())
             return []
         if request.response_nonce and request.response_nonce == connection.debug_nonce:
             return []  # the ACK of our answer (istioctl's first request carries a made-up nonce)
-        connection.debug_nonce = connection.status.next_nonce()
+        connection.debug_nonce = nonce = connection.status.next_nonce()
+        if request.type_url == debug.CONFIG_DUMP:
+            names = list(request.resource_names)
+            found = self.find_proxy(names[0]) if len(names) == 1 else None
+            if found is None:
+                log.info("config_dump: proxy %s is not connected", names,
+                         extra=connection.status.log_fields())
+                return [debug.empty_response(debug.CONFIG_DUMP, nonce)]
+            return [debug.config_dump_response(self._provider.snapshot(found.handle), nonce)]
         return [debug.syncz_response(self.proxies(), self.control_plane_identifier,
                                      version=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                     nonce=connection.debug_nonce)]
+                                     nonce=nonce)]
 
     @staticmethod
     async def _next(inbox: asyncio.Queue[Any], connection: Connection | None) -> Any:

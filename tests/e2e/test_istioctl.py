@@ -144,3 +144,21 @@ def _json_documents(text: str) -> list[str]:
         while index < len(text) and text[index].isspace():
             index += 1
     return out
+
+
+async def test_proxy_status_of_one_proxy_matches_envoys_config_dump(
+        w1: W1Factory, istioctl: list[str], tmp_path: Path) -> None:
+    """`istioctl proxy-status <pod>` diffs what pilotpy sends (istio.io/debug/config_dump over
+    ADS) against Envoy's own /config_dump (here from --file, as there is no pod to ask)."""
+    env = await w1()
+    plane = env.stack.plane
+    command = [*istioctl, "--xds-address", f"127.0.0.1:{plane.grpc_port}", "--plaintext"]
+    await synced_everywhere([*command, "-v", "1"], env.stack.node_id)
+    dump = tmp_path / "config_dump.json"
+    dump.write_text(await asyncio.to_thread(env.envoy.admin_get, "/config_dump"),
+                    encoding="utf-8")
+    pod = env.stack.node_id.split("~")[2]
+    out = await run([*command, pod, "--file", str(dump)])
+    assert "Clusters Match" in out, out
+    assert "Listeners Match" in out, out
+    assert "Routes Match" in out, out

@@ -13,6 +13,7 @@ from pilotpy.xds.types import CLUSTER
 from tests.xds.xds_harness import GATEWAY_NODE, Harness, eventually, sotw_converge
 
 SYNCZ = "istio.io/debug/syncz"
+CONFIG_DUMP = "istio.io/debug/config_dump"
 # What istioctl's ADS client sends: a sidecar id with the `event` generator, no PROXY_CONFIG.
 ISTIOCTL_NODE = "sidecar~10.0.0.9~test-1.istio-system~istio-system.svc.cluster.local"
 ISTIOCTL_META = {"GENERATOR": "event", "NAMESPACE": "istio-system"}
@@ -71,3 +72,18 @@ async def test_debug_clients_are_not_proxies(xds: Harness) -> None:
         await debug.request(SYNCZ)
         await debug.recv()
         assert xds.plane.xds.proxies() == []
+
+
+async def test_config_dump_over_ads_names_a_proxy_by_pod(xds: Harness) -> None:
+    async with xds.sotw() as proxy:
+        await sotw_converge(proxy)
+        async with xds.sotw(ISTIOCTL_NODE, ISTIOCTL_META) as debug:
+            await debug.request(CONFIG_DUMP, [GATEWAY_NODE.split("~")[2]])
+            dump = await debug.recv()
+            await debug.request(CONFIG_DUMP, ["nobody.default"])
+            missing = await debug.recv()
+    assert dump.type_url == CONFIG_DUMP
+    sections = [r.type_url.rsplit(".", 1)[-1] for r in dump.resources]
+    assert sections == ["ClustersConfigDump", "ListenersConfigDump", "RoutesConfigDump",
+                        "EndpointsConfigDump"]
+    assert list(missing.resources) == []
