@@ -28,7 +28,7 @@ from pilotpy.model.gateway import Gateway
 from pilotpy.model.meta import Key
 from pilotpy.model.virtualservice import VirtualService
 from pilotpy.push.config import resolve_virtual_service
-from pilotpy.push.services import from_kube_service, from_service_entry
+from pilotpy.push.services import Service, from_kube_service, from_service_entry
 
 ERROR, WARNING = "Error", "Warning"
 NAMES = {
@@ -111,10 +111,14 @@ def schema_errors(problems: Iterable[Problem]) -> list[Message]:
 class _Registry:
     """Hostnames of Services and ServiceEntries, exact and wildcard."""
 
-    def __init__(self, objects: Objects, mesh: MeshConfig) -> None:
-        services = [from_kube_service(s, mesh.domain_suffix) for s in _values(objects, "Service")]
-        for entry in _values(objects, "ServiceEntry"):
-            services.extend(from_service_entry(entry))
+    def __init__(self, objects: Objects, mesh: MeshConfig,
+                 services: Iterable[Service] | None = None) -> None:
+        if services is None:
+            services = [from_kube_service(s, mesh.domain_suffix)
+                        for s in _values(objects, "Service")]
+            for entry in _values(objects, "ServiceEntry"):
+                services.extend(from_service_entry(entry))
+        services = list(services)
         self.exact = {s.hostname for s in services if not hosts.is_wildcard(s.hostname)}
         self.wildcards = [s.hostname for s in services if hosts.is_wildcard(s.hostname)]
 
@@ -157,9 +161,10 @@ def _gateway_refs(vs: VirtualService) -> Iterator[tuple[str, str]]:
                 yield f"spec.http[{i}].match[{j}].gateways[{k}]", name
 
 
-def missing_references(objects: Objects, mesh: MeshConfig) -> list[Message]:
+def missing_references(objects: Objects, mesh: MeshConfig,
+                       services: Iterable[Service] | None = None) -> list[Message]:
     gateways = {_name(g) for g in _values(objects, "Gateway")}
-    registry = _Registry(objects, mesh)
+    registry = _Registry(objects, mesh, services)
     subsets = _subsets(_values(objects, "DestinationRule"), mesh)
     out = []
     for vs in _values(objects, "VirtualService"):
@@ -286,10 +291,11 @@ def _plain(server_hosts: Iterable[str]) -> list[str]:
 # -- everything ------------------------------------------------------------------------------
 
 
-def analyze(objects: Objects, mesh: MeshConfig, problems: Iterable[Problem] = ()
-            ) -> list[Message]:
-    """Every finding, errors first, then by resource."""
-    found = (schema_errors(problems) + missing_references(objects, mesh)
+def analyze(objects: Objects, mesh: MeshConfig, problems: Iterable[Problem] = (),
+            services: Iterable[Service] | None = None) -> list[Message]:
+    """Every finding, errors first, then by resource. `services`: the registry when a push
+    context already holds it (else built from `objects`)."""
+    found = (schema_errors(problems) + missing_references(objects, mesh, services)
              + mesh_host_conflicts(objects, mesh) + hosts_missing_from_gateways(objects, mesh)
              + conflicting_gateways(objects))
     return sorted(found, key=lambda m: (not m.is_error, m.resource, m.code, m.field))

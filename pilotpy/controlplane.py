@@ -159,9 +159,11 @@ class ControlPlane:
     def analyze(self) -> None:
         """istioctl analyze's checks on the served config: new findings are logged once
         (warnings: the config is still served), all are counted in metrics."""
-        objects = self.store_objects()
-        mesh = self.discovery.mesh
-        messages = analyze(objects, mesh)
+        push = self.discovery.push
+        if push is None:
+            return
+        objects, mesh = push.objects, push.mesh
+        messages = analyze(objects, mesh, services=push.services.all)
         self.diagnostics.set("analysis", [
             Problem("analysis", m.resource, f"{m.level} [{m.code}] {m.field}: {m.message}",
                     error=False) for m in messages])
