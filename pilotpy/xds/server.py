@@ -167,7 +167,7 @@ class XdsServer:
         woken = 0
         started = time.monotonic() if started is None else started
         for connection in self.connections.values():
-            if connection.handle is None:
+            if connection.handle is None or connection.debug:
                 continue
             if selected is not None and not selected(connection.handle):
                 continue
