@@ -79,10 +79,10 @@ class ControlPlane:
 
     @property
     def ready(self) -> bool:
-        return self.xds.ready.is_set() and not self.metrics.unsynced_sources()
+        return self.xds.ready.is_set() and not self.metrics.sources.unsynced()
 
     def _not_ready_reason(self) -> str:
-        waiting = self.metrics.unsynced_sources()
+        waiting = self.metrics.sources.unsynced()
         if waiting:
             return "waiting for config sources to sync: " + ", ".join(waiting)
         return "config sources have not synced"
@@ -121,7 +121,7 @@ class ControlPlane:
                        asyncio.create_task(self._apply_changes(), name="changes"),
                        asyncio.create_task(self._analyze_changes(), name="analysis")]
         self._analysis_due.set()
-        if self.metrics.all_synced.is_set():
+        if self.metrics.sources.all_synced.is_set():
             self.xds.ready.set()
         else:
             self._tasks.append(asyncio.create_task(self._ready_when_synced(), name="ready"))
@@ -131,7 +131,7 @@ class ControlPlane:
     async def _ready_when_synced(self) -> None:
         """Streams wait until every source has synced; they then get a push context built
         from everything the sources listed, not one a debounce has not caught up with."""
-        await self.metrics.all_synced.wait()
+        await self.metrics.sources.all_synced.wait()
         if self.store.pending:
             try:
                 self.discovery.update(self.store.snapshot())

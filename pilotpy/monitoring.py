@@ -4,21 +4,16 @@ istiod's exact names, plus the source status API that readiness and alerts read.
 Counters that live elsewhere (responses sent and NACKs in the xDS server, rejected objects in
 Diagnostics, store events) are read at scrape time; the rest are recorded here.
 
-For sources (the file source, the kube informers):
-- `set_source_synced(name, synced)`: call it with False before the control plane starts,
-  True once the initial list is in the store. /ready answers 503 and ADS streams wait until
-  every source registered here reports synced (istiod waits for its informers the same way);
-- `set_source_connected(name, connected)`: `pilotpy_source_connected{source}` is 0 while a
-  source has lost its API (the last good config keeps being served meanwhile).
+Config sources report their own status through `sources` (pilotpy/sourcestatus.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
 from pilotpy.metrics import Registry, process_metrics, sample_line
+from pilotpy.sourcestatus import SourceStatus
 from pilotpy.xds import types
 from pilotpy.xds.status import StreamStatus, XdsStats
 
@@ -60,32 +55,7 @@ class PilotMetrics:
             "pilotpy_config_analysis_messages",
             "Config analysis findings at ingest (istioctl analyze codes), by code and level.",
             ("code", "level"))
-        self.source_synced = r.gauge(
-            "pilotpy_source_synced", "1 once a config source has completed its initial sync.",
-            ("source",))
-        self.source_connected = r.gauge(
-            "pilotpy_source_connected",
-            "0 while a config source has lost its API (the last good config is served).",
-            ("source",))
-        self._synced: dict[str, bool] = {}
-        self.all_synced = asyncio.Event()
-        self.all_synced.set()
-
-    # -- the API for sources ---------------------------------------------------------------
-
-    def set_source_synced(self, source: str, synced: bool) -> None:
-        self._synced[source] = synced
-        self.source_synced.set(1 if synced else 0, source=source)
-        if self.unsynced_sources():
-            self.all_synced.clear()
-        else:
-            self.all_synced.set()
-
-    def set_source_connected(self, source: str, connected: bool) -> None:
-        self.source_connected.set(1 if connected else 0, source=source)
-
-    def unsynced_sources(self) -> list[str]:
-        return sorted(name for name, synced in self._synced.items() if not synced)
+        self.sources = SourceStatus(r)
 
     # -- what the control plane records ----------------------------------------------------
 

@@ -52,12 +52,12 @@ def test_push_triggers_follow_istiods_reasons() -> None:
 
 def test_sources_gate_readiness_and_report_a_lost_api() -> None:
     metrics = PilotMetrics()
-    assert metrics.unsynced_sources() == []
-    metrics.set_source_synced("kube", False)
-    assert metrics.unsynced_sources() == ["kube"]
-    metrics.set_source_connected("kube", False)
+    assert metrics.sources.unsynced() == []
+    metrics.sources.set_synced("kube", False)
+    assert metrics.sources.unsynced() == ["kube"]
+    metrics.sources.set_connected("kube", False)
     text = metrics.render()
     assert 'pilotpy_source_synced{source="kube"} 0' in text
     assert 'pilotpy_source_connected{source="kube"} 0' in text
-    metrics.set_source_synced("kube", True)
-    assert metrics.unsynced_sources() == []
+    metrics.sources.set_synced("kube", True)
+    assert metrics.sources.unsynced() == []

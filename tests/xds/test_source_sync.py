@@ -15,7 +15,7 @@ from tests.xds.xds_harness import GATEWAY_META, GATEWAY_NODE, ConfigDir, decoded
 
 async def test_streams_and_readiness_wait_for_every_source(config_dir: ConfigDir) -> None:
     plane = ControlPlane(settings_for(config_dir.root))
-    plane.metrics.set_source_synced("kube", False)  # registered before start, as a source does
+    plane.metrics.sources.set_synced("kube", False)  # registered before start, as a source does
     await plane.start()
     try:
         async with SotwClient(f"127.0.0.1:{plane.grpc_port}", GATEWAY_NODE,
@@ -29,7 +29,7 @@ async def test_streams_and_readiness_wait_for_every_source(config_dir: ConfigDir
             key, service = next(iter(plane.store_objects()["Service"].items()))
             renamed = replace(service, meta=replace(service.meta, name="listed-by-kube"))
             plane.store.upsert("kube", Key("Service", key.namespace, "listed-by-kube"), renamed)
-            plane.metrics.set_source_synced("kube", True)
+            plane.metrics.sources.set_synced("kube", True)
             cds = await client.recv()
             assert any("listed-by-kube" in c.name for c in decoded(cds))
             assert plane.ready
