@@ -10,8 +10,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
 .PHONY: help venv run demo test lint test-unit test-golden test-xds test-e2e test-mesh mesh-tools \
-	test-kube golden bench clean kube-bins manifests kind-up kind-load kind-deploy kind-demo \
-	kind-down
+	test-kube golden bench clean kube-bins istioctl manifests kind-up kind-load kind-deploy \
+	kind-demo kind-down
 
 # Heavy test binaries live outside the clone, so a fresh CI clone reuses them.
 CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pilotpy
@@ -54,8 +54,11 @@ test-golden: $(STAMP) ## translation goldens (tests/golden/testdata)
 test-xds: $(STAMP) ## protocol rules against the in-process server over a real socket
 	$(PYTEST) tests/xds -q
 
-test-e2e: $(STAMP) ## pilotpy + a real Envoy + local backends
-	$(PYTEST) tests/e2e -q
+test-e2e: $(STAMP) istioctl ## pilotpy + a real Envoy + local backends (+ the real istioctl)
+	PILOTPY_REQUIRE_ISTIOCTL=1 $(PYTEST) tests/e2e -q
+
+istioctl: ## build the real istioctl once into ~/.cache/pilotpy (slow the first time: Go)
+	@hack/istioctl.sh >/dev/null
 
 test-mesh: $(STAMP) mesh-tools ## pods as network namespaces, istio-init capture, real Envoy sidecars (root)
 	$(PYTEST) tests/mesh -q

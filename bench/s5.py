@@ -104,7 +104,8 @@ def run(steps: list[int], services: int, mode: str) -> dict[str, Any]:
     server = subprocess.Popen(
         [*pinned(0), sys.executable, "-m", "pilotpy.cli", "--log-level", "warning", "serve",
          "--config", str(work / "config"), "--grpc-addr", f"127.0.0.1:{grpc_port}",
-         "--http-addr", f"127.0.0.1:{http_port}"],
+         "--http-addr", f"127.0.0.1:{http_port}", "--grpc-tls-addr", "",
+         "--monitoring-addr", ""],
         stdout=subprocess.DEVNULL, stderr=open(work / "server.log", "wb"))  # noqa: SIM115
     fleets: list[subprocess.Popen[bytes]] = []
     target = f"127.0.0.1:{grpc_port}"

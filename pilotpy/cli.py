@@ -1,4 +1,4 @@
-"""pilotpy's command line: serve | translate | bootstrap | local | demo | version."""
+"""pilotpy's command line: serve | translate | analyze | bootstrap | local | demo | version."""
 
 from __future__ import annotations
 
@@ -12,11 +12,21 @@ from pathlib import Path
 from typing import Any
 
 from pilotpy import __version__
-from pilotpy.settings import DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR, Settings
+from pilotpy.settings import (
+    DEFAULT_GRPC_ADDR,
+    DEFAULT_GRPC_TLS_ADDR,
+    DEFAULT_HTTP_ADDR,
+    DEFAULT_MAX_CONNECTION_AGE,
+    DEFAULT_MONITORING_ADDR,
+    Settings,
+)
 from pilotpy.tuning import tune_gc
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line; stream events add their structured `fields` (proxy id and
+    type, stream, xDS types) as top-level keys."""
+
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
@@ -24,6 +34,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            out.update({k: v for k, v in fields.items() if k not in out})
         if record.exc_info:
             out["error"] = self.formatException(record.exc_info)
         return json.dumps(out)
@@ -50,6 +63,23 @@ def _labels(values: Sequence[str]) -> dict[str, str]:
     return out
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def duration_seconds(value: str) -> float:
+    """`90`, `90s`, `30m`, `1h` -> seconds."""
+    text = value.strip()
+    unit = _DURATION_UNITS.get(text[-1:], 0)
+    number = text[:-1] if unit else text
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a duration like 30m") from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is negative")
+    return seconds
+
+
 def _add_config_flags(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     parser.add_argument("--config", action="append", type=Path, required=required,
                         metavar="PATH", default=[],
@@ -74,13 +104,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not path.exists():
             raise SystemExit(f"--config {path}: no such file or directory")
     settings = Settings(config_paths=args.config, grpc_addr=args.grpc_addr,
-                        http_addr=args.http_addr, mesh_config=args.mesh_config,
-                        default_namespace=args.default_namespace, kube=kube,
+                        grpc_tls_addr=args.grpc_tls_addr, http_addr=args.http_addr,
+                        monitoring_addr=args.monitoring_addr, tls_cert_file=args.tls_cert_file,
+                        tls_key_file=args.tls_key_file, mesh_config=args.mesh_config,
+                        default_namespace=args.default_namespace,
+                        max_connection_age_seconds=args.max_connection_age, kube=kube,
                         kubeconfig=args.kubeconfig, kube_context=args.kube_context,
                         control_plane_namespace=args.namespace)
     try:
         plane = ControlPlane(settings)
-    except (MeshConfigError, KubeConfigError) as err:
+    except (MeshConfigError, KubeConfigError, ValueError, OSError) as err:
         raise SystemExit(f"pilotpy: {err}") from err
     run_until_stopped(plane.run_forever)
     return 0
@@ -97,6 +130,19 @@ def cmd_translate(args: argparse.Namespace) -> int:
     json.dump(output, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 1 if args.strict and any(p.error for p in problems) else 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from pilotpy.analyze_cli import analyze_paths, report
+    from pilotpy.mesh import MeshConfigError
+
+    logging.getLogger("pilotpy.config").setLevel(logging.CRITICAL)  # reported as IST0106
+    try:
+        messages = analyze_paths(args.paths, mesh_config=args.mesh_config,
+                                 default_namespace=args.default_namespace)
+    except MeshConfigError as err:
+        raise SystemExit(f"pilotpy: {err}") from err
+    return report(messages, args.output)
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
@@ -157,8 +203,23 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default $POD_NAMESPACE or istio-system)")
     serve.add_argument("--grpc-addr", default=DEFAULT_GRPC_ADDR,
                        help=f"ADS listen address (default {DEFAULT_GRPC_ADDR})")
+    serve.add_argument("--grpc-tls-addr", default=DEFAULT_GRPC_TLS_ADDR,
+                       help=f"ADS over TLS listen address, '' for none "
+                            f"(default {DEFAULT_GRPC_TLS_ADDR})")
     serve.add_argument("--http-addr", default=DEFAULT_HTTP_ADDR,
-                       help=f"/ready listen address (default {DEFAULT_HTTP_ADDR})")
+                       help=f"/ready and /debug/* listen address (default {DEFAULT_HTTP_ADDR})")
+    serve.add_argument("--monitoring-addr", default=DEFAULT_MONITORING_ADDR,
+                       help=f"/metrics and /debug/* listen address, '' for none "
+                            f"(default {DEFAULT_MONITORING_ADDR})")
+    serve.add_argument("--tls-cert-file", type=Path, metavar="PEM",
+                       help="serving certificate chain of the TLS port (default: self-signed, "
+                            "generated at start)")
+    serve.add_argument("--tls-key-file", type=Path, metavar="PEM",
+                       help="private key of --tls-cert-file")
+    serve.add_argument("--max-connection-age", type=duration_seconds,
+                       default=DEFAULT_MAX_CONNECTION_AGE, metavar="DURATION",
+                       help="close ADS connections after this age, +-10%% jitter, so proxies "
+                            "rebalance across instances; 0 disables (default 30m)")
     serve.set_defaults(func=cmd_serve)
 
     crds = sub.add_parser("crds", help="print the CustomResourceDefinitions pilotpy reads")
@@ -175,6 +236,18 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--strict", action="store_true",
                            help="exit 1 when the input contains invalid objects")
     translate.set_defaults(func=cmd_translate)
+
+    analyze = sub.add_parser("analyze", help="check config like istioctl analyze (IST0101, "
+                                             "IST0106, IST0109, IST0132, IST0145); exit 1 on "
+                                             "errors")
+    analyze.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                         help="YAML files or directories")
+    analyze.add_argument("--mesh-config", type=Path, metavar="FILE",
+                         help="meshConfig YAML (the `mesh` key of istiod's ConfigMap)")
+    analyze.add_argument("--default-namespace", default="default",
+                         help="namespace of objects that do not name one (default: default)")
+    analyze.add_argument("--output", "-o", default="text", choices=("text", "json"))
+    analyze.set_defaults(func=cmd_analyze)
 
     bootstrap = sub.add_parser("bootstrap", help="print an Envoy bootstrap pointing at pilotpy")
     bootstrap.add_argument("--node-id", required=True)

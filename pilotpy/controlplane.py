@@ -1,4 +1,5 @@
-"""A running pilotpy: sources -> store -> discovery -> ADS server, plus /ready.
+"""A running pilotpy: sources -> store -> discovery -> ADS server, plus /ready, /metrics and
+the debug endpoints.
 
 With the Kubernetes source, nothing is served before every informer has finished its first
 list: /ready says false and ADS streams wait (at most 30 s, then Unavailable), so a proxy never
@@ -11,16 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from typing import Any
 
 import yaml
 from aiohttp import web
 
-from pilotpy import http
-from pilotpy.diagnostics import Diagnostics
+from pilotpy import __version__, http
+from pilotpy.analysis import analyze, duplicate_hosts, schema_errors
+from pilotpy.certs import serving_key_and_cert
+from pilotpy.debug import debug_routes
+from pilotpy.diagnostics import Diagnostics, Problem
 from pilotpy.discovery import Discovery
 from pilotpy.lifecycle import cancel_and_wait
 from pilotpy.mesh import MeshConfig, MeshConfigError, parse_mesh_config
+from pilotpy.monitoring import PilotMetrics
 from pilotpy.settings import Settings, split_address
 from pilotpy.sources.files import FileSource
 from pilotpy.sources.kube import KubeApi, KubeSource, load_connection
@@ -28,6 +35,10 @@ from pilotpy.store import Store
 from pilotpy.xds.server import XdsServer
 
 log = logging.getLogger("pilotpy")
+KUBE_SOURCE = "kube"
+# Analysis at ingest runs off the push path, at most this often.
+ANALYSIS_INTERVAL = 1.0
+ENDPOINT_KINDS = frozenset({"EndpointSlice", "Pod"})
 
 
 def load_mesh_config(settings: Settings) -> MeshConfig:
@@ -53,72 +64,167 @@ class ControlPlane:
         self.files = FileSource(settings.config_paths, self.store, self.diagnostics,
                                 default_namespace=settings.default_namespace,
                                 poll_interval=settings.poll_interval)
+        instance_id = (settings.instance_id or os.environ.get("POD_NAME")
+                       or socket.gethostname())
+        self.xds = XdsServer(self.discovery, max_connection_age_ms=int(
+            settings.max_connection_age_seconds * 1000) or None, instance_id=instance_id,
+            version=__version__)
+        self.metrics = PilotMetrics()
         self.kube: KubeSource | None = None
         if settings.kube:
             connection = load_connection(settings.kubeconfig, settings.kube_context)
+            self.metrics.sources.set_synced(KUBE_SOURCE, False)
             self.kube = KubeSource(KubeApi(connection, user_agent="pilotpy"), self.store,
                                    self.diagnostics,
-                                   control_plane_namespace=settings.control_plane_namespace)
-        self.xds = XdsServer(self.discovery, max_connection_age_ms=int(
-            settings.max_connection_age_seconds * 1000) or None)
+                                   control_plane_namespace=settings.control_plane_namespace,
+                                   status=self.metrics.sources)
+        self.metrics.watch_xds(self.xds.stats, self.xds.proxies)
+        self.metrics.watch_config(
+            services=lambda: len(self.discovery.push.services.all) if self.discovery.push else 0,
+            virtual_services=lambda: len(self.store_objects().get("VirtualService", {})),
+            rejected=lambda: self.diagnostics.rejected_total, events=self.store.events)
         self.grpc_port = 0
+        self.grpc_tls_port = 0
         self.http_port = 0
+        self.monitoring_port = 0
         self._tasks: list[asyncio.Task[None]] = []
-        self._http: web.AppRunner | None = None
+        self._http: list[web.AppRunner] = []
+        self._analysis_due = asyncio.Event()
 
     @property
     def ready(self) -> bool:
-        return self.xds.ready.is_set()
+        return self.xds.ready.is_set() and not self.metrics.sources.unsynced()
+
+    def _not_ready_reason(self) -> str:
+        waiting = self.metrics.sources.unsynced()
+        if waiting:
+            return "waiting for config sources to sync: " + ", ".join(waiting)
+        return "config sources have not synced"
+
+    def store_objects(self) -> Any:
+        push = self.discovery.push
+        return push.objects if push is not None else {}
 
     async def start(self) -> None:
         self.files.load()
         grpc_host, grpc_port = split_address(self.settings.grpc_addr)
-        self.grpc_port = await self.xds.start(f"{grpc_host}:{grpc_port}")
+        tls_address = None
+        key_and_cert = None
+        if self.settings.grpc_tls_addr:
+            tls_host, tls_port = split_address(self.settings.grpc_tls_addr)
+            tls_address = f"{tls_host}:{tls_port}"
+            key_and_cert = serving_key_and_cert(self.settings.tls_cert_file,
+                                                self.settings.tls_key_file)
+        self.grpc_port = await self.xds.start(f"{grpc_host}:{grpc_port}",
+                                              tls_address=tls_address,
+                                              tls_key_and_cert=key_and_cert)
+        self.grpc_tls_port = self.xds.tls_port
+        routes = debug_routes(self.xds, self.discovery, self.store_objects)
         http_host, http_port = split_address(self.settings.http_addr)
-        self._http, self.http_port = await http.serve(http.build_app(lambda: self.ready),
-                                                      http_host, http_port)
-        self._tasks = [asyncio.create_task(self.files.watch(), name="files")]
-        log.info("xDS on :%d, readiness on :%d", self.grpc_port, self.http_port)
-        if self.kube is None:
-            self._become_ready()
-            self._tasks.append(asyncio.create_task(self._apply_changes(), name="changes"))
-        else:
+        runner, self.http_port = await http.serve(
+            http.build_app(lambda: self.ready, routes, self._not_ready_reason),
+            http_host, http_port)
+        self._http.append(runner)
+        if self.settings.monitoring_addr:
+            host, port = split_address(self.settings.monitoring_addr)
+            runner, self.monitoring_port = await http.serve(
+                http.build_monitoring_app(self.metrics.render, routes), host, port)
+            self._http.append(runner)
+        self._tasks = [asyncio.create_task(self.files.watch(), name="files"),
+                       asyncio.create_task(self._apply_changes(), name="changes"),
+                       asyncio.create_task(self._analyze_changes(), name="analysis")]
+        self._analysis_due.set()
+        if self.kube is not None:
             self.kube.start()
-            self._tasks.append(asyncio.create_task(self._sync_then_serve(), name="changes"))
+            self._tasks.append(asyncio.create_task(self._kube_synced(), name="kube sync"))
+        if self.metrics.sources.all_synced.is_set():
+            self.xds.ready.set()
+        else:
+            self._tasks.append(asyncio.create_task(self._ready_when_synced(), name="ready"))
+        log.info("serving xDS on :%d (TLS :%d), readiness and debug on :%d, metrics on :%d",
+                 self.grpc_port, self.grpc_tls_port, self.http_port, self.monitoring_port)
 
-    def _become_ready(self) -> None:
-        self.discovery.update(self.store.snapshot())
+    async def _ready_when_synced(self) -> None:
+        """Streams wait until every source has synced; they then get a push context built
+        from everything the sources listed, not one a debounce has not caught up with."""
+        await self.metrics.sources.all_synced.wait()
+        if self.store.pending:
+            try:
+                self.discovery.update(self.store.snapshot())
+            except Exception:  # serve the last good config rather than nothing
+                log.exception("building the push context after the initial sync failed")
         self.xds.ready.set()
-        log.info("ready: serving xDS")
+        log.info("config sources synced: serving xDS")
 
-    async def _sync_then_serve(self) -> None:
+    async def _kube_synced(self) -> None:
         assert self.kube is not None
         log.info("waiting for the Kubernetes informers' initial sync")
         await self.kube.wait_synced()
-        self._become_ready()
-        await self._apply_changes()
+        log.info("Kubernetes informers synced")
+        self.metrics.sources.set_synced(KUBE_SOURCE, True)
 
     async def _apply_changes(self) -> None:
+        loop = asyncio.get_running_loop()
         async for change in self.store.changes():
+            started = loop.time() - change.debounce_seconds
             try:
                 self.discovery.update(change)
             except Exception:  # never stop serving the last good config
                 log.exception("building push context %d failed; keeping the previous one",
                               change.version)
                 continue
-            self.xds.push()
+            kinds = {k.kind for k in change.changed}
+            self.metrics.record_push(kinds, change.debounce_seconds)
+            self.xds.push(started=started)
+            if not kinds <= ENDPOINT_KINDS:
+                self._analysis_due.set()
+
+    def analyze(self) -> None:
+        """istioctl analyze's checks on the served config: new findings are logged once
+        (warnings: the config is still served), all are counted in metrics."""
+        push = self.discovery.push
+        if push is None:
+            return
+        objects, mesh = push.objects, push.mesh
+        messages = analyze(objects, mesh, services=push.services.all)
+        self.diagnostics.set("analysis", [
+            Problem("analysis", m.resource, f"{m.level} [{m.code}] {m.field}: {m.message}",
+                    error=False) for m in messages])
+        counts: dict[tuple[str, str], int] = {}
+        for m in messages + schema_errors(self.diagnostics.problems()):
+            counts[(m.code, m.level)] = counts.get((m.code, m.level), 0) + 1
+        self.metrics.record_analysis(counts, len(duplicate_hosts(objects, mesh)))
+
+    async def _analyze_changes(self) -> None:
+        while True:
+            await self._analysis_due.wait()
+            self._analysis_due.clear()
+            try:
+                self.analyze()
+            except Exception:  # analysis must never disturb serving
+                log.exception("config analysis failed")
+            await asyncio.sleep(ANALYSIS_INTERVAL)
+
+    async def drain(self) -> None:
+        """SIGTERM: stop accepting streams, let in-flight pushes finish, close every stream
+        so proxies reconnect to another instance (istiod's graceful shutdown)."""
+        for task in self._tasks:
+            task.cancel()
+        await self.xds.drain(self.settings.drain_seconds)
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
         if self.kube is not None:
             await self.kube.stop()
         await self.xds.stop()
-        if self._http is not None:
-            await self._http.cleanup()
+        for runner in self._http:
+            await runner.cleanup()
+        self._http = []
 
     async def run_forever(self) -> None:
         await self.start()
         try:
             await asyncio.Event().wait()
         finally:
+            await self.drain()
             await self.stop()

@@ -1,19 +1,23 @@
-"""HTTP endpoints on the same asyncio loop as ADS: readiness (istiod's /ready on :8080)."""
+"""HTTP endpoints on the same asyncio loop as ADS, on istiod's ports: readiness and debug
+handlers on :8080, Prometheus metrics (and the debug handlers again) on :15014."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from aiohttp import web
 
 from pilotpy import __version__
+from pilotpy.metrics import CONTENT_TYPE
 
 
-def build_app(is_ready: Callable[[], bool]) -> web.Application:
+def build_app(is_ready: Callable[[], bool], routes: Iterable[web.RouteDef] = (),
+              not_ready_reason: Callable[[], str] = lambda: "config sources have not synced"
+              ) -> web.Application:
     async def ready(_: web.Request) -> web.Response:
         if is_ready():
             return web.Response(text="ready\n")
-        return web.Response(status=503, text="not ready: config sources have not synced\n")
+        return web.Response(status=503, text=f"not ready: {not_ready_reason()}\n")
 
     async def version(_: web.Request) -> web.Response:
         return web.json_response({"version": __version__})
@@ -21,6 +25,20 @@ def build_app(is_ready: Callable[[], bool]) -> web.Application:
     app = web.Application()
     app.router.add_get("/ready", ready)
     app.router.add_get("/version", version)
+    app.add_routes(list(routes))
+    return app
+
+
+def build_monitoring_app(render_metrics: Callable[[], str],
+                         routes: Iterable[web.RouteDef] = ()) -> web.Application:
+    async def metrics(_: web.Request) -> web.Response:
+        response = web.Response(body=render_metrics().encode())
+        response.headers["Content-Type"] = CONTENT_TYPE
+        return response
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.add_routes(list(routes))
     return app
 
 

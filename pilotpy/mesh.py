@@ -6,6 +6,7 @@ Only the fields pilotpy translates are modelled; defaults follow `DefaultMeshCon
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,8 @@ SECOND = 1_000_000_000
 # The store kind under which a source publishes the mesh config it watches (the kube source's
 # `istio` ConfigMap); it replaces the config pilotpy started with.
 MESH_CONFIG_KIND = "MeshConfig"
+# PILOT_TRACE_SAMPLING's default: percent of requests traced when nothing else says.
+DEFAULT_TRACE_SAMPLING = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,49 @@ class MeshConfig:
     # Where a sidecar's intercepted traffic arrives (istio-init redirects there).
     proxy_listen_port: int = 15001
     proxy_inbound_listen_port: int = 15006
+    # Access logs (meshConfig accessLogFile, accessLogEncoding, accessLogFormat): off when
+    # the file is empty, like istiod.
+    access_log_file: str = ""
+    access_log_encoding: str = "TEXT"
+    access_log_format: str = ""
+    # Tracing: enableTracing (default on) adds sampling to every HTTP connection manager;
+    # defaultConfig.tracing.zipkin.address names a Zipkin-compatible collector (host:port).
+    enable_tracing: bool = True
+    trace_sampling: float = DEFAULT_TRACE_SAMPLING
+    zipkin_address: str = ""
+
+
+_OTHER_TRACING_FIELDS = ("lightstep", "datadog", "stackdriver", "openCensusAgent", "tlsSettings",
+                         "customTags", "maxPathTagLength")
+
+
+def _parse_tracing(f: Fields) -> tuple[float, str]:
+    """(sampling percent, zipkin address) from defaultConfig (ProxyConfig); the other
+    ProxyConfig fields are pilot-agent's and accepted unchanged."""
+    default_config = f.child("defaultConfig")
+    if default_config is None:
+        return DEFAULT_TRACE_SAMPLING, ""
+    tracing = default_config.child("tracing")  # the rest of ProxyConfig is pilot-agent's
+    if tracing is None:
+        return DEFAULT_TRACE_SAMPLING, ""
+    sampling = tracing.float("sampling", default=0.0)
+    if sampling < 0 or sampling > 100:
+        tracing.error(f"{sampling} is not a percentage between 0 and 100", "sampling")
+    zipkin = tracing.child("zipkin")
+    address = ""
+    if zipkin is not None:
+        address = zipkin.str("address")
+        if address and not _is_host_port(address):
+            zipkin.error(f"{address!r} is not host:port", "address")
+        zipkin.done()
+    tracing.unsupported(*_OTHER_TRACING_FIELDS, reason="only the zipkin tracer is supported")
+    tracing.done(ignore=_OTHER_TRACING_FIELDS)
+    return (sampling or DEFAULT_TRACE_SAMPLING), address
+
+
+def _is_host_port(address: str) -> bool:
+    host, sep, port = address.rpartition(":")
+    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
 
 
 class MeshConfigError(ValueError):
@@ -62,6 +108,18 @@ def parse_mesh_config(data: Any, *, origin: str = "mesh config") -> tuple[MeshCo
             ("DEFAULT", "NONE", "BASE", "MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES"),
             default="BASE") or "BASE"
         normalization.done()
+    sampling, zipkin_address = _parse_tracing(f)
+    encoding = f.enum("accessLogEncoding", ("TEXT", "JSON"), default="TEXT") or "TEXT"
+    log_format = f.str("accessLogFormat")
+    if log_format and encoding == "JSON":
+        try:
+            parsed = json.loads(log_format)
+        except ValueError as err:
+            f.error(f"accessLogFormat is not JSON: {err}", "accessLogFormat")
+        else:
+            if not isinstance(parsed, dict):
+                f.error("accessLogFormat must be a JSON object for JSON encoding",
+                        "accessLogFormat")
     config = MeshConfig(
         connect_timeout_ns=f.duration_ns("connectTimeout", minimum_ns=1_000_000) or 10 * SECOND,
         outbound_traffic_policy=mode or "ALLOW_ANY",
@@ -75,11 +133,16 @@ def parse_mesh_config(data: Any, *, origin: str = "mesh config") -> tuple[MeshCo
         proxy_listen_port=f.int("proxyListenPort", minimum=1, maximum=65535) or 15001,
         proxy_inbound_listen_port=f.int("proxyInboundListenPort", minimum=1,
                                         maximum=65535) or 15006,
+        access_log_file=f.str("accessLogFile"),
+        access_log_encoding=encoding,
+        access_log_format=log_format,
+        enable_tracing=f.bool("enableTracing", default=True),
+        trace_sampling=sampling,
+        zipkin_address=zipkin_address,
     )
-    # Operational settings later issues translate (access logs, tracing); accepted silently so
-    # an istiod mesh config loads unchanged.
-    f.done(ignore=("defaultConfig", "accessLogFile", "accessLogEncoding", "accessLogFormat",
-                   "enableTracing", "enableAutoMtls", "extensionProviders",
+    # Settings pilotpy does not translate (yet); accepted silently so an istiod mesh config
+    # loads unchanged.
+    f.done(ignore=("enableAutoMtls", "extensionProviders",
                    "defaultProviders", "localityLbSetting", "enablePrometheusMerge",
                    "ingressClass", "ingressService", "ingressControllerMode",
                    "ingressSelector", "defaultServiceExportTo",

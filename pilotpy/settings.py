@@ -6,20 +6,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_GRPC_ADDR = ":15010"
+DEFAULT_GRPC_TLS_ADDR = ":15012"
 DEFAULT_HTTP_ADDR = ":8080"
+DEFAULT_MONITORING_ADDR = ":15014"
+DEFAULT_MAX_CONNECTION_AGE = 30 * 60.0
 
 
 @dataclass(frozen=True)
 class Settings:
     config_paths: list[Path] = field(default_factory=list)
-    grpc_addr: str = DEFAULT_GRPC_ADDR
-    http_addr: str = DEFAULT_HTTP_ADDR
+    grpc_addr: str = DEFAULT_GRPC_ADDR  # ADS, plaintext
+    grpc_tls_addr: str = DEFAULT_GRPC_TLS_ADDR  # ADS over TLS; "" turns it off
+    http_addr: str = DEFAULT_HTTP_ADDR  # /ready and /debug/*
+    monitoring_addr: str = DEFAULT_MONITORING_ADDR  # /metrics and /debug/*; "" turns it off
+    tls_cert_file: Path | None = None  # serving certificate of the TLS port; else self-signed
+    tls_key_file: Path | None = None
+    instance_id: str = ""  # control_plane.identifier ID; default $POD_NAME, else the hostname
     mesh_config: Path | None = None
     default_namespace: str = "default"
     debounce_quiet: float = 0.1  # istiod's PILOT_DEBOUNCE_AFTER
     debounce_max: float = 10.0  # istiod's PILOT_DEBOUNCE_MAX
     poll_interval: float = 0.5
-    max_connection_age_seconds: float = 30 * 60
+    max_connection_age_seconds: float = DEFAULT_MAX_CONNECTION_AGE  # gRPC adds +-10% jitter
+    drain_seconds: float = 10.0  # on SIGTERM: how long in-flight pushes may take to finish
     # The Kubernetes source: on when `kube` is set (a kubeconfig, or in-cluster credentials).
     kube: bool = False
     kubeconfig: Path | None = None

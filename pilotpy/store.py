@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,8 @@ class ChangeSet:
     objects: Mapping[str, Mapping[Key, Any]]  # kind -> key -> object; never mutated later
     changed: frozenset[Key]
     version: int
+    # From the first change of the set to its hand-over (istiod's pilot_debounce_time).
+    debounce_seconds: float = 0.0
 
 
 @dataclass
@@ -76,6 +79,8 @@ class Store:
         self._wakeup = asyncio.Event()
         self._version = 0
         self._frozen: dict[str, Mapping[Key, Any]] = {}
+        # (kind, add|update|delete) -> count, for istiod's pilot_k8s_cfg_events.
+        self.events: Counter[tuple[str, str]] = Counter()
 
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
@@ -121,10 +126,12 @@ class Store:
                 if current is not None:
                     del by_kind[key]
                     self._mark(key)
+                    self.events[(key.kind, "delete")] += 1
                     changed = True
                 continue
             obj = winner
             if current is None or current != obj:
+                self.events[(key.kind, "add" if current is None else "update")] += 1
                 by_kind[key] = obj
                 self._mark(key)
                 changed = True
@@ -155,10 +162,14 @@ class Store:
                 self._frozen[kind] = dict(objects)
         changed = frozenset(self._changed)
         self._changed.clear()
+        waited = 0.0
+        if self._debounce.first is not None:
+            with contextlib.suppress(RuntimeError):  # no clock and no running loop
+                waited = max(0.0, self._now() - self._debounce.first)
         self._debounce.reset()
         self._wakeup.clear()
         self._version += 1
-        return ChangeSet(dict(self._frozen), changed, self._version)
+        return ChangeSet(dict(self._frozen), changed, self._version, waited)
 
     @property
     def pending(self) -> bool:

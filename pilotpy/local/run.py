@@ -45,7 +45,9 @@ async def _run(config: Path, delta: bool) -> None:
                              for b in stack.backends) or "none"
         tries = [*_curl_hints(stack),
                  f"curl -i http://127.0.0.1:{stack.status_port}/healthz/ready",
-                 f"curl -s http://127.0.0.1:{stack.stats_port}/stats/prometheus | head"]
+                 f"curl -s http://127.0.0.1:{stack.stats_port}/stats/prometheus | head",
+                 f"curl -s http://127.0.0.1:{stack.plane.monitoring_port}/metrics | grep ^pilot_",
+                 f"curl -s http://127.0.0.1:{stack.plane.http_port}/debug/syncz"]
         print("\n".join([
             "",
             f"pilotpy is serving {config}: xDS on 127.0.0.1:{stack.plane.grpc_port}, "

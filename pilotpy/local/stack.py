@@ -85,7 +85,8 @@ class LocalStack:
         tests point pilotpy at an API server this way)."""
         self.plane = ControlPlane(settings or Settings(
             config_paths=config_paths, grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
-            poll_interval=poll_interval, mesh_config=mesh_config))
+            grpc_tls_addr="127.0.0.1:0", monitoring_addr="127.0.0.1:0",
+            mesh_config=mesh_config, poll_interval=poll_interval))
         self.workdir = workdir
         self.delta = delta
         self.status_port = status_port if status_port is not None else free_port()

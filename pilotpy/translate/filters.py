@@ -20,6 +20,7 @@ from envoy.type.v3 import range_pb2
 from pilotpy.mesh import MeshConfig
 from pilotpy.translate import pb
 from pilotpy.translate.config_source import ads_config_source
+from pilotpy.translate.observability import apply_observability
 
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
 TCP_PROXY_FILTER = "envoy.filters.network.tcp_proxy"
@@ -65,6 +66,7 @@ def _connection_manager(stat_prefix: str, mesh: MeshConfig) -> hcm_pb2.HttpConne
     )
     manager.http_protocol_options.SetInParent()
     _apply_path_normalization(manager, mesh)
+    apply_observability(manager, mesh)
     return manager
 
 

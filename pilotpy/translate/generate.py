@@ -21,6 +21,7 @@ from pilotpy.translate.gateway import (
     gateway_route_names,
     merge_gateways,
 )
+from pilotpy.translate.observability import tracing_clusters
 from pilotpy.translate.sidecar import sidecar_config
 
 
@@ -40,7 +41,7 @@ def generate(push: PushContext, view: ProxyView) -> GeneratedConfig:
     if view.proxy.is_router:
         merged = merge_gateways(push, view)
         return GeneratedConfig(
-            clusters=outbound_clusters(push, view),
+            clusters=outbound_clusters(push, view) + tracing_clusters(push.mesh),
             listeners=gateway_listeners(push, merged),
             routes=[gateway_route_configuration(push, view, merged, name)
                     for name in gateway_route_names(merged)],
@@ -48,8 +49,9 @@ def generate(push: PushContext, view: ProxyView) -> GeneratedConfig:
         )
     if view.proxy.is_sidecar:
         config = sidecar_config(push, view)
-        return GeneratedConfig(clusters=config.clusters, listeners=config.listeners,
-                               routes=config.routes, diagnostics=config.diagnostics)
+        return GeneratedConfig(clusters=[*config.clusters, *tracing_clusters(push.mesh)],
+                               listeners=config.listeners, routes=config.routes,
+                               diagnostics=config.diagnostics)
     return GeneratedConfig(clusters=[], listeners=[], routes=[])
 
 

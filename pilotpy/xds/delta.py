@@ -72,8 +72,7 @@ class DeltaStream:
                + wire.field_str(wire.DELTA_TYPE_URL, type_url)
                + b"".join(wire.field_str(wire.DELTA_REMOVED_RESOURCES, n) for n in removed)
                + wire.field_str(wire.DELTA_NONCE, nonce))
-        self._stats.pushes[type_url] += 1
-        self._stats.bytes_sent[type_url] += len(out)
+        self._stats.sent(type_url, len(out))
         return out
 
     def _diff(self, watch: _Watch, current: ResourceSet) -> Diff:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,10 +18,11 @@ import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
+from pilotpy.xds import debug, types
 from pilotpy.xds.delta import DeltaStream
 from pilotpy.xds.resources import Memo, Snapshot
 from pilotpy.xds.sotw import SotwStream
-from pilotpy.xds.status import StreamStatus, XdsStats
+from pilotpy.xds.status import NodeInfo, StreamStatus, XdsStats
 
 log = logging.getLogger("pilotpy.xds")
 
@@ -58,9 +60,25 @@ class ConfigProvider(Protocol):
 @dataclass(eq=False)
 class Connection:
     status: StreamStatus
-    handle: object
+    handle: object  # None for a debug client whose node the provider cannot serve
     wake: asyncio.Event
+    debug: bool = False  # a debug client (istioctl), not a proxy
+    debug_nonce: str = ""  # of the last answer to a debug type
     push_pending: bool = False
+    # When the change behind the pending push arrived (for pilot_proxy_convergence_time).
+    push_started: float | None = None
+
+
+def node_info(node: base_pb2.Node) -> NodeInfo:
+    """The proxy type from the Istio node id, and what debug status shows from metadata."""
+    fields = node.metadata.fields if node.HasField("metadata") else {}
+
+    def text(key: str) -> str:
+        value = fields.get(key)
+        return value.string_value if value is not None else ""
+
+    return NodeInfo(type=node.id.split("~", 1)[0], cluster_id=text("CLUSTER_ID"),
+                    namespace=text("NAMESPACE"), istio_version=text("ISTIO_VERSION"))
 
 
 _CLOSED = object()
@@ -71,8 +89,8 @@ def _identity(data: bytes) -> bytes:
 
 
 class XdsServer:
-    def __init__(self, provider: ConfigProvider, *, max_connection_age_ms: int | None = None
-                 ) -> None:
+    def __init__(self, provider: ConfigProvider, *, max_connection_age_ms: int | None = None,
+                 instance_id: str = "pilotpy", version: str = "") -> None:
         self._provider = provider
         self.stats = XdsStats()
         self._memo = Memo()
@@ -80,6 +98,12 @@ class XdsServer:
         self.ready = asyncio.Event()
         self._server: grpc.aio.Server | None = None
         self._max_connection_age_ms = max_connection_age_ms
+        self.control_plane_identifier = debug.control_plane_identifier(instance_id, version)
+        self.tls_port = 0
+        self.draining = False
+        self._pushing = 0  # streams between taking a snapshot and writing its responses
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -93,22 +117,41 @@ class XdsServer:
                 response_serializer=_identity),
         })
 
-    async def start(self, address: str) -> int:
-        """Listen on `address` (`host:port`, `:port`); returns the bound port."""
+    async def start(self, address: str, *, tls_address: str | None = None,
+                    tls_key_and_cert: tuple[bytes, bytes] | None = None) -> int:
+        """Listen on `address` (`host:port`, `:port`), and with TLS on `tls_address` when
+        given (istiod's 15010 and 15012); returns the plaintext port (`tls_port` is set)."""
         options = list(SERVER_OPTIONS)
         if self._max_connection_age_ms:
+            # C-core spreads each connection's age by +-10%, so reconnects do not come in a
+            # wave; the grace lets an in-flight push finish.
             options += [("grpc.max_connection_age_ms", self._max_connection_age_ms),
                         ("grpc.max_connection_age_grace_ms", 10_000)]
         server = grpc.aio.server(options=options)
         server.add_generic_rpc_handlers((self._handler(),))
-        if address.startswith(":"):
-            address = "[::]" + address
-        port = server.add_insecure_port(address)
+        port = server.add_insecure_port(_listen_address(address))
         if port == 0:
             raise OSError(f"cannot listen for xDS on {address}")
+        if tls_address:
+            if tls_key_and_cert is None:
+                raise ValueError("a TLS address needs a key and certificate")
+            credentials = grpc.ssl_server_credentials([tls_key_and_cert])
+            self.tls_port = server.add_secure_port(_listen_address(tls_address), credentials)
+            if self.tls_port == 0:
+                raise OSError(f"cannot listen for xDS over TLS on {tls_address}")
         await server.start()
         self._server = server
         return port
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Graceful shutdown, first half: refuse new streams, let pushes being written
+        finish, then end every stream (status OK) so proxies reconnect to another instance."""
+        self.draining = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        for connection in list(self.connections.values()):
+            connection.wake.set()
+        log.info("draining: closing %d streams", len(self.connections))
 
     async def stop(self, grace: float = 1.0) -> None:
         if self._server is not None:
@@ -117,17 +160,52 @@ class XdsServer:
 
     # -- pushes ----------------------------------------------------------------------------
 
-    def push(self, selected: Callable[[object], bool] | None = None) -> int:
-        """Wake streams so they compare their snapshot with what they sent. Returns the
-        number woken."""
+    def push(self, selected: Callable[[object], bool] | None = None,
+             started: float | None = None) -> int:
+        """Wake streams so they compare their snapshot with what they sent. `started` is
+        when the change arrived (time.monotonic()). Returns the number woken."""
         woken = 0
+        started = time.monotonic() if started is None else started
         for connection in self.connections.values():
+            if connection.handle is None or connection.debug:
+                continue
             if selected is not None and not selected(connection.handle):
                 continue
             connection.push_pending = True
+            if connection.push_started is None:
+                connection.push_started = started
             connection.wake.set()
             woken += 1
         return woken
+
+    def proxies(self) -> list[StreamStatus]:
+        """Status of every connected proxy (debug clients excluded)."""
+        return [c.status for c in self.connections.values() if not c.debug]
+
+    async def _push(self, context: grpc.aio.ServicerContext[Any, Any], connection: Connection,
+                    stream: SotwStream | DeltaStream) -> None:
+        self._pushing += 1
+        self._idle.clear()
+        try:
+            status = connection.status
+            before = {t: s.sent_nonce for t, s in status.types.items()}
+            began = time.monotonic()
+            await self._write(context, stream.on_push(self._provider.snapshot(connection.handle)))
+            now = time.monotonic()
+            pushed = [t for t, s in status.types.items() if s.sent_nonce != before.get(t)]
+            for type_url in pushed:
+                self.stats.push_time.observe(now - began, type=types.short_name(type_url))
+            if pushed and log.isEnabledFor(logging.INFO):
+                log.info("push %s: %s", status.node_id,
+                         ",".join(types.short_name(t) for t in pushed),
+                         extra=status.log_fields(types=[types.short_name(t) for t in pushed]))
+            if connection.push_started is not None:
+                self.stats.convergence.observe(now - connection.push_started)
+                connection.push_started = None
+        finally:
+            self._pushing -= 1
+            if not self._pushing:
+                self._idle.set()
 
     # -- streams ---------------------------------------------------------------------------
 
@@ -141,6 +219,8 @@ class XdsServer:
 
     async def _serve(self, requests: AsyncIterator[Any],
                      context: grpc.aio.ServicerContext[Any, Any], protocol: str) -> None:
+        if self.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "pilotpy is shutting down")
         if not self.ready.is_set():
             try:
                 await asyncio.wait_for(self.ready.wait(), READY_WAIT_SECONDS)
@@ -152,16 +232,15 @@ class XdsServer:
         connection: Connection | None = None
         stream: SotwStream | DeltaStream | None = None
         try:
-            while True:
+            while not self.draining:
                 if connection is not None and connection.push_pending and inbox.empty():
                     connection.push_pending = False
                     connection.wake.clear()
                     assert stream is not None
-                    await self._write(context, stream.on_push(
-                        self._provider.snapshot(connection.handle)))
+                    await self._push(context, connection, stream)
                     continue
                 item = await self._next(inbox, connection)
-                if item is _CLOSED:
+                if item is _CLOSED or self.draining:
                     return
                 if item is None:
                     continue  # woken for a push
@@ -170,6 +249,11 @@ class XdsServer:
                     stream = (SotwStream if protocol == "sotw" else DeltaStream)(
                         connection.status, self.stats, self._memo)
                 assert stream is not None
+                if debug.is_debug_type(item.type_url):
+                    await self._write(context, self._debug_response(connection, item))
+                    continue
+                if connection.handle is None:
+                    continue  # a debug client asking for config: nothing to give it
                 snapshot = self._provider.snapshot(connection.handle)
                 await self._write(context, stream.on_request(item, snapshot))
         finally:
@@ -178,9 +262,41 @@ class XdsServer:
                 await reader
             if connection is not None:
                 self.connections.pop(connection.status.stream_id, None)
-                self._provider.disconnect(connection.handle)
+                if connection.handle is not None:
+                    self._provider.disconnect(connection.handle)
                 log.info("disconnected %s (%s stream %d)", connection.status.node_id, protocol,
-                         connection.status.stream_id)
+                         connection.status.stream_id, extra=connection.status.log_fields())
+
+    def find_proxy(self, proxy_id: str) -> Connection | None:
+        """The connection of a proxy by node id or `<pod>.<namespace>`."""
+        for connection in self.connections.values():
+            if (not connection.debug and connection.handle is not None
+                    and debug.matches_proxy(connection.status.node_id, proxy_id)):
+                return connection
+        return None
+
+    def _debug_response(self, connection: Connection, request: Any) -> list[bytes]:
+        """istio.io/debug/syncz and config_dump on a SotW stream; other debug types get no
+        answer."""
+        known = request.type_url in (debug.SYNCZ, debug.CONFIG_DUMP)
+        if not known or connection.status.protocol != "sotw":
+            log.info("%s asked for unsupported debug type %s", connection.status.node_id,
+                     request.type_url, extra=connection.status.log_fields())
+            return []
+        if request.response_nonce and request.response_nonce == connection.debug_nonce:
+            return []  # the ACK of our answer (istioctl's first request carries a made-up nonce)
+        connection.debug_nonce = nonce = connection.status.next_nonce()
+        if request.type_url == debug.CONFIG_DUMP:
+            names = list(request.resource_names)
+            found = self.find_proxy(names[0]) if len(names) == 1 else None
+            if found is None:
+                log.info("config_dump: proxy %s is not connected", names,
+                         extra=connection.status.log_fields())
+                return [debug.empty_response(debug.CONFIG_DUMP, nonce)]
+            return [debug.config_dump_response(self._provider.snapshot(found.handle), nonce)]
+        return [debug.syncz_response(self.proxies(), self.control_plane_identifier,
+                                     version=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                     nonce=nonce)]
 
     @staticmethod
     async def _next(inbox: asyncio.Queue[Any], connection: Connection | None) -> Any:
@@ -216,17 +332,30 @@ class XdsServer:
         if not node.id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "missing node information: the first request must carry node.id")
+        info = node_info(node)
+        # Debug clients (istioctl) connect as `debug~...`, or as a sidecar whose first
+        # request is a debug type. They are served what they ask for but are not proxies:
+        # sync status does not list them.
+        is_debug = info.type == debug.DEBUG_NODE_TYPE or debug.is_debug_type(request.type_url)
+        handle: object = None
         try:
             handle = self._provider.connect(node)
         except NodeRejected as err:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-        status = StreamStatus(node.id, protocol)
-        connection = Connection(status, handle, asyncio.Event())
+            if not is_debug:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        status = StreamStatus(node.id, protocol, node=info)
+        connection = Connection(status, handle, asyncio.Event(), debug=is_debug)
         self.connections[status.stream_id] = connection
-        log.info("connected %s (%s stream %d)", node.id, protocol, status.stream_id)
+        log.info("connected %s (%s stream %d%s)", node.id, protocol, status.stream_id,
+                 ", debug" if is_debug else "", extra=status.log_fields())
         return connection
 
-    async def _write(self, context: grpc.aio.ServicerContext[Any, Any],
-                     responses: list[bytes]) -> None:
+    @staticmethod
+    async def _write(context: grpc.aio.ServicerContext[Any, Any], responses: list[bytes]
+                     ) -> None:
         for response in responses:
             await context.write(response)
+
+
+def _listen_address(address: str) -> str:
+    return "[::]" + address if address.startswith(":") else address

@@ -86,8 +86,7 @@ class SotwStream:
         if body is None:
             body = self._body(current, resources)
         out = body + wire.field_str(wire.RESPONSE_NONCE, nonce)
-        self._stats.pushes[type_url] += 1
-        self._stats.bytes_sent[type_url] += len(out)
+        self._stats.sent(type_url, len(out))
         return out
 
     def _full(self, watch: _Watch, current: ResourceSet) -> bytes:

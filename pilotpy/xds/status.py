@@ -10,9 +10,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from pilotpy.metrics import Histogram
 from pilotpy.xds import types
 
 log = logging.getLogger("pilotpy.xds")
+
+# istiod's buckets (pilot/pkg/xds/monitoring.go).
+PUSH_TIME_BUCKETS = (.01, .1, .5, 1, 3, 5, 10, 20, 30)
+CONVERGENCE_BUCKETS = (.1, .5, 1, 3, 5, 10, 20, 30)
+CONFIG_SIZE_BUCKETS = (1, 10_000, 1_000_000, 4_000_000, 10_000_000, 40_000_000)
 
 
 @dataclass(slots=True)
@@ -35,19 +41,51 @@ class XdsStats:
     rejects: Counter[str] = field(default_factory=Counter)  # NACKs, by type
     expired_nonces: Counter[str] = field(default_factory=Counter)
     bytes_sent: Counter[str] = field(default_factory=Counter)
+    push_time: Histogram = field(default_factory=lambda: Histogram(
+        "pilot_xds_push_time", "Total time in seconds Pilot takes to push lds, rds, cds and eds.",
+        PUSH_TIME_BUCKETS, ("type",)))
+    convergence: Histogram = field(default_factory=lambda: Histogram(
+        "pilot_proxy_convergence_time",
+        "Delay in seconds between config change and a proxy receiving all required "
+        "configuration.", CONVERGENCE_BUCKETS))
+    config_size: Histogram = field(default_factory=lambda: Histogram(
+        "pilot_xds_config_size_bytes", "Distribution of configuration sizes pushed to clients",
+        CONFIG_SIZE_BUCKETS, ("type",)))
+
+    def sent(self, type_url: str, size: int) -> None:
+        """One response written (either protocol)."""
+        self.pushes[type_url] += 1
+        self.bytes_sent[type_url] += size
+        self.config_size.observe(size, type=types.short_name(type_url))
 
 
 _stream_ids = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """What debug status reports about a proxy, read from its node (id and metadata)."""
+
+    type: str = ""  # sidecar, router, debug, ...
+    cluster_id: str = ""
+    namespace: str = ""
+    istio_version: str = ""
 
 
 @dataclass(eq=False)
 class StreamStatus:
     node_id: str
     protocol: str  # "sotw" or "delta"
+    node: NodeInfo = field(default_factory=NodeInfo)
     stream_id: int = field(default_factory=lambda: next(_stream_ids))
     connected_at: float = field(default_factory=time.time)
     types: dict[str, TypeStatus] = field(default_factory=dict)
     _nonces: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def log_fields(self, **more: Any) -> dict[str, Any]:
+        """Structured fields for log records about this stream (`--log-format json`)."""
+        return {"fields": {"proxy": self.node_id, "proxy_type": self.node.type,
+                           "stream": self.stream_id, "protocol": self.protocol, **more}}
 
     def of(self, type_url: str) -> TypeStatus:
         found = self.types.get(type_url)
@@ -79,4 +117,5 @@ def record_nack(status: StreamStatus, stats: XdsStats, request: Any) -> None:
     message = request.error_detail.message
     status.rejected(type_url, nonce, message)
     stats.rejects[type_url] += 1
-    log.info("NACK %s %s nonce=%s: %s", status.node_id, types.short_name(type_url), nonce, message)
+    log.info("NACK %s %s nonce=%s: %s", status.node_id, types.short_name(type_url), nonce,
+             message, extra=status.log_fields(type=types.short_name(type_url), nonce=nonce))

@@ -19,7 +19,7 @@ async def w1(tmp_path: Path) -> AsyncIterator[W1Factory]:
     stacks: list[LocalStack] = []
 
     async def start(*, delta: bool = False, routed: bool = True, v1: int = 0,
-                    v2: int = 100) -> W1:
+                    v2: int = 100, mesh_config: str | None = None) -> W1:
         config = tmp_path / "config"
         config.mkdir()
         port = free_port()
@@ -30,7 +30,12 @@ async def w1(tmp_path: Path) -> AsyncIterator[W1Factory]:
             (config / "destinationrule.yaml").write_text(DESTINATION_RULE, encoding="utf-8")
             (config / "virtualservice.yaml").write_text(weighted_virtual_service(v1, v2),
                                                         encoding="utf-8")
-        stack = LocalStack([config], tmp_path, delta=delta, poll_interval=0.05)
+        mesh = None
+        if mesh_config is not None:
+            mesh = tmp_path / "mesh.yaml"
+            mesh.write_text(mesh_config, encoding="utf-8")
+        stack = LocalStack([config], tmp_path, delta=delta, poll_interval=0.05,
+                           mesh_config=mesh)
         stacks.append(stack)
         await stack.start()
         await stack.wait_live()

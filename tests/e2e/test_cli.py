@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from pilotpy.local.envoy import free_port, validate_bootstrap
+from pilotpy.local.bootstrap import envoy_bootstrap
+from pilotpy.local.envoy import EnvoyProcess, free_port, validate_bootstrap
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).parents[2]
@@ -114,28 +115,84 @@ def test_bootstrap_is_valid_for_envoy(tmp_path: Path) -> None:
     validate_bootstrap(bootstrap, tmp_path)
 
 
-def test_serve_reports_ready_and_stops_on_sigterm() -> None:
-    grpc_port, http_port = free_port(), free_port()
-    server = subprocess.Popen(
+def serve(grpc_port: int, http_port: int, *extra: str) -> subprocess.Popen[bytes]:
+    """`pilotpy serve` on loopback ports (every port flag, so nothing lands on istiod's)."""
+    return subprocess.Popen(
         [sys.executable, "-m", "pilotpy.cli", "--log-format", "json", "serve", "--config",
          str(EXAMPLES), "--grpc-addr", f"127.0.0.1:{grpc_port}", "--http-addr",
-         f"127.0.0.1:{http_port}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+         f"127.0.0.1:{http_port}", "--grpc-tls-addr", f"127.0.0.1:{free_port()}",
+         "--monitoring-addr", f"127.0.0.1:{free_port()}", *extra],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_ready(http_port: int) -> None:
+    deadline = time.monotonic() + 30
+    status = 0
+    while time.monotonic() < deadline and status != 200:
+        try:
+            with OPENER.open(f"http://127.0.0.1:{http_port}/ready", timeout=1) as response:
+                status = response.status
+        except OSError:
+            time.sleep(0.1)
+    assert status == 200
+
+
+def json_logs(server: subprocess.Popen[bytes]) -> list[dict[str, Any]]:
+    assert server.stderr is not None
+    return [json.loads(line) for line in server.stderr.read().decode().splitlines() if line]
+
+
+def test_serve_reports_ready_and_stops_on_sigterm() -> None:
+    grpc_port, http_port = free_port(), free_port()
+    server = serve(grpc_port, http_port)
     try:
-        deadline = time.monotonic() + 30
-        status = 0
-        while time.monotonic() < deadline and status != 200:
-            try:
-                with OPENER.open(f"http://127.0.0.1:{http_port}/ready", timeout=1) as response:
-                    status = response.status
-            except OSError:
-                time.sleep(0.1)
-        assert status == 200
+        wait_ready(http_port)
         server.send_signal(signal.SIGTERM)
         assert server.wait(15) == 0
-        assert server.stderr is not None
-        logs = [json.loads(line) for line in server.stderr.read().decode().splitlines() if line]
+        logs = json_logs(server)
         assert any(f":{grpc_port}" in entry["msg"] for entry in logs), logs
     finally:
         if server.poll() is None:
             server.kill()
             server.wait(10)
+
+
+def test_sigterm_closes_streams_and_the_proxy_reconnects_elsewhere(tmp_path: Path) -> None:
+    """Graceful shutdown: the stream ends cleanly, Envoy keeps its config, and reconnects to
+    the next instance listening on the address (a new pod behind the istiod Service)."""
+    grpc_port = free_port()
+    first_http, second_http = free_port(), free_port()
+    first = serve(grpc_port, first_http)
+    second: subprocess.Popen[bytes] | None = None
+    bootstrap = envoy_bootstrap(node_id=GATEWAY_NODE, xds_address=("127.0.0.1", grpc_port),
+                                labels={"istio": "ingressgateway"}, admin_port=free_port(),
+                                status_port=free_port(), stats_port=None)
+    envoy = EnvoyProcess(bootstrap, tmp_path, name="gateway")
+    try:
+        wait_ready(first_http)
+        envoy.start()
+        envoy.wait_for(lambda: envoy.stats().get("control_plane.connected_state") == 1
+                       and envoy.stats().get("listener_manager.lds.update_success", 0) >= 1,
+                       20, "the gateway connected and configured")
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(15) == 0
+        logs = json_logs(first)
+        assert any(e["msg"].startswith("draining: closing 1 streams") for e in logs), logs
+        (gone,) = [e for e in logs if e["msg"].startswith("disconnected")]
+        assert (gone["proxy"], gone["proxy_type"]) == (GATEWAY_NODE, "router")
+        envoy.wait_for(lambda: envoy.stats().get("control_plane.connected_state") == 0,
+                       10, "the stream to be closed")
+        assert envoy.stats().get("listener_manager.total_listeners_active", 0) >= 1
+
+        second = serve(grpc_port, second_http)
+        wait_ready(second_http)
+        envoy.wait_for(lambda: envoy.stats().get("control_plane.connected_state") == 1,
+                       20, "the gateway reconnected to the next instance")
+        with OPENER.open(f"http://127.0.0.1:{second_http}/debug/syncz", timeout=5) as answer:
+            assert [e["proxy"] for e in json.load(answer)] == [GATEWAY_NODE]
+    finally:
+        envoy.stop()
+        for server in (first, second):
+            if server is not None and server.poll() is None:
+                server.kill()
+                server.wait(10)

@@ -70,7 +70,7 @@ async def test_golden_config_is_accepted_by_envoy(case: Path, tmp_path: Path) ->
     expected = json.loads((case / "expected.json").read_text(encoding="utf-8"))
     config = tmp_path / "config"
     config.mkdir()
-    mesh_config = None
+    mesh_config = case / spec["meshConfig"] if spec.get("meshConfig") else None
     if spec["nodeId"].startswith("sidecar~"):
         docs = [d for f in sorted((case / "input").glob("*.yaml")) for d in _load(f)
                 if isinstance(d, dict)]

@@ -24,3 +24,11 @@ async def test_version_is_served() -> None:
         response = await client.get("/version")
         assert response.status == 200
         assert (await response.json()) == {"version": __version__}
+
+
+async def test_ready_names_what_it_waits_for() -> None:
+    async with TestClient(TestServer(build_app(
+            lambda: False, not_ready_reason=lambda: "waiting for kube"))) as client:
+        response = await client.get("/ready")
+        assert response.status == 503
+        assert "waiting for kube" in await response.text()

@@ -119,3 +119,35 @@ def test_sidecar_capture_ports_default_to_istio_init_s() -> None:
     assert (moved.proxy_listen_port, moved.proxy_inbound_listen_port) == (16001, 16006)
     with pytest.raises(MeshConfigError, match="proxyListenPort"):
         parse_mesh_config({"proxyListenPort": 70000})
+
+
+def test_access_log_and_tracing_fields() -> None:
+    config, warnings = parse_mesh_config(yaml.safe_load("""
+accessLogFile: /dev/stdout
+accessLogEncoding: JSON
+accessLogFormat: '{"code": "%RESPONSE_CODE%"}'
+defaultConfig:
+  discoveryAddress: istiod.istio-system.svc:15012
+  tracing:
+    sampling: 25
+    zipkin: {address: zipkin.istio-system:9411}
+"""))
+    assert warnings == []
+    assert config.access_log_file == "/dev/stdout"
+    assert config.access_log_encoding == "JSON"
+    assert config.access_log_format == '{"code": "%RESPONSE_CODE%"}'
+    assert config.enable_tracing is True
+    assert config.trace_sampling == 25
+    assert config.zipkin_address == "zipkin.istio-system:9411"
+
+
+def test_tracing_defaults_and_errors() -> None:
+    config, _ = parse_mesh_config({"enableTracing": False})
+    assert (config.enable_tracing, config.trace_sampling, config.zipkin_address) == (
+        False, 1.0, "")
+    with pytest.raises(MeshConfigError, match=r"defaultConfig\.tracing\.zipkin\.address"):
+        parse_mesh_config({"defaultConfig": {"tracing": {"zipkin": {"address": "nohost"}}}})
+    with pytest.raises(MeshConfigError, match="accessLogFormat"):
+        parse_mesh_config({"accessLogEncoding": "JSON", "accessLogFormat": "not json"})
+    _, warnings = parse_mesh_config({"defaultConfig": {"tracing": {"datadog": {}}}})
+    assert any("zipkin" in str(w) for w in warnings)

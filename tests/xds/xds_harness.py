@@ -54,7 +54,8 @@ Doc = dict[str, Any]
 
 def settings_for(config_dir: Path) -> Settings:
     return Settings(config_paths=[config_dir], grpc_addr="127.0.0.1:0",
-                    http_addr="127.0.0.1:0", poll_interval=0.05, debounce_quiet=0.02)
+                    http_addr="127.0.0.1:0", grpc_tls_addr="127.0.0.1:0",
+                    monitoring_addr="127.0.0.1:0", poll_interval=0.05, debounce_quiet=0.02)
 
 
 @contextlib.asynccontextmanager

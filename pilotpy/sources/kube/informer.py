@@ -65,7 +65,9 @@ class Informer:
                  backoff: Backoff | None = None, sleep: Sleep = asyncio.sleep,
                  watch_timeout_range: tuple[float, float] = WATCH_TIMEOUT_RANGE,
                  rediscover_interval: float = REDISCOVER_INTERVAL,
-                 page_size: int = PAGE_SIZE, rng: random.Random | None = None) -> None:
+                 page_size: int = PAGE_SIZE, rng: random.Random | None = None,
+                 on_connected: Callable[[bool], None] | None = None) -> None:
+        """`on_connected` hears every change of reachability (for the source metrics)."""
         self._api = api
         self.kind = kind
         self._sink = sink
@@ -77,6 +79,7 @@ class Informer:
         self._rng = rng or random.Random()
         self.status = InformerStatus(kind.kind)
         self.synced = asyncio.Event()
+        self._on_connected = on_connected
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -121,6 +124,8 @@ class Informer:
     def _failed(self, err: BaseException) -> None:
         was_connected = self.status.connected
         self.status.connected = False
+        if self._on_connected is not None and (was_connected or self.status.errors == 0):
+            self._on_connected(False)
         self.status.errors += 1
         self.status.last_error = f"{type(err).__name__}: {err}" if not isinstance(
             err, ApiError) else str(err)
@@ -137,6 +142,8 @@ class Informer:
             if self.status.errors:
                 log.info("%s: connected to the API server again", self.kind.kind)
             self.status.connected = True
+            if self._on_connected is not None:
+                self._on_connected(True)
 
     # -- discovery -------------------------------------------------------------------------
 

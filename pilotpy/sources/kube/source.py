@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import yaml
@@ -22,6 +22,7 @@ from pilotpy.model import InvalidObject, Key, UnknownKind, parse_object
 from pilotpy.sources.kube.api import KubeApi
 from pilotpy.sources.kube.informer import Informer, InformerStatus
 from pilotpy.sources.kube.kinds import MESH_CONFIG_MAP, WatchedKind, watched_kinds
+from pilotpy.sourcestatus import SourceStatus
 from pilotpy.store import Store
 
 log = logging.getLogger("pilotpy.sources.kube")
@@ -153,11 +154,24 @@ class _MeshConfigSink:
         self._publish(None)
 
 
+def _reporter(status: SourceStatus | None, kind: str) -> Callable[[bool], None] | None:
+    if status is None:
+        return None
+    name = f"{ORIGIN}/{kind}"
+
+    def report(connected: bool) -> None:
+        status.set_connected(name, connected)
+
+    return report
+
+
 class KubeSource:
     def __init__(self, api: KubeApi, store: Store, diagnostics: Diagnostics, *,
                  control_plane_namespace: str = "istio-system",
                  kinds: Iterable[WatchedKind] | None = None,
+                 status: SourceStatus | None = None,
                  **informer_options: Any) -> None:
+        """`status` gets `pilotpy_source_connected{source="kube/<Kind>"}` per informer."""
         self.api = api
         self.informers: list[Informer] = []
         for kind in kinds if kinds is not None else watched_kinds(control_plane_namespace):
@@ -167,7 +181,9 @@ class KubeSource:
                 sink = _MeshConfigSink(store, diagnostics)
             else:
                 sink = _ObjectSink(kind, store, diagnostics)
-            self.informers.append(Informer(api, kind, sink, **informer_options))
+            self.informers.append(Informer(
+                api, kind, sink, on_connected=_reporter(status, kind.kind),
+                **informer_options))
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:

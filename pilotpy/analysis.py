@@ -1,0 +1,301 @@
+"""Config analysis with istioctl analyze's codes and levels (pkg/config/analysis/msg/
+messages.yaml), for `pilotpy analyze` and for every change set at ingest.
+
+- IST0101 ReferencedResourceNotFound (Error): a VirtualService names a Gateway, a host or a
+  DestinationRule subset that does not exist.
+- IST0106 SchemaValidationError (Error): an object pilotpy rejects.
+- IST0109 ConflictingMeshGatewayVirtualServiceHosts (Error): two mesh VirtualServices for one
+  host.
+- IST0132 VirtualServiceHostNotFoundInGateway (Warning): a VirtualService host that none of
+  its Gateway's servers accepts.
+- IST0145 ConflictingGateways (Error): Gateways with the same selector and port and
+  overlapping hosts.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pilotpy.diagnostics import Problem
+from pilotpy.mesh import MeshConfig
+from pilotpy.model import hosts
+from pilotpy.model.common import Destination
+from pilotpy.model.destinationrule import DestinationRule
+from pilotpy.model.gateway import Gateway
+from pilotpy.model.meta import Key
+from pilotpy.model.virtualservice import VirtualService
+from pilotpy.push.config import resolve_virtual_service
+from pilotpy.push.services import Service, from_kube_service, from_service_entry
+
+ERROR, WARNING = "Error", "Warning"
+NAMES = {
+    "IST0101": "ReferencedResourceNotFound",
+    "IST0106": "SchemaValidationError",
+    "IST0109": "ConflictingMeshGatewayVirtualServiceHosts",
+    "IST0132": "VirtualServiceHostNotFoundInGateway",
+    "IST0145": "ConflictingGateways",
+}
+DOCS = "https://istio.io/latest/docs/reference/config/analysis/{}/"
+Objects = Mapping[str, Mapping[Key, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    code: str
+    level: str
+    resource: str  # "VirtualService default/reviews"
+    field: str  # where in the object, e.g. "spec.gateways[0]"
+    message: str  # istioctl's text
+    hint: str  # how to fix it
+    origin: str = ""  # the file, when known
+
+    @property
+    def is_error(self) -> bool:
+        return self.level == ERROR
+
+    def __str__(self) -> str:
+        where = f" {self.origin}" if self.origin else ""
+        field = f" {self.field}:" if self.field else ""
+        return (f"{self.level} [{self.code}] ({self.resource}{where}){field} {self.message} "
+                f"Fix: {self.hint}")
+
+    def to_json(self) -> dict[str, Any]:
+        """istioctl analyze -o json's fields, plus the field and the hint."""
+        return {"code": self.code, "name": NAMES[self.code], "level": self.level,
+                "origin": self.resource, "reference": self.origin, "field": self.field,
+                "message": self.message, "hint": self.hint,
+                "documentationUrl": DOCS.format(self.code.lower())}
+
+
+def _name(key_or_obj: Any) -> str:
+    meta = getattr(key_or_obj, "meta", None)
+    return f"{meta.namespace}/{meta.name}" if meta is not None else str(key_or_obj)
+
+
+def _resource(obj: Any) -> str:
+    return f"{obj.meta.kind} {obj.meta.namespace}/{obj.meta.name}"
+
+
+def _values(objects: Objects, kind: str) -> list[Any]:
+    return sorted(objects.get(kind, {}).values(), key=_name)
+
+
+# -- IST0106 ---------------------------------------------------------------------------------
+
+
+def schema_errors(problems: Iterable[Problem]) -> list[Message]:
+    """Objects (and files) pilotpy rejected while reading them."""
+    out = []
+    for problem in problems:
+        if not problem.error:
+            continue
+        text = problem.message
+        if text.startswith("invalid, skipped"):
+            text = text.partition(": ")[2]
+        field, sep, detail = text.partition(": ")
+        if not sep or " " in field:
+            field, detail = "", text
+        out.append(Message("IST0106", ERROR, problem.subject, field,
+                           f"Schema validation error: {detail}",
+                           "correct the field; until then pilotpy keeps serving the last valid "
+                           "version of the object", problem.origin))
+    return out
+
+
+# -- IST0101 ---------------------------------------------------------------------------------
+
+
+class _Registry:
+    """Hostnames of Services and ServiceEntries, exact and wildcard."""
+
+    def __init__(self, objects: Objects, mesh: MeshConfig,
+                 services: Iterable[Service] | None = None) -> None:
+        if services is None:
+            services = [from_kube_service(s, mesh.domain_suffix)
+                        for s in _values(objects, "Service")]
+            for entry in _values(objects, "ServiceEntry"):
+                services.extend(from_service_entry(entry))
+        services = list(services)
+        self.exact = {s.hostname for s in services if not hosts.is_wildcard(s.hostname)}
+        self.wildcards = [s.hostname for s in services if hosts.is_wildcard(s.hostname)]
+
+    def knows(self, host: str) -> bool:
+        if hosts.is_wildcard(host):
+            return True  # a wildcard destination is checked at request time, not here
+        return host in self.exact or any(hosts.subset_of(host, w) for w in self.wildcards)
+
+
+def _destinations(vs: VirtualService) -> Iterator[tuple[str, Destination]]:
+    for i, route in enumerate(vs.http):
+        for j, dest in enumerate(route.route):
+            yield f"spec.http[{i}].route[{j}].destination", dest.destination
+        if route.mirror is not None:
+            yield f"spec.http[{i}].mirror", route.mirror
+        for j, mirror in enumerate(route.mirrors):
+            yield f"spec.http[{i}].mirrors[{j}].destination", mirror.destination
+    for i, tcp in enumerate(vs.tcp):
+        for j, l4 in enumerate(tcp.route):
+            yield f"spec.tcp[{i}].route[{j}].destination", l4.destination
+    for i, tls in enumerate(vs.tls):
+        for j, l4 in enumerate(tls.route):
+            yield f"spec.tls[{i}].route[{j}].destination", l4.destination
+
+
+def _subsets(rules: Iterable[DestinationRule], mesh: MeshConfig) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = defaultdict(set)
+    for rule in rules:
+        host = hosts.resolve_short_name(rule.host, rule.meta.namespace, mesh.domain_suffix)
+        out[host.lower()].update(s.name for s in rule.subsets)
+    return out
+
+
+def _gateway_refs(vs: VirtualService) -> Iterator[tuple[str, str]]:
+    for i, name in enumerate(vs.gateways):
+        yield f"spec.gateways[{i}]", name
+    for i, route in enumerate(vs.http):
+        for j, match in enumerate(route.match):
+            for k, name in enumerate(match.gateways):
+                yield f"spec.http[{i}].match[{j}].gateways[{k}]", name
+
+
+def missing_references(objects: Objects, mesh: MeshConfig,
+                       services: Iterable[Service] | None = None) -> list[Message]:
+    gateways = {_name(g) for g in _values(objects, "Gateway")}
+    registry = _Registry(objects, mesh, services)
+    subsets = _subsets(_values(objects, "DestinationRule"), mesh)
+    out = []
+    for vs in _values(objects, "VirtualService"):
+        resource, ns = _resource(vs), vs.meta.namespace
+        for field, name in _gateway_refs(vs):
+            resolved = hosts.resolve_gateway_name(name, ns)
+            if resolved != "mesh" and resolved not in gateways:
+                out.append(Message("IST0101", ERROR, resource, field,
+                                   f'Referenced gateway not found: "{resolved}"',
+                                   "create that Gateway, or name an existing one as "
+                                   "<namespace>/<name>"))
+        for field, dest in _destinations(vs):
+            host = hosts.resolve_short_name(dest.host, ns, mesh.domain_suffix).lower()
+            if not registry.knows(host):
+                out.append(Message("IST0101", ERROR, resource, f"{field}.host",
+                                   f'Referenced host not found: "{dest.host}"',
+                                   "create a Service or ServiceEntry for the host, or fix the "
+                                   "host name"))
+            elif dest.subset and dest.subset not in subsets.get(host, set()):
+                out.append(Message("IST0101", ERROR, resource, f"{field}.subset",
+                                   "Referenced host+subset in destinationrule not found: "
+                                   f'"{dest.host}+{dest.subset}"',
+                                   "define the subset in a DestinationRule for the host"))
+    return out
+
+
+# -- IST0109, IST0132 ------------------------------------------------------------------------
+
+
+def _bindings(vs: VirtualService, mesh: MeshConfig) -> tuple[VirtualService, list[str]]:
+    resolved = resolve_virtual_service(vs, mesh.domain_suffix)
+    return resolved, sorted(set(resolved.gateways))
+
+
+def duplicate_hosts(objects: Objects, mesh: MeshConfig) -> dict[tuple[str, str], list[str]]:
+    """(gateway or `mesh`, host) -> the VirtualServices defining it, where more than one does
+    (istiod's pilot_vservice_dup_domain counts these)."""
+    owners: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for vs in _values(objects, "VirtualService"):
+        resolved, gateways = _bindings(vs, mesh)
+        for gateway in gateways:
+            for host in sorted(set(resolved.hosts)):
+                owners[(gateway, host)].append(_name(vs))
+    return {k: v for k, v in sorted(owners.items()) if len(v) > 1}
+
+
+def mesh_host_conflicts(objects: Objects, mesh: MeshConfig) -> list[Message]:
+    by_name = {_name(vs): vs for vs in _values(objects, "VirtualService")}
+    out = []
+    for (gateway, host), names in duplicate_hosts(objects, mesh).items():
+        if gateway != "mesh":
+            continue
+        for name in names:
+            vs = by_name[name]
+            index = next((i for i, h in enumerate(vs.hosts) if hosts.resolve_short_name(
+                h, vs.meta.namespace, mesh.domain_suffix).lower() == host), 0)
+            out.append(Message(
+                "IST0109", ERROR, _resource(vs), f"spec.hosts[{index}]",
+                f"The VirtualServices {','.join(names)} associated with mesh gateway define the "
+                f"same host {host} which can lead to undefined behavior. This can be fixed by "
+                "merging the conflicting VirtualServices into a single resource.",
+                "merge the VirtualServices into one, or bind all but one to gateways only"))
+    return out
+
+
+def hosts_missing_from_gateways(objects: Objects, mesh: MeshConfig) -> list[Message]:
+    gateways: dict[str, Gateway] = {_name(g): g for g in _values(objects, "Gateway")}
+    out = []
+    for vs in _values(objects, "VirtualService"):
+        _, bound = _bindings(vs, mesh)
+        for name in bound:
+            gateway = gateways.get(name)
+            if gateway is None:
+                continue  # IST0101 says so
+            accepted = [h for server in gateway.servers
+                        for h in hosts.names_for_namespace(server.hosts, vs.meta.namespace)]
+            missing = [h for h in vs.hosts if not any(
+                hosts.matches(hosts.resolve_short_name(h, vs.meta.namespace,
+                                                       mesh.domain_suffix).lower(), a)
+                for a in accepted)]
+            if missing:
+                out.append(Message(
+                    "IST0132", WARNING, _resource(vs), "spec.hosts",
+                    f"one or more host [{' '.join(missing)}] defined in VirtualService "
+                    f"{_name(vs)} not found in Gateway {name}.",
+                    f"add the hosts to a server of Gateway {name}, or remove them from the "
+                    "VirtualService"))
+    return out
+
+
+# -- IST0145 ---------------------------------------------------------------------------------
+
+
+def conflicting_gateways(objects: Objects) -> list[Message]:
+    by_selector: dict[tuple[tuple[str, str], ...], list[Gateway]] = defaultdict(list)
+    for gateway in _values(objects, "Gateway"):
+        by_selector[tuple(sorted(gateway.selector.items()))].append(gateway)
+    out = []
+    for selector, group in by_selector.items():
+        for gateway in group:
+            for index, server in enumerate(gateway.servers):
+                for other in group:
+                    if other is gateway:
+                        continue
+                    overlap = sorted({
+                        h for s in other.servers if s.port.number == server.port.number
+                        for h in hosts.intersection(_plain(server.hosts), _plain(s.hosts))})
+                    if overlap:
+                        labels = ",".join(f"{k}={v}" for k, v in selector)
+                        out.append(Message(
+                            "IST0145", ERROR, _resource(gateway), f"spec.servers[{index}]",
+                            f"Conflict with gateways {_name(other)} (workload selector "
+                            f"{labels}, port {server.port.number}, hosts "
+                            f"{','.join(overlap)}).",
+                            "serve each host and port from one Gateway per workload, or give "
+                            "the Gateways different selectors"))
+    return out
+
+
+def _plain(server_hosts: Iterable[str]) -> list[str]:
+    return [h.partition("/")[2] if "/" in h else h for h in server_hosts]
+
+
+# -- everything ------------------------------------------------------------------------------
+
+
+def analyze(objects: Objects, mesh: MeshConfig, problems: Iterable[Problem] = (),
+            services: Iterable[Service] | None = None) -> list[Message]:
+    """Every finding, errors first, then by resource. `services`: the registry when a push
+    context already holds it (else built from `objects`)."""
+    found = (schema_errors(problems) + missing_references(objects, mesh, services)
+             + mesh_host_conflicts(objects, mesh) + hosts_missing_from_gateways(objects, mesh)
+             + conflicting_gateways(objects))
+    return sorted(found, key=lambda m: (not m.is_error, m.resource, m.code, m.field))

@@ -1,0 +1,88 @@
+"""istiod's debug HTTP endpoints (pilot/pkg/xds/debug.go) for a running pilotpy:
+/debug/syncz, /debug/configz, /debug/registryz, /debug/adsz, /debug/config_dump?proxyID=.
+
+Read-only views of the control plane's state as JSON; served on the HTTP port (8080) and the
+monitoring port (15014), like istiod.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from pilotpy.discovery import Discovery
+from pilotpy.protojson import message_to_json
+from pilotpy.xds.debug import config_dump, rfc3339, sync_status
+from pilotpy.xds.server import XdsServer
+
+
+def plain(value: Any) -> Any:
+    """Model objects (frozen dataclasses, enums, mappings, tuples) as JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if not f.name.startswith("_")}
+    if isinstance(value, enum.Enum):
+        return plain(value.value)
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [plain(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, (set, frozenset)) else items
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def debug_routes(xds: XdsServer, discovery: Discovery,
+                 store_objects: Callable[[], Mapping[str, Mapping[Any, Any]]]
+                 ) -> list[web.RouteDef]:
+    async def syncz(request: web.Request) -> web.Response:
+        namespace = request.query.get("namespace")
+        return web.json_response([sync_status(s) for s in sorted(xds.proxies(),
+                                                                 key=lambda s: s.node_id)
+                                  if not namespace or s.node.namespace == namespace])
+
+    async def configz(_: web.Request) -> web.Response:
+        objects = store_objects()
+        return web.json_response([
+            {"kind": kind, "namespace": key.namespace, "name": key.name, "object": plain(obj)}
+            for kind in sorted(objects) for key, obj in sorted(objects[kind].items())])
+
+    async def registryz(_: web.Request) -> web.Response:
+        push = discovery.push
+        services = push.services.all if push is not None else []
+        return web.json_response([plain(s) for s in sorted(services, key=lambda s: (
+            s.hostname, s.namespace))])
+
+    async def adsz(_: web.Request) -> web.Response:
+        clients = []
+        for connection in sorted(xds.connections.values(), key=lambda c: c.status.stream_id):
+            status = connection.status
+            clients.append({
+                "connectionId": f"{status.node_id}-{status.stream_id}",
+                "connectedAt": rfc3339(status.connected_at),
+                "proxy": status.node_id, "proxyType": status.node.type,
+                "protocol": status.protocol, "debug": connection.debug,
+                "watches": {t: {"sentVersion": s.sent_version, "ackedVersion": s.acked_version,
+                                "nacks": s.nacks, "lastError": s.last_error}
+                            for t, s in sorted(status.types.items())},
+            })
+        return web.json_response({"totalClients": len(clients), "clients": clients})
+
+    async def dump(request: web.Request) -> web.Response:
+        proxy_id = request.query.get("proxyID", "")
+        if not proxy_id:
+            return web.Response(status=400, text="proxyID is required\n")
+        connection = xds.find_proxy(proxy_id)
+        if connection is None:
+            return web.Response(status=404, text=f"proxy {proxy_id} is not connected\n")
+        return web.json_response(message_to_json(config_dump(discovery.snapshot(
+            connection.handle))))
+
+    return [web.get("/debug/syncz", syncz), web.get("/debug/configz", configz),
+            web.get("/debug/registryz", registryz), web.get("/debug/adsz", adsz),
+            web.get("/debug/config_dump", dump)]
