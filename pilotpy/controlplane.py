@@ -107,6 +107,7 @@ class ControlPlane:
 
     async def start(self) -> None:
         self.files.load()
+        self.discovery.update(self.store.snapshot())
         grpc_host, grpc_port = split_address(self.settings.grpc_addr)
         tls_address = None
         key_and_cert = None

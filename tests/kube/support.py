@@ -191,7 +191,8 @@ class KubeMesh:
             await asyncio.to_thread(self.pods.backend, ip, self.backend_port, version)
         kubeconfig = self.cluster.kubeconfig(self.workdir / "kubeconfig",
                                              server=f"https://127.0.0.1:{self.proxy.port}")
-        settings = Settings(grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0", kube=True,
+        settings = Settings(grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
+                            grpc_tls_addr="127.0.0.1:0", monitoring_addr="127.0.0.1:0", kube=True,
                             kubeconfig=kubeconfig)
         self.stack = LocalStack([], self.workdir, delta=delta, start_backends=False,
                                 node_id=GATEWAY_NODE,
@@ -213,6 +214,19 @@ class KubeMesh:
         """/ready's status code (from a thread: the server runs on this loop)."""
         answer = await asyncio.to_thread(http_get, self.plane.http_port, "pilotpy", "/ready")
         return answer[0]
+
+    async def metrics(self) -> str:
+        answer = await asyncio.to_thread(http_get, self.plane.monitoring_port, "pilotpy",
+                                         "/metrics")
+        return answer[2].decode()
+
+    async def source_connected(self, kind: str) -> str:
+        """The `pilotpy_source_connected` sample of one informer: "1", "0" or "" (absent)."""
+        prefix = f'pilotpy_source_connected{{source="kube/{kind}"}} '
+        for line in (await self.metrics()).splitlines():
+            if line.startswith(prefix):
+                return line[len(prefix):].strip()
+        return ""
 
     def virtual_services(self) -> list[str]:
         push = self.plane.discovery.push

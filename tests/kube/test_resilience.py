@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 import pilotpy.xds.server
-from pilotpy.local.stack import eventually
+from pilotpy.local.stack import eventually, http_get
 from pilotpy.xds import types
 from pilotpy.xds.client import SotwClient
 from tests.kube.cluster import Cluster
@@ -53,8 +53,11 @@ async def test_api_server_restart_keeps_serving_and_resumes_the_watch(
     before = config_stats(mesh)
     pid = mesh.stack.envoy.pid  # type: ignore[union-attr]
 
+    assert await mesh.source_connected("VirtualService") == "1"
     await asyncio.to_thread(cluster.stop_apiserver)
     await eventually(lambda: not informer.status.connected, "pilotpy noticing the API is gone")
+    # Said in a metric (and in the log): the source lost its API.
+    assert await mesh.source_connected("VirtualService") == "0"
     # Nothing changes for the proxies while the API is away: same config, still ready.
     await asyncio.sleep(2)
     assert mesh.version("a.local") == "v1"
@@ -70,6 +73,7 @@ async def test_api_server_restart_keeps_serving_and_resumes_the_watch(
     assert not informer.status.connected
     await mesh.proxy.restore()
     await mesh.wait_version("v2", "a.local", timeout=60)
+    assert await mesh.source_connected("VirtualService") == "1"
     # Resumed from its resourceVersion: no re-list, and the same Envoy process throughout.
     assert informer.status.lists == lists
     assert informer.status.relists_after_gone == 0
@@ -110,6 +114,9 @@ async def test_not_ready_until_every_informer_synced(mesh: KubeMesh) -> None:
     assert envoy is not None
     await asyncio.sleep(2)
     assert await mesh.ready_status() == 503
+    status, _, body = await asyncio.to_thread(
+        http_get, mesh.plane.http_port, "pilotpy", "/ready")
+    assert status == 503 and b"kube" in body
     assert not mesh.plane.xds.ready.is_set()
     assert envoy.server_state() != "LIVE"  # its stream is held, not answered with nothing
 

@@ -121,7 +121,8 @@ class Mesh:
             mesh_file.write_text(yaml.safe_dump(dict(self.mesh_config)))
         self.pilot = ControlPlaneThread(Settings(
             config_paths=[self.config_dir], grpc_addr=f"{self.network.gateway}:0",
-            http_addr="127.0.0.1:0", mesh_config=mesh_file, poll_interval=0.1))
+            http_addr="127.0.0.1:0", grpc_tls_addr="127.0.0.1:0",
+            monitoring_addr="127.0.0.1:0", mesh_config=mesh_file, poll_interval=0.1))
         plane = self.pilot.start()
         for pod in self.pods.values():
             pod.start_apps()
