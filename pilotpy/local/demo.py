@@ -9,6 +9,7 @@ Each step prints what it checked; any misbehaviour exits non-zero.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import tempfile
 import time
@@ -113,8 +114,14 @@ async def walkthrough(stack: LocalStack, config: Path, port: int) -> None:
     listener = f"0.0.0.0_{port}"
     await eventually(lambda: listener in listener_names(), f"listener {listener}")
     _ok(f"listener {listener} (Service port 80 -> targetPort {port})")
-    hosts = [v.get("name") for v in route("http.80").get("virtual_hosts", [])]
-    if hosts != ["blackhole:80"]:
+
+    def route_hosts() -> list[str]:
+        return [v.get("name") for v in route("http.80").get("virtual_hosts", [])]
+
+    # The listener is up before its RDS answer lands: wait for the route, then check it.
+    with contextlib.suppress(TimeoutError):
+        await eventually(route_hosts, "route http.80", timeout=10)
+    if (hosts := route_hosts()) != ["blackhole:80"]:
         raise StepFailed(f"route http.80 has virtual hosts {hosts}; expected [blackhole:80]")
     status, headers, _ = await asyncio.to_thread(http_get, port, "httpbin-service", "/headers")
     if status != 404 or headers.get("server") != "istio-envoy":
