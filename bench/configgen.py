@@ -10,11 +10,16 @@ import yaml
 
 NAMESPACE = "bench"
 GATEWAY_NODE = "router~10.0.0.1~gw-{i}.istio-system~istio-system.svc.cluster.local"
+SIDECAR_NODE = "sidecar~10.1.0.{i}~client-{i}.bench~bench.svc.cluster.local"
 
 
 def _ip(service: int, endpoint: int) -> str:
     n = service * 16 + endpoint  # up to 16 endpoints per service without overlap
     return f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
+
+
+def _vip(service: int) -> str:
+    return f"10.96.{(service >> 8) & 255}.{service & 255}"
 
 
 def documents(services: int, endpoints: int = 10) -> list[dict[str, Any]]:
@@ -33,7 +38,7 @@ def documents(services: int, endpoints: int = 10) -> list[dict[str, Any]]:
         name = f"svc-{i}"
         docs.append({"apiVersion": "v1", "kind": "Service",
                      "metadata": {"name": name, "namespace": NAMESPACE},
-                     "spec": {"selector": {"app": name},
+                     "spec": {"selector": {"app": name}, "clusterIP": _vip(i),
                               "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})
         docs.append({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                      "metadata": {"name": f"{name}-x", "namespace": NAMESPACE,
@@ -44,8 +49,10 @@ def documents(services: int, endpoints: int = 10) -> list[dict[str, Any]]:
                                    for e in range(endpoints)]})
         docs.append({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
                      "metadata": {"name": name, "namespace": NAMESPACE},
-                     "spec": {"hosts": [f"{name}.{NAMESPACE}.example.com"],
-                              "gateways": ["bench-gateway"],
+                     # Bound to the gateway (by its external name) and to sidecars (by the
+                     # service's own name), as application VirtualServices usually are.
+                     "spec": {"hosts": [f"{name}.{NAMESPACE}.example.com", name],
+                              "gateways": ["bench-gateway", "mesh"],
                               "http": [{"match": [{"uri": {"prefix": "/api"}}],
                                         "timeout": "5s",
                                         "route": [{"destination": {"host": name}}]},

@@ -1,4 +1,5 @@
-"""S1, one run in this process: cold translation of N services for one gateway proxy, to bytes.
+"""S1, one run in this process: cold translation of N services for one proxy (the ingress
+gateway, or a sidecar: full CDS/EDS/LDS/RDS), to bytes.
 
 Prints one JSON object. bench/run.py runs it several times in fresh processes, pinned to one
 CPU, and reports medians.
@@ -16,7 +17,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from configgen import GATEWAY_NODE, documents
+from configgen import GATEWAY_NODE, SIDECAR_NODE, documents
 from envoy.config.core.v3 import base_pb2
 from google.protobuf import struct_pb2
 
@@ -32,7 +33,7 @@ def rss_bytes() -> int:
         return int(statm.read().split()[1]) * resource.getpagesize()
 
 
-def measure(services: int, endpoints: int) -> dict[str, Any]:
+def measure(services: int, endpoints: int, proxy: str = "gateway") -> dict[str, Any]:
     tune_gc()  # as `pilotpy serve` runs
     docs = documents(services, endpoints)
     rss_start = rss_bytes()
@@ -52,9 +53,15 @@ def measure(services: int, endpoints: int) -> dict[str, Any]:
     push = (time.perf_counter() - started, time.process_time() - cpu)
     rss_pushed = rss_bytes()
 
-    node = base_pb2.Node(id=GATEWAY_NODE.format(i=0))
+    node = base_pb2.Node()
     node.metadata.CopyFrom(struct_pb2.Struct())
-    node.metadata.update({"LABELS": {"istio": "ingressgateway"}, "NAMESPACE": "istio-system"})
+    if proxy == "sidecar":
+        node.id = SIDECAR_NODE.format(i=1)
+        node.metadata.update({"LABELS": {"app": "client"}, "NAMESPACE": "bench"})
+    else:
+        node.id = GATEWAY_NODE.format(i=0)
+        node.metadata.update({"LABELS": {"istio": "ingressgateway"},
+                              "NAMESPACE": "istio-system"})
     handle = discovery.connect(node)
     started, cpu = time.perf_counter(), time.process_time()
     snapshot = discovery.snapshot(handle)
@@ -63,6 +70,7 @@ def measure(services: int, endpoints: int) -> dict[str, Any]:
     counts = {t.rsplit(".", 1)[-1]: len(s) for t, s in snapshot.resources.items()}
     size = sum(len(r.sotw_entry) for s in snapshot.resources.values() for r in s.by_name.values())
     return {
+        "proxy": proxy,
         "services": services,
         "endpoints_per_service": endpoints,
         "parse_wall_s": parse[0], "parse_cpu_s": parse[1],
@@ -82,8 +90,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--services", type=int, required=True)
     parser.add_argument("--endpoints", type=int, default=10)
+    parser.add_argument("--proxy", choices=("gateway", "sidecar"), default="gateway")
     args = parser.parse_args()
-    print(json.dumps(measure(args.services, args.endpoints)))
+    print(json.dumps(measure(args.services, args.endpoints, args.proxy)))
     return 0
 
 

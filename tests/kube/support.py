@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from pilotpy.local import demo
 from pilotpy.local.envoy import free_port
 from pilotpy.local.stack import LocalStack, eventually, http_get
 from pilotpy.settings import Settings
@@ -101,27 +102,9 @@ def endpoint_slice(name: str, port: int, versions: list[str]) -> dict[str, Any]:
     }
 
 
-GATEWAY = """\
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: httpbin-gateway, namespace: default}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 80, name: http, protocol: HTTP}
-    hosts: ["*"]
-"""
-DESTINATION_RULE = """\
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: httpbin, namespace: default}
-spec:
-  host: httpbin-service
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-  - {name: v3, labels: {version: v3}}
-"""
+# W1's Gateway for every host, and its DestinationRule with a third subset for the new slice.
+GATEWAY = demo.GATEWAY.replace("hosts: [httpbin.local]", 'hosts: ["*"]')
+DESTINATION_RULE = demo.DESTINATION_RULE + "  - {name: v3, labels: {version: v3}}\n"
 
 
 def virtual_service(name: str, host: str, subset: str, weight: int = 100) -> str:

@@ -20,7 +20,7 @@ from pilotpy.lifecycle import cancel_and_wait
 from pilotpy.mesh import MESH_CONFIG_KIND, MeshConfig, MeshConfigError, parse_mesh_config
 from pilotpy.model import InvalidObject, Key, UnknownKind, parse_object
 from pilotpy.sources.kube.api import KubeApi
-from pilotpy.sources.kube.informer import Informer, InformerStatus
+from pilotpy.sources.kube.informer import Informer
 from pilotpy.sources.kube.kinds import MESH_CONFIG_MAP, WatchedKind, watched_kinds
 from pilotpy.sourcestatus import SourceStatus
 from pilotpy.store import Store
@@ -195,15 +195,8 @@ class KubeSource:
         await asyncio.gather(*(i.synced.wait() for i in self.informers))
 
     @property
-    def synced(self) -> bool:
-        return all(i.synced.is_set() for i in self.informers)
-
-    @property
     def connected(self) -> bool:
         return all(i.status.connected or not i.status.installed for i in self.informers)
-
-    def statuses(self) -> list[InformerStatus]:
-        return [i.status for i in self.informers]
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
