@@ -161,13 +161,15 @@ def port_route_configuration(push: PushContext, view: ProxyView, scope: SidecarS
     a route configuration naming one domain twice."""
     routes = _Routes(push, view, scope, port)
     claimed: set[str] = set()
-    vhosts: list[rc.VirtualHost] = []
+    # (name, domains, routes): messages are built once, in place, in name order below;
+    # a message handed to a repeated field is copied, so building it first costs twice.
+    vhosts: list[tuple[str, list[str], list[rc.Route]]] = []
 
     def add(name: str, domains: list[str], built: list[rc.Route]) -> None:
         fresh = [d for d in dict.fromkeys(domains) if d not in claimed]
         if fresh and built:
             claimed.update(fresh)
-            vhosts.append(_virtual_host(name, fresh, built))
+            vhosts.append((name, fresh, built))
 
     for service in services:
         add(virtual_host_name(service.hostname, port),
@@ -181,7 +183,9 @@ def port_route_configuration(push: PushContext, view: ProxyView, scope: SidecarS
                     continue
                 add(virtual_host_name(host, port), _with_port([host], port), routes.of(vs))
     out = _route_configuration(str(port))
-    out.virtual_hosts.extend(sorted(vhosts, key=lambda v: v.name))
+    for name, domains, built in sorted(vhosts, key=lambda v: v[0]):
+        out.virtual_hosts.add(name=name, domains=domains, routes=sorted_routes(built),
+                              include_request_attempt_count=True)
     out.virtual_hosts.append(catch_all_virtual_host(scope))
     return out
 
