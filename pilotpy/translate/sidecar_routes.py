@@ -128,9 +128,11 @@ class _Routes:
         self._built: dict[int, list[rc.Route]] = {}
 
     def of(self, vs: VirtualService) -> list[rc.Route]:
+        """The VirtualService's routes for this port, in virtual-host order (catch-alls
+        last), built once however many of its hosts get a virtual host."""
         built = self._built.get(id(vs))
         if built is None:
-            built = self._built[id(vs)] = build_http_routes(vs, self.opts)
+            built = self._built[id(vs)] = sorted_routes(build_http_routes(vs, self.opts))
         return built
 
     def for_service(self, service: Service) -> list[rc.Route]:
@@ -184,7 +186,7 @@ def port_route_configuration(push: PushContext, view: ProxyView, scope: SidecarS
                 add(virtual_host_name(host, port), _with_port([host], port), routes.of(vs))
     out = _route_configuration(str(port))
     for name, domains, built in sorted(vhosts, key=lambda v: v[0]):
-        out.virtual_hosts.add(name=name, domains=domains, routes=sorted_routes(built),
+        out.virtual_hosts.add(name=name, domains=domains, routes=built,
                               include_request_attempt_count=True)
     out.virtual_hosts.append(catch_all_virtual_host(scope))
     return out
