@@ -20,6 +20,7 @@ def test_checked_in_crds_are_current() -> None:
                                capture_output=True, text=True).stdout
     assert (MANIFESTS / "crds.yaml").read_text(encoding="utf-8") == generated, (
         "manifests/crds.yaml is stale: run `make manifests`")
+    assert "&id" not in generated and "*id" not in generated  # plain YAML, no aliases
 
 
 def _walk(schema: dict[str, Any], path: str) -> list[str]:

@@ -101,6 +101,7 @@ def gone_event() -> dict[str, Any]:
 
 
 def informer(api: ScriptedApi, kind: WatchedKind = SERVICES,
+             reachability: list[bool] | None = None,
              ) -> tuple[Informer, RecordingSink, list[float]]:
     sink = RecordingSink()
     sleeps: list[float] = []
@@ -109,7 +110,8 @@ def informer(api: ScriptedApi, kind: WatchedKind = SERVICES,
         sleeps.append(seconds)
 
     inf = Informer(api, kind, sink, sleep=sleep, rng=random.Random(7),  # type: ignore[arg-type]
-                   backoff=Backoff(initial=1.0, maximum=8.0, jitter=0.0), page_size=2)
+                   backoff=Backoff(initial=1.0, maximum=8.0, jitter=0.0), page_size=2,
+                   on_connected=None if reachability is None else reachability.append)
     return inf, sink, sleeps
 
 
@@ -169,8 +171,10 @@ async def test_watch_error_event_410_relists_and_replaces() -> None:
     api = ScriptedApi(
         gets=[served("services"), page(["a", "b"], rv="10"), page(["b"], rv="90")],
         watches=[[event("ADDED", "c", "11"), gone_event()]])
-    inf, sink, sleeps = informer(api)
+    reachability: list[bool] = []
+    inf, sink, sleeps = informer(api, reachability=reachability)
     await run(inf)
+    assert reachability == [True]  # a 410 is an answer, not an outage
     assert sink.calls == [("replace", ["a", "b"]), ("upsert", "c"), ("replace", ["b"])]
     assert sink.objects.keys() == {"b"}
     assert api.watch_calls[-1][1]["resourceVersion"] == "90"
@@ -206,8 +210,10 @@ async def test_lost_connection_backs_off_and_resumes_the_watch_without_listing()
         gets=[served("services"), page(["a"], rv="10")],
         watches=[[event("ADDED", "b", "11")], refused, refused, refused,
                  [event("ADDED", "c", "12")]])
-    inf, sink, sleeps = informer(api)
+    reachability: list[bool] = []
+    inf, sink, sleeps = informer(api, reachability=reachability)
     await run(inf)
+    assert reachability == [True, False, True]  # reported once per outage
     assert sleeps == [1.0, 2.0, 4.0]
     assert [c[1]["resourceVersion"] for c in api.watch_calls] == ["10", "11", "11", "11", "11",
                                                                   "12"]

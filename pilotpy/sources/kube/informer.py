@@ -98,14 +98,16 @@ class Informer:
                 await self._watch()
                 self._backoff.reset()
             except ApiError as err:
-                self._failed(err)
                 if err.gone:
                     # Our resourceVersion (or continue token) was compacted away: only a
-                    # fresh list can tell what was deleted meanwhile.
+                    # fresh list can tell what was deleted meanwhile. The API answered, so
+                    # this is no outage: no backoff, no "disconnected".
                     self.status.relists_after_gone += 1
+                    self.status.last_error = str(err)
                     log.info("%s: %s; re-listing", self.kind.kind, err)
                     must_list = True
                     continue
+                self._failed(err)
                 if err.code == 404 and self.kind.optional:
                     self.status.version = ""  # the CRD went away; discover again
                 must_list = True  # as client-go's reflector does after any API error
@@ -129,10 +131,8 @@ class Informer:
         self.status.errors += 1
         self.status.last_error = f"{type(err).__name__}: {err}" if not isinstance(
             err, ApiError) else str(err)
-        if isinstance(err, ApiError) and err.gone:
-            return
         if was_connected or self.status.errors == 1:
-            log.warning("%s: lost the API server (%s); serving the last state received",
+            log.warning("%s: cannot list or watch (%s); serving the last state received",
                         self.kind.kind, self.status.last_error)
         else:
             log.debug("%s: still failing: %s", self.kind.kind, self.status.last_error)
@@ -140,7 +140,7 @@ class Informer:
     def _connected(self) -> None:
         if not self.status.connected:
             if self.status.errors:
-                log.info("%s: connected to the API server again", self.kind.kind)
+                log.info("%s: listing and watching again", self.kind.kind)
             self.status.connected = True
             if self._on_connected is not None:
                 self._on_connected(True)
