@@ -11,6 +11,7 @@ import ipaddress
 import json
 import math
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -66,21 +67,41 @@ def _wheel_binary() -> Path | None:
 
 
 _HANDED_OUT: set[int] = set()
+_RANDOM = random.SystemRandom()
+
+
+def _ephemeral_low() -> int:
+    """The first port the kernel hands to outgoing connections."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text(encoding="ascii")
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(host: str, port: int) -> bool:
+    for address in {host, "0.0.0.0"}:  # Envoy listeners bind the wildcard
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((address, port))
+            except OSError:
+                return False
+    return True
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel just considered free, never one this process was given before:
-    callers often ask for several (gateway, admin, status, stats) before binding any, and the
-    kernel may offer the same one twice. Another process may still take it before the caller
-    binds it; that race is accepted for tests and local runs."""
+    """A free port below the kernel's ephemeral range, never one this process was given
+    before. Callers often pick several ports (gateway, admin, status, stats) before anything
+    binds them; from the ephemeral range, an outgoing connection could take one meanwhile (a
+    rare "Address already in use" in tests). Another process binding the same port on purpose
+    can still race us; that is accepted for tests and local runs."""
+    low = max(_ephemeral_low(), 10001)
     for _ in range(1000):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((host, 0))
-            port: int = sock.getsockname()[1]
-        if port not in _HANDED_OUT:
+        port = _RANDOM.randrange(10000, low)
+        if port not in _HANDED_OUT and _bindable(host, port):
             _HANDED_OUT.add(port)
             return port
-    raise OSError("no free port left that this process has not handed out already")
+    raise OSError("no free port left below the ephemeral range")
 
 
 def validate_bootstrap(

@@ -370,3 +370,10 @@ def test_backend_command_line() -> None:
 def test_free_port_never_repeats_within_a_process() -> None:
     ports = [free_port() for _ in range(300)]
     assert len(set(ports)) == len(ports)
+
+
+def test_free_port_stays_below_the_ephemeral_range() -> None:
+    """Outgoing connections take ports from the ephemeral range; a picked port that is not
+    bound yet must not be one of them."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert all(10000 <= free_port() < low for _ in range(50))
