@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
 .PHONY: help venv run demo test lint test-unit test-golden test-xds test-e2e test-mesh mesh-tools \
-	test-kube golden bench clean kube-bins istioctl manifests kind-up kind-load kind-deploy \
+	test-kube golden bench clean kube-bins istioctl manifests fields-doc kind-up kind-load kind-deploy \
 	kind-demo kind-down
 
 # Heavy test binaries live outside the clone, so a fresh CI clone reuses them.
@@ -77,6 +77,14 @@ kube-bins: ## build kube-apiserver and etcd into the cache (unless KUBEBUILDER_A
 
 manifests: $(STAMP) ## regenerate manifests/crds.yaml from pilotpy's model
 	$(BIN)/pilotpy crds > manifests/crds.yaml
+
+# Istio's CRDs (the fields users may write) come from istio.io/api through the Go module proxy.
+ISTIO_API ?= istio.io/api@v1.31.1
+fields-doc: $(STAMP) ## regenerate the README's list of supported and unsupported Istio fields
+	dir=$$(go mod download -json $(ISTIO_API) | $(BIN)/python -c \
+	  'import json, sys; print(json.load(sys.stdin)["Dir"])') && \
+	$(BIN)/pilotpy fields --istio-crds "$$dir/kubernetes/customresourcedefinitions.gen.yaml" \
+	  --readme README.md
 
 kind-up: ## create the kind cluster (needs docker and kind)
 	kind create cluster --name $(KIND_CLUSTER) --config manifests/kind-config.yaml

@@ -173,6 +173,17 @@ def cmd_crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fields(args: argparse.Namespace) -> int:
+    from pilotpy.fields_doc import istio_spec_paths, markdown, update_readme
+
+    istio = istio_spec_paths(args.istio_crds) if args.istio_crds is not None else None
+    if args.readme is not None:
+        update_readme(args.readme, istio)
+    else:
+        sys.stdout.write(markdown(istio) + "\n")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pilotpy.local.demo import run_demo
 
@@ -220,6 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     crds = sub.add_parser("crds", help="print the CustomResourceDefinitions pilotpy reads")
     crds.set_defaults(func=cmd_crds)
+
+    fields = sub.add_parser("fields", help="list the Istio fields pilotpy supports and not")
+    fields.add_argument("--istio-crds", type=Path, metavar="FILE",
+                        help="Istio's CRDs (istio.io/api kubernetes/"
+                             "customresourcedefinitions.gen.yaml): also list Istio fields "
+                             "pilotpy does not read")
+    fields.add_argument("--readme", type=Path, metavar="FILE",
+                        help="rewrite the generated section of this README instead of printing")
+    fields.set_defaults(func=cmd_fields)
 
     translate = sub.add_parser("translate",
                                help="print what pilotpy would send a proxy, without a server")

@@ -94,7 +94,15 @@ def parse_mesh_config(data: Any, *, origin: str = "mesh config") -> tuple[MeshCo
     if not isinstance(data, Mapping):
         raise MeshConfigError(f"{origin}: expected a mapping")
     issues: list[Issue] = []
-    f = Fields(data, "", issues)
+    config = read_mesh_config(Fields(data, "", issues))
+    errors = [i for i in issues if not i.warning]
+    if errors:
+        raise MeshConfigError(f"{origin}: " + "; ".join(str(i) for i in errors))
+    return config, [i for i in issues if i.warning]
+
+
+def read_mesh_config(f: Fields) -> MeshConfig:
+    """Read meshConfig through `f`, which collects the issues."""
     outbound = f.child("outboundTrafficPolicy")
     mode = "ALLOW_ANY"
     if outbound is not None:
@@ -149,7 +157,4 @@ def parse_mesh_config(data: Any, *, origin: str = "mesh config") -> tuple[MeshCo
                    "defaultVirtualServiceExportTo", "defaultDestinationRuleExportTo",
                    "discoverySelectors", "protocolDetectionTimeout", "inboundTrafficPolicy",
                    "tcpKeepalive", "proxyHttpPort", "tlsDefaults", "meshMTLS", "serviceSettings"))
-    errors = [i for i in issues if not i.warning]
-    if errors:
-        raise MeshConfigError(f"{origin}: " + "; ".join(str(i) for i in errors))
-    return config, [i for i in issues if i.warning]
+    return config

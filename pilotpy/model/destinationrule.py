@@ -433,8 +433,8 @@ def parse_destination_rule(meta: Meta, spec: Fields) -> DestinationRule:
     if ws is not None:
         selector = ws.str_map("matchLabels")
         ws.done()
-        spec.warn("workloadSelector DestinationRules apply to sidecars; pilotpy ignores them "
-                  "for now", "workloadSelector")
+        spec.unsupported("workloadSelector", reason="DestinationRules scoped to workloads are "
+                         "not translated yet (the whole rule is)")
     export_to = parse_export_to(spec, meta.namespace)
     spec.done()
     return DestinationRule(meta, host, policy, tuple(subsets), export_to, selector)

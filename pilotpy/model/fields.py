@@ -100,6 +100,11 @@ class Fields:
             if self.has(key):
                 self.warn(f"{reason}; ignored", key)
 
+    def reject(self, key: Text, message: Text) -> None:
+        """An Istio field pilotpy refuses: the object is invalid for pilotpy when it is set."""
+        if self.has(key):
+            self.error(message, key)
+
     def done(self, ignore: Iterable[Text] = ()) -> None:
         """Warn about keys nobody read (typos, fields pilotpy does not support yet)."""
         ignored = set(ignore)

@@ -115,8 +115,7 @@ def _parse_server(f: Fields) -> Server | None:
         p.error(f"invalid protocol {protocol_name!r}; supported: HTTP, HTTPS, HTTP2, GRPC, "
                 "GRPC-WEB, TCP, TLS, MONGO, REDIS, MYSQL", "protocol")
     name = p.str("name", required=True)
-    if p.has("targetPort"):
-        p.error("targetPort has no effect on Gateways", "targetPort")
+    p.reject("targetPort", "targetPort has no effect on Gateways")
     p.done()
     server_hosts = f.str_list("hosts", required=True)
     for host in server_hosts:

@@ -81,13 +81,16 @@ class SchemaRecorder(Fields):
             return existing
         if isinstance(existing, tuple) and existing[0] == container:
             return existing[1]
-        child = SchemaRecorder(self.at(key), self._depth + 1)
+        child = self._child_recorder(self.at(key))
         if existing is not None:
             # Read as two different shapes: accept anything.
             self._nodes[key] = ANY
             return child
         self._nodes[key] = child if container == "object" else (container, child)
         return child
+
+    def _child_recorder(self, path: Text) -> SchemaRecorder:
+        return SchemaRecorder(path, self._depth + 1)
 
     @staticmethod
     def _schema_of(node: Schema | SchemaRecorder | tuple[Text, SchemaRecorder]) -> Schema:

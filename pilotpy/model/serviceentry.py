@@ -72,6 +72,8 @@ def _parse_endpoint(f: Fields, port_names: set[str], resolution: str) -> Workloa
         weight=f.int("weight", minimum=0),
         service_account=f.str("serviceAccount"),
     )
+    f.unsupported("network", "serviceAccount", reason="only used for mTLS and multi-network, "
+                  "which pilotpy does not do yet")
     f.done()
     return endpoint
 
@@ -155,5 +157,7 @@ def parse_service_entry(meta: Meta, spec: Fields) -> ServiceEntry:
         export_to=export_to,
         subject_alt_names=spec.str_list("subjectAltNames"),
     )
+    spec.unsupported("subjectAltNames", reason="only used for mTLS, which pilotpy does not do "
+                     "yet")
     spec.done()
     return entry

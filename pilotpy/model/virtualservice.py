@@ -331,11 +331,12 @@ def _parse_direct_response(f: Fields | None) -> HTTPDirectResponse | None:
     body = f.child("body")
     body_string = body_bytes = None
     if body is not None:
-        if body.has("string") and body.has("bytes"):
+        has_string, has_bytes = body.has("string"), body.has("bytes")
+        if has_string and has_bytes:
             body.error("only one of string or bytes may be set")
-        if body.has("string"):
+        if has_string:
             body_string = body.str("string")
-        elif body.has("bytes"):
+        if has_bytes and not has_string:
             import base64
             import binascii
 
@@ -402,9 +403,8 @@ def _parse_fault(f: Fields | None) -> HTTPFaultInjection | None:
     d = f.child("delay")
     if d is not None:
         fixed = d.duration_ns("fixedDelay", minimum_ns=MILLISECOND)
-        if d.has("exponentialDelay"):
-            d.error("exponentialDelay is not supported", "exponentialDelay")
-        elif fixed is None and not d.has("fixedDelay"):
+        d.reject("exponentialDelay", "exponentialDelay is not supported")
+        if fixed is None and not d.has("fixedDelay") and not d.has("exponentialDelay"):
             d.error("fixedDelay is required", "fixedDelay")
         percentage = parse_percent(d.child("percentage"))
         percent = d.optional_int("percent", minimum=0, maximum=100)
@@ -414,19 +414,18 @@ def _parse_fault(f: Fields | None) -> HTTPFaultInjection | None:
     a = f.child("abort")
     if a is not None:
         percentage = parse_percent(a.child("percentage"))
-        http_status = grpc_status = None
-        if a.has("httpStatus"):
-            http_status = a.int("httpStatus")
+        http_status = a.optional_int("httpStatus")
+        grpc_status: str | None = a.str("grpcStatus") or None
+        a.reject("http2Error", "HTTP/2 abort fault injection is not supported")
+        if http_status is not None:
+            grpc_status = None
             if not 200 <= http_status <= 599:
                 a.error(f"HTTP status {http_status} is not in range 200-599", "httpStatus")
-        elif a.has("grpcStatus"):
-            grpc_status = a.str("grpcStatus")
+        elif grpc_status is not None:
             if grpc_status not in GRPC_STATUS:
                 a.error(f"gRPC status {grpc_status!r} is not supported (e.g. NOT_FOUND)",
                         "grpcStatus")
-        elif a.has("http2Error"):
-            a.error("HTTP/2 abort fault injection is not supported", "http2Error")
-        else:
+        elif not a.has("http2Error") and not a.has("httpStatus"):
             a.error("one of httpStatus or grpcStatus is required")
         a.done()
         if http_status is not None or grpc_status is not None:
@@ -494,8 +493,7 @@ def _parse_http_route(f: Fields) -> HTTPRoute:
     route = _parse_route_destinations(f, "route")
     redirect = _parse_redirect(f.child("redirect"), matches)
     direct = _parse_direct_response(f.child("directResponse"))
-    if f.has("delegate"):
-        f.error("delegate VirtualServices are not supported by pilotpy", "delegate")
+    f.reject("delegate", "delegate VirtualServices are not supported by pilotpy")
     rewrite = _parse_rewrite(f.child("rewrite"))
     headers = parse_headers(f.child("headers"))
     _validate_authority_once(f, rewrite, headers)

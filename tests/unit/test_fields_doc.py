@@ -1,0 +1,83 @@
+"""The README's Istio field list is the parsers' own: it cannot claim a field no code reads."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pilotpy.fields_doc import (
+    documented,
+    readme_section,
+    rejected,
+    supported_lines,
+    unsupported,
+)
+from pilotpy.model.fields import Fields
+from pilotpy.model.support import field_support
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _kind_blocks() -> dict[str, str]:
+    section = readme_section(README.read_text())
+    parts = re.split(r"^#### (\w+)$", section, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_readme_lists_every_documented_kind() -> None:
+    assert sorted(_kind_blocks()) == sorted(documented())
+
+
+def test_readme_supported_fields_are_the_fields_the_parsers_read() -> None:
+    blocks = _kind_blocks()
+    for kind, (support, top) in documented().items():
+        listed = [line for line in blocks[kind].splitlines() if line.startswith("- `")]
+        assert listed == supported_lines(support, top), (
+            f"README's {kind} fields are stale: run `make fields-doc`")
+
+
+def test_readme_lists_declined_and_rejected_fields() -> None:
+    blocks = _kind_blocks()
+    for kind, (support, _) in documented().items():
+        for path in unsupported(support, ()):
+            assert f"`{path}`" in blocks[kind].split("Not supported", 1)[1], (kind, path)
+        for path in rejected(support):
+            assert f"`{path}`" in blocks[kind].split("Rejected", 1)[1], (kind, path)
+
+
+def _parser(f: Fields) -> None:
+    f.str("name")
+    for item in f.children("items"):
+        item.int("port")
+        item.unsupported("legacy")
+        item.done(ignore=("tolerated",))
+    f.reject("dangerous", "not allowed")
+    f.raw("opaque")
+
+
+def test_support_recorder_separates_read_declined_and_rejected_fields() -> None:
+    support = field_support(_parser)
+    assert support.supported == ["items", "items.port", "name", "opaque"]
+    assert support.declined == {"items.legacy", "items.tolerated"}
+    assert support.rejected == {"dangerous"}
+    # A field read whole covers whatever Istio nests below it; a declined one never counts.
+    assert support.covers("opaque.anything")
+    assert not support.covers("items.legacy")
+    assert unsupported(support, ["name", "items.port", "items.other", "items.legacy.x"]) == [
+        "items.legacy", "items.other", "items.tolerated"]
+
+
+def test_objects_read_alike_are_listed_once() -> None:
+    def parser(f: Fields) -> None:
+        for key in ("base", "override"):
+            p = f.child(key)
+            assert p is not None
+            p.int("a")
+            p.int("b")
+            p.int("c")
+            p.unsupported("d")
+
+    support = field_support(parser)
+    assert supported_lines(support, "(spec)") == [
+        "- `(spec)`: base, override", "- `base`: a, b, c", "- `override`: as `base`"]
+    assert unsupported(support, ["base.d", "override.d"]) == ["base.d"]
