@@ -47,6 +47,13 @@ class MeshConfig:
     enable_tracing: bool = True
     trace_sampling: float = DEFAULT_TRACE_SAMPLING
     zipkin_address: str = ""
+    # Kubernetes Ingress (istiod's defaults): which Ingresses the gateway serves, and which
+    # gateway proxies serve them (ingressSelector, else ingressService, else
+    # istio=ingressgateway).
+    ingress_controller_mode: str = "STRICT"
+    ingress_class: str = "istio"
+    ingress_service: str = "istio-ingressgateway"
+    ingress_selector: str = ""
 
 
 _OTHER_TRACING_FIELDS = ("lightstep", "datadog", "stackdriver", "openCensusAgent", "tlsSettings",
@@ -139,13 +146,19 @@ def parse_mesh_config(data: Any, *, origin: str = "mesh config") -> tuple[MeshCo
         enable_tracing=f.bool("enableTracing", default=True),
         trace_sampling=sampling,
         zipkin_address=zipkin_address,
+        # UNSPECIFIED is valid in the proto; istiod then serves no Ingress (and warns).
+        ingress_controller_mode=f.enum("ingressControllerMode",
+                                       ("UNSPECIFIED", "OFF", "DEFAULT", "STRICT"),
+                                       default="STRICT") or "STRICT",
+        ingress_class=f.str("ingressClass", default="istio"),
+        ingress_service=f.str("ingressService", default="istio-ingressgateway"),
+        ingress_selector=f.str("ingressSelector"),
     )
     # Settings pilotpy does not translate (yet); accepted silently so an istiod mesh config
     # loads unchanged.
     f.done(ignore=("enableAutoMtls", "extensionProviders",
                    "defaultProviders", "localityLbSetting", "enablePrometheusMerge",
-                   "ingressClass", "ingressService", "ingressControllerMode",
-                   "ingressSelector", "defaultServiceExportTo",
+                   "defaultServiceExportTo",
                    "defaultVirtualServiceExportTo", "defaultDestinationRuleExportTo",
                    "discoverySelectors", "protocolDetectionTimeout", "inboundTrafficPolicy",
                    "tcpKeepalive", "proxyHttpPort", "tlsDefaults", "meshMTLS", "serviceSettings"))
