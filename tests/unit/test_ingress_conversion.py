@@ -12,10 +12,11 @@ import yaml
 
 from pilotpy.mesh import MeshConfig, parse_mesh_config
 from pilotpy.model import parse_object
+from pilotpy.model.common import StringMatch
 from pilotpy.model.errors import InvalidObject
 from pilotpy.model.ingress import Ingress, IngressClass
 from pilotpy.model.meta import Key, Meta
-from pilotpy.model.virtualservice import VirtualService
+from pilotpy.model.virtualservice import HTTPMatch, VirtualService
 from pilotpy.push import build_push_context
 from pilotpy.push.ingress import (
     IngressConfig,
@@ -23,6 +24,7 @@ from pilotpy.push.ingress import (
     gateway_selector,
     should_process,
 )
+from pilotpy.translate.routes import route_match
 
 # istiod's tests run the controller with ingressControllerMode DEFAULT and suffix "mydomain".
 MESH = MeshConfig(domain_suffix="mydomain", ingress_controller_mode="DEFAULT")
@@ -483,3 +485,21 @@ def test_short_ingress_host_is_resolved_like_istiod() -> None:
     objects = objects_of(ingress_doc("s", [path("/", 80)], host="web"))
     push, _ = build_push_context(objects, MESH, 1)
     assert [vs.hosts for vs in push.virtual_services.all] == [("web.ns.svc.mydomain",)]
+
+
+# -- Envoy route matches for Ingress semantics -------------------------------------------------
+
+
+@pytest.mark.parametrize(("prefix", "separated", "expected"), [
+    ("/api", True, ("path_separated_prefix", "/api")),
+    ("/api/", True, ("path_separated_prefix", "/api")),  # istiod trims one trailing '/'
+    ("/", True, ("prefix", "/")),
+    ("//", True, ("prefix", "//")),  # '/' after trimming: Envoy would reject it
+    ("/a?b", True, ("prefix", "/a?b")),  # '?' is not allowed in a path-separated prefix
+    ("/api/", False, ("prefix", "/api/")),  # user VirtualServices keep plain prefixes
+])
+def test_route_match_path_separated_prefix(prefix: str, separated: bool,
+                                           expected: tuple[str, str]) -> None:
+    match = route_match(HTTPMatch(uri=StringMatch("prefix", prefix)), path_separated=separated)
+    which = match.WhichOneof("path_specifier")
+    assert (which, getattr(match, which)) == expected
