@@ -89,6 +89,15 @@ def _is_host_port(address: str) -> bool:
     return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
 
 
+def _ingress_controller_mode(f: Fields) -> str:
+    """UNSPECIFIED is valid in the proto (istiod then serves no Ingress). YAML 1.1 reads an
+    unquoted `OFF` as false; take it for the mode meant."""
+    if f.raw("ingressControllerMode") is False:
+        return "OFF"
+    return f.enum("ingressControllerMode", ("UNSPECIFIED", "OFF", "DEFAULT", "STRICT"),
+                  default="STRICT") or "STRICT"
+
+
 class MeshConfigError(ValueError):
     pass
 
@@ -146,10 +155,7 @@ def parse_mesh_config(data: Any, *, origin: str = "mesh config") -> tuple[MeshCo
         enable_tracing=f.bool("enableTracing", default=True),
         trace_sampling=sampling,
         zipkin_address=zipkin_address,
-        # UNSPECIFIED is valid in the proto; istiod then serves no Ingress (and warns).
-        ingress_controller_mode=f.enum("ingressControllerMode",
-                                       ("UNSPECIFIED", "OFF", "DEFAULT", "STRICT"),
-                                       default="STRICT") or "STRICT",
+        ingress_controller_mode=_ingress_controller_mode(f),
         ingress_class=f.str("ingressClass", default="istio"),
         ingress_service=f.str("ingressService", default="istio-ingressgateway"),
         ingress_selector=f.str("ingressSelector"),

@@ -126,8 +126,7 @@ class IngressEnv:
         return headers.get("x-backend-name", "?") if status == 200 else str(status)
 
 
-@pytest.fixture
-async def ingress_env(tmp_path: Path) -> AsyncIterator[IngressEnv]:
+async def start_env(tmp_path: Path, mesh_config: str | None = None) -> IngressEnv:
     config = tmp_path / "config"
     config.mkdir()
     port = free_port()
@@ -137,13 +136,27 @@ async def ingress_env(tmp_path: Path) -> AsyncIterator[IngressEnv]:
     (config / "gateway-service.yaml").write_text(gateway, encoding="utf-8")
     (config / "backends.yaml").write_text(BACKENDS.format(web=free_port(), api=free_port()),
                                           encoding="utf-8")
-    stack = LocalStack([config], tmp_path, poll_interval=0.05)
+    mesh = None
+    if mesh_config is not None:
+        mesh = tmp_path / "mesh.yaml"
+        mesh.write_text(mesh_config, encoding="utf-8")
+    stack = LocalStack([config], tmp_path, poll_interval=0.05, mesh_config=mesh)
     try:
         await stack.start()
         await stack.wait_live()
-        yield IngressEnv(stack, config, port)
-    finally:
+    except BaseException:
         await stack.stop()
+        raise
+    return IngressEnv(stack, config, port)
+
+
+@pytest.fixture
+async def ingress_env(tmp_path: Path) -> AsyncIterator[IngressEnv]:
+    env = await start_env(tmp_path)
+    try:
+        yield env
+    finally:
+        await env.stack.stop()
 
 
 async def test_ingress_routes_by_host_and_path_and_ignores_other_classes(
@@ -181,3 +194,37 @@ async def test_ingress_routes_by_host_and_path_and_ignores_other_classes(
     counters = env.stack.envoy.stats("update_rejected$")
     assert "listener_manager.lds.update_rejected" in counters
     assert {k: v for k, v in counters.items() if v} == {}
+
+
+CLASSLESS = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: classless, namespace: shop}
+spec:
+  rules:
+  - host: classless.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+"""
+
+
+@pytest.mark.parametrize(("mode", "served"), [
+    # DEFAULT also serves Ingresses that name no class; OFF ignores the annotation, but an
+    # IngressClass naming istio's controller is still honoured (as in istiod).
+    ("DEFAULT", {"web.example.com", "classed.example.com", "classless.example.com"}),
+    ("OFF", {"classed.example.com"}),
+])
+async def test_ingress_controller_mode(tmp_path: Path, mode: str, served: set[str]) -> None:
+    env = await start_env(tmp_path, f"ingressControllerMode: {mode}\n")
+    try:
+        env.write("ingresses.yaml", INGRESSES + "---" + CLASSLESS)
+        paths = {"web.example.com": "/", "classed.example.com": "/static/x",
+                 "classless.example.com": "/", "other.example.com": "/"}
+        first = sorted(served)[0]
+        await eventually(lambda: env.who(first, paths[first]) in ("web", "api"),
+                         f"{first} served")
+        got = {host for host, path in paths.items() if env.who(host, path) in ("web", "api")}
+        assert got == served
+    finally:
+        await env.stack.stop()

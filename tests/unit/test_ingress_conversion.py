@@ -393,6 +393,11 @@ def test_mesh_config_ingress_fields_and_istiod_defaults() -> None:
             mesh.ingress_selector) == ("DEFAULT", "internal", "gw", "sel")
     with pytest.raises(ValueError, match="ingressControllerMode"):
         parse_mesh_config({"ingressControllerMode": "SOMETIMES"})
+    # YAML 1.1 reads an unquoted OFF as false
+    assert parse_mesh_config(yaml.safe_load("ingressControllerMode: OFF"))[0] \
+        .ingress_controller_mode == "OFF"
+    with pytest.raises(ValueError, match="ingressControllerMode"):
+        parse_mesh_config({"ingressControllerMode": True})
 
 
 # -- the model ---------------------------------------------------------------------------------
