@@ -109,6 +109,23 @@ spec:
 """
 
 
+BROKEN_PORT = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: broken-port
+  namespace: shop
+  annotations: {kubernetes.io/ingress.class: istio}
+spec:
+  rules:
+  - host: broken-port.example.com
+    http:
+      paths:
+      - {path: /grpc, pathType: Prefix, backend: {service: {name: api, port: {name: grpc}}}}
+      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}
+"""
+
+
 class IngressEnv:
     def __init__(self, stack: LocalStack, config: Path, port: int) -> None:
         self.stack = stack
@@ -181,6 +198,15 @@ async def test_ingress_routes_by_host_and_path_and_ignores_other_classes(
     }
     got = {key: env.who(*key) for key in expected}
     assert got == expected
+
+    # A path whose named port the Service lacks is reported; the Ingress's other path serves.
+    env.write("broken-port.yaml", BROKEN_PORT)
+    await eventually(lambda: env.who("broken-port.example.com", "/") == "web",
+                     "broken-port.example.com served")
+    assert env.who("broken-port.example.com", "/grpc") == "web"
+    problems = [str(p) for p in env.stack.plane.diagnostics.problems()]
+    assert ("ingress: Ingress shop/broken-port: spec.rules[0].http.paths[0].backend.service."
+            "port.name: Service shop/api has no port named 'grpc'; path skipped") in problems
 
     # Ingress changes are pushed: the annotation now names another class.
     env.write("ingresses.yaml", INGRESSES.replace("kubernetes.io/ingress.class: istio",
