@@ -104,8 +104,8 @@ def ingress_gateway(ingress: Ingress, mesh: MeshConfig) -> Gateway:
         for index, tls in enumerate(ingress.tls) if tls.secret_name
     ]
     servers.append(Server(ServerPort(80, Protocol.HTTP, f"http-80-ingress-{name}-{ns}"), ("*",)))
-    meta = Meta("Gateway", INGRESS_NAMESPACE, gateway_name(name, ns),
-                creation_timestamp=ingress.meta.creation_timestamp)
+    # No creation time, as in istiod: derived config sorts before any user object.
+    meta = Meta("Gateway", INGRESS_NAMESPACE, gateway_name(name, ns))
     return Gateway(meta, tuple(servers), gateway_selector(mesh))
 
 
@@ -221,8 +221,7 @@ def _host_virtual_service(host: str, entries: list[_HostRule], conv: _Converter
         routes.extend(conv.rule_routes(entry))
     first = entries[0].ingress.meta
     meta = Meta("VirtualService", first.namespace, virtual_service_name(host, first.name),
-                annotations={ROUTE_SEMANTICS_ANNOTATION: INGRESS_ROUTE_SEMANTICS},
-                creation_timestamp=first.creation_timestamp)
+                annotations={ROUTE_SEMANTICS_ANNOTATION: INGRESS_ROUTE_SEMANTICS})
     return VirtualService(meta, hosts=(host,),
                           gateways=(f"{INGRESS_NAMESPACE}/"
                                     f"{gateway_name(first.name, first.namespace)}",),
