@@ -68,6 +68,9 @@ class PushTimings:
     generate_seconds: list[float] = field(default_factory=list)
 
 
+INGRESS_ORIGIN = "ingress"
+
+
 class Discovery:
     def __init__(self, mesh: MeshConfig, diagnostics: Diagnostics | None = None) -> None:
         self.mesh = mesh
@@ -95,6 +98,11 @@ class Discovery:
             self._rebuild_next = True
             raise
         self._rebuild_next = False
+        if self.push is None or push.ingress is not self.push.ingress:
+            # Served Ingress paths that yield no route: warnings, like istiod's logs.
+            self.diagnostics.set(INGRESS_ORIGIN, [
+                Problem(INGRESS_ORIGIN, p.subject, p.message, error=False)
+                for p in push.ingress.problems])
         self.push = push
         self.timings.push_context_seconds = time.perf_counter() - started
         previous = self._classes

@@ -47,6 +47,13 @@ class MeshConfig:
     enable_tracing: bool = True
     trace_sampling: float = DEFAULT_TRACE_SAMPLING
     zipkin_address: str = ""
+    # Kubernetes Ingress (istiod's defaults): which Ingresses the gateway serves, and which
+    # gateway proxies serve them (ingressSelector, else ingressService, else
+    # istio=ingressgateway).
+    ingress_controller_mode: str = "STRICT"
+    ingress_class: str = "istio"
+    ingress_service: str = "istio-ingressgateway"
+    ingress_selector: str = ""
 
 
 _OTHER_TRACING_FIELDS = ("lightstep", "datadog", "stackdriver", "openCensusAgent", "tlsSettings",
@@ -80,6 +87,15 @@ def _parse_tracing(f: Fields) -> tuple[float, str]:
 def _is_host_port(address: str) -> bool:
     host, sep, port = address.rpartition(":")
     return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+
+
+def _ingress_controller_mode(f: Fields) -> str:
+    """UNSPECIFIED is valid in the proto (istiod then serves no Ingress). YAML 1.1 reads an
+    unquoted `OFF` as false; take it for the mode meant."""
+    if f.raw("ingressControllerMode") is False:
+        return "OFF"
+    return f.enum("ingressControllerMode", ("UNSPECIFIED", "OFF", "DEFAULT", "STRICT"),
+                  default="STRICT") or "STRICT"
 
 
 class MeshConfigError(ValueError):
@@ -147,13 +163,16 @@ def read_mesh_config(f: Fields) -> MeshConfig:
         enable_tracing=f.bool("enableTracing", default=True),
         trace_sampling=sampling,
         zipkin_address=zipkin_address,
+        ingress_controller_mode=_ingress_controller_mode(f),
+        ingress_class=f.str("ingressClass", default="istio"),
+        ingress_service=f.str("ingressService", default="istio-ingressgateway"),
+        ingress_selector=f.str("ingressSelector"),
     )
     # Settings pilotpy does not translate (yet); accepted silently so an istiod mesh config
     # loads unchanged.
     f.done(ignore=("enableAutoMtls", "extensionProviders",
                    "defaultProviders", "localityLbSetting", "enablePrometheusMerge",
-                   "ingressClass", "ingressService", "ingressControllerMode",
-                   "ingressSelector", "defaultServiceExportTo",
+                   "defaultServiceExportTo",
                    "defaultVirtualServiceExportTo", "defaultDestinationRuleExportTo",
                    "discoverySelectors", "protocolDetectionTimeout", "inboundTrafficPolicy",
                    "tcpKeepalive", "proxyHttpPort", "tlsDefaults", "meshMTLS", "serviceSettings"))

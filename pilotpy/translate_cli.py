@@ -41,6 +41,8 @@ def translate(paths: list[Path], *, node_id: str, labels: Mapping[str, str],
     generated = generate(push, view)
     endpoints = endpoints_for(push, view, eds_cluster_names(generated.clusters))
     problems = diagnostics.problems() + [
+        Problem("ingress", p.subject, p.message, error=False) for p in push.ingress.problems
+    ] + [
         Problem("translate", f"proxy {proxy.node_id}", d, error=False)
         for d in generated.diagnostics
     ]

@@ -11,6 +11,7 @@ from pilotpy.model.destinationrule import DestinationRule, parse_destination_rul
 from pilotpy.model.errors import InvalidObject, Issue, ObjectRef, UnknownKind
 from pilotpy.model.fields import Fields
 from pilotpy.model.gateway import Gateway, parse_gateway
+from pilotpy.model.ingress import Ingress, IngressClass, parse_ingress, parse_ingress_class
 from pilotpy.model.kube import (
     EndpointSlice,
     Namespace,
@@ -35,7 +36,7 @@ from pilotpy.model.virtualservice import VirtualService, parse_virtual_service
 
 ConfigObject = (
     Gateway | VirtualService | DestinationRule | ServiceEntry | Sidecar | Service | EndpointSlice
-    | Pod | Namespace | Secret | StoredObject
+    | Pod | Namespace | Secret | StoredObject | Ingress | IngressClass
 )
 
 NETWORKING_GROUP = "networking.istio.io"
@@ -59,8 +60,10 @@ def istio_parsers() -> dict[str, Callable[[Meta, Fields], ConfigObject]]:
 _KUBE_KINDS = {
     ("v1", "Service"), ("v1", "Pod"), ("v1", "Namespace"), ("v1", "Secret"),
     ("discovery.k8s.io/v1", "EndpointSlice"), ("discovery.k8s.io/v1beta1", "EndpointSlice"),
+    ("networking.k8s.io/v1", "Ingress"), ("networking.k8s.io/v1", "IngressClass"),
 }
-KINDS = (*_ISTIO, "Service", "EndpointSlice", "Pod", "Namespace", "Secret",
+KINDS = (*_ISTIO, "Service", "EndpointSlice", "Pod", "Namespace", "Secret", "Ingress",
+         "IngressClass",
          *sorted(k for kinds in STORED_KINDS.values() for k in kinds))
 
 
@@ -132,6 +135,10 @@ def parse_object(doc: Mapping[str, Any], *, default_namespace: str = "default",
     elif kind == "EndpointSlice":
         obj = parse_endpoint_slice(meta, root)
         root.done()
+    elif kind == "Ingress":
+        obj = parse_ingress(meta, root)
+    elif kind == "IngressClass":
+        obj = parse_ingress_class(meta, root)
     elif kind in STORED_KINDS.get(api_version.rpartition("/")[0], ()):
         obj = parse_stored(meta, api_version, root)
     elif kind == "Secret":

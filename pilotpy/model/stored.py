@@ -1,5 +1,5 @@
 """Kinds pilotpy keeps in the store before it translates them (PeerAuthentication,
-AuthorizationPolicy, WorkloadEntry, Ingress, IngressClass) and gateway credentials (Secrets).
+AuthorizationPolicy, WorkloadEntry) and gateway credentials (Secrets).
 
 Stored objects are compared by value, so an unchanged object is a no-op in the store like any
 other; their specs are kept as the API server returned them (JSON-compatible values).
@@ -18,12 +18,10 @@ from pilotpy.model.meta import Meta
 STORED_KINDS: Mapping[str, frozenset[str]] = {
     "networking.istio.io": frozenset({"WorkloadEntry"}),
     "security.istio.io": frozenset({"PeerAuthentication", "AuthorizationPolicy"}),
-    "networking.k8s.io": frozenset({"Ingress", "IngressClass"}),
 }
 STORED_VERSIONS: Mapping[str, tuple[str, ...]] = {
     "networking.istio.io": ("v1", "v1beta1", "v1alpha3"),
     "security.istio.io": ("v1", "v1beta1"),
-    "networking.k8s.io": ("v1",),
 }
 STORED_ONLY_KINDS = frozenset().union(*STORED_KINDS.values()) | {"Secret"}
 

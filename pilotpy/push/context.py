@@ -27,6 +27,9 @@ from pilotpy.push.config import (
     sorted_gateways,
 )
 from pilotpy.push.endpoints import EndpointIndex, PodIndex, PortEndpoints, ServiceRef
+from pilotpy.push.ingress import EMPTY as NO_INGRESS
+from pilotpy.push.ingress import INPUT_KINDS as INGRESS_INPUT_KINDS
+from pilotpy.push.ingress import IngressConfig, convert_ingresses
 from pilotpy.push.services import (
     Resolution,
     Service,
@@ -67,6 +70,9 @@ class PushContext:
     destination_rules: DestinationRuleIndex
     objects: Objects
     sidecars: SidecarIndex = field(default_factory=lambda: SidecarIndex((), ""))
+    # What the served Kubernetes Ingresses became (already part of `gateways` and
+    # `virtual_services`), with the problems found converting them.
+    ingress: IngressConfig = NO_INGRESS
     # Resolved VirtualServices by key, reused while the stored object is the same object.
     _resolved_vs: Mapping[Key, tuple[VirtualService, VirtualService]] = field(
         default_factory=dict, repr=False)
@@ -149,14 +155,19 @@ def build_push_context(objects: Objects, mesh: MeshConfig, version: int,
             changed_services=[(k.namespace, k.name) for k in changed_keys if k.kind == "Service"],
             publish_not_ready=_publish_not_ready(objects),
         )
+    ingress = previous.ingress
+    if kinds & INGRESS_INPUT_KINDS:
+        converted = convert_ingresses(objects, mesh)
+        ingress = previous.ingress if converted == previous.ingress else converted
     gateways = previous.gateways
-    if "Gateway" in kinds:
-        gateways = sorted_gateways(_values(objects, "Gateway"))
+    if "Gateway" in kinds or ingress is not previous.ingress:
+        gateways = _all_gateways(objects, ingress)
     resolved = previous._resolved_vs
     virtual_services = previous.virtual_services
-    if "VirtualService" in kinds:
-        resolved = _resolve_all(objects, mesh, resolved)
-        virtual_services = VirtualServiceIndex(r for _, r in resolved.values())
+    if "VirtualService" in kinds or ingress is not previous.ingress:
+        if "VirtualService" in kinds:
+            resolved = _resolve_all(objects, mesh, resolved)
+        virtual_services = _virtual_service_index(resolved, ingress, mesh)
     destination_rules = previous.destination_rules
     if "DestinationRule" in kinds:
         destination_rules = DestinationRuleIndex(_values(objects, "DestinationRule"),
@@ -165,7 +176,7 @@ def build_push_context(objects: Objects, mesh: MeshConfig, version: int,
     if "Sidecar" in kinds:
         sidecars = SidecarIndex(_values(objects, "Sidecar"), mesh.root_namespace)
     context = PushContext(version, mesh, services, pods, endpoints, gateways, virtual_services,
-                          destination_rules, objects, sidecars, resolved)
+                          destination_rules, objects, sidecars, ingress, resolved)
     # Kinds stored for later translation change no generated resource yet.
     if kinds <= ENDPOINT_KINDS | STORED_ONLY_KINDS:
         touched = [svc for ns, name in dirty
@@ -192,24 +203,37 @@ def _resolve_all(objects: Objects, mesh: MeshConfig,
     return out
 
 
+def _all_gateways(objects: Objects, ingress: IngressConfig) -> tuple[Gateway, ...]:
+    return sorted_gateways([*_values(objects, "Gateway"), *ingress.gateways])
+
+
+def _virtual_service_index(resolved: Mapping[Key, tuple[VirtualService, VirtualService]],
+                           ingress: IngressConfig, mesh: MeshConfig) -> VirtualServiceIndex:
+    derived = (resolve_virtual_service(vs, mesh.domain_suffix)
+               for vs in ingress.virtual_services)
+    return VirtualServiceIndex([*(r for _, r in resolved.values()), *derived])
+
+
 def _full_build(objects: Objects, mesh: MeshConfig, version: int,
                 resolved_cache: Mapping[Key, tuple[VirtualService, VirtualService]]
                 ) -> PushContext:
     pods = PodIndex(_values(objects, "Pod"))
     slices: list[EndpointSlice] = list(_values(objects, "EndpointSlice"))
     resolved = _resolve_all(objects, mesh, resolved_cache)
+    ingress = convert_ingresses(objects, mesh)
     return PushContext(
         version=version,
         mesh=mesh,
         services=_build_services(objects, mesh),
         pods=pods,
         endpoints=EndpointIndex.build(slices, pods, _publish_not_ready(objects)),
-        gateways=sorted_gateways(_values(objects, "Gateway")),
-        virtual_services=VirtualServiceIndex(r for _, r in resolved.values()),
+        gateways=_all_gateways(objects, ingress),
+        virtual_services=_virtual_service_index(resolved, ingress, mesh),
         destination_rules=DestinationRuleIndex(_values(objects, "DestinationRule"),
                                                mesh.domain_suffix, mesh.root_namespace),
         objects=objects,
         sidecars=SidecarIndex(_values(objects, "Sidecar"), mesh.root_namespace),
+        ingress=ingress,
         _resolved_vs=resolved,
     )
 

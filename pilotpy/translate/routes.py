@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from envoy.type.v3 import percent_pb2
 
 from pilotpy.model.common import Destination, HeaderOperations, Headers, StringMatch
 from pilotpy.model.destinationrule import ConsistentHash
+from pilotpy.model.ingress import uses_ingress_semantics
 from pilotpy.model.virtualservice import (
     GRPC_STATUS,
     CorsPolicy,
@@ -82,7 +84,14 @@ def header_matcher(name: str, match: StringMatch) -> rc.HeaderMatcher:
     return rc.HeaderMatcher(name=name, string_match=string_matcher(match))
 
 
-def route_match(match: HTTPMatch | None) -> rc.RouteMatch:
+# Envoy's constraint on path_separated_prefix; `/` and the rare prefix Envoy would reject
+# stay plain prefixes (istiod would be NACKed on the latter).
+_SEPARATED_PREFIX = re.compile(r"^[^?#]+[^?#/]$")
+
+
+def route_match(match: HTTPMatch | None, *, path_separated: bool = False) -> rc.RouteMatch:
+    """`path_separated`: prefixes other than `/` match whole path segments (istiod's
+    Ingress route semantics), the trailing `/` trimmed."""
     out = rc.RouteMatch(prefix="/", case_sensitive=pb.boolean(True))
     if match is None:
         return out
@@ -99,6 +108,9 @@ def route_match(match: HTTPMatch | None) -> rc.RouteMatch:
     if uri is not None:
         if uri.kind == "exact":
             out.path = uri.value
+        elif uri.kind == "prefix" and path_separated and _SEPARATED_PREFIX.match(
+                uri.value.removesuffix("/")):
+            out.path_separated_prefix = uri.value.removesuffix("/")
         elif uri.kind == "prefix":
             out.prefix = uri.value
         elif uri.kind == "regex":
@@ -459,7 +471,8 @@ def translate_route(vs: VirtualService, route: HTTPRoute, match: HTTPMatch | Non
     name = route.name
     if match is not None and match.name:
         name = f"{name}.{match.name}"
-    out = rc.Route(name=name, match=route_match(match))
+    out = rc.Route(name=name, match=route_match(
+        match, path_separated=uses_ingress_semantics(vs.meta)))
     out.metadata.filter_metadata["istio"].fields["config"].string_value = config_path(vs)
     if match is not None and match.stat_prefix:
         out.stat_prefix = match.stat_prefix

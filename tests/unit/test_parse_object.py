@@ -77,7 +77,6 @@ def test_kinds_lists_every_kind_read() -> None:
     ("networking.istio.io/v1", "WorkloadEntry"),
     ("security.istio.io/v1", "PeerAuthentication"),
     ("security.istio.io/v1beta1", "AuthorizationPolicy"),
-    ("networking.k8s.io/v1", "Ingress"),
 ])
 def test_kinds_stored_for_later_keep_their_spec(api_version: str, kind: str) -> None:
     spec = {"anything": [1, {"nested": True}]}
