@@ -8,6 +8,7 @@ reads, plus the ones parsers accept but decline to translate.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -17,6 +18,7 @@ import yaml
 
 from pilotpy.mesh import read_mesh_config
 from pilotpy.model.fields import Fields
+from pilotpy.model.ingress import parse_ingress, parse_ingress_class
 from pilotpy.model.meta import Meta
 from pilotpy.model.parse import istio_parsers
 from pilotpy.model.support import FieldSupport, field_paths, field_support
@@ -26,15 +28,24 @@ END = "<!-- fields:end -->"
 TOP = "(spec)"
 
 
-def _istio_reader(kind: str) -> Callable[[Fields], Any]:
-    parser = istio_parsers()[kind]
+def _reader(kind: str, parser: Callable[[Meta, Fields], Any]) -> Callable[[Fields], Any]:
     return lambda f: parser(Meta(kind, "x", "x"), f)
+
+
+# Read to validate the object like the API server does, then left alone, as istiod does.
+_VALIDATED_ONLY = {"Ingress": frozenset({"spec.defaultBackend"})}
 
 
 def documented() -> dict[str, tuple[FieldSupport, str]]:
     """Kind -> (what pilotpy reads, the top-level name in the list)."""
-    out = {kind: (field_support(_istio_reader(kind)), TOP) for kind in sorted(istio_parsers())}
+    out = {kind: (field_support(_reader(kind, parser)), TOP)
+           for kind, parser in sorted(istio_parsers().items())}
     out["MeshConfig"] = (field_support(read_mesh_config, ""), "(meshConfig)")
+    for kind, parse in (("Ingress", parse_ingress), ("IngressClass", parse_ingress_class)):
+        support = field_support(_reader(kind, parse), "")
+        extra = _VALIDATED_ONLY.get(kind, frozenset())
+        out[kind] = (dataclasses.replace(support, declined=support.declined | extra),
+                     f"({kind})")
     return out
 
 
@@ -118,7 +129,7 @@ def markdown(istio: Mapping[str, list[str]] | None) -> str:
         lines += [f"#### {kind}", "", "Supported:", ""]
         lines += supported_lines(support, top)
         missing = unsupported(support, istio.get(kind, ()) if istio else ())
-        lines += ["", "Not supported (accepted, ignored with a warning): "
+        lines += ["", "Not supported (accepted and ignored): "
                   + (", ".join(f"`{p}`" for p in missing) if missing else "none"), ""]
         refused = rejected(support)
         if refused:

@@ -140,6 +140,8 @@ def parse_service_entry(meta: Meta, spec: Fields) -> ServiceEntry:
     if ws is not None:
         selector = ws.str_map("labels")
         ws.done()
+        spec.unsupported("workloadSelector", reason="endpoints of the selected workloads are "
+                         "not built yet")
         if items:
             spec.error("only one of workloadSelector or endpoints may be set")
     if resolution == "DYNAMIC_DNS":
