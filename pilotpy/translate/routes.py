@@ -341,9 +341,11 @@ def _route_action(out: rc.Route, route: HTTPRoute, vs: VirtualService, opts: Rou
     action = out.route
     timeout = pb.duration(route.timeout_ns or 0)
     action.timeout.CopyFrom(timeout)
-    # Equivalent to istiod's deprecated max_grpc_timeout (DESIGN.md §4): honour a request's
-    # grpc-timeout header, capped by the route timeout (0 = uncapped).
-    action.max_stream_duration.grpc_timeout_header_max.CopyFrom(timeout)
+    # A request's grpc-timeout header, capped by the route timeout (0 = uncapped), through
+    # the deprecated max_grpc_timeout as istiod does: any `max_stream_duration` on a route,
+    # even `grpc_timeout_header_max` alone, puts Envoy's router in its "new timeouts" mode,
+    # which ignores `timeout`, so a VirtualService timeout would never fire.
+    action.max_grpc_timeout.CopyFrom(timeout)
     rewrite = route.rewrite
     if rewrite is not None:
         if rewrite.uri_regex_match:
