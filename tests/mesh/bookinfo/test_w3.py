@@ -171,7 +171,7 @@ def test_w3_reviews_timeout_cuts_a_delayed_ratings_call_short(bookinfo: Mesh) ->
     wait_for_vhost(bookinfo, "reviews-v2", "ratings", lambda v: "fixed_delay" in str(v),
                    "the 2 s delay on ratings")
     wait_for_vhost(bookinfo, "productpage-v1", "reviews",
-                   lambda v: routed_to(v, "v2") and "0.5s" in str(v),
+                   lambda v: routed_to(v, "v2") and "0.500s" in str(v),
                    "reviews on v2 with a 0.5 s timeout")
     started = time.monotonic()
     found = page(bookinfo)
@@ -219,13 +219,14 @@ def test_w3_ratings_delay_for_a_percentage_of_jasons_requests(bookinfo: Mesh) ->
     assert _reviews_versions(jason) == {"v2": 30}
     assert _reviews_versions(others) == {"v3": 10}
     waits = [a["page"]["reviews"]["ratings_elapsed"] for a in jason]
-    delayed = sum(1 for w in waits if w >= 0.3)
+    # Delayed calls take 0.3 s (Envoy's timer may fire a hair early), the others a few ms.
+    delayed = sum(1 for w in waits if w >= 0.2)
     # Binomial(30, 0.5): 5..25 holds a correct 50% with probability 1 - 5.9e-5; none or all
     # delayed (a percentage ignored) always fails.
     assert 5 <= delayed <= 25, waits
     # The delays were the fault filter's, in reviews v2's sidecar, one per slow answer.
     assert _delays_injected(bookinfo, "reviews-v2") - injected_before == delayed, waits
-    assert all(a["page"]["reviews"]["ratings_elapsed"] < 0.3 for a in others), others
+    assert all(a["page"]["reviews"]["ratings_elapsed"] < 0.2 for a in others), others
 
 
 CIRCUIT_BREAKER = {
@@ -250,7 +251,8 @@ def test_w3_circuit_breaker_sheds_concurrent_requests_to_httpbin(bookinfo: Mesh)
     assert cluster is not None
     thresholds = cluster["circuit_breakers"]["thresholds"][0]
     assert (thresholds["max_connections"], thresholds["max_pending_requests"]) == (1, 1)
-    overflow = f"cluster.{HTTPBIN_CLUSTER}.upstream_rq_pending_overflow"
+    # Istio's clusters carry `alt_stat_name` "<name>;": the stats' prefix.
+    overflow = f"cluster.{HTTPBIN_CLUSTER};.upstream_rq_pending_overflow"
     before = fortio.stat(overflow)
     # Like the task's `fortio load -c 3 -n 30`: 3 connections at once to a slow-ish
     # endpoint; one request goes upstream, one waits, the third overflows.
@@ -275,7 +277,7 @@ def test_w3_reviews_mirrored_to_v2_with_a_shadow_host(bookinfo: Mesh) -> None:
     wait_for_vhost(bookinfo, "productpage-v1", "reviews",
                    lambda v: "request_mirror_policies" in str(v), "reviews mirrored to v2")
     productpage, v2 = bookinfo.pods["productpage-v1"], bookinfo.pods["reviews-v2"]
-    mirrored = f"cluster.{subset_cluster('reviews', 'v2')}.upstream_rq_total"
+    mirrored = f"cluster.{subset_cluster('reviews', 'v2')};.upstream_rq_total"
     sent_before, seen_before = productpage.stat(mirrored), len(v2.app_log().splitlines())
     answers = gateway_get(bookinfo, "/productpage", count=40, concurrency=4)
     # The caller only ever sees v1: the mirrored answers are dropped by the sidecar.
