@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,19 @@ async def test_pod_relabel_moves_its_endpoint_between_subsets(w1: W1Factory) -> 
     assignment = env.envoy.admin_get("/clusters")
     assert f"{V2_CLUSTER}::127.0.0.11:{env.backend_port}" in assignment
     assert f"{V1_CLUSTER}::127.0.0.11:{env.backend_port}" not in assignment
+
+
+async def test_virtual_service_timeout_answers_504_before_a_slow_backend(w1: W1Factory) -> None:
+    """A route `timeout` must fire: with any `max_stream_duration` on the route Envoy would
+    ignore it (its "new timeouts" mode), so the gateway would wait out the slow backend."""
+    env = await w1()
+    timed = weighted_virtual_service(0, 100).replace("  - retries: {attempts: 10}\n",
+                                                     "  - timeout: 0.5s\n")
+    env.write("virtualservice.yaml", timed)
+    await eventually(lambda: "0.500s" in str(env.envoy.config_dump("dynamic_route_configs")),
+                     "the 0.5 s route timeout")
+    started = time.monotonic()
+    status, headers, _ = env.get(path="/delay/3")
+    elapsed = time.monotonic() - started
+    assert status == 504, headers
+    assert elapsed < 2.0, elapsed  # the backend would answer after 3 s
