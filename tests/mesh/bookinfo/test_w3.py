@@ -63,6 +63,9 @@ def test_w3_route_all_traffic_to_v1(bookinfo: Mesh) -> None:
     assert all(p["reviews"]["status"] == 200 and p["reviews"]["rating"] is None for p in pages)
     assert {p["details"]["status"] for p in pages} == {200}
     assert {p["details"]["body"]["version"] for p in pages} == {"v1"}
+    # productpage forwarded the request id the gateway Envoy generated, and jason's name.
+    assert all("x-request-id" in p["forwarded"] for p in pages), pages
+    assert "end-user" in pages[-1]["forwarded"], pages[-1]
 
 
 def _reviews_versions(answers: list[dict[str, Any]]) -> Counter[str]:
