@@ -97,6 +97,12 @@ class App(ThreadingHTTPServer):
         self.name = name
         self.version = version
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # The caller's sidecar gave up (a route timeout) before the answer was written.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
     def answer(self, path: str, query: dict[str, list[str]],
                headers: Any) -> tuple[int, Any, dict[str, str]]:
         if path == "/health":
