@@ -16,6 +16,7 @@ from typing import Any
 
 from tests.mesh.bookinfo.apps import RATINGS_UNAVAILABLE
 from tests.mesh.bookinfo.steps import (
+    gateway_address,
     gateway_get,
     page,
     routed_to,
@@ -25,6 +26,7 @@ from tests.mesh.bookinfo.steps import (
     wait_for_gateway,
     wait_for_vhost,
 )
+from tests.mesh.client import fetch_concurrently
 from tests.mesh.mesh import Mesh
 from tests.mesh.netns import wait_until
 
@@ -298,3 +300,70 @@ def test_w3_reviews_mirrored_to_v2_with_a_shadow_host(bookinfo: Mesh) -> None:
     # Binomial(40, 0.5): 8..32 holds a correct 50% with probability 1 - 4.2e-5.
     assert 8 <= len(hosts) <= 32, hosts
     assert set(hosts) == {"reviews-shadow:9080"}, hosts
+
+
+def _ingress(name: str, host: str, paths: list[tuple[str, str, str]], *,
+             annotation: str = "", class_name: str = "") -> dict[str, Any]:
+    """An Ingress routing `host`'s (path, pathType, service) to port 9080."""
+    meta: dict[str, Any] = {"name": name, "namespace": "default"}
+    if annotation:
+        meta["annotations"] = {"kubernetes.io/ingress.class": annotation}
+    spec: dict[str, Any] = {"rules": [{"host": host, "http": {"paths": [
+        {"path": path, "pathType": path_type,
+         "backend": {"service": {"name": service, "port": {"number": 9080}}}}
+        for path, path_type, service in paths]}}]}
+    if class_name:
+        spec["ingressClassName"] = class_name
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta,
+            "spec": spec}
+
+
+def _ingress_class(name: str, controller: str) -> dict[str, Any]:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+            "metadata": {"name": name}, "spec": {"controller": controller}}
+
+
+def _get_host(mesh: Mesh, host: str, path: str) -> dict[str, Any]:
+    (answer,) = fetch_concurrently(gateway_address(mesh) + path, host, 1, 10.0,
+                                   headers={}, concurrency=1)
+    return answer
+
+
+def test_w3_kubernetes_ingress_is_served_by_the_same_gateway(bookinfo: Mesh) -> None:
+    use(bookinfo,
+        # Istio's ingress task: the annotation ...
+        _ingress("bookinfo-annotated", "bookinfo.example.com",
+                 [("/productpage", "Exact", "productpage"), ("/static", "Prefix",
+                                                            "productpage")],
+                 annotation="istio"),
+        # ... or ingressClassName naming an IngressClass of Istio's controller ...
+        _ingress_class("istio", "istio.io/ingress-controller"),
+        _ingress("details-by-class", "details.example.com",
+                 [("/details", "Prefix", "details")], class_name="istio"),
+        # ... while another controller's Ingress is left alone.
+        _ingress_class("nginx", "k8s.io/ingress-nginx"),
+        _ingress("not-ours", "nginx.example.com", [("/details", "Prefix", "details")],
+                 class_name="nginx"))
+    wait_for_gateway(bookinfo, lambda c: "details.example.com" in str(c),
+                     "the Ingress hosts on the gateway's route")
+    wait_for_vhost(bookinfo, "productpage-v1", "reviews", lambda v: routed_to(v, "v1"),
+                   "reviews on subset v1")
+
+    served = _get_host(bookinfo, "bookinfo.example.com", "/productpage")
+    assert served["status"] == 200, served
+    assert served["headers"]["x-backend-name"] == "productpage", served
+    assert json.loads(served["body"])["reviews"]["version"] == "v1", served
+    assert _get_host(bookinfo, "bookinfo.example.com", "/static/css/style.css")["status"] == 200
+    details = _get_host(bookinfo, "details.example.com", "/details/0")
+    assert details["status"] == 200 and details["headers"]["x-backend-name"] == "details"
+    # Exact means exact; other paths of an Ingress host, and paths only another controller's
+    # Ingress names, are the gateway's 404, not an application's (the walkthrough's
+    # VirtualService answers every host, but on its own paths only).
+    for host, path in (("bookinfo.example.com", "/productpage/extra"),
+                       ("bookinfo.example.com", "/details/0"),
+                       ("nginx.example.com", "/details/0")):
+        missed = _get_host(bookinfo, host, path)
+        assert missed["status"] == 404 and "x-backend-name" not in missed["headers"], (
+            host, path, missed)
+    # The Gateway + VirtualService of the walkthrough still serve next to the Ingress.
+    assert page(bookinfo)["reviews"]["status"] == 200
