@@ -47,6 +47,7 @@ class PodSpec:
     app_port: int | None = 8000  # an httpbin-like backend on 0.0.0.0:<port>
     extra_ports: tuple[int, ...] = ()  # the same backend on more ports
     delta: bool = False  # Delta xDS, as Istio 1.22+ proxies use by default; else SotW
+    tls: tuple[Path, Path] | None = None  # the backends serve HTTPS with (cert, key)
 
     @property
     def version(self) -> str:
@@ -90,6 +91,8 @@ class Pod:
                    "--listen", f"0.0.0.0:{port}", "--version", self.spec.version,
                    "--name", self.spec.labels.get("app", self.spec.name),
                    "--exit-after", str(MAX_LIFETIME_SECONDS)]
+        if self.spec.tls is not None:
+            command += ["--tls-cert", str(self.spec.tls[0]), "--tls-key", str(self.spec.tls[1])]
         app = self.netns.spawn(f"{self.spec.name}/app-{port}", command, str(log))
         wait_until(lambda: "listening on" in log.read_text(errors="replace") or not app.alive,
                    f"{self.spec.name}'s application to listen on {port}", timeout=20)
