@@ -6,7 +6,8 @@
   SNI; the client's TLS session ends at the backend (it verifies the backend's certificate),
   and an SNI no route names gets no connection.
 - HTTPS SIMPLE termination from files: the client verifies the gateway's certificate, the
-  request reaches a plain-text backend through the server's own route.
+  request reaches a plain-text backend through the server's own route. MUTUAL on the same
+  port (by SNI) also wants a client certificate from the CA with an allowed name.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pytest
 from pilotpy.local.backend import Backend
 from pilotpy.local.envoy import free_port
 from pilotpy.local.stack import LocalStack, eventually, http_get
-from tests.tls_certs import TestCA
+from tests.tls_certs import CertPair, TestCA
 
 pytestmark = pytest.mark.e2e
 
@@ -153,6 +154,14 @@ spec:
       mode: SIMPLE
       serverCertificate: {gateway_cert}
       privateKey: {gateway_key}
+  - port: {{number: 443, name: https-mutual, protocol: HTTPS}}
+    hosts: [mtls.example.com]
+    tls:
+      mode: MUTUAL
+      serverCertificate: {gateway_cert}
+      privateKey: {gateway_key}
+      caCertificates: {ca}
+      subjectAltNames: [allowed-client.example.com]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -169,7 +178,7 @@ apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {{name: httpbin, namespace: default}}
 spec:
-  hosts: [httpbin.example.com]
+  hosts: [httpbin.example.com, mtls.example.com]
   gateways: [mygateway]
   http:
   - route:
@@ -183,6 +192,7 @@ class Env:
     ca: Path
     tls_port: int
     tcp_port: int
+    authority: TestCA
 
     def stat(self, name: str) -> int:
         assert self.stack.envoy is not None
@@ -197,11 +207,14 @@ class TLSAnswer:
     alpn: str | None
 
 
-def tls_get(port: int, sni: str, ca: Path, path: str = "/headers",
-            alpn: tuple[str, ...] = ("http/1.1",)) -> TLSAnswer:
+def tls_get(port: int, sni: str, ca: Path, *, path: str = "/headers",
+            alpn: tuple[str, ...] = ("http/1.1",),
+            client: CertPair | None = None) -> TLSAnswer:
     """GET over TLS to 127.0.0.1:<port> with SNI `sni`, verifying the peer certificate
-    against `ca` and `sni` (ssl raises on any mismatch)."""
+    against `ca` and `sni` (ssl raises on any mismatch); `client` presents a certificate."""
     context = ssl.create_default_context(cafile=str(ca))
+    if client is not None:
+        context.load_cert_chain(client.cert, client.key)
     context.set_alpn_protocols(list(alpn))
     with (socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
           context.wrap_socket(raw, server_hostname=sni) as conn):
@@ -219,9 +232,10 @@ def tls_get(port: int, sni: str, ca: Path, path: str = "/headers",
                      selected)
 
 
-def tls_answer_or_none(port: int, sni: str, ca: Path) -> TLSAnswer | None:
+def tls_answer_or_none(port: int, sni: str, ca: Path,
+                       client: CertPair | None = None) -> TLSAnswer | None:
     try:
-        return tls_get(port, sni, ca)
+        return tls_get(port, sni, ca, client=client)
     except (OSError, ssl.SSLError, IndexError, ValueError):
         return None
 
@@ -229,7 +243,7 @@ def tls_answer_or_none(port: int, sni: str, ca: Path) -> TLSAnswer | None:
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
     ca = TestCA(tmp_path / "certs")
-    gateway_pair = ca.issue("gateway", ["httpbin.example.com"])
+    gateway_pair = ca.issue("gateway", ["httpbin.example.com", "mtls.example.com"])
     nginx_pair = ca.issue("nginx", ["nginx.example.com"])
     ports = {k: free_port() for k in ("tls_port", "tcp_port", "echo_port", "nginx_port",
                                        "httpbin_port")}
@@ -243,7 +257,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     config = tmp_path / "config"
     config.mkdir()
     (config / "config.yaml").write_text(CONFIG.format(
-        **ports, gateway_cert=gateway_pair.cert, gateway_key=gateway_pair.key),
+        **ports, gateway_cert=gateway_pair.cert, gateway_key=gateway_pair.key, ca=ca.ca),
         encoding="utf-8")
     stack = LocalStack([config], tmp_path, poll_interval=0.05, start_backends=False)
     try:
@@ -251,7 +265,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
             backend.start()
         await stack.start()
         await stack.wait_live()
-        yield Env(stack, ca.ca, ports["tls_port"], ports["tcp_port"])
+        yield Env(stack, ca.ca, ports["tls_port"], ports["tcp_port"], ca)
     finally:
         await stack.stop()
         for backend in backends:
@@ -323,3 +337,20 @@ def _alpn(port: int, sni: str, ca: Path, offered: tuple[str, ...]) -> str | None
             return conn.selected_alpn_protocol()
     except (OSError, ssl.SSLError):
         return None
+
+
+async def test_https_mutual_requires_a_client_certificate_with_an_allowed_name(
+        env: Env) -> None:
+    allowed = env.authority.issue("allowed", ["allowed-client.example.com"], client=True)
+    other = env.authority.issue("other", ["other-client.example.com"], client=True)
+    answer = await eventually(
+        lambda: tls_answer_or_none(env.tls_port, "mtls.example.com", env.ca, allowed),
+        "an HTTPS answer for a client with an allowed certificate")
+    # The gateway's certificate (it names mtls.example.com too; ssl checked the name).
+    assert (answer.status, answer.peer_subject) == (200, "httpbin.example.com")
+    assert answer.headers["x-backend-name"] == "httpbin"
+    # No certificate, or one whose name the server does not list: no answer.
+    assert await asyncio.to_thread(tls_answer_or_none, env.tls_port, "mtls.example.com",
+                                   env.ca) is None
+    assert await asyncio.to_thread(tls_answer_or_none, env.tls_port, "mtls.example.com",
+                                   env.ca, other) is None
