@@ -23,6 +23,7 @@ from envoy.config.route.v3 import route_pb2
 
 from pilotpy.model import hosts
 from pilotpy.model.gateway import Gateway, Server
+from pilotpy.model.protocol import Protocol
 from pilotpy.model.virtualservice import VirtualService
 from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext
@@ -111,7 +112,7 @@ def is_tls_server(server: Server) -> bool:
 
 
 def is_https_termination(server: Server) -> bool:
-    return (server.tls is not None and server.port.protocol.value == "HTTPS"
+    return (server.tls is not None and server.port.protocol is Protocol.HTTPS
             and server.tls.mode not in PASSTHROUGH_MODES)
 
 
