@@ -32,8 +32,13 @@ def _reader(kind: str, parser: Callable[[Meta, Fields], Any]) -> Callable[[Field
     return lambda f: parser(Meta(kind, "x", "x"), f)
 
 
-# Read to validate the object like the API server does, then left alone, as istiod does.
-_VALIDATED_ONLY = {"Ingress": frozenset({"spec.defaultBackend"})}
+# Read by the model to validate the object, then refused or ignored by translation (which
+# reports it): Ingress's defaultBackend as istiod ignores it; Kubernetes Secrets, which pilotpy
+# does not serve over SDS yet (its ADS has no client authentication).
+_NOT_TRANSLATED = {
+    "Ingress": frozenset({"spec.defaultBackend"}),
+    "Gateway": frozenset({"servers.tls.credentialName", "servers.tls.credentialNames"}),
+}
 
 
 def documented() -> dict[str, tuple[FieldSupport, str]]:
@@ -42,11 +47,10 @@ def documented() -> dict[str, tuple[FieldSupport, str]]:
            for kind, parser in sorted(istio_parsers().items())}
     out["MeshConfig"] = (field_support(read_mesh_config, ""), "(meshConfig)")
     for kind, parse in (("Ingress", parse_ingress), ("IngressClass", parse_ingress_class)):
-        support = field_support(_reader(kind, parse), "")
-        extra = _VALIDATED_ONLY.get(kind, frozenset())
-        out[kind] = (dataclasses.replace(support, declined=support.declined | extra),
-                     f"({kind})")
-    return out
+        out[kind] = (field_support(_reader(kind, parse), ""), f"({kind})")
+    return {kind: (dataclasses.replace(support, declined=support.declined
+                                       | _NOT_TRANSLATED.get(kind, frozenset())), top)
+            for kind, (support, top) in out.items()}
 
 
 def _under(path: str, parent: str) -> bool:

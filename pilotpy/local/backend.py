@@ -9,7 +9,9 @@ on the way (path, host, headers). Paths:
 - `/headers`, `/get`, `/anything...` and every other path answer 200 with the echo.
 
 Run in-process with `Backend`, or as `python -m pilotpy.local.backend --listen 127.0.0.11:8000
---version v1 --name httpbin`. Only loopback addresses are accepted, and the wildcard address
+--version v1 --name httpbin`. With a certificate and key (`tls=`, `--tls-cert/--tls-key`) it
+serves HTTPS instead, for TLS passthrough: what answers proves which backend ended the TLS.
+Only loopback addresses are accepted, and the wildcard address
 with `--pod` (an application inside a pod's network namespace, as tests/mesh runs it).
 """
 
@@ -22,6 +24,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -50,9 +53,11 @@ class Backend:
 
     def __init__(
         self, host: str = "127.0.0.1", port: int = 0, version: str = "v1", name: str = "httpbin",
-        *, pod: bool = False,
+        *, pod: bool = False, tls: tuple[Path, Path] | None = None,
     ) -> None:
+        """`tls`: (certificate chain, private key) files to serve HTTPS with."""
         _require_allowed(host, pod=pod)
+        self.tls = tls
         self.host = host
         self.version = version
         self.name = name
@@ -96,7 +101,7 @@ class Backend:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     @property
     def requests(self) -> int:
@@ -131,7 +136,19 @@ class _Server(ThreadingHTTPServer):
         self.backend = backend
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self._tls: ssl.SSLContext | None = None
+        if backend.tls is not None:
+            self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._tls.load_cert_chain(*backend.tls)
         super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        if self._tls is not None:
+            # The handshake runs on the handler's thread (first read), not on the accept loop.
+            connection = self._tls.wrap_socket(connection, server_side=True,
+                                               do_handshake_on_connect=False)
+        return connection, address
 
     def track(self, connection: socket.socket) -> None:
         with self._connections_lock:
@@ -371,6 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="running in a pod's (named) network namespace: any address is allowed")
     parser.add_argument("--version", default="v1", help="reported in x-backend-version")
     parser.add_argument("--name", default="httpbin", help="reported in x-backend-name")
+    parser.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate chain")
+    parser.add_argument("--tls-key", type=Path, help="... and this private key")
     parser.add_argument(
         "--exit-after",
         type=float,
@@ -385,6 +404,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
 
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
     stopping = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -392,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    with Backend(host, port, args.version, args.name, pod=args.pod) as backend:
+    with Backend(host, port, args.version, args.name, pod=args.pod, tls=tls) as backend:
         # Parents wait for this line to know the port (useful with port 0).
         print(
             f"listening on {backend.url} name={backend.name} version={backend.version}", flush=True

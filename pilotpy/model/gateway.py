@@ -99,8 +99,37 @@ def _parse_tls(f: Fields | None) -> ServerTLS | None:
     )
     f.unsupported("caCrl", "caCertCredentialName", "tlsCertificates", "verifyCertificateSpki",
                   "verifyCertificateHash", "insecureSkipVerify")
+    _validate_tls_sources(f, tls)
     f.done()
     return tls
+
+
+def _validate_tls_sources(f: Fields, tls: ServerTLS) -> None:
+    """istiod's validateTLSOptions: where the certificates come from, per mode."""
+    files = bool(tls.server_certificate or tls.private_key or tls.ca_certificates)
+    if tls.mode == "ISTIO_MUTUAL":
+        if files or tls.credential_name or tls.credential_names:
+            f.error("ISTIO_MUTUAL uses the mesh certificates: no serverCertificate, "
+                    "privateKey, caCertificates or credentialName", "mode")
+        return
+    sources = sum(bool(x) for x in (tls.server_certificate and tls.private_key,
+                                    tls.credential_name, tls.credential_names))
+    if sources > 1:
+        f.error("only one of credentialName, credentialNames, serverCertificate/privateKey "
+                "may be set")
+    if tls.mode not in ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"):
+        if tls.mode and files:
+            f.warn(f"{tls.mode} does not use certificates; they are ignored")
+        return
+    if tls.credential_name or tls.credential_names:
+        return
+    label = "SIMPLE TLS" if tls.mode == "SIMPLE" else "MUTUAL TLS"
+    if not tls.server_certificate:
+        f.error(f"{label} requires a server certificate", "serverCertificate")
+    if not tls.private_key:
+        f.error(f"{label} requires a private key", "privateKey")
+    if tls.mode != "SIMPLE" and not tls.ca_certificates:
+        f.error(f"{label} requires a client CA bundle", "caCertificates")
 
 
 def _parse_server(f: Fields) -> Server | None:

@@ -629,6 +629,10 @@ def parse_virtual_service(meta: Meta, spec: Fields) -> VirtualService:
         matches = tuple(_parse_l4_match(m, tls=True) for m in r.children("match"))
         if not matches:
             r.error("at least one match with sniHosts is required", "match")
+        for sni in dict.fromkeys(h for m in matches for h in m.sni_hosts):
+            if vs_hosts and not any(hosts.subset_of(sni, h) for h in vs_hosts):
+                r.error(f"SNI host {sni!r} is not a compatible subset of any of the "
+                        f"VirtualService hosts {list(vs_hosts)}", "match.sniHosts")
         tls_routes.append(TLSRoute(matches, _parse_l4_destinations(r)))
         r.done()
     if not (http or tcp_routes or tls_routes):

@@ -11,6 +11,7 @@ from envoy.extensions.filters.http.grpc_stats.v3 import config_pb2 as grpc_stats
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.listener.http_inspector.v3 import http_inspector_pb2
 from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2
+from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
@@ -26,6 +27,7 @@ HCM_FILTER = "envoy.filters.network.http_connection_manager"
 TCP_PROXY_FILTER = "envoy.filters.network.tcp_proxy"
 HTTP_INSPECTOR = "envoy.filters.listener.http_inspector"
 ORIGINAL_DST = "envoy.filters.listener.original_dst"
+TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
 HCM = hcm_pb2.HttpConnectionManager
 GATEWAY_SERVER_NAME = "istio-envoy"
 
@@ -129,6 +131,12 @@ def http_inspector(disabled_ports: list[int] | None = None) -> lc.ListenerFilter
         else:
             out.filter_disabled.or_match.rules.extend(predicates)
     return out
+
+
+def tls_inspector() -> lc.ListenerFilter:
+    """Reads SNI and ALPN from the ClientHello for `server_names` matches and TLS contexts."""
+    return lc.ListenerFilter(name=TLS_INSPECTOR, typed_config=pb.typed(
+        tls_inspector_pb2.TlsInspector()))
 
 
 def original_dst() -> lc.ListenerFilter:

@@ -4,7 +4,10 @@ Gateways select the proxy by labels; their servers are merged per listening port
 translation through the Services selecting the proxy (80 -> targetPort 8080 gives
 `0.0.0.0_8080`). Plain-text HTTP servers on one port share a listener and the route
 `http.<server port>` (DESIGN.md §4). A route with no matching VirtualService answers 404 from
-the `blackhole:<port>` virtual host.
+the `blackhole:<port>` virtual host. Servers with TLS (`HTTPS`, `TLS`) share a listener as
+one filter chain each (several for PASSTHROUGH), told apart by SNI; a terminating HTTPS server
+gets its own route `https.<server port>.<port name>.<gateway>.<namespace>`. An opaque `TCP`
+server owns its listener.
 """
 
 from __future__ import annotations
@@ -20,14 +23,24 @@ from envoy.config.route.v3 import route_pb2
 
 from pilotpy.model import hosts
 from pilotpy.model.gateway import Gateway, Server
+from pilotpy.model.protocol import Protocol
 from pilotpy.model.virtualservice import VirtualService
 from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext
 from pilotpy.translate import pb
-from pilotpy.translate.filters import gateway_connection_manager, network_filter
+from pilotpy.translate.chain_match import DistinctChains, RoutedChain
+from pilotpy.translate.downstream_tls import (
+    TERMINATING_MODES,
+    downstream_tls_context,
+    tls_transport_socket,
+)
+from pilotpy.translate.filters import gateway_connection_manager, network_filter, tls_inspector
+from pilotpy.translate.gateway_tcp import GatewayServer, passthrough_chains, tcp_route_filter
 from pilotpy.translate.names import (
     DEFAULT_ROUTE_NAME,
+    delimited_stat_prefix,
     gateway_http_route_name,
+    gateway_https_route_name,
     listener_name,
     virtual_host_name,
 )
@@ -39,24 +52,22 @@ from pilotpy.translate.routes import (
 )
 
 WILDCARD_BIND = "0.0.0.0"
+PASSTHROUGH_MODES = frozenset({"", "PASSTHROUGH"})
+# PILOT_GATEWAY_TRANSPORT_SOCKET_CONNECT_TIMEOUT: slow TLS handshakes are cut after this.
+TRANSPORT_SOCKET_CONNECT_TIMEOUT = 15
 
-
-@dataclass(frozen=True, slots=True)
-class GatewayServer:
-    gateway: Gateway
-    server: Server
-
-    @property
-    def gateway_name(self) -> str:
-        """How VirtualServices refer to the server's gateway: `ns/name`."""
-        return f"{self.gateway.meta.namespace}/{self.gateway.meta.name}"
+__all__ = ["GatewayServer", "MergedGateway", "gateway_listeners", "gateway_route_configuration",
+           "gateway_route_names", "merge_gateways"]
 
 
 @dataclass(slots=True)
-class HTTPListener:
+class GatewayListener:
     bind: str
     port: int  # the listening (target) port
+    # Plain-text HTTP-family servers: one connection manager, route `http.<port>`.
     servers: list[GatewayServer] = field(default_factory=list)
+    # TCP, TLS and HTTPS servers: filter chains of their own.
+    l4_servers: list[GatewayServer] = field(default_factory=list)
 
     @property
     def route_name(self) -> str:
@@ -66,14 +77,19 @@ class HTTPListener:
 
 @dataclass(slots=True)
 class MergedGateway:
-    listeners: dict[tuple[str, int], HTTPListener] = field(default_factory=dict)
+    listeners: dict[tuple[str, int], GatewayListener] = field(default_factory=dict)
+    # Terminating HTTPS servers by route name.
+    https_routes: dict[str, GatewayServer] = field(default_factory=dict)
+    # Hosts of TLS servers per listening port and bind (istiod's CheckDuplicates).
+    tls_hosts: dict[tuple[str, int], dict[str, GatewayServer]] = field(default_factory=dict)
     diagnostics: list[str] = field(default_factory=list)
 
     def servers_for_route(self, route_name: str) -> list[GatewayServer] | None:
         for listener in self.listeners.values():
-            if listener.route_name == route_name:
+            if listener.servers and listener.route_name == route_name:
                 return listener.servers
-        return None
+        https = self.https_routes.get(route_name)
+        return [https] if https is not None else None
 
 
 def selects(gateway: Gateway, labels: Mapping[str, str]) -> bool:
@@ -90,39 +106,184 @@ def _translated_port(number: int, view: ProxyView) -> int:
     return number
 
 
+def is_tls_server(server: Server) -> bool:
+    """istiod's IsTLSServer: TLS settings on a protocol other than plain HTTP."""
+    return server.tls is not None and not server.port.protocol.is_http
+
+
+def is_https_termination(server: Server) -> bool:
+    return (server.tls is not None and server.port.protocol is Protocol.HTTPS
+            and server.tls.mode not in PASSTHROUGH_MODES)
+
+
+def https_route_name(entry: GatewayServer) -> str:
+    server = entry.server
+    return gateway_https_route_name(server.port.number, server.port.name,
+                                    entry.gateway.meta.name, entry.gateway.meta.namespace,
+                                    server.bind)
+
+
+def _unsupported_tls(server: Server) -> str:
+    """Why pilotpy cannot serve this TLS server ("" when it can)."""
+    tls = server.tls
+    if tls is None or not is_tls_server(server):
+        return ""
+    if tls.mode == "AUTO_PASSTHROUGH":
+        return ("tls.mode AUTO_PASSTHROUGH (SNI-DNAT to mesh clusters) is not supported by "
+                "pilotpy yet")
+    if tls.mode == "ISTIO_MUTUAL":
+        return ("tls.mode ISTIO_MUTUAL needs mesh certificates, which pilotpy does not "
+                "serve yet")
+    if tls.mode in TERMINATING_MODES:
+        if tls.credential_name or tls.credential_names:
+            field_name = "credentialName" if tls.credential_name else "credentialNames"
+            return (f"tls.{field_name} (certificates from a Kubernetes Secret over SDS) is not "
+                    "supported by pilotpy yet; use serverCertificate/privateKey files")
+        if not (tls.server_certificate and tls.private_key):
+            return f"tls.mode {tls.mode} needs tls.serverCertificate and tls.privateKey"
+        if tls.mode == "MUTUAL" and not tls.ca_certificates:
+            return "tls.mode MUTUAL needs tls.caCertificates"
+    return ""
+
+
+def _add_server(merged: MergedGateway, entry: GatewayServer, port: int) -> None:
+    server = entry.server
+    bind = server.bind or WILDCARD_BIND
+    listener = merged.listeners.get((bind, port))
+    where = entry.where
+    if server.is_plain_http:
+        if listener is not None and listener.l4_servers:
+            merged.diagnostics.append(
+                f"{where}: port {port} already serves {listener.l4_servers[0].where} "
+                f"({listener.l4_servers[0].server.port.protocol.value}); plain-text HTTP "
+                "cannot share it; skipped")
+            return
+        listener = merged.listeners.setdefault((bind, port), GatewayListener(bind, port))
+        listener.servers.append(entry)
+        return
+    problem = _unsupported_tls(server)
+    if problem:
+        merged.diagnostics.append(f"{where}: {problem}; skipped")
+        return
+    if listener is not None:
+        taken = listener.servers[0] if listener.servers else listener.l4_servers[0]
+        if listener.servers or not is_tls_server(server) or not is_tls_server(taken.server):
+            merged.diagnostics.append(
+                f"{where}: port {port} already serves {taken.where} "
+                f"({taken.server.port.protocol.value}); only TLS servers (told apart by SNI) "
+                "share a port; skipped")
+            return
+    if is_tls_server(server):
+        known = merged.tls_hosts.setdefault((bind, port), {})
+        duplicates = [h for h in server.hosts if h in known]
+        if duplicates:
+            merged.diagnostics.append(
+                f"{where}: hosts {duplicates} are already served on port {port} by "
+                f"{known[duplicates[0]].where}; skipped")
+            return
+        if is_https_termination(server):
+            route = https_route_name(entry)
+            if route in merged.https_routes:
+                merged.diagnostics.append(
+                    f"{where}: route {route} already belongs to another server (port names "
+                    "must be unique per port); skipped")
+                return
+            merged.https_routes[route] = entry
+        known.update(dict.fromkeys(server.hosts, entry))
+    listener = merged.listeners.setdefault((bind, port), GatewayListener(bind, port))
+    listener.l4_servers.append(entry)
+
+
 def merge_gateways(push: PushContext, view: ProxyView) -> MergedGateway:
     merged = MergedGateway()
     for gateway in push.gateways:
         if not selects(gateway, view.labels):
             continue
         for server in gateway.servers:
-            where = (f"Gateway {gateway.meta.namespace}/{gateway.meta.name} server "
-                     f"{server.port.name or server.port.number}")
-            if not server.is_plain_http:
-                merged.diagnostics.append(
-                    f"{where}: {server.port.protocol.value} servers"
-                    f"{' with TLS termination' if server.tls and server.tls.mode else ''} "
-                    "are not supported by pilotpy yet; skipped")
-                continue
-            port = _translated_port(server.port.number, view)
-            bind = server.bind or WILDCARD_BIND
-            listener = merged.listeners.setdefault((bind, port), HTTPListener(bind, port))
-            listener.servers.append(GatewayServer(gateway, server))
+            _add_server(merged, GatewayServer(gateway, server),
+                        _translated_port(server.port.number, view))
     return merged
 
 
-def gateway_listeners(push: PushContext, merged: MergedGateway) -> list[listener_pb2.Listener]:
+def _https_chain(push: PushContext, entry: GatewayServer, listener: str) -> lc.FilterChain:
+    """A terminating HTTPS server: SNI match on its hosts (none for `*`), TLS from files,
+    a connection manager on its own route; its stat prefix is the server `name` if set."""
+    server = entry.server
+    assert server.tls is not None
+    stat_prefix = server.name or delimited_stat_prefix(f"outbound_{listener}")
+    manager = gateway_connection_manager(https_route_name(entry), stat_prefix, push.mesh)
+    chain = lc.FilterChain(filters=[network_filter(manager)],
+                           transport_socket=tls_transport_socket(
+                               downstream_tls_context(server.tls)))
+    _match_server_hosts(chain, entry)
+    return chain
+
+
+def _match_server_hosts(chain: lc.FilterChain, entry: GatewayServer) -> None:
+    sni = entry.sni_hosts
+    if "*" not in sni:
+        chain.filter_chain_match.server_names.extend(sni)
+
+
+def _l4_chains(push: PushContext, view: ProxyView, entry: GatewayServer,
+               listener: str, diagnostics: list[str]) -> list[RoutedChain]:
+    server = entry.server
+    if is_https_termination(server):
+        return [RoutedChain(_https_chain(push, entry, listener), entry.where)]
+    if server.tls is not None and server.tls.mode in PASSTHROUGH_MODES:
+        chains = passthrough_chains(push, view, entry)
+        if not chains:
+            diagnostics.append(f"{entry.where}: no VirtualService `tls` route bound to "
+                               f"{entry.gateway_name} matches it; no filter chain")
+        return chains
+    tcp = tcp_route_filter(push, view, entry)
+    if tcp is None:
+        diagnostics.append(f"{entry.where}: no VirtualService `tcp` route bound to "
+                           f"{entry.gateway_name} matches it; no filter chain")
+        return []
+    chain = lc.FilterChain(filters=[tcp])
+    if server.tls is not None:  # a TLS server terminating TLS, then opaque TCP
+        chain.transport_socket.CopyFrom(tls_transport_socket(downstream_tls_context(server.tls)))
+        _match_server_hosts(chain, entry)
+    return [RoutedChain(chain, entry.where)]
+
+
+def _listener_chains(push: PushContext, view: ProxyView, listener: GatewayListener,
+                     name: str, diagnostics: list[str]) -> tuple[list[lc.FilterChain], bool]:
+    """The listener's chains, and whether it needs the TLS inspector (some chain reads SNI or
+    terminates TLS with ALPN)."""
+    if listener.servers:
+        manager = gateway_connection_manager(listener.route_name, f"outbound_{name};",
+                                             push.mesh)
+        return [lc.FilterChain(filters=[network_filter(manager)])], False
+    distinct = DistinctChains()
+    for entry in listener.l4_servers:
+        for routed in _l4_chains(push, view, entry, name, diagnostics):
+            taken = distinct.add(routed.chain)
+            if taken:
+                diagnostics.append(f"{routed.origin}: server names {taken} already have a "
+                                   f"filter chain on listener {name}; skipped")
+    return distinct.chains, any(is_tls_server(e.server) for e in listener.l4_servers)
+
+
+def gateway_listeners(push: PushContext, view: ProxyView,
+                      merged: MergedGateway) -> list[listener_pb2.Listener]:
     out = []
     for (bind, port), listener in sorted(merged.listeners.items()):
         name = listener_name(bind, port)
-        manager = gateway_connection_manager(listener.route_name, f"outbound_{name};", push.mesh)
-        chain = lc.FilterChain(filters=[network_filter(manager)],
-                               transport_socket_connect_timeout=pb.seconds(15))
-        listener = listener_pb2.Listener(name=name, traffic_direction=base_pb2.OUTBOUND,
-                            filter_chains=[chain])
-        listener.address.socket_address.address = bind
-        listener.address.socket_address.port_value = port
-        out.append(listener)
+        chains, inspect_tls = _listener_chains(push, view, listener, name, merged.diagnostics)
+        if not chains:
+            continue  # istiod drops a listener left with no filter chain
+        message = listener_pb2.Listener(name=name, traffic_direction=base_pb2.OUTBOUND)
+        if inspect_tls:
+            message.listener_filters.append(tls_inspector())
+        for chain in chains:
+            chain.transport_socket_connect_timeout.CopyFrom(
+                pb.seconds(TRANSPORT_SOCKET_CONNECT_TIMEOUT))
+            message.filter_chains.append(chain)
+        message.address.socket_address.address = bind
+        message.address.socket_address.port_value = port
+        out.append(message)
     return out
 
 
@@ -177,7 +338,7 @@ def gateway_route_configuration(push: PushContext, view: ProxyView, merged: Merg
         services: list[VirtualService] = push.virtual_services.for_gateway(
             view.namespace, gateway_name)
         for vs in services:
-            server_hosts = hosts.names_for_namespace(server.hosts, vs.meta.namespace)
+            server_hosts = entry.hosts_for(vs.meta.namespace)
             matching = hosts.intersection(server_hosts, vs.hosts)
             if not matching:
                 continue
@@ -225,4 +386,5 @@ def gateway_route_configuration(push: PushContext, view: ProxyView, merged: Merg
 
 
 def gateway_route_names(merged: MergedGateway) -> list[str]:
-    return sorted({listener.route_name for listener in merged.listeners.values()})
+    names = {listener.route_name for listener in merged.listeners.values() if listener.servers}
+    return sorted(names | set(merged.https_routes))

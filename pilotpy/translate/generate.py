@@ -42,7 +42,7 @@ def generate(push: PushContext, view: ProxyView) -> GeneratedConfig:
         merged = merge_gateways(push, view)
         return GeneratedConfig(
             clusters=outbound_clusters(push, view) + tracing_clusters(push.mesh),
-            listeners=gateway_listeners(push, merged),
+            listeners=gateway_listeners(push, view, merged),
             routes=[gateway_route_configuration(push, view, merged, name)
                     for name in gateway_route_names(merged)],
             diagnostics=tuple(merged.diagnostics),

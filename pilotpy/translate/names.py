@@ -46,3 +46,11 @@ def virtual_host_name(hostname: str, port: int) -> str:
 def delimited_stat_prefix(prefix: str) -> str:
     """Istio (1.24+) ends stat prefixes with `;` so tag extraction can find their end."""
     return prefix + ";"
+
+
+def gateway_https_route_name(server_port: int, port_name: str, gateway_name: str,
+                             namespace: str, bind: str = "") -> str:
+    """`https.443.https.bookinfo-gateway.default`: one route per terminating HTTPS server,
+    named after the Gateway server port (not the listening port), `.bind` when bound."""
+    name = f"https.{server_port}.{port_name}.{gateway_name}.{namespace}"
+    return f"{name}.{bind}" if bind else name

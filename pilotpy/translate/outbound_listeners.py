@@ -23,11 +23,13 @@ from pilotpy.model.protocol import Protocol
 from pilotpy.proxy import ProxyView
 from pilotpy.push import Port, PushContext, Resolution, Service
 from pilotpy.translate import pb
+from pilotpy.translate.chain_match import DistinctChains
 from pilotpy.translate.filters import (
     http_inspector,
     network_filter,
     sidecar_outbound_connection_manager,
     tcp_proxy_filter,
+    tls_inspector,
 )
 from pilotpy.translate.names import (
     BLACKHOLE_CLUSTER,
@@ -40,6 +42,7 @@ from pilotpy.translate.names import (
 )
 from pilotpy.translate.sidecar_scope import SidecarScope
 from pilotpy.translate.tcp_routes import tcp_route_filter
+from pilotpy.translate.tls_routes import tls_route_chains
 
 WILDCARD = "0.0.0.0"
 HTTP_APPLICATION_PROTOCOLS = ("http/1.1", "h2c")
@@ -141,6 +144,32 @@ def service_listener(push: PushContext, view: ProxyView, scope: SidecarScope, *,
     return out
 
 
+@dataclass(slots=True)
+class _TLSListener:
+    """A TLS-family port's listener: services sharing it (the wildcard, a CIDR) add chains
+    told apart by SNI, as long as their matches do not overlap (istiod's mergeTCPFilterChains)."""
+
+    address: str
+    port: int
+    chains: DistinctChains = field(default_factory=DistinctChains)
+    reads_sni: bool = False
+
+    def build(self, scope: SidecarScope) -> listener_pb2.Listener:
+        out = _outbound_listener(self.address, self.port)
+        if self.reads_sni:
+            out.listener_filters.append(tls_inspector())
+        match_all = [c for c in self.chains.chains if not (
+            c.filter_chain_match.server_names or c.filter_chain_match.prefix_ranges)]
+        matching = [c for c in self.chains.chains if c not in match_all]
+        if not matching:
+            out.filter_chains.extend(match_all)
+            return out
+        out.filter_chains.extend(matching)
+        out.default_filter_chain.CopyFrom(match_all[0] if match_all
+                                          else _passthrough_filter_chain(scope))
+        return out
+
+
 def virtual_outbound_listener(scope: SidecarScope, mesh: MeshConfig) -> listener_pb2.Listener:
     port = mesh.proxy_listen_port
     out = listener_pb2.Listener(name=VIRTUAL_OUTBOUND, traffic_direction=base_pb2.OUTBOUND,
@@ -182,6 +211,7 @@ def outbound_listeners(push: PushContext, view: ProxyView,
     out = OutboundListeners()
     by_name: dict[str, listener_pb2.Listener] = {}
     sniffed: set[tuple[str, int]] = set()
+    tls_listeners: dict[str, _TLSListener] = {}
     visible: list[tuple[Service, Port]] = [
         (service, port) for service in scope.services for port in service.ports
         if port.protocol is not Protocol.UDP and scope.port_visible(service, port)
@@ -205,6 +235,19 @@ def outbound_listeners(push: PushContext, view: ProxyView,
             continue
         for bind in _binds(push, view, service, port):
             name = listener_name(bind[0], port.number)
+            if port.protocol.is_tls and (name not in by_name or name in tls_listeners):
+                tls = tls_listeners.setdefault(name, _TLSListener(bind[0], port.number))
+                for routed in tls_route_chains(push, view, scope, service, port=port.number,
+                                               bind=bind):
+                    taken = tls.chains.add(routed.chain)
+                    if taken:
+                        out.diagnostics.append(
+                            f"{routed.origin}: server names {taken} already have a filter "
+                            f"chain on listener {name}; skipped")
+                    else:
+                        tls.reads_sni = tls.reads_sni or routed.reads_sni
+                by_name[name] = tls.build(scope)
+                continue
             if name in by_name:
                 # The oldest service keeps the address and port (istiod's conflict rule).
                 out.diagnostics.append(

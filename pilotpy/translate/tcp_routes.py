@@ -11,7 +11,7 @@ from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
 from pilotpy.model.common import Destination
-from pilotpy.model.virtualservice import L4Match, TCPRoute, VirtualService
+from pilotpy.model.virtualservice import L4Match, RouteDestination, TCPRoute, VirtualService
 from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext, Service
 from pilotpy.translate import pb
@@ -57,17 +57,26 @@ def tcp_route_filter(push: PushContext, view: ProxyView, scope: SidecarScope,
     if vs is None or route is None:
         cluster = destination_cluster(Destination(service.hostname, "", port), service, port)
         return tcp_proxy_filter(cluster), ""
-    destinations = [d for d in route.route if d.weight > 0] if len(route.route) > 1 else list(
-        route.route)
+    return route_destinations_filter(push, view, vs, route.route, port), config_path(vs)
+
+
+def route_destinations_filter(push: PushContext, view: ProxyView, vs: VirtualService,
+                              route: tuple[RouteDestination, ...], port: int) -> lc.Filter:
+    """The tcp_proxy for a `tcp` or `tls` route's destinations (istiod's
+    buildOutboundNetworkFilters): one destination (weight-0 ones dropped, DESIGN.md §4) is a
+    plain cluster with the cluster as stat prefix; several are `weighted_clusters` with stat
+    prefix `<vs name>.<vs namespace>`. `port` is the listener's (or the Gateway server's)
+    port, used when a destination names no port and its service has several."""
+    destinations = [d for d in route if d.weight > 0] if len(route) > 1 else list(route)
 
     def cluster_of(destination: Destination) -> str:
         target = push.service(destination.host, view.namespace, vs.meta.namespace)
         return destination_cluster(destination, target, port)
 
     if len(destinations) == 1:
-        return tcp_proxy_filter(cluster_of(destinations[0].destination)), config_path(vs)
+        return tcp_proxy_filter(cluster_of(destinations[0].destination))
     proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=f"{vs.meta.name}.{vs.meta.namespace}")
     for destination in destinations:
         proxy.weighted_clusters.clusters.add(name=cluster_of(destination.destination),
                                              weight=destination.weight)
-    return lc.Filter(name=TCP_PROXY_FILTER, typed_config=pb.typed(proxy)), config_path(vs)
+    return lc.Filter(name=TCP_PROXY_FILTER, typed_config=pb.typed(proxy))

@@ -14,6 +14,7 @@ import yaml
 
 from pilotpy.local.envoy import free_port
 from pilotpy.local.stack import LocalStack, eventually
+from tests.tls_certs import TestCA
 
 pytestmark = pytest.mark.e2e
 TESTDATA = Path(__file__).parents[1] / "golden" / "testdata"
@@ -43,6 +44,27 @@ def _relocated(case: Path) -> list[dict[str, Any]]:
                               "targetPort": free_port()})
                 mapped.add(number)
     return docs
+
+
+def _with_test_certificates(docs: list[dict[str, Any]], directory: Path) -> None:
+    """Gateway servers name certificate files of a real cluster (`/etc/istio/...`): point them
+    at files of a test CA, so Envoy can load what the golden case describes."""
+    ca: TestCA | None = None
+    for doc in docs:
+        if doc.get("kind") != "Gateway":
+            continue
+        for server in doc.get("spec", {}).get("servers", []):
+            tls = server.get("tls") or {}
+            if not any(k in tls for k in ("serverCertificate", "privateKey", "caCertificates")):
+                continue
+            ca = ca or TestCA(directory)
+            pair = ca.issue(f"server-{len(list(directory.glob('*.crt')))}", ["localhost"])
+            if "serverCertificate" in tls:
+                tls["serverCertificate"] = str(pair.cert)
+            if "privateKey" in tls:
+                tls["privateKey"] = str(pair.key)
+            if "caCertificates" in tls:
+                tls["caCertificates"] = str(ca.ca)
 
 
 def _sidecar_mesh_config(case: Path, spec: dict[str, Any], out: Path) -> Path:
@@ -77,6 +99,7 @@ async def test_golden_config_is_accepted_by_envoy(case: Path, tmp_path: Path) ->
         mesh_config = _sidecar_mesh_config(case, spec, tmp_path / "mesh.yaml")
     else:
         docs = _relocated(case)
+        _with_test_certificates(docs, tmp_path / "certs")
     (config / "config.yaml").write_text(yaml.safe_dump_all(docs), encoding="utf-8")
     stack = LocalStack([config], tmp_path, node_id=spec["nodeId"], labels=spec["labels"],
                        start_backends=False, mesh_config=mesh_config)

@@ -54,6 +54,7 @@ class PodSpec:
     # --name --exit-after` and expected to print "listening on"; the httpbin-like backend
     # when empty.
     app_command: tuple[str, ...] = ()
+    tls: tuple[Path, Path] | None = None  # the backends serve HTTPS with (cert, key)
 
     def __post_init__(self) -> None:
         if self.router and self.sidecar:
@@ -107,6 +108,8 @@ class Pod:
                    "--listen", f"0.0.0.0:{port}", "--version", self.spec.version,
                    "--name", self.spec.labels.get("app", self.spec.name),
                    "--exit-after", str(MAX_LIFETIME_SECONDS)]
+        if self.spec.tls is not None:
+            command += ["--tls-cert", str(self.spec.tls[0]), "--tls-key", str(self.spec.tls[1])]
         app = self.netns.spawn(f"{self.spec.name}/app-{port}", command, str(log))
         wait_until(lambda: "listening on" in log.read_text(errors="replace") or not app.alive,
                    f"{self.spec.name}'s application to listen on {port}", timeout=20)

@@ -1,0 +1,49 @@
+"""Keeps a listener's filter chain matches distinct: Envoy rejects a whole listener when two
+chains match the same server name (and address range). istiod checks SNI hosts per port
+(CheckDuplicates); this checks what actually reaches Envoy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from envoy.config.listener.v3 import listener_components_pb2 as lc
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedChain:
+    chain: lc.FilterChain
+    origin: str  # what built it, for diagnostics
+    reads_sni: bool = False  # matches on SNI (even `*`): the listener needs the TLS inspector
+
+    @property
+    def matches_all(self) -> bool:
+        match = self.chain.filter_chain_match
+        return not (match.server_names or match.prefix_ranges)
+
+
+def _keys(match: lc.FilterChainMatch) -> set[tuple[str, ...]]:
+    ranges = tuple(sorted(f"{r.address_prefix}/{r.prefix_len.value}"
+                          for r in match.prefix_ranges))
+    rest = (match.transport_protocol, *sorted(match.application_protocols),
+            str(match.destination_port.value), *ranges)
+    return {(name, *rest) for name in (match.server_names or [""])}
+
+
+class DistinctChains:
+    """Filter chains accepted so far; `add` refuses a chain overlapping an earlier one."""
+
+    __slots__ = ("_seen", "chains")
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[str, ...]] = set()
+        self.chains: list[lc.FilterChain] = []
+
+    def add(self, chain: lc.FilterChain) -> list[str]:
+        """The server names already taken by an earlier chain ([] when `chain` was added)."""
+        keys = _keys(chain.filter_chain_match)
+        taken = keys & self._seen
+        if taken:
+            return sorted({k[0] or "*" for k in taken})
+        self._seen |= keys
+        self.chains.append(chain)
+        return []
