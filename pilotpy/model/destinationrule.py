@@ -355,18 +355,49 @@ def _parse_tls(f: Fields | None) -> ClientTLS | None:
         insecure_skip_verify=insecure,
         ca_crl=f.str("caCrl"),
     )
-    if tls.mode == "MUTUAL" and not tls.credential_name and not (
-        tls.client_certificate and tls.private_key
-    ):
-        f.error("MUTUAL needs clientCertificate and privateKey, or credentialName")
-    if tls.mode in ("SIMPLE", "MUTUAL", "ISTIO_MUTUAL"):
-        # Translation of upstream TLS arrives with the traffic-management work (issue:
-        # "TLS origination SIMPLE/MUTUAL with certificate files"); say so instead of
-        # silently sending plaintext.
-        f.warn(f"upstream TLS mode {tls.mode} is not translated by pilotpy yet; the cluster "
-               "stays plaintext", "mode")
+    _validate_tls(f, tls)
     f.done()
     return tls
+
+
+def _is_path(value: str) -> bool:
+    """The shape of a file path on the proxy: Envoy reads the file, pilotpy never does."""
+    return bool(value) and "\x00" not in value and value == value.strip()
+
+
+def _validate_tls(f: Fields, tls: ClientTLS) -> None:
+    """istiod's ValidateClientTLSSettings, plus what pilotpy does not translate."""
+    insecure = bool(tls.insecure_skip_verify)
+    if insecure and tls.mode in ("SIMPLE", "MUTUAL") and (
+            tls.ca_certificates or tls.subject_alt_names
+            or (tls.mode == "SIMPLE" and tls.credential_name)):
+        f.error("cannot specify caCertificates, credentialName or subjectAltNames when "
+                "insecureSkipVerify is true", "insecureSkipVerify")
+    if tls.mode in ("SIMPLE", "MUTUAL") and tls.credential_name:
+        if tls.client_certificate or tls.private_key or tls.ca_certificates or tls.ca_crl:
+            f.error("cannot specify clientCertificate, privateKey, caCertificates or caCrl "
+                    "when credentialName is set", "credentialName")
+        # istiod ignores credentialName on sidecars (no workloadSelector) and serves it to
+        # gateways over SDS; pilotpy has no upstream credential fetching at all.
+        f.warn("credentialName is not supported by pilotpy (upstream certificates come from "
+               "files: clientCertificate, privateKey, caCertificates); this TLS setting is "
+               "ignored and the cluster stays plaintext", "credentialName")
+        return
+    if tls.mode == "MUTUAL":
+        if not tls.client_certificate:
+            f.error("client certificate required for mutual tls", "clientCertificate")
+        if not tls.private_key:
+            f.error("private key required for mutual tls", "privateKey")
+    for key, value in (("clientCertificate", tls.client_certificate),
+                       ("privateKey", tls.private_key), ("caCertificates", tls.ca_certificates),
+                       ("caCrl", tls.ca_crl)):
+        if value and not _is_path(value):
+            f.error(f"{value!r} is not a file path on the proxy", key)
+    if tls.mode == "ISTIO_MUTUAL":
+        # Needs the mesh's workload certificates (DESIGN.md §4: they wait for the security
+        # work); say so instead of silently sending plaintext.
+        f.warn("upstream TLS mode ISTIO_MUTUAL is not translated by pilotpy yet; the cluster "
+               "stays plaintext", "mode")
 
 
 def _parse_policy_parts(f: Fields) -> tuple[LoadBalancer | None, ConnectionPool | None,

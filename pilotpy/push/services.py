@@ -57,6 +57,8 @@ class Service:
     mesh_external: bool = False
     addresses: tuple[str, ...] = ()
     external_name: str = ""
+    # ServiceEntry subjectAltNames: the SANs upstream TLS verifies when its own are unset.
+    subject_alt_names: tuple[str, ...] = ()
     # Namespaces that may see the service; "*" means all. Empty means hidden ("~").
     export_to: frozenset[str] = frozenset({"*"})
     selector: Mapping[str, str] | None = None
@@ -153,6 +155,7 @@ def from_service_entry(se: ServiceEntry) -> list[Service]:
             export_to=export_to,
             selector=se.workload_selector,
             static_endpoints=endpoints,
+            subject_alt_names=se.subject_alt_names,
         )
         for host in se.hosts
     ]

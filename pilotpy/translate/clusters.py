@@ -24,6 +24,7 @@ from pilotpy.model.protocol import Protocol
 from pilotpy.proxy import ProxyView
 from pilotpy.push import Port, PushContext, Resolution, Service
 from pilotpy.translate import pb
+from pilotpy.translate.cluster_tls import upstream_tls
 from pilotpy.translate.config_source import ads_config_source
 from pilotpy.translate.endpoints import add_locality_group, static_targets
 from pilotpy.translate.names import (
@@ -97,6 +98,15 @@ class _ProtocolOptions:
     def common(self) -> protocol_pb2.HttpProtocolOptions:
         self.used = True
         return self.options.common_http_protocol_options
+
+    def upstream(self) -> protocol_pb2.UpstreamHttpProtocolOptions:
+        self.used = True
+        return self.options.upstream_http_protocol_options
+
+    @property
+    def is_h2(self) -> bool:
+        return self._options is not None and self._options.explicit_http_config.HasField(
+            "http2_protocol_options")
 
     def apply(self, cluster: cluster_pb2.Cluster) -> None:
         if not self.used:
@@ -256,8 +266,21 @@ def _apply_traffic_policy(cluster: cluster_pb2.Cluster, port: Port, policy: Traf
     _apply_load_balancer(cluster, policy.load_balancer if policy is not None else None)
 
 
+def _apply_upstream_tls(cluster: cluster_pb2.Cluster, service: Service,
+                        policy: TrafficPolicy | None, options: _ProtocolOptions) -> None:
+    origination = upstream_tls(policy.tls if policy is not None else None,
+                               http2=options.is_h2, service_sans=service.subject_alt_names)
+    if origination is None:
+        return
+    cluster.transport_socket.CopyFrom(origination.transport_socket)
+    if origination.auto_sni:
+        options.upstream().auto_sni = True
+    if origination.auto_san_validation:
+        options.upstream().auto_san_validation = True
+
+
 def _istio_metadata(cluster: cluster_pb2.Cluster, service: Service, rule: DestinationRule | None,
-                    subset: str) -> None:
+                    subset: str, policy: TrafficPolicy | None) -> None:
     """`filter_metadata.istio`: services, the DestinationRule, the subset, external."""
     fields = cluster.metadata.filter_metadata["istio"].fields
     entry = fields["services"].list_value.values.add().struct_value.fields
@@ -270,6 +293,10 @@ def _istio_metadata(cluster: cluster_pb2.Cluster, service: Service, rule: Destin
             f"/destination-rule/{rule.meta.name}")
     if subset:
         fields["subset"].string_value = subset
+    if rule is not None and policy is not None and policy.tls is not None and (
+            policy.tls.mode in ("SIMPLE", "MUTUAL")):
+        # For Istio's ALPN filter: keep the application's ALPN on TLS it originates.
+        fields["alpn_override"].string_value = "false"
     if service.mesh_external:
         fields["external"].bool_value = True
 
@@ -316,10 +343,11 @@ def build_outbound_cluster(push: PushContext, service: Service, port: Port, *, s
         options.h2()
     elif sidecar and port.protocol is Protocol.UNSUPPORTED:
         options.use_downstream()  # sniffed: speak whatever the application spoke
-    _apply_traffic_policy(cluster, port, cluster_policy(rule, subset, port.number), mesh,
-                          options)
+    policy = cluster_policy(rule, subset, port.number)
+    _apply_traffic_policy(cluster, port, policy, mesh, options)
+    _apply_upstream_tls(cluster, service, policy, options)
     options.apply(cluster)
-    _istio_metadata(cluster, service, rule, subset)
+    _istio_metadata(cluster, service, rule, subset, policy)
     return cluster
 
 

@@ -15,10 +15,14 @@ import yaml
 from pilotpy.local.envoy import free_port
 from pilotpy.local.stack import LocalStack, eventually
 from tests.tls_certs import TestCA
+from tests.tlsfiles import write_tls_files
 
 pytestmark = pytest.mark.e2e
 TESTDATA = Path(__file__).parents[1] / "golden" / "testdata"
 CASES = sorted(p for p in TESTDATA.iterdir() if (p / "case.yaml").exists())
+# Certificate paths in golden inputs are paths on the proxy, as users write them (Istio's
+# legacy mount); Envoy reads them, so here they move to files generated for the run.
+GOLDEN_CERT_DIR = "/etc/certs/"
 
 
 def _relocated(case: Path) -> list[dict[str, Any]]:
@@ -79,6 +83,19 @@ def _sidecar_mesh_config(case: Path, spec: dict[str, Any], out: Path) -> Path:
     return out
 
 
+def _with_cert_files(value: Any, directory: Path) -> Any:
+    """`value` with every GOLDEN_CERT_DIR path moved into `directory` (files written there)."""
+    if isinstance(value, dict):
+        return {k: _with_cert_files(v, directory) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_cert_files(v, directory) for v in value]
+    if isinstance(value, str) and value.startswith(GOLDEN_CERT_DIR):
+        if not directory.exists():
+            write_tls_files(directory)
+        return str(directory / value.removeprefix(GOLDEN_CERT_DIR))
+    return value
+
+
 def _load(path: Path) -> list[Any]:
     try:
         return list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
@@ -100,6 +117,7 @@ async def test_golden_config_is_accepted_by_envoy(case: Path, tmp_path: Path) ->
     else:
         docs = _relocated(case)
         _with_test_certificates(docs, tmp_path / "certs")
+    docs = _with_cert_files(docs, tmp_path / "dr-certs")
     (config / "config.yaml").write_text(yaml.safe_dump_all(docs), encoding="utf-8")
     stack = LocalStack([config], tmp_path, node_id=spec["nodeId"], labels=spec["labels"],
                        start_backends=False, mesh_config=mesh_config)

@@ -231,7 +231,50 @@ def test_duplicate_port_level_settings_are_invalid() -> None:
 
 def test_mutual_tls_needs_certificates() -> None:
     errors = errors_of(rule(trafficPolicy={"tls": {"mode": "MUTUAL"}}))
-    assert list(errors) == ["spec.trafficPolicy.tls"]
+    assert errors == {"spec.trafficPolicy.tls.clientCertificate": [
+                          "client certificate required for mutual tls"],
+                      "spec.trafficPolicy.tls.privateKey": ["private key required for mutual tls"]}
+
+
+def test_tls_files_parse_without_warnings() -> None:
+    parsed = parse_object(rule(trafficPolicy={"tls": {
+        "mode": "MUTUAL", "clientCertificate": "/etc/certs/cert-chain.pem",
+        "privateKey": "/etc/certs/key.pem", "caCertificates": "/etc/certs/root-cert.pem",
+        "caCrl": "/etc/certs/root.crl", "subjectAltNames": ["reviews.example"],
+        "sni": "reviews.example"}}))
+    assert parsed.warnings == ()
+    assert isinstance(parsed.obj, DestinationRule)
+    tls = parsed.obj.traffic_policy.tls if parsed.obj.traffic_policy else None
+    assert tls is not None and tls.private_key == "/etc/certs/key.pem"
+
+
+def test_insecure_skip_verify_excludes_ca_and_sans() -> None:
+    errors = errors_of(rule(trafficPolicy={"tls": {
+        "mode": "SIMPLE", "insecureSkipVerify": True, "caCertificates": "/etc/ca.pem"}}))
+    assert list(errors) == ["spec.trafficPolicy.tls.insecureSkipVerify"]
+
+
+def test_certificate_path_must_look_like_a_path() -> None:
+    errors = errors_of(rule(trafficPolicy={"tls": {
+        "mode": "SIMPLE", "caCertificates": " /etc/ca.pem"}}))
+    assert list(errors) == ["spec.trafficPolicy.tls.caCertificates"]
+
+
+@pytest.mark.parametrize(("tls", "field"), [
+    ({"mode": "SIMPLE", "credentialName": "egress-credential"}, "credentialName"),
+    ({"mode": "MUTUAL", "credentialName": "egress-credential"}, "credentialName"),
+    ({"mode": "ISTIO_MUTUAL"}, "mode"),
+])
+def test_untranslated_tls_is_a_warning_naming_the_field(tls: dict[str, Any], field: str) -> None:
+    parsed = parse_object(rule(trafficPolicy={"tls": tls}))
+    assert [w.path for w in parsed.warnings] == [f"spec.trafficPolicy.tls.{field}"]
+    assert "plaintext" in parsed.warnings[0].message
+
+
+def test_credential_name_excludes_files() -> None:
+    errors = errors_of(rule(trafficPolicy={"tls": {
+        "mode": "SIMPLE", "credentialName": "c", "caCertificates": "/etc/ca.pem"}}))
+    assert list(errors) == ["spec.trafficPolicy.tls.credentialName"]
 
 
 def test_host_is_required_and_validated() -> None:
