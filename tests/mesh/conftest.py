@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.mesh import egress
 from tests.mesh.mesh import Mesh, ServiceSpec, running
 from tests.mesh.pods import PodSpec
 
@@ -33,7 +34,7 @@ PODS = (
 
 
 # Session fixtures holding a running Mesh; every test using one is checked for NACKs.
-MESH_FIXTURES = ("mesh", "bookinfo")
+MESH_FIXTURES = ("mesh", "bookinfo", "egress_mesh")
 
 
 def require_capabilities() -> None:
@@ -59,3 +60,10 @@ def no_rejected_config(request: pytest.FixtureRequest) -> Iterator[None]:
         if name in request.fixturenames:
             found: Mesh = request.getfixturevalue(name)
             assert not found.rejected(), f"rejected configuration: {found.rejected()}"
+
+
+@pytest.fixture(scope="session")
+def egress_mesh() -> Iterator[Mesh]:
+    """The egress modules' own mesh (tests/mesh/egress.py), apart from the W2 one."""
+    require_capabilities()
+    yield from running(egress.EgressMesh())

@@ -86,7 +86,11 @@ class Mesh:
     """Build with `start()`, always `teardown()` (idempotent, also after a failed start)."""
 
     def __init__(self, pods: Iterable[PodSpec], services: Iterable[ServiceSpec],
-                 mesh_config: Mapping[str, Any] | None = None) -> None:
+                 mesh_config: Mapping[str, Any] | None = None,
+                 external_names: Mapping[str, str] | None = None) -> None:
+        """`external_names`: names outside the cluster (`httpbin.org`) that every pod's hosts
+        file resolves, as public DNS would, to a pod's address (value: a pod name) or to a
+        literal address: no DNS server, no traffic leaves the run's subnet."""
         self.workdir = Path(tempfile.mkdtemp(prefix="pilotpy-mesh-"))
         # Sidecars run as uid 1337: they must reach their bootstrap and log files.
         os.chmod(self.workdir, 0o755)
@@ -97,6 +101,7 @@ class Mesh:
         self.services = list(services)
         self.pods: dict[str, Pod] = {}
         self.mesh_config = mesh_config
+        self.external_names = dict(external_names or {})
         self.pilot: ControlPlaneThread | None = None
 
     @property
@@ -112,8 +117,9 @@ class Mesh:
             workdir.mkdir(mode=0o755)
             pod = Pod(spec, netns, workdir)
             pod.intercept(str(self.network.subnet))
-            netns.set_hosts(self.hosts_for(spec.namespace))
             self.pods[spec.name] = pod
+        for pod in self.pods.values():  # external names may point at any pod's address
+            pod.netns.set_hosts(self.hosts_for(pod.spec.namespace))
         self.write("registry.yaml", self.registry())
         mesh_file = None
         if self.mesh_config is not None:
@@ -146,6 +152,9 @@ class Mesh:
             if service.namespace == namespace:
                 names.append(service.name)
             lines.append(" ".join([service.vip, *names]))
+        for name, target in sorted(self.external_names.items()):
+            address = self.pods[target].ip if target in self.pods else target
+            lines.append(f"{address} {name}")
         return lines
 
     def registry(self) -> list[dict[str, Any]]:

@@ -1,0 +1,81 @@
+"""The egress mesh: a client pod (`sleep`, with a sidecar) and `external`, a pod with no
+sidecar and no registry entry standing in for the Internet: the httpbin-like backend on port
+80 (with `/delay/<s>`) and two HTTPS servers signed by a test CA, 443 (SNI
+`secure.example.org`) and 8443 (SNI `mtls.example.org`, client certificate required). Every
+pod's hosts file maps the external names to it, as public DNS would; nothing leaves the run's
+subnet."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tests.mesh.mesh import Mesh, ServiceSpec
+from tests.mesh.netns import Process, wait_until
+from tests.mesh.pods import PodSpec
+from tests.tlsfiles import CLIENT_CERT, ROOT_CERT, SERVER_CERT, SERVER_KEY, write_tls_files
+
+TLS_SERVER = Path(__file__).with_name("tls_server.py")
+SIMPLE_HOST, SIMPLE_PORT = "secure.example.org", 443
+MUTUAL_HOST, MUTUAL_PORT = "mtls.example.org", 8443
+# Resolves to an address nobody holds: only a sidecar that knows the real endpoint gets there.
+UNASSIGNED = "192.0.2.10"
+PODS = (
+    PodSpec("sleep", {"app": "sleep"}, app_port=None, delta=True),
+    PodSpec("external", {}, sidecar=False, app_port=80),
+)
+# Istio's sleep sample has a Service on port 80; it gives the sidecar its HTTP listener on
+# 80, where REGISTRY_ONLY answers 502 (with no HTTP service on a port, unknown destinations
+# fall through to the catch-all chain and are reset instead).
+SLEEP = ServiceSpec("sleep", "10.96.0.40", {"app": "sleep"})
+EXTERNAL_NAMES = {
+    "httpbin.org": "external",
+    "unknown.example.net": "external",
+    "legacy.example.net": "external",
+    "static.example.net": UNASSIGNED,
+    SIMPLE_HOST: "external",
+    MUTUAL_HOST: "external",
+}
+
+
+def certificates(mesh: Mesh) -> Path:
+    """The test CA's files (readable by the sidecar's uid 1337)."""
+    return mesh.workdir / "certs"
+
+
+def other_ca(mesh: Mesh) -> Path:
+    """A second CA that signed nothing the servers present."""
+    return mesh.workdir / "other-ca"
+
+
+class EgressMesh(Mesh):
+    """The pods above; once started, the TLS servers run on `external`."""
+
+    def __init__(self) -> None:
+        super().__init__(PODS, [SLEEP], external_names=EXTERNAL_NAMES)
+
+    def start(self) -> None:
+        super().start()
+        start_tls_servers(self)
+
+
+def _wait_listening(server: Process, log: Path, what: str) -> None:
+    wait_until(lambda: "listening on" in log.read_text(errors="replace") or not server.alive,
+               what, timeout=20)
+    if not server.alive:
+        raise RuntimeError(f"{what} exited:\n{log.read_text()}")
+
+
+def start_tls_servers(mesh: Mesh) -> None:
+    files = write_tls_files(certificates(mesh), server_names=(SIMPLE_HOST, MUTUAL_HOST))
+    write_tls_files(other_ca(mesh), server_names=(SIMPLE_HOST,), ca_name="another CA")
+    external = mesh.pods["external"]
+    for port, sni, client_ca in ((SIMPLE_PORT, SIMPLE_HOST, ""),
+                                 (MUTUAL_PORT, MUTUAL_HOST, files.path(ROOT_CERT))):
+        log = external.workdir / f"tls-{port}.log"
+        command = [sys.executable, str(TLS_SERVER), "--listen", f"0.0.0.0:{port}",
+                   "--cert", files.path(SERVER_CERT), "--key", files.path(SERVER_KEY),
+                   "--sni", sni, "--client-ca", client_ca, "--exit-after", "1800"]
+        server = external.netns.spawn(f"external/tls-{port}", command, str(log))
+        _wait_listening(server, log, f"the TLS server on {port}")
+    assert (certificates(mesh) / CLIENT_CERT).exists()
