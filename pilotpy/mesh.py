@@ -54,6 +54,10 @@ class MeshConfig:
     ingress_class: str = "istio"
     ingress_service: str = "istio-ingressgateway"
     ingress_selector: str = ""
+    # tlsDefaults: ECDH curves and cipher suites of the TLS sidecars originate (DestinationRule
+    # SIMPLE/MUTUAL); empty leaves Envoy's defaults.
+    tls_ecdh_curves: tuple[str, ...] = ()
+    tls_cipher_suites: tuple[str, ...] = ()
 
 
 _OTHER_TRACING_FIELDS = ("lightstep", "datadog", "stackdriver", "openCensusAgent", "tlsSettings",
@@ -144,6 +148,13 @@ def read_mesh_config(f: Fields) -> MeshConfig:
             if not isinstance(parsed, dict):
                 f.error("accessLogFormat must be a JSON object for JSON encoding",
                         "accessLogFormat")
+    curves: tuple[str, ...] = ()
+    ciphers: tuple[str, ...] = ()
+    tls_defaults = f.child("tlsDefaults")
+    if tls_defaults is not None:
+        curves = tls_defaults.str_list("ecdhCurves")
+        ciphers = tls_defaults.str_list("cipherSuites")
+        tls_defaults.done(ignore=("minProtocolVersion",))  # mesh mTLS only: not translated
     config = MeshConfig(
         connect_timeout_ns=f.duration_ns("connectTimeout", minimum_ns=1_000_000) or 10 * SECOND,
         outbound_traffic_policy=mode or "ALLOW_ANY",
@@ -167,6 +178,8 @@ def read_mesh_config(f: Fields) -> MeshConfig:
         ingress_class=f.str("ingressClass", default="istio"),
         ingress_service=f.str("ingressService", default="istio-ingressgateway"),
         ingress_selector=f.str("ingressSelector"),
+        tls_ecdh_curves=curves,
+        tls_cipher_suites=ciphers,
     )
     # Settings pilotpy does not translate (yet); accepted silently so an istiod mesh config
     # loads unchanged.
@@ -175,5 +188,5 @@ def read_mesh_config(f: Fields) -> MeshConfig:
                    "defaultServiceExportTo",
                    "defaultVirtualServiceExportTo", "defaultDestinationRuleExportTo",
                    "discoverySelectors", "protocolDetectionTimeout", "inboundTrafficPolicy",
-                   "tcpKeepalive", "proxyHttpPort", "tlsDefaults", "meshMTLS", "serviceSettings"))
+                   "tcpKeepalive", "proxyHttpPort", "meshMTLS", "serviceSettings"))
     return config

@@ -16,6 +16,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 
+from pilotpy.mesh import MeshConfig
 from pilotpy.model.destinationrule import ClientTLS
 from pilotpy.translate import pb
 
@@ -69,9 +70,10 @@ def _validation_context(tls: ClientTLS, sans: Sequence[str]
     return context
 
 
-def upstream_tls_context(tls: ClientTLS, *, http2: bool,
-                         service_sans: Sequence[str] = ()) -> tls_pb2.UpstreamTlsContext:
-    """`service_sans`: a ServiceEntry's subjectAltNames, used when the rule names none."""
+def upstream_tls_context(tls: ClientTLS, *, http2: bool, service_sans: Sequence[str] = (),
+                         mesh: MeshConfig | None = None) -> tls_pb2.UpstreamTlsContext:
+    """`service_sans`: a ServiceEntry's subjectAltNames, used when the rule names none;
+    `mesh`: its tlsDefaults (curves, cipher suites) apply."""
     context = tls_pb2.UpstreamTlsContext(sni=tls.sni)
     common = context.common_tls_context
     common.tls_params.tls_minimum_protocol_version = common_pb2.TlsParameters.TLSv1_2
@@ -85,17 +87,20 @@ def upstream_tls_context(tls: ClientTLS, *, http2: bool,
     else:
         common.validation_context.CopyFrom(
             _validation_context(tls, tls.subject_alt_names or service_sans))
+    if mesh is not None:
+        common.tls_params.ecdh_curves.extend(mesh.tls_ecdh_curves)
+        common.tls_params.cipher_suites.extend(mesh.tls_cipher_suites)
     if http2:
         common.alpn_protocols.extend(ALPN_H2)
     return context
 
 
-def upstream_tls(tls: ClientTLS | None, *, http2: bool,
-                 service_sans: Sequence[str] = ()) -> UpstreamTls | None:
+def upstream_tls(tls: ClientTLS | None, *, http2: bool, service_sans: Sequence[str] = (),
+                 mesh: MeshConfig | None = None) -> UpstreamTls | None:
     """None when the cluster stays plaintext."""
     if tls is None or not originates_tls(tls):
         return None
-    context = upstream_tls_context(tls, http2=http2, service_sans=service_sans)
+    context = upstream_tls_context(tls, http2=http2, service_sans=service_sans, mesh=mesh)
     socket = base_pb2.TransportSocket(name=TLS_TRANSPORT_SOCKET, typed_config=pb.typed(context))
     # istiod's setAutoSniAndAutoSanValidation: the SNI (and the SAN to verify) follow the
     # request's host when the rule fixes neither; computed before the ServiceEntry's SANs

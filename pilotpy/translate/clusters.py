@@ -267,9 +267,11 @@ def _apply_traffic_policy(cluster: cluster_pb2.Cluster, port: Port, policy: Traf
 
 
 def _apply_upstream_tls(cluster: cluster_pb2.Cluster, service: Service,
-                        policy: TrafficPolicy | None, options: _ProtocolOptions) -> None:
+                        policy: TrafficPolicy | None, options: _ProtocolOptions,
+                        mesh: MeshConfig) -> None:
     origination = upstream_tls(policy.tls if policy is not None else None,
-                               http2=options.is_h2, service_sans=service.subject_alt_names)
+                               http2=options.is_h2, service_sans=service.subject_alt_names,
+                               mesh=mesh)
     if origination is None:
         return
     cluster.transport_socket.CopyFrom(origination.transport_socket)
@@ -345,7 +347,7 @@ def build_outbound_cluster(push: PushContext, service: Service, port: Port, *, s
         options.use_downstream()  # sniffed: speak whatever the application spoke
     policy = cluster_policy(rule, subset, port.number)
     _apply_traffic_policy(cluster, port, policy, mesh, options)
-    _apply_upstream_tls(cluster, service, policy, options)
+    _apply_upstream_tls(cluster, service, policy, options, mesh)
     options.apply(cluster)
     _istio_metadata(cluster, service, rule, subset, policy)
     return cluster

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 
+from pilotpy.mesh import MeshConfig
 from pilotpy.model.destinationrule import ClientTLS
 from pilotpy.translate.cluster_tls import SYSTEM_CA_BUNDLE, upstream_tls, upstream_tls_context
 
@@ -89,3 +90,12 @@ def test_untranslated_modes_stay_plaintext() -> None:
     for tls in (None, ClientTLS(mode="DISABLE"), ClientTLS(mode="ISTIO_MUTUAL"),
                 ClientTLS(mode="SIMPLE", credential_name="egress-credential")):
         assert upstream_tls(tls, http2=False) is None
+
+
+def test_mesh_tls_defaults_set_curves_and_cipher_suites() -> None:
+    mesh = MeshConfig(tls_ecdh_curves=("P-256",),
+                      tls_cipher_suites=("ECDHE-ECDSA-AES256-GCM-SHA384",))
+    params = upstream_tls_context(ClientTLS(mode="SIMPLE"), http2=False,
+                                  mesh=mesh).common_tls_context.tls_params
+    assert (list(params.ecdh_curves), list(params.cipher_suites)) == (
+        ["P-256"], ["ECDHE-ECDSA-AES256-GCM-SHA384"])

@@ -151,3 +151,12 @@ def test_tracing_defaults_and_errors() -> None:
         parse_mesh_config({"accessLogEncoding": "JSON", "accessLogFormat": "not json"})
     _, warnings = parse_mesh_config({"defaultConfig": {"tracing": {"datadog": {}}}})
     assert any("zipkin" in str(w) for w in warnings)
+
+
+def test_tls_defaults_reach_originated_tls() -> None:
+    config, warnings = parse_mesh_config({"tlsDefaults": {
+        "ecdhCurves": ["P-256", "P-384"], "cipherSuites": ["ECDHE-RSA-AES256-GCM-SHA384"],
+        "minProtocolVersion": "TLSV1_3"}})
+    assert warnings == []
+    assert config.tls_ecdh_curves == ("P-256", "P-384")
+    assert config.tls_cipher_suites == ("ECDHE-RSA-AES256-GCM-SHA384",)
