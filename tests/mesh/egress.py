@@ -52,7 +52,9 @@ class EgressMesh(Mesh):
     """The pods above; once started, the TLS servers run on `external`."""
 
     def __init__(self) -> None:
-        super().__init__(PODS, [SLEEP], external_names=EXTERNAL_NAMES)
+        # Access logs to the sidecar's stdout (its envoy.log): they name upstream TLS failures.
+        super().__init__(PODS, [SLEEP], mesh_config={"accessLogFile": "/dev/stdout"},
+                         external_names=EXTERNAL_NAMES)
 
     def start(self) -> None:
         super().start()

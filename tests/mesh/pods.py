@@ -11,6 +11,7 @@ stats from the root namespace.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import urllib.parse
 import urllib.request
@@ -134,8 +135,12 @@ class Pod:
                    "--disable-hot-restart", "--concurrency", "1", "-l", "warning",
                    "--drain-time-s", "1"]
         self._admin = f"http://{self.ip}:{ADMIN_PORT}"
-        self.sidecar = self.netns.spawn(f"{self.spec.name}/envoy", command,
-                                        str(self.workdir / "envoy.log"))
+        # The sidecar's stdout: owned by the proxy user, so that an access log to
+        # /dev/stdout (meshConfig accessLogFile) can reopen it, as a container's stdout allows.
+        log = self.workdir / "envoy.log"
+        log.touch()
+        os.chown(log, PROXY_UID, PROXY_GID)
+        self.sidecar = self.netns.spawn(f"{self.spec.name}/envoy", command, str(log))
 
     def wait_live(self, timeout: float = 60.0) -> None:
         def live() -> bool:

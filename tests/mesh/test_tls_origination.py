@@ -145,3 +145,8 @@ def test_a_wrong_ca_fails_the_upstream_handshake(clean: Mesh) -> None:
     # reason only; the TLS stats name the cause: the server's chain did not verify.
     assert "remote connection failure" in answer["body"], answer["body"]
     assert client.stat(f"cluster.{cluster};.ssl.fail_verify_error") > failures
+    # The access log line names the upstream transport failure.
+    log = client.workdir / "envoy.log"
+    wait_until(lambda: any("CERTIFICATE_VERIFY_FAILED" in line and cluster in line
+                           for line in log.read_text(errors="replace").splitlines()),
+               "an access log line with the TLS verification failure", timeout=15)
