@@ -159,7 +159,5 @@ def parse_service_entry(meta: Meta, spec: Fields) -> ServiceEntry:
         export_to=export_to,
         subject_alt_names=spec.str_list("subjectAltNames"),
     )
-    spec.unsupported("subjectAltNames", reason="only used for mTLS, which pilotpy does not do "
-                     "yet")
     spec.done()
     return entry
