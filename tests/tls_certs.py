@@ -70,3 +70,13 @@ class TestCA:
                                                serialization.PrivateFormat.PKCS8,
                                                serialization.NoEncryption()))
         return pair
+
+    def crl(self, name: str = "ca") -> Path:
+        """An empty certificate revocation list signed by the CA, as `<name>.crl`."""
+        now = datetime.datetime.now(datetime.UTC)
+        crl = (x509.CertificateRevocationListBuilder().issuer_name(self._cert.subject)
+               .last_update(now).next_update(now + datetime.timedelta(days=1))
+               .sign(self._key, hashes.SHA256()))
+        path = self.directory / f"{name}.crl"
+        path.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+        return path

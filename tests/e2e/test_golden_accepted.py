@@ -15,7 +15,6 @@ import yaml
 from pilotpy.local.envoy import free_port
 from pilotpy.local.stack import LocalStack, eventually
 from tests.tls_certs import TestCA
-from tests.tlsfiles import write_tls_files
 
 pytestmark = pytest.mark.e2e
 TESTDATA = Path(__file__).parents[1] / "golden" / "testdata"
@@ -83,16 +82,25 @@ def _sidecar_mesh_config(case: Path, spec: dict[str, Any], out: Path) -> Path:
     return out
 
 
-def _with_cert_files(value: Any, directory: Path) -> Any:
-    """`value` with every GOLDEN_CERT_DIR path moved into `directory` (files written there)."""
+def _proxy_cert_files(directory: Path) -> dict[str, str]:
+    """Files of a test CA standing in for Istio's legacy mounted certificates."""
+    ca = TestCA(directory)
+    client = ca.issue("client", ["client.example"], client=True)
+    return {"root-cert.pem": str(ca.ca), "cert-chain.pem": str(client.cert),
+            "key.pem": str(client.key), "root.crl": str(ca.crl())}
+
+
+def _with_cert_files(value: Any, directory: Path, files: dict[str, str]) -> Any:
+    """`value` with every GOLDEN_CERT_DIR path replaced by a test CA's file (written into
+    `directory` on first use, remembered in `files`)."""
     if isinstance(value, dict):
-        return {k: _with_cert_files(v, directory) for k, v in value.items()}
+        return {k: _with_cert_files(v, directory, files) for k, v in value.items()}
     if isinstance(value, list):
-        return [_with_cert_files(v, directory) for v in value]
+        return [_with_cert_files(v, directory, files) for v in value]
     if isinstance(value, str) and value.startswith(GOLDEN_CERT_DIR):
-        if not directory.exists():
-            write_tls_files(directory)
-        return str(directory / value.removeprefix(GOLDEN_CERT_DIR))
+        if not files:
+            files.update(_proxy_cert_files(directory))
+        return files[value.removeprefix(GOLDEN_CERT_DIR)]
     return value
 
 
@@ -117,7 +125,7 @@ async def test_golden_config_is_accepted_by_envoy(case: Path, tmp_path: Path) ->
     else:
         docs = _relocated(case)
         _with_test_certificates(docs, tmp_path / "certs")
-    docs = _with_cert_files(docs, tmp_path / "dr-certs")
+    docs = _with_cert_files(docs, tmp_path / "proxy-certs", {})
     (config / "config.yaml").write_text(yaml.safe_dump_all(docs), encoding="utf-8")
     stack = LocalStack([config], tmp_path, node_id=spec["nodeId"], labels=spec["labels"],
                        start_backends=False, mesh_config=mesh_config)

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,40 +17,41 @@ import yaml
 from pilotpy.local.envoy import free_port
 from pilotpy.local.stack import eventually
 from tests.e2e.support import W1Factory
-from tests.tlsfiles import (
-    CLIENT_CERT,
-    CLIENT_KEY,
-    ROOT_CERT,
-    SERVER_CERT,
-    SERVER_KEY,
-    TlsFiles,
-    write_tls_files,
-)
+from tests.tls_certs import TestCA
 
 pytestmark = pytest.mark.e2e
 TLS_SERVER = Path(__file__).parents[1] / "mesh" / "tls_server.py"
 HOST = "secure.example.org"
 
 
+@dataclass(frozen=True)
+class Files:
+    ca: Path
+    client_cert: Path
+    client_key: Path
+
+
 @pytest.fixture
-def tls_server(tmp_path: Path) -> Iterator[tuple[int, TlsFiles]]:
-    files = write_tls_files(tmp_path / "certs", server_names=(HOST,))
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, Files]]:
+    ca = TestCA(tmp_path / "certs")
+    pair = ca.issue("server", [HOST])
+    client = ca.issue("client", ["sleep.default"], client=True)
     port = free_port()
     log = tmp_path / "tls-server.log"
     with log.open("wb") as out:
         server = subprocess.Popen(
             [sys.executable, str(TLS_SERVER), "--listen", f"127.0.0.1:{port}",
-             "--cert", files.path(SERVER_CERT), "--key", files.path(SERVER_KEY), "--sni", HOST,
-             "--client-ca", files.path(ROOT_CERT), "--exit-after", "120"],
+             "--cert", str(pair.cert), "--key", str(pair.key), "--sni", HOST,
+             "--client-ca", str(ca.ca), "--exit-after", "120"],
             stdout=out, stderr=subprocess.STDOUT)
     try:
-        yield port, files
+        yield port, Files(ca.ca, client.cert, client.key)
     finally:
         server.kill()
         server.wait(10)
 
 
-def _config(port: int, files: TlsFiles) -> list[dict[str, object]]:
+def _config(port: int, files: Files) -> list[dict[str, object]]:
     return [
         {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
          "metadata": {"name": "secure", "namespace": "default"},
@@ -60,8 +62,8 @@ def _config(port: int, files: TlsFiles) -> list[dict[str, object]]:
         {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
          "metadata": {"name": "secure", "namespace": "default"},
          "spec": {"host": HOST, "trafficPolicy": {"tls": {
-             "mode": "MUTUAL", "clientCertificate": files.path(CLIENT_CERT),
-             "privateKey": files.path(CLIENT_KEY), "caCertificates": files.path(ROOT_CERT),
+             "mode": "MUTUAL", "clientCertificate": str(files.client_cert),
+             "privateKey": str(files.client_key), "caCertificates": str(files.ca),
              "sni": HOST, "subjectAltNames": [HOST]}}}},
         {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
          "metadata": {"name": "to-secure", "namespace": "default"},
@@ -72,7 +74,7 @@ def _config(port: int, files: TlsFiles) -> list[dict[str, object]]:
 
 
 async def test_gateway_originates_mutual_tls(w1: W1Factory,
-                                             tls_server: tuple[int, TlsFiles]) -> None:
+                                             tls_server: tuple[int, Files]) -> None:
     port, files = tls_server
     env = await w1(routed=False)
     env.write("secure.yaml", yaml.safe_dump_all(_config(port, files)))

@@ -13,7 +13,7 @@ from pathlib import Path
 from tests.mesh.mesh import Mesh, ServiceSpec
 from tests.mesh.netns import Process, wait_until
 from tests.mesh.pods import PodSpec
-from tests.tlsfiles import CLIENT_CERT, ROOT_CERT, SERVER_CERT, SERVER_KEY, write_tls_files
+from tests.tls_certs import TestCA
 
 TLS_SERVER = Path(__file__).with_name("tls_server.py")
 SIMPLE_HOST, SIMPLE_PORT = "secure.example.org", 443
@@ -38,8 +38,11 @@ EXTERNAL_NAMES = {
 }
 
 
+# The test CA's files (tests/tls_certs.py names), readable by the sidecar's uid 1337.
+ROOT_CERT, CLIENT_CERT, CLIENT_KEY, CRL = "ca.crt", "client.crt", "client.key", "ca.crl"
+
+
 def certificates(mesh: Mesh) -> Path:
-    """The test CA's files (readable by the sidecar's uid 1337)."""
     return mesh.workdir / "certs"
 
 
@@ -69,15 +72,21 @@ def _wait_listening(server: Process, log: Path, what: str) -> None:
 
 
 def start_tls_servers(mesh: Mesh) -> None:
-    files = write_tls_files(certificates(mesh), server_names=(SIMPLE_HOST, MUTUAL_HOST))
-    write_tls_files(other_ca(mesh), server_names=(SIMPLE_HOST,), ca_name="another CA")
+    ca = TestCA(certificates(mesh))
+    server = ca.issue("server", [SIMPLE_HOST, MUTUAL_HOST])
+    ca.issue("client", ["sleep.default"], client=True)
+    ca.crl()
+    TestCA(other_ca(mesh), "another CA")
+    for directory in (certificates(mesh), other_ca(mesh)):  # the sidecar runs as uid 1337
+        directory.chmod(0o755)
+        for path in directory.iterdir():
+            path.chmod(0o644)
     external = mesh.pods["external"]
     for port, sni, client_ca in ((SIMPLE_PORT, SIMPLE_HOST, ""),
-                                 (MUTUAL_PORT, MUTUAL_HOST, files.path(ROOT_CERT))):
+                                 (MUTUAL_PORT, MUTUAL_HOST, str(ca.ca))):
         log = external.workdir / f"tls-{port}.log"
         command = [sys.executable, str(TLS_SERVER), "--listen", f"0.0.0.0:{port}",
-                   "--cert", files.path(SERVER_CERT), "--key", files.path(SERVER_KEY),
+                   "--cert", str(server.cert), "--key", str(server.key),
                    "--sni", sni, "--client-ca", client_ca, "--exit-after", "1800"]
-        server = external.netns.spawn(f"external/tls-{port}", command, str(log))
-        _wait_listening(server, log, f"the TLS server on {port}")
-    assert (certificates(mesh) / CLIENT_CERT).exists()
+        process = external.netns.spawn(f"external/tls-{port}", command, str(log))
+        _wait_listening(process, log, f"the TLS server on {port}")

@@ -13,8 +13,12 @@ from typing import Any
 import pytest
 
 from tests.mesh.egress import (
+    CLIENT_CERT,
+    CLIENT_KEY,
+    CRL,
     MUTUAL_HOST,
     MUTUAL_PORT,
+    ROOT_CERT,
     SIMPLE_HOST,
     SIMPLE_PORT,
     certificates,
@@ -22,7 +26,6 @@ from tests.mesh.egress import (
 )
 from tests.mesh.mesh import Mesh
 from tests.mesh.netns import wait_until
-from tests.tlsfiles import CLIENT_CERT, CLIENT_KEY, CRL, ROOT_CERT
 
 CONFIG_FILE = "tls-origination.yaml"
 
