@@ -38,6 +38,7 @@ def _reader(kind: str, parser: Callable[[Meta, Fields], Any]) -> Callable[[Field
 _NOT_TRANSLATED = {
     "Ingress": frozenset({"spec.defaultBackend"}),
     "Gateway": frozenset({"servers.tls.credentialName", "servers.tls.credentialNames"}),
+    "DestinationRule": frozenset({"trafficPolicy.tls.credentialName"}),
 }
 
 
