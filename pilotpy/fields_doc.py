@@ -105,7 +105,8 @@ def _shortest(paths: set[str], alias: Mapping[str, str]) -> list[str]:
 
 def unsupported(support: FieldSupport, istio_paths: Iterable[str]) -> list[str]:
     """Istio's fields pilotpy does not read or declines to translate."""
-    missing = ({p for p in istio_paths if not support.covers(p) and p not in support.rejected}
+    missing = ({p for p in istio_paths
+                if not support.covers(p) and not support.is_rejected(p)}
                | set(support.declined))
     return _shortest(missing, aliases(support))
 

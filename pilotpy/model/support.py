@@ -77,6 +77,9 @@ class FieldSupport:
     declined: frozenset[Text]  # accepted and ignored, with a warning
     rejected: frozenset[Text]  # an object setting them is invalid
 
+    def is_rejected(self, path: Text) -> bool:
+        return any(path == r or path.startswith(r + ".") for r in self.rejected)
+
     def _refused(self, path: Text) -> bool:
         return any(path == r or path.startswith(r + ".")
                    for r in self.declined | self.rejected)

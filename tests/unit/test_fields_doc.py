@@ -63,7 +63,8 @@ def test_support_recorder_separates_read_declined_and_rejected_fields() -> None:
     # A field read whole covers whatever Istio nests below it; a declined one never counts.
     assert support.covers("opaque.anything")
     assert not support.covers("items.legacy")
-    assert unsupported(support, ["name", "items.port", "items.other", "items.legacy.x"]) == [
+    assert unsupported(support, ["name", "items.port", "items.other", "items.legacy.x",
+                                 "dangerous.inner"]) == [
         "items.legacy", "items.other", "items.tolerated"]
 
 
