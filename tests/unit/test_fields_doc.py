@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from pilotpy.fields_doc import (
     documented,
     readme_section,
@@ -82,3 +84,17 @@ def test_objects_read_alike_are_listed_once() -> None:
     assert supported_lines(support, "(spec)") == [
         "- `(spec)`: base, override", "- `base`: a, b, c", "- `override`: as `base`"]
     assert unsupported(support, ["base.d", "override.d"]) == ["base.d"]
+
+
+def test_fields_command_rewrites_only_the_generated_section(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           ) -> None:
+    from pilotpy.cli import main
+    from pilotpy.fields_doc import markdown
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# title\n\n" + readme_section(README.read_text()) + "\n\ntail\n")
+    assert main(["fields", "--readme", str(readme)]) == 0
+    assert readme.read_text() == "# title\n\n" + markdown(None) + "\n\ntail\n"
+    assert main(["fields"]) == 0
+    assert capsys.readouterr().out == markdown(None) + "\n"
