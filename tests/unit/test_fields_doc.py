@@ -86,9 +86,8 @@ def test_objects_read_alike_are_listed_once() -> None:
     assert unsupported(support, ["base.d", "override.d"]) == ["base.d"]
 
 
-def test_fields_command_rewrites_only_the_generated_section(tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str],
-                                                           ) -> None:
+def test_fields_command_rewrites_only_the_generated_section(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from pilotpy.cli import main
     from pilotpy.fields_doc import markdown
 
