@@ -32,3 +32,27 @@ def uint32(value: int) -> wrappers_pb2.UInt32Value:
 def boolean(value: bool) -> wrappers_pb2.BoolValue:
     return wrappers_pb2.BoolValue(value=value)
 
+
+
+# -- pre-serialized entries ------------------------------------------------------------------
+# A message's serialization is its fields' encodings one after the other, in field-number
+# order; a repeated message field is one length-delimited entry per element. So a large
+# message can be written as bytes from parts serialized once and shared (the same routes in
+# many virtual hosts), instead of copying submessages into it and serializing the copies.
+
+_LENGTH_DELIMITED = 2
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def entry(field_number: int, serialized: bytes) -> bytes:
+    """One element of message field `field_number`, as the parent's serialization writes it:
+    tag, length, then the element's own serialized bytes."""
+    return _varint((field_number << 3) | _LENGTH_DELIMITED) + _varint(len(serialized)) + serialized
