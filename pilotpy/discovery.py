@@ -155,7 +155,9 @@ class Discovery:
                     (a.cluster_name, a) for a in endpoints_for(push, view, eds_names))),
                 types.LISTENER: _resources(types.LISTENER,
                                            ((li.name, li) for li in generated.listeners)),
-                types.ROUTE: _resources(types.ROUTE, ((r.name, r) for r in generated.routes)),
+                types.ROUTE: ResourceSet(types.ROUTE, (
+                    make_resource(types.ROUTE, r.name, r.data)
+                    for r in generated.serialized_routes)),
             },
             eds_names_by_cluster={c.name: c.eds_cluster_config.service_name
                                   for c in generated.clusters if c.HasField("eds_cluster_config")},

@@ -13,6 +13,7 @@ from envoy.config.route.v3 import route_pb2
 
 from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext
+from pilotpy.translate import pb
 from pilotpy.translate.clusters import outbound_clusters
 from pilotpy.translate.endpoints import load_assignment
 from pilotpy.translate.gateway import (
@@ -32,9 +33,20 @@ class GeneratedConfig:
 
     clusters: list[cluster_pb2.Cluster]
     listeners: list[listener_pb2.Listener]
-    routes: list[route_pb2.RouteConfiguration]
+    # Route configurations as bytes: a sidecar's are written as bytes from shared parts
+    # (sidecar_routes), so xDS takes them as they are.
+    serialized_routes: list[pb.Serialized]
     # Problems found while translating (e.g. a Gateway server that cannot be served).
     diagnostics: tuple[str, ...] = ()
+
+    @property
+    def routes(self) -> list[route_pb2.RouteConfiguration]:
+        """The route configurations as messages, for readers (not the xDS path)."""
+        return [route_pb2.RouteConfiguration.FromString(r.data) for r in self.serialized_routes]
+
+
+def _serialized(routes: list[route_pb2.RouteConfiguration]) -> list[pb.Serialized]:
+    return [pb.Serialized(r.name, r.SerializeToString(deterministic=True)) for r in routes]
 
 
 def generate(push: PushContext, view: ProxyView) -> GeneratedConfig:
@@ -43,16 +55,16 @@ def generate(push: PushContext, view: ProxyView) -> GeneratedConfig:
         return GeneratedConfig(
             clusters=outbound_clusters(push, view) + tracing_clusters(push.mesh),
             listeners=gateway_listeners(push, view, merged),
-            routes=[gateway_route_configuration(push, view, merged, name)
-                    for name in gateway_route_names(merged)],
+            serialized_routes=_serialized([gateway_route_configuration(push, view, merged, name)
+                                           for name in gateway_route_names(merged)]),
             diagnostics=tuple(merged.diagnostics),
         )
     if view.proxy.is_sidecar:
         config = sidecar_config(push, view)
         return GeneratedConfig(clusters=[*config.clusters, *tracing_clusters(push.mesh)],
-                               listeners=config.listeners, routes=config.routes,
+                               listeners=config.listeners, serialized_routes=config.routes,
                                diagnostics=config.diagnostics)
-    return GeneratedConfig(clusters=[], listeners=[], routes=[])
+    return GeneratedConfig(clusters=[], listeners=[], serialized_routes=[])
 
 
 def endpoints_for(push: PushContext, view: ProxyView, cluster_names: Iterable[str]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 from google.protobuf.message import Message
 
@@ -41,6 +43,14 @@ def boolean(value: bool) -> wrappers_pb2.BoolValue:
 # many virtual hosts), instead of copying submessages into it and serializing the copies.
 
 _LENGTH_DELIMITED = 2
+
+
+class Serialized(NamedTuple):
+    """A resource written as bytes, byte-identical to SerializeToString(deterministic=True)
+    of its message."""
+
+    name: str
+    data: bytes
 
 
 def _varint(value: int) -> bytes:

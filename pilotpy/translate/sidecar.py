@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
-from envoy.config.route.v3 import route_pb2
 
 from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext
+from pilotpy.translate import pb
 from pilotpy.translate.clusters import outbound_clusters
 from pilotpy.translate.inbound import inbound_clusters, virtual_inbound_listener
 from pilotpy.translate.outbound_listeners import outbound_listeners, virtual_outbound_listener
@@ -24,7 +24,7 @@ from pilotpy.translate.sidecar_scope import sidecar_scope
 class SidecarConfig:
     clusters: list[cluster_pb2.Cluster]
     listeners: list[listener_pb2.Listener]
-    routes: list[route_pb2.RouteConfiguration]
+    routes: list[pb.Serialized]  # see sidecar_routes: written as bytes
     diagnostics: tuple[str, ...]
 
 

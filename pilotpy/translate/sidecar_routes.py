@@ -165,21 +165,24 @@ class _Routes:
             [default_route(self.push, self.view, service, self.port)])
 
 
-def _route_configuration(name: str, virtual_hosts: list[bytes]) -> route_pb2.RouteConfiguration:
+# The options of every sidecar route configuration (fields 7, 11, 14).
+_OPTIONS = route_pb2.RouteConfiguration(
+    validate_clusters=pb.boolean(False),
+    ignore_port_in_host_matching=True,
+    max_direct_response_body_size_bytes=pb.uint32(MAX_DIRECT_RESPONSE_BODY),
+).SerializeToString(deterministic=True)
+
+
+def _route_configuration(name: str, virtual_hosts: list[bytes]) -> pb.Serialized:
     """A route configuration from serialized virtual hosts: its name (field 1), the virtual
-    hosts (2), then its options (7, 11, 14), as protobuf would write the whole."""
+    hosts (2), then its options, as protobuf would write the whole. It stays bytes: parsing
+    it into a message only to serialize it again for xDS costs as much as writing it."""
     head = route_pb2.RouteConfiguration(name=name).SerializeToString()
-    options = route_pb2.RouteConfiguration(
-        validate_clusters=pb.boolean(False),
-        ignore_port_in_host_matching=True,
-        max_direct_response_body_size_bytes=pb.uint32(MAX_DIRECT_RESPONSE_BODY),
-    ).SerializeToString(deterministic=True)
-    return route_pb2.RouteConfiguration.FromString(head + b"".join(virtual_hosts) + options)
+    return pb.Serialized(name, head + b"".join(virtual_hosts) + _OPTIONS)
 
 
 def port_route_configuration(push: PushContext, view: ProxyView, scope: SidecarScope,
-                             port: int, services: list[Service]
-                             ) -> route_pb2.RouteConfiguration:
+                             port: int, services: list[Service]) -> pb.Serialized:
     """Route `<port>` for the visible `services` with an HTTP port `port`, oldest first. A
     domain is served by the first virtual host claiming it (the oldest service); Envoy rejects
     a route configuration naming one domain twice."""
@@ -212,7 +215,7 @@ def port_route_configuration(push: PushContext, view: ProxyView, scope: SidecarS
 
 
 def sniffed_route_configuration(push: PushContext, view: ProxyView, scope: SidecarScope,
-                                service: Service, port: int) -> route_pb2.RouteConfiguration:
+                                service: Service, port: int) -> pb.Serialized:
     """Route `<fqdn>:<port>` of a port whose protocol is detected: any Host reaches it."""
     name = virtual_host_name(service.hostname, port)
     routes = _Routes(push, view, scope, port).for_service(service)
