@@ -48,9 +48,11 @@ def _split_retry_on(retry_on: str) -> tuple[str, list[int]]:
 
 
 def retry_policy(retries: HTTPRetry | None, *, consistent_hash: bool) -> rc.RetryPolicy | None:
-    """None means no retry policy at all (`attempts: 0`)."""
+    """None means no retry policy at all (`attempts: 0`). The result may be shared: callers
+    copy it into their route and never change it."""
     if retries is None:
-        return _default_policy(consistent_hash)
+        # Nearly every route: the shared default, copied once by the caller.
+        return _DEFAULT_CONSISTENT_HASH if consistent_hash else _DEFAULT
     if retries.attempts <= 0:
         return None
     policy = _default_policy(consistent_hash)
