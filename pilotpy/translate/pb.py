@@ -53,7 +53,12 @@ class Serialized(NamedTuple):
     data: bytes
 
 
+_ONE_BYTE = [bytes((i,)) for i in range(0x80)]  # tags and short lengths: most varints
+
+
 def _varint(value: int) -> bytes:
+    if value < 0x80:
+        return _ONE_BYTE[value]
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
+from google.protobuf import wrappers_pb2
 
 from pilotpy.translate import pb
 
@@ -39,3 +40,9 @@ def test_entries_concatenate_to_the_whole_message() -> None:
 
     assert assembled == whole.SerializeToString(deterministic=True)
     assert route_pb2.RouteConfiguration.FromString(assembled) == whole
+
+
+def test_entry_lengths_across_varint_boundaries() -> None:
+    for size in (1, 127, 128, 16383, 16384, 2**21):
+        payload = b"x" * size
+        assert pb.entry(1, payload) == wrappers_pb2.BytesValue(value=payload).SerializeToString()
