@@ -1,5 +1,6 @@
 """A throwaway CA and the certificates it signs, written to a test's temporary directory:
-gateway serving certificates, TLS backends and clients for the TLS tests."""
+gateway serving certificates, TLS backends and clients for the TLS tests, and the kube tier's
+API server and client certificates."""
 
 from __future__ import annotations
 
@@ -45,25 +46,34 @@ class TestCA:
                       .not_valid_after(now + datetime.timedelta(days=1))
                       .add_extension(x509.BasicConstraints(ca=True, path_length=None),
                                      critical=True)
+                      .add_extension(x509.KeyUsage(
+                          digital_signature=True, key_cert_sign=True, crl_sign=True,
+                          content_commitment=False, key_encipherment=False,
+                          data_encipherment=False, key_agreement=False, encipher_only=False,
+                          decipher_only=False), critical=True)
                       .sign(self._key, hashes.SHA256()))
         self.ca = directory / "ca.crt"
         self.ca.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, name: str, dns_names: list[str], *, client: bool = False) -> CertPair:
+    def issue(self, name: str, dns_names: list[str], *, client: bool = False,
+              common_name: str = "", organizations: tuple[str, ...] = ()) -> CertPair:
+        """A certificate for `dns_names` (its SANs; the first is the common name unless one
+        is given); `client` certificates are for client authentication only."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
-        cert = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
-                                                            dns_names[0])]))
-                .issuer_name(self._cert.subject).public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.SubjectAlternativeName([_san(n) for n in dns_names]),
-                               critical=False)
-                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-                .sign(self._key, hashes.SHA256()))
+        subject = [x509.NameAttribute(NameOID.COMMON_NAME, common_name or dns_names[0])]
+        subject += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
+        builder = (x509.CertificateBuilder().subject_name(x509.Name(subject))
+                   .issuer_name(self._cert.subject).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+        if dns_names:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([_san(n) for n in dns_names]), critical=False)
+        cert = builder.sign(self._key, hashes.SHA256())
         pair = CertPair(self.directory / f"{name}.crt", self.directory / f"{name}.key")
         pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         pair.key.write_bytes(key.private_bytes(serialization.Encoding.PEM,

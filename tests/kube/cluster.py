@@ -184,9 +184,9 @@ class Cluster:
         self.workdir = workdir
         self.bins = kube_bins()
         self.pki = Pki(workdir / "pki")
-        self.serving = self.pki.issue("apiserver", "kube-apiserver", server=True)
-        self.admin_cert = self.pki.issue("admin", "pilotpy-admin",
-                                         organizations=("system:masters",))
+        self.serving = self.pki.issue_api_server("apiserver", "kube-apiserver")
+        self.admin_cert = self.pki.issue_client("admin", "pilotpy-admin",
+                                                organizations=("system:masters",))
         self.sa_keys = self.pki.service_account_keys()
         self.etcd_port = free_port()
         self.etcd_peer_port = free_port()
