@@ -15,10 +15,11 @@ class RoutedChain:
     origin: str  # what built it, for diagnostics
     reads_sni: bool = False  # matches on SNI (even `*`): the listener needs the TLS inspector
 
-    @property
-    def matches_all(self) -> bool:
-        match = self.chain.filter_chain_match
-        return not (match.server_names or match.prefix_ranges)
+
+def matches_all(chain: lc.FilterChain) -> bool:
+    """Selects nothing by SNI or address: only fit as a listener's default chain."""
+    match = chain.filter_chain_match
+    return not (match.server_names or match.prefix_ranges)
 
 
 def _keys(match: lc.FilterChainMatch) -> set[tuple[str, ...]]:

@@ -10,10 +10,8 @@ per-port listeners never bind (`bind_to_port: false`): they only receive hand-of
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 
-from envoy.config.core.v3 import address_pb2 as core_address_pb2
 from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.listener.v3 import listener_pb2
@@ -23,7 +21,7 @@ from pilotpy.model.protocol import Protocol
 from pilotpy.proxy import ProxyView
 from pilotpy.push import Port, PushContext, Resolution, Service
 from pilotpy.translate import pb
-from pilotpy.translate.chain_match import DistinctChains
+from pilotpy.translate.chain_match import DistinctChains, matches_all
 from pilotpy.translate.filters import (
     http_inspector,
     network_filter,
@@ -42,7 +40,7 @@ from pilotpy.translate.names import (
 )
 from pilotpy.translate.sidecar_scope import SidecarScope
 from pilotpy.translate.tcp_routes import tcp_route_filter
-from pilotpy.translate.tls_routes import tls_route_chains
+from pilotpy.translate.tls_routes import cidr_range, tls_route_chains
 
 WILDCARD = "0.0.0.0"
 HTTP_APPLICATION_PROTOCOLS = ("http/1.1", "h2c")
@@ -105,12 +103,6 @@ def _passthrough_filter_chain(scope: SidecarScope) -> lc.FilterChain:
     return chain
 
 
-def _cidr_range(cidr: str) -> core_address_pb2.CidrRange:
-    network = ipaddress.ip_network(cidr, strict=False)
-    return core_address_pb2.CidrRange(address_prefix=str(network.network_address),
-                                      prefix_len=pb.uint32(network.prefixlen))
-
-
 def service_listener(push: PushContext, view: ProxyView, scope: SidecarScope, *, bind: Bind,
                      service: Service, port: Port) -> listener_pb2.Listener:
     """`<address>_<port>`: a TCP port proxies to the service's cluster; a sniffed port
@@ -126,7 +118,7 @@ def service_listener(push: PushContext, view: ProxyView, scope: SidecarScope, *,
     if vs_config:
         tcp.metadata.filter_metadata["istio"].fields["config"].string_value = vs_config
     if cidr:
-        tcp.filter_chain_match.prefix_ranges.append(_cidr_range(cidr))
+        tcp.filter_chain_match.prefix_ranges.append(cidr_range(cidr))
     if port.protocol is Protocol.UNSUPPORTED:
         out.listener_filters.append(http_inspector())
         name = listener_name(address, port.number)
@@ -158,9 +150,10 @@ class _TLSListener:
         out = _outbound_listener(self.address, self.port)
         if self.reads_sni:
             out.listener_filters.append(tls_inspector())
-        match_all = [c for c in self.chains.chains if not (
-            c.filter_chain_match.server_names or c.filter_chain_match.prefix_ranges)]
-        matching = [c for c in self.chains.chains if c not in match_all]
+        match_all: list[lc.FilterChain] = []
+        matching: list[lc.FilterChain] = []
+        for chain in self.chains.chains:
+            (match_all if matches_all(chain) else matching).append(chain)
         if not matching:
             out.filter_chains.extend(match_all)
             return out
@@ -235,7 +228,7 @@ def outbound_listeners(push: PushContext, view: ProxyView,
             continue
         for bind in _binds(push, view, service, port):
             name = listener_name(bind[0], port.number)
-            if port.protocol.is_tls and (name not in by_name or name in tls_listeners):
+            if port.protocol.is_tls and name not in by_name:
                 tls = tls_listeners.setdefault(name, _TLSListener(bind[0], port.number))
                 for routed in tls_route_chains(push, view, scope, service, port=port.number,
                                                bind=bind):
@@ -246,9 +239,8 @@ def outbound_listeners(push: PushContext, view: ProxyView,
                             f"chain on listener {name}; skipped")
                     else:
                         tls.reads_sni = tls.reads_sni or routed.reads_sni
-                by_name[name] = tls.build(scope)
                 continue
-            if name in by_name:
+            if name in by_name or name in tls_listeners:
                 # The oldest service keeps the address and port (istiod's conflict rule).
                 out.diagnostics.append(
                     f"{service.hostname}:{port.number} ({port.protocol.value}) conflicts with "
@@ -260,6 +252,8 @@ def outbound_listeners(push: PushContext, view: ProxyView,
                     service.hostname, port.number) not in sniffed:
                 sniffed.add((service.hostname, port.number))
                 out.sniffed_routes.append((service, port.number))
+    # Built once, after every service sharing a TLS listener added its chains.
+    by_name.update((name, tls.build(scope)) for name, tls in tls_listeners.items())
     out.listeners = [by_name[name] for name in sorted(by_name)]
     return out
 

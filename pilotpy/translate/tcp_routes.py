@@ -29,16 +29,21 @@ def _in_subnets(address: str, subnets: tuple[str, ...]) -> bool:
     return any(ip in ipaddress.ip_network(s, strict=False) for s in subnets)
 
 
-def _fits(match: L4Match, port: int, bind: str, view: ProxyView) -> bool:
+def fits_proxy(match: L4Match, port: int, view: ProxyView) -> bool:
+    """A `tcp` or `tls` match's conditions on the sidecar and the port (istiod's matchTCP /
+    matchTLS): `port`, `gateways` (mesh), `sourceLabels`, `sourceNamespace`."""
     if match.port and match.port != port:
         return False
     if match.gateways and MESH_GATEWAY not in match.gateways:
         return False
     if any(view.labels.get(k) != v for k, v in match.source_labels.items()):
         return False
-    if match.source_namespace and match.source_namespace != view.namespace:
-        return False
-    return not match.destination_subnets or _in_subnets(bind, match.destination_subnets)
+    return not match.source_namespace or match.source_namespace == view.namespace
+
+
+def _fits(match: L4Match, port: int, bind: str, view: ProxyView) -> bool:
+    return fits_proxy(match, port, view) and (
+        not match.destination_subnets or _in_subnets(bind, match.destination_subnets))
 
 
 def _first_route(vs: VirtualService, port: int, bind: str, view: ProxyView) -> TCPRoute | None:

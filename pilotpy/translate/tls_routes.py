@@ -14,16 +14,14 @@ from envoy.config.listener.v3 import listener_components_pb2 as lc
 
 from pilotpy.model import hosts
 from pilotpy.model.common import Destination
-from pilotpy.model.virtualservice import L4Match
 from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext, Service
 from pilotpy.translate import pb
 from pilotpy.translate.chain_match import RoutedChain
 from pilotpy.translate.filters import tcp_proxy_filter
-from pilotpy.translate.names import MESH_GATEWAY
 from pilotpy.translate.routes import config_path, destination_cluster
 from pilotpy.translate.sidecar_scope import SidecarScope
-from pilotpy.translate.tcp_routes import route_destinations_filter
+from pilotpy.translate.tcp_routes import fits_proxy, route_destinations_filter
 
 WILDCARD = "0.0.0.0"
 
@@ -32,17 +30,6 @@ def cidr_range(cidr: str) -> address_pb2.CidrRange:
     network = ipaddress.ip_network(cidr, strict=False)
     return address_pb2.CidrRange(address_prefix=str(network.network_address),
                                  prefix_len=pb.uint32(network.prefixlen))
-
-
-def _fits(match: L4Match, port: int, view: ProxyView) -> bool:
-    """istiod's matchTLS: `gateways` (mesh), `sourceLabels`, `port`, `sourceNamespace`."""
-    if match.gateways and MESH_GATEWAY not in match.gateways:
-        return False
-    if any(view.labels.get(k) != v for k, v in match.source_labels.items()):
-        return False
-    if match.port and match.port != port:
-        return False
-    return not match.source_namespace or match.source_namespace == view.namespace
 
 
 def _chain(filter_: lc.Filter, sni: list[str], cidrs: list[str]) -> lc.FilterChain:
@@ -68,7 +55,7 @@ def tls_route_chains(push: PushContext, view: ProxyView, scope: SidecarScope, se
             if not route.route:
                 continue
             for match_index, match in enumerate(route.match):
-                if not _fits(match, port, view):
+                if not fits_proxy(match, port, view):
                     continue
                 key = (match.sni_hosts, match.destination_subnets)
                 if key in handled:
