@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
@@ -18,9 +19,8 @@ from envoy.type.matcher.v3 import string_pb2
 
 from pilotpy.mesh import MeshConfig
 from pilotpy.model.destinationrule import ClientTLS
-from pilotpy.translate import pb
+from pilotpy.translate.tls_files import file_source, tls_certificate, tls_transport_socket
 
-TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
 # What pilot-agent resolves istiod's default CA `system` to on Istio's (Debian-based) proxy
 # image: the first of security.GetOSRootFilePath's candidates.
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -45,13 +45,9 @@ class UpstreamTls:
     auto_san_validation: bool
 
 
-def originates_tls(tls: ClientTLS | None) -> bool:
+def originates_tls(tls: ClientTLS | None) -> TypeGuard[ClientTLS]:
     """SIMPLE or MUTUAL that pilotpy translates (credentialName ones are ignored)."""
     return tls is not None and tls.mode in ("SIMPLE", "MUTUAL") and not tls.credential_name
-
-
-def _file(path: str) -> base_pb2.DataSource:
-    return base_pb2.DataSource(filename=path)
 
 
 def typed_san_matchers(names: Sequence[str]) -> list[common_pb2.SubjectAltNameMatcher]:
@@ -63,10 +59,10 @@ def typed_san_matchers(names: Sequence[str]) -> list[common_pb2.SubjectAltNameMa
 def _validation_context(tls: ClientTLS, sans: Sequence[str]
                         ) -> common_pb2.CertificateValidationContext:
     context = common_pb2.CertificateValidationContext(
-        trusted_ca=_file(tls.ca_certificates or SYSTEM_CA_BUNDLE))
+        trusted_ca=file_source(tls.ca_certificates or SYSTEM_CA_BUNDLE))
     context.match_typed_subject_alt_names.extend(typed_san_matchers(sans))
     if tls.ca_crl:
-        context.crl.CopyFrom(_file(tls.ca_crl))
+        context.crl.CopyFrom(file_source(tls.ca_crl))
     return context
 
 
@@ -79,9 +75,8 @@ def upstream_tls_context(tls: ClientTLS, *, http2: bool, service_sans: Sequence[
     common.tls_params.tls_minimum_protocol_version = common_pb2.TlsParameters.TLSv1_2
     common.tls_params.tls_maximum_protocol_version = common_pb2.TlsParameters.TLSv1_3
     if tls.mode == "MUTUAL":
-        common.tls_certificates.append(common_pb2.TlsCertificate(
-            certificate_chain=_file(tls.client_certificate),
-            private_key=_file(tls.private_key)))
+        common.tls_certificates.append(tls_certificate(tls.client_certificate,
+                                                       tls.private_key))
     if tls.insecure_skip_verify:
         common.validation_context.SetInParent()  # istiod's empty context: verify nothing
     else:
@@ -98,10 +93,10 @@ def upstream_tls_context(tls: ClientTLS, *, http2: bool, service_sans: Sequence[
 def upstream_tls(tls: ClientTLS | None, *, http2: bool, service_sans: Sequence[str] = (),
                  mesh: MeshConfig | None = None) -> UpstreamTls | None:
     """None when the cluster stays plaintext."""
-    if tls is None or not originates_tls(tls):
+    if not originates_tls(tls):
         return None
     context = upstream_tls_context(tls, http2=http2, service_sans=service_sans, mesh=mesh)
-    socket = base_pb2.TransportSocket(name=TLS_TRANSPORT_SOCKET, typed_config=pb.typed(context))
+    socket = tls_transport_socket(context)
     # istiod's setAutoSniAndAutoSanValidation: the SNI (and the SAN to verify) follow the
     # request's host when the rule fixes neither; computed before the ServiceEntry's SANs
     # stand in for the rule's.

@@ -4,14 +4,12 @@ serves the same files through pilot-agent's SDS)."""
 
 from __future__ import annotations
 
-from envoy.config.core.v3 import base_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
 from pilotpy.model.gateway import ServerTLS
 from pilotpy.translate import pb
 from pilotpy.translate.tls_files import tls_certificate, tls_parameters, validation_context
 
-TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
 # istiod's util.ALPNHttp: what a terminating gateway server offers (HTTPS and TCP alike).
 GATEWAY_ALPN = ("h2", "http/1.1")
 TERMINATING_MODES = frozenset({"SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"})
@@ -32,7 +30,3 @@ def downstream_tls_context(tls: ServerTLS) -> tls_pb2.DownstreamTlsContext:
     if params is not None:
         common.tls_params.CopyFrom(params)
     return out
-
-
-def tls_transport_socket(context: tls_pb2.DownstreamTlsContext) -> base_pb2.TransportSocket:
-    return base_pb2.TransportSocket(name=TLS_TRANSPORT_SOCKET, typed_config=pb.typed(context))

@@ -29,11 +29,7 @@ from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext
 from pilotpy.translate import pb
 from pilotpy.translate.chain_match import DistinctChains, RoutedChain
-from pilotpy.translate.downstream_tls import (
-    TERMINATING_MODES,
-    downstream_tls_context,
-    tls_transport_socket,
-)
+from pilotpy.translate.downstream_tls import TERMINATING_MODES, downstream_tls_context
 from pilotpy.translate.filters import gateway_connection_manager, network_filter, tls_inspector
 from pilotpy.translate.gateway_tcp import GatewayServer, passthrough_chains, tcp_route_filter
 from pilotpy.translate.names import (
@@ -50,6 +46,7 @@ from pilotpy.translate.routes import (
     build_http_routes,
     sorted_routes,
 )
+from pilotpy.translate.tls_files import tls_transport_socket
 
 WILDCARD_BIND = "0.0.0.0"
 PASSTHROUGH_MODES = frozenset({"", "PASSTHROUGH"})

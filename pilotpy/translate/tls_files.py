@@ -7,8 +7,12 @@ from __future__ import annotations
 import ipaddress
 
 from envoy.config.core.v3 import base_pb2
-from envoy.extensions.transport_sockets.tls.v3 import common_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
+
+from pilotpy.translate import pb
+
+TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
 
 # Istio's TLS protocol enum names -> Envoy's TlsParameters.TlsProtocol.
 TLS_PROTOCOL_VERSIONS = {
@@ -18,6 +22,11 @@ TLS_PROTOCOL_VERSIONS = {
     "TLSV1_2": common_pb2.TlsParameters.TLSv1_2,
     "TLSV1_3": common_pb2.TlsParameters.TLSv1_3,
 }
+
+
+def tls_transport_socket(context: tls_pb2.DownstreamTlsContext | tls_pb2.UpstreamTlsContext
+                         ) -> base_pb2.TransportSocket:
+    return base_pb2.TransportSocket(name=TLS_TRANSPORT_SOCKET, typed_config=pb.typed(context))
 
 
 def file_source(path: str) -> base_pb2.DataSource:
