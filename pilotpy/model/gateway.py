@@ -11,6 +11,8 @@ from pilotpy.model.fields import Fields
 from pilotpy.model.meta import Meta, is_dns1123_label
 from pilotpy.model.protocol import Protocol, parse_protocol
 
+# Modes where the gateway terminates TLS with its own certificate.
+TERMINATING_MODES = frozenset({"SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"})
 SERVER_TLS_MODES = ("PASSTHROUGH", "SIMPLE", "MUTUAL", "AUTO_PASSTHROUGH", "ISTIO_MUTUAL",
                     "OPTIONAL_MUTUAL")
 TLS_VERSIONS = ("TLS_AUTO", "TLSV1_0", "TLSV1_1", "TLSV1_2", "TLSV1_3")
@@ -117,7 +119,7 @@ def _validate_tls_sources(f: Fields, tls: ServerTLS) -> None:
     if sources > 1:
         f.error("only one of credentialName, credentialNames, serverCertificate/privateKey "
                 "may be set")
-    if tls.mode not in ("SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"):
+    if tls.mode not in TERMINATING_MODES:
         if tls.mode and files:
             f.warn(f"{tls.mode} does not use certificates; they are ignored")
         return

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
-from pilotpy.model.gateway import ServerTLS
+from pilotpy.model.gateway import TERMINATING_MODES, ServerTLS
 from pilotpy.translate import pb
 from pilotpy.translate.tls_files import tls_certificate, tls_parameters, validation_context
 
 # istiod's util.ALPNHttp: what a terminating gateway server offers (HTTPS and TCP alike).
 GATEWAY_ALPN = ("h2", "http/1.1")
-TERMINATING_MODES = frozenset({"SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"})
+
+__all__ = ["GATEWAY_ALPN", "TERMINATING_MODES", "downstream_tls_context"]
 
 
 def downstream_tls_context(tls: ServerTLS) -> tls_pb2.DownstreamTlsContext:

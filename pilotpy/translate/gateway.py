@@ -131,15 +131,11 @@ def _unsupported_tls(server: Server) -> str:
     if tls.mode == "ISTIO_MUTUAL":
         return ("tls.mode ISTIO_MUTUAL needs mesh certificates, which pilotpy does not "
                 "serve yet")
-    if tls.mode in TERMINATING_MODES:
-        if tls.credential_name or tls.credential_names:
-            field_name = "credentialName" if tls.credential_name else "credentialNames"
-            return (f"tls.{field_name} (certificates from a Kubernetes Secret over SDS) is not "
-                    "supported by pilotpy yet; use serverCertificate/privateKey files")
-        if not (tls.server_certificate and tls.private_key):
-            return f"tls.mode {tls.mode} needs tls.serverCertificate and tls.privateKey"
-        if tls.mode == "MUTUAL" and not tls.ca_certificates:
-            return "tls.mode MUTUAL needs tls.caCertificates"
+    # The model already refused terminating servers without a certificate source.
+    if tls.mode in TERMINATING_MODES and (tls.credential_name or tls.credential_names):
+        field_name = "credentialName" if tls.credential_name else "credentialNames"
+        return (f"tls.{field_name} (certificates from a Kubernetes Secret over SDS) is not "
+                "supported by pilotpy yet; use serverCertificate/privateKey files")
     return ""
 
 
@@ -250,7 +246,8 @@ def _listener_chains(push: PushContext, view: ProxyView, listener: GatewayListen
     """The listener's chains, and whether it needs the TLS inspector (some chain reads SNI or
     terminates TLS with ALPN)."""
     if listener.servers:
-        manager = gateway_connection_manager(listener.route_name, f"outbound_{name};",
+        manager = gateway_connection_manager(listener.route_name,
+                                             delimited_stat_prefix(f"outbound_{name}"),
                                              push.mesh)
         return [lc.FilterChain(filters=[network_filter(manager)])], False
     distinct = DistinctChains()
