@@ -465,7 +465,7 @@ def parse_destination_rule(meta: Meta, spec: Fields) -> DestinationRule:
         selector = ws.str_map("matchLabels")
         ws.done()
         spec.unsupported("workloadSelector", reason="DestinationRules scoped to workloads are "
-                         "not translated yet (the whole rule is)")
+                         "not translated yet", consequence="the whole rule is ignored")
     export_to = parse_export_to(spec, meta.namespace)
     spec.done()
     return DestinationRule(meta, host, policy, tuple(subsets), export_to, selector)

@@ -94,11 +94,12 @@ class Fields:
     def warn(self, message: Text, key: Text | None = None) -> None:
         self._issues.append(Issue(self.at(key), message, warning=True))
 
-    def unsupported(self, *keys: Text, reason: Text = "not supported by pilotpy yet") -> None:
+    def unsupported(self, *keys: Text, reason: Text = "not supported by pilotpy yet",
+                    consequence: Text = "ignored") -> None:
         """Warn (once per key present) about a valid Istio field pilotpy does not translate."""
         for key in keys:
             if self.has(key):
-                self.warn(f"{reason}; ignored", key)
+                self.warn(f"{reason}; {consequence}", key)
 
     def reject(self, key: Text, message: Text) -> None:
         """An Istio field pilotpy refuses: the object is invalid for pilotpy when it is set."""

@@ -36,7 +36,7 @@ class SupportRecorder(SchemaRecorder):
             return path[len(self._root) + 1:]
         return path
 
-    def unsupported(self, *keys: Text, reason: Text = "") -> None:
+    def unsupported(self, *keys: Text, reason: Text = "", consequence: Text = "") -> None:
         self._declined.update(self._relative(key) for key in keys)
 
     def reject(self, key: Text, message: Text) -> None:

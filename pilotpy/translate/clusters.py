@@ -295,7 +295,7 @@ def _istio_metadata(cluster: cluster_pb2.Cluster, service: Service, rule: Destin
             f"/destination-rule/{rule.meta.name}")
     if subset:
         fields["subset"].string_value = subset
-    if rule is not None and policy is not None and policy.tls is not None and (
+    if policy is not None and policy.tls is not None and (
             policy.tls.mode in ("SIMPLE", "MUTUAL")):
         # For Istio's ALPN filter: keep the application's ALPN on TLS it originates.
         fields["alpn_override"].string_value = "false"

@@ -85,7 +85,7 @@ def default_route(push: PushContext, view: ProxyView, service: Service, port: in
     action = route.route
     action.cluster = cluster
     action.timeout.CopyFrom(pb.seconds(0))
-    action.max_stream_duration.grpc_timeout_header_max.CopyFrom(pb.seconds(0))
+    action.max_grpc_timeout.CopyFrom(pb.seconds(0))  # as istiod; see routes.py on why
     consistent = None
     rule = push.destination_rule(view.namespace, service)
     if rule is not None:
@@ -110,7 +110,7 @@ def catch_all_virtual_host(scope: SidecarScope) -> rc.VirtualHost:
     route = rc.Route(name=ALLOW_ANY, match=rc.RouteMatch(prefix="/"))
     route.route.cluster = PASSTHROUGH_CLUSTER
     route.route.timeout.CopyFrom(pb.seconds(0))
-    route.route.max_stream_duration.grpc_timeout_header_max.CopyFrom(pb.seconds(0))
+    route.route.max_grpc_timeout.CopyFrom(pb.seconds(0))
     return rc.VirtualHost(name=ALLOW_ANY, domains=["*"], routes=[route])
 
 
