@@ -7,6 +7,8 @@ from typing import NamedTuple
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 from google.protobuf.message import Message
 
+from pilotpy.protowire import field_bytes
+
 NANOS_PER_SECOND = 1_000_000_000
 UINT32_MAX = 4_294_967_295
 
@@ -37,12 +39,9 @@ def boolean(value: bool) -> wrappers_pb2.BoolValue:
 
 
 # -- pre-serialized entries ------------------------------------------------------------------
-# A message's serialization is its fields' encodings one after the other, in field-number
-# order; a repeated message field is one length-delimited entry per element. So a large
-# message can be written as bytes from parts serialized once and shared (the same routes in
-# many virtual hosts), instead of copying submessages into it and serializing the copies.
-
-_LENGTH_DELIMITED = 2
+# A large message can be written as bytes from parts serialized once and shared (the same
+# routes in many virtual hosts), instead of copying submessages into it and serializing the
+# copies (pilotpy/protowire.py has the rule this relies on).
 
 
 class Serialized(NamedTuple):
@@ -53,21 +52,5 @@ class Serialized(NamedTuple):
     data: bytes
 
 
-_ONE_BYTE = [bytes((i,)) for i in range(0x80)]  # tags and short lengths: most varints
-
-
-def _varint(value: int) -> bytes:
-    if value < 0x80:
-        return _ONE_BYTE[value]
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def entry(field_number: int, serialized: bytes) -> bytes:
-    """One element of message field `field_number`, as the parent's serialization writes it:
-    tag, length, then the element's own serialized bytes."""
-    return _varint((field_number << 3) | _LENGTH_DELIMITED) + _varint(len(serialized)) + serialized
+# One element of a message field, as the parent's serialization writes it.
+entry = field_bytes

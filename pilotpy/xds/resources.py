@@ -19,6 +19,7 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.route.v3 import route_pb2
 from google.protobuf import wrappers_pb2
 
+from pilotpy.protowire import field_bytes
 from pilotpy.xds import types, wire
 
 
@@ -40,16 +41,16 @@ class Resource:
         if self._delta_entry is None:
             packed = self.sotw_entry[len(wire.varint_prefix(self.sotw_entry)):]
             wrapper = (wire.field_str(wire.RESOURCE_VERSION, self.version)
-                       + wire.field_bytes(wire.RESOURCE_RESOURCE, packed)
+                       + field_bytes(wire.RESOURCE_RESOURCE, packed)
                        + wire.field_str(wire.RESOURCE_NAME, self.name))
-            self._delta_entry = wire.field_bytes(wire.DELTA_RESOURCES, wrapper)
+            self._delta_entry = field_bytes(wire.DELTA_RESOURCES, wrapper)
         return self._delta_entry
 
 
 def make_resource(type_url: str, name: str, value: bytes) -> Resource:
     """`value` is the message serialized with deterministic=True."""
     return Resource(name, wire.content_version(value),
-                    wire.field_bytes(wire.RESPONSE_RESOURCES, wire.any_bytes(type_url, value)))
+                    field_bytes(wire.RESPONSE_RESOURCES, wire.any_bytes(type_url, value)))
 
 
 @lru_cache(maxsize=8192)

@@ -11,6 +11,8 @@ import hashlib
 
 from google.protobuf import any_pb2
 
+from pilotpy.protowire import field_bytes
+
 # DiscoveryResponse
 RESPONSE_VERSION_INFO = 1
 RESPONSE_RESOURCES = 2
@@ -29,32 +31,6 @@ RESOURCE_NAME = 3
 # google.protobuf.Any
 ANY_TYPE_URL = 1
 ANY_VALUE = 2
-
-_LENGTH_DELIMITED = 2
-
-
-_SMALL = [bytes((i,)) for i in range(128)]
-
-
-def varint(value: int) -> bytes:
-    if value < 128:
-        return _SMALL[value]
-    if value < 16384:
-        return bytes(((value & 0x7F) | 0x80, value >> 7))
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def field_bytes(number: int, payload: bytes) -> bytes:
-    """A length-delimited field (strings, bytes, embedded messages)."""
-    return varint((number << 3) | _LENGTH_DELIMITED) + varint(len(payload)) + payload
 
 
 def field_str(number: int, value: str) -> bytes:

@@ -1,5 +1,6 @@
-"""Messages written from pre-serialized parts (translate/pb.entry) are byte-identical to
-protobuf's own deterministic serialization of the same message."""
+"""Messages written from pre-serialized parts (translate/pb.entry, which is
+protowire.field_bytes, the encoder the xDS layer joins responses with too) are byte-identical
+to protobuf's own deterministic serialization of the same message."""
 
 from __future__ import annotations
 
