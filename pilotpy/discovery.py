@@ -71,6 +71,12 @@ class PushTimings:
 INGRESS_ORIGIN = "ingress"
 
 
+def ingress_problems(push: PushContext) -> list[Problem]:
+    """Served Ingress paths that yield no route: warnings, like istiod's logs."""
+    return [Problem(INGRESS_ORIGIN, p.subject, p.message, error=False)
+            for p in push.ingress.problems]
+
+
 class Discovery:
     def __init__(self, mesh: MeshConfig, diagnostics: Diagnostics | None = None) -> None:
         self.mesh = mesh
@@ -99,10 +105,7 @@ class Discovery:
             raise
         self._rebuild_next = False
         if self.push is None or push.ingress is not self.push.ingress:
-            # Served Ingress paths that yield no route: warnings, like istiod's logs.
-            self.diagnostics.set(INGRESS_ORIGIN, [
-                Problem(INGRESS_ORIGIN, p.subject, p.message, error=False)
-                for p in push.ingress.problems])
+            self.diagnostics.set(INGRESS_ORIGIN, ingress_problems(push))
         self.push = push
         self.timings.push_context_seconds = time.perf_counter() - started
         previous = self._classes

@@ -10,6 +10,7 @@ from typing import Any
 
 from pilotpy.controlplane import load_mesh_config
 from pilotpy.diagnostics import Diagnostics, Problem
+from pilotpy.discovery import ingress_problems
 from pilotpy.protojson import message_to_json as to_json
 from pilotpy.proxy import NodeIdError, parse_proxy, view_proxy
 from pilotpy.push import build_push_context
@@ -40,9 +41,7 @@ def translate(paths: list[Path], *, node_id: str, labels: Mapping[str, str],
     view = view_proxy(proxy, push)
     generated = generate(push, view)
     endpoints = endpoints_for(push, view, eds_cluster_names(generated.clusters))
-    problems = diagnostics.problems() + [
-        Problem("ingress", p.subject, p.message, error=False) for p in push.ingress.problems
-    ] + [
+    problems = diagnostics.problems() + ingress_problems(push) + [
         Problem("translate", f"proxy {proxy.node_id}", d, error=False)
         for d in generated.diagnostics
     ]

@@ -105,11 +105,11 @@ def _parse_backend(f: Fields) -> IngressBackend:
 def _parse_path(f: Fields) -> IngressPath | None:
     path = f.str("path")
     path_type = f.enum("pathType", PATH_TYPES)
-    if path and not path.startswith("/"):
+    if path_type in ("Exact", "Prefix") and not path.startswith("/"):
+        f.error(f"{path_type} paths must be absolute (start with '/')", "path")
+    elif path and not path.startswith("/"):
         f.error(f"{path!r} must be an absolute path", "path")
     if path_type in ("Exact", "Prefix"):
-        if not path.startswith("/"):
-            f.error(f"{path_type} paths must be absolute (start with '/')", "path")
         for part in _BAD_PATH_PARTS:
             if part in path:
                 f.error(f"{path!r} must not contain {part!r}", "path")

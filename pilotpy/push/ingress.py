@@ -137,11 +137,6 @@ class _HostRule:
     index: int
     rule: IngressRule
 
-    @property
-    def order(self) -> tuple[str, str, str, int]:
-        meta = self.ingress.meta
-        return (meta.creation_timestamp, meta.name, meta.namespace, self.index)
-
 
 @dataclass(slots=True)
 class _Converter:
@@ -215,7 +210,7 @@ def virtual_service_name(host: str, ingress_name: str) -> str:
 
 def _host_virtual_service(host: str, entries: list[_HostRule], conv: _Converter
                           ) -> VirtualService:
-    entries.sort(key=lambda e: e.order)
+    # `entries` come oldest Ingress first, then by rule (served_ingresses' order).
     routes: list[HTTPRoute] = []
     for entry in entries:
         routes.extend(conv.rule_routes(entry))

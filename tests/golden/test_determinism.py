@@ -58,9 +58,11 @@ def render_bytes(config: Path) -> list[bytes]:
     push, _ = build_push_context(store.snapshot().objects, MeshConfig(), 1)
     view = view_proxy(parse_proxy(NODE_ID, {"LABELS": {"istio": "ingressgateway"}}), push)
     generated = generate(push, view)
-    messages = [*generated.clusters, *generated.listeners, *generated.routes,
+    messages = [*generated.clusters, *generated.listeners,
                 *endpoints_for(push, view, eds_cluster_names(generated.clusters))]
-    return [m.SerializeToString(deterministic=True) for m in messages]
+    # Route configurations as xDS sends them: the bytes translation wrote.
+    return ([m.SerializeToString(deterministic=True) for m in messages]
+            + [r.data for r in generated.serialized_routes])
 
 
 def write_shuffled(directory: Path, docs: list[dict[str, Any]], seed: int) -> None:

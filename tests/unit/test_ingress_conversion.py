@@ -439,6 +439,17 @@ def test_invalid_ingress_names_the_field(spec: dict[str, Any], field: str) -> No
     assert field in [i.path for i in info.value.issues], info.value.issues
 
 
+def test_a_relative_prefix_path_is_reported_once() -> None:
+    with pytest.raises(InvalidObject) as info:
+        parse_object({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                      "metadata": {"name": "bad", "namespace": "ns"}, "spec": {"rules": [
+                          {"host": "a.com", "http": {"paths": [{
+                              "path": "api", "pathType": "Prefix", "backend": {
+                                  "service": {"name": "s", "port": {"number": 80}}}}]}}]}})
+    assert [i.message for i in info.value.issues] == [
+        "Prefix paths must be absolute (start with '/')"]
+
+
 def test_invalid_ingress_class_needs_a_controller() -> None:
     with pytest.raises(InvalidObject) as info:
         parse_object({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
