@@ -100,37 +100,33 @@ async def test_ingress_through_the_api_server(mesh: KubeMesh) -> None:
     mesh.write_registry()
     extra = [*version_service("v1", mesh.backend_port), *version_service("v2", mesh.backend_port)]
     ingress_docs = [d for d in yaml.safe_load_all(INGRESSES) if d]
-    try:
-        for doc in extra:
-            mesh.apply_doc(doc)
-        await mesh.start()
-        # Nothing routes the host before its Ingress (another test's Gateway may listen).
-        await eventually(lambda: answer(mesh, "versions.local", "/v1/headers") in ("0", "404"),
-                         "versions.local unrouted before any Ingress")
-        for doc in ingress_docs:
-            mesh.apply_doc(doc)
-        await eventually(lambda: answer(mesh, "versions.local", "/v1/headers") == "v1",
-                         "versions.local/v1 served", timeout=20)
-        expected = {
-            ("versions.local", "/v1/headers"): "v1",  # port by name, through the Service
-            ("versions.local", "/v2/headers"): "v2",
-            ("versions.local", "/v3/headers"): "404",
-            ("nginx.local", "/headers"): "404",
-        }
-        assert {key: answer(mesh, *key) for key in expected} == expected
-        assert answer(mesh, "annotated.local", "/headers") in ("v1", "v2")
+    # KubeMesh.stop deletes every applied object: the API server outlives this test.
+    for doc in extra:
+        mesh.apply_doc(doc)
+    await mesh.start()
+    # Nothing routes the host before its Ingress (another test's Gateway may listen).
+    await eventually(lambda: answer(mesh, "versions.local", "/v1/headers") in ("0", "404"),
+                     "versions.local unrouted before any Ingress")
+    for doc in ingress_docs:
+        mesh.apply_doc(doc)
+    await eventually(lambda: answer(mesh, "versions.local", "/v1/headers") == "v1",
+                     "versions.local/v1 served", timeout=20)
+    expected = {
+        ("versions.local", "/v1/headers"): "v1",  # port by name, through the Service
+        ("versions.local", "/v2/headers"): "v2",
+        ("versions.local", "/v3/headers"): "404",
+        ("nginx.local", "/headers"): "404",
+    }
+    assert {key: answer(mesh, *key) for key in expected} == expected
+    assert answer(mesh, "annotated.local", "/headers") in ("v1", "v2")
 
-        # Without istio's IngressClass, ingressClassName no longer selects istio (STRICT).
-        mesh.admin.delete(ingress_docs[0])
-        await eventually(lambda: answer(mesh, "versions.local", "/v1/headers") == "404",
-                         "versions.local dropped with its IngressClass", timeout=20)
-        assert answer(mesh, "annotated.local", "/headers") in ("v1", "v2")
+    # Without istio's IngressClass, ingressClassName no longer selects istio (STRICT).
+    mesh.admin.delete(ingress_docs[0])
+    await eventually(lambda: answer(mesh, "versions.local", "/v1/headers") == "404",
+                     "versions.local dropped with its IngressClass", timeout=20)
+    assert answer(mesh, "annotated.local", "/headers") in ("v1", "v2")
 
-        envoy = mesh.stack.envoy if mesh.stack is not None else None
-        assert envoy is not None
-        assert {k: v for k, v in envoy.stats("update_rejected$").items() if v} == {}
-        assert sum(mesh.plane.xds.stats.rejects.values()) == 0
-    finally:
-        # The API server outlives this test: leave nothing a later test would see.
-        for doc in reversed([*extra, *ingress_docs]):
-            mesh.admin.delete(doc)
+    envoy = mesh.stack.envoy if mesh.stack is not None else None
+    assert envoy is not None
+    assert {k: v for k, v in envoy.stats("update_rejected$").items() if v} == {}
+    assert sum(mesh.plane.xds.stats.rejects.values()) == 0
