@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
 .PHONY: help venv run demo test lint test-unit test-golden test-xds test-e2e test-mesh mesh-tools \
-	test-kube golden bench clean kube-bins istioctl manifests fields-doc kind-up kind-load kind-deploy \
+	test-kube golden bench clean kube-bins istioctl istio-bins manifests fields-doc kind-up kind-load kind-deploy \
 	kind-demo kind-down
 
 # Heavy test binaries live outside the clone, so a fresh CI clone reuses them.
@@ -58,7 +58,10 @@ test-e2e: $(STAMP) istioctl ## pilotpy + a real Envoy + local backends (+ the re
 	PILOTPY_REQUIRE_ISTIOCTL=1 $(PYTEST) tests/e2e -q
 
 istioctl: ## build the real istioctl once into ~/.cache/pilotpy (slow the first time: Go)
-	@hack/istioctl.sh >/dev/null
+	@hack/istio-bins.sh istioctl >/dev/null
+
+istio-bins: ## build istioctl, pilot-agent and pilot-discovery (istiod) once into ~/.cache/pilotpy
+	@hack/istio-bins.sh >/dev/null
 
 test-mesh: $(STAMP) mesh-tools ## pods as network namespaces, istio-init capture, real Envoy sidecars (root)
 	$(PYTEST) tests/mesh -q

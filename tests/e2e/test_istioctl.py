@@ -1,6 +1,6 @@
 """The real `istioctl proxy-status --xds-address` against pilotpy with a real Envoy connected:
 SYNCED after convergence (plaintext 15010-style and TLS 15012-style ports), the error after a
-NACK. The binary is built once by `make istioctl` (hack/istioctl.sh) into the user's cache."""
+NACK. The binary is built once by `make istioctl` (hack/istio-bins.sh) into the user's cache."""
 
 from __future__ import annotations
 
