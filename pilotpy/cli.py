@@ -150,11 +150,14 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     from pilotpy.settings import split_address
 
     host, port = split_address(args.xds_address, default_host="127.0.0.1")
-    bootstrap = envoy_bootstrap(node_id=args.node_id, xds_address=(host, port),
-                                delta=args.delta, labels=_labels(args.label),
-                                namespace=args.namespace, admin_port=args.admin_port,
-                                status_port=args.status_port,
-                                stats_port=args.stats_port if args.admin_port else None)
+    try:
+        bootstrap = envoy_bootstrap(node_id=args.node_id, xds_address=(host, port),
+                                    delta=args.delta, labels=_labels(args.label),
+                                    namespace=args.namespace, cluster=args.cluster,
+                                    admin_port=args.admin_port, status_port=args.status_port,
+                                    stats_port=args.stats_port if args.admin_port else None)
+    except ValueError as err:
+        raise SystemExit(f"pilotpy bootstrap: {err}") from err
     json.dump(bootstrap, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
@@ -266,11 +269,18 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.set_defaults(func=cmd_analyze)
 
     bootstrap = sub.add_parser("bootstrap", help="print an Envoy bootstrap pointing at pilotpy")
-    bootstrap.add_argument("--node-id", required=True)
+    bootstrap.add_argument("--node-id", required=True,
+                           help="Istio's type~ip~<pod>.<namespace>~<namespace>.svc.cluster.local")
     bootstrap.add_argument("--xds-address", default="127.0.0.1:15010")
     bootstrap.add_argument("--delta", action="store_true", help="use Delta xDS")
-    bootstrap.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
-    bootstrap.add_argument("--namespace", default="istio-system")
+    bootstrap.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                           help="a workload label (node metadata LABELS); repeat")
+    bootstrap.add_argument("--namespace", default="",
+                           help="node metadata NAMESPACE (default: the node id's namespace; "
+                                "another one is refused)")
+    bootstrap.add_argument("--cluster", default="",
+                           help="node.cluster (default: <app label>.<namespace>, else "
+                                "istio-proxy.<namespace>, as pilot-agent)")
     bootstrap.add_argument("--admin-port", type=int, default=15000)
     bootstrap.add_argument("--status-port", type=int, default=15021)
     bootstrap.add_argument("--stats-port", type=int, default=15090)

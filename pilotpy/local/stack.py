@@ -38,11 +38,6 @@ def port_or_free(preferred: int) -> int:
     return preferred
 
 
-def node_namespace(node_id: str) -> str:
-    """`istio-system` of `router~ip~pod.istio-system~istio-system.svc.cluster.local`."""
-    return node_id.rsplit("~", maxsplit=1)[-1].split(".", 1)[0]
-
-
 def _is_loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(address).is_loopback
@@ -109,7 +104,6 @@ class LocalStack:
             bootstrap = envoy_bootstrap(
                 node_id=self.node_id, xds_address=("127.0.0.1", self.plane.grpc_port),
                 delta=self.delta, labels=self.labels, admin_port=free_port(),
-                namespace=node_namespace(self.node_id),
                 status_port=self.status_port, stats_port=self.stats_port)
             self.envoy = EnvoyProcess(bootstrap, self.workdir, name="gateway",
                                       log_level=self._log_level)
