@@ -122,6 +122,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_translate(args: argparse.Namespace) -> int:
     from pilotpy.translate_cli import translate
 
+    logging.getLogger("pilotpy.config").setLevel(logging.CRITICAL)  # printed below, once
     output, problems = translate(args.config, node_id=args.node_id, labels=_labels(args.label),
                                  mesh_config=args.mesh_config,
                                  default_namespace=args.default_namespace, delta=False)

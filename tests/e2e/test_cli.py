@@ -235,3 +235,15 @@ def test_bootstrap_of_a_default_sidecar_gets_its_inbound_listener(tmp_path: Path
         envoy.stop()
         server.kill()
         server.wait(10)
+
+
+def test_translate_prints_each_problem_once(tmp_path: Path) -> None:
+    (tmp_path / "vs.yaml").write_text(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+        "metadata: {name: typo, namespace: default}\n"
+        "spec: {hosts: [foo], retires: 3, http: [{route: [{destination: {host: foo}}]}]}\n")
+    _, stderr, code = translate(tmp_path)
+    assert code == 0, stderr
+    lines = [line for line in stderr.splitlines() if "spec.retires" in line]
+    assert lines == [f"pilotpy: {tmp_path / 'vs.yaml'}: VirtualService default/typo: "
+                     "spec.retires: unknown field, ignored"], stderr
