@@ -16,12 +16,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pilotpy.controlplane import ControlPlane
 from pilotpy.local.backend import Backend
 from pilotpy.local.bootstrap import envoy_bootstrap
 from pilotpy.local.envoy import EnvoyProcess, free_port
 from pilotpy.model.kube import EndpointSlice, Pod
-from pilotpy.settings import Settings
+from pilotpy.server.controlplane import ControlPlane
+from pilotpy.server.settings import Settings
 
 GATEWAY_NODE_ID = ("router~127.0.0.1~istio-ingressgateway-local.istio-system"
                    "~istio-system.svc.cluster.local")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pilotpy.analyze_cli import analyze_paths
-from pilotpy.cli import main
+from pilotpy.cli.analyze import analyze_paths
+from pilotpy.cli.main import main
 
 FIXTURES = Path(__file__).parent / "analysis"
 CLEAN = FIXTURES / "clean"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pilotpy.diagnostics import Diagnostics, Problem
 from pilotpy.model import Key
 from pilotpy.model.kube import Service
 from pilotpy.model.virtualservice import VirtualService
+from pilotpy.problems import Diagnostics, Problem
 from pilotpy.sources.files import FileSource, discover
 from pilotpy.store import ChangeSet, Store
 

@@ -12,7 +12,6 @@ import pytest
 
 import pilotpy.discovery
 import pilotpy.xds.server
-from pilotpy.xds.client import DeltaClient, SotwClient, StreamClosedError
 from pilotpy.xds.sotw import SotwStream
 from pilotpy.xds.types import CLUSTER, ENDPOINT, LISTENER
 from tests.xds.xds_harness import (
@@ -25,6 +24,7 @@ from tests.xds.xds_harness import (
     eventually,
     round_robin,
 )
+from tests.xds_client import DeltaClient, SotwClient, StreamClosedError
 
 GATEWAY_2 = "router~127.0.0.2~gw-2.istio-system~istio-system.svc.cluster.local"
 DEBUG_NODE = "debug~0.0.0.0~istioctl~cluster.local"

@@ -19,7 +19,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pilotpy.diagnostics import Problem
 from pilotpy.mesh import MeshConfig
 from pilotpy.model import hosts
 from pilotpy.model.common import Destination
@@ -27,6 +26,7 @@ from pilotpy.model.destinationrule import DestinationRule
 from pilotpy.model.gateway import Gateway
 from pilotpy.model.meta import Key
 from pilotpy.model.virtualservice import VirtualService
+from pilotpy.problems import Problem
 from pilotpy.push.config import resolve_virtual_service
 from pilotpy.push.services import Service, from_kube_service, from_service_entry
 
