@@ -23,6 +23,7 @@ from pilotpy.proxy import parse_proxy, view_proxy
 from pilotpy.push import build_push_context
 from pilotpy.server.controlplane import load_mesh_config
 from pilotpy.server.settings import Settings
+from pilotpy.simulate import Simulation
 from pilotpy.sources.files import FileSource
 from pilotpy.store import Store
 from pilotpy.translate.endpoints import eds_cluster_names
@@ -96,3 +97,15 @@ def translate_case(case: Case) -> Translation:
     generated = generate(push, view)
     return Translation(generated,
                        endpoints_for(push, view, eds_cluster_names(generated.clusters)))
+
+
+def simulation(case: Case) -> Simulation:
+    """The case's translation, ready to take calls (pilotpy.simulate)."""
+    translation = translate_case(case)
+    generated = translation.generated
+    return Simulation(generated.listeners, generated.routes, generated.clusters,
+                      translation.endpoints)
+
+
+def case_named(name: str) -> Case:
+    return Case(TESTDATA / name)
