@@ -212,3 +212,22 @@ def test_every_listener_port_answers_a_call(case: Case) -> None:
                                         protocol=protocol, host="example.com"))
             assert result.outcome is not Outcome.UNSUPPORTED, result.describe()
             assert result.outcome is not Outcome.OVERLAPPING_FILTER_CHAINS, result.describe()
+
+
+# -- sidecars: inbound -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", [Protocol.HTTP, Protocol.TCP])
+def test_a_sniffed_inbound_port_takes_http_and_opaque_tcp(protocol: Protocol) -> None:
+    # Both chains name raw_buffer: Envoy never falls back from the raw_buffer branch (where
+    # the HTTP chain is) to a chain naming no transport, so without it TCP would be closed.
+    result = sim("sidecar-registry-only").run(Call(
+        port=9200, address="10.244.0.50", protocol=protocol, host="reviews", mode=Mode.INBOUND))
+    assert (result.outcome, result.cluster) == (Outcome.FORWARDED, "inbound|9200||")
+
+
+def test_a_port_no_service_declares_passes_through_inbound() -> None:
+    result = sim("sidecar-registry-only").run(Call(
+        port=7777, address="10.244.0.50", protocol=Protocol.TCP, mode=Mode.INBOUND))
+    assert (result.filter_chain and result.filter_chain.label, result.cluster) == (
+        "virtualInbound", "InboundPassthroughCluster")
