@@ -25,7 +25,8 @@ WALKTHROUGH_CASES = frozenset({
     "gateway-tcp-tls", "http-routes", "ingress", "invalid-objects", "merged-servers",
     "no-gateway", "observability", "service-entries", "sidecar-edge-cases",
     "sidecar-egress-scope", "sidecar-registry-only", "sidecar-tls-routes", "sidecar-w2",
-    "w1-gateway-only", "w1-hosts-do-not-intersect", "w1-httpbin", "wildcard-hosts",
+    "w1-gateway-only", "w1-hosts-do-not-intersect", "w1-httpbin", "w3-bookinfo-gateway",
+    "w3-bookinfo-productpage", "wildcard-hosts",
 })
 
 
@@ -45,17 +46,24 @@ def text_of(value: list[Any]) -> str:
 def test_golden(case: Case) -> None:
     actual = render(case)
     assert set(actual) == set(PARTS)
+    # A case may state istiod's behaviour before pilotpy has it: `knownBug` in case.yaml says
+    # what is wrong; the case fails as expected until the fix, then asks for the note to go.
+    known_bug = str(case.spec.get("knownBug", "")).strip()
     changed, written = [], []
     for part in PARTS:
         expected_file = case.expected_file(part)
         text = text_of(actual[part])
-        if UPDATE or not expected_file.exists():
+        if (UPDATE and not known_bug) or not expected_file.exists():
             expected_file.write_text(text, encoding="utf-8")
             written.append(expected_file.name)
         elif text != expected_file.read_text(encoding="utf-8"):
             changed.append(expected_file.name)
     if written and not UPDATE:
         pytest.fail(f"{case.name}: {written} did not exist; written, review them")
+    if known_bug:
+        if not changed:
+            pytest.fail(f"{case.name} now translates as expected: remove its knownBug note")
+        pytest.xfail(f"known bug ({', '.join(changed)}): {known_bug}")
     assert not changed, (f"translation of {case.name} changed in {changed}; if intended, run "
                          "`make golden` and review the diff")
 
@@ -76,3 +84,10 @@ def test_case_says_what_it_shows(case: Case) -> None:
 def test_there_are_cases() -> None:
     assert len(CASES) >= 8
 
+
+
+def test_small_feature_cases_besides_the_walkthroughs() -> None:
+    """Each behaviour gets a small case of its own, named after it (issue 13)."""
+    names = {c.name for c in CASES}
+    assert names >= WALKTHROUGH_CASES
+    assert len(names - WALKTHROUGH_CASES) >= 40
