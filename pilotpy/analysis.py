@@ -10,14 +10,15 @@ messages.yaml), for `pilotpy analyze` and for every change set at ingest.
   included) a host exported everywhere.
 - IST0132 VirtualServiceHostNotFoundInGateway (Warning): a VirtualService host that none of
   its Gateway's servers accepts.
-- IST0145 ConflictingGateways (Error): Gateways with the same selector and port and
-  overlapping hosts.
+- IST0145 ConflictingGateways (Error): Gateways on one workload (the same selector, or
+  selectors that one Pod of the input both matches) with a server on one port, with the same
+  bind, naming the same host string.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,8 @@ from pilotpy.mesh import MeshConfig
 from pilotpy.model import hosts
 from pilotpy.model.common import Destination
 from pilotpy.model.destinationrule import DestinationRule
-from pilotpy.model.gateway import Gateway
+from pilotpy.model.gateway import Gateway, Server
+from pilotpy.model.kube import Pod
 from pilotpy.model.meta import Key
 from pilotpy.model.virtualservice import VirtualService
 from pilotpy.push.config import resolve_virtual_service
@@ -36,6 +38,7 @@ from pilotpy.push.services import (
     from_service_entry,
     resolve_export_to,
 )
+from pilotpy.translate.gateway import selects
 
 ERROR, WARNING = "Error", "Warning"
 NAMES = {
@@ -316,34 +319,47 @@ def hosts_missing_from_gateways(objects: Objects, mesh: MeshConfig) -> list[Mess
 # -- IST0145 ---------------------------------------------------------------------------------
 
 
+def _selector_text(gateway: Gateway) -> str:
+    # Kubernetes' label selector string: keys sorted, `k=v` joined by commas.
+    return ",".join(f"{k}={v}" for k, v in sorted(gateway.selector.items()))
+
+
+def _share_workload(gateway: Gateway, other: Gateway, pods: Sequence[Pod]) -> bool:
+    """The same selector, or some Pod both select: that proxy gets the servers of both."""
+    if dict(gateway.selector) == dict(other.selector):
+        return True
+    return any(selects(gateway, pod.meta.labels) and selects(other, pod.meta.labels)
+               for pod in pods)
+
+
+def _same_hosts(server: Server, other: Server) -> bool:
+    """istiod's duplicate check when it merges the servers of one port: a host string in
+    both, with the same bind. `*.a.com` and `b.a.com` are not duplicates."""
+    return (server.port.number == other.port.number and server.bind == other.bind
+            and not set(server.hosts).isdisjoint(other.hosts))
+
+
 def conflicting_gateways(objects: Objects) -> list[Message]:
-    by_selector: dict[tuple[tuple[str, str], ...], list[Gateway]] = defaultdict(list)
-    for gateway in _values(objects, "Gateway"):
-        by_selector[tuple(sorted(gateway.selector.items()))].append(gateway)
+    """istioctl's ConflictingGatewayAnalyzer: one message per server of a Gateway that
+    repeats a host of another Gateway on the same workload and port."""
+    gateways: list[Gateway] = _values(objects, "Gateway")
+    pods: list[Pod] = _values(objects, "Pod")
     out = []
-    for selector, group in by_selector.items():
-        for gateway in group:
-            for index, server in enumerate(gateway.servers):
-                for other in group:
-                    if other is gateway:
-                        continue
-                    overlap = sorted({
-                        h for s in other.servers if s.port.number == server.port.number
-                        for h in hosts.intersection(_plain(server.hosts), _plain(s.hosts))})
-                    if overlap:
-                        labels = ",".join(f"{k}={v}" for k, v in selector)
-                        out.append(Message(
-                            "IST0145", ERROR, _resource(gateway), f"spec.servers[{index}]",
-                            f"Conflict with gateways {_name(other)} (workload selector "
-                            f"{labels}, port {server.port.number}, hosts "
-                            f"{','.join(overlap)}).",
-                            "serve each host and port from one Gateway per workload, or give "
-                            "the Gateways different selectors"))
+    for gateway in gateways:
+        for index, server in enumerate(gateway.servers):
+            # Hosts first: the Pods are looked at only for the rare pairs that share a host.
+            names = sorted(_name(other) for other in gateways if other is not gateway
+                           and any(_same_hosts(server, s) for s in other.servers)
+                           and _share_workload(gateway, other, pods))
+            if names:
+                out.append(Message(
+                    "IST0145", ERROR, _resource(gateway), f"spec.servers[{index}]",
+                    f"Conflict with gateways {','.join(names)} (workload selector "
+                    f"{_selector_text(gateway)}, port {server.port.number}, hosts "
+                    f"{','.join(server.hosts)}).",
+                    "serve each host and port from one Gateway per workload, or give the "
+                    "Gateways selectors that no Pod matches together"))
     return out
-
-
-def _plain(server_hosts: Iterable[str]) -> list[str]:
-    return [h.partition("/")[2] if "/" in h else h for h in server_hosts]
 
 
 # -- everything ------------------------------------------------------------------------------
