@@ -122,22 +122,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_translate(args: argparse.Namespace) -> int:
     from pilotpy.cli.translate import translate
 
-    logging.getLogger("pilotpy.config").setLevel(logging.CRITICAL)  # printed below, once
     output, problems = translate(args.config, node_id=args.node_id, labels=_labels(args.label),
                                  mesh_config=args.mesh_config,
                                  default_namespace=args.default_namespace, delta=False)
-    for problem in problems:
-        print(f"pilotpy: {problem}", file=sys.stderr)
+    for problem in problems:  # as `pilotpy analyze` prints them
+        print(problem, file=sys.stderr)
     json.dump(output, sys.stdout, indent=2)
     sys.stdout.write("\n")
-    return 1 if args.strict and any(p.error for p in problems) else 0
+    return 1 if args.strict and any(p.is_error for p in problems) else 0
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from pilotpy.cli.analyze import analyze_paths, report
     from pilotpy.mesh import MeshConfigError
 
-    logging.getLogger("pilotpy.config").setLevel(logging.CRITICAL)  # reported as IST0106
     try:
         messages = analyze_paths(args.paths, mesh_config=args.mesh_config,
                                  default_namespace=args.default_namespace)

@@ -198,7 +198,7 @@ def _parse_load_balancer(f: Fields | None) -> LoadBalancer | None:
             ring = r.int("minimumRingSize", minimum=0)
             r.done()
         if ch.has("minimumRingSize"):
-            ch.warn("deprecated, use ringHash.minimumRingSize", "minimumRingSize")
+            ch.deprecated("deprecated, use ringHash.minimumRingSize", "minimumRingSize")
             legacy_ring = ch.int("minimumRingSize", minimum=0)
         m = ch.child("maglev")
         if m is not None:
@@ -310,7 +310,7 @@ def _parse_outlier_detection(f: Fields | None) -> OutlierDetection | None:
         return None
     consecutive = f.int("consecutiveErrors", minimum=0)
     if consecutive:
-        f.warn("deprecated, use consecutiveGatewayErrors or consecutive5xxErrors",
+        f.deprecated("deprecated, use consecutiveGatewayErrors or consecutive5xxErrors",
                "consecutiveErrors")
     split = f.bool("splitExternalLocalOriginErrors")
     local = _optional_uint32(f, "consecutiveLocalOriginFailures")

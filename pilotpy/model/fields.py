@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pilotpy.model.errors import Issue
+from pilotpy.problems import Reason
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_NS = {
@@ -91,8 +92,12 @@ class Fields:
     def error(self, message: Text, key: Text | None = None) -> None:
         self._issues.append(Issue(self.at(key), message))
 
-    def warn(self, message: Text, key: Text | None = None) -> None:
-        self._issues.append(Issue(self.at(key), message, warning=True))
+    def warn(self, message: Text, key: Text | None = None,
+             reason: Reason = Reason.UNSUPPORTED) -> None:
+        self._issues.append(Issue(self.at(key), message, reason))
+
+    def deprecated(self, message: Text, key: Text) -> None:
+        self.warn(message, key, Reason.DEPRECATED)
 
     def unsupported(self, *keys: Text, reason: Text = "not supported by pilotpy yet",
                     consequence: Text = "ignored") -> None:
@@ -111,7 +116,7 @@ class Fields:
         ignored = set(ignore)
         for key in self._data:
             if key not in self._seen and key not in ignored:
-                self.warn("unknown field, ignored", str(key))
+                self.warn("unknown field, ignored", str(key), Reason.UNKNOWN_FIELD)
 
     # -- raw access ------------------------------------------------------------------------
 

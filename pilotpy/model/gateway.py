@@ -10,6 +10,7 @@ from pilotpy.model import hosts
 from pilotpy.model.fields import Fields
 from pilotpy.model.meta import Meta, is_dns1123_label
 from pilotpy.model.protocol import Protocol, parse_protocol
+from pilotpy.problems import Reason
 
 # Modes where the gateway terminates TLS with its own certificate.
 TERMINATING_MODES = frozenset({"SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"})
@@ -121,7 +122,8 @@ def _validate_tls_sources(f: Fields, tls: ServerTLS) -> None:
                 "may be set")
     if tls.mode not in TERMINATING_MODES:
         if tls.mode and files:
-            f.warn(f"{tls.mode} does not use certificates; they are ignored")
+            f.warn(f"{tls.mode} does not use certificates; they are ignored",
+                   reason=Reason.IGNORED)
         return
     if tls.credential_name or tls.credential_names:
         return
@@ -193,7 +195,8 @@ def parse_gateway(meta: Meta, spec: Fields) -> Gateway:
                        "port.name")
         port_names.add(server.port.name)
         if server.tls and server.tls.https_redirect and not server.port.protocol.is_http:
-            item.warn("httpsRedirect should only be used with HTTP servers", "tls")
+            item.warn("httpsRedirect should only be used with HTTP servers", "tls",
+                      Reason.IGNORED)
         servers.append(server)
     selector = spec.str_map("selector")
     spec.done()

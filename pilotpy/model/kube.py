@@ -9,6 +9,7 @@ from pilotpy.model import hosts
 from pilotpy.model.fields import Fields
 from pilotpy.model.meta import Meta
 from pilotpy.model.protocol import Protocol, kube_port_protocol
+from pilotpy.problems import Reason
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -144,7 +145,7 @@ def parse_endpoint_slice(meta: Meta, doc: Fields) -> EndpointSlice:
     service_name = meta.labels.get(SERVICE_NAME_LABEL, "")
     if not service_name:
         doc.warn(f"no {SERVICE_NAME_LABEL} label: the slice belongs to no Service",
-                 "metadata.labels")
+                 "metadata.labels", Reason.IGNORED)
     address_type = doc.enum("addressType", ("IPv4", "IPv6", "FQDN"), default="IPv4") or "IPv4"
     endpoints = []
     for item in doc.children("endpoints"):

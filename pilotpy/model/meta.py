@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import NamedTuple
 
 from pilotpy.model.errors import ObjectRef
 from pilotpy.model.fields import Fields
@@ -28,17 +27,8 @@ def is_dns1123_subdomain(value: str) -> bool:
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
-class Key(NamedTuple):
-    """Store key. Kinds are the Kubernetes kind names (`VirtualService`, `Service`, ...)."""
-
-    kind: str
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else (
-            f"{self.kind} {self.name}"
-        )
+# The store's key: an object reference.
+Key = ObjectRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +43,12 @@ class Meta:
     creation_timestamp: str = ""
 
     @property
-    def key(self) -> Key:
-        return Key(self.kind, self.namespace, self.name)
+    def key(self) -> ObjectRef:
+        return ObjectRef(self.kind, self.namespace, self.name)
 
     @property
     def ref(self) -> ObjectRef:
-        return ObjectRef(self.kind, self.namespace, self.name)
+        return self.key
 
     @property
     def age_order(self) -> tuple[str, str, str]:

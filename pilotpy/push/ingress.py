@@ -31,6 +31,7 @@ from pilotpy.model.kube import Service
 from pilotpy.model.meta import Key, Meta
 from pilotpy.model.protocol import Protocol
 from pilotpy.model.virtualservice import HTTPMatch, HTTPRoute, HTTPRouteDestination, VirtualService
+from pilotpy.problems import Problem, Reason
 
 # istiod's K8S_INGRESS_NS default: where the generated Gateways live.
 INGRESS_NAMESPACE = "istio-system"
@@ -43,21 +44,11 @@ Objects = Mapping[str, Mapping[Key, Any]]
 
 
 @dataclass(frozen=True, slots=True)
-class IngressProblem:
-    """Something in a served Ingress that produces no route (istiod only logs these)."""
-
-    subject: str  # "Ingress ns/name"
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.subject}: {self.message}"
-
-
-@dataclass(frozen=True, slots=True)
 class IngressConfig:
     gateways: tuple[Gateway, ...] = ()
     virtual_services: tuple[VirtualService, ...] = ()  # hosts not yet resolved
-    problems: tuple[IngressProblem, ...] = ()
+    # Something in a served Ingress that produces no route (istiod only logs these).
+    problems: tuple[Problem, ...] = ()
 
 
 EMPTY = IngressConfig()
@@ -142,11 +133,10 @@ class _HostRule:
 class _Converter:
     services: Mapping[Key, Any]
     domain_suffix: str
-    problems: list[IngressProblem] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
-    def report(self, ingress: Ingress, message: str) -> None:
-        self.problems.append(IngressProblem(f"Ingress {ingress.meta.namespace}/"
-                                            f"{ingress.meta.name}", message))
+    def report(self, ingress: Ingress, reason: Reason, field: str, message: str) -> None:
+        self.problems.append(Problem(reason, message, ingress.meta.key, field))
 
     def port_of(self, ingress: Ingress, backend: IngressBackend, where: str) -> int | None:
         if backend.port_number:
@@ -157,16 +147,19 @@ class _Converter:
             for port in service.ports:
                 if port.name == backend.port_name:
                     return port.port
-            self.report(ingress, f"{where}.service.port.name: Service {ns}/{backend.service} "
-                        f"has no port named {backend.port_name!r}; path skipped")
+            self.report(ingress, Reason.NOT_FOUND, f"{where}.service.port.name",
+                        f"Service {ns}/{backend.service} has no port named "
+                        f"{backend.port_name!r}; path skipped")
         else:
-            self.report(ingress, f"{where}.service.port.name: Service {ns}/{backend.service} "
-                        f"not found to resolve port {backend.port_name!r}; path skipped")
+            self.report(ingress, Reason.NOT_FOUND, f"{where}.service.port.name",
+                        f"Service {ns}/{backend.service} not found to resolve port "
+                        f"{backend.port_name!r}; path skipped")
         return None
 
     def route(self, ingress: Ingress, backend: IngressBackend, where: str) -> HTTPRoute | None:
         if not backend.service:
-            self.report(ingress, f"{where}: only service backends are supported; path skipped")
+            self.report(ingress, Reason.UNSUPPORTED, where,
+                        "only service backends are supported; path skipped")
             return None
         port = self.port_of(ingress, backend, where)
         if port is None:
@@ -247,14 +240,16 @@ def convert_ingresses(objects: Objects, mesh: MeshConfig) -> IngressConfig:
     by_host: dict[str, list[_HostRule]] = {}
     for ingress in ingresses:
         if ingress.default_backend is not None:
-            conv.report(ingress, "spec.defaultBackend is ignored (as istiod does); route "
-                        "'*' with a VirtualService instead")
+            conv.report(ingress, Reason.IGNORED, "spec.defaultBackend", "ignored (as istiod "
+                        "does); route '*' with a VirtualService instead")
         for tls_index, tls in enumerate(ingress.tls):
             if not tls.secret_name:
-                conv.report(ingress, f"spec.tls[{tls_index}]: no secretName; no HTTPS server")
+                conv.report(ingress, Reason.NOT_SERVED, f"spec.tls[{tls_index}]",
+                            "no secretName; no HTTPS server")
         for index, rule in enumerate(ingress.rules):
             if rule.paths is None:
-                conv.report(ingress, f"spec.rules[{index}]: no http paths; rule skipped")
+                conv.report(ingress, Reason.NOT_SERVED, f"spec.rules[{index}]",
+                            "no http paths; rule skipped")
                 continue
             by_host.setdefault(rule.host or "*", []).append(_HostRule(ingress, index, rule))
     gateways = tuple(ingress_gateway(i, mesh) for i in ingresses)

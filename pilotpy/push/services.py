@@ -71,6 +71,13 @@ class Service:
                 return port
         return None
 
+    def port_field(self, number: int) -> str:
+        """Where port `number` is declared, for problems: `spec.ports[<i>]`."""
+        for index, port in enumerate(self.ports):
+            if port.number == number:
+                return f"spec.ports[{index}]"
+        return "spec.ports"
+
     def visible_to(self, namespace: str) -> bool:
         return "*" in self.export_to or namespace in self.export_to
 

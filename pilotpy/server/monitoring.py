@@ -99,7 +99,8 @@ class PilotMetrics:
         self.registry.collect(collect)
 
     def watch_config(self, services: Callable[[], int], virtual_services: Callable[[], int],
-                     rejected: Callable[[], int], events: Mapping[tuple[str, str], int]) -> None:
+                     rejected: Callable[[], int], events: Mapping[tuple[str, str], int],
+                     generation_failures: Callable[[], Mapping[str, int]] = dict) -> None:
         def collect() -> list[str]:
             return [
                 *_family("pilot_services", "gauge", "Total services known to pilot.",
@@ -112,6 +113,12 @@ class PilotMetrics:
                 *_family("pilot_k8s_cfg_events", "counter", "Events from k8s config.",
                          [sample_line("pilot_k8s_cfg_events", (("type", kind), ("event", ev)), n)
                           for (kind, ev), n in sorted(events.items())]),
+                *_family("pilotpy_generation_failures_total", "counter",
+                         "Generations of a proxy class's config that raised; the class kept "
+                         "its last good config.",
+                         [sample_line("pilotpy_generation_failures_total",
+                                      (("proxy_type", t),), n)
+                          for t, n in sorted(generation_failures().items())]),
             ]
 
         self.registry.collect(collect)

@@ -25,13 +25,14 @@ from pilotpy.model import hosts
 from pilotpy.model.gateway import Gateway, Server
 from pilotpy.model.protocol import Protocol
 from pilotpy.model.virtualservice import VirtualService
+from pilotpy.problems import Problem, Reason
 from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext
 from pilotpy.translate import pb
 from pilotpy.translate.chain_match import DistinctChains, RoutedChain
 from pilotpy.translate.downstream_tls import TERMINATING_MODES, downstream_tls_context
 from pilotpy.translate.filters import gateway_connection_manager, network_filter, tls_inspector
-from pilotpy.translate.gateway_tcp import GatewayServer, passthrough_chains, tcp_route_filter
+from pilotpy.translate.gateway_tcp import GatewayServer, passthrough_chains, server_tcp_filter
 from pilotpy.translate.names import (
     DEFAULT_ROUTE_NAME,
     delimited_stat_prefix,
@@ -79,7 +80,10 @@ class MergedGateway:
     https_routes: dict[str, GatewayServer] = field(default_factory=dict)
     # Hosts of TLS servers per listening port and bind (istiod's CheckDuplicates).
     tls_hosts: dict[tuple[str, int], dict[str, GatewayServer]] = field(default_factory=dict)
-    diagnostics: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def skip(self, entry: GatewayServer, reason: Reason, message: str) -> None:
+        self.problems.append(Problem(reason, f"{message}; skipped", entry.ref, entry.field))
 
     def servers_for_route(self, route_name: str) -> list[GatewayServer] | None:
         for listener in self.listeners.values():
@@ -143,43 +147,42 @@ def _add_server(merged: MergedGateway, entry: GatewayServer, port: int) -> None:
     server = entry.server
     bind = server.bind or WILDCARD_BIND
     listener = merged.listeners.get((bind, port))
-    where = entry.where
     if server.is_plain_http:
         if listener is not None and listener.l4_servers:
-            merged.diagnostics.append(
-                f"{where}: port {port} already serves {listener.l4_servers[0].where} "
-                f"({listener.l4_servers[0].server.port.protocol.value}); plain-text HTTP "
-                "cannot share it; skipped")
+            merged.skip(entry, Reason.CONFLICT,
+                        f"port {port} already serves {listener.l4_servers[0].where} "
+                        f"({listener.l4_servers[0].server.port.protocol.value}); plain-text "
+                        "HTTP cannot share it")
             return
         listener = merged.listeners.setdefault((bind, port), GatewayListener(bind, port))
         listener.servers.append(entry)
         return
     problem = _unsupported_tls(server)
     if problem:
-        merged.diagnostics.append(f"{where}: {problem}; skipped")
+        merged.skip(entry, Reason.UNSUPPORTED, problem)
         return
     if listener is not None:
         taken = listener.servers[0] if listener.servers else listener.l4_servers[0]
         if listener.servers or not is_tls_server(server) or not is_tls_server(taken.server):
-            merged.diagnostics.append(
-                f"{where}: port {port} already serves {taken.where} "
-                f"({taken.server.port.protocol.value}); only TLS servers (told apart by SNI) "
-                "share a port; skipped")
+            merged.skip(entry, Reason.CONFLICT,
+                        f"port {port} already serves {taken.where} "
+                        f"({taken.server.port.protocol.value}); only TLS servers (told apart "
+                        "by SNI) share a port")
             return
     if is_tls_server(server):
         known = merged.tls_hosts.setdefault((bind, port), {})
         duplicates = [h for h in server.hosts if h in known]
         if duplicates:
-            merged.diagnostics.append(
-                f"{where}: hosts {duplicates} are already served on port {port} by "
-                f"{known[duplicates[0]].where}; skipped")
+            merged.skip(entry, Reason.CONFLICT,
+                        f"hosts {duplicates} are already served on port {port} by "
+                        f"{known[duplicates[0]].where}")
             return
         if is_https_termination(server):
             route = https_route_name(entry)
             if route in merged.https_routes:
-                merged.diagnostics.append(
-                    f"{where}: route {route} already belongs to another server (port names "
-                    "must be unique per port); skipped")
+                merged.skip(entry, Reason.CONFLICT,
+                            f"route {route} already belongs to another server (port names "
+                            "must be unique per port)")
                 return
             merged.https_routes[route] = entry
         known.update(dict.fromkeys(server.hosts, entry))
@@ -218,31 +221,34 @@ def _match_server_hosts(chain: lc.FilterChain, entry: GatewayServer) -> None:
         chain.filter_chain_match.server_names.extend(sni)
 
 
+def _unrouted(entry: GatewayServer, route_kind: str) -> Problem:
+    return Problem(Reason.NOT_FOUND, f"no VirtualService `{route_kind}` route bound to "
+                   f"{entry.gateway_name} matches it; no filter chain", entry.ref, entry.field)
+
+
 def _l4_chains(push: PushContext, view: ProxyView, entry: GatewayServer,
-               listener: str, diagnostics: list[str]) -> list[RoutedChain]:
+               listener: str, problems: list[Problem]) -> list[RoutedChain]:
     server = entry.server
     if is_https_termination(server):
-        return [RoutedChain(_https_chain(push, entry, listener), entry.where)]
+        return [RoutedChain(_https_chain(push, entry, listener), entry.ref, entry.field)]
     if server.tls is not None and server.tls.mode in PASSTHROUGH_MODES:
         chains = passthrough_chains(push, view, entry)
         if not chains:
-            diagnostics.append(f"{entry.where}: no VirtualService `tls` route bound to "
-                               f"{entry.gateway_name} matches it; no filter chain")
+            problems.append(_unrouted(entry, "tls"))
         return chains
-    tcp = tcp_route_filter(push, view, entry)
+    tcp = server_tcp_filter(push, view, entry)
     if tcp is None:
-        diagnostics.append(f"{entry.where}: no VirtualService `tcp` route bound to "
-                           f"{entry.gateway_name} matches it; no filter chain")
+        problems.append(_unrouted(entry, "tcp"))
         return []
     chain = lc.FilterChain(filters=[tcp])
     if server.tls is not None:  # a TLS server terminating TLS, then opaque TCP
         chain.transport_socket.CopyFrom(tls_transport_socket(downstream_tls_context(server.tls)))
         _match_server_hosts(chain, entry)
-    return [RoutedChain(chain, entry.where)]
+    return [RoutedChain(chain, entry.ref, entry.field)]
 
 
 def _listener_chains(push: PushContext, view: ProxyView, listener: GatewayListener,
-                     name: str, diagnostics: list[str]) -> tuple[list[lc.FilterChain], bool]:
+                     name: str, problems: list[Problem]) -> tuple[list[lc.FilterChain], bool]:
     """The listener's chains, and whether it needs the TLS inspector (some chain reads SNI or
     terminates TLS with ALPN)."""
     if listener.servers:
@@ -252,11 +258,10 @@ def _listener_chains(push: PushContext, view: ProxyView, listener: GatewayListen
         return [lc.FilterChain(filters=[network_filter(manager)])], False
     distinct = DistinctChains()
     for entry in listener.l4_servers:
-        for routed in _l4_chains(push, view, entry, name, diagnostics):
+        for routed in _l4_chains(push, view, entry, name, problems):
             taken = distinct.add(routed.chain)
             if taken:
-                diagnostics.append(f"{routed.origin}: server names {taken} already have a "
-                                   f"filter chain on listener {name}; skipped")
+                problems.append(routed.taken(taken, name))
     return distinct.chains, any(is_tls_server(e.server) for e in listener.l4_servers)
 
 
@@ -265,7 +270,7 @@ def gateway_listeners(push: PushContext, view: ProxyView,
     out = []
     for (bind, port), listener in sorted(merged.listeners.items()):
         name = listener_name(bind, port)
-        chains, inspect_tls = _listener_chains(push, view, listener, name, merged.diagnostics)
+        chains, inspect_tls = _listener_chains(push, view, listener, name, merged.problems)
         if not chains:
             continue  # istiod drops a listener left with no filter chain
         message = listener_pb2.Listener(name=name, traffic_direction=base_pb2.OUTBOUND)

@@ -18,6 +18,7 @@ from envoy.config.listener.v3 import listener_pb2
 
 from pilotpy.mesh import MeshConfig
 from pilotpy.model.protocol import Protocol
+from pilotpy.problems import Problem, Reason
 from pilotpy.proxy import ProxyView
 from pilotpy.push import Port, PushContext, Resolution, Service
 from pilotpy.translate import pb
@@ -57,7 +58,7 @@ class OutboundListeners:
     # HTTP port of that number, oldest first) and `<fqdn>:<port>`.
     port_routes: dict[int, list[Service]] = field(default_factory=dict)
     sniffed_routes: list[tuple[Service, int]] = field(default_factory=list)
-    diagnostics: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
 
 def _outbound_listener(bind: str, port: int) -> listener_pb2.Listener:
@@ -227,8 +228,10 @@ def outbound_listeners(push: PushContext, view: ProxyView,
             http_services.setdefault(port.number, []).append(service)
     for number in sorted(http_services):
         if number in reserved:
-            out.diagnostics.append(f"port {number} is reserved for the sidecar; no outbound "
-                                   "listener for it")
+            out.problems += [Problem(
+                Reason.NOT_SERVED, f"port {number} is reserved for the sidecar: no outbound "
+                f"listener for {s.hostname}:{number}", s.origin, s.port_field(number))
+                for s in http_services[number]]
             continue
         listener = http_listener(number, scope, mesh)
         by_name[listener.name] = listener
@@ -244,9 +247,7 @@ def outbound_listeners(push: PushContext, view: ProxyView,
                                                bind=bind):
                     taken = tls.chains.add(routed.chain)
                     if taken:
-                        out.diagnostics.append(
-                            f"{routed.origin}: server names {taken} already have a filter "
-                            f"chain on listener {name}; skipped")
+                        out.problems.append(routed.taken(taken, name))
                     else:
                         tls.reads_sni = tls.reads_sni or routed.reads_sni
                 continue
@@ -259,14 +260,18 @@ def outbound_listeners(push: PushContext, view: ProxyView,
                 incoming = service_listener(push, view, scope, bind=bind, service=service,
                                             port=port)
                 if any(cidr_chains[name].add(c) for c in incoming.filter_chains):
-                    out.diagnostics.append(f"{where}: the range already has a filter chain on "
-                                           f"listener {name} (from {owners[name]}); skipped")
+                    out.problems.append(Problem(
+                        Reason.CONFLICT, f"{where}: the range already has a filter chain on "
+                        f"listener {name} (from {owners[name]}); skipped", service.origin,
+                        "spec.addresses"))
                     continue
                 _merge_chains(by_name[name], incoming)
             elif name in by_name or name in tls_listeners:
                 # The oldest service keeps the address and port (istiod's conflict rule).
-                out.diagnostics.append(f"{where}: conflicts with listener {name} already built "
-                                       f"for {owners.get(name, 'HTTP services')}; skipped")
+                out.problems.append(Problem(
+                    Reason.CONFLICT, f"{where}: conflicts with listener {name} already built "
+                    f"for {owners.get(name, 'HTTP services')}; skipped", service.origin,
+                    service.port_field(port.number)))
                 continue
             else:
                 by_name[name] = service_listener(push, view, scope, bind=bind, service=service,

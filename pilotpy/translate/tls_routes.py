@@ -67,8 +67,8 @@ def tls_route_chains(push: PushContext, view: ProxyView, scope: SidecarScope, se
                                list(match.sni_hosts), cidrs)
                 chain.metadata.filter_metadata["istio"].fields["config"].string_value = (
                     config_path(vs))
-                out.append(RoutedChain(chain, f"VirtualService {vs.meta.namespace}/"
-                                       f"{vs.meta.name} tls[{index}].match[{match_index}]",
+                out.append(RoutedChain(chain, vs.meta.key,
+                                       f"spec.tls[{index}].match[{match_index}]",
                                        reads_sni=True))
     if out:
         return out
@@ -82,4 +82,4 @@ def tls_route_chains(push: PushContext, view: ProxyView, scope: SidecarScope, se
                 sni += [alias.hostname,
                         *kubernetes_short_names(alias.hostname, view.proxy.dns_domain)]
     return [RoutedChain(_chain(tcp_proxy_filter(cluster), sni, listener_cidrs),
-                        f"{service.hostname}:{port}", reads_sni=bool(sni))]
+                        service.origin, service.port_field(port), reads_sni=bool(sni))]

@@ -47,12 +47,18 @@ class NodeRejected(Exception):
     """The first request's node cannot be served (bad id); the stream fails InvalidArgument."""
 
 
+class ConfigUnavailable(Exception):
+    """The provider has no config for the proxy (its generation failed and it never had one);
+    the stream fails Unavailable, and the proxy retries."""
+
+
 class ConfigProvider(Protocol):
     def connect(self, node: base_pb2.Node) -> object:
         """A handle for the proxy; raises NodeRejected."""
 
     def snapshot(self, handle: object) -> Snapshot:
-        """The current snapshot of the proxy's class (generated on first use)."""
+        """The current snapshot of the proxy's class (generated on first use); raises
+        ConfigUnavailable."""
 
     def disconnect(self, handle: object) -> None: ...
 
@@ -256,6 +262,8 @@ class XdsServer:
                     continue  # a debug client asking for config: nothing to give it
                 snapshot = self._provider.snapshot(connection.handle)
                 await self._write(context, stream.on_request(item, snapshot))
+        except ConfigUnavailable as err:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
