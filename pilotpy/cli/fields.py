@@ -2,9 +2,9 @@
 docs/fields.md.
 
 Supported fields come from pilotpy's own parsers (`model/support.py`), so the list cannot
-drift from the code: a test compares docs/fields.md with it. Fields not supported are Istio's
-fields (from istio.io/api's CRDs, `--istio-crds`, fetched by `make fields-doc`) that no parser
-reads, plus the ones parsers accept but decline to translate.
+drift from the code: a test compares docs/fields.md with it. Fields not supported are
+Istio's fields (from istio.io/api's CRDs, `--istio-crds`, fetched by `make fields-doc`) that
+no parser reads, plus the ones parsers accept but decline to translate.
 """
 
 from __future__ import annotations
