@@ -1,9 +1,10 @@
-"""The README's list of Istio fields pilotpy supports and does not (`pilotpy fields`).
+"""The list of Istio fields pilotpy supports and does not (`pilotpy fields`), kept in
+docs/fields.md.
 
 Supported fields come from pilotpy's own parsers (`model/support.py`), so the list cannot
-drift from the code: a test compares the README with it. Fields not supported are Istio's
-fields (from istio.io/api's CRDs, `--istio-crds`, fetched by `make fields-doc`) that no parser
-reads, plus the ones parsers accept but decline to translate.
+drift from the code: a test compares docs/fields.md with it. Fields not supported are
+Istio's fields (from istio.io/api's CRDs, `--istio-crds`, fetched by `make fields-doc`) that
+no parser reads, plus the ones parsers accept but decline to translate.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def istio_spec_paths(crds_file: Path) -> dict[str, list[str]]:
 def markdown(istio: Mapping[str, list[str]] | None) -> str:
     lines = [BEGIN, ""]
     for kind, (support, top) in documented().items():
-        lines += [f"#### {kind}", "", "Supported:", ""]
+        lines += [f"## {kind}", "", "Supported:", ""]
         lines += supported_lines(support, top)
         missing = unsupported(support, istio.get(kind, ()) if istio else ())
         lines += ["", "Not supported (accepted and ignored): "
@@ -145,13 +146,15 @@ def markdown(istio: Mapping[str, list[str]] | None) -> str:
     return "\n".join(lines)
 
 
-def readme_section(text: str) -> str:
+def generated_section(text: str) -> str:
+    """The generated part of a document: from the begin marker to the end marker."""
     match = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), text, re.S)
     if match is None:
         raise ValueError(f"no {BEGIN!r} ... {END!r} section")
     return match.group(0)
 
 
-def update_readme(path: Path, istio: Mapping[str, list[str]] | None) -> None:
+def update_doc(path: Path, istio: Mapping[str, list[str]] | None) -> None:
+    """Rewrite the generated section of `path` (docs/fields.md) in place; the rest stays."""
     text = path.read_text()
-    path.write_text(text.replace(readme_section(text), markdown(istio)))
+    path.write_text(text.replace(generated_section(text), markdown(istio)))

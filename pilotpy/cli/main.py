@@ -176,11 +176,11 @@ def cmd_crds(args: argparse.Namespace) -> int:
 
 
 def cmd_fields(args: argparse.Namespace) -> int:
-    from pilotpy.cli.fields import istio_spec_paths, markdown, update_readme
+    from pilotpy.cli.fields import istio_spec_paths, markdown, update_doc
 
     istio = istio_spec_paths(args.istio_crds) if args.istio_crds is not None else None
-    if args.readme is not None:
-        update_readme(args.readme, istio)
+    if args.doc is not None:
+        update_doc(args.doc, istio)
     else:
         sys.stdout.write(markdown(istio) + "\n")
     return 0
@@ -239,8 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Istio's CRDs (istio.io/api kubernetes/"
                              "customresourcedefinitions.gen.yaml): also list Istio fields "
                              "pilotpy does not read")
-    fields.add_argument("--readme", type=Path, metavar="FILE",
-                        help="rewrite the generated section of this README instead of printing")
+    # --readme is the flag's old name, from when the list lived in the README.
+    fields.add_argument("--doc", "--readme", dest="doc", type=Path, metavar="FILE",
+                        help="rewrite the generated section of FILE (docs/fields.md) instead "
+                             "of printing")
     fields.set_defaults(func=cmd_fields)
 
     translate = sub.add_parser("translate",

@@ -394,8 +394,9 @@ def _validate_tls(f: Fields, tls: ClientTLS) -> None:
         if value and not _is_path(value):
             f.error(f"{value!r} is not a file path on the proxy", key)
     if tls.mode == "ISTIO_MUTUAL":
-        # Needs the mesh's workload certificates (DESIGN.md §4: they wait for the security
-        # work); say so instead of silently sending plaintext.
+        # Needs the mesh's workload certificates, which wait for the security work
+        # (docs/architecture.md#deliberate-differences-from-istiod); say so instead of
+        # silently sending plaintext.
         f.warn("upstream TLS mode ISTIO_MUTUAL is not translated by pilotpy yet; the cluster "
                "stays plaintext", "mode")
 

@@ -3,7 +3,9 @@
 Gateways select the proxy by labels; their servers are merged per listening port after port
 translation through the Services selecting the proxy (80 -> targetPort 8080 gives
 `0.0.0.0_8080`). Plain-text HTTP servers on one port share a listener and the route
-`http.<server port>` (DESIGN.md §4). A route with no matching VirtualService answers 404 from
+`http.<server port>`, as the Istio releases of the walkthroughs name it (current istiod uses
+the listening port; docs/architecture.md#deliberate-differences-from-istiod). A route with no
+matching VirtualService answers 404 from
 the `blackhole:<port>` virtual host. Servers with TLS (`HTTPS`, `TLS`) share a listener as
 one filter chain each (several for PASSTHROUGH), told apart by SNI; a terminating HTTPS server
 gets its own route `https.<server port>.<port name>.<gateway>.<namespace>`. An opaque `TCP`
@@ -287,7 +289,9 @@ def gateway_listeners(push: PushContext, view: ProxyView,
 
 
 def _blackhole_virtual_host(port: int) -> rc.VirtualHost:
-    """A 404 for every request (DESIGN.md §4: an explicit direct response, route `default`)."""
+    """A 404 for every request: an explicit direct response on route `default`, where istiod
+    leaves the virtual host without routes
+    (docs/architecture.md#deliberate-differences-from-istiod)."""
     route = rc.Route(name=DEFAULT_ROUTE_NAME, match=rc.RouteMatch(prefix="/"))
     route.direct_response.status = 404
     return rc.VirtualHost(name=virtual_host_name("blackhole", port), domains=["*"],

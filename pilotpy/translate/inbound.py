@@ -3,7 +3,8 @@ receives every connection istio-init redirects to the pod, restores its original
 (`original_dst` listener filter) and picks a chain by destination port: one per workload port
 that a Service targets (HTTP through an inline route, TCP straight through), to cluster
 `inbound|<port>||`; ports no Service declares pass through to InboundPassthroughCluster.
-Plaintext only: mTLS waits for the security work (DESIGN.md §4)."""
+Plaintext only: mTLS waits for the security work
+(docs/architecture.md#deliberate-differences-from-istiod)."""
 
 from __future__ import annotations
 

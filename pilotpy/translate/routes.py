@@ -289,7 +289,8 @@ def _apply_destinations(out: rc.Route, action: rc.RouteAction, route: HTTPRoute,
     destinations = [d for d in route.route if d.weight > 0] if len(route.route) > 1 else list(
         route.route)
     if len(destinations) == 1:
-        # One destination left after dropping weight-0 ones: a plain cluster (DESIGN.md §4).
+        # One destination left after dropping weight-0 ones: a plain cluster, where istiod
+        # keeps a one-entry weighted_clusters (docs/translation.md#differences-from-istiod).
         dest = destinations[0]
         service = opts.service(dest.destination.host, vs)
         action.cluster = destination_cluster(dest.destination, service, opts.listen_port)

@@ -68,7 +68,7 @@ def tcp_route_filter(push: PushContext, view: ProxyView, scope: SidecarScope,
 def route_destinations_filter(push: PushContext, view: ProxyView, vs: VirtualService,
                               route: tuple[RouteDestination, ...], port: int) -> lc.Filter:
     """The tcp_proxy for a `tcp` or `tls` route's destinations (istiod's
-    buildOutboundNetworkFilters): one destination (weight-0 ones dropped, DESIGN.md §4) is a
+    buildOutboundNetworkFilters): one destination (weight-0 ones dropped, as for HTTP) is a
     plain cluster with the cluster as stat prefix; several are `weighted_clusters` with stat
     prefix `<vs name>.<vs namespace>`. `port` is the listener's (or the Gateway server's)
     port, used when a destination names no port and its service has several."""

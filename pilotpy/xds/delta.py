@@ -1,6 +1,6 @@
 """Incremental ADS (DeltaAggregatedResources), one instance per stream.
 
-Rules (xDS spec; istiod's pilot/pkg/xds/delta.go; DESIGN.md §3):
+Rules (xDS spec; istiod's pilot/pkg/xds/delta.go; docs/architecture.md#xds-protocol-rules):
 - the first request for a type subscribes (LDS and CDS with no names, or `*`, are wildcard)
   and is always answered, against the `initial_resource_versions` a reconnecting Envoy holds;
 - a NACK is recorded and not answered; a stale nonce acknowledges nothing, but the

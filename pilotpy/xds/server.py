@@ -29,8 +29,9 @@ log = logging.getLogger("pilotpy.xds")
 SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 READY_WAIT_SECONDS = 30.0
 
-# DESIGN.md §2: C-core's defaults answer a client pinging every 30 s (pilot-agent does) with
-# GOAWAY too_many_pings. Accept pings every 10 s without data, never count strikes.
+# C-core's defaults answer a client pinging every 30 s (pilot-agent does) with GOAWAY
+# too_many_pings. Accept pings every 10 s without data, never count strikes
+# (docs/architecture.md#grpc-server-settings).
 SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_ping_strikes", 0),

@@ -1,6 +1,6 @@
 """Stream lifecycle against a running pilotpy: node validation, readiness, keepalive, and the
 sharing of generated config and response bodies across the streams of one proxy class
-(DESIGN.md §3 and §5)."""
+(docs/architecture.md#xds-protocol-rules, docs/architecture.md#performance-principles)."""
 
 from __future__ import annotations
 
