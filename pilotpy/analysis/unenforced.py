@@ -7,20 +7,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pilotpy.model.kinds import Kind
 from pilotpy.model.stored import GATEWAY_API_GROUP, UNENFORCED_KINDS
 from pilotpy.problems import Problem, Reason
 
 # What a user would expect of the kind and does not get.
 _CONSEQUENCES = {
-    "PeerAuthentication": "mutual TLS is not required or configured; plaintext is accepted",
-    "AuthorizationPolicy": "requests are not checked against it; traffic it should deny flows",
-    "RequestAuthentication": "JWTs are not validated",
-    "WorkloadEntry": "its workload gets no endpoints",
+    Kind.PEER_AUTHENTICATION: "mutual TLS is not required or configured; plaintext is accepted",
+    Kind.AUTHORIZATION_POLICY: "requests are not checked against it; traffic it should deny flows",
+    Kind.REQUEST_AUTHENTICATION: "JWTs are not validated",
+    Kind.WORKLOAD_ENTRY: "its workload gets no endpoints",
     "WorkloadGroup": "its workloads get no endpoints",
     "EnvoyFilter": "its patches are not applied",
     "ProxyConfig": "its proxy settings are not applied",
     "Telemetry": "its telemetry settings are not applied",
     "WasmPlugin": "its plugin is not loaded",
+    "TrafficExtension": "its extension is not loaded",
 }
 _GATEWAY_API = ("the Gateway API is not translated; use Istio's Gateway and VirtualService "
                 "instead")

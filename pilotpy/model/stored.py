@@ -24,7 +24,7 @@ STORED_KINDS: Mapping[str, frozenset[str]] = {
     "security.istio.io": frozenset({"PeerAuthentication", "AuthorizationPolicy",
                                     "RequestAuthentication"}),
     "telemetry.istio.io": frozenset({"Telemetry"}),
-    "extensions.istio.io": frozenset({"WasmPlugin"}),
+    "extensions.istio.io": frozenset({"WasmPlugin", "TrafficExtension"}),
     GATEWAY_API_GROUP: frozenset({"Gateway", "GatewayClass", "HTTPRoute", "GRPCRoute",
                                   "TCPRoute", "TLSRoute", "UDPRoute", "ReferenceGrant"}),
 }
@@ -77,8 +77,8 @@ def parse_stored(meta: Meta, api_version: str, root: Fields) -> StoredObject:
 
 
 def parse_secret(meta: Meta, root: Fields) -> Secret:
-    data = root.str_map("data")
+    data = root.string_map("data")
     kept = {k: v for k, v in data.items() if k in CREDENTIAL_KEYS}
-    secret_type = root.str("type") or "Opaque"
+    secret_type = root.string("type") or "Opaque"
     root.done(ignore=("stringData", "immutable"))
     return Secret(meta, secret_type, kept)

@@ -72,7 +72,8 @@ def test_kinds_lists_every_kind_read() -> None:
                           "Service", "EndpointSlice", "Pod", "Namespace", "Secret",
                           "Sidecar", "WorkloadEntry", "WorkloadGroup", "EnvoyFilter",
                           "ProxyConfig", "PeerAuthentication", "AuthorizationPolicy",
-                          "RequestAuthentication", "Telemetry", "WasmPlugin", "Ingress",
+                          "RequestAuthentication", "Telemetry", "WasmPlugin",
+                          "TrafficExtension", "Ingress",
                           "IngressClass", *gateway_api}
 
 

@@ -17,6 +17,7 @@ import yaml
 
 from pilotpy.mesh import MESH_CONFIG_KIND, MeshConfig, MeshConfigError, parse_mesh_config
 from pilotpy.model import InvalidObject, Key, UnknownKind, parse_object
+from pilotpy.model.kinds import Kind
 from pilotpy.problems import ObjectRef, Problem, ProblemLog, Reason, Severity
 from pilotpy.runtime.lifecycle import cancel_and_wait
 from pilotpy.runtime.source_status import SourceStatus
@@ -127,7 +128,7 @@ class _MeshConfigSink:
         except MeshConfigError as err:
             self._problems.set(self._partition, [Problem(
                 Reason.INVALID, f"mesh: invalid, keeping the last valid mesh config: {err}",
-                ObjectRef("ConfigMap", namespace, name), "data.mesh", Severity.ERROR, ORIGIN)])
+                ObjectRef(Kind.CONFIG_MAP, namespace, name), "data.mesh", Severity.ERROR, ORIGIN)])
             return
         self._problems.set(self._partition, [])
         self._store.replace_partition(
@@ -177,7 +178,7 @@ class KubeSource:
         self.informers: list[Informer] = []
         for kind in kinds if kinds is not None else watched_kinds(control_plane_namespace):
             sink: _ObjectSink | _MeshConfigSink
-            if kind.kind == "ConfigMap":
+            if kind.kind == Kind.CONFIG_MAP:
                 assert kind.field_selector == f"metadata.name={MESH_CONFIG_MAP}"
                 sink = _MeshConfigSink(store, problems)
             else:
