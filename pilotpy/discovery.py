@@ -19,6 +19,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from pilotpy.mesh import MESH_CONFIG_KIND, MeshConfig
+from pilotpy.model.kinds import Kind
 from pilotpy.problems import ProblemLog
 from pilotpy.proxy import NodeIdError, Proxy, ProxyView, parse_proxy, view_proxy
 from pilotpy.push import PushContext, PushScope, build_push_context
@@ -33,7 +34,7 @@ from pilotpy.xds.server import ConfigUnavailable, NodeRejected
 
 log = logging.getLogger("pilotpy.discovery")
 # The kinds a ProxyView is computed from (workload labels, the Services selecting it).
-VIEW_INPUT_KINDS = frozenset({"Pod", "Service", "ServiceEntry"})
+VIEW_INPUT_KINDS = frozenset({Kind.POD, Kind.SERVICE, Kind.SERVICE_ENTRY})
 # Above this many resources a generation's temporary messages are worth returning to the OS.
 LARGE_SNAPSHOT_RESOURCES = 2000
 

@@ -28,7 +28,9 @@ from pilotpy.model import hosts
 from pilotpy.model.common import Destination
 from pilotpy.model.destinationrule import DestinationRule
 from pilotpy.model.gateway import Gateway, Server
+from pilotpy.model.kinds import Kind
 from pilotpy.model.kube import Pod
+from pilotpy.model.labels import Empty, selects
 from pilotpy.model.meta import Key
 from pilotpy.model.virtualservice import VirtualService
 from pilotpy.problems import ObjectRef, Problem, Reason, Severity
@@ -39,7 +41,6 @@ from pilotpy.push.services import (
     from_service_entry,
     resolve_export_to,
 )
-from pilotpy.translate.gateway import selects
 
 ERROR, WARNING = "Error", "Warning"
 NAMES = {
@@ -109,8 +110,8 @@ class _Registry:
                  services: Iterable[Service] | None = None) -> None:
         if services is None:
             services = [from_kube_service(s, mesh.domain_suffix)
-                        for s in _values(objects, "Service")]
-            for entry in _values(objects, "ServiceEntry"):
+                        for s in _values(objects, Kind.SERVICE)]
+            for entry in _values(objects, Kind.SERVICE_ENTRY):
                 services.extend(from_service_entry(entry))
         services = list(services)
         self.exact = {s.hostname for s in services if not hosts.is_wildcard(s.hostname)}
@@ -157,11 +158,11 @@ def _gateway_refs(vs: VirtualService) -> Iterator[tuple[str, str]]:
 
 def missing_references(objects: Objects, mesh: MeshConfig,
                        services: Iterable[Service] | None = None) -> list[Problem]:
-    gateways = {_name(g) for g in _values(objects, "Gateway")}
+    gateways = {_name(g) for g in _values(objects, Kind.GATEWAY)}
     registry = _Registry(objects, mesh, services)
-    subsets = _subsets(_values(objects, "DestinationRule"), mesh)
+    subsets = _subsets(_values(objects, Kind.DESTINATION_RULE), mesh)
     out = []
-    for vs in _values(objects, "VirtualService"):
+    for vs in _values(objects, Kind.VIRTUAL_SERVICE):
         resource, ns = vs.meta.key, vs.meta.namespace
         for field, name in _gateway_refs(vs):
             resolved = hosts.resolve_gateway_name(name, ns)
@@ -197,7 +198,7 @@ def duplicate_hosts(objects: Objects, mesh: MeshConfig) -> dict[tuple[str, str],
     """(gateway or `mesh`, host) -> the VirtualServices defining it, where more than one does
     (istiod's pilot_vservice_dup_domain counts these)."""
     owners: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for vs in _values(objects, "VirtualService"):
+    for vs in _values(objects, Kind.VIRTUAL_SERVICE):
         resolved, gateways = _bindings(vs, mesh)
         for gateway in gateways:
             for host in sorted(set(resolved.hosts)):
@@ -224,7 +225,7 @@ def _bound_to_mesh(vs: VirtualService) -> bool:
 
 def _mesh_hosts(objects: Objects, mesh: MeshConfig) -> _ScopedHosts:
     out: _ScopedHosts = defaultdict(list)
-    for vs in _values(objects, "VirtualService"):
+    for vs in _values(objects, Kind.VIRTUAL_SERVICE):
         if not _bound_to_mesh(vs):
             continue
         ns = vs.meta.namespace
@@ -276,9 +277,9 @@ def mesh_host_conflicts(objects: Objects, mesh: MeshConfig) -> list[Problem]:
 
 
 def hosts_missing_from_gateways(objects: Objects, mesh: MeshConfig) -> list[Problem]:
-    gateways: dict[str, Gateway] = {_name(g): g for g in _values(objects, "Gateway")}
+    gateways: dict[str, Gateway] = {_name(g): g for g in _values(objects, Kind.GATEWAY)}
     out = []
-    for vs in _values(objects, "VirtualService"):
+    for vs in _values(objects, Kind.VIRTUAL_SERVICE):
         _, bound = _bindings(vs, mesh)
         for name in bound:
             gateway = gateways.get(name)
@@ -312,7 +313,8 @@ def _share_workload(gateway: Gateway, other: Gateway, pods: Sequence[Pod]) -> bo
     """The same selector, or some Pod both select: that proxy gets the servers of both."""
     if dict(gateway.selector) == dict(other.selector):
         return True
-    return any(selects(gateway, pod.meta.labels) and selects(other, pod.meta.labels)
+    return any(selects(gateway.selector, pod.meta.labels, empty=Empty.ALL)
+               and selects(other.selector, pod.meta.labels, empty=Empty.ALL)
                for pod in pods)
 
 
@@ -326,8 +328,8 @@ def _same_hosts(server: Server, other: Server) -> bool:
 def conflicting_gateways(objects: Objects) -> list[Problem]:
     """istioctl's ConflictingGatewayAnalyzer: one message per server of a Gateway that
     repeats a host of another Gateway on the same workload and port."""
-    gateways: list[Gateway] = _values(objects, "Gateway")
-    pods: list[Pod] = _values(objects, "Pod")
+    gateways: list[Gateway] = _values(objects, Kind.GATEWAY)
+    pods: list[Pod] = _values(objects, Kind.POD)
     out = []
     for gateway in gateways:
         for index, server in enumerate(gateway.servers):

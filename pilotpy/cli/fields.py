@@ -20,6 +20,7 @@ import yaml
 from pilotpy.mesh import read_mesh_config
 from pilotpy.model.fields import Fields
 from pilotpy.model.ingress import parse_ingress, parse_ingress_class
+from pilotpy.model.kinds import Kind
 from pilotpy.model.meta import Meta
 from pilotpy.model.parse import istio_parsers
 from pilotpy.model.support import FieldSupport, field_paths, field_support
@@ -36,10 +37,10 @@ def _reader(kind: str, parser: Callable[[Meta, Fields], Any]) -> Callable[[Field
 # Read by the model to validate the object, then refused or ignored by translation (which
 # reports it): Ingress's defaultBackend as istiod ignores it; Kubernetes Secrets, which pilotpy
 # does not serve over SDS yet (its ADS has no client authentication).
-_NOT_TRANSLATED = {
-    "Ingress": frozenset({"spec.defaultBackend"}),
-    "Gateway": frozenset({"servers.tls.credentialName", "servers.tls.credentialNames"}),
-    "DestinationRule": frozenset({"trafficPolicy.tls.credentialName"}),
+_NOT_TRANSLATED: dict[str, frozenset[str]] = {
+    Kind.INGRESS: frozenset({"spec.defaultBackend"}),
+    Kind.GATEWAY: frozenset({"servers.tls.credentialName", "servers.tls.credentialNames"}),
+    Kind.DESTINATION_RULE: frozenset({"trafficPolicy.tls.credentialName"}),
 }
 
 
@@ -47,8 +48,8 @@ def documented() -> dict[str, tuple[FieldSupport, str]]:
     """Kind -> (what pilotpy reads, the top-level name in the list)."""
     out = {kind: (field_support(_reader(kind, parser)), TOP)
            for kind, parser in sorted(istio_parsers().items())}
-    out["MeshConfig"] = (field_support(read_mesh_config, ""), "(meshConfig)")
-    for kind, parse in (("Ingress", parse_ingress), ("IngressClass", parse_ingress_class)):
+    out[Kind.MESH_CONFIG] = (field_support(read_mesh_config, ""), "(meshConfig)")
+    for kind, parse in ((Kind.INGRESS, parse_ingress), (Kind.INGRESS_CLASS, parse_ingress_class)):
         out[kind] = (field_support(_reader(kind, parse), ""), f"({kind})")
     return {kind: (dataclasses.replace(support, declined=support.declined
                                        | _NOT_TRANSLATED.get(kind, frozenset())), top)

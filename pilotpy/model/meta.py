@@ -62,17 +62,17 @@ def parse_meta(doc: Mapping[str, object], kind: str, default_namespace: str, nam
     if metadata is None:
         fields.error("required", "metadata")
         return Meta(kind, default_namespace if namespaced else "", "")
-    name = metadata.str("name", required=True)
+    name = metadata.string("name", required=True)
     if name and not is_dns1123_subdomain(name):
         metadata.error(f"{name!r} is not a valid DNS-1123 subdomain name", "name")
-    namespace = metadata.str("namespace") if namespaced else ""
+    namespace = metadata.string("namespace") if namespaced else ""
     if namespaced and not namespace:
         namespace = default_namespace
     if namespace and not is_dns1123_label(namespace):
         metadata.error(f"{namespace!r} is not a valid namespace name", "namespace")
     # Most objects have no labels or annotations: share one empty mapping.
-    labels = metadata.str_map("labels") or _EMPTY
-    annotations = metadata.str_map("annotations") or _EMPTY
+    labels = metadata.string_map("labels") or _EMPTY
+    annotations = metadata.string_map("annotations") or _EMPTY
     raw_created = metadata.raw("creationTimestamp")
     if isinstance(raw_created, datetime):
         # YAML reads an unquoted RFC 3339 timestamp as a datetime; keep the API server's form
@@ -80,7 +80,7 @@ def parse_meta(doc: Mapping[str, object], kind: str, default_namespace: str, nam
         stamp = raw_created if raw_created.tzinfo else raw_created.replace(tzinfo=UTC)
         created = stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     else:
-        created = metadata.str("creationTimestamp")
+        created = metadata.string("creationTimestamp")
     # Server-populated fields carry no meaning for translation.
     metadata.done(ignore=("uid", "resourceVersion", "generation", "managedFields",
                           "selfLink", "ownerReferences", "finalizers", "generateName",

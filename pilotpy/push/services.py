@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from pilotpy.model import hosts
+from pilotpy.model.kinds import Kind
 from pilotpy.model.kube import Service as KubeService
 from pilotpy.model.meta import Key
 from pilotpy.model.protocol import Protocol
@@ -185,7 +186,7 @@ class ServiceIndex:
         self.has_passthrough = any(s.resolution is Resolution.PASSTHROUGH for s in ordered)
         for svc in ordered:
             self._by_host.setdefault(svc.hostname, []).append(svc)
-            if svc.origin.kind == "Service":
+            if svc.origin.kind == Kind.SERVICE:
                 self._by_name[(svc.namespace, svc.name)] = svc
                 self._kube_by_namespace.setdefault(svc.namespace, []).append(svc)
         self._aliases = _aliases_by_target(ordered)

@@ -23,6 +23,7 @@ from pilotpy import __version__
 from pilotpy.analysis.checks import analyze, duplicate_hosts, schema_errors
 from pilotpy.discovery import Discovery
 from pilotpy.mesh import MeshConfig, MeshConfigError, parse_mesh_config
+from pilotpy.model.kinds import Kind
 from pilotpy.problems import Problem, ProblemLog
 from pilotpy.runtime.lifecycle import cancel_and_wait
 from pilotpy.server import http
@@ -39,7 +40,7 @@ log = logging.getLogger("pilotpy")
 KUBE_SOURCE = "kube"
 # Analysis at ingest runs off the push path, at most this often.
 ANALYSIS_INTERVAL = 1.0
-ENDPOINT_KINDS = frozenset({"EndpointSlice", "Pod"})
+ENDPOINT_KINDS = frozenset({Kind.ENDPOINT_SLICE, Kind.POD})
 
 
 ANALYSIS_ORIGIN = "analysis"
@@ -91,7 +92,7 @@ class ControlPlane:
         self.metrics.watch_xds(self.xds.stats, self.xds.proxies)
         self.metrics.watch_config(
             services=lambda: len(self.discovery.push.services.all) if self.discovery.push else 0,
-            virtual_services=lambda: len(self.store_objects().get("VirtualService", {})),
+            virtual_services=lambda: len(self.store_objects().get(Kind.VIRTUAL_SERVICE, {})),
             rejected=lambda: self.problems.rejected_total, events=self.store.events,
             generation_failures=lambda: self.discovery.generation_failures)
         self.grpc_port = 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
+from pilotpy.model.kinds import Kind
 from pilotpy.runtime.metrics import Registry, process_metrics, sample_line
 from pilotpy.runtime.source_status import SourceStatus
 from pilotpy.xds import types
@@ -19,8 +20,8 @@ from pilotpy.xds.status import StreamStatus, XdsStats
 
 DEBOUNCE_BUCKETS = (.01, .1, .5, 1, 3, 5, 10, 20, 30)
 # Store kinds by what istiod calls the trigger of a push (model.TriggerReason).
-_TRIGGER_BY_KIND = {"EndpointSlice": "endpoint", "Endpoints": "endpoint",
-                    "Service": "service", "ServiceEntry": "service", "Pod": "proxy"}
+_TRIGGER_BY_KIND = {Kind.ENDPOINT_SLICE: "endpoint", "Endpoints": "endpoint",
+                    Kind.SERVICE: "service", Kind.SERVICE_ENTRY: "service", Kind.POD: "proxy"}
 
 
 def push_triggers(kinds: Iterable[str]) -> set[str]:

@@ -14,7 +14,6 @@ server owns its listener.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from envoy.config.core.v3 import base_pb2
@@ -24,7 +23,8 @@ from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 
 from pilotpy.model import hosts
-from pilotpy.model.gateway import Gateway, Server
+from pilotpy.model.gateway import Server
+from pilotpy.model.labels import Empty, selects
 from pilotpy.model.protocol import Protocol
 from pilotpy.model.virtualservice import VirtualService
 from pilotpy.problems import Problem, Reason
@@ -36,6 +36,7 @@ from pilotpy.translate.downstream_tls import TERMINATING_MODES, downstream_tls_c
 from pilotpy.translate.filters import gateway_connection_manager, network_filter, tls_inspector
 from pilotpy.translate.gateway_tcp import GatewayServer, passthrough_chains, server_tcp_filter
 from pilotpy.translate.names import (
+    ANY_ADDRESS,
     DEFAULT_ROUTE_NAME,
     delimited_stat_prefix,
     gateway_http_route_name,
@@ -51,7 +52,6 @@ from pilotpy.translate.routes import (
 )
 from pilotpy.translate.tls_files import tls_transport_socket
 
-WILDCARD_BIND = "0.0.0.0"
 PASSTHROUGH_MODES = frozenset({"", "PASSTHROUGH"})
 # PILOT_GATEWAY_TRANSPORT_SOCKET_CONNECT_TIMEOUT: slow TLS handshakes are cut after this.
 TRANSPORT_SOCKET_CONNECT_TIMEOUT = 15
@@ -72,7 +72,7 @@ class GatewayListener:
     @property
     def route_name(self) -> str:
         return gateway_http_route_name(min(s.server.port.number for s in self.servers),
-                                       self.bind if self.bind != WILDCARD_BIND else "")
+                                       self.bind if self.bind != ANY_ADDRESS else "")
 
 
 @dataclass(slots=True)
@@ -93,11 +93,6 @@ class MergedGateway:
                 return listener.servers
         https = self.https_routes.get(route_name)
         return [https] if https is not None else None
-
-
-def selects(gateway: Gateway, labels: Mapping[str, str]) -> bool:
-    """An empty selector applies to every gateway proxy."""
-    return all(labels.get(k) == v for k, v in gateway.selector.items())
 
 
 def _translated_port(number: int, view: ProxyView) -> int:
@@ -147,7 +142,7 @@ def _unsupported_tls(server: Server) -> str:
 
 def _add_server(merged: MergedGateway, entry: GatewayServer, port: int) -> None:
     server = entry.server
-    bind = server.bind or WILDCARD_BIND
+    bind = server.bind or ANY_ADDRESS
     listener = merged.listeners.get((bind, port))
     if server.is_plain_http:
         if listener is not None and listener.l4_servers:
@@ -195,7 +190,7 @@ def _add_server(merged: MergedGateway, entry: GatewayServer, port: int) -> None:
 def merge_gateways(push: PushContext, view: ProxyView) -> MergedGateway:
     merged = MergedGateway()
     for gateway in push.gateways:
-        if not selects(gateway, view.labels):
+        if not selects(gateway.selector, view.labels, empty=Empty.ALL):
             continue
         for server in gateway.servers:
             _add_server(merged, GatewayServer(gateway, server),

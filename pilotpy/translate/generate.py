@@ -64,7 +64,8 @@ def generate(push: PushContext, view: ProxyView) -> GeneratedConfig:
     if view.proxy.is_sidecar:
         config = sidecar_config(push, view)
         return GeneratedConfig(clusters=[*config.clusters, *tracing_clusters(push.mesh)],
-                               listeners=config.listeners, serialized_routes=config.routes,
+                               listeners=config.listeners,
+                               serialized_routes=config.serialized_routes,
                                problems=config.problems)
     return GeneratedConfig(clusters=[], listeners=[], serialized_routes=[])
 

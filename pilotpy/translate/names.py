@@ -11,6 +11,8 @@ VIRTUAL_OUTBOUND = "virtualOutbound"
 VIRTUAL_INBOUND = "virtualInbound"
 PASSTHROUGH_FILTER_CHAIN = "PassthroughFilterChain"
 MESH_GATEWAY = "mesh"
+# The IPv4 unspecified address: listeners on every address (istiod's "0.0.0.0" wildcard).
+ANY_ADDRESS = "0.0.0.0"
 
 
 def outbound_cluster_name(port: int, subset: str, hostname: str) -> str:

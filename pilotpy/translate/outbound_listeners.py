@@ -17,6 +17,7 @@ from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.listener.v3 import listener_pb2
 
 from pilotpy.mesh import MeshConfig
+from pilotpy.model.kinds import Kind
 from pilotpy.model.protocol import Protocol
 from pilotpy.problems import Problem, Reason
 from pilotpy.proxy import ProxyView
@@ -31,6 +32,7 @@ from pilotpy.translate.filters import (
     tls_inspector,
 )
 from pilotpy.translate.names import (
+    ANY_ADDRESS,
     BLACKHOLE_CLUSTER,
     PASSTHROUGH_CLUSTER,
     PASSTHROUGH_FILTER_CHAIN,
@@ -43,7 +45,6 @@ from pilotpy.translate.sidecar_scope import SidecarScope
 from pilotpy.translate.tcp_routes import tcp_route_filter
 from pilotpy.translate.tls_routes import cidr_range, tls_route_chains
 
-WILDCARD = "0.0.0.0"
 HTTP_APPLICATION_PROTOCOLS = ("http/1.1", "h2c")
 # Ports the sidecar itself uses (status, stats, and the two capture ports by default).
 RESERVED_PORTS = frozenset({15001, 15006, 15021, 15090})
@@ -89,9 +90,9 @@ def _http_chain(route_name: str, stat_prefix: str, mesh: MeshConfig) -> lc.Filte
 def http_listener(port: int, scope: SidecarScope, mesh: MeshConfig) -> listener_pb2.Listener:
     """`0.0.0.0_<port>`: HTTP detected by the inspector goes to route `<port>`; anything else
     takes the PassthroughFilterChain."""
-    out = _outbound_listener(WILDCARD, port)
+    out = _outbound_listener(ANY_ADDRESS, port)
     out.listener_filters.append(http_inspector())
-    name = listener_name(WILDCARD, port)
+    name = listener_name(ANY_ADDRESS, port)
     out.filter_chains.append(_http_chain(str(port), f"outbound_{name}", mesh))
     out.default_filter_chain.CopyFrom(_passthrough_filter_chain(scope))
     return out
@@ -168,7 +169,7 @@ def virtual_outbound_listener(scope: SidecarScope, mesh: MeshConfig) -> listener
     port = mesh.proxy_listen_port
     out = listener_pb2.Listener(name=VIRTUAL_OUTBOUND, traffic_direction=base_pb2.OUTBOUND,
                                 use_original_dst=pb.boolean(True))
-    out.address.socket_address.address = WILDCARD
+    out.address.socket_address.address = ANY_ADDRESS
     out.address.socket_address.port_value = port
     # A connection addressed to the capture port itself would loop forever.
     blackhole = out.filter_chains.add(name=f"{VIRTUAL_OUTBOUND}-blackhole")
@@ -184,14 +185,14 @@ def _binds(push: PushContext, view: ProxyView, service: Service, port: Port) -> 
     a headless Kubernetes service each pod address but the proxy's own (istiod's per-endpoint
     listeners); else the wildcard."""
     if service.addresses:
-        binds = [(WILDCARD, a) if "/" in a else (a, "") for a in service.addresses
-                 if a != WILDCARD]
-        return binds or [(WILDCARD, "")]
-    if service.resolution is Resolution.PASSTHROUGH and service.origin.kind == "Service":
+        binds = [(ANY_ADDRESS, a) if "/" in a else (a, "") for a in service.addresses
+                 if a != ANY_ADDRESS]
+        return binds or [(ANY_ADDRESS, "")]
+    if service.resolution is Resolution.PASSTHROUGH and service.origin.kind == Kind.SERVICE:
         endpoints = push.service_endpoints(service).get(port.name, ())
         return [(a, "") for a in sorted({e.address for e in endpoints
                                          if e.address != view.proxy.ip})]
-    return [(WILDCARD, "")]
+    return [(ANY_ADDRESS, "")]
 
 
 def _merge_chains(listener: listener_pb2.Listener, incoming: listener_pb2.Listener) -> None:
@@ -251,7 +252,7 @@ def outbound_listeners(push: PushContext, view: ProxyView,
                     else:
                         tls.reads_sni = tls.reads_sni or routed.reads_sni
                 continue
-            at = bind[1] or (bind[0] if bind[0] != WILDCARD else "")
+            at = bind[1] or (bind[0] if bind[0] != ANY_ADDRESS else "")
             where = f"{service.hostname}:{port.number} ({port.protocol.value})"
             where += f" at {at}" if at else ""
             if name in cidr_chains and bind[1]:

@@ -25,7 +25,7 @@ from pilotpy.translate.sidecar_scope import sidecar_scope
 class SidecarConfig:
     clusters: list[cluster_pb2.Cluster]
     listeners: list[listener_pb2.Listener]
-    routes: list[pb.Serialized]  # see sidecar_routes: written as bytes
+    serialized_routes: list[pb.Serialized]  # see sidecar_routes: written as bytes
     problems: tuple[Problem, ...]
 
 

@@ -19,12 +19,11 @@ from pilotpy.push import PushContext, Service
 from pilotpy.translate import pb
 from pilotpy.translate.chain_match import RoutedChain
 from pilotpy.translate.filters import tcp_proxy_filter
+from pilotpy.translate.names import ANY_ADDRESS
 from pilotpy.translate.routes import config_path, destination_cluster
 from pilotpy.translate.sidecar_routes import kubernetes_short_names
 from pilotpy.translate.sidecar_scope import SidecarScope
 from pilotpy.translate.tcp_routes import fits_proxy, route_destinations_filter
-
-WILDCARD = "0.0.0.0"
 
 
 def cidr_range(cidr: str) -> address_pb2.CidrRange:
@@ -73,7 +72,7 @@ def tls_route_chains(push: PushContext, view: ProxyView, scope: SidecarScope, se
     if out:
         return out
     cluster = destination_cluster(Destination(service.hostname, "", port), service, port)
-    shared = bool(cidr) or address == WILDCARD
+    shared = bool(cidr) or address == ANY_ADDRESS
     sni = [service.hostname] if shared else []
     if shared:  # ExternalName aliases of the service answer to its chain too (istiod's tls.go)
         for alias in push.services.aliases_of(service.hostname):

@@ -49,9 +49,9 @@ def test_fields_doc_lists_declined_and_rejected_fields() -> None:
 
 
 def _parser(f: Fields) -> None:
-    f.str("name")
+    f.string("name")
     for item in f.children("items"):
-        item.int("port")
+        item.integer("port")
         item.unsupported("legacy")
         item.done(ignore=("tolerated",))
     f.reject("dangerous", "not allowed")
@@ -76,9 +76,9 @@ def test_objects_read_alike_are_listed_once() -> None:
         for key in ("base", "override"):
             p = f.child(key)
             assert p is not None
-            p.int("a")
-            p.int("b")
-            p.int("c")
+            p.integer("a")
+            p.integer("b")
+            p.integer("c")
             p.unsupported("d")
 
     support = field_support(parser)
