@@ -237,7 +237,7 @@ async def test_a_class_whose_generation_fails_is_refused_unavailable_others_are_
     """A translation bug in one proxy class never takes the server down: a proxy of that
     class with no config yet is refused with Unavailable (it retries); the others are
     served, and readiness is unchanged."""
-    real = pilotpy.discovery.generate
+    from pilotpy.translate.generate import generate as real
 
     def broken(push: Any, view: Any) -> Any:
         if view.labels.get("istio") == "broken":
