@@ -5,30 +5,42 @@ messages.yaml), for `pilotpy analyze` and for every change set at ingest.
   DestinationRule subset that does not exist.
 - IST0106 SchemaValidationError (Error): an object pilotpy rejects.
 - IST0109 ConflictingMeshGatewayVirtualServiceHosts (Error): two mesh VirtualServices for one
-  host.
+  host that some namespace sees from both: the same host exported everywhere by both, or to
+  one namespace by both, or a host exported to some namespaces that overlaps (wildcards
+  included) a host exported everywhere.
 - IST0132 VirtualServiceHostNotFoundInGateway (Warning): a VirtualService host that none of
   its Gateway's servers accepts.
-- IST0145 ConflictingGateways (Error): Gateways with the same selector and port and
-  overlapping hosts.
+- IST0145 ConflictingGateways (Error): Gateways on one workload (the same selector, or
+  selectors that one Pod of the input both matches) with a server on one port, with the same
+  bind, naming the same host string.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pilotpy.analysis.unenforced import unenforced
 from pilotpy.mesh import MeshConfig
 from pilotpy.model import hosts
 from pilotpy.model.common import Destination
 from pilotpy.model.destinationrule import DestinationRule
-from pilotpy.model.gateway import Gateway
+from pilotpy.model.gateway import Gateway, Server
+from pilotpy.model.kinds import Kind
+from pilotpy.model.kube import Pod
+from pilotpy.model.labels import Empty, selects
 from pilotpy.model.meta import Key
 from pilotpy.model.virtualservice import VirtualService
-from pilotpy.problems import Problem
+from pilotpy.problems import ObjectRef, Problem, Reason, Severity
 from pilotpy.push.config import resolve_virtual_service
-from pilotpy.push.services import Service, from_kube_service, from_service_entry
+from pilotpy.push.services import (
+    Service,
+    from_kube_service,
+    from_service_entry,
+    resolve_export_to,
+)
 
 ERROR, WARNING = "Error", "Warning"
 NAMES = {
@@ -42,41 +54,35 @@ DOCS = "https://istio.io/latest/docs/reference/config/analysis/{}/"
 Objects = Mapping[str, Mapping[Key, Any]]
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    code: str
-    level: str
-    resource: str  # "VirtualService default/reviews"
-    field: str  # where in the object, e.g. "spec.gateways[0]"
-    message: str  # istioctl's text
-    hint: str  # how to fix it
-    origin: str = ""  # the file, when known
+# Each code's level and reason (istioctl's messages.yaml levels).
+_CODES: Mapping[str, tuple[Severity, Reason]] = {
+    "IST0101": (Severity.ERROR, Reason.NOT_FOUND),
+    "IST0106": (Severity.ERROR, Reason.INVALID),
+    "IST0109": (Severity.ERROR, Reason.CONFLICT),
+    "IST0132": (Severity.WARNING, Reason.NOT_FOUND),
+    "IST0145": (Severity.ERROR, Reason.CONFLICT),
+}
 
-    @property
-    def is_error(self) -> bool:
-        return self.level == ERROR
 
-    def __str__(self) -> str:
-        where = f" {self.origin}" if self.origin else ""
-        field = f" {self.field}:" if self.field else ""
-        return (f"{self.level} [{self.code}] ({self.resource}{where}){field} {self.message} "
-                f"Fix: {self.hint}")
+def finding(code: str, ref: ObjectRef | None, field: str, message: str, hint: str, *,
+            source: str = "") -> Problem:
+    """One of istioctl analyze's messages, as a Problem carrying its code."""
+    severity, reason = _CODES[code]
+    return Problem(reason, message, ref, field, severity, source, code, hint)
 
-    def to_json(self) -> dict[str, Any]:
-        """istioctl analyze -o json's fields, plus the field and the hint."""
-        return {"code": self.code, "name": NAMES[self.code], "level": self.level,
-                "origin": self.resource, "reference": self.origin, "field": self.field,
-                "message": self.message, "hint": self.hint,
-                "documentationUrl": DOCS.format(self.code.lower())}
+
+def to_json(problem: Problem) -> dict[str, Any]:
+    """istioctl analyze -o json's fields, plus the field and the hint."""
+    code = problem.code
+    return {"code": code or str(problem.reason), "name": NAMES.get(code, str(problem.reason)),
+            "level": str(problem.severity), "origin": str(problem.ref or ""),
+            "reference": problem.source, "field": problem.field, "message": problem.message,
+            "hint": problem.hint, "documentationUrl": DOCS.format(code.lower()) if code else ""}
 
 
 def _name(key_or_obj: Any) -> str:
     meta = getattr(key_or_obj, "meta", None)
     return f"{meta.namespace}/{meta.name}" if meta is not None else str(key_or_obj)
-
-
-def _resource(obj: Any) -> str:
-    return f"{obj.meta.kind} {obj.meta.namespace}/{obj.meta.name}"
 
 
 def _values(objects: Objects, kind: str) -> list[Any]:
@@ -86,23 +92,12 @@ def _values(objects: Objects, kind: str) -> list[Any]:
 # -- IST0106 ---------------------------------------------------------------------------------
 
 
-def schema_errors(problems: Iterable[Problem]) -> list[Message]:
+def schema_errors(problems: Iterable[Problem]) -> list[Problem]:
     """Objects (and files) pilotpy rejected while reading them."""
-    out = []
-    for problem in problems:
-        if not problem.error:
-            continue
-        text = problem.message
-        if text.startswith("invalid, skipped"):
-            text = text.partition(": ")[2]
-        field, sep, detail = text.partition(": ")
-        if not sep or " " in field:
-            field, detail = "", text
-        out.append(Message("IST0106", ERROR, problem.subject, field,
-                           f"Schema validation error: {detail}",
-                           "correct the field; until then pilotpy keeps serving the last valid "
-                           "version of the object", problem.origin))
-    return out
+    return [finding("IST0106", p.ref, p.field, f"Schema validation error: {p.message}",
+                    "correct the field; until then pilotpy keeps serving the last valid "
+                    "version of the object", source=p.source)
+            for p in problems if p.is_error and p.reason in (Reason.INVALID, Reason.UNREADABLE)]
 
 
 # -- IST0101 ---------------------------------------------------------------------------------
@@ -115,8 +110,8 @@ class _Registry:
                  services: Iterable[Service] | None = None) -> None:
         if services is None:
             services = [from_kube_service(s, mesh.domain_suffix)
-                        for s in _values(objects, "Service")]
-            for entry in _values(objects, "ServiceEntry"):
+                        for s in _values(objects, Kind.SERVICE)]
+            for entry in _values(objects, Kind.SERVICE_ENTRY):
                 services.extend(from_service_entry(entry))
         services = list(services)
         self.exact = {s.hostname for s in services if not hosts.is_wildcard(s.hostname)}
@@ -162,29 +157,29 @@ def _gateway_refs(vs: VirtualService) -> Iterator[tuple[str, str]]:
 
 
 def missing_references(objects: Objects, mesh: MeshConfig,
-                       services: Iterable[Service] | None = None) -> list[Message]:
-    gateways = {_name(g) for g in _values(objects, "Gateway")}
+                       services: Iterable[Service] | None = None) -> list[Problem]:
+    gateways = {_name(g) for g in _values(objects, Kind.GATEWAY)}
     registry = _Registry(objects, mesh, services)
-    subsets = _subsets(_values(objects, "DestinationRule"), mesh)
+    subsets = _subsets(_values(objects, Kind.DESTINATION_RULE), mesh)
     out = []
-    for vs in _values(objects, "VirtualService"):
-        resource, ns = _resource(vs), vs.meta.namespace
+    for vs in _values(objects, Kind.VIRTUAL_SERVICE):
+        resource, ns = vs.meta.key, vs.meta.namespace
         for field, name in _gateway_refs(vs):
             resolved = hosts.resolve_gateway_name(name, ns)
             if resolved != "mesh" and resolved not in gateways:
-                out.append(Message("IST0101", ERROR, resource, field,
+                out.append(finding("IST0101", resource, field,
                                    f'Referenced gateway not found: "{resolved}"',
                                    "create that Gateway, or name an existing one as "
                                    "<namespace>/<name>"))
         for field, dest in _destinations(vs):
             host = hosts.resolve_short_name(dest.host, ns, mesh.domain_suffix).lower()
             if not registry.knows(host):
-                out.append(Message("IST0101", ERROR, resource, f"{field}.host",
+                out.append(finding("IST0101", resource, f"{field}.host",
                                    f'Referenced host not found: "{dest.host}"',
                                    "create a Service or ServiceEntry for the host, or fix the "
                                    "host name"))
             elif dest.subset and dest.subset not in subsets.get(host, set()):
-                out.append(Message("IST0101", ERROR, resource, f"{field}.subset",
+                out.append(finding("IST0101", resource, f"{field}.subset",
                                    "Referenced host+subset in destinationrule not found: "
                                    f'"{dest.host}+{dest.subset}"',
                                    "define the subset in a DestinationRule for the host"))
@@ -203,7 +198,7 @@ def duplicate_hosts(objects: Objects, mesh: MeshConfig) -> dict[tuple[str, str],
     """(gateway or `mesh`, host) -> the VirtualServices defining it, where more than one does
     (istiod's pilot_vservice_dup_domain counts these)."""
     owners: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for vs in _values(objects, "VirtualService"):
+    for vs in _values(objects, Kind.VIRTUAL_SERVICE):
         resolved, gateways = _bindings(vs, mesh)
         for gateway in gateways:
             for host in sorted(set(resolved.hosts)):
@@ -211,29 +206,80 @@ def duplicate_hosts(objects: Objects, mesh: MeshConfig) -> dict[tuple[str, str],
     return {k: v for k, v in sorted(owners.items()) if len(v) > 1}
 
 
-def mesh_host_conflicts(objects: Objects, mesh: MeshConfig) -> list[Message]:
-    by_name = {_name(vs): vs for vs in _values(objects, "VirtualService")}
-    out = []
-    for (gateway, host), names in duplicate_hosts(objects, mesh).items():
-        if gateway != "mesh":
+@dataclass(frozen=True, slots=True)
+class _MeshHost:
+    """One entry of a mesh VirtualService's `hosts`: the object and the entry's index."""
+
+    vs: VirtualService
+    index: int
+
+
+# (namespace the host is exported to, or "*" for all; FQDN) -> the VirtualServices defining it
+_ScopedHosts = dict[tuple[str, str], list[_MeshHost]]
+
+
+def _bound_to_mesh(vs: VirtualService) -> bool:
+    # istioctl looks at spec.gateways only: empty means the mesh.
+    return not vs.gateways or "mesh" in vs.gateways
+
+
+def _mesh_hosts(objects: Objects, mesh: MeshConfig) -> _ScopedHosts:
+    out: _ScopedHosts = defaultdict(list)
+    for vs in _values(objects, Kind.VIRTUAL_SERVICE):
+        if not _bound_to_mesh(vs):
             continue
-        for name in names:
-            vs = by_name[name]
-            index = next((i for i, h in enumerate(vs.hosts) if hosts.resolve_short_name(
-                h, vs.meta.namespace, mesh.domain_suffix).lower() == host), 0)
-            out.append(Message(
-                "IST0109", ERROR, _resource(vs), f"spec.hosts[{index}]",
-                f"The VirtualServices {','.join(names)} associated with mesh gateway define the "
-                f"same host {host} which can lead to undefined behavior. This can be fixed by "
-                "merging the conflicting VirtualServices into a single resource.",
-                "merge the VirtualServices into one, or bind all but one to gateways only"))
+        ns = vs.meta.namespace
+        for scope in sorted(resolve_export_to(vs.export_to, ns)):
+            for index, host in enumerate(vs.hosts):
+                fqdn = hosts.resolve_short_name(host, ns, mesh.domain_suffix).lower()
+                out[(scope, fqdn)].append(_MeshHost(vs, index))
     return out
 
 
-def hosts_missing_from_gateways(objects: Objects, mesh: MeshConfig) -> list[Message]:
-    gateways: dict[str, Gateway] = {_name(g): g for g in _values(objects, "Gateway")}
+def _rivals(scope: str, fqdn: str, scoped: _ScopedHosts,
+            public: list[tuple[str, list[_MeshHost]]]) -> list[_MeshHost]:
+    """The entries that meet (scope, fqdn): those of the same key and, for a host exported to
+    some namespaces, every host exported to all (`public`) that overlaps it, a wildcard
+    included. Two hosts both exported to all meet only when equal, as in istioctl."""
+    found = list(scoped[(scope, fqdn)])
+    if scope != "*":
+        found += [entry for other, entries in public if hosts.matches(fqdn, other)
+                  for entry in entries]
+    return found
+
+
+def mesh_host_conflicts(objects: Objects, mesh: MeshConfig) -> list[Problem]:
+    """istioctl's ConflictingMeshGatewayHostsAnalyzer: one message per VirtualService, for
+    the first conflict found in (scope, host) order; the host is written `scope/fqdn`."""
+    scoped = _mesh_hosts(objects, mesh)
+    public = [(fqdn, entries) for (scope, fqdn), entries in sorted(scoped.items())
+              if scope == "*"]
+    reported: set[str] = set()
     out = []
-    for vs in _values(objects, "VirtualService"):
+    for scope, fqdn in sorted(scoped):
+        rivals = _rivals(scope, fqdn, scoped, public)
+        # Distinct objects: one VirtualService naming a host twice (short and FQDN) is one.
+        names = sorted({_name(entry.vs) for entry in rivals})
+        if len(names) < 2:
+            continue
+        for entry in rivals:
+            if _name(entry.vs) in reported:
+                continue
+            reported.add(_name(entry.vs))
+            out.append(finding(
+                "IST0109", entry.vs.meta.key, f"spec.hosts[{entry.index}]",
+                f"The VirtualServices {','.join(names)} associated with mesh gateway define the "
+                f"same host {scope}/{fqdn} which can lead to undefined behavior. This can be "
+                "fixed by merging the conflicting VirtualServices into a single resource.",
+                "merge the VirtualServices into one, bind all but one to gateways only, or "
+                "export them to different namespaces"))
+    return out
+
+
+def hosts_missing_from_gateways(objects: Objects, mesh: MeshConfig) -> list[Problem]:
+    gateways: dict[str, Gateway] = {_name(g): g for g in _values(objects, Kind.GATEWAY)}
+    out = []
+    for vs in _values(objects, Kind.VIRTUAL_SERVICE):
         _, bound = _bindings(vs, mesh)
         for name in bound:
             gateway = gateways.get(name)
@@ -246,8 +292,8 @@ def hosts_missing_from_gateways(objects: Objects, mesh: MeshConfig) -> list[Mess
                                                        mesh.domain_suffix).lower(), a)
                 for a in accepted)]
             if missing:
-                out.append(Message(
-                    "IST0132", WARNING, _resource(vs), "spec.hosts",
+                out.append(finding(
+                    "IST0132", vs.meta.key, "spec.hosts",
                     f"one or more host [{' '.join(missing)}] defined in VirtualService "
                     f"{_name(vs)} not found in Gateway {name}.",
                     f"add the hosts to a server of Gateway {name}, or remove them from the "
@@ -258,44 +304,58 @@ def hosts_missing_from_gateways(objects: Objects, mesh: MeshConfig) -> list[Mess
 # -- IST0145 ---------------------------------------------------------------------------------
 
 
-def conflicting_gateways(objects: Objects) -> list[Message]:
-    by_selector: dict[tuple[tuple[str, str], ...], list[Gateway]] = defaultdict(list)
-    for gateway in _values(objects, "Gateway"):
-        by_selector[tuple(sorted(gateway.selector.items()))].append(gateway)
+def _selector_text(gateway: Gateway) -> str:
+    # Kubernetes' label selector string: keys sorted, `k=v` joined by commas.
+    return ",".join(f"{k}={v}" for k, v in sorted(gateway.selector.items()))
+
+
+def _share_workload(gateway: Gateway, other: Gateway, pods: Sequence[Pod]) -> bool:
+    """The same selector, or some Pod both select: that proxy gets the servers of both."""
+    if dict(gateway.selector) == dict(other.selector):
+        return True
+    return any(selects(gateway.selector, pod.meta.labels, empty=Empty.ALL)
+               and selects(other.selector, pod.meta.labels, empty=Empty.ALL)
+               for pod in pods)
+
+
+def _same_hosts(server: Server, other: Server) -> bool:
+    """istiod's duplicate check when it merges the servers of one port: a host string in
+    both, with the same bind. `*.a.com` and `b.a.com` are not duplicates."""
+    return (server.port.number == other.port.number and server.bind == other.bind
+            and not set(server.hosts).isdisjoint(other.hosts))
+
+
+def conflicting_gateways(objects: Objects) -> list[Problem]:
+    """istioctl's ConflictingGatewayAnalyzer: one message per server of a Gateway that
+    repeats a host of another Gateway on the same workload and port."""
+    gateways: list[Gateway] = _values(objects, Kind.GATEWAY)
+    pods: list[Pod] = _values(objects, Kind.POD)
     out = []
-    for selector, group in by_selector.items():
-        for gateway in group:
-            for index, server in enumerate(gateway.servers):
-                for other in group:
-                    if other is gateway:
-                        continue
-                    overlap = sorted({
-                        h for s in other.servers if s.port.number == server.port.number
-                        for h in hosts.intersection(_plain(server.hosts), _plain(s.hosts))})
-                    if overlap:
-                        labels = ",".join(f"{k}={v}" for k, v in selector)
-                        out.append(Message(
-                            "IST0145", ERROR, _resource(gateway), f"spec.servers[{index}]",
-                            f"Conflict with gateways {_name(other)} (workload selector "
-                            f"{labels}, port {server.port.number}, hosts "
-                            f"{','.join(overlap)}).",
-                            "serve each host and port from one Gateway per workload, or give "
-                            "the Gateways different selectors"))
+    for gateway in gateways:
+        for index, server in enumerate(gateway.servers):
+            # Hosts first: the Pods are looked at only for the rare pairs that share a host.
+            names = sorted(_name(other) for other in gateways if other is not gateway
+                           and any(_same_hosts(server, s) for s in other.servers)
+                           and _share_workload(gateway, other, pods))
+            if names:
+                out.append(finding(
+                    "IST0145", gateway.meta.key, f"spec.servers[{index}]",
+                    f"Conflict with gateways {','.join(names)} (workload selector "
+                    f"{_selector_text(gateway)}, port {server.port.number}, hosts "
+                    f"{','.join(server.hosts)}).",
+                    "serve each host and port from one Gateway per workload, or give the "
+                    "Gateways selectors that no Pod matches together"))
     return out
-
-
-def _plain(server_hosts: Iterable[str]) -> list[str]:
-    return [h.partition("/")[2] if "/" in h else h for h in server_hosts]
 
 
 # -- everything ------------------------------------------------------------------------------
 
 
 def analyze(objects: Objects, mesh: MeshConfig, problems: Iterable[Problem] = (),
-            services: Iterable[Service] | None = None) -> list[Message]:
+            services: Iterable[Service] | None = None) -> list[Problem]:
     """Every finding, errors first, then by resource. `services`: the registry when a push
     context already holds it (else built from `objects`)."""
     found = (schema_errors(problems) + missing_references(objects, mesh, services)
              + mesh_host_conflicts(objects, mesh) + hosts_missing_from_gateways(objects, mesh)
-             + conflicting_gateways(objects))
-    return sorted(found, key=lambda m: (not m.is_error, m.resource, m.code, m.field))
+             + conflicting_gateways(objects) + unenforced(objects))
+    return sorted(found, key=lambda m: (not m.is_error, str(m.ref), m.code, m.field))

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from pilotpy.problems import Diagnostics
+from pilotpy.problems import ProblemLog
 from pilotpy.proxy import parse_proxy, view_proxy
 from pilotpy.push import build_push_context
 from pilotpy.server.controlplane import load_mesh_config
@@ -88,7 +88,7 @@ class Translation:
 
 def translate_case(case: Case) -> Translation:
     store = Store(clock=time.monotonic)
-    FileSource([case.path / "input"], store, Diagnostics()).load()
+    FileSource([case.path / "input"], store, ProblemLog()).load()
     mesh = load_mesh_config(Settings(mesh_config=case.mesh_config))
     push, _ = build_push_context(store.snapshot().objects, mesh, 1)
     labels = case.labels
