@@ -124,7 +124,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
     output, problems = translate(args.config, node_id=args.node_id, labels=_labels(args.label),
                                  mesh_config=args.mesh_config,
-                                 default_namespace=args.default_namespace, delta=False)
+                                 default_namespace=args.default_namespace, delta=False,
+                                 generator=args.generator)
     for problem in problems:  # as `pilotpy analyze` prints them
         print(problem, file=sys.stderr)
     json.dump(output, sys.stdout, indent=2)
@@ -253,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "istio-system.svc.cluster.local")
     translate.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                            help="a workload label of the proxy (repeatable)")
+    translate.add_argument("--generator", choices=("grpc",), default="",
+                           help="the node's GENERATOR metadata: grpc for a proxyless gRPC "
+                                "client or server (docs/proxyless-grpc.md)")
     translate.add_argument("--strict", action="store_true",
                            help="exit 1 when the input contains invalid objects")
     translate.set_defaults(func=cmd_translate)
