@@ -147,15 +147,20 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     from pilotpy.local.bootstrap import envoy_bootstrap
+    from pilotpy.local.grpc_bootstrap import grpc_bootstrap
     from pilotpy.server.settings import split_address
 
     host, port = split_address(args.xds_address, default_host="127.0.0.1")
     try:
-        bootstrap = envoy_bootstrap(node_id=args.node_id, xds_address=(host, port),
-                                    delta=args.delta, labels=_labels(args.label),
-                                    namespace=args.namespace, cluster=args.cluster,
-                                    admin_port=args.admin_port, status_port=args.status_port,
-                                    stats_port=args.stats_port if args.admin_port else None)
+        if args.grpc:
+            bootstrap = grpc_bootstrap(args.node_id, (host, port), labels=_labels(args.label),
+                                       namespace=args.namespace)
+        else:
+            bootstrap = envoy_bootstrap(
+                node_id=args.node_id, xds_address=(host, port), delta=args.delta,
+                labels=_labels(args.label), namespace=args.namespace, cluster=args.cluster,
+                admin_port=args.admin_port, status_port=args.status_port,
+                stats_port=args.stats_port if args.admin_port else None)
     except ValueError as err:
         raise SystemExit(f"pilotpy bootstrap: {err}") from err
     json.dump(bootstrap, sys.stdout, indent=2)
@@ -273,11 +278,15 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--output", "-o", default="text", choices=("text", "json"))
     analyze.set_defaults(func=cmd_analyze)
 
-    bootstrap = sub.add_parser("bootstrap", help="print an Envoy bootstrap pointing at pilotpy")
+    bootstrap = sub.add_parser("bootstrap", help="print an Envoy bootstrap pointing at pilotpy "
+                                                 "(--grpc: a proxyless gRPC one)")
     bootstrap.add_argument("--node-id", required=True,
                            help="Istio's type~ip~<pod>.<namespace>~<namespace>.svc.cluster.local")
     bootstrap.add_argument("--xds-address", default="127.0.0.1:15010")
     bootstrap.add_argument("--delta", action="store_true", help="use Delta xDS")
+    bootstrap.add_argument("--grpc", action="store_true",
+                           help="the GRPC_XDS_BOOTSTRAP file of a proxyless gRPC client or "
+                                "server instead (docs/proxyless-grpc.md)")
     bootstrap.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                            help="a workload label (node metadata LABELS); repeat")
     bootstrap.add_argument("--namespace", default="",
