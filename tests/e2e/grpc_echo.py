@@ -2,13 +2,14 @@
 tier (tests/e2e/test_proxyless_grpc.py). Each runs in its own process, since a process has
 one xDS bootstrap (`GRPC_XDS_BOOTSTRAP`).
 
-    python -m tests.e2e.grpc_echo server <version> <ip>:<port>
+    python -m tests.e2e.grpc_echo server <version> <ip>:<port> [<ip>:<port> ...]
     python -m tests.e2e.grpc_echo client
 
 The server answers `/echo.Echo/Call` with its version; a request `sleep:<seconds>` makes it
 wait first. It listens through an xDS-enabled grpc.server, so it serves only once pilotpy
 sent its inbound listener. The client reads one JSON command per line on stdin,
-`{"target": "xds:///echo:9080", "count": 10, "metadata": {"k": "v"}, "payload": ""}`, makes
+`{"target": "xds:///echo:9080", "count": 10, "metadata": {"k": "v"}, "payload": "",
+"timeout": 10}`, makes
 that many calls on one channel per target (kept across commands, so config changes reach a
 running client) and writes one JSON line: the count of each answer, or of each status code
 for failed calls. Both end when stdin closes, and after MAX_LIFETIME at the latest."""
@@ -26,7 +27,6 @@ from typing import Any
 import grpc
 
 METHOD = "/echo.Echo/Call"
-CALL_TIMEOUT = 10.0
 MAX_LIFETIME = 600.0  # a process the test forgot still ends
 
 
@@ -34,7 +34,7 @@ def _exit_when_stdin_closes() -> None:
     sys.stdin.read()
 
 
-def serve(version: str, address: str) -> None:
+def serve(version: str, addresses: list[str]) -> None:
     def call(request: bytes, context: grpc.ServicerContext) -> bytes:
         text = request.decode()
         if text.startswith("sleep:"):
@@ -46,8 +46,9 @@ def serve(version: str, address: str) -> None:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), xds=True)
     server.add_generic_rpc_handlers((handler,))
     # Plaintext: mTLS for proxyless gRPC comes with the security work.
-    server.add_secure_port(address, grpc.xds_server_credentials(
-        grpc.insecure_server_credentials()))
+    for address in addresses:
+        server.add_secure_port(address, grpc.xds_server_credentials(
+            grpc.insecure_server_credentials()))
     server.start()
     print("started", flush=True)
     waiter = threading.Thread(target=_exit_when_stdin_closes, daemon=True)
@@ -60,10 +61,11 @@ def _calls(channel: grpc.Channel, command: dict[str, Any]) -> dict[str, int]:
     call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(METHOD)
     metadata = tuple(command.get("metadata", {}).items())
     payload = str(command.get("payload", "")).encode()
+    timeout = float(command.get("timeout", 10.0))
     seen: collections.Counter[str] = collections.Counter()
     for _ in range(int(command.get("count", 1))):
         try:
-            seen[call(payload, timeout=CALL_TIMEOUT, metadata=metadata).decode()] += 1
+            seen[call(payload, timeout=timeout, metadata=metadata).decode()] += 1
         except grpc.RpcError as err:
             seen[err.code().name] += 1
     return dict(seen)
@@ -86,6 +88,6 @@ def client() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "server":
-        serve(sys.argv[2], sys.argv[3])
+        serve(sys.argv[2], sys.argv[3:])
     else:
         client()
