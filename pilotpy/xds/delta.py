@@ -40,7 +40,6 @@ from pilotpy.xds.resources import (
 from pilotpy.xds.status import StreamStatus, XdsStats, record_nack
 
 log = logging.getLogger("pilotpy.xds")
-WILDCARD_NAME = "*"
 
 
 @dataclass(slots=True)
@@ -127,8 +126,8 @@ class DeltaStream:
             wildcard_type = type_url in types.WILDCARD_TYPES
             legacy = wildcard_type and not subscribe
             watch = self._watches[type_url] = _Watch(
-                legacy or (wildcard_type and WILDCARD_NAME in subscribe),
-                names(subscribe - {WILDCARD_NAME}), legacy=legacy)
+                legacy or (wildcard_type and types.WILDCARD_NAME in subscribe),
+                names(subscribe - {types.WILDCARD_NAME}), legacy=legacy)
             known: Mapping[str, str] = request.initial_resource_versions
             diff = diff_from_versions(known, current, watch.scope)
             if type_url == types.ENDPOINT and self._owed:
@@ -148,12 +147,12 @@ class DeltaStream:
         before = watch.scope
         if watch.legacy and subscribe:
             watch.legacy = watch.wildcard = False
-        if WILDCARD_NAME in subscribe:
+        if types.WILDCARD_NAME in subscribe:
             watch.wildcard = True
-        if WILDCARD_NAME in unsubscribe:
+        if types.WILDCARD_NAME in unsubscribe:
             watch.wildcard = False
         explicit = watch.subscription.names
-        after = (explicit | (subscribe - {WILDCARD_NAME})) - unsubscribe
+        after = (explicit | (subscribe - {types.WILDCARD_NAME})) - unsubscribe
         if after != explicit:
             watch.subscription = names(after)
         scope = watch.scope

@@ -45,9 +45,6 @@ from pilotpy.xds.status import StreamStatus, XdsStats, record_nack
 log = logging.getLogger("pilotpy.xds")
 
 
-WILDCARD_NAME = "*"
-
-
 @dataclass(slots=True)
 class _Watch:
     subscription: NameSet | None  # None: wildcard (CDS, LDS)
@@ -61,8 +58,8 @@ class _Watch:
 
 def _wildcard_subscription(requested: list[str], watch: _Watch | None) -> NameSet | None:
     """An LDS or CDS request's subscription (the xDS spec's wildcard rules)."""
-    if WILDCARD_NAME in requested:
-        return subscription(True, (n for n in requested if n != WILDCARD_NAME))
+    if types.WILDCARD_NAME in requested:
+        return subscription(True, (n for n in requested if n != types.WILDCARD_NAME))
     if not requested and (watch is None or not watch.named):
         return None  # the legacy wildcard: no names on any request so far
     return names(requested)
