@@ -204,12 +204,12 @@ class Diff:
         return bool(self.changed or self.removed)
 
 
-def compute_diff(old: ResourceSet | None, new: ResourceSet, subscription: NameSet | None
+def compute_diff(old: ResourceSet | None, new: ResourceSet, scope: NameSet | None
                  ) -> Diff:
-    """What a client holding `old` within `subscription` (None: wildcard) needs to reach
+    """What a client holding `old` within `scope` (None: wildcard) needs to reach
     `new`: changed resources, and names it holds that no longer exist. Explicitly
     subscribed RDS and EDS names are never removed: unknown ones resolve to empty."""
-    return transition_diff(old, subscription, new, subscription)
+    return transition_diff(old, scope, new, scope)
 
 
 def transition_diff(old: ResourceSet | None, old_scope: NameSet | None, new: ResourceSet,
@@ -225,11 +225,11 @@ def transition_diff(old: ResourceSet | None, old_scope: NameSet | None, new: Res
 
 
 def diff_from_versions(known: Mapping[str, str], new: ResourceSet,
-                       subscription: NameSet | None) -> Diff:
+                       scope: NameSet | None) -> Diff:
     """Like compute_diff, against versions a reconnecting Delta client says it has."""
-    now = visible(new, subscription)
+    now = visible(new, scope)
     changed = tuple(r for n, r in now.items() if known.get(n) != r.version)
-    removed = tuple(sorted(n for n in known if n not in now and covers(subscription, n)))
+    removed = tuple(sorted(n for n in known if n not in now and covers(scope, n)))
     return Diff(changed, removed)
 
 
@@ -256,10 +256,10 @@ class Memo:
 
 
 def memoized_diff(memo: Memo, old: ResourceSet | None, new: ResourceSet,
-                  subscription: NameSet | None) -> Diff:
-    """compute_diff, once per (old, new, subscription) for every stream of a class."""
-    key = ("diff", old, new, subscription)
+                  scope: NameSet | None) -> Diff:
+    """compute_diff, once per (old, new, scope) for every stream of a class."""
+    key = ("diff", old, new, scope)
     found: Diff | None = memo.get(key)
     if found is None:
-        found = memo.put(key, compute_diff(old, new, subscription))
+        found = memo.put(key, compute_diff(old, new, scope))
     return found
