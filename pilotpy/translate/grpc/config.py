@@ -43,7 +43,7 @@ def _dns_problem(service: Service) -> Problem | None:
                                         for e in service.static_endpoints):
         return None
     return Problem(Reason.NOT_SERVED, f"proxyless gRPC clients take IP endpoints only: the "
-                   f"hostnames {service.hostname} resolves by DNS are left out",
+                   f"endpoints of {service.hostname} that DNS would resolve are left out",
                    service.origin, "spec.resolution", Severity.ERROR)
 
 
