@@ -5,14 +5,14 @@ one xDS bootstrap (`GRPC_XDS_BOOTSTRAP`).
     python -m tests.e2e.grpc_echo server <version> <ip>:<port> [<ip>:<port> ...]
     python -m tests.e2e.grpc_echo client
 
-The server answers `/echo.Echo/Call` with its version; a request `sleep:<seconds>` makes it
-wait first. It listens through an xDS-enabled grpc.server, so it serves only once pilotpy
-sent its inbound listener. The client reads one JSON command per line on stdin,
-`{"target": "xds:///echo:9080", "count": 10, "metadata": {"k": "v"}, "payload": "",
-"timeout": 10}`, makes
-that many calls on one channel per target (kept across commands, so config changes reach a
-running client) and writes one JSON line: the count of each answer, or of each status code
-for failed calls. Both end when stdin closes, and after MAX_LIFETIME at the latest."""
+The server answers `/echo.Echo/Call` and `/echo.Echo/Other` with its version; a request
+`sleep:<seconds>` makes it wait first. It listens through an xDS-enabled grpc.server, so it
+serves only once pilotpy sent its inbound listener. The client reads one JSON command per
+line on stdin, `{"target": "xds:///echo:9080", "count": 10, "metadata": {"k": "v"},
+"payload": "", "timeout": 10, "method": "/echo.Echo/Call"}`, makes that many calls on one
+channel per target (kept across commands, so config changes reach a running client) and
+writes one JSON line: the count of each answer, or of each status code for failed calls.
+Both end when stdin closes, and after MAX_LIFETIME at the latest."""
 
 from __future__ import annotations
 
@@ -41,8 +41,10 @@ def serve(version: str, addresses: list[str]) -> None:
             time.sleep(float(text.removeprefix("sleep:")))
         return version.encode()
 
+    # Every method a test calls is implemented: grpcio 1.85's xDS-enabled server aborts the
+    # process on a call to a method it does not know (a CHECK failure in C-core).
     handler = grpc.method_handlers_generic_handler("echo.Echo", {
-        "Call": grpc.unary_unary_rpc_method_handler(call)})
+        name: grpc.unary_unary_rpc_method_handler(call) for name in ("Call", "Other")})
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), xds=True)
     server.add_generic_rpc_handlers((handler,))
     # Plaintext: mTLS for proxyless gRPC comes with the security work.
@@ -58,7 +60,8 @@ def serve(version: str, addresses: list[str]) -> None:
 
 
 def _calls(channel: grpc.Channel, command: dict[str, Any]) -> dict[str, int]:
-    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(METHOD)
+    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+        str(command.get("method", METHOD)))
     metadata = tuple(command.get("metadata", {}).items())
     payload = str(command.get("payload", "")).encode()
     timeout = float(command.get("timeout", 10.0))

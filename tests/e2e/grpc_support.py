@@ -116,12 +116,13 @@ def spawn(workdir: Path, args: list[str], node_id: str, xds_port: int,
 
 def call(client: subprocess.Popen[str], target: str, count: int = 1,
          metadata: dict[str, str] | None = None, *, payload: str = "",
-         timeout: float = 10.0) -> dict[str, int]:
+         timeout: float = 10.0, method: str = "/echo.Echo/Call") -> dict[str, int]:
     """The answers of `count` calls from a running client: version -> count, or status code
     -> count."""
     assert client.stdin and client.stdout
     client.stdin.write(json.dumps({"target": target, "count": count, "timeout": timeout,
-                                   "metadata": metadata or {}, "payload": payload}) + "\n")
+                                   "metadata": metadata or {}, "payload": payload,
+                                   "method": method}) + "\n")
     ready, _, _ = select.select([client.stdout], [], [], count * timeout + WAIT)
     assert ready, f"the client did not answer {count} calls to {target}"
     answer: dict[str, int] = json.loads(client.stdout.readline())

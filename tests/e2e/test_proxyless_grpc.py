@@ -23,11 +23,12 @@ CLIENT_NODE = "sidecar~127.0.0.40~echo-client.default~default.svc.cluster.local"
 FQDN = "xds:///echo.default.svc.cluster.local:9080"
 SHORT = "xds:///echo:9080"
 PLAIN = "xds:///plain:9090"
+STICKY = "xds:///sticky:9091"
 
 
 def registry(port: int, plain_endpoints: list[str]) -> str:
-    """Services `echo` (both versions) and `plain` (the endpoints given) on the servers'
-    port, their Pods and EndpointSlices."""
+    """Services `echo` and `sticky` (both versions) and `plain` (the endpoints given) on
+    the servers' port, their Pods and EndpointSlices."""
     pods = "".join(f"""---
 apiVersion: v1
 kind: Pod
@@ -56,9 +57,11 @@ spec:
   clusterIP: {ip}
   selector: {{app: {name}}}
   ports: [{{name: grpc, port: {number}, targetPort: {port}}}]
-""" for name, ip, number in (("echo", "10.96.0.20", 9080), ("plain", "10.96.0.21", 9090)))
+""" for name, ip, number in (("echo", "10.96.0.20", 9080), ("plain", "10.96.0.21", 9090),
+                              ("sticky", "10.96.0.22", 9091)))
     return (services + pods + endpoint_slice("echo", list(SERVERS.values()))
-            + endpoint_slice("plain", plain_endpoints))
+            + endpoint_slice("plain", plain_endpoints)
+            + endpoint_slice("sticky", list(SERVERS.values())))
 
 
 ROUTING = """apiVersion: networking.istio.io/v1
@@ -76,6 +79,11 @@ metadata: {name: echo, namespace: default}
 spec:
   hosts: [echo]
   http:
+  - match: [{uri: {prefix: /echo.Echo/Forbidden}}]
+    fault: {abort: {grpcStatus: PERMISSION_DENIED, percentage: {value: 100}}}
+    route: [{destination: {host: echo, subset: v1}}]
+  - match: [{uri: {exact: /echo.Echo/Other}}]
+    route: [{destination: {host: echo, subset: v2}}]
   - match: [{headers: {x-fault: {exact: abort}}}]
     fault: {abort: {grpcStatus: RESOURCE_EXHAUSTED, percentage: {value: 100}}}
     route: [{destination: {host: echo, subset: v1}}]
@@ -87,6 +95,14 @@ spec:
   - route:
     - {destination: {host: echo, subset: v1}, weight: 80}
     - {destination: {host: echo, subset: v2}, weight: 20}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: sticky, namespace: default}
+spec:
+  host: sticky
+  trafficPolicy:
+    loadBalancer: {consistentHash: {httpHeaderName: x-user}}
 """
 
 
@@ -106,9 +122,9 @@ class Mesh:
         staging.replace(path)
 
     def call(self, target: str, count: int = 1, metadata: dict[str, str] | None = None,
-             payload: str = "") -> dict[str, int]:
+             payload: str = "", method: str = "/echo.Echo/Call") -> dict[str, int]:
         assert self.client is not None
-        return call(self.client, target, count, metadata, payload=payload)
+        return call(self.client, target, count, metadata, payload=payload, method=method)
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +182,23 @@ def test_an_80_20_split_is_seen_in_the_answers(mesh: Mesh) -> None:
 
 def test_a_header_match_picks_the_subset(mesh: Mesh) -> None:
     assert mesh.call(SHORT, 20, {"x-version": "v2"}) == {"v2": 20}
+
+
+def test_a_path_match_picks_its_route(mesh: Mesh) -> None:
+    assert mesh.call(SHORT, 20, method="/echo.Echo/Other") == {"v2": 20}
+    # The route's fault answers before any server is asked.
+    assert mesh.call(SHORT, 3, method="/echo.Echo/Forbidden") == {"PERMISSION_DENIED": 3}
+
+
+def test_a_consistent_hash_keeps_a_user_on_one_server(mesh: Mesh) -> None:
+    for user in ("ana", "bo"):
+        answers = mesh.call(STICKY, 10, {"x-user": user})
+        assert len(answers) == 1 and set(answers) <= set(SERVERS), answers
+    # Twenty users all hashed onto one of two servers: 2 in a million.
+    seen = set()
+    for index in range(20):
+        seen |= set(mesh.call(STICKY, 1, {"x-user": f"user-{index}"}))
+    assert seen == set(SERVERS)
 
 
 def test_a_fault_abort_returns_the_configured_status(mesh: Mesh) -> None:
