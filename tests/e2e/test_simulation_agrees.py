@@ -32,7 +32,8 @@ from tests.e2e.test_golden_accepted import (
 from tests.golden.cases import Case, all_cases, simulation
 
 pytestmark = pytest.mark.e2e
-GATEWAY_CASES = [c for c in all_cases() if not c.is_sidecar and not c.spec.get("knownBug")]
+GATEWAY_CASES = [c for c in all_cases()
+                 if c.is_envoy and not c.is_sidecar and not c.spec.get("knownBug")]
 HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 ANSWERED_BY_ENVOY = {Outcome.NO_VIRTUAL_HOST, Outcome.NO_ROUTE, Outcome.DIRECT_RESPONSE,
                      Outcome.REDIRECT, Outcome.TLS_REDIRECT, Outcome.NO_CLUSTER,

@@ -63,8 +63,18 @@ class Case:
         return self.path / self.spec["meshConfig"] if self.spec.get("meshConfig") else None
 
     @property
+    def generator(self) -> str:
+        """The node's GENERATOR metadata: `grpc` for a proxyless gRPC client, else ""."""
+        return str(self.spec.get("generator") or "")
+
+    @property
     def is_sidecar(self) -> bool:
-        return self.node_id.startswith("sidecar~")
+        return self.node_id.startswith("sidecar~") and not self.generator
+
+    @property
+    def is_envoy(self) -> bool:
+        """Whether an Envoy takes this config (not a proxyless gRPC one)."""
+        return self.generator != "grpc"
 
     def expected_file(self, part: str) -> Path:
         return self.path / f"expected.{part}.json"
@@ -91,16 +101,18 @@ def translate_case(case: Case) -> Translation:
     FileSource([case.path / "input"], store, ProblemLog()).load()
     mesh = load_mesh_config(Settings(mesh_config=case.mesh_config))
     push, _ = build_push_context(store.snapshot().objects, mesh, 1)
-    labels = case.labels
-    proxy = parse_proxy(case.node_id, {"LABELS": labels} if labels else {})
-    view = view_proxy(proxy, push)
+    metadata: dict[str, Any] = {"LABELS": case.labels} if case.labels else {}
+    if case.generator:
+        metadata["GENERATOR"] = case.generator
+    view = view_proxy(parse_proxy(case.node_id, metadata), push)
     generated = generate(push, view)
-    return Translation(generated,
-                       endpoints_for(push, view, eds_cluster_names(generated.clusters)))
+    clusters = [*generated.clusters, *generated.named_only_clusters]
+    return Translation(generated, endpoints_for(push, view, eds_cluster_names(clusters)))
 
 
 def simulation(case: Case) -> Simulation:
-    """The case's translation, ready to take calls (pilotpy.simulate)."""
+    """The case's translation, ready to take calls (pilotpy.simulate; Envoy cases only)."""
+    assert case.is_envoy, f"{case.name}: pilotpy.simulate follows Envoy, not gRPC"
     translation = translate_case(case)
     generated = translation.generated
     return Simulation(generated.listeners, generated.routes, generated.clusters,
