@@ -1,10 +1,10 @@
 """The golden cases' layout, shared by every reader (the golden comparison, the extension
-allowlist, the Envoy acceptance test and the simulation tests).
+allowlist, the Envoy and gRPC acceptance tests and the simulation tests).
 
 A case is a directory `testdata/<case>/` with `case.yaml` (node id, labels, description,
-optional meshConfig), `input/*.yaml`, and one expected file per part of the output:
-`expected.problems.json` and `expected.<type>.json` for each xDS resource type, so a diff
-names the resource type that moved.
+optional meshConfig, optional generator, optional knownBug), `input/*.yaml`, and one expected
+file per part of the output: `expected.problems.json` and `expected.<type>.json` for each xDS
+resource type, so a diff names the resource type that moved.
 """
 
 from __future__ import annotations
