@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -60,6 +61,11 @@ class Call:
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ValueError(f"port {self.port} is not a TCP port")
+        try:
+            ipaddress.ip_address(self.address)
+        except ValueError:
+            # Listeners and filter chains match addresses: a name must be resolved first.
+            raise ValueError(f"address {self.address!r} is not an IP address") from None
         # Header names are case-insensitive: keep them lower-case, as Envoy's header map does.
         lowered = {k.lower(): v for k, v in self.headers.items()}
         object.__setattr__(self, "headers", MappingProxyType(lowered))

@@ -128,6 +128,25 @@ def chain_of(sim: Simulation, call: Call) -> str:
     return result.filter_chain.label
 
 
+# -- calls -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    pytest.param({"port": 0}, "not a TCP port", id="port-0"),
+    pytest.param({"port": 80, "address": "reviews"}, "not an IP address", id="a-name"),
+])
+def test_a_call_needs_a_port_and_an_ip(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Call(**fields)
+
+
+def test_a_call_folds_header_names_and_derives_sni_and_alpn() -> None:
+    call = Call(port=443, tls=True, host="A.Example.com:8443", headers={"X-User": "j"})
+    assert (dict(call.headers), call.server_name, call.client_alpn) == (
+        {"x-user": "j"}, "a.example.com", ("http/1.1",))
+    assert Call(port=80, host="a", sni="b").server_name == ""  # no TLS, no SNI
+
+
 # -- listeners -------------------------------------------------------------------------------
 
 
