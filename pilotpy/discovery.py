@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 
 from pilotpy.mesh import MESH_CONFIG_KIND, MeshConfig
 from pilotpy.model.kinds import Kind
+from pilotpy.model.meta import Key
 from pilotpy.problems import ProblemLog
 from pilotpy.proxy import NodeIdError, Proxy, ProxyView, parse_proxy, view_proxy
 from pilotpy.push import PushContext, PushScope, build_push_context
@@ -28,6 +29,7 @@ from pilotpy.store import ChangeSet
 from pilotpy.translate.endpoints import eds_cluster_names
 from pilotpy.translate.generate import endpoints_for, generate
 from pilotpy.translate.names import parse_outbound_cluster_name
+from pilotpy.translate.provenance import config_dependencies
 from pilotpy.xds import types
 from pilotpy.xds.resources import Resource, ResourceSet, Snapshot, make_resource
 from pilotpy.xds.server import ConfigUnavailable, NodeRejected
@@ -59,10 +61,26 @@ class ProxyHandle:
     key: tuple[Any, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectChange:
+    """The latest change to one object, for propagation status: the push context version
+    that first carried it, the object's generation, when discovery took it, and the proxy
+    classes whose config depended on the object before (they must drop what it gave)."""
+
+    key: Key
+    version: int
+    generation: int
+    at: float  # time.time()
+    deleted: bool = False
+    before: frozenset[tuple[Any, ...]] = frozenset()
+
+
 @dataclass(eq=False)
 class _Class:
     view: ProxyView
     snapshot: Snapshot | None = None
+    # The objects its config depends on under the current push context (None: not known yet).
+    dependencies: frozenset[Key] | None = None
     # The last snapshot generated for this class under any push context: served when
     # generating the current one fails.
     last_good: Snapshot | None = None
@@ -90,6 +108,13 @@ class PushTimings:
 
 
 INGRESS_ORIGIN = "ingress"
+# Kinds whose changes propagation status follows: Istio's config and the Services behind it
+# (endpoint churn is not followed; pilot_proxy_convergence_time covers it).
+STATUS_KINDS = frozenset({Kind.GATEWAY, Kind.VIRTUAL_SERVICE, Kind.DESTINATION_RULE,
+                          Kind.SERVICE_ENTRY, Kind.SIDECAR, Kind.SERVICE})
+# Deleted objects' changes are kept this long (seconds) for status, at most this many.
+DELETED_CHANGE_TTL = 3600.0
+MAX_DELETED_CHANGES = 10_000
 
 
 class Discovery:
@@ -103,6 +128,8 @@ class Discovery:
         self._handles: set[ProxyHandle] = set()
         self.timings = PushTimings()
         self._rebuild_next = False
+        # The latest change of each object of STATUS_KINDS (deleted ones for a while).
+        self.object_changes: dict[Key, ObjectChange] = {}
 
     # -- config updates --------------------------------------------------------------------
 
@@ -144,15 +171,49 @@ class Discovery:
                     if not scope.full and old.snapshot is not None:
                         entry.snapshot = self._with_new_endpoints(old.snapshot, entry.view,
                                                                   scope)
+                    if not scope.full:  # endpoints change no dependency
+                        entry.dependencies = old.dependencies
             entry.proxies += 1
         for key, old in previous.items():
             if key not in self._classes:
                 self.problems.clear(old.origin)
+        self._record_changes(change, previous)
         log.info("push context %d: %d changed, %s, %d proxies in %d classes (%.1f ms)",
                  version, len(change.changed), "full" if scope.full else "endpoints only",
                  len(self._handles), len(self._classes),
                  self.timings.push_context_seconds * 1000)
         return scope
+
+    def _record_changes(self, change: ChangeSet, previous: dict[tuple[Any, ...], _Class]
+                        ) -> None:
+        now = time.time()
+        for key in change.changed:
+            if key.kind not in STATUS_KINDS:
+                continue
+            obj = change.objects.get(key.kind, {}).get(key)
+            before = frozenset(k for k, entry in previous.items()
+                               if entry.dependencies is not None and key in entry.dependencies)
+            generation = obj.meta.generation if obj is not None else (
+                old.generation if (old := self.object_changes.get(key)) is not None else 0)
+            self.object_changes[key] = ObjectChange(key, change.version, generation, now,
+                                                    deleted=obj is None, before=before)
+        deleted = [c for c in self.object_changes.values() if c.deleted]
+        if deleted:
+            deleted.sort(key=lambda c: c.at)
+            expired = len(deleted) - MAX_DELETED_CHANGES
+            for index, gone in enumerate(deleted):
+                if index < expired or now - gone.at > DELETED_CHANGE_TTL:
+                    del self.object_changes[gone.key]
+
+    def dependencies(self, handle: object) -> frozenset[Key]:
+        """The objects the config of `handle`'s proxy class depends on (provenance)."""
+        assert isinstance(handle, ProxyHandle) and self.push is not None
+        entry = self._classes.get(handle.key)
+        if entry is None:
+            return config_dependencies(self.push, handle.view)
+        if entry.dependencies is None:
+            entry.dependencies = config_dependencies(self.push, entry.view)
+        return entry.dependencies
 
     def _mesh(self, change: ChangeSet) -> MeshConfig:
         """The mesh config a source published (the `istio` ConfigMap), else the one pilotpy
@@ -190,6 +251,8 @@ class Discovery:
                                   for c in clusters if c.HasField("eds_cluster_config")},
         )
         self.problems.set(entry.origin, generated.problems)
+        # Now, so a later change knows this class held what it changes or removes.
+        entry.dependencies = config_dependencies(push, view)
         self.timings.generate_seconds = [time.perf_counter() - started,
                                          *self.timings.generate_seconds[:9]]
         return snapshot

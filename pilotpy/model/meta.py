@@ -41,6 +41,9 @@ class Meta:
     # RFC 3339 as written by the API server; empty for file objects. Istio orders configs
     # by it (oldest wins), then by name and namespace.
     creation_timestamp: str = ""
+    # metadata.generation as the API server counts spec changes; 0 when absent (files).
+    # Propagation status reports it, and the Reconciled condition's observedGeneration.
+    generation: int = 0
 
     @property
     def key(self) -> ObjectRef:
@@ -81,8 +84,10 @@ def parse_meta(doc: Mapping[str, object], kind: str, default_namespace: str, nam
         created = stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     else:
         created = metadata.string("creationTimestamp")
+    raw_generation = metadata.raw("generation")
+    generation = raw_generation if type(raw_generation) is int and raw_generation > 0 else 0
     # Server-populated fields carry no meaning for translation.
     metadata.done(ignore=("uid", "resourceVersion", "generation", "managedFields",
                           "selfLink", "ownerReferences", "finalizers", "generateName",
                           "deletionTimestamp", "deletionGracePeriodSeconds"))
-    return Meta(kind, namespace, name, labels, annotations, created)
+    return Meta(kind, namespace, name, labels, annotations, created, generation)

@@ -14,6 +14,7 @@ from pilotpy.model.common import Destination
 from pilotpy.model.destinationrule import DestinationRule
 from pilotpy.model.gateway import Gateway
 from pilotpy.model.labels import Empty, selects
+from pilotpy.model.meta import Key
 from pilotpy.model.sidecar import Sidecar
 from pilotpy.model.virtualservice import HTTPRoute, HTTPRouteDestination, L4Match, VirtualService
 from pilotpy.push.services import Service, resolve_export_to
@@ -130,10 +131,16 @@ class _HostRules:
         bucket = self.wildcards if hosts.is_wildcard(host) else self.specific
         bucket.setdefault(host, []).append(rule)
 
-    def freeze(self) -> _Rules:
-        wildcards = sorted(((h, _merge(r)) for h, r in self.wildcards.items()),
+    def freeze(self, sources: dict[int, tuple[Key, ...]]) -> _Rules:
+        """The merged rules; `sources` learns which stored rules each merged one holds."""
+        def merged(rules: list[DestinationRule]) -> DestinationRule:
+            out = _merge(rules)
+            sources[id(out)] = tuple(r.meta.key for r in rules)
+            return out
+
+        wildcards = sorted(((h, merged(r)) for h, r in self.wildcards.items()),
                            key=lambda item: (-len(item[0]), item[0]))
-        return _Rules({h: _merge(r) for h, r in self.specific.items()}, tuple(wildcards))
+        return _Rules({h: merged(r) for h, r in self.specific.items()}, tuple(wildcards))
 
 
 class _Rules:
@@ -166,7 +173,7 @@ class DestinationRuleIndex:
     namespace (the ingress gateway, usually) starts with the root namespace's private rules
     only, so a mesh-wide `*.local` rule there does not hide the services' own rules."""
 
-    __slots__ = ("_exported", "_local", "_root", "_root_private")
+    __slots__ = ("_exported", "_local", "_root", "_root_private", "_sources")
 
     def __init__(self, rules: Iterable[DestinationRule], domain_suffix: str,
                  root_namespace: str) -> None:
@@ -187,11 +194,17 @@ class DestinationRuleIndex:
                     root_private.add(host, rule)
             if export_to:
                 exported.setdefault(ns, {}).setdefault(export_to, _HostRules()).add(host, rule)
-        self._local = {ns: r.freeze() for ns, r in local.items()}
-        self._root_private = root_private.freeze()
-        self._exported = {ns: [(e, r.freeze()) for e, r in sorted(by.items(), key=lambda i:
-                                                                  sorted(i[0]))]
+        # Merged rule (by identity; the index keeps it alive) -> the stored rules in it.
+        self._sources: dict[int, tuple[Key, ...]] = {}
+        self._local = {ns: r.freeze(self._sources) for ns, r in local.items()}
+        self._root_private = root_private.freeze(self._sources)
+        self._exported = {ns: [(e, r.freeze(self._sources))
+                               for e, r in sorted(by.items(), key=lambda i: sorted(i[0]))]
                           for ns, by in exported.items()}
+
+    def sources_of(self, rule: DestinationRule) -> tuple[Key, ...]:
+        """The stored DestinationRules merged into `rule` (a rule this index returned)."""
+        return self._sources.get(id(rule), (rule.meta.key,))
 
     def _exported_from(self, namespace: str, hostname: str,
                        proxy_namespace: str) -> DestinationRule | None:

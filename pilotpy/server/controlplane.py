@@ -30,6 +30,7 @@ from pilotpy.server import http
 from pilotpy.server.certs import serving_key_and_cert
 from pilotpy.server.debug_routes import debug_routes
 from pilotpy.server.monitoring import PilotMetrics
+from pilotpy.server.propagation import Propagation
 from pilotpy.server.settings import Settings, split_address
 from pilotpy.sources.files import FileSource
 from pilotpy.sources.kube import KubeApi, KubeSource, load_connection
@@ -90,6 +91,8 @@ class ControlPlane:
                                    control_plane_namespace=settings.control_plane_namespace,
                                    status=self.metrics.sources)
         self.metrics.watch_xds(self.xds.stats, self.xds.proxies)
+        self.propagation = Propagation(self.xds, self.discovery)
+        self.metrics.watch_propagation(self.propagation.pending)
         self.metrics.watch_config(
             services=lambda: len(self.discovery.push.services.all) if self.discovery.push else 0,
             virtual_services=lambda: len(self.store_objects().get(Kind.VIRTUAL_SERVICE, {})),
@@ -132,7 +135,7 @@ class ControlPlane:
                                               tls_address=tls_address,
                                               tls_key_and_cert=key_and_cert)
         self.grpc_tls_port = self.xds.tls_port
-        routes = debug_routes(self.xds, self.discovery, self.store_objects)
+        routes = debug_routes(self.xds, self.discovery, self.store_objects, self.propagation)
         http_host, http_port = split_address(self.settings.http_addr)
         runner, self.http_port = await http.serve(
             http.build_app(lambda: self.ready, routes, self._not_ready_reason),

@@ -1,6 +1,7 @@
 """istiod's debug HTTP endpoints (pilot/pkg/xds/debug.go) for a running pilotpy:
 /debug/syncz, /debug/configz, /debug/registryz, /debug/adsz, /debug/config_dump?proxyID=,
-and pilotpy's /debug/problems?kind=&namespace=&name= (every current problem, by object).
+and pilotpy's /debug/problems?kind=&namespace=&name= (every current problem, by object) and
+/debug/status?kind=&namespace=&name= (propagation status per object).
 
 Read-only views of the control plane's state as JSON; served on the HTTP port (8080) and the
 monitoring port (15014), like istiod.
@@ -16,6 +17,9 @@ from typing import Any
 from aiohttp import web
 
 from pilotpy.discovery import Discovery
+from pilotpy.model.kinds import kind_named
+from pilotpy.model.meta import Key
+from pilotpy.server.propagation import Propagation
 from pilotpy.wire.protojson import message_to_json
 from pilotpy.xds.debug import config_dump, rfc3339, sync_status
 from pilotpy.xds.server import XdsServer
@@ -39,8 +43,10 @@ def plain(value: Any) -> Any:
 
 
 def debug_routes(xds: XdsServer, discovery: Discovery,
-                 store_objects: Callable[[], Mapping[str, Mapping[Any, Any]]]
-                 ) -> list[web.RouteDef]:
+                 store_objects: Callable[[], Mapping[str, Mapping[Any, Any]]],
+                 propagation: Propagation | None = None) -> list[web.RouteDef]:
+    tracker = propagation or Propagation(xds, discovery)
+
     async def syncz(request: web.Request) -> web.Response:
         namespace = request.query.get("namespace")
         return web.json_response([sync_status(s) for s in sorted(xds.proxies(),
@@ -92,6 +98,25 @@ def debug_routes(xds: XdsServer, discovery: Discovery,
         return web.json_response([p.to_json() for p in discovery.problems.problems()
                                   if p.concerns(kind, namespace, name)])
 
+    async def status(request: web.Request) -> web.Response:
+        """Propagation status: one object when kind, namespace and name are all given (404
+        when pilotpy never saw it), else every followed object matching the filters."""
+        kind_text, namespace, name = (request.query.get(k, "") for k in ("kind", "namespace",
+                                                                         "name"))
+        kind = kind_named(kind_text) if kind_text else None
+        if kind_text and kind is None:
+            return web.json_response({"error": f"unknown kind {kind_text!r}"}, status=400)
+        if kind is not None and namespace and name:
+            found = tracker.status(Key(kind, namespace, name))
+            if found.change is None and not found.problems:
+                return web.json_response(
+                    {**found.to_json(), "error": f"pilotpy has not seen {kind} "
+                                                 f"{namespace}/{name}"}, status=404)
+            return web.json_response(found.to_json())
+        return web.json_response([s.to_json() for s in tracker.statuses(kind or "", namespace,
+                                                                         name)])
+
     return [web.get("/debug/syncz", syncz), web.get("/debug/configz", configz),
             web.get("/debug/registryz", registryz), web.get("/debug/adsz", adsz),
-            web.get("/debug/config_dump", dump), web.get("/debug/problems", problems_of)]
+            web.get("/debug/config_dump", dump), web.get("/debug/problems", problems_of),
+            web.get("/debug/status", status)]

@@ -124,5 +124,24 @@ class PilotMetrics:
 
         self.registry.collect(collect)
 
+    def watch_propagation(self, pending: Callable[[], tuple[int, float]]) -> None:
+        """Objects whose latest change some affected proxy has not acknowledged, and the
+        oldest such change's age (pilotpy/server/propagation.py)."""
+        def collect() -> list[str]:
+            count, oldest = pending()
+            return [
+                *_family("pilotpy_config_pending_objects", "gauge",
+                         "Config objects whose latest change has not reached every proxy it "
+                         "affects (acknowledged).",
+                         [sample_line("pilotpy_config_pending_objects", (), count)]),
+                *_family("pilotpy_config_oldest_pending_seconds", "gauge",
+                         "Age of the oldest config change not yet acknowledged by every proxy "
+                         "it affects; 0 when none is pending.",
+                         [sample_line("pilotpy_config_oldest_pending_seconds", (),
+                                      round(oldest, 3))]),
+            ]
+
+        self.registry.collect(collect)
+
     def render(self) -> str:
         return self.registry.render() + "\n".join(process_metrics()) + "\n"

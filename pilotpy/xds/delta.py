@@ -73,7 +73,7 @@ class DeltaStream:
         watch.nonce = nonce
         watch.sent = current
         type_url = current.type_url
-        self.status.sent(type_url, nonce, snapshot.version)
+        self.status.sent(type_url, nonce, snapshot.version, snapshot.version)
         out = (wire.field_str(wire.DELTA_SYSTEM_VERSION_INFO, snapshot.version)
                + b"".join(r.delta_entry for r in resources)
                + wire.field_str(wire.DELTA_TYPE_URL, type_url)
@@ -178,10 +178,12 @@ class DeltaStream:
                 continue
             current = snapshot.get(type_url)
             if current is watch.sent:
+                self.status.unchanged(type_url, snapshot.version)
                 continue
             diff = self._diff(watch, current)
             if not diff:
                 watch.sent = current
+                self.status.unchanged(type_url, snapshot.version)
                 continue
             out.append(self._respond(watch, current, snapshot, diff.changed, diff.removed))
             if type_url == types.CLUSTER:

@@ -88,6 +88,7 @@ class SotwStream:
         self._stats = stats
         self._memo = memo
         self._watches: dict[str, _Watch] = {}
+        self._snapshot = ""  # the version of the snapshot being answered from
 
     # -- responses -------------------------------------------------------------------------
 
@@ -102,7 +103,7 @@ class SotwStream:
         watch.nonce = nonce
         watch.sent = current
         type_url = current.type_url
-        self.status.sent(type_url, nonce, current.version)
+        self.status.sent(type_url, nonce, current.version, self._snapshot)
         if body is None:
             body = self._body(current, resources)
         out = body + wire.field_str(wire.RESPONSE_NONCE, nonce)
@@ -133,6 +134,7 @@ class SotwStream:
     def on_request(self, request: discovery_pb2.DiscoveryRequest, snapshot: Snapshot
                    ) -> list[bytes]:
         type_url = request.type_url
+        self._snapshot = snapshot.version
         watch = self._watches.get(type_url)
         if request.HasField("error_detail"):
             record_nack(self.status, self._stats, request)
@@ -180,16 +182,19 @@ class SotwStream:
 
     def on_push(self, snapshot: Snapshot) -> list[bytes]:
         out = []
+        self._snapshot = snapshot.version
         for type_url in types.PUSH_ORDER:
             watch = self._watches.get(type_url)
             if watch is None or watch.sent is None:
                 continue
             current = snapshot.get(type_url)
             if current is watch.sent:
+                self.status.unchanged(type_url, snapshot.version)
                 continue
             diff = self._changes(watch, current)
             if not diff:
                 watch.sent = current  # same content, new set object
+                self.status.unchanged(type_url, snapshot.version)
                 continue
             if watch.subscription is None or type_url in types.WILDCARD_TYPES:
                 out.append(self._full(watch, current))

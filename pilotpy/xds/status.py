@@ -31,6 +31,13 @@ class TypeStatus:
     last_error: str = ""
     rejected_nonce: str = ""
     nacks: int = 0
+    # Snapshot versions (Snapshot.version), for propagation status. `offered`: the latest
+    # snapshot the type was brought up to, by a response or by finding nothing to send;
+    # `acked_snapshot`: the latest whose resources of the type the client is known to hold;
+    # `rejected_snapshot`: the latest whose resources of the type it refused.
+    offered: str = ""
+    acked_snapshot: str = ""
+    rejected_snapshot: str = ""
 
 
 @dataclass
@@ -96,18 +103,36 @@ class StreamStatus:
     def next_nonce(self) -> str:
         return str(next(self._nonces))
 
-    def sent(self, type_url: str, nonce: str, version: str) -> None:
+    def sent(self, type_url: str, nonce: str, version: str, snapshot: str = "") -> None:
+        """A response for `type_url` written, from the snapshot with version `snapshot`."""
         status = self.of(type_url)
         status.sent_nonce, status.sent_version, status.sent_at = nonce, version, time.time()
+        status.offered = snapshot
+
+    def unchanged(self, type_url: str, snapshot: str) -> None:
+        """A push found nothing to send for `type_url`: what the client was last sent is
+        what `snapshot` holds, so its answer to that response stands for `snapshot` too."""
+        status = self.of(type_url)
+        status.offered = snapshot
+        if not status.sent_nonce:
+            return
+        if status.sent_nonce == status.acked_nonce:
+            status.acked_snapshot = snapshot
+        elif status.sent_nonce == status.rejected_nonce:
+            status.rejected_snapshot = snapshot
 
     def acked(self, type_url: str, nonce: str, version: str) -> None:
+        """The latest response for `type_url` acknowledged (callers drop stale nonces)."""
         status = self.of(type_url)
         status.acked_nonce, status.acked_version, status.last_error = nonce, version, ""
+        status.acked_snapshot = status.offered
 
     def rejected(self, type_url: str, nonce: str, message: str) -> None:
         status = self.of(type_url)
         status.rejected_nonce, status.last_error = nonce, message
         status.nacks += 1
+        if nonce == status.sent_nonce:
+            status.rejected_snapshot = status.offered
 
 
 def record_nack(status: StreamStatus, stats: XdsStats, request: Any) -> None:
