@@ -10,7 +10,7 @@ one-line form. This module imports nothing else of pilotpy: every layer may use 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -85,6 +85,16 @@ class Problem:
                 "kind": ref.kind if ref else "", "namespace": ref.namespace if ref else "",
                 "name": ref.name if ref else "", "field": self.field, "message": self.message,
                 "source": self.source, "hint": self.hint}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Problem:
+        """A problem as `to_json` wrote it (a debug endpoint's answer, for printing)."""
+        ref = (ObjectRef(str(data["kind"]), str(data.get("namespace", "")),
+                         str(data.get("name", ""))) if data.get("kind") else None)
+        return cls(Reason(data["reason"]), str(data.get("message", "")), ref,
+                   str(data.get("field", "")), Severity(data["severity"]),
+                   str(data.get("source", "")), str(data.get("code", "")),
+                   str(data.get("hint", "")))
 
     def concerns(self, kind: str = "", namespace: str = "", name: str = "") -> bool:
         """Whether the problem is about an object matching every filter given."""

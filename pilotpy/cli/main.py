@@ -1,4 +1,5 @@
-"""pilotpy's command line: serve | translate | analyze | bootstrap | local | demo | version."""
+"""pilotpy's command line: serve | translate | analyze | diff | explain | status | bootstrap |
+local | demo | version."""
 
 from __future__ import annotations
 
@@ -192,6 +193,73 @@ def cmd_fields(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    from pilotpy.cli import diff
+    from pilotpy.cli.translate import check_paths, load_objects, proxy_of, read_objects
+
+    try:
+        kube = args.kube or args.kubeconfig is not None
+        if not args.config and not kube:
+            raise SystemExit("pilotpy diff: give the current state: --config PATH or --kube")
+        check_paths(args.config)
+        check_paths(args.proposed, "--proposed")
+        objects, problems = read_objects(args.config, default_namespace=args.default_namespace)
+        if kube:
+            import asyncio
+
+            listed, kube_problems = asyncio.run(diff.kube_objects(
+                args.kubeconfig, args.kube_context, args.namespace))
+            objects, problems = diff.overlay(listed, objects), (*kube_problems, *problems)
+        changes, proposed_problems = read_objects(args.proposed,
+                                                  default_namespace=args.default_namespace)
+        current = load_objects(objects, problems, mesh_config=args.mesh_config)
+        proposed = load_objects(diff.overlay(objects, changes, prune=args.prune),
+                                (*problems, *proposed_problems), mesh_config=args.mesh_config)
+        if args.node_id:
+            proxies = [proxy_of(args.node_id, _labels(args.label))]
+        elif args.server:
+            proxies = diff.connected_proxies(args.server)
+        else:
+            proxies = diff.registry_proxies(current.objects, proposed.objects,
+                                            domain_suffix=current.push.mesh.domain_suffix)
+        result = diff.diff(current, proposed, proxies)
+    except SystemExit as err:
+        if isinstance(err.code, str):
+            print(err.code, file=sys.stderr)
+            return diff.ERRORS
+        raise
+    (diff.write_json if args.output == "json" else diff.write_text)(result, sys.stdout)
+    return result.exit_code
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from pilotpy.cli.explain import RequestError, explain, parse_request, write_json, write_text
+    from pilotpy.cli.translate import load_config, proxy_config, proxy_of
+
+    try:
+        request = parse_request(args.request, args.header)
+    except RequestError as err:
+        raise SystemExit(f"pilotpy explain: {err}") from err
+    proxy = proxy_of(args.node_id, _labels(args.label), args.generator)
+    loaded = load_config(args.config, mesh_config=args.mesh_config,
+                         default_namespace=args.default_namespace)
+    answer = explain(loaded, proxy_config(loaded.push, proxy), request)
+    (write_json if args.output == "json" else write_text)(answer, sys.stdout)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pilotpy.cli.status import CANNOT_TELL, parse_target, run_status
+
+    try:
+        target = parse_target(args.target, args.namespace)
+    except ValueError as err:
+        print(f"pilotpy status: {err}", file=sys.stderr)
+        return CANNOT_TELL
+    return run_status(args.server, target, wait=args.wait, timeout=args.timeout,
+                      generation=args.generation, output=args.output)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pilotpy.local.demo import run_demo
 
@@ -277,6 +345,71 @@ def build_parser() -> argparse.ArgumentParser:
                          help="namespace of objects that do not name one (default: default)")
     analyze.add_argument("--output", "-o", default="text", choices=("text", "json"))
     analyze.set_defaults(func=cmd_analyze)
+
+    diff = sub.add_parser(
+        "diff", help="what a config change does to each proxy class's Envoy resources, and the "
+                     "problems it raises (exit 0 no change, 1 changes, 2 errors)")
+    _add_config_flags(diff, required=False)
+    diff.add_argument("--proposed", action="append", type=Path, required=True, metavar="PATH",
+                      default=[], help="YAML files or directories applied over the current "
+                                       "state, as kubectl apply would (repeatable)")
+    diff.add_argument("--prune", action="store_true",
+                      help="Istio config objects (Gateway, VirtualService, DestinationRule, "
+                           "ServiceEntry, Sidecar) the proposed files lack are deleted")
+    diff.add_argument("--kube", action="store_true",
+                      help="the current state from the Kubernetes API (in-cluster credentials, "
+                           "or $KUBECONFIG / ~/.kube/config); --config files apply over it")
+    diff.add_argument("--kubeconfig", type=Path, metavar="FILE", help="implies --kube")
+    diff.add_argument("--kube-context", metavar="NAME")
+    diff.add_argument("--namespace", default="istio-system",
+                      help="where the mesh ConfigMap `istio` is read with --kube")
+    who = diff.add_mutually_exclusive_group()
+    who.add_argument("--node-id", help="compare for this proxy only")
+    who.add_argument("--all-proxies", action="store_true",
+                     help="compare for every workload of the registry (the default)")
+    who.add_argument("--server", metavar="URL",
+                     help="compare for the proxies connected to the pilotpy at URL (its "
+                          "/debug/adsz), e.g. http://istiod.istio-system:8080")
+    diff.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                      help="a workload label of --node-id's proxy (repeatable)")
+    diff.add_argument("--output", "-o", default="text", choices=("text", "json"))
+    diff.set_defaults(func=cmd_diff)
+
+    explain = sub.add_parser(
+        "explain", help="where a request from a proxy goes: listener, route, clusters, "
+                        "endpoints, and the VirtualService and DestinationRule behind each")
+    _add_config_flags(explain)
+    explain.add_argument("--node-id", required=True,
+                         help="the proxy sending (a sidecar) or receiving (a gateway) it")
+    explain.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                         help="a workload label of the proxy (repeatable; the registry's Pod "
+                              "with the node's IP gives them otherwise)")
+    explain.add_argument("--generator", choices=("grpc",), default="", help=argparse.SUPPRESS)
+    explain.add_argument("request", metavar="'[METHOD] URL'",
+                         help="e.g. 'GET http://reviews:9080/reviews/0'")
+    explain.add_argument("--header", "-H", action="append", default=[], metavar="'NAME: VALUE'",
+                         help="a request header, as curl takes it (repeatable)")
+    explain.add_argument("--output", "-o", default="text", choices=("text", "json"))
+    explain.set_defaults(func=cmd_explain)
+
+    status = sub.add_parser(
+        "status", help="has an object's latest change reached every proxy it affects? (exit 0 "
+                       "all ACKed, 1 a NACK, 2 not yet or timed out, 3 cannot tell)")
+    status.add_argument("target", metavar="KIND/NAME",
+                        help="e.g. virtualservice/reviews, vs/reviews, gateway/bookinfo-gateway")
+    status.add_argument("--namespace", "-n", default="default")
+    status.add_argument("--server", default="http://127.0.0.1:8080",
+                        help="pilotpy's HTTP address (its /debug/status; default "
+                             "http://127.0.0.1:8080)")
+    status.add_argument("--wait", action="store_true",
+                        help="poll until every affected proxy answered, or --timeout")
+    status.add_argument("--timeout", type=duration_seconds, default=30.0, metavar="DURATION",
+                        help="how long --wait waits (default 30s)")
+    status.add_argument("--generation", type=int, default=0,
+                        help="wait for this metadata.generation at least (what `kubectl get "
+                             "-o jsonpath={.metadata.generation}` prints after an apply)")
+    status.add_argument("--output", "-o", default="text", choices=("text", "json"))
+    status.set_defaults(func=cmd_status)
 
     bootstrap = sub.add_parser("bootstrap", help="print an Envoy bootstrap pointing at pilotpy "
                                                  "(--grpc: a proxyless gRPC one)")

@@ -18,6 +18,7 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 
 from pilotpy.analysis.unenforced import unenforced
+from pilotpy.mesh import MESH_CONFIG_KIND
 from pilotpy.problems import Problem, ProblemLog
 from pilotpy.proxy import NodeIdError, Proxy, ProxyView, parse_proxy, view_proxy
 from pilotpy.push import Objects, PushContext, build_push_context
@@ -83,7 +84,10 @@ def read_objects(paths: list[Path], *, default_namespace: str = "default"
 
 def load_objects(objects: Objects, read_problems: tuple[Problem, ...] = (), *,
                  mesh_config: Path | None = None) -> LoadedConfig:
-    mesh = load_mesh_config(Settings(mesh_config=mesh_config))
+    """The push context of `objects`, under the mesh config they carry (a cluster's `istio`
+    ConfigMap), else `mesh_config`'s, else istiod's defaults."""
+    published = list(objects.get(MESH_CONFIG_KIND, {}).values())
+    mesh = published[0] if published else load_mesh_config(Settings(mesh_config=mesh_config))
     push, _ = build_push_context(objects, mesh, 1)
     return LoadedConfig(objects, push, read_problems)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pilotpy.discovery import Discovery
+from pilotpy.discovery import Discovery, ProxyHandle
 from pilotpy.model.kinds import kind_named
 from pilotpy.model.meta import Key
 from pilotpy.server.propagation import Propagation
@@ -74,6 +74,10 @@ def debug_routes(xds: XdsServer, discovery: Discovery,
                 "connectedAt": rfc3339(status.connected_at),
                 "proxy": status.node_id, "proxyType": status.node.type,
                 "protocol": status.protocol, "debug": connection.debug,
+                # What `pilotpy diff --server` needs to translate for the proxy again.
+                **({"labels": dict(sorted(handle.proxy.metadata_labels.items())),
+                    "generator": handle.proxy.generator}
+                   if isinstance(handle := connection.handle, ProxyHandle) else {}),
                 "watches": {t: {"sentVersion": s.sent_version, "ackedVersion": s.acked_version,
                                 "nacks": s.nacks, "lastError": s.last_error}
                             for t, s in sorted(status.types.items())},

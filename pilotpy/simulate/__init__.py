@@ -14,11 +14,13 @@ to `outbound|9080|v2|reviews...`") and tools can explain a proxy's config.
 
 Not modelled: path normalisation by the connection manager (the path is taken as sent), RE2
 versus Python regex differences, source-address filter chain matches, runtime fractions,
-header-based cluster choice, retries, timeouts, faults and load balancing (weighted choices
-are reported with their weights).
+header-based cluster choice, and load balancing (weighted choices are reported with their
+weights). Retries, timeouts, faults and hash policies of the matched route are reported as
+configured (`Result.policy`), not played out.
 """
 
 from pilotpy.simulate.call import UNNAMED_ADDRESS, Call, Mode, Protocol
+from pilotpy.simulate.policy import Fault, Retries, RoutePolicy
 from pilotpy.simulate.result import (
     Destination,
     DirectResponse,
@@ -32,6 +34,7 @@ from pilotpy.simulate.result import (
 from pilotpy.simulate.simulation import Simulation
 
 __all__ = [
-    "UNNAMED_ADDRESS", "Call", "Destination", "DirectResponse", "Endpoint", "FilterChainRef",
-    "Matched", "Mode", "Outcome", "Protocol", "Redirect", "Result", "Simulation",
+    "UNNAMED_ADDRESS", "Call", "Destination", "DirectResponse", "Endpoint", "Fault",
+    "FilterChainRef", "Matched", "Mode", "Outcome", "Protocol", "Redirect", "Result", "Retries",
+    "RoutePolicy", "Simulation",
 ]

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from pilotpy.simulate.call import Call
+from pilotpy.simulate.policy import RoutePolicy
 
 
 class Outcome(StrEnum):
@@ -124,6 +125,8 @@ class Result:
     upstream_path: str = ""  # the path sent upstream, after any rewrite
     redirect: Redirect | None = None
     direct_response: DirectResponse | None = None
+    # The matched route's timeout, retries, faults and hashing, as configured.
+    policy: RoutePolicy | None = None
     matched: Matched = Matched()
 
     @property

@@ -14,6 +14,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from pilotpy.simulate import listeners as lst
 from pilotpy.simulate import routing, upstream
 from pilotpy.simulate.call import Call, Mode, Protocol
+from pilotpy.simulate.policy import route_policy
 from pilotpy.simulate.result import (
     DirectResponse,
     FilterChainRef,
@@ -219,10 +220,13 @@ class Simulation:
             return trace.done(Outcome.NO_ROUTE, f"no route of virtual host {vhost.name} "
                                                 f"matches {call.method} {call.path}: 404 NR")
         index, route = found
-        trace.fields.update(route=str(route.name), route_index=index)
+        policy = route_policy(route)
+        trace.fields.update(route=str(route.name), route_index=index, policy=policy)
         trace.matched["route"] = route
         trace.step(f"route {route.name or '(unnamed)'} (#{index}) for {request.method} "
                    f"{call.path}")
+        if policy.describe():
+            trace.step("route policy: " + "; ".join(policy.describe()))
         action = route.WhichOneof("action")
         if action == "redirect":
             status, location = routing.redirect_location(route, request)
