@@ -111,7 +111,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         default_namespace=args.default_namespace,
                         max_connection_age_seconds=args.max_connection_age, kube=kube,
                         kubeconfig=args.kubeconfig, kube_context=args.kube_context,
-                        control_plane_namespace=args.namespace)
+                        control_plane_namespace=args.namespace,
+                        enable_status=args.enable_status)
     try:
         plane = ControlPlane(settings)
     except (MeshConfigError, KubeConfigError, ValueError, OSError) as err:
@@ -303,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
                        default=DEFAULT_MAX_CONNECTION_AGE, metavar="DURATION",
                        help="close ADS connections after this age, +-10%% jitter, so proxies "
                             "rebalance across instances; 0 disables (default 30m)")
+    serve.add_argument("--enable-status", action="store_true",
+                       default=os.environ.get("PILOT_ENABLE_STATUS", "").lower() == "true",
+                       help="with --kube, write the Reconciled condition and observedGeneration "
+                            "to Istio objects (default $PILOT_ENABLE_STATUS, as istiod)")
     serve.set_defaults(func=cmd_serve)
 
     crds = sub.add_parser("crds", help="print the CustomResourceDefinitions pilotpy reads")

@@ -32,6 +32,7 @@ from pilotpy.server.debug_routes import debug_routes
 from pilotpy.server.monitoring import PilotMetrics
 from pilotpy.server.propagation import Propagation
 from pilotpy.server.settings import Settings, split_address
+from pilotpy.server.status_writer import StatusWriter
 from pilotpy.sources.files import FileSource
 from pilotpy.sources.kube import KubeApi, KubeSource, load_connection
 from pilotpy.store import Store
@@ -93,6 +94,11 @@ class ControlPlane:
         self.metrics.watch_xds(self.xds.stats, self.xds.proxies)
         self.propagation = Propagation(self.xds, self.discovery)
         self.metrics.watch_propagation(self.propagation.pending)
+        self.status_writer: StatusWriter | None = None
+        if settings.enable_status and self.kube is not None:
+            self.status_writer = StatusWriter(
+                KubeApi(connection, user_agent="pilotpy-status"), self.propagation,
+                self.discovery, self.kube.object_path)
         self.metrics.watch_config(
             services=lambda: len(self.discovery.push.services.all) if self.discovery.push else 0,
             virtual_services=lambda: len(self.store_objects().get(Kind.VIRTUAL_SERVICE, {})),
@@ -153,6 +159,11 @@ class ControlPlane:
         if self.kube is not None:
             self.kube.start()
             self._tasks.append(asyncio.create_task(self._kube_synced(), name="kube sync"))
+        if self.status_writer is not None:
+            # Only a leader may write status (istiod's istio-status-leader election). pilotpy
+            # has no leader election yet, so this replica leads: run one replica
+            # (docs/operations.md#reconciled-status).
+            self._tasks.append(asyncio.create_task(self.status_writer.run(), name="status"))
         if self.metrics.sources.all_synced.is_set():
             self.xds.ready.set()
         else:

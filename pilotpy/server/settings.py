@@ -35,6 +35,8 @@ class Settings:
     kube_context: str | None = None
     # Where the mesh ConfigMap `istio` lives (istiod's POD_NAMESPACE).
     control_plane_namespace: str = "istio-system"
+    # Write the Reconciled condition to Istio objects (istiod's PILOT_ENABLE_STATUS).
+    enable_status: bool = False
 
 
 def split_address(address: str, *, default_host: str = "0.0.0.0") -> tuple[str, int]:

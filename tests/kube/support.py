@@ -165,7 +165,7 @@ class KubeMesh:
     # -- pilotpy and Envoy -----------------------------------------------------------------
 
     async def start(self, *, delta: bool = True, wait_ready: bool = True,
-                    api_reachable: bool = True) -> LocalStack:
+                    api_reachable: bool = True, enable_status: bool = False) -> LocalStack:
         await self.proxy.start()
         if not api_reachable:
             await self.proxy.cut()
@@ -176,7 +176,7 @@ class KubeMesh:
                                              server=f"https://127.0.0.1:{self.proxy.port}")
         settings = Settings(grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
                             grpc_tls_addr="127.0.0.1:0", monitoring_addr="127.0.0.1:0", kube=True,
-                            kubeconfig=kubeconfig)
+                            kubeconfig=kubeconfig, enable_status=enable_status)
         self.stack = LocalStack([], self.workdir, delta=delta, start_backends=False,
                                 node_id=GATEWAY_NODE,
                                 labels={"istio": "ingressgateway"}, settings=settings)

@@ -18,6 +18,7 @@ import yaml
 from pilotpy.local.envoy import validate_bootstrap
 from pilotpy.problems import ProblemLog
 from pilotpy.sources.kube import KubeApi, KubeSource, load_connection
+from pilotpy.sources.kube.api import ApiError
 from pilotpy.store import Store
 from tests.kube.cluster import Cluster
 from tests.kube.support import MANIFESTS
@@ -131,11 +132,23 @@ def test_kind_config_maps_the_gateway_node_ports() -> None:
     assert deployment["spec"]["template"]["metadata"]["labels"]["app"] == "istiod"
 
 
-def test_roles_grant_only_reads() -> None:
-    """pilotpy writes nothing to the API (no status, leases or events yet)."""
+def _is_status_rule(rule: dict[str, Any]) -> bool:
+    return all(r.endswith("/status") for r in rule["resources"])
+
+
+def test_roles_grant_reads_and_only_status_updates() -> None:
+    """pilotpy reads; the one write is Istio's Reconciled status, through the status
+    subresource (no leases or events yet)."""
+    writes = []
     for kind, name in (("ClusterRole", "pilotpy"), ("Role", "pilotpy")):
         for rule in manifest(kind, name)["rules"]:
-            assert set(rule["verbs"]) <= READ_VERBS, (kind, rule)
+            if _is_status_rule(rule):
+                writes.append(rule)
+                assert rule["verbs"] == ["update"], rule
+            else:
+                assert set(rule["verbs"]) <= READ_VERBS, (kind, rule)
+    (status,) = writes
+    assert status["apiGroups"] == ["networking.istio.io"]
 
 
 # -- the ServiceAccount's own token ----------------------------------------------------------
@@ -195,11 +208,12 @@ async def test_informers_sync_with_the_service_account_token(deployed: Cluster,
 
 async def test_every_rbac_rule_is_needed(deployed: Cluster, tmp_path: Path,
                                          applied: list[dict[str, Any]]) -> None:
+    # The status rule is no informer's: test_the_status_rule_is_what_writing_status_needs.
     cluster_rules = manifest("ClusterRole", "pilotpy")["rules"]
     role_rules = manifest("Role", "pilotpy")["rules"]
     cases = [(f"ClusterRole rule {i}: {r['resources']}",
               [x for j, x in enumerate(cluster_rules) if j != i], role_rules)
-             for i, r in enumerate(cluster_rules)]
+             for i, r in enumerate(cluster_rules) if not _is_status_rule(r)]
     cases += [(f"Role rule {i}: {r['resources']}", copy.deepcopy(cluster_rules),
                [x for j, x in enumerate(role_rules) if j != i])
               for i, r in enumerate(role_rules)]
@@ -209,3 +223,41 @@ async def test_every_rbac_rule_is_needed(deployed: Cluster, tmp_path: Path,
         assert failing, f"without {what} every informer still synced"
         assert all("403" in error for error in failing.values()), (what, failing)
         assert synced, what
+
+
+async def test_the_status_rule_is_what_writing_status_needs(
+        deployed: Cluster, tmp_path: Path, applied: list[dict[str, Any]]) -> None:
+    """The status writer's two calls (read the object, replace its status) with the
+    ServiceAccount's token: allowed with the manifest's rules, refused without the status
+    rule, which lets it change nothing but status."""
+    vs = yaml.safe_load("""\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: status-rbac, namespace: default}
+spec: {hosts: [status-rbac.local], http: [{route: [{destination: {host: status-rbac}}]}]}
+""")
+    deployed.admin.apply(vs)
+    applied.append(vs)
+    path = "/apis/networking.istio.io/v1/namespaces/default/virtualservices/status-rbac"
+    cluster_rules = manifest("ClusterRole", "pilotpy")["rules"]
+    role_rules = manifest("Role", "pilotpy")["rules"]
+
+    async def write_status(rules: list[dict[str, Any]], status: dict[str, Any]) -> None:
+        token = _bind(deployed, rules, role_rules, applied)
+        kubeconfig = deployed.kubeconfig(tmp_path / f"kubeconfig-{uuid.uuid4().hex[:6]}",
+                                         token=token)
+        api = KubeApi(load_connection(kubeconfig))
+        try:
+            current = await api.get(path)
+            await api.send("PUT", f"{path}/status", {**current, "status": status})
+        finally:
+            await api.close()
+
+    reconciled = {"observedGeneration": 1, "conditions": [
+        {"type": "Reconciled", "status": "True", "message": "0/0 proxies up to date."}]}
+    await write_status(cluster_rules, reconciled)
+    assert deployed.admin.get(path)["status"] == reconciled
+    without = [r for r in cluster_rules if not _is_status_rule(r)]
+    with pytest.raises(ApiError) as refused:
+        await write_status(without, {"observedGeneration": 1})
+    assert refused.value.code == 403

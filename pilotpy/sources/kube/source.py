@@ -192,6 +192,18 @@ class KubeSource:
         self._tasks = [asyncio.create_task(i.run(), name=f"informer {i.kind.kind}")
                        for i in self.informers]
 
+    def object_path(self, key: Key) -> str | None:
+        """The API path of an object of a watched kind, in the version being watched
+        (None while the kind is not served)."""
+        for informer in self.informers:
+            kind = informer.kind
+            if kind.kind != key.kind or not informer.status.version:
+                continue
+            base = kind.discovery_path(informer.status.version)
+            where = f"/namespaces/{key.namespace}" if kind.namespaced else ""
+            return f"{base}{where}/{kind.plural}/{key.name}"
+        return None
+
     async def wait_synced(self) -> None:
         """Until every informer has completed its first list."""
         await asyncio.gather(*(i.synced.wait() for i in self.informers))
