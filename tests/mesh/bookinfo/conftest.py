@@ -1,9 +1,10 @@
 """Bookinfo in a mesh of its own (W3): productpage, details, reviews v1/v2/v3 and ratings
 (tests/mesh/bookinfo/apps.py) with sidecars in `default`; httpbin and a fortio-like client
 with sidecars for circuit breaking; and istio-ingressgateway, a router Envoy without capture
-in `istio-system` behind a Service 80 -> 8080. Requests to the gateway go from the test
-process over the bridge to the gateway pod's address. Package-scoped: this mesh is gone
-before the W2 mesh of tests/mesh starts."""
+in `istio-system` behind a Service 80 -> 8080. Every Envoy writes a JSON access log line per
+request to its stdout (tests/explain_agreement.py's format). Requests to the gateway go from
+the test process over the bridge to the gateway pod's address. Package-scoped: this mesh is
+gone before the W2 mesh of tests/mesh starts."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.explain_agreement import mesh_config
 from tests.mesh.conftest import require_capabilities
 from tests.mesh.mesh import Mesh, ServiceSpec, running
 from tests.mesh.pods import PodSpec
@@ -53,4 +55,6 @@ PODS = (
 @pytest.fixture(scope="package")
 def bookinfo() -> Iterator[Mesh]:
     require_capabilities()
-    yield from running(Mesh(PODS, SERVICES))
+    # Every Envoy logs each request with the route and cluster it picked (to its stdout, the
+    # pod's envoy.log), for checking `pilotpy explain` against it.
+    yield from running(Mesh(PODS, SERVICES, mesh_config=mesh_config("/dev/stdout")))
