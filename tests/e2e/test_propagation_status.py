@@ -2,7 +2,8 @@
 VirtualService, a second gateway (Delta) rejects the part of it bound to its own Gateway (a
 regex RE2 refuses). `pilotpy status` names that proxy and Envoy's own message, exits 1, and
 exits 0 once the rule is fixed and both have acknowledged it; /debug/status and the pending
-metrics say the same."""
+metrics say the same, and `pilotpy diff --server` shows what the fix does to each connected
+gateway."""
 
 from __future__ import annotations
 
@@ -85,11 +86,18 @@ async def two_gateways(w1: W1Factory, tmp_path: Path) -> AsyncIterator[tuple[W1,
         await asyncio.to_thread(second.stop)
 
 
+def server_url(env: W1) -> str:
+    return f"http://127.0.0.1:{env.stack.plane.http_port}"
+
+
+def pilotpy_cli(env: W1, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pilotpy.cli", *args], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT, check=False)
+
+
 def pilotpy_status(env: W1, *args: str) -> subprocess.CompletedProcess[str]:
-    server = f"http://127.0.0.1:{env.stack.plane.http_port}"
-    return subprocess.run([sys.executable, "-m", "pilotpy.cli", "status", "vs/shared",
-                           "-n", "default", "--server", server, *args],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
+    return pilotpy_cli(env, "status", "vs/shared", "-n", "default", "--server",
+                       server_url(env), *args)
 
 
 def debug_status(env: W1) -> dict[str, Any]:
@@ -107,7 +115,7 @@ def pending_metrics(env: W1) -> dict[str, float]:
 
 
 async def test_status_names_the_proxy_that_refused_and_its_message(
-        two_gateways: tuple[W1, int]) -> None:
+        two_gateways: tuple[W1, int], tmp_path: Path) -> None:
     env, second_port = two_gateways
     env.write("shared.yaml", shared(broken=True))
 
@@ -127,6 +135,19 @@ async def test_status_names_the_proxy_that_refused_and_its_message(
 
     # The first gateway serves the VirtualService meanwhile.
     assert (await asyncio.to_thread(http_get, env.port, "a.local", "/headers"))[0] == 200
+
+    # What the fix will do, for the proxies connected to this pilotpy: only the second
+    # gateway's routes lose the refused rule.
+    fix = tmp_path / "fix.yaml"
+    fix.write_text(shared(broken=False))
+    diff = await asyncio.to_thread(pilotpy_cli, env, "diff", "--config", str(env.config),
+                                   "--proposed", str(fix), "--server", server_url(env))
+    assert diff.returncode == 1, (diff.stdout, diff.stderr)
+    blocks = diff.stdout.split("router 1 proxy ")
+    (first,) = [b for b in blocks if b.startswith("(istio-ingressgateway-local.istio-system)")]
+    (second,) = [b for b in blocks if b.startswith("(second-gw.istio-system)")]
+    assert first.splitlines()[0].endswith(": no change"), diff.stdout
+    assert "~ RouteConfiguration" in second and "path regex /(a)" in second, diff.stdout
 
     env.write("shared.yaml", shared(broken=False))
     done = await asyncio.to_thread(pilotpy_status, env, "--wait", "--timeout", "20s")

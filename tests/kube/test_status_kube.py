@@ -1,16 +1,26 @@
 """Istio's Reconciled status written through a real kube-apiserver (serve --enable-status):
 once the real Envoy gateway acknowledged a VirtualService's generation, the object says so
-(`kubectl get vs -o yaml` shows it); while the gateway refuses it, it says not."""
+(`kubectl get vs -o yaml` shows it); while the gateway refuses it, it says not. `pilotpy diff
+--kube` then reads the same cluster as the current state."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 import yaml
 
 from pilotpy.local.stack import eventually
-from tests.kube.support import DESTINATION_RULE, GATEWAY, KubeMesh, virtual_service
+from tests.kube.support import (
+    DESTINATION_RULE,
+    GATEWAY,
+    GATEWAY_NODE,
+    KubeMesh,
+    virtual_service,
+)
 
 pytestmark = pytest.mark.e2e
 PATH = "/apis/networking.istio.io/v1/namespaces/default/virtualservices/httpbin"
@@ -61,3 +71,15 @@ async def test_reconciled_status_follows_what_the_gateway_acknowledged(mesh: Kub
     await eventually(lambda: reconciled() == (3, "True", "1/1 proxies up to date.", 3),
                      "generation 3 reconciled", timeout=20)
     assert mesh.plane.status_writer is not None and mesh.plane.status_writer.writes >= 4
+
+    # `pilotpy diff --kube`: the cluster's objects are the current state.
+    proposed = mesh.workdir / "v2.yaml"
+    proposed.write_text(virtual_service("httpbin", "httpbin.local", "v2"))
+    done = await asyncio.to_thread(subprocess.run, [
+        sys.executable, "-m", "pilotpy.cli", "diff", "--kubeconfig",
+        str(mesh.workdir / "kubeconfig"), "--proposed", str(proposed),
+        "--node-id", GATEWAY_NODE, "--label", "istio=ingressgateway"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert ('route.cluster: "outbound|80|v1|httpbin-service.default.svc.cluster.local" -> '
+            '"outbound|80|v2|httpbin-service.default.svc.cluster.local"') in done.stdout
