@@ -44,9 +44,7 @@ def plain(value: Any) -> Any:
 
 def debug_routes(xds: XdsServer, discovery: Discovery,
                  store_objects: Callable[[], Mapping[str, Mapping[Any, Any]]],
-                 propagation: Propagation | None = None) -> list[web.RouteDef]:
-    tracker = propagation or Propagation(xds, discovery)
-
+                 propagation: Propagation) -> list[web.RouteDef]:
     async def syncz(request: web.Request) -> web.Response:
         namespace = request.query.get("namespace")
         return web.json_response([sync_status(s) for s in sorted(xds.proxies(),
@@ -111,13 +109,13 @@ def debug_routes(xds: XdsServer, discovery: Discovery,
         if kind_text and kind is None:
             return web.json_response({"error": f"unknown kind {kind_text!r}"}, status=400)
         if kind is not None and namespace and name:
-            found = tracker.status(Key(kind, namespace, name))
+            found = propagation.status(Key(kind, namespace, name))
             if found.change is None and not found.problems:
                 return web.json_response(
                     {**found.to_json(), "error": f"pilotpy has not seen {kind} "
                                                  f"{namespace}/{name}"}, status=404)
             return web.json_response(found.to_json())
-        return web.json_response([s.to_json() for s in tracker.statuses(kind or "", namespace,
+        return web.json_response([s.to_json() for s in propagation.statuses(kind or "", namespace,
                                                                          name)])
 
     return [web.get("/debug/syncz", syncz), web.get("/debug/configz", configz),

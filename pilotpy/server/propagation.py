@@ -139,34 +139,45 @@ class Propagation:
         push = self._discovery.push
         return push.objects.get(key.kind, {}).get(key) if push is not None else None
 
-    def status(self, key: Key, connections: list[Connection] | None = None) -> ObjectStatus:
-        change = self._discovery.object_changes.get(key)
-        problems = tuple(p for p in self._discovery.problems.problems()
-                         if p.concerns(key.kind, key.namespace, key.name))
-        if change is None:
-            return ObjectStatus(key, None, (), problems)
+    def _problems(self, key: Key, problems: Iterable[Problem] | None = None
+                  ) -> tuple[Problem, ...]:
+        every = self._discovery.problems.problems() if problems is None else problems
+        return tuple(p for p in every if p.concerns(key.kind, key.namespace, key.name))
+
+    def proxies(self, key: Key, change: ObjectChange,
+                connections: list[Connection] | None = None) -> tuple[ProxyStatus, ...]:
+        """Where each affected connected proxy stands on the object's latest change."""
         wanted = relevant_types(key, self._current(key))
-        proxies = []
+        out = []
         for connection in connections if connections is not None else self._proxies():
             handle: Any = connection.handle
             if key not in self._discovery.dependencies(handle) and (
                     handle.key not in change.before):
                 continue
             state, type_url, message = proxy_state(connection.status, change.version, wanted)
-            proxies.append(ProxyStatus(connection.status.node_id, connection.status.node.type,
-                                       state, type_url, message))
-        return ObjectStatus(key, change, tuple(proxies), problems)
+            out.append(ProxyStatus(connection.status.node_id, connection.status.node.type,
+                                   state, type_url, message))
+        return tuple(out)
+
+    def status(self, key: Key, connections: list[Connection] | None = None,
+               problems: Iterable[Problem] | None = None) -> ObjectStatus:
+        change = self._discovery.object_changes.get(key)
+        found = self._problems(key, problems)
+        if change is None:
+            return ObjectStatus(key, None, (), found)
+        return ObjectStatus(key, change, self.proxies(key, change, connections), found)
 
     def statuses(self, kind: str = "", namespace: str = "", name: str = ""
                  ) -> list[ObjectStatus]:
         """Every followed object matching the filters, by kind, namespace and name."""
         connections = self._proxies()
+        problems = self._discovery.problems.problems()
         keys = sorted((k for k in self._discovery.object_changes
                        if (not kind or k.kind == kind) and (not namespace or
                                                             k.namespace == namespace)
                        and (not name or k.name == name)),
                       key=lambda k: (k.kind, k.namespace, k.name))
-        return [self.status(k, connections) for k in keys]
+        return [self.status(k, connections, problems) for k in keys]
 
     def pending(self, now: float | None = None) -> tuple[int, float]:
         """Objects whose latest change some affected proxy has not acknowledged, and the age
@@ -181,7 +192,8 @@ class Propagation:
         for key, change in changes.items():
             if self._done.get(key) == change.version:
                 continue
-            if self.status(key, connections).reconciled:
+            if all(p.state is ProxyState.ACKED
+                   for p in self.proxies(key, change, connections)):
                 self._done[key] = change.version
                 continue
             count += 1

@@ -17,14 +17,14 @@ import asyncio
 import datetime
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pilotpy.discovery import Discovery
 from pilotpy.model.kinds import Kind
 from pilotpy.model.meta import Key
-from pilotpy.server.propagation import ObjectStatus, Propagation
+from pilotpy.server.propagation import Propagation, ProxyState, ProxyStatus
 
 log = logging.getLogger("pilotpy.status")
 RECONCILED = "Reconciled"
@@ -69,11 +69,12 @@ def _rfc3339(when: float) -> str:
     return datetime.datetime.fromtimestamp(when, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def desired_condition(status: ObjectStatus) -> tuple[str, str]:
-    """The Reconciled condition's status and message for the object's latest change."""
-    acked = sum(1 for p in status.proxies if p.state.value == "ACKED")
-    return ("True" if status.reconciled else "False",
-            f"{acked}/{len(status.proxies)} proxies up to date.")
+def desired_condition(proxies: Sequence[ProxyStatus]) -> tuple[str, str]:
+    """The Reconciled condition's status and message for the object's latest change, from
+    where its affected proxies stand."""
+    acked = sum(1 for p in proxies if p.state is ProxyState.ACKED)
+    return ("True" if acked == len(proxies) else "False",
+            f"{acked}/{len(proxies)} proxies up to date.")
 
 
 def updated_status(current: dict[str, Any] | None, generation: int, state: str,
@@ -148,8 +149,7 @@ class StatusWriter:
             last = self._written.get(key)
             if last is not None and last[0] == change.generation and last[1] == "True":
                 continue  # done for this generation; proxy churn does not rewrite it
-            status = self._propagation.status(key)
-            state, message = desired_condition(status)
+            state, message = desired_condition(self._propagation.proxies(key, change))
             wanted = (change.generation, state, message)
             if last == wanted:
                 continue
