@@ -68,12 +68,6 @@ class ObjectStatus:
     def count(self, state: ProxyState) -> int:
         return sum(1 for p in self.proxies if p.state is state)
 
-    @property
-    def reconciled(self) -> bool:
-        """Every affected proxy holds the change (vacuously true with none)."""
-        return self.change is not None and all(p.state is ProxyState.ACKED
-                                               for p in self.proxies)
-
     def to_json(self) -> dict[str, Any]:
         change = self.change
         out: dict[str, Any] = {"kind": self.key.kind, "namespace": self.key.namespace,
