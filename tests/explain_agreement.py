@@ -18,7 +18,8 @@ ACCESS_LOG_FIELDS = {
     "authority": "%REQ(:AUTHORITY)%", "end_user": "%REQ(END-USER)%",
     "code": "%RESPONSE_CODE%", "flags": "%RESPONSE_FLAGS%",
     "route_name": "%ROUTE_NAME%", "route_config": "%METADATA(ROUTE:istio:config)%",
-    "upstream_cluster": "%UPSTREAM_CLUSTER%", "upstream_host": "%UPSTREAM_HOST%",
+    # The cluster name itself (UPSTREAM_CLUSTER is its alt_stat_name, `...;`).
+    "upstream_cluster": "%UPSTREAM_CLUSTER_RAW%", "upstream_host": "%UPSTREAM_HOST%",
     "local": "%DOWNSTREAM_LOCAL_ADDRESS%",
 }
 ACCESS_LOG_FORMAT = json.dumps(ACCESS_LOG_FIELDS, sort_keys=True)

@@ -4,8 +4,11 @@ carrying it, refused it with its message, or has not answered; over SotW and Del
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
+from pilotpy.local.stack import http_get
 from pilotpy.model.kinds import Kind
 from pilotpy.model.meta import Key
 from pilotpy.server.propagation import ObjectStatus, ProxyState
@@ -170,3 +173,23 @@ async def test_a_deleted_object_waits_for_the_proxies_that_held_it(xds: Harness)
                          what="the deletion acknowledged")
         payload: dict[str, Any] = _status(xds, VS).to_json()
         assert (payload["served"], payload["deleted"], payload["acked"]) == (False, True, 1)
+
+
+async def test_debug_status_answers_per_object_or_as_a_listing(xds: Harness) -> None:
+    port = xds.plane.http_port
+
+    def get(query: str) -> tuple[int, Any]:
+        status, _, body = http_get(port, "pilotpy", f"/debug/status?{query}")
+        return status, json.loads(body)
+
+    async with xds.sotw() as c:
+        await sotw_converge(c)
+        code, one = await asyncio.to_thread(get, "kind=vs&namespace=default&name=httpbin")
+        assert code == 200 and (one["kind"], one["acked"], one["served"]) == (
+            "VirtualService", 1, True)
+        code, listing = await asyncio.to_thread(get, "namespace=default")
+        assert code == 200
+        assert {"DestinationRule", "Gateway", "Service", "VirtualService"} <= {
+            o["kind"] for o in listing}
+        assert (await asyncio.to_thread(get, "kind=vs&namespace=default&name=nope"))[0] == 404
+        assert (await asyncio.to_thread(get, "kind=widget"))[0] == 400
