@@ -10,8 +10,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
 .PHONY: help venv run demo test lint test-unit test-golden test-xds test-e2e test-mesh mesh-tools \
-	test-kube golden bench clean kube-bins istioctl istio-bins manifests fields-doc kind-up kind-load kind-deploy \
-	kind-demo kind-down
+	test-kube golden bench clean kube-bins istioctl istio-bins pilot-agent manifests fields-doc protos \
+	kind-up kind-load kind-deploy kind-demo kind-down
 
 # Heavy test binaries live outside the clone, so a fresh CI clone reuses them.
 CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pilotpy
@@ -121,3 +121,9 @@ bench: $(STAMP) ## benchmarks S1 and S5 (writes bench/out/report.json)
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache bench/out
+
+# The CA's messages (protos/istio/v1/auth/ca.proto) are compiled with grpcio-tools and checked
+# in as pilotpy/ca/ca_pb2.py(i), so an install needs no protoc; tests/unit/test_ca_proto.py fails
+# when the checked-in code differs from what this target generates.
+protos: $(STAMP) ## regenerate pilotpy/ca/ca_pb2.py and .pyi from protos/
+	$(BIN)/python hack/protogen.py pilotpy/ca

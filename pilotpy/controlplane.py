@@ -21,13 +21,13 @@ from aiohttp import web
 
 from pilotpy import __version__, http
 from pilotpy.analysis import analyze, duplicate_hosts, schema_errors
-from pilotpy.certs import serving_key_and_cert
 from pilotpy.debug import debug_routes
 from pilotpy.diagnostics import Diagnostics, Problem
 from pilotpy.discovery import Discovery
 from pilotpy.lifecycle import cancel_and_wait
 from pilotpy.mesh import MeshConfig, MeshConfigError, parse_mesh_config
 from pilotpy.monitoring import PilotMetrics
+from pilotpy.secureport import SecurePort
 from pilotpy.settings import Settings, split_address
 from pilotpy.sources.files import FileSource
 from pilotpy.sources.kube import KubeApi, KubeSource, load_connection
@@ -71,20 +71,25 @@ class ControlPlane:
             version=__version__)
         self.metrics = PilotMetrics()
         self.kube: KubeSource | None = None
+        self.kube_api: KubeApi | None = None
         if settings.kube:
             connection = load_connection(settings.kubeconfig, settings.kube_context)
             self.metrics.sources.set_synced(KUBE_SOURCE, False)
-            self.kube = KubeSource(KubeApi(connection, user_agent="pilotpy"), self.store,
+            self.kube_api = KubeApi(connection, user_agent="pilotpy")
+            self.kube = KubeSource(self.kube_api, self.store,
                                    self.diagnostics,
                                    control_plane_namespace=settings.control_plane_namespace,
                                    status=self.metrics.sources)
+        self.secure: SecurePort | None = None
+        if settings.grpc_tls_addr:
+            self.secure = SecurePort(settings, self.xds, self.metrics.registry,
+                                     self.trust_domain, self.kube_api)
         self.metrics.watch_xds(self.xds.stats, self.xds.proxies)
         self.metrics.watch_config(
             services=lambda: len(self.discovery.push.services.all) if self.discovery.push else 0,
             virtual_services=lambda: len(self.store_objects().get("VirtualService", {})),
             rejected=lambda: self.diagnostics.rejected_total, events=self.store.events)
         self.grpc_port = 0
-        self.grpc_tls_port = 0
         self.http_port = 0
         self.monitoring_port = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -101,6 +106,16 @@ class ControlPlane:
             return "waiting for config sources to sync: " + ", ".join(waiting)
         return "config sources have not synced"
 
+    def trust_domain(self) -> str:
+        push = self.discovery.push
+        return push.mesh.trust_domain if push is not None else self.discovery.mesh.trust_domain
+
+    @property
+    def grpc_tls_port(self) -> int:
+        """The TLS port, once open (0 before; in the cluster it opens when the CA's key
+        material has been read: await `secure.ready`)."""
+        return self.secure.port if self.secure is not None else 0
+
     def store_objects(self) -> Any:
         push = self.discovery.push
         return push.objects if push is not None else {}
@@ -109,17 +124,12 @@ class ControlPlane:
         self.files.load()
         self.discovery.update(self.store.snapshot())
         grpc_host, grpc_port = split_address(self.settings.grpc_addr)
-        tls_address = None
-        key_and_cert = None
-        if self.settings.grpc_tls_addr:
-            tls_host, tls_port = split_address(self.settings.grpc_tls_addr)
-            tls_address = f"{tls_host}:{tls_port}"
-            key_and_cert = serving_key_and_cert(self.settings.tls_cert_file,
-                                                self.settings.tls_key_file)
-        self.grpc_port = await self.xds.start(f"{grpc_host}:{grpc_port}",
-                                              tls_address=tls_address,
-                                              tls_key_and_cert=key_and_cert)
-        self.grpc_tls_port = self.xds.tls_port
+        # TLS ends in front of the secure server (pilotpy/xds/tls_front.py), on loopback.
+        self.grpc_port = await self.xds.start(
+            f"{grpc_host}:{grpc_port}",
+            secure_address="127.0.0.1:0" if self.secure is not None else None)
+        if self.secure is not None:
+            await self.secure.start(self.xds.secure_port)
         routes = debug_routes(self.xds, self.discovery, self.store_objects)
         http_host, http_port = split_address(self.settings.http_addr)
         runner, self.http_port = await http.serve(
@@ -217,6 +227,8 @@ class ControlPlane:
         await cancel_and_wait(self._tasks)
         if self.kube is not None:
             await self.kube.stop()
+        if self.secure is not None:
+            await self.secure.stop()
         await self.xds.stop()
         for runner in self._http:
             await runner.cleanup()
