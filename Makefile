@@ -60,10 +60,13 @@ test-e2e: $(STAMP) istioctl ## pilotpy + a real Envoy + local backends (+ the re
 istioctl: ## build the real istioctl once into ~/.cache/pilotpy (slow the first time: Go)
 	@hack/istio-bins.sh istioctl >/dev/null
 
+pilot-agent: ## build the real pilot-agent (istio/proxyv2's agent) once into ~/.cache/pilotpy
+	@hack/istio-bins.sh pilot-agent >/dev/null
+
 istio-bins: ## build istioctl, pilot-agent and pilot-discovery (istiod) once into ~/.cache/pilotpy
 	@hack/istio-bins.sh >/dev/null
 
-test-mesh: $(STAMP) mesh-tools ## pods as network namespaces, istio-init capture, real Envoy sidecars (root)
+test-mesh: $(STAMP) mesh-tools pilot-agent istioctl ## pods as network namespaces, istio-init capture, real Envoy sidecars (root)
 	$(PYTEST) tests/mesh -q
 
 mesh-tools: ## install iptables for the mesh tier if missing (needs root and apt-get)

@@ -100,6 +100,10 @@ class _Pipe(asyncio.Protocol):
 
 
 class _Downstream(_Pipe):
+    def eof_received(self) -> bool | None:
+        super().eof_received()
+        return None  # a TLS transport cannot stay half-open: it closes
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.front.connect_upstream(self)
