@@ -18,15 +18,15 @@ from envoy.config.core.v3 import base_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from pilotpy.diagnostics import Diagnostics, Problem
 from pilotpy.mesh import MESH_CONFIG_KIND, MeshConfig
+from pilotpy.problems import Diagnostics, Problem
 from pilotpy.proxy import NodeIdError, Proxy, ProxyView, parse_proxy, view_proxy
 from pilotpy.push import PushContext, PushScope, build_push_context
+from pilotpy.runtime.memory import release_free_memory
 from pilotpy.store import ChangeSet
 from pilotpy.translate.endpoints import eds_cluster_names
 from pilotpy.translate.generate import endpoints_for, generate
 from pilotpy.translate.names import parse_outbound_cluster_name
-from pilotpy.tuning import release_free_memory
 from pilotpy.xds import types
 from pilotpy.xds.resources import Resource, ResourceSet, Snapshot, make_resource
 from pilotpy.xds.server import NodeRejected

@@ -67,6 +67,19 @@ def _pod_ports(value: Any) -> dict[str, int]:
     return out
 
 
+def node_id_namespace(node_id: str) -> str:
+    """The namespace a 4-part node id names: `<ns>` of its DNS domain `<ns>.svc.<suffix>`,
+    else of its `<pod>.<ns>` part; "" when it names none (a debug client's
+    `debug~0.0.0.0~istioctl~cluster.local`)."""
+    parts = node_id.split("~")
+    if len(parts) != 4:
+        return ""
+    pod_id, dns_domain = parts[2], parts[3]
+    if ".svc." in dns_domain:
+        return dns_domain.split(".", 1)[0]
+    return pod_id.rpartition(".")[2] if "." in pod_id else ""
+
+
 def parse_proxy(node_id: str, metadata: Mapping[str, Any] | None = None) -> Proxy:
     """Parse `type~ip~pod.namespace~namespace.svc.cluster.local` plus node metadata."""
     metadata = metadata or {}
@@ -85,9 +98,15 @@ def parse_proxy(node_id: str, metadata: Mapping[str, Any] | None = None) -> Prox
         ips = [ip_part]
     if node_type in (SIDECAR, ROUTER) and not hosts.is_ip(ips[0]):
         raise NodeIdError(f"node id {node_id!r}: {ips[0]!r} is not an IP address")
+    named = node_id_namespace(node_id)
     namespace = str(metadata.get("NAMESPACE") or "")
+    if namespace and named and namespace != named:
+        # Config is looked up by namespace: serving one the id contradicts would hand the
+        # proxy another namespace's Sidecar, DestinationRules and inbound config.
+        raise NodeIdError(f"node id {node_id!r} names namespace {named!r} but its metadata "
+                          f"NAMESPACE is {namespace!r}")
     if not namespace:
-        namespace = dns_domain.split(".", 1)[0] if dns_domain else pod_id.rpartition(".")[2]
+        namespace = named or (dns_domain.split(".", 1)[0] if dns_domain else "")
     pod_name = str(metadata.get("NAME") or pod_id.split(".", 1)[0])
     raw_labels = metadata.get("LABELS")
     labels = ({str(k): str(v) for k, v in raw_labels.items()}

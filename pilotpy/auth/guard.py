@@ -19,7 +19,7 @@ from envoy.config.core.v3 import base_pb2
 
 from pilotpy.auth.caller import AuthError, Caller, TokenAuthenticator, bearer_token
 from pilotpy.ca.identity import SpiffeId
-from pilotpy.metrics import Registry
+from pilotpy.runtime.metrics import Registry
 from pilotpy.xds.server import StreamRefused
 from pilotpy.xds.tls_front import PeerTls
 

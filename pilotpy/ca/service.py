@@ -19,7 +19,7 @@ import grpc
 from pilotpy.auth.caller import AuthError, Caller
 from pilotpy.ca import ca_pb2
 from pilotpy.ca.authority import CaError, CertificateAuthority, IdentityMismatch, parse_csr
-from pilotpy.metrics import Registry
+from pilotpy.runtime.metrics import Registry
 
 log = logging.getLogger("pilotpy.ca")
 SERVICE = "istio.v1.auth.IstioCertificateService"

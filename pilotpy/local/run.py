@@ -8,9 +8,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pilotpy.lifecycle import run_until_stopped
 from pilotpy.local.stack import LocalStack, port_or_free
 from pilotpy.model.gateway import Gateway
+from pilotpy.runtime.lifecycle import run_until_stopped
 
 
 def _curl_hints(stack: LocalStack) -> list[str]:

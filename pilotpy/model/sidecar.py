@@ -19,10 +19,14 @@ OUTBOUND_MODES = ("ALLOW_ANY", "REGISTRY_ONLY")
 
 @dataclass(frozen=True, slots=True)
 class EgressHost:
-    """One `namespace/dnsName` entry: namespace `*` (any), `.` (the Sidecar's), `~` (none)."""
+    """One `namespace/dnsName` entry: namespace `*` (any) or a name (`.` is stored as the
+    Sidecar's own). A `~` prefix (Istio 1.31: `~ns/host`, `~/host` for every namespace)
+    makes it an exclusion: matching hosts are left out even where another entry imports
+    them."""
 
     namespace: str
     host: str
+    excluded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +51,13 @@ def _parse_egress_host(f: Fields, value: str, own_namespace: str) -> EgressHost 
     if not slash:
         f.error(f"host {value!r} must be of the form namespace/dnsName", "hosts")
         return None
-    if namespace not in ("*", ".", "~") and not is_dns1123_label(namespace):
+    if not namespace or not name:
+        f.error(f"host {value!r}: the namespace and the dnsName cannot be empty", "hosts")
+        return None
+    excluded = namespace.startswith("~")
+    if excluded:
+        namespace = namespace[1:] or "*"
+    if namespace not in ("*", ".") and not is_dns1123_label(namespace):
         f.error(f"host {value!r}: invalid namespace {namespace!r}", "hosts")
         return None
     if name != "*":
@@ -55,7 +65,7 @@ def _parse_egress_host(f: Fields, value: str, own_namespace: str) -> EgressHost 
         if problem:
             f.error(problem, "hosts")
             return None
-    return EgressHost(own_namespace if namespace == "." else namespace, name.lower())
+    return EgressHost(own_namespace if namespace == "." else namespace, name.lower(), excluded)
 
 
 def _parse_egress(f: Fields, own_namespace: str) -> EgressListener:

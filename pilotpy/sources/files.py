@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from pilotpy.diagnostics import Diagnostics, Problem
 from pilotpy.model import InvalidObject, Key, UnknownKind, parse_object
+from pilotpy.problems import Diagnostics, Problem
 from pilotpy.store import Store
 
 log = logging.getLogger("pilotpy.sources.files")

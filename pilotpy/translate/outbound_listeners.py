@@ -193,6 +193,13 @@ def _binds(push: PushContext, view: ProxyView, service: Service, port: Port) -> 
     return [(WILDCARD, "")]
 
 
+def _merge_chains(listener: listener_pb2.Listener, incoming: listener_pb2.Listener) -> None:
+    """Adds `incoming`'s filter chains (already checked distinct) and listener filters."""
+    listener.filter_chains.extend(incoming.filter_chains)
+    names = {f.name for f in listener.listener_filters}
+    listener.listener_filters.extend(f for f in incoming.listener_filters if f.name not in names)
+
+
 def _reserved(mesh: MeshConfig) -> frozenset[int]:
     return RESERVED_PORTS | {mesh.proxy_listen_port, mesh.proxy_inbound_listen_port}
 
@@ -205,12 +212,15 @@ def outbound_listeners(push: PushContext, view: ProxyView,
     by_name: dict[str, listener_pb2.Listener] = {}
     sniffed: set[tuple[str, int]] = set()
     tls_listeners: dict[str, _TLSListener] = {}
+    owners: dict[str, str] = {}  # listener name -> the service that built it
+    cidr_chains: dict[str, DistinctChains] = {}  # wildcard listeners of CIDR-bound services
     visible: list[tuple[Service, Port]] = [
         (service, port) for service in scope.services for port in service.ports
         if port.protocol is not Protocol.UDP and scope.port_visible(service, port)
-        # An ExternalName alias is a virtual host routing to its target's cluster; it has
-        # no address of its own to listen on.
-        and (service.resolution is not Resolution.ALIAS or port.protocol.is_http)]
+        # An ExternalName alias has no listener, virtual host or cluster of its own: its
+        # names are domains of its target's virtual host (sidecar_routes), if the target is
+        # in the registry; else its traffic is the catch-all's, like any unknown host.
+        and service.resolution is not Resolution.ALIAS]
     http_services: dict[int, list[Service]] = {}
     for service, port in visible:
         if port.protocol.is_http:
@@ -240,14 +250,32 @@ def outbound_listeners(push: PushContext, view: ProxyView,
                     else:
                         tls.reads_sni = tls.reads_sni or routed.reads_sni
                 continue
-            if name in by_name or name in tls_listeners:
+            at = bind[1] or (bind[0] if bind[0] != WILDCARD else "")
+            where = f"{service.hostname}:{port.number} ({port.protocol.value})"
+            where += f" at {at}" if at else ""
+            if name in cidr_chains and bind[1]:
+                # CIDR-bound services share the wildcard listener, one chain per address range
+                # (istiod: one service per address, chains merged while their ranges differ).
+                incoming = service_listener(push, view, scope, bind=bind, service=service,
+                                            port=port)
+                if any(cidr_chains[name].add(c) for c in incoming.filter_chains):
+                    out.diagnostics.append(f"{where}: the range already has a filter chain on "
+                                           f"listener {name} (from {owners[name]}); skipped")
+                    continue
+                _merge_chains(by_name[name], incoming)
+            elif name in by_name or name in tls_listeners:
                 # The oldest service keeps the address and port (istiod's conflict rule).
-                out.diagnostics.append(
-                    f"{service.hostname}:{port.number} ({port.protocol.value}) conflicts with "
-                    f"listener {name} already built for another service; skipped")
+                out.diagnostics.append(f"{where}: conflicts with listener {name} already built "
+                                       f"for {owners.get(name, 'HTTP services')}; skipped")
                 continue
-            by_name[name] = service_listener(push, view, scope, bind=bind, service=service,
-                                             port=port)
+            else:
+                by_name[name] = service_listener(push, view, scope, bind=bind, service=service,
+                                                 port=port)
+                owners[name] = service.hostname
+                if bind[1]:
+                    cidr_chains[name] = DistinctChains()
+                    for chain in by_name[name].filter_chains:
+                        cidr_chains[name].add(chain)
             if port.protocol is Protocol.UNSUPPORTED and (
                     service.hostname, port.number) not in sniffed:
                 sniffed.add((service.hostname, port.number))

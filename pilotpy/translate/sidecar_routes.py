@@ -6,6 +6,8 @@ service's virtual host alone, for any Host."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 
@@ -46,7 +48,7 @@ def _with_port(names: list[str], port: int) -> list[str]:
     return out
 
 
-def _kubernetes_short_names(hostname: str, proxy_domain: str) -> list[str]:
+def kubernetes_short_names(hostname: str, proxy_domain: str) -> list[str]:
     """`name`, `name.ns.svc`, `name.ns` in the proxy's namespace; `name.ns`, `name.ns.svc`
     from other namespaces (istiod's generateAltVirtualHostsForKubernetesService)."""
     proxy_namespace = proxy_domain.split(".svc.", 1)[0]
@@ -60,16 +62,25 @@ def _kubernetes_short_names(hostname: str, proxy_domain: str) -> list[str]:
     return [name_ns, f"{name_ns}.svc"]
 
 
-def virtual_host_domains(service: Service, port: int, proxy_domain: str) -> list[str]:
-    """Every Host a client may send for `service` on `port`: the FQDN (also absolute, with its
-    trailing dot), the short names its DNS search path allows, the VIPs, each with and
-    without `:port`; `*.` forms too for headless Kubernetes services (pods by name)."""
-    hostname = service.hostname
+def host_names(hostname: str, proxy_domain: str) -> list[str]:
+    """The names a client may use for `hostname`: itself, absolute (with a trailing dot),
+    and the short names its DNS search path allows."""
     names = [hostname, hostname + "."]
     if ".svc." in proxy_domain:
         suffix = proxy_domain.split(".svc.", 1)[1]
         if hostname.endswith(".svc." + suffix):
-            names += _kubernetes_short_names(hostname, proxy_domain)
+            names += kubernetes_short_names(hostname, proxy_domain)
+    return names
+
+
+def virtual_host_domains(service: Service, port: int, proxy_domain: str,
+                         aliases: Iterable[Service] = ()) -> list[str]:
+    """Every Host a client may send for `service` on `port`: its names (`host_names`) and
+    those of the ExternalName `aliases` resolving to it, the VIPs, each with and without
+    `:port`; `*.` forms too for headless Kubernetes services (pods by name)."""
+    names = host_names(service.hostname, proxy_domain)
+    for alias in aliases:
+        names += host_names(alias.hostname, proxy_domain)
     domains = _with_port(names, port)
     if service.resolution is Resolution.PASSTHROUGH and service.origin.kind == "Service":
         domains += ["*." + d for d in domains]
@@ -197,8 +208,11 @@ def port_route_configuration(push: PushContext, view: ProxyView, scope: SidecarS
             vhosts.append((name, fresh, built))
 
     for service in services:
+        aliases = [a for a in push.services.aliases_of(service.hostname)
+                   if a.visible_to(view.namespace) and scope.allows(a.namespace, a.hostname,
+                                                                    port)]
         add(virtual_host_name(service.hostname, port),
-            virtual_host_domains(service, port, view.proxy.dns_domain),
+            virtual_host_domains(service, port, view.proxy.dns_domain, aliases),
             routes.for_service(service))
     if port == UNREGISTERED_HOSTS_PORT:
         known = {s.hostname for s in services}

@@ -20,6 +20,7 @@ from pilotpy.translate import pb
 from pilotpy.translate.chain_match import RoutedChain
 from pilotpy.translate.filters import tcp_proxy_filter
 from pilotpy.translate.routes import config_path, destination_cluster
+from pilotpy.translate.sidecar_routes import kubernetes_short_names
 from pilotpy.translate.sidecar_scope import SidecarScope
 from pilotpy.translate.tcp_routes import fits_proxy, route_destinations_filter
 
@@ -74,5 +75,11 @@ def tls_route_chains(push: PushContext, view: ProxyView, scope: SidecarScope, se
     cluster = destination_cluster(Destination(service.hostname, "", port), service, port)
     shared = bool(cidr) or address == WILDCARD
     sni = [service.hostname] if shared else []
+    if shared:  # ExternalName aliases of the service answer to its chain too (istiod's tls.go)
+        for alias in push.services.aliases_of(service.hostname):
+            if alias.visible_to(view.namespace) and scope.allows(alias.namespace,
+                                                                 alias.hostname, port):
+                sni += [alias.hostname,
+                        *kubernetes_short_names(alias.hostname, view.proxy.dns_domain)]
     return [RoutedChain(_chain(tcp_proxy_filter(cluster), sni, listener_cidrs),
                         f"{service.hostname}:{port}", reads_sni=bool(sni))]

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from pilotpy.diagnostics import Diagnostics
 from pilotpy.mesh import MeshConfig
+from pilotpy.problems import Diagnostics
 from pilotpy.proxy import parse_proxy, view_proxy
 from pilotpy.push import build_push_context
 from pilotpy.sources.files import FileSource

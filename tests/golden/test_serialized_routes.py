@@ -10,11 +10,11 @@ import pytest
 import yaml
 from envoy.config.route.v3 import route_pb2
 
-from pilotpy.controlplane import load_mesh_config
-from pilotpy.diagnostics import Diagnostics
+from pilotpy.problems import Diagnostics
 from pilotpy.proxy import parse_proxy, view_proxy
 from pilotpy.push import build_push_context
-from pilotpy.settings import Settings
+from pilotpy.server.controlplane import load_mesh_config
+from pilotpy.server.settings import Settings
 from pilotpy.sources.files import FileSource
 from pilotpy.store import Store
 from pilotpy.translate.generate import GeneratedConfig, generate

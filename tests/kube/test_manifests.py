@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pilotpy.diagnostics import Diagnostics
 from pilotpy.local.envoy import validate_bootstrap
+from pilotpy.problems import Diagnostics
 from pilotpy.sources.kube import KubeApi, KubeSource, load_connection
 from pilotpy.store import Store
 from tests.kube.cluster import Cluster

@@ -11,7 +11,6 @@ import pytest
 import pilotpy.xds.server
 from pilotpy.local.stack import eventually, http_get
 from pilotpy.xds import types
-from pilotpy.xds.client import SotwClient
 from tests.kube.cluster import Cluster
 from tests.kube.support import (
     DESTINATION_RULE,
@@ -20,6 +19,7 @@ from tests.kube.support import (
     KubeMesh,
     virtual_service,
 )
+from tests.xds_client import SotwClient
 
 pytestmark = pytest.mark.e2e
 CONFIG_STATS = ("cluster_manager.cds.update_success", "listener_manager.lds.update_success",

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from pilotpy.diagnostics import Diagnostics, Problem
+from pilotpy.problems import Diagnostics, Problem
 
 
 def error(origin: str, message: str) -> Problem:

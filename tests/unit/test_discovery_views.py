@@ -66,10 +66,10 @@ def test_views_follow_their_pod() -> None:
 
 
 def test_a_published_mesh_config_replaces_the_starting_one() -> None:
-    from pilotpy.diagnostics import Diagnostics
     from pilotpy.discovery import Discovery
     from pilotpy.mesh import MESH_CONFIG_KIND, MeshConfig
     from pilotpy.model import Key
+    from pilotpy.problems import Diagnostics
     from pilotpy.store import ChangeSet
 
     discovery = Discovery(MeshConfig(), Diagnostics())

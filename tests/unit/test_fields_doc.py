@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pilotpy.fields_doc import (
+from pilotpy.cli.fields import (
     documented,
     readme_section,
     rejected,
@@ -88,8 +88,8 @@ def test_objects_read_alike_are_listed_once() -> None:
 
 def test_fields_command_rewrites_only_the_generated_section(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pilotpy.cli import main
-    from pilotpy.fields_doc import markdown
+    from pilotpy.cli.fields import markdown
+    from pilotpy.cli.main import main
 
     readme = tmp_path / "README.md"
     readme.write_text("# title\n\n" + readme_section(README.read_text()) + "\n\ntail\n")

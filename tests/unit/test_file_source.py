@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pilotpy.diagnostics import Diagnostics, Problem
 from pilotpy.model import Key
 from pilotpy.model.kube import Service
 from pilotpy.model.virtualservice import VirtualService
+from pilotpy.problems import Diagnostics, Problem
 from pilotpy.sources.files import FileSource, discover
 from pilotpy.store import ChangeSet, Store
 
@@ -285,10 +285,11 @@ def test_an_object_defined_twice_in_one_file_is_reported(config: Config) -> None
     assert "twice" in problem.message
 
 
-def test_the_same_object_in_two_files_comes_from_the_first_file(config: Config) -> None:
+def test_the_same_object_in_two_files_comes_from_the_last_file(config: Config) -> None:
+    """As `kubectl apply -f dir`, which applies the files in name order."""
     config.write("b.yaml", service_yaml("a", 81))
     config.write("a.yaml", service_yaml("a", 80))
-    assert services(config.scan())[svc_key("a")].ports[0].port == 80
+    assert services(config.scan())[svc_key("a")].ports[0].port == 81
 
 
 def test_warnings_are_reported_but_the_object_is_served(config: Config) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pilotpy.diagnostics import Diagnostics
 from pilotpy.mesh import MESH_CONFIG_KIND, MeshConfig
 from pilotpy.model import Key
+from pilotpy.problems import Diagnostics
 from pilotpy.sources.kube.kinds import watched_kinds
 from pilotpy.sources.kube.source import _MeshConfigSink, _ObjectSink
 from pilotpy.store import Store

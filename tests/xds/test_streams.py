@@ -12,7 +12,6 @@ import pytest
 
 import pilotpy.discovery
 import pilotpy.xds.server
-from pilotpy.xds.client import DeltaClient, SotwClient, StreamClosedError
 from pilotpy.xds.sotw import SotwStream
 from pilotpy.xds.types import CLUSTER, ENDPOINT, LISTENER
 from tests.xds.xds_harness import (
@@ -25,6 +24,7 @@ from tests.xds.xds_harness import (
     eventually,
     round_robin,
 )
+from tests.xds_client import DeltaClient, SotwClient, StreamClosedError
 
 GATEWAY_2 = "router~127.0.0.2~gw-2.istio-system~istio-system.svc.cluster.local"
 DEBUG_NODE = "debug~0.0.0.0~istioctl~cluster.local"
@@ -71,6 +71,21 @@ async def test_malformed_node_ids_fail_invalid_argument(xds: Harness, node_id: s
     async with xds.sotw(node_id) as c:
         await c.request(CLUSTER)
         assert await c.wait_closed(5.0) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("protocol", ["sotw", "delta"])
+async def test_metadata_namespace_contradicting_the_node_id_fails_invalid_argument(
+        xds: Harness, protocol: str) -> None:
+    """Config is chosen by namespace: an id naming istio-system with metadata saying
+    `default` would be served another namespace's config."""
+    client = (xds.sotw if protocol == "sotw" else xds.delta)(
+        GATEWAY_NODE, {"NAMESPACE": "default", "LABELS": {"istio": "ingressgateway"}})
+    async with client as c:
+        await _first_request(c)
+        assert await c.wait_closed(5.0) == grpc.StatusCode.INVALID_ARGUMENT
+        assert "names namespace 'istio-system' but its metadata NAMESPACE is 'default'" in (
+            c.details or "")
+    assert xds.plane.discovery.proxy_count == 0
 
 
 async def test_later_requests_may_omit_node(xds: Harness) -> None:

@@ -15,14 +15,14 @@ from typing import Any
 
 import yaml
 
-from pilotpy.diagnostics import Diagnostics, Problem
-from pilotpy.lifecycle import cancel_and_wait
 from pilotpy.mesh import MESH_CONFIG_KIND, MeshConfig, MeshConfigError, parse_mesh_config
 from pilotpy.model import InvalidObject, Key, UnknownKind, parse_object
+from pilotpy.problems import Diagnostics, Problem
+from pilotpy.runtime.lifecycle import cancel_and_wait
+from pilotpy.runtime.source_status import SourceStatus
 from pilotpy.sources.kube.api import KubeApi
 from pilotpy.sources.kube.informer import Informer
 from pilotpy.sources.kube.kinds import MESH_CONFIG_MAP, WatchedKind, watched_kinds
-from pilotpy.sourcestatus import SourceStatus
 from pilotpy.store import Store
 
 log = logging.getLogger("pilotpy.sources.kube")

@@ -22,8 +22,8 @@ from pilotpy.ca.authority import CertificateAuthority, TtlPolicy
 from pilotpy.ca.bundle import CaBundle
 from pilotpy.ca.keysource import bundle_from_cluster, bundle_from_directory, bundle_in_memory
 from pilotpy.ca.service import CaMetrics, CertificateService
-from pilotpy.metrics import Registry
-from pilotpy.settings import Settings, split_address
+from pilotpy.runtime.metrics import Registry
+from pilotpy.server.settings import Settings, split_address
 from pilotpy.sources.kube import KubeApi
 from pilotpy.sources.kube.backoff import Backoff
 from pilotpy.xds.server import XdsServer

@@ -5,30 +5,40 @@ messages.yaml), for `pilotpy analyze` and for every change set at ingest.
   DestinationRule subset that does not exist.
 - IST0106 SchemaValidationError (Error): an object pilotpy rejects.
 - IST0109 ConflictingMeshGatewayVirtualServiceHosts (Error): two mesh VirtualServices for one
-  host.
+  host that some namespace sees from both: the same host exported everywhere by both, or to
+  one namespace by both, or a host exported to some namespaces that overlaps (wildcards
+  included) a host exported everywhere.
 - IST0132 VirtualServiceHostNotFoundInGateway (Warning): a VirtualService host that none of
   its Gateway's servers accepts.
-- IST0145 ConflictingGateways (Error): Gateways with the same selector and port and
-  overlapping hosts.
+- IST0145 ConflictingGateways (Error): Gateways on one workload (the same selector, or
+  selectors that one Pod of the input both matches) with a server on one port, with the same
+  bind, naming the same host string.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pilotpy.diagnostics import Problem
 from pilotpy.mesh import MeshConfig
 from pilotpy.model import hosts
 from pilotpy.model.common import Destination
 from pilotpy.model.destinationrule import DestinationRule
-from pilotpy.model.gateway import Gateway
+from pilotpy.model.gateway import Gateway, Server
+from pilotpy.model.kube import Pod
 from pilotpy.model.meta import Key
 from pilotpy.model.virtualservice import VirtualService
+from pilotpy.problems import Problem
 from pilotpy.push.config import resolve_virtual_service
-from pilotpy.push.services import Service, from_kube_service, from_service_entry
+from pilotpy.push.services import (
+    Service,
+    from_kube_service,
+    from_service_entry,
+    resolve_export_to,
+)
+from pilotpy.translate.gateway import selects
 
 ERROR, WARNING = "Error", "Warning"
 NAMES = {
@@ -211,22 +221,73 @@ def duplicate_hosts(objects: Objects, mesh: MeshConfig) -> dict[tuple[str, str],
     return {k: v for k, v in sorted(owners.items()) if len(v) > 1}
 
 
-def mesh_host_conflicts(objects: Objects, mesh: MeshConfig) -> list[Message]:
-    by_name = {_name(vs): vs for vs in _values(objects, "VirtualService")}
-    out = []
-    for (gateway, host), names in duplicate_hosts(objects, mesh).items():
-        if gateway != "mesh":
+@dataclass(frozen=True, slots=True)
+class _MeshHost:
+    """One entry of a mesh VirtualService's `hosts`: the object and the entry's index."""
+
+    vs: VirtualService
+    index: int
+
+
+# (namespace the host is exported to, or "*" for all; FQDN) -> the VirtualServices defining it
+_ScopedHosts = dict[tuple[str, str], list[_MeshHost]]
+
+
+def _bound_to_mesh(vs: VirtualService) -> bool:
+    # istioctl looks at spec.gateways only: empty means the mesh.
+    return not vs.gateways or "mesh" in vs.gateways
+
+
+def _mesh_hosts(objects: Objects, mesh: MeshConfig) -> _ScopedHosts:
+    out: _ScopedHosts = defaultdict(list)
+    for vs in _values(objects, "VirtualService"):
+        if not _bound_to_mesh(vs):
             continue
-        for name in names:
-            vs = by_name[name]
-            index = next((i for i, h in enumerate(vs.hosts) if hosts.resolve_short_name(
-                h, vs.meta.namespace, mesh.domain_suffix).lower() == host), 0)
+        ns = vs.meta.namespace
+        for scope in sorted(resolve_export_to(vs.export_to, ns)):
+            for index, host in enumerate(vs.hosts):
+                fqdn = hosts.resolve_short_name(host, ns, mesh.domain_suffix).lower()
+                out[(scope, fqdn)].append(_MeshHost(vs, index))
+    return out
+
+
+def _rivals(scope: str, fqdn: str, scoped: _ScopedHosts,
+            public: list[tuple[str, list[_MeshHost]]]) -> list[_MeshHost]:
+    """The entries that meet (scope, fqdn): those of the same key and, for a host exported to
+    some namespaces, every host exported to all (`public`) that overlaps it, a wildcard
+    included. Two hosts both exported to all meet only when equal, as in istioctl."""
+    found = list(scoped[(scope, fqdn)])
+    if scope != "*":
+        found += [entry for other, entries in public if hosts.matches(fqdn, other)
+                  for entry in entries]
+    return found
+
+
+def mesh_host_conflicts(objects: Objects, mesh: MeshConfig) -> list[Message]:
+    """istioctl's ConflictingMeshGatewayHostsAnalyzer: one message per VirtualService, for
+    the first conflict found in (scope, host) order; the host is written `scope/fqdn`."""
+    scoped = _mesh_hosts(objects, mesh)
+    public = [(fqdn, entries) for (scope, fqdn), entries in sorted(scoped.items())
+              if scope == "*"]
+    reported: set[str] = set()
+    out = []
+    for scope, fqdn in sorted(scoped):
+        rivals = _rivals(scope, fqdn, scoped, public)
+        # Distinct objects: one VirtualService naming a host twice (short and FQDN) is one.
+        names = sorted({_name(entry.vs) for entry in rivals})
+        if len(names) < 2:
+            continue
+        for entry in rivals:
+            if _name(entry.vs) in reported:
+                continue
+            reported.add(_name(entry.vs))
             out.append(Message(
-                "IST0109", ERROR, _resource(vs), f"spec.hosts[{index}]",
+                "IST0109", ERROR, _resource(entry.vs), f"spec.hosts[{entry.index}]",
                 f"The VirtualServices {','.join(names)} associated with mesh gateway define the "
-                f"same host {host} which can lead to undefined behavior. This can be fixed by "
-                "merging the conflicting VirtualServices into a single resource.",
-                "merge the VirtualServices into one, or bind all but one to gateways only"))
+                f"same host {scope}/{fqdn} which can lead to undefined behavior. This can be "
+                "fixed by merging the conflicting VirtualServices into a single resource.",
+                "merge the VirtualServices into one, bind all but one to gateways only, or "
+                "export them to different namespaces"))
     return out
 
 
@@ -258,34 +319,47 @@ def hosts_missing_from_gateways(objects: Objects, mesh: MeshConfig) -> list[Mess
 # -- IST0145 ---------------------------------------------------------------------------------
 
 
+def _selector_text(gateway: Gateway) -> str:
+    # Kubernetes' label selector string: keys sorted, `k=v` joined by commas.
+    return ",".join(f"{k}={v}" for k, v in sorted(gateway.selector.items()))
+
+
+def _share_workload(gateway: Gateway, other: Gateway, pods: Sequence[Pod]) -> bool:
+    """The same selector, or some Pod both select: that proxy gets the servers of both."""
+    if dict(gateway.selector) == dict(other.selector):
+        return True
+    return any(selects(gateway, pod.meta.labels) and selects(other, pod.meta.labels)
+               for pod in pods)
+
+
+def _same_hosts(server: Server, other: Server) -> bool:
+    """istiod's duplicate check when it merges the servers of one port: a host string in
+    both, with the same bind. `*.a.com` and `b.a.com` are not duplicates."""
+    return (server.port.number == other.port.number and server.bind == other.bind
+            and not set(server.hosts).isdisjoint(other.hosts))
+
+
 def conflicting_gateways(objects: Objects) -> list[Message]:
-    by_selector: dict[tuple[tuple[str, str], ...], list[Gateway]] = defaultdict(list)
-    for gateway in _values(objects, "Gateway"):
-        by_selector[tuple(sorted(gateway.selector.items()))].append(gateway)
+    """istioctl's ConflictingGatewayAnalyzer: one message per server of a Gateway that
+    repeats a host of another Gateway on the same workload and port."""
+    gateways: list[Gateway] = _values(objects, "Gateway")
+    pods: list[Pod] = _values(objects, "Pod")
     out = []
-    for selector, group in by_selector.items():
-        for gateway in group:
-            for index, server in enumerate(gateway.servers):
-                for other in group:
-                    if other is gateway:
-                        continue
-                    overlap = sorted({
-                        h for s in other.servers if s.port.number == server.port.number
-                        for h in hosts.intersection(_plain(server.hosts), _plain(s.hosts))})
-                    if overlap:
-                        labels = ",".join(f"{k}={v}" for k, v in selector)
-                        out.append(Message(
-                            "IST0145", ERROR, _resource(gateway), f"spec.servers[{index}]",
-                            f"Conflict with gateways {_name(other)} (workload selector "
-                            f"{labels}, port {server.port.number}, hosts "
-                            f"{','.join(overlap)}).",
-                            "serve each host and port from one Gateway per workload, or give "
-                            "the Gateways different selectors"))
+    for gateway in gateways:
+        for index, server in enumerate(gateway.servers):
+            # Hosts first: the Pods are looked at only for the rare pairs that share a host.
+            names = sorted(_name(other) for other in gateways if other is not gateway
+                           and any(_same_hosts(server, s) for s in other.servers)
+                           and _share_workload(gateway, other, pods))
+            if names:
+                out.append(Message(
+                    "IST0145", ERROR, _resource(gateway), f"spec.servers[{index}]",
+                    f"Conflict with gateways {','.join(names)} (workload selector "
+                    f"{_selector_text(gateway)}, port {server.port.number}, hosts "
+                    f"{','.join(server.hosts)}).",
+                    "serve each host and port from one Gateway per workload, or give the "
+                    "Gateways selectors that no Pod matches together"))
     return out
-
-
-def _plain(server_hosts: Iterable[str]) -> list[str]:
-    return [h.partition("/")[2] if "/" in h else h for h in server_hosts]
 
 
 # -- everything ------------------------------------------------------------------------------

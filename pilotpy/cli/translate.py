@@ -8,17 +8,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pilotpy.controlplane import load_mesh_config
-from pilotpy.diagnostics import Diagnostics, Problem
 from pilotpy.discovery import ingress_problems
-from pilotpy.protojson import message_to_json as to_json
+from pilotpy.problems import Diagnostics, Problem
 from pilotpy.proxy import NodeIdError, parse_proxy, view_proxy
 from pilotpy.push import build_push_context
-from pilotpy.settings import Settings
+from pilotpy.server.controlplane import load_mesh_config
+from pilotpy.server.settings import Settings
 from pilotpy.sources.files import FileSource
 from pilotpy.store import Store
 from pilotpy.translate.endpoints import eds_cluster_names
 from pilotpy.translate.generate import endpoints_for, generate
+from pilotpy.wire.protojson import message_to_json as to_json
 
 
 def translate(paths: list[Path], *, node_id: str, labels: Mapping[str, str],

@@ -19,16 +19,17 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from pilotpy import __version__, http
-from pilotpy.analysis import analyze, duplicate_hosts, schema_errors
-from pilotpy.debug import debug_routes
-from pilotpy.diagnostics import Diagnostics, Problem
+from pilotpy import __version__
+from pilotpy.analysis.checks import analyze, duplicate_hosts, schema_errors
 from pilotpy.discovery import Discovery
-from pilotpy.lifecycle import cancel_and_wait
 from pilotpy.mesh import MeshConfig, MeshConfigError, parse_mesh_config
-from pilotpy.monitoring import PilotMetrics
-from pilotpy.secureport import SecurePort
-from pilotpy.settings import Settings, split_address
+from pilotpy.problems import Diagnostics, Problem
+from pilotpy.runtime.lifecycle import cancel_and_wait
+from pilotpy.server import http
+from pilotpy.server.debug_routes import debug_routes
+from pilotpy.server.monitoring import PilotMetrics
+from pilotpy.server.secure_port import SecurePort
+from pilotpy.server.settings import Settings, split_address
 from pilotpy.sources.files import FileSource
 from pilotpy.sources.kube import KubeApi, KubeSource, load_connection
 from pilotpy.store import Store

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from pilotpy.discovery import Discovery
-from pilotpy.protojson import message_to_json
+from pilotpy.wire.protojson import message_to_json
 from pilotpy.xds.debug import config_dump, rfc3339, sync_status
 from pilotpy.xds.server import XdsServer
 

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from pilotpy.analysis import Message, analyze
-from pilotpy.controlplane import load_mesh_config
-from pilotpy.diagnostics import Diagnostics
-from pilotpy.settings import Settings
+from pilotpy.analysis.checks import Message, analyze
+from pilotpy.problems import Diagnostics
+from pilotpy.server.controlplane import load_mesh_config
+from pilotpy.server.settings import Settings
 from pilotpy.sources.files import FileSource
 from pilotpy.store import Store
 

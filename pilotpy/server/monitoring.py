@@ -4,7 +4,7 @@ istiod's exact names, plus the source status API that readiness and alerts read.
 Counters that live elsewhere (responses sent and NACKs in the xDS server, rejected objects in
 Diagnostics, store events) are read at scrape time; the rest are recorded here.
 
-Config sources report their own status through `sources` (pilotpy/sourcestatus.py).
+Config sources report their own status through `sources` (pilotpy/runtime/source_status.py).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
-from pilotpy.metrics import Registry, process_metrics, sample_line
-from pilotpy.sourcestatus import SourceStatus
+from pilotpy.runtime.metrics import Registry, process_metrics, sample_line
+from pilotpy.runtime.source_status import SourceStatus
 from pilotpy.xds import types
 from pilotpy.xds.status import StreamStatus, XdsStats
 
