@@ -15,8 +15,8 @@ The agent and its Envoy run as uid/gid 1337, so istio-init's capture rules leave
 traffic alone. Envoy's admin API stays on 127.0.0.1:15000 in the pod, so the harness reads it
 from inside the pod's namespace.
 
-Tokens come from `TokenIssuer`, which signs like the API server's TokenRequest; pilotpy
-checks them against its JWKS (`--jwt-rule`), as istiod does off the cluster.
+Tokens come from `tests.tokens.TokenIssuer`, which signs like the API server's TokenRequest;
+pilotpy checks them against its JWKS (`--jwt-rule`), as istiod does off the cluster.
 """
 
 from __future__ import annotations
@@ -24,17 +24,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pilotpy"
 PILOT_AGENT = CACHE / "pilot-agent"
 BOOTSTRAP_TEMPLATE = CACHE / "pilot-agent-bootstrap.json"
-ISSUER = "https://kubernetes.default.svc.cluster.local"
 ISTIOD_NAME = "istiod.istio-system.svc"
 TOKEN_PATH = Path("var/run/secrets/tokens/istio-token")
 ROOT_CERT_PATH = Path("var/run/secrets/istio/root-cert.pem")
@@ -54,38 +48,6 @@ def install_agent(directory: Path) -> tuple[Path, Path]:
     binary.chmod(0o755)
     template.chmod(0o644)
     return binary, template
-
-
-@dataclass
-class TokenIssuer:
-    """Service-account JWTs as the API server issues them; `jwt_rule()` is pilotpy's
-    --jwt-rule for them."""
-
-    key: rsa.RSAPrivateKey = field(
-        default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048))
-    kid: str = "pilotpy-tests"
-
-    def jwks(self) -> str:
-        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
-        jwk.update(kid=self.kid, alg="RS256", use="sig")
-        return json.dumps({"keys": [jwk]})
-
-    def jwt_rule(self) -> str:
-        return json.dumps({"issuer": ISSUER, "jwks": self.jwks(), "audiences": ["istio-ca"]})
-
-    def token(self, namespace: str, service_account: str, *, lifetime: float = 3600,
-              key: rsa.RSAPrivateKey | None = None) -> str:
-        now = int(time.time())
-        claims = {"iss": ISSUER, "aud": ["istio-ca"], "iat": now, "nbf": now,
-                  "exp": now + int(lifetime),
-                  "sub": f"system:serviceaccount:{namespace}:{service_account}"}
-        return jwt.encode(claims, key or self.key, algorithm="RS256",
-                          headers={"kid": self.kid})
-
-    def forged(self, namespace: str, service_account: str) -> str:
-        """Well-formed, same key id, signed by a key pilotpy does not trust."""
-        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        return self.token(namespace, service_account, key=other)
 
 
 def proxy_config(discovery_address: str, config_dir: Path, envoy: Path,

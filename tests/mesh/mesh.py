@@ -25,6 +25,7 @@ from pilotpy.server.settings import Settings
 from tests.mesh import agent
 from tests.mesh.netns import Network, group_alive, wait_until
 from tests.mesh.pods import Pod, PodSpec
+from tests.tokens import TokenIssuer
 
 START_TIMEOUT = 30.0
 
@@ -106,7 +107,7 @@ class Mesh:
         self.pilot: ControlPlaneThread | None = None
         # Pods with Istio's agent: tokens signed here, checked by pilotpy (--jwt-rule).
         self.agents = any(p.agent for p in self.pod_specs)
-        self.tokens = agent.TokenIssuer()
+        self.tokens = TokenIssuer()
 
     @property
     def plane(self) -> ControlPlane:
