@@ -110,6 +110,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         jwt_rule=args.jwt_rule, workload_cert_ttl_seconds=args.workload_cert_ttl,
                         max_workload_cert_ttl_seconds=args.max_workload_cert_ttl,
                         serving_cert_ttl_seconds=args.serving_cert_ttl,
+                        lease_duration_seconds=args.lease_duration,
                         mesh_config=args.mesh_config,
                         default_namespace=args.default_namespace,
                         max_connection_age_seconds=args.max_connection_age, kube=kube,
@@ -231,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "mesh CA and renewed at half its life)")
     serve.add_argument("--tls-key-file", type=Path, metavar="PEM",
                        help="private key of --tls-cert-file")
+    serve.add_argument("--lease-duration", type=duration_seconds, default="30s",
+                       metavar="DURATION",
+                       help="with --kube: the Lease of the leader that writes the "
+                            "istio-ca-root-cert ConfigMaps; a successor takes over this long "
+                            "after a leader dies (default 30s, as istiod)")
     serve.add_argument("--ca-dir", type=Path, metavar="DIR",
                        help="off the cluster: the mesh CA's ca-cert.pem, ca-key.pem, "
                             "root-cert.pem, cert-chain.pem (a new self-signed root is written "

@@ -21,6 +21,8 @@ from aiohttp import web
 
 from pilotpy import __version__
 from pilotpy.analysis.checks import analyze, duplicate_hosts, schema_errors
+from pilotpy.controllers.leader import LeaseElection
+from pilotpy.controllers.rootcert import RootCertPublisher
 from pilotpy.discovery import Discovery
 from pilotpy.mesh import MeshConfig, MeshConfigError, parse_mesh_config
 from pilotpy.problems import Diagnostics, Problem
@@ -40,6 +42,7 @@ KUBE_SOURCE = "kube"
 # Analysis at ingest runs off the push path, at most this often.
 ANALYSIS_INTERVAL = 1.0
 ENDPOINT_KINDS = frozenset({"EndpointSlice", "Pod"})
+NAMESPACE_CONTROLLER_ELECTION = "istio-namespace-controller-election"
 
 
 def load_mesh_config(settings: Settings) -> MeshConfig:
@@ -82,9 +85,20 @@ class ControlPlane:
                                    control_plane_namespace=settings.control_plane_namespace,
                                    status=self.metrics.sources)
         self.secure: SecurePort | None = None
+        self.election: LeaseElection | None = None
         if settings.grpc_tls_addr:
             self.secure = SecurePort(settings, self.xds, self.metrics.registry,
                                      self.trust_domain, self.kube_api)
+            if self.kube_api is not None:
+                # Only the leader writes the mesh root into every namespace (istiod's
+                # namespace controller and its election).
+                secure = self.secure
+                publisher = RootCertPublisher(self.kube_api, lambda: secure.root_pem)
+                self.election = LeaseElection(
+                    self.kube_api, settings.control_plane_namespace,
+                    NAMESPACE_CONTROLLER_ELECTION, instance_id, publisher.run,
+                    lease_duration=settings.lease_duration_seconds)
+                self.root_cert_publisher = publisher
         self.metrics.watch_xds(self.xds.stats, self.xds.proxies)
         self.metrics.watch_config(
             services=lambda: len(self.discovery.push.services.all) if self.discovery.push else 0,
@@ -149,12 +163,21 @@ class ControlPlane:
         if self.kube is not None:
             self.kube.start()
             self._tasks.append(asyncio.create_task(self._kube_synced(), name="kube sync"))
+        if self.election is not None:
+            self._tasks.append(asyncio.create_task(self._elect(), name="leader election"))
         if self.metrics.sources.all_synced.is_set():
             self.xds.ready.set()
         else:
             self._tasks.append(asyncio.create_task(self._ready_when_synced(), name="ready"))
         log.info("serving xDS on :%d (TLS :%d), readiness and debug on :%d, metrics on :%d",
                  self.grpc_port, self.grpc_tls_port, self.http_port, self.monitoring_port)
+
+    async def _elect(self) -> None:
+        """Join the election once the CA has its root: only then is there something to
+        publish."""
+        assert self.secure is not None and self.election is not None
+        await self.secure.ready.wait()
+        await self.election.run()
 
     async def _ready_when_synced(self) -> None:
         """Streams wait until every source has synced; they then get a push context built
@@ -226,6 +249,8 @@ class ControlPlane:
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
+        if self.election is not None:
+            await self.election.release()
         if self.kube is not None:
             await self.kube.stop()
         if self.secure is not None:

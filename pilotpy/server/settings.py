@@ -28,6 +28,8 @@ class Settings:
     workload_cert_ttl_seconds: float = 24 * HOUR  # istiod's DEFAULT_WORKLOAD_CERT_TTL
     max_workload_cert_ttl_seconds: float = 90 * 24 * HOUR  # MAX_WORKLOAD_CERT_TTL
     serving_cert_ttl_seconds: float = 7 * 24 * HOUR  # of :15012's certificate; renewed at half
+    # Leader election for what pilotpy writes to the API (istio-ca-root-cert ConfigMaps).
+    lease_duration_seconds: float = 30.0
     instance_id: str = ""  # control_plane.identifier ID; default $POD_NAME, else the hostname
     mesh_config: Path | None = None
     default_namespace: str = "default"
