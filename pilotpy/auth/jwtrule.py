@@ -6,6 +6,7 @@ and an issuer given the way istiod's JWT_RULE gives them: a JSON JWTRule
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -26,6 +27,10 @@ from pilotpy.auth.caller import (
 from pilotpy.ca.identity import service_account_subject
 
 JWKS_REFRESH_SECONDS = 300.0
+# A verified token is trusted again without re-verifying for this long (never past its exp):
+# an agent sends the same token with every CSR and stream.
+VERIFIED_CACHE_SECONDS = 30.0
+VERIFIED_CACHE_LIMIT = 10_000
 ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256")
 
 
@@ -70,6 +75,8 @@ class JwksAuthenticator:
         self._keys: jwt.PyJWKSet | None = None
         self._fetched = float("-inf")
         self._lock = asyncio.Lock()
+        # sha256(token) -> (namespace, account, trusted until on the clock)
+        self._verified: dict[bytes, tuple[str, str, float]] = {}
 
     async def _document(self) -> str:
         uri = self.rule.jwks_uri
@@ -108,6 +115,11 @@ class JwksAuthenticator:
         raise AuthError(f"the token's key {kid!r} is not in the JWKS of {self.rule.issuer}")
 
     async def authenticate(self, token: str) -> Caller:
+        digest = hashlib.sha256(token.encode()).digest()
+        now = self._clock()
+        cached = self._verified.get(digest)
+        if cached is not None and cached[2] > now:
+            return service_account_caller(cached[0], cached[1], self._trust_domain())
         key = await self._signing_key(token)
         try:
             claims = jwt.decode(token, key, algorithms=list(ALGORITHMS),
@@ -119,4 +131,8 @@ class JwksAuthenticator:
         if subject is None:
             raise AuthError(f"the token's sub {claims.get('sub')!r} is not "
                             "system:serviceaccount:<namespace>:<name>")
+        if len(self._verified) >= VERIFIED_CACHE_LIMIT:
+            self._verified.clear()
+        expires_in = float(claims["exp"]) - time.time()
+        self._verified[digest] = (*subject, now + min(VERIFIED_CACHE_SECONDS, expires_in))
         return service_account_caller(*subject, self._trust_domain())

@@ -111,6 +111,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         max_workload_cert_ttl_seconds=args.max_workload_cert_ttl,
                         serving_cert_ttl_seconds=args.serving_cert_ttl,
                         lease_duration_seconds=args.lease_duration,
+                        poll_interval=args.poll_interval,
                         mesh_config=args.mesh_config,
                         default_namespace=args.default_namespace,
                         max_connection_age_seconds=args.max_connection_age, kube=kube,
@@ -232,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "mesh CA and renewed at half its life)")
     serve.add_argument("--tls-key-file", type=Path, metavar="PEM",
                        help="private key of --tls-cert-file")
+    serve.add_argument("--poll-interval", type=duration_seconds, default="0.5s",
+                       metavar="DURATION",
+                       help="how often --config files are checked for changes (default 0.5s)")
     serve.add_argument("--lease-duration", type=duration_seconds, default="30s",
                        metavar="DURATION",
                        help="with --kube: the Lease of the leader that writes the "
