@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pilotpy.model import hosts
+from pilotpy.model.labels import Empty, selects
 from pilotpy.push import Port, PushContext, Service
 
 SIDECAR = "sidecar"
@@ -170,11 +171,6 @@ class ProxyView:
         )
 
 
-def _selects(selector: Mapping[str, str] | None, labels: Mapping[str, str]) -> bool:
-    # A Service without a selector (or an empty one) selects no pods.
-    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())  # type: ignore[union-attr]
-
-
 def view_proxy(proxy: Proxy, push: PushContext) -> ProxyView:
     pod = push.pods.by_address(proxy.ip, proxy.namespace) if proxy.ip else None
     if pod is not None:
@@ -186,7 +182,7 @@ def view_proxy(proxy: Proxy, push: PushContext) -> ProxyView:
     labels.pop(POD_TEMPLATE_HASH, None)
     targets = []
     for service in push.services.kube_services_in(proxy.namespace):
-        if not _selects(service.selector, labels):
+        if not selects(service.selector, labels, empty=Empty.NONE):  # a Service's rule
             continue
         for port in service.ports:
             target = port.target_port

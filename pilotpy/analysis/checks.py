@@ -22,15 +22,18 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pilotpy.analysis.unenforced import unenforced
 from pilotpy.mesh import MeshConfig
 from pilotpy.model import hosts
 from pilotpy.model.common import Destination
 from pilotpy.model.destinationrule import DestinationRule
 from pilotpy.model.gateway import Gateway, Server
+from pilotpy.model.kinds import Kind
 from pilotpy.model.kube import Pod
+from pilotpy.model.labels import Empty, selects
 from pilotpy.model.meta import Key
 from pilotpy.model.virtualservice import VirtualService
-from pilotpy.problems import Problem
+from pilotpy.problems import ObjectRef, Problem, Reason, Severity
 from pilotpy.push.config import resolve_virtual_service
 from pilotpy.push.services import (
     Service,
@@ -38,7 +41,6 @@ from pilotpy.push.services import (
     from_service_entry,
     resolve_export_to,
 )
-from pilotpy.translate.gateway import selects
 
 ERROR, WARNING = "Error", "Warning"
 NAMES = {
@@ -52,41 +54,35 @@ DOCS = "https://istio.io/latest/docs/reference/config/analysis/{}/"
 Objects = Mapping[str, Mapping[Key, Any]]
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    code: str
-    level: str
-    resource: str  # "VirtualService default/reviews"
-    field: str  # where in the object, e.g. "spec.gateways[0]"
-    message: str  # istioctl's text
-    hint: str  # how to fix it
-    origin: str = ""  # the file, when known
+# Each code's level and reason (istioctl's messages.yaml levels).
+_CODES: Mapping[str, tuple[Severity, Reason]] = {
+    "IST0101": (Severity.ERROR, Reason.NOT_FOUND),
+    "IST0106": (Severity.ERROR, Reason.INVALID),
+    "IST0109": (Severity.ERROR, Reason.CONFLICT),
+    "IST0132": (Severity.WARNING, Reason.NOT_FOUND),
+    "IST0145": (Severity.ERROR, Reason.CONFLICT),
+}
 
-    @property
-    def is_error(self) -> bool:
-        return self.level == ERROR
 
-    def __str__(self) -> str:
-        where = f" {self.origin}" if self.origin else ""
-        field = f" {self.field}:" if self.field else ""
-        return (f"{self.level} [{self.code}] ({self.resource}{where}){field} {self.message} "
-                f"Fix: {self.hint}")
+def finding(code: str, ref: ObjectRef | None, field: str, message: str, hint: str, *,
+            source: str = "") -> Problem:
+    """One of istioctl analyze's messages, as a Problem carrying its code."""
+    severity, reason = _CODES[code]
+    return Problem(reason, message, ref, field, severity, source, code, hint)
 
-    def to_json(self) -> dict[str, Any]:
-        """istioctl analyze -o json's fields, plus the field and the hint."""
-        return {"code": self.code, "name": NAMES[self.code], "level": self.level,
-                "origin": self.resource, "reference": self.origin, "field": self.field,
-                "message": self.message, "hint": self.hint,
-                "documentationUrl": DOCS.format(self.code.lower())}
+
+def to_json(problem: Problem) -> dict[str, Any]:
+    """istioctl analyze -o json's fields, plus the field and the hint."""
+    code = problem.code
+    return {"code": code or str(problem.reason), "name": NAMES.get(code, str(problem.reason)),
+            "level": str(problem.severity), "origin": str(problem.ref or ""),
+            "reference": problem.source, "field": problem.field, "message": problem.message,
+            "hint": problem.hint, "documentationUrl": DOCS.format(code.lower()) if code else ""}
 
 
 def _name(key_or_obj: Any) -> str:
     meta = getattr(key_or_obj, "meta", None)
     return f"{meta.namespace}/{meta.name}" if meta is not None else str(key_or_obj)
-
-
-def _resource(obj: Any) -> str:
-    return f"{obj.meta.kind} {obj.meta.namespace}/{obj.meta.name}"
 
 
 def _values(objects: Objects, kind: str) -> list[Any]:
@@ -96,23 +92,12 @@ def _values(objects: Objects, kind: str) -> list[Any]:
 # -- IST0106 ---------------------------------------------------------------------------------
 
 
-def schema_errors(problems: Iterable[Problem]) -> list[Message]:
+def schema_errors(problems: Iterable[Problem]) -> list[Problem]:
     """Objects (and files) pilotpy rejected while reading them."""
-    out = []
-    for problem in problems:
-        if not problem.error:
-            continue
-        text = problem.message
-        if text.startswith("invalid, skipped"):
-            text = text.partition(": ")[2]
-        field, sep, detail = text.partition(": ")
-        if not sep or " " in field:
-            field, detail = "", text
-        out.append(Message("IST0106", ERROR, problem.subject, field,
-                           f"Schema validation error: {detail}",
-                           "correct the field; until then pilotpy keeps serving the last valid "
-                           "version of the object", problem.origin))
-    return out
+    return [finding("IST0106", p.ref, p.field, f"Schema validation error: {p.message}",
+                    "correct the field; until then pilotpy keeps serving the last valid "
+                    "version of the object", source=p.source)
+            for p in problems if p.is_error and p.reason in (Reason.INVALID, Reason.UNREADABLE)]
 
 
 # -- IST0101 ---------------------------------------------------------------------------------
@@ -125,8 +110,8 @@ class _Registry:
                  services: Iterable[Service] | None = None) -> None:
         if services is None:
             services = [from_kube_service(s, mesh.domain_suffix)
-                        for s in _values(objects, "Service")]
-            for entry in _values(objects, "ServiceEntry"):
+                        for s in _values(objects, Kind.SERVICE)]
+            for entry in _values(objects, Kind.SERVICE_ENTRY):
                 services.extend(from_service_entry(entry))
         services = list(services)
         self.exact = {s.hostname for s in services if not hosts.is_wildcard(s.hostname)}
@@ -172,29 +157,29 @@ def _gateway_refs(vs: VirtualService) -> Iterator[tuple[str, str]]:
 
 
 def missing_references(objects: Objects, mesh: MeshConfig,
-                       services: Iterable[Service] | None = None) -> list[Message]:
-    gateways = {_name(g) for g in _values(objects, "Gateway")}
+                       services: Iterable[Service] | None = None) -> list[Problem]:
+    gateways = {_name(g) for g in _values(objects, Kind.GATEWAY)}
     registry = _Registry(objects, mesh, services)
-    subsets = _subsets(_values(objects, "DestinationRule"), mesh)
+    subsets = _subsets(_values(objects, Kind.DESTINATION_RULE), mesh)
     out = []
-    for vs in _values(objects, "VirtualService"):
-        resource, ns = _resource(vs), vs.meta.namespace
+    for vs in _values(objects, Kind.VIRTUAL_SERVICE):
+        resource, ns = vs.meta.key, vs.meta.namespace
         for field, name in _gateway_refs(vs):
             resolved = hosts.resolve_gateway_name(name, ns)
             if resolved != "mesh" and resolved not in gateways:
-                out.append(Message("IST0101", ERROR, resource, field,
+                out.append(finding("IST0101", resource, field,
                                    f'Referenced gateway not found: "{resolved}"',
                                    "create that Gateway, or name an existing one as "
                                    "<namespace>/<name>"))
         for field, dest in _destinations(vs):
             host = hosts.resolve_short_name(dest.host, ns, mesh.domain_suffix).lower()
             if not registry.knows(host):
-                out.append(Message("IST0101", ERROR, resource, f"{field}.host",
+                out.append(finding("IST0101", resource, f"{field}.host",
                                    f'Referenced host not found: "{dest.host}"',
                                    "create a Service or ServiceEntry for the host, or fix the "
                                    "host name"))
             elif dest.subset and dest.subset not in subsets.get(host, set()):
-                out.append(Message("IST0101", ERROR, resource, f"{field}.subset",
+                out.append(finding("IST0101", resource, f"{field}.subset",
                                    "Referenced host+subset in destinationrule not found: "
                                    f'"{dest.host}+{dest.subset}"',
                                    "define the subset in a DestinationRule for the host"))
@@ -213,7 +198,7 @@ def duplicate_hosts(objects: Objects, mesh: MeshConfig) -> dict[tuple[str, str],
     """(gateway or `mesh`, host) -> the VirtualServices defining it, where more than one does
     (istiod's pilot_vservice_dup_domain counts these)."""
     owners: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for vs in _values(objects, "VirtualService"):
+    for vs in _values(objects, Kind.VIRTUAL_SERVICE):
         resolved, gateways = _bindings(vs, mesh)
         for gateway in gateways:
             for host in sorted(set(resolved.hosts)):
@@ -240,7 +225,7 @@ def _bound_to_mesh(vs: VirtualService) -> bool:
 
 def _mesh_hosts(objects: Objects, mesh: MeshConfig) -> _ScopedHosts:
     out: _ScopedHosts = defaultdict(list)
-    for vs in _values(objects, "VirtualService"):
+    for vs in _values(objects, Kind.VIRTUAL_SERVICE):
         if not _bound_to_mesh(vs):
             continue
         ns = vs.meta.namespace
@@ -263,7 +248,7 @@ def _rivals(scope: str, fqdn: str, scoped: _ScopedHosts,
     return found
 
 
-def mesh_host_conflicts(objects: Objects, mesh: MeshConfig) -> list[Message]:
+def mesh_host_conflicts(objects: Objects, mesh: MeshConfig) -> list[Problem]:
     """istioctl's ConflictingMeshGatewayHostsAnalyzer: one message per VirtualService, for
     the first conflict found in (scope, host) order; the host is written `scope/fqdn`."""
     scoped = _mesh_hosts(objects, mesh)
@@ -281,8 +266,8 @@ def mesh_host_conflicts(objects: Objects, mesh: MeshConfig) -> list[Message]:
             if _name(entry.vs) in reported:
                 continue
             reported.add(_name(entry.vs))
-            out.append(Message(
-                "IST0109", ERROR, _resource(entry.vs), f"spec.hosts[{entry.index}]",
+            out.append(finding(
+                "IST0109", entry.vs.meta.key, f"spec.hosts[{entry.index}]",
                 f"The VirtualServices {','.join(names)} associated with mesh gateway define the "
                 f"same host {scope}/{fqdn} which can lead to undefined behavior. This can be "
                 "fixed by merging the conflicting VirtualServices into a single resource.",
@@ -291,10 +276,10 @@ def mesh_host_conflicts(objects: Objects, mesh: MeshConfig) -> list[Message]:
     return out
 
 
-def hosts_missing_from_gateways(objects: Objects, mesh: MeshConfig) -> list[Message]:
-    gateways: dict[str, Gateway] = {_name(g): g for g in _values(objects, "Gateway")}
+def hosts_missing_from_gateways(objects: Objects, mesh: MeshConfig) -> list[Problem]:
+    gateways: dict[str, Gateway] = {_name(g): g for g in _values(objects, Kind.GATEWAY)}
     out = []
-    for vs in _values(objects, "VirtualService"):
+    for vs in _values(objects, Kind.VIRTUAL_SERVICE):
         _, bound = _bindings(vs, mesh)
         for name in bound:
             gateway = gateways.get(name)
@@ -307,8 +292,8 @@ def hosts_missing_from_gateways(objects: Objects, mesh: MeshConfig) -> list[Mess
                                                        mesh.domain_suffix).lower(), a)
                 for a in accepted)]
             if missing:
-                out.append(Message(
-                    "IST0132", WARNING, _resource(vs), "spec.hosts",
+                out.append(finding(
+                    "IST0132", vs.meta.key, "spec.hosts",
                     f"one or more host [{' '.join(missing)}] defined in VirtualService "
                     f"{_name(vs)} not found in Gateway {name}.",
                     f"add the hosts to a server of Gateway {name}, or remove them from the "
@@ -328,7 +313,8 @@ def _share_workload(gateway: Gateway, other: Gateway, pods: Sequence[Pod]) -> bo
     """The same selector, or some Pod both select: that proxy gets the servers of both."""
     if dict(gateway.selector) == dict(other.selector):
         return True
-    return any(selects(gateway, pod.meta.labels) and selects(other, pod.meta.labels)
+    return any(selects(gateway.selector, pod.meta.labels, empty=Empty.ALL)
+               and selects(other.selector, pod.meta.labels, empty=Empty.ALL)
                for pod in pods)
 
 
@@ -339,11 +325,11 @@ def _same_hosts(server: Server, other: Server) -> bool:
             and not set(server.hosts).isdisjoint(other.hosts))
 
 
-def conflicting_gateways(objects: Objects) -> list[Message]:
+def conflicting_gateways(objects: Objects) -> list[Problem]:
     """istioctl's ConflictingGatewayAnalyzer: one message per server of a Gateway that
     repeats a host of another Gateway on the same workload and port."""
-    gateways: list[Gateway] = _values(objects, "Gateway")
-    pods: list[Pod] = _values(objects, "Pod")
+    gateways: list[Gateway] = _values(objects, Kind.GATEWAY)
+    pods: list[Pod] = _values(objects, Kind.POD)
     out = []
     for gateway in gateways:
         for index, server in enumerate(gateway.servers):
@@ -352,8 +338,8 @@ def conflicting_gateways(objects: Objects) -> list[Message]:
                            and any(_same_hosts(server, s) for s in other.servers)
                            and _share_workload(gateway, other, pods))
             if names:
-                out.append(Message(
-                    "IST0145", ERROR, _resource(gateway), f"spec.servers[{index}]",
+                out.append(finding(
+                    "IST0145", gateway.meta.key, f"spec.servers[{index}]",
                     f"Conflict with gateways {','.join(names)} (workload selector "
                     f"{_selector_text(gateway)}, port {server.port.number}, hosts "
                     f"{','.join(server.hosts)}).",
@@ -366,10 +352,10 @@ def conflicting_gateways(objects: Objects) -> list[Message]:
 
 
 def analyze(objects: Objects, mesh: MeshConfig, problems: Iterable[Problem] = (),
-            services: Iterable[Service] | None = None) -> list[Message]:
+            services: Iterable[Service] | None = None) -> list[Problem]:
     """Every finding, errors first, then by resource. `services`: the registry when a push
     context already holds it (else built from `objects`)."""
     found = (schema_errors(problems) + missing_references(objects, mesh, services)
              + mesh_host_conflicts(objects, mesh) + hosts_missing_from_gateways(objects, mesh)
-             + conflicting_gateways(objects))
-    return sorted(found, key=lambda m: (not m.is_error, m.resource, m.code, m.field))
+             + conflicting_gateways(objects) + unenforced(objects))
+    return sorted(found, key=lambda m: (not m.is_error, str(m.ref), m.code, m.field))

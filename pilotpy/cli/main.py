@@ -128,22 +128,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_translate(args: argparse.Namespace) -> int:
     from pilotpy.cli.translate import translate
 
-    logging.getLogger("pilotpy.config").setLevel(logging.CRITICAL)  # printed below, once
     output, problems = translate(args.config, node_id=args.node_id, labels=_labels(args.label),
                                  mesh_config=args.mesh_config,
                                  default_namespace=args.default_namespace, delta=False)
-    for problem in problems:
-        print(f"pilotpy: {problem}", file=sys.stderr)
+    for problem in problems:  # as `pilotpy analyze` prints them
+        print(problem, file=sys.stderr)
     json.dump(output, sys.stdout, indent=2)
     sys.stdout.write("\n")
-    return 1 if args.strict and any(p.error for p in problems) else 0
+    return 1 if args.strict and any(p.is_error for p in problems) else 0
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from pilotpy.cli.analyze import analyze_paths, report
     from pilotpy.mesh import MeshConfigError
 
-    logging.getLogger("pilotpy.config").setLevel(logging.CRITICAL)  # reported as IST0106
     try:
         messages = analyze_paths(args.paths, mesh_config=args.mesh_config,
                                  default_namespace=args.default_namespace)
@@ -184,11 +182,11 @@ def cmd_crds(args: argparse.Namespace) -> int:
 
 
 def cmd_fields(args: argparse.Namespace) -> int:
-    from pilotpy.cli.fields import istio_spec_paths, markdown, update_readme
+    from pilotpy.cli.fields import istio_spec_paths, markdown, update_doc
 
     istio = istio_spec_paths(args.istio_crds) if args.istio_crds is not None else None
-    if args.readme is not None:
-        update_readme(args.readme, istio)
+    if args.doc is not None:
+        update_doc(args.doc, istio)
     else:
         sys.stdout.write(markdown(istio) + "\n")
     return 0
@@ -275,8 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Istio's CRDs (istio.io/api kubernetes/"
                              "customresourcedefinitions.gen.yaml): also list Istio fields "
                              "pilotpy does not read")
-    fields.add_argument("--readme", type=Path, metavar="FILE",
-                        help="rewrite the generated section of this README instead of printing")
+    # --readme is the flag's old name, from when the list lived in the README.
+    fields.add_argument("--doc", "--readme", dest="doc", type=Path, metavar="FILE",
+                        help="rewrite the generated section of FILE (docs/fields.md) instead "
+                             "of printing")
     fields.set_defaults(func=cmd_fields)
 
     translate = sub.add_parser("translate",

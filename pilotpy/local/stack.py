@@ -19,6 +19,7 @@ from typing import Any
 from pilotpy.local.backend import Backend
 from pilotpy.local.bootstrap import envoy_bootstrap
 from pilotpy.local.envoy import EnvoyProcess, free_port
+from pilotpy.model.kinds import Kind
 from pilotpy.model.kube import EndpointSlice, Pod
 from pilotpy.server.controlplane import ControlPlane
 from pilotpy.server.settings import Settings
@@ -48,10 +49,10 @@ def _is_loopback(address: str) -> bool:
 def backends_for(objects: Mapping[str, Mapping[Any, Any]]) -> list[Backend]:
     """One backend per loopback endpoint address and port of the config's EndpointSlices."""
     pods: dict[tuple[str, str], Pod] = {(p.meta.namespace, p.meta.name): p
-                                        for p in objects.get("Pod", {}).values()}
+                                        for p in objects.get(Kind.POD, {}).values()}
     by_ip = {p.ip: p for p in pods.values() if p.ip}
     seen: dict[tuple[str, int], Backend] = {}
-    for eps in objects.get("EndpointSlice", {}).values():
+    for eps in objects.get(Kind.ENDPOINT_SLICE, {}).values():
         assert isinstance(eps, EndpointSlice)
         for endpoint in eps.endpoints:
             for address in endpoint.addresses:

@@ -73,12 +73,12 @@ def _parse_egress(f: Fields, own_namespace: str) -> EgressListener:
     protocol = Protocol.UNSUPPORTED
     p = f.child("port")
     if p is not None:
-        port = p.int("number", minimum=1, maximum=65535, required=True) or None
-        protocol = parse_protocol(p.str("protocol"))
-        p.str("name")
+        port = p.integer("number", minimum=1, maximum=65535, required=True) or None
+        protocol = parse_protocol(p.string("protocol"))
+        p.string("name")
         p.unsupported("targetPort")
         p.done()
-    values = f.str_list("hosts", required=True)
+    values = f.string_list("hosts", required=True)
     parsed = [_parse_egress_host(f, v, own_namespace) for v in values]
     f.unsupported("bind", "captureMode")
     f.done()
@@ -89,7 +89,7 @@ def parse_sidecar(meta: Meta, spec: Fields) -> Sidecar:
     selector: dict[str, str] | None = None
     ws = spec.child("workloadSelector")
     if ws is not None:
-        selector = ws.str_map("labels")
+        selector = ws.string_map("labels")
         if not selector:
             ws.error("a workloadSelector needs at least one label", "labels")
         ws.done()

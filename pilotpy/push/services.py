@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from pilotpy.model import hosts
+from pilotpy.model.kinds import Kind
 from pilotpy.model.kube import Service as KubeService
 from pilotpy.model.meta import Key
 from pilotpy.model.protocol import Protocol
@@ -70,6 +71,13 @@ class Service:
             if port.number == number:
                 return port
         return None
+
+    def port_field(self, number: int) -> str:
+        """Where port `number` is declared, for problems: `spec.ports[<i>]`."""
+        for index, port in enumerate(self.ports):
+            if port.number == number:
+                return f"spec.ports[{index}]"
+        return "spec.ports"
 
     def visible_to(self, namespace: str) -> bool:
         return "*" in self.export_to or namespace in self.export_to
@@ -178,7 +186,7 @@ class ServiceIndex:
         self.has_passthrough = any(s.resolution is Resolution.PASSTHROUGH for s in ordered)
         for svc in ordered:
             self._by_host.setdefault(svc.hostname, []).append(svc)
-            if svc.origin.kind == "Service":
+            if svc.origin.kind == Kind.SERVICE:
                 self._by_name[(svc.namespace, svc.name)] = svc
                 self._kube_by_namespace.setdefault(svc.namespace, []).append(svc)
         self._aliases = _aliases_by_target(ordered)

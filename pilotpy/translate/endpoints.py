@@ -8,16 +8,14 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2 as ec
 from envoy.config.endpoint.v3 import endpoint_pb2
 
+from pilotpy.model.kinds import Kind
+from pilotpy.model.labels import Empty, selects
 from pilotpy.proxy import ProxyView
 from pilotpy.push import Endpoint, Port, PushContext, Resolution, Service
 from pilotpy.translate import pb
 from pilotpy.translate.names import parse_outbound_cluster_name
 
 HEALTHY = 1
-
-
-def _subset_of(selector: Mapping[str, str] | None, labels: Mapping[str, str]) -> bool:
-    return not selector or all(labels.get(k) == v for k, v in selector.items())
 
 
 _LB_ENDPOINT = ec.LbEndpoint(health_status=HEALTHY, load_balancing_weight=pb.uint32(1))
@@ -55,7 +53,7 @@ def static_targets(service: Service, port: Port, subset_labels: Mapping[str, str
             return [(service.hostname, default_port, 1)]
         return []
     return [(e.address, e.ports.get(port.name, default_port), e.weight)
-            for e in service.static_endpoints if _subset_of(subset_labels, e.labels)]
+            for e in service.static_endpoints if selects(subset_labels, e.labels, empty=Empty.ALL)]
 
 
 def _kube_targets(endpoints: Iterable[Endpoint], subset_labels: Mapping[str, str] | None
@@ -64,7 +62,7 @@ def _kube_targets(endpoints: Iterable[Endpoint], subset_labels: Mapping[str, str
     if not subset_labels:
         return [(e.address, e.port, e.weight) for e in endpoints]
     return [(e.address, e.port, e.weight) for e in endpoints
-            if _subset_of(subset_labels, e.labels)]
+            if selects(subset_labels, e.labels, empty=Empty.ALL)]
 
 
 def load_assignment(push: PushContext, view: ProxyView, cluster_name: str
@@ -89,7 +87,7 @@ def load_assignment(push: PushContext, view: ProxyView, cluster_name: str
         if found is None:
             return out  # a subset nobody defines selects nothing
         labels = found.labels
-    if service.origin.kind == "Service":
+    if service.origin.kind == Kind.SERVICE:
         targets = _kube_targets(push.service_endpoints(service).get(port.name, ()), labels)
     else:
         targets = static_targets(service, port, labels)

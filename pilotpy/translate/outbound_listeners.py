@@ -17,7 +17,9 @@ from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.listener.v3 import listener_pb2
 
 from pilotpy.mesh import MeshConfig
+from pilotpy.model.kinds import Kind
 from pilotpy.model.protocol import Protocol
+from pilotpy.problems import Problem, Reason
 from pilotpy.proxy import ProxyView
 from pilotpy.push import Port, PushContext, Resolution, Service
 from pilotpy.translate import pb
@@ -30,6 +32,7 @@ from pilotpy.translate.filters import (
     tls_inspector,
 )
 from pilotpy.translate.names import (
+    ANY_ADDRESS,
     BLACKHOLE_CLUSTER,
     PASSTHROUGH_CLUSTER,
     PASSTHROUGH_FILTER_CHAIN,
@@ -42,7 +45,6 @@ from pilotpy.translate.sidecar_scope import SidecarScope
 from pilotpy.translate.tcp_routes import tcp_route_filter
 from pilotpy.translate.tls_routes import cidr_range, tls_route_chains
 
-WILDCARD = "0.0.0.0"
 HTTP_APPLICATION_PROTOCOLS = ("http/1.1", "h2c")
 # Ports the sidecar itself uses (status, stats, and the two capture ports by default).
 RESERVED_PORTS = frozenset({15001, 15006, 15021, 15090})
@@ -57,7 +59,7 @@ class OutboundListeners:
     # HTTP port of that number, oldest first) and `<fqdn>:<port>`.
     port_routes: dict[int, list[Service]] = field(default_factory=dict)
     sniffed_routes: list[tuple[Service, int]] = field(default_factory=list)
-    diagnostics: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
 
 def _outbound_listener(bind: str, port: int) -> listener_pb2.Listener:
@@ -88,9 +90,9 @@ def _http_chain(route_name: str, stat_prefix: str, mesh: MeshConfig) -> lc.Filte
 def http_listener(port: int, scope: SidecarScope, mesh: MeshConfig) -> listener_pb2.Listener:
     """`0.0.0.0_<port>`: HTTP detected by the inspector goes to route `<port>`; anything else
     takes the PassthroughFilterChain."""
-    out = _outbound_listener(WILDCARD, port)
+    out = _outbound_listener(ANY_ADDRESS, port)
     out.listener_filters.append(http_inspector())
-    name = listener_name(WILDCARD, port)
+    name = listener_name(ANY_ADDRESS, port)
     out.filter_chains.append(_http_chain(str(port), f"outbound_{name}", mesh))
     out.default_filter_chain.CopyFrom(_passthrough_filter_chain(scope))
     return out
@@ -167,7 +169,7 @@ def virtual_outbound_listener(scope: SidecarScope, mesh: MeshConfig) -> listener
     port = mesh.proxy_listen_port
     out = listener_pb2.Listener(name=VIRTUAL_OUTBOUND, traffic_direction=base_pb2.OUTBOUND,
                                 use_original_dst=pb.boolean(True))
-    out.address.socket_address.address = WILDCARD
+    out.address.socket_address.address = ANY_ADDRESS
     out.address.socket_address.port_value = port
     # A connection addressed to the capture port itself would loop forever.
     blackhole = out.filter_chains.add(name=f"{VIRTUAL_OUTBOUND}-blackhole")
@@ -183,14 +185,14 @@ def _binds(push: PushContext, view: ProxyView, service: Service, port: Port) -> 
     a headless Kubernetes service each pod address but the proxy's own (istiod's per-endpoint
     listeners); else the wildcard."""
     if service.addresses:
-        binds = [(WILDCARD, a) if "/" in a else (a, "") for a in service.addresses
-                 if a != WILDCARD]
-        return binds or [(WILDCARD, "")]
-    if service.resolution is Resolution.PASSTHROUGH and service.origin.kind == "Service":
+        binds = [(ANY_ADDRESS, a) if "/" in a else (a, "") for a in service.addresses
+                 if a != ANY_ADDRESS]
+        return binds or [(ANY_ADDRESS, "")]
+    if service.resolution is Resolution.PASSTHROUGH and service.origin.kind == Kind.SERVICE:
         endpoints = push.service_endpoints(service).get(port.name, ())
         return [(a, "") for a in sorted({e.address for e in endpoints
                                          if e.address != view.proxy.ip})]
-    return [(WILDCARD, "")]
+    return [(ANY_ADDRESS, "")]
 
 
 def _merge_chains(listener: listener_pb2.Listener, incoming: listener_pb2.Listener) -> None:
@@ -227,8 +229,10 @@ def outbound_listeners(push: PushContext, view: ProxyView,
             http_services.setdefault(port.number, []).append(service)
     for number in sorted(http_services):
         if number in reserved:
-            out.diagnostics.append(f"port {number} is reserved for the sidecar; no outbound "
-                                   "listener for it")
+            out.problems += [Problem(
+                Reason.NOT_SERVED, f"port {number} is reserved for the sidecar: no outbound "
+                f"listener for {s.hostname}:{number}", s.origin, s.port_field(number))
+                for s in http_services[number]]
             continue
         listener = http_listener(number, scope, mesh)
         by_name[listener.name] = listener
@@ -244,13 +248,11 @@ def outbound_listeners(push: PushContext, view: ProxyView,
                                                bind=bind):
                     taken = tls.chains.add(routed.chain)
                     if taken:
-                        out.diagnostics.append(
-                            f"{routed.origin}: server names {taken} already have a filter "
-                            f"chain on listener {name}; skipped")
+                        out.problems.append(routed.taken(taken, name))
                     else:
                         tls.reads_sni = tls.reads_sni or routed.reads_sni
                 continue
-            at = bind[1] or (bind[0] if bind[0] != WILDCARD else "")
+            at = bind[1] or (bind[0] if bind[0] != ANY_ADDRESS else "")
             where = f"{service.hostname}:{port.number} ({port.protocol.value})"
             where += f" at {at}" if at else ""
             if name in cidr_chains and bind[1]:
@@ -259,14 +261,18 @@ def outbound_listeners(push: PushContext, view: ProxyView,
                 incoming = service_listener(push, view, scope, bind=bind, service=service,
                                             port=port)
                 if any(cidr_chains[name].add(c) for c in incoming.filter_chains):
-                    out.diagnostics.append(f"{where}: the range already has a filter chain on "
-                                           f"listener {name} (from {owners[name]}); skipped")
+                    out.problems.append(Problem(
+                        Reason.CONFLICT, f"{where}: the range already has a filter chain on "
+                        f"listener {name} (from {owners[name]}); skipped", service.origin,
+                        "spec.addresses"))
                     continue
                 _merge_chains(by_name[name], incoming)
             elif name in by_name or name in tls_listeners:
                 # The oldest service keeps the address and port (istiod's conflict rule).
-                out.diagnostics.append(f"{where}: conflicts with listener {name} already built "
-                                       f"for {owners.get(name, 'HTTP services')}; skipped")
+                out.problems.append(Problem(
+                    Reason.CONFLICT, f"{where}: conflicts with listener {name} already built "
+                    f"for {owners.get(name, 'HTTP services')}; skipped", service.origin,
+                    service.port_field(port.number)))
                 continue
             else:
                 by_name[name] = service_listener(push, view, scope, bind=bind, service=service,

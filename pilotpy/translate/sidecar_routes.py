@@ -12,6 +12,7 @@ from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 
 from pilotpy.model.common import Destination
+from pilotpy.model.kinds import Kind
 from pilotpy.model.virtualservice import VirtualService
 from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext, Resolution, Service
@@ -23,7 +24,7 @@ from pilotpy.translate.names import (
     virtual_host_name,
 )
 from pilotpy.translate.policy import consistent_hash_for
-from pilotpy.translate.retry import retry_policy
+from pilotpy.translate.retry import set_retry_policy
 from pilotpy.translate.routes import (
     MAX_DIRECT_RESPONSE_BODY,
     RouteOptions,
@@ -82,7 +83,7 @@ def virtual_host_domains(service: Service, port: int, proxy_domain: str,
     for alias in aliases:
         names += host_names(alias.hostname, proxy_domain)
     domains = _with_port(names, port)
-    if service.resolution is Resolution.PASSTHROUGH and service.origin.kind == "Service":
+    if service.resolution is Resolution.PASSTHROUGH and service.origin.kind == Kind.SERVICE:
         domains += ["*." + d for d in domains]
     # A CIDR is no Host anybody sends.
     vips = [a for a in service.addresses if a != "0.0.0.0" and "/" not in a]
@@ -101,10 +102,8 @@ def default_route(push: PushContext, view: ProxyView, service: Service, port: in
     rule = push.destination_rule(view.namespace, service)
     if rule is not None:
         consistent = consistent_hash_for(rule, "", port)
-    policy = retry_policy(push.mesh.default_http_retry_policy,
-                          consistent_hash=consistent is not None)
-    if policy is not None:
-        action.retry_policy.CopyFrom(policy)
+    set_retry_policy(action, push.mesh.default_http_retry_policy,
+                     consistent_hash=consistent is not None)
     if consistent is not None:
         found = hash_policy(consistent)
         if found is not None:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from envoy.config.route.v3 import route_pb2
 
-from pilotpy.problems import Diagnostics
+from pilotpy.problems import ProblemLog
 from pilotpy.proxy import parse_proxy, view_proxy
 from pilotpy.push import build_push_context
 from pilotpy.server.controlplane import load_mesh_config
@@ -24,7 +24,7 @@ from tests.golden.test_golden import CASES
 def generated_for(case: Path) -> GeneratedConfig:
     spec = yaml.safe_load((case / "case.yaml").read_text(encoding="utf-8"))
     store = Store(clock=time.monotonic)
-    FileSource([case / "input"], store, Diagnostics()).load()
+    FileSource([case / "input"], store, ProblemLog()).load()
     mesh = load_mesh_config(Settings(
         mesh_config=case / spec["meshConfig"] if spec.get("meshConfig") else None))
     push, _ = build_push_context(store.snapshot().objects, mesh, 1)

@@ -49,8 +49,8 @@ def test_each_code_is_found_with_object_and_field(code: str) -> None:
     level, where = EXPECTED[code]
     messages = analyze_paths(paths(code))
     assert {m.code for m in messages} == {code}, [str(m) for m in messages]
-    assert {m.level for m in messages} == {level}
-    assert {(m.resource, m.field) for m in messages} == where
+    assert {str(m.severity) for m in messages} == {level}
+    assert {(str(m.ref), m.field) for m in messages} == where
     assert all(m.hint for m in messages)
 
 
@@ -130,11 +130,11 @@ ISTIO_CASES = {
 def test_istioctl_analyzer_case(case: str) -> None:
     directory, expected = ISTIO_CASES[case]
     messages = analyze_paths([ISTIO / directory])
-    assert {(m.code, m.resource) for m in messages} == expected, [str(m) for m in messages]
+    assert {(m.code, str(m.ref)) for m in messages} == expected, [str(m) for m in messages]
 
 
 def test_istioctls_conflict_texts() -> None:
-    found = {m.resource: m for m in analyze_paths([ISTIO / "mesh-hosts"])}
+    found = {str(m.ref): m for m in analyze_paths([ISTIO / "mesh-hosts"])}
     team2 = found["VirtualService team2/ratings"]
     # istioctl writes the host with the namespace it is exported to ("*": everywhere).
     assert team2.message == (
@@ -143,7 +143,7 @@ def test_istioctls_conflict_texts() -> None:
         "merging the conflicting VirtualServices into a single resource.")
     assert team2.field == "spec.hosts[1]"
     (alpha, _) = analyze_paths([ISTIO / "gateways-sub-selector"])
-    assert alpha.resource == "Gateway default/alpha"
+    assert str(alpha.ref) == "Gateway default/alpha"
     assert alpha.field == "spec.servers[0]"
     assert alpha.message == ("Conflict with gateways default/beta (workload selector "
                              "cusKey=cusValue,istio=ingressgateway, port 80, hosts foo.bar).")
@@ -182,6 +182,6 @@ def test_what_makes_gateways_conflict(tmp_path: Path, other: dict[str, str],
     (tmp_path / "gateways.yaml").write_text(
         GATEWAY.format(name="alpha", **base) + GATEWAY.format(name="beta", **base | other)
         + POD)
-    found = {(m.code, m.resource) for m in analyze_paths([tmp_path])}
+    found = {(m.code, str(m.ref)) for m in analyze_paths([tmp_path])}
     assert found == ({("IST0145", "Gateway default/alpha"), ("IST0145", "Gateway default/beta")}
                      if conflict else set())

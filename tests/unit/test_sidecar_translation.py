@@ -123,7 +123,7 @@ def outbound_listener(push: PushContext, name: str) -> tuple[Any, tuple[str, ...
 
     generated = generate(push, view_proxy(parse_proxy(NODE), push))
     (listener,) = [x for x in generated.listeners if x.name == name]
-    return listener, generated.diagnostics
+    return listener, tuple(str(p) for p in generated.problems)
 
 
 def prefix_ranges(listener: Any) -> list[list[str]]:
@@ -150,7 +150,8 @@ def test_a_range_another_service_already_holds_is_reported_with_the_range_and_ow
                    tcp_service_entry("b", ["b.example.com"], ["10.1.0.0/16", "10.2.0.0/16"]))
     listener, diagnostics = outbound_listener(push, "0.0.0.0_22")
     assert prefix_ranges(listener) == [["10.1.0.0/16"], ["10.2.0.0/16"]]
-    assert diagnostics == ("b.example.com:22 (TCP) at 10.1.0.0/16: the range already has a "
+    assert diagnostics == ("Warning [Conflict] (ServiceEntry default/b) spec.addresses: "
+                           "b.example.com:22 (TCP) at 10.1.0.0/16: the range already has a "
                            "filter chain on listener 0.0.0.0_22 (from a.example.com); skipped",)
 
 
