@@ -108,16 +108,22 @@ class LeaseElection:
         return True
 
     async def run(self) -> None:
-        while True:
-            await self._acquire()
-            task = asyncio.create_task(self._lead(), name=f"leading {self.name}")
-            try:
-                await self._renew_until_lost(task)
-            finally:
+        """Campaign, lead, campaign again when leadership is lost; until cancelled, when a
+        held Lease is released so a successor need not wait it out."""
+        try:
+            while True:
+                await self._acquire()
+                task = asyncio.create_task(self._lead(), name=f"leading {self.name}")
+                try:
+                    await self._renew_until_lost(task)
+                finally:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
                 self.leading.clear()
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        except asyncio.CancelledError:
+            await self._release()
+            raise
 
     async def _acquire(self) -> None:
         while True:
@@ -153,7 +159,7 @@ class LeaseElection:
                                 self.renew_deadline, err)
                     return
 
-    async def release(self) -> None:
+    async def _release(self) -> None:
         """On a clean stop: hand the Lease back so a successor takes over at once."""
         if not self.leading.is_set() or self._record is None:
             return

@@ -257,9 +257,7 @@ class ControlPlane:
         await self.xds.drain(self.settings.drain_seconds)
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._tasks)
-        if self.election is not None:
-            await self.election.release()
+        await cancel_and_wait(self._tasks)  # a leader releases its Lease on the way out
         if self.kube is not None:
             await self.kube.stop()
         if self.secure is not None:

@@ -197,6 +197,8 @@ async def test_the_root_is_published_in_every_namespace_and_kept_there(
                               {"data": {"root-cert.pem": "edited"}},
                               "application/merge-patch+json")
         await eventually(lambda: published("team-a"), "the edited ConfigMap corrected")
+        assert lease_holder(cluster) == "pilotpy-0"
+    assert lease_holder(cluster) == ""  # released on a clean stop: no successor waits
 
 
 def lease_holder(cluster: Cluster) -> str:
