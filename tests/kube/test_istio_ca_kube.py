@@ -232,8 +232,15 @@ def test_two_replicas_elect_one_leader_and_the_other_takes_over(cluster: Cluster
             time.sleep(0.2)
         leader = lease_holder(cluster)
         follower = next(n for n in replicas if n != leader)
-        time.sleep(3)  # several renewals: the follower never steals a live lease
-        assert lease_holder(cluster) == leader
+        # Both campaign once their CA is loaded; only then can a follower steal.
+        while not all("TLS xDS and CA on" in (tmp_path / f"{n}.log").read_text()
+                      for n in replicas):
+            assert time.monotonic() < deadline, "a replica never opened its TLS port"
+            time.sleep(0.2)
+        for _ in range(15):  # several renewals: the follower never steals a live lease
+            assert lease_holder(cluster) == leader
+            time.sleep(0.2)
+        assert f"{follower} leads" not in (tmp_path / f"{follower}.log").read_text()
         os.killpg(replicas[leader].pid, signal.SIGKILL)  # no release: the lease must expire
         replicas[leader].wait(10)
         killed = time.monotonic()
