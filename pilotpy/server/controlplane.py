@@ -107,7 +107,6 @@ class ControlPlane:
                     self.kube_api, settings.control_plane_namespace,
                     NAMESPACE_CONTROLLER_ELECTION, instance_id, publisher.run,
                     lease_duration=settings.lease_duration_seconds)
-                self.root_cert_publisher = publisher
         self.metrics.watch_xds(self.xds.stats, self.xds.proxies)
         self.metrics.watch_config(
             services=lambda: len(self.discovery.push.services.all) if self.discovery.push else 0,
@@ -258,10 +257,10 @@ class ControlPlane:
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)  # a leader releases its Lease on the way out
+        if self.secure is not None:  # before the kube source: its API checks tokens
+            await self.secure.stop()
         if self.kube is not None:
             await self.kube.stop()
-        if self.secure is not None:
-            await self.secure.stop()
         await self.xds.stop()
         for runner in self._http:
             await runner.cleanup()

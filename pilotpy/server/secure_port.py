@@ -12,9 +12,8 @@ import asyncio
 import contextlib
 import datetime
 import logging
-from typing import Any
 
-from pilotpy.auth.caller import TokenAuthenticator
+from pilotpy.auth.caller import TokenAuthenticator, TrustDomain
 from pilotpy.auth.guard import SecureCallers, XdsStreamGuard
 from pilotpy.auth.jwtrule import JwksAuthenticator, parse_jwt_rule
 from pilotpy.auth.tokenreview import TokenReviewer
@@ -27,7 +26,7 @@ from pilotpy.server.settings import Settings, split_address
 from pilotpy.sources.kube import KubeApi
 from pilotpy.sources.kube.backoff import Backoff
 from pilotpy.xds.server import XdsServer
-from pilotpy.xds.tls_front import TlsFront, load_certificate, server_context
+from pilotpy.xds.tls_front import PeerTls, TlsFront, load_certificate, server_context
 
 log = logging.getLogger("pilotpy.ca")
 # The names pilot-agent checks (ISTIOD_SAN defaults to the first), as istiod's getDNSNames.
@@ -40,8 +39,8 @@ def serving_names(namespace: str, extra: tuple[str, ...] = ()) -> list[str]:
 
 class SecurePort:
     def __init__(self, settings: Settings, xds: XdsServer, registry: Registry,
-                 trust_domain: Any, kube_api: KubeApi | None) -> None:
-        """`trust_domain`: a callable giving the mesh config's current trust domain."""
+                 trust_domain: TrustDomain, kube_api: KubeApi | None) -> None:
+        """`trust_domain` gives the mesh config's current trust domain."""
         self.settings = settings
         self._trust_domain = trust_domain
         self._kube_api = kube_api
@@ -65,7 +64,7 @@ class SecurePort:
         xds.add_secure_handler(self.service.handler())
         self._tasks: list[asyncio.Task[None]] = []
 
-    def _peer(self, grpc_peer: str) -> Any:
+    def _peer(self, grpc_peer: str) -> PeerTls | None:
         return self.front.peer(grpc_peer) if self.front is not None else None
 
     @property

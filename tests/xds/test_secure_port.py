@@ -319,3 +319,19 @@ async def test_serving_certificate_is_renewed_without_dropping_streams(secure: S
         assert not client.closed
         await client.subscribe("type.googleapis.com/envoy.config.listener.v3.Listener", ["*"])
         assert (await client.recv()).type_url.endswith("Listener")
+
+
+async def test_a_call_that_bypasses_the_tls_front_is_refused(secure: Secure) -> None:
+    """The secure gRPC server listens on loopback behind the TLS front; a local client that
+    dials it directly has no TLS peer, so even a valid token is refused."""
+    target = f"127.0.0.1:{secure.plane.xds.secure_port}"
+    async with grpc.aio.insecure_channel(target) as channel:
+        call = channel.unary_unary(
+            CREATE, request_serializer=ca_pb2.IstioCertificateRequest.SerializeToString,
+            response_deserializer=ca_pb2.IstioCertificateResponse.FromString)
+        error = await refusal(call(
+            ca_pb2.IstioCertificateRequest(csr=csr_pem(SLEEP).decode()),
+            metadata=[("authorization", f"Bearer {secure.tokens.token('default', 'sleep')}")],
+            timeout=5))
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "did not arrive over the TLS port" in (error.details() or "")
