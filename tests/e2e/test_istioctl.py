@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import ssl
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 
 from tests.e2e.support import W1, W1Factory, weighted_virtual_service
 from tests.e2e.test_operations import ENVOY_REJECTS
+from tests.istioctl_certs import ISTIOD_SAN, write_cert_dir
 
 pytestmark = pytest.mark.e2e
 
@@ -90,15 +90,12 @@ async def test_proxy_status_shows_synced_over_plaintext_and_tls(
     identity = json.loads(plane.xds.control_plane_identifier)
     assert row["ISTIOD"] == identity["ID"]
 
-    # TLS: istioctl trusts the root in --cert-dir; --insecure skips verification of the
-    # self-signed serving certificate, as with istiod's own 15012 from outside the cluster.
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    served = await asyncio.to_thread(ssl.get_server_certificate,
-                                     ("127.0.0.1", plane.grpc_tls_port))
-    (certs / "root-cert.pem").write_text(served, encoding="utf-8")
+    # TLS: istioctl verifies the server against the mesh root in --cert-dir and proves
+    # itself with the mesh certificate there (no token, no --insecure).
+    assert plane.secure is not None and plane.secure.authority is not None
+    certs = write_cert_dir(plane.secure.authority, tmp_path / "certs")
     over_tls = [*istioctl, "--xds-address", f"127.0.0.1:{plane.grpc_tls_port}",
-                "--cert-dir", str(certs), "--insecure", "-v", "1"]
+                "--cert-dir", str(certs), "--authority", ISTIOD_SAN, "-v", "1"]
     await synced_everywhere(over_tls, node_id)
 
 
