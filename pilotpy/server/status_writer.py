@@ -3,10 +3,11 @@ PILOT_ENABLE_STATUS: `status.observedGeneration` and a `Reconciled` condition ("
 every proxy the object's latest change affects has acknowledged it, with the message
 `<acked>/<affected> proxies up to date.`), so `kubectl get vs -o yaml` shows propagation.
 
-Only the leader writes (istiod elects `istio-status-leader`); `run` is what it runs while it
-leads. Writes are rate-limited (istiod's PILOT_STATUS_QPS and PILOT_STATUS_BURST) and made
-only when the condition or generation would change: a change that finished propagating is
-not rewritten when proxies come and go. Each write reads the object, keeps the status
+Only the leader writes: the control plane runs `run` behind the `istio-status-leader` Lease
+election (as istiod), and cancels it when leadership is lost. Writes are rate-limited
+(istiod's PILOT_STATUS_QPS and PILOT_STATUS_BURST) and made only when the condition or
+generation would change: a change that finished propagating is not rewritten when proxies
+come and go. Each write reads the object, keeps the status
 fields and conditions others wrote, and replaces it through the `/status` subresource with
 the resourceVersion read, so a concurrent edit makes it retry on the next round.
 """
@@ -125,8 +126,10 @@ class StatusWriter:
         self.writes = 0  # successful status updates, for tests and logs
 
     async def run(self) -> None:
-        """Write status until cancelled (what the leader runs)."""
+        """Write status until cancelled (what the leader runs). Each term starts from what
+        the objects hold: another leader may have written meanwhile."""
         log.info("writing Reconciled status to Istio objects")
+        self._written.clear()
         while True:
             try:
                 await self.write_once()

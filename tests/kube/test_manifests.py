@@ -18,7 +18,6 @@ import yaml
 from pilotpy.local.envoy import validate_bootstrap
 from pilotpy.problems import ProblemLog
 from pilotpy.sources.kube import KubeApi, KubeSource, load_connection
-from pilotpy.sources.kube.api import ApiError
 from pilotpy.store import Store
 from tests.kube.cluster import Cluster
 from tests.kube.support import MANIFESTS
@@ -132,23 +131,29 @@ def test_kind_config_maps_the_gateway_node_ports() -> None:
     assert deployment["spec"]["template"]["metadata"]["labels"]["app"] == "istiod"
 
 
-def _is_status_rule(rule: dict[str, Any]) -> bool:
-    return all(r.endswith("/status") for r in rule["resources"])
-
-
-def test_roles_grant_reads_and_only_status_updates() -> None:
-    """pilotpy reads; the one write is Istio's Reconciled status, through the status
-    subresource (no leases or events yet)."""
-    writes = []
+def test_roles_grant_only_reads_except_the_cas_own() -> None:
+    """pilotpy's informers only read; the writes (TokenReview, the root ConfigMaps, the CA
+    Secret, the Lease) are all in the pilotpy-ca roles."""
     for kind, name in (("ClusterRole", "pilotpy"), ("Role", "pilotpy")):
         for rule in manifest(kind, name)["rules"]:
-            if _is_status_rule(rule):
-                writes.append(rule)
-                assert rule["verbs"] == ["update"], rule
-            else:
-                assert set(rule["verbs"]) <= READ_VERBS, (kind, rule)
-    (status,) = writes
-    assert status["apiGroups"] == ["networking.istio.io"]
+            assert set(rule["verbs"]) <= READ_VERBS, (kind, rule)
+    writes = {(r["resources"][0], v) for kind in ("ClusterRole", "Role")
+              for r in manifest(kind, "pilotpy-ca")["rules"] for v in r["verbs"]
+              if v not in READ_VERBS}
+    assert writes == {("tokenreviews", "create"), ("configmaps", "create"),
+                      ("configmaps", "update"), ("secrets", "create"), ("leases", "create"),
+                      ("leases", "update")}
+
+
+def test_the_status_roles_write_only_status_and_their_lease() -> None:
+    """The Reconciled status's writes: the status subresource of Istio's networking kinds
+    (nothing else of them) and the istio-status-leader Lease, in roles of their own."""
+    (status,) = manifest("ClusterRole", "pilotpy-status")["rules"]
+    assert status["apiGroups"] == ["networking.istio.io"] and status["verbs"] == ["update"]
+    assert all(r.endswith("/status") for r in status["resources"])
+    lease, create = manifest("Role", "pilotpy-status")["rules"]
+    assert lease["resourceNames"] == ["istio-status-leader"]
+    assert lease["verbs"] == ["get", "update"] and create["verbs"] == ["create"]
 
 
 # -- the ServiceAccount's own token ----------------------------------------------------------
@@ -208,12 +213,11 @@ async def test_informers_sync_with_the_service_account_token(deployed: Cluster,
 
 async def test_every_rbac_rule_is_needed(deployed: Cluster, tmp_path: Path,
                                          applied: list[dict[str, Any]]) -> None:
-    # The status rule is no informer's: test_the_status_rule_is_what_writing_status_needs.
     cluster_rules = manifest("ClusterRole", "pilotpy")["rules"]
     role_rules = manifest("Role", "pilotpy")["rules"]
     cases = [(f"ClusterRole rule {i}: {r['resources']}",
               [x for j, x in enumerate(cluster_rules) if j != i], role_rules)
-             for i, r in enumerate(cluster_rules) if not _is_status_rule(r)]
+             for i, r in enumerate(cluster_rules)]
     cases += [(f"Role rule {i}: {r['resources']}", copy.deepcopy(cluster_rules),
                [x for j, x in enumerate(role_rules) if j != i])
               for i, r in enumerate(role_rules)]
@@ -225,11 +229,51 @@ async def test_every_rbac_rule_is_needed(deployed: Cluster, tmp_path: Path,
         assert synced, what
 
 
-async def test_the_status_rule_is_what_writing_status_needs(
-        deployed: Cluster, tmp_path: Path, applied: list[dict[str, Any]]) -> None:
-    """The status writer's two calls (read the object, replace its status) with the
-    ServiceAccount's token: allowed with the manifest's rules, refused without the status
-    rule, which lets it change nothing but status."""
+# -- the Reconciled status's roles, rule by rule ---------------------------------------------
+
+STATUS_TIMEOUT = 8.0
+STATUS_LEASE = ("/apis/coordination.k8s.io/v1/namespaces/istio-system/leases/"
+                "istio-status-leader")
+
+
+async def _writes_status(cluster: Cluster, tmp_path: Path, token: str, path: str) -> bool:
+    """Whether pilotpy serving with --enable-status and `token` writes the Reconciled
+    condition onto the VirtualService at `path` (it has no proxies: "0/0 proxies up to
+    date."). The status and the Lease are cleared first, so each run starts afresh."""
+    from pilotpy.server.controlplane import ControlPlane
+    from pilotpy.server.settings import Settings
+
+    admin = cluster.admin
+    with contextlib.suppress(Exception):
+        admin.request("DELETE", STATUS_LEASE)
+    current = admin.get(path)
+    admin.request("PUT", f"{path}/status", {**current, "status": {}})
+    name = f"status-{uuid.uuid4().hex[:6]}"
+    kubeconfig = cluster.kubeconfig(tmp_path / f"kubeconfig-{name}", token=token)
+    plane = ControlPlane(Settings(
+        grpc_addr="127.0.0.1:0", grpc_tls_addr="", http_addr="127.0.0.1:0",
+        monitoring_addr="127.0.0.1:0", kube=True, kubeconfig=kubeconfig, instance_id=name,
+        enable_status=True,
+        lease_duration_seconds=2.0))
+    await plane.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + STATUS_TIMEOUT
+        while asyncio.get_running_loop().time() < deadline:
+            stored = await asyncio.to_thread(admin.get, path)
+            conditions = (stored.get("status") or {}).get("conditions") or []
+            if any(c.get("type") == "Reconciled" for c in conditions):
+                return True
+            await asyncio.sleep(0.2)
+        return False
+    finally:
+        await plane.stop()
+
+
+async def test_every_status_rule_is_needed(deployed: Cluster, tmp_path: Path,
+                                           applied: list[dict[str, Any]]) -> None:
+    """Status is written with the pilotpy and pilotpy-status roles (the ServiceAccount's
+    token, the real election and writer), and no longer without any one status rule: the
+    status subresource, the Lease by name, the Lease's create."""
     vs = yaml.safe_load("""\
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -241,23 +285,114 @@ spec: {hosts: [status-rbac.local], http: [{route: [{destination: {host: status-r
     path = "/apis/networking.istio.io/v1/namespaces/default/virtualservices/status-rbac"
     cluster_rules = manifest("ClusterRole", "pilotpy")["rules"]
     role_rules = manifest("Role", "pilotpy")["rules"]
+    status_cluster = manifest("ClusterRole", "pilotpy-status")["rules"]
+    status_role = manifest("Role", "pilotpy-status")["rules"]
+    token = _bind(deployed, cluster_rules + status_cluster, role_rules + status_role, applied)
+    assert await _writes_status(deployed, tmp_path, token, path), "no status with every rule"
+    cases = [(f"ClusterRole pilotpy-status rule {i}: {r}",
+              cluster_rules + [x for j, x in enumerate(status_cluster) if j != i],
+              role_rules + status_role) for i, r in enumerate(status_cluster)]
+    cases += [(f"Role pilotpy-status rule {i}: {r}", cluster_rules + status_cluster,
+               role_rules + [x for j, x in enumerate(status_role) if j != i])
+              for i, r in enumerate(status_role)]
+    for what, without_cluster, without_role in cases:
+        token = _bind(deployed, without_cluster, without_role, applied)
+        assert not await _writes_status(deployed, tmp_path, token, path), \
+            f"without {what} status is still written"
 
-    async def write_status(rules: list[dict[str, Any]], status: dict[str, Any]) -> None:
-        token = _bind(deployed, rules, role_rules, applied)
-        kubeconfig = deployed.kubeconfig(tmp_path / f"kubeconfig-{uuid.uuid4().hex[:6]}",
-                                         token=token)
-        api = KubeApi(load_connection(kubeconfig))
+
+# -- the mesh CA's roles, rule by rule -------------------------------------------------------
+
+CA_FEATURE_TIMEOUT = 8.0
+
+
+async def _ca_features(cluster: Cluster, tmp_path: Path, token: str, wanted: str) -> bool:
+    """Whether the mesh CA's `wanted` use works for pilotpy running with `token`: "ca" (key
+    material loaded: istio-ca-secret created), "tokenreview" (a CSR with an istio-ca token
+    signed), "lease" (the election won), "rootcert" (the root published in a new namespace
+    and corrected after an edit)."""
+    from pilotpy.server.controlplane import ControlPlane
+    from pilotpy.server.settings import Settings
+    from tests.kube.test_istio_ca_kube import create_certificate, root_config_map
+
+    admin = cluster.admin
+    for path in ("/api/v1/namespaces/istio-system/secrets/istio-ca-secret",
+                 "/apis/coordination.k8s.io/v1/namespaces/istio-system/leases/"
+                 "istio-namespace-controller-election"):
+        with contextlib.suppress(Exception):
+            admin.request("DELETE", path)
+    name = f"rbac-{uuid.uuid4().hex[:6]}"
+    kubeconfig = cluster.kubeconfig(tmp_path / f"kubeconfig-{name}", token=token)
+    plane = ControlPlane(Settings(
+        grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0", grpc_tls_addr="127.0.0.1:0",
+        monitoring_addr="127.0.0.1:0", kube=True, kubeconfig=kubeconfig, instance_id=name,
+        lease_duration_seconds=2.0))
+    await plane.start()
+    deadline = asyncio.get_running_loop().time() + CA_FEATURE_TIMEOUT
+    try:
+        assert plane.secure is not None
         try:
-            current = await api.get(path)
-            await api.send("PUT", f"{path}/status", {**current, "status": status})
-        finally:
-            await api.close()
+            await asyncio.wait_for(plane.secure.ready.wait(), CA_FEATURE_TIMEOUT)
+        except TimeoutError:
+            return False
+        if wanted == "ca":
+            return True
+        if wanted == "tokenreview":
+            admin.ensure_namespace("default")
+            admin.apply({"apiVersion": "v1", "kind": "ServiceAccount",
+                         "metadata": {"name": "sleep", "namespace": "default"}})
+            istio_ca = admin.token("default", "sleep", 600, ("istio-ca",))
+            try:
+                await create_certificate(plane, istio_ca,
+                                         "spiffe://cluster.local/ns/default/sa/sleep")
+            except Exception:
+                return False
+            return True
+        if wanted == "lease":
+            assert plane.election is not None
+            try:
+                await asyncio.wait_for(plane.election.leading.wait(), CA_FEATURE_TIMEOUT)
+            except TimeoutError:
+                return False
+            return True
+        admin.ensure_namespace(name)
+        path = f"/api/v1/namespaces/{name}/configmaps/istio-ca-root-cert"
+        edited = False
+        while asyncio.get_running_loop().time() < deadline + CA_FEATURE_TIMEOUT:
+            found = await asyncio.to_thread(root_config_map, cluster, name)
+            if found is not None and found["data"]["root-cert.pem"] != "edited":
+                if edited:
+                    return True
+                admin.request("PATCH", path, {"data": {"root-cert.pem": "edited"}},
+                              "application/merge-patch+json")
+                edited = True
+            await asyncio.sleep(0.2)
+        return False
+    finally:
+        await plane.stop()
 
-    reconciled = {"observedGeneration": 1, "conditions": [
-        {"type": "Reconciled", "status": "True", "message": "0/0 proxies up to date."}]}
-    await write_status(cluster_rules, reconciled)
-    assert deployed.admin.get(path)["status"] == reconciled
-    without = [r for r in cluster_rules if not _is_status_rule(r)]
-    with pytest.raises(ApiError) as refused:
-        await write_status(without, {"observedGeneration": 1})
-    assert refused.value.code == 403
+
+CA_RULE_USES = {"tokenreviews": "tokenreview", "configmaps": "rootcert", "secrets": "ca",
+                "leases": "lease"}
+
+
+async def test_every_ca_rule_is_needed(deployed: Cluster, tmp_path: Path,
+                                       applied: list[dict[str, Any]]) -> None:
+    cluster_rules = manifest("ClusterRole", "pilotpy")["rules"]
+    role_rules = manifest("Role", "pilotpy")["rules"]
+    ca_cluster = manifest("ClusterRole", "pilotpy-ca")["rules"]
+    ca_role = manifest("Role", "pilotpy-ca")["rules"]
+    token = _bind(deployed, cluster_rules + ca_cluster, role_rules + ca_role, applied)
+    for use in ("ca", "tokenreview", "lease", "rootcert"):
+        assert await _ca_features(deployed, tmp_path, token, use), f"{use} fails with every rule"
+    cases = [(f"ClusterRole pilotpy-ca rule {i}", r, cluster_rules + [
+        x for j, x in enumerate(ca_cluster) if j != i], role_rules + ca_role)
+        for i, r in enumerate(ca_cluster)]
+    cases += [(f"Role pilotpy-ca rule {i}", r, cluster_rules + ca_cluster,
+               role_rules + [x for j, x in enumerate(ca_role) if j != i])
+              for i, r in enumerate(ca_role)]
+    for what, rule, without_cluster, without_role in cases:
+        use = CA_RULE_USES[rule["resources"][0]]
+        token = _bind(deployed, without_cluster, without_role, applied)
+        assert not await _ca_features(deployed, tmp_path, token, use), \
+            f"without {what} ({rule}) {use} still works"
