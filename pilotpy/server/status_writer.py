@@ -53,12 +53,13 @@ class TokenBucket:
 
     rate: float
     burst: int
-    tokens: float = -1.0
+    # Tokens left; negative while writers wait their turn. None: full, never used.
+    tokens: float | None = None
     updated: float = 0.0
 
     def take(self, now: float) -> float:
         """Take a token; returns how long to wait first (0 when one is available)."""
-        if self.tokens < 0:
+        if self.tokens is None:
             self.tokens, self.updated = float(self.burst), now
         self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
         self.updated = now

@@ -64,9 +64,10 @@ async def test_reconciled_status_follows_what_the_gateway_acknowledged(mesh: Kub
 
     await eventually(lambda: reconciled() == (1, "True", "1/1 proxies up to date.", 1),
                      "generation 1 reconciled on the VirtualService", timeout=20)
-    gateway = mesh.admin.get(
-        "/apis/networking.istio.io/v1/namespaces/default/gateways/httpbin-gateway")
-    assert _reconciled(gateway) == (1, "True", "1/1 proxies up to date.", 1)
+    # The Gateway's listener may be acknowledged a little after the VirtualService's routes.
+    await eventually(lambda: _reconciled(mesh.admin.get(
+        "/apis/networking.istio.io/v1/namespaces/default/gateways/httpbin-gateway"))
+        == (1, "True", "1/1 proxies up to date.", 1), "the Gateway reconciled", timeout=20)
 
     # Generation 2 carries a route Envoy refuses: not reconciled, 0 of 1 proxies.
     broken: dict[str, Any] = yaml.safe_load(virtual_service("httpbin", "httpbin.local", "v1"))

@@ -8,6 +8,8 @@ import asyncio
 import copy
 from typing import Any
 
+import pytest
+
 from pilotpy.discovery import Discovery
 from pilotpy.mesh import MeshConfig
 from pilotpy.model import parse_object
@@ -139,3 +141,15 @@ def test_writes_are_rate_limited_after_a_burst() -> None:
     assert [bucket.take(0.0) for _ in range(3)] == [0.0, 0.0, 0.1]
     assert bucket.take(1.0) == 0.0  # refilled
 
+
+
+def test_a_sustained_run_of_writes_waits_longer_each_time() -> None:
+    """Once the burst is spent, each write waits its turn: a deficit is never mistaken for
+    a fresh bucket (which would grant the whole burst again)."""
+    bucket = TokenBucket(rate=10.0, burst=2)
+    waits = [bucket.take(0.0) for _ in range(5)]
+    assert waits == pytest.approx([0.0, 0.0, 0.1, 0.2, 0.3])
+    now = 0.0
+    for _ in range(20):  # a writer that sleeps as told: 20 writes after the burst take 2 s
+        now += bucket.take(now)
+    assert now == pytest.approx(0.3 + 2.0)
