@@ -40,6 +40,12 @@ def _states(xds: Harness, key: Key) -> dict[str, ProxyState]:
     return {p.proxy: p.state for p in _status(xds, key).proxies}
 
 
+def _pending_metrics(xds: Harness) -> dict[str, float]:
+    return {line.split()[0]: float(line.split()[1])
+            for line in xds.plane.metrics.render().splitlines()
+            if line.startswith(("pilotpy_config_pending_", "pilotpy_config_oldest_"))}
+
+
 def _all_to_v1(doc: Doc) -> None:
     doc["spec"]["http"][0]["route"][0]["weight"] = 100
     doc["spec"]["http"][0]["route"][1]["weight"] = 0
@@ -61,11 +67,18 @@ async def test_a_change_is_pending_until_the_proxy_acks_it_sotw(xds: Harness) ->
         assert status.change is not None and status.change.version > before.version
         assert _states(xds, VS) == {GATEWAY_NODE: ProxyState.PENDING}
         assert xds.plane.propagation.pending()[0] == 1
+        # The oldest pending change's age, as the metrics give it.
+        assert xds.plane.propagation.pending(now=status.change.at + 5.0) == (1, 5.0)
+        metrics = _pending_metrics(xds)
+        assert metrics["pilotpy_config_pending_objects"] == 1
+        assert 0.0 <= metrics["pilotpy_config_oldest_pending_seconds"] < 60.0
 
         await c.ack(routes)
         await eventually(lambda: _states(xds, VS) == {GATEWAY_NODE: ProxyState.ACKED},
                          what="the VirtualService acknowledged")
         assert xds.plane.propagation.pending() == (0, 0.0)
+        assert _pending_metrics(xds) == {"pilotpy_config_pending_objects": 0.0,
+                                         "pilotpy_config_oldest_pending_seconds": 0.0}
 
 
 async def test_a_nack_names_the_proxy_and_its_message_delta(xds: Harness) -> None:
