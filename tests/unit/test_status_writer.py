@@ -5,6 +5,7 @@ objects the API does not hold skipped, writes rate-limited."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 from typing import Any
 
@@ -153,3 +154,28 @@ def test_a_sustained_run_of_writes_waits_longer_each_time() -> None:
     for _ in range(20):  # a writer that sleeps as told: 20 writes after the burst take 2 s
         now += bucket.take(now)
     assert now == pytest.approx(0.3 + 2.0)
+
+
+def test_a_new_leadership_term_starts_from_what_the_object_holds() -> None:
+    """Between two terms another leader may have written its own count: the writer's
+    memory of what it wrote is dropped when it leads again, so it corrects the object."""
+    api = FakeApi()
+    writer = _writer(api)
+
+    async def term() -> None:
+        task = asyncio.create_task(writer.run())
+        for _ in range(100):
+            await asyncio.sleep(0)
+            if writer.writes:
+                break
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(term())
+    assert _reconciled(api.object["status"])["message"] == "0/0 proxies up to date."
+    api.object["status"] = updated_status(api.object["status"], 3, "False",
+                                          "0/2 proxies up to date.", 0.0)  # another leader
+    asyncio.run(term())
+    assert writer.writes == 2
+    assert _reconciled(api.object["status"])["message"] == "0/0 proxies up to date."
