@@ -1,9 +1,9 @@
-"""Propagation status with two real Envoy gateways: the W1 gateway (SotW) accepts a
-VirtualService, a second gateway (Delta) rejects the part of it bound to its own Gateway (a
-regex RE2 refuses). `pilotpy status` names that proxy and Envoy's own message, exits 1, and
-exits 0 once the rule is fixed and both have acknowledged it; /debug/status and the pending
-metrics say the same, and `pilotpy diff --server` shows what the fix does to each connected
-gateway."""
+"""Propagation status with two real Envoy gateways: the W1 gateway accepts a
+VirtualService, a second gateway rejects the part of it bound to its own Gateway (a regex RE2
+refuses); once with the refusal over Delta and the acceptance over SotW, once the other way.
+`pilotpy status` names that proxy and Envoy's own message, exits 1, and exits 0 once the rule
+is fixed and both have acknowledged it; /debug/status and the pending metrics say the same,
+and `pilotpy diff --server` shows what the fix does to each connected gateway."""
 
 from __future__ import annotations
 
@@ -67,14 +67,18 @@ spec:
 """
 
 
-@pytest.fixture
-async def two_gateways(w1: W1Factory, tmp_path: Path) -> AsyncIterator[tuple[W1, int]]:
-    """W1's gateway, and a second gateway Envoy over Delta labelled istio=second."""
-    env = await w1()
+@pytest.fixture(params=["refused-over-delta", "refused-over-sotw"])
+async def two_gateways(w1: W1Factory, tmp_path: Path, request: pytest.FixtureRequest
+                       ) -> AsyncIterator[tuple[W1, int]]:
+    """W1's gateway, and a second gateway Envoy labelled istio=second: the second over Delta
+    and W1's over SotW, or the other way round, so each protocol carries a real refusal."""
+    second_delta = request.param == "refused-over-delta"
+    env = await w1(delta=not second_delta)
     second_port = free_port()
     env.write("gateways.yaml", gateways(second_port))
     bootstrap = envoy_bootstrap(node_id=SECOND_NODE, xds_address=(
-        "127.0.0.1", env.stack.plane.grpc_port), delta=True, labels={"istio": "second"},
+        "127.0.0.1", env.stack.plane.grpc_port), delta=second_delta,
+        labels={"istio": "second"},
         admin_port=free_port(), status_port=free_port(), stats_port=None)
     workdir = tmp_path / "second"
     workdir.mkdir()
@@ -149,7 +153,11 @@ async def test_status_names_the_proxy_that_refused_and_its_message(
     assert first.splitlines()[0].endswith(": no change"), diff.stdout
     assert "~ RouteConfiguration" in second and "path regex /(a)" in second, diff.stdout
 
+    # Files carry no generation for --generation to wait on: wait until pilotpy has taken
+    # the fix (a newer config version) before asking, or the refusal still answers.
+    refused_version = answer["version"]
     env.write("shared.yaml", shared(broken=False))
+    await eventually(lambda: debug_status(env)["version"] > refused_version, "the fix taken")
     done = await asyncio.to_thread(pilotpy_status, env, "--wait", "--timeout", "20s")
     assert done.returncode == 0, (done.stdout, done.stderr)
     assert "2 proxies affected, 2 ACKED" in done.stdout, done.stdout
