@@ -89,7 +89,8 @@ def describe(answer: dict[str, Any], target: Target) -> list[str]:
         counts = ", ".join(f"{answer[k]} {k.upper()}" for k in ("acked", "nacked", "pending")
                            if answer.get(k))
         head = (f"{target} {what} (config version {answer['version']}): "
-                f"{answer['affected']} proxies affected" + (f", {counts}" if counts else ""))
+                f"{answer['affected']} {'proxy' if answer['affected'] == 1 else 'proxies'} "
+                "affected" + (f", {counts}" if counts else ""))
     lines = [head]
     for proxy in answer.get("proxies", []):
         line = f"  {proxy['state']:<8} {proxy['proxy']}"

@@ -113,6 +113,11 @@ def test_every_proxy_acked_exits_0(server: _Server) -> None:
                                    "version 7): 2 proxies affected, 2 ACKED")
 
 
+def test_one_proxy_is_counted_in_the_singular(server: _Server) -> None:
+    server.answers = [(200, _answer("ACKED"))]
+    assert _run(server)[1].splitlines()[0].endswith(": 1 proxy affected, 1 ACKED")
+
+
 def test_a_nack_exits_1_naming_the_proxy_and_its_message(server: _Server) -> None:
     server.answers = [(200, _answer("ACKED", "NACKED"))]
     code, out = _run(server, wait=True)
