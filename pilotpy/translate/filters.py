@@ -65,8 +65,9 @@ def _connection_manager(stat_prefix: str, mesh: MeshConfig) -> hcm_pb2.HttpConne
         http_filters=http_filters(),
         stream_idle_timeout=pb.seconds(0),
         upgrade_configs=[HCM.UpgradeConfig(upgrade_type="websocket")],
+        # istiod's ENABLE_100_CONTINUE_HEADERS default: answer `Expect: 100-continue` itself.
+        proxy_100_continue=True,
     )
-    manager.http_protocol_options.SetInParent()
     _apply_path_normalization(manager, mesh)
     apply_observability(manager, mesh)
     return manager
@@ -88,6 +89,7 @@ def gateway_connection_manager(route_name: str, stat_prefix: str,
     manager.set_current_client_cert_details.CopyFrom(HCM.SetCurrentClientCertDetails(
         subject=pb.boolean(True), cert=True, dns=True, uri=True))
     manager.server_name = GATEWAY_SERVER_NAME
+    manager.http_protocol_options.SetInParent()
     return manager
 
 

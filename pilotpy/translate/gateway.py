@@ -32,6 +32,7 @@ from pilotpy.translate.chain_match import DistinctChains, RoutedChain
 from pilotpy.translate.downstream_tls import TERMINATING_MODES, downstream_tls_context
 from pilotpy.translate.filters import gateway_connection_manager, network_filter, tls_inspector
 from pilotpy.translate.gateway_tcp import GatewayServer, passthrough_chains, tcp_route_filter
+from pilotpy.translate.listener_limits import limit_accepts, limit_handshake
 from pilotpy.translate.names import (
     DEFAULT_ROUTE_NAME,
     delimited_stat_prefix,
@@ -50,8 +51,6 @@ from pilotpy.translate.tls_files import tls_transport_socket
 
 WILDCARD_BIND = "0.0.0.0"
 PASSTHROUGH_MODES = frozenset({"", "PASSTHROUGH"})
-# PILOT_GATEWAY_TRANSPORT_SOCKET_CONNECT_TIMEOUT: slow TLS handshakes are cut after this.
-TRANSPORT_SOCKET_CONNECT_TIMEOUT = 15
 
 __all__ = ["GatewayServer", "MergedGateway", "gateway_listeners", "gateway_route_configuration",
            "gateway_route_names", "merge_gateways"]
@@ -269,11 +268,11 @@ def gateway_listeners(push: PushContext, view: ProxyView,
         if not chains:
             continue  # istiod drops a listener left with no filter chain
         message = listener_pb2.Listener(name=name, traffic_direction=base_pb2.OUTBOUND)
+        limit_accepts(message)
         if inspect_tls:
             message.listener_filters.append(tls_inspector())
         for chain in chains:
-            chain.transport_socket_connect_timeout.CopyFrom(
-                pb.seconds(TRANSPORT_SOCKET_CONNECT_TIMEOUT))
+            limit_handshake(chain)
             message.filter_chains.append(chain)
         message.address.socket_address.address = bind
         message.address.socket_address.port_value = port

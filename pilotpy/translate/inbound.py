@@ -27,6 +27,7 @@ from pilotpy.translate.filters import (
     sidecar_inbound_connection_manager,
     tcp_proxy_filter,
 )
+from pilotpy.translate.listener_limits import limit_accepts
 from pilotpy.translate.names import (
     BLACKHOLE_CLUSTER,
     DEFAULT_ROUTE_NAME,
@@ -133,6 +134,7 @@ def virtual_inbound_listener(view: ProxyView, mesh: MeshConfig) -> listener_pb2.
     out = listener_pb2.Listener(
         name=VIRTUAL_INBOUND, traffic_direction=base_pb2.INBOUND,
         continue_on_listener_filters_timeout=True, listener_filters_timeout=pb.seconds(0))
+    limit_accepts(out)
     out.address.socket_address.address = WILDCARD
     out.address.socket_address.port_value = capture_port
     # The inspector only matters where a chain matches on the detected protocol: undeclared

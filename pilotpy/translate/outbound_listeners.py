@@ -29,6 +29,7 @@ from pilotpy.translate.filters import (
     tcp_proxy_filter,
     tls_inspector,
 )
+from pilotpy.translate.listener_limits import limit_accepts, limit_handshake
 from pilotpy.translate.names import (
     BLACKHOLE_CLUSTER,
     PASSTHROUGH_CLUSTER,
@@ -82,6 +83,7 @@ def _http_chain(route_name: str, stat_prefix: str, mesh: MeshConfig) -> lc.Filte
         route_name, delimited_stat_prefix(stat_prefix), mesh))])
     chain.filter_chain_match.transport_protocol = "raw_buffer"
     chain.filter_chain_match.application_protocols.extend(HTTP_APPLICATION_PROTOCOLS)
+    limit_handshake(chain)
     return chain
 
 
@@ -115,6 +117,7 @@ def service_listener(push: PushContext, view: ProxyView, scope: SidecarScope, *,
     tcp_filter, vs_config = tcp_route_filter(push, view, scope, service, port=port.number,
                                              bind=address)
     tcp = lc.FilterChain(filters=[tcp_filter])
+    limit_handshake(tcp)
     if vs_config:
         tcp.metadata.filter_metadata["istio"].fields["config"].string_value = vs_config
     if cidr:
@@ -153,6 +156,7 @@ class _TLSListener:
         match_all: list[lc.FilterChain] = []
         matching: list[lc.FilterChain] = []
         for chain in self.chains.chains:
+            limit_handshake(chain)
             (match_all if matches_all(chain) else matching).append(chain)
         if not matching:
             out.filter_chains.extend(match_all)
@@ -167,6 +171,7 @@ def virtual_outbound_listener(scope: SidecarScope, mesh: MeshConfig) -> listener
     port = mesh.proxy_listen_port
     out = listener_pb2.Listener(name=VIRTUAL_OUTBOUND, traffic_direction=base_pb2.OUTBOUND,
                                 use_original_dst=pb.boolean(True))
+    limit_accepts(out)
     out.address.socket_address.address = WILDCARD
     out.address.socket_address.port_value = port
     # A connection addressed to the capture port itself would loop forever.

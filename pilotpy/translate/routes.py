@@ -92,7 +92,8 @@ _SEPARATED_PREFIX = re.compile(r"^[^?#]+[^?#/]$")
 def route_match(match: HTTPMatch | None, *, path_separated: bool = False) -> rc.RouteMatch:
     """`path_separated`: prefixes other than `/` match whole path segments (istiod's
     Ingress route semantics), the trailing `/` trimmed."""
-    out = rc.RouteMatch(prefix="/", case_sensitive=pb.boolean(True))
+    # No match: no case_sensitive either (istiod sets it only when translating a match).
+    out = rc.RouteMatch(prefix="/")
     if match is None:
         return out
     headers = [header_matcher(name, m) for name, m in match.headers.items()]

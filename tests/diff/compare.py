@@ -5,7 +5,9 @@ that all carry a distinct `name` (filters, virtual hosts, routes, clusters of a 
 route, named filter chains) are paired by name, so one extra filter reads as one difference
 instead of a shifted list; where Envoy evaluates such a list in order, a different order of
 the common names is a difference of its own (`<path>[order]`). Other lists are paired by
-position, after normalize.py sorted the ones whose order Envoy ignores."""
+position, after normalize.py sorted the ones whose order Envoy ignores; such lists of strings
+(domains, server names) are compared as sets, one difference per string only one side has
+(`<path>[=<string>]`)."""
 
 from __future__ import annotations
 
@@ -90,6 +92,14 @@ def tree_differences(istiod: Any, pilotpy: Any, path: str = "") -> Iterator[tupl
 
 def _list_differences(istiod: list[Any], pilotpy: list[Any],
                       path: str) -> Iterator[tuple[str, Any, Any]]:
+    if _last_key(path) in UNORDERED_LISTS and not any(
+            isinstance(v, dict | list) for v in (*istiod, *pilotpy)):
+        # A set of strings (domains, server names): each one only one side has.
+        for value in sorted(set(istiod) ^ set(pilotpy), key=str):
+            present = value in istiod
+            yield (f"{path}[={value}]", value if present else MISSING,
+                   MISSING if present else value)
+        return
     left, right = _names(istiod), _names(pilotpy)
     if left is not None and right is not None:
         by_left = dict(zip(left, istiod, strict=True))

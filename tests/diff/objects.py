@@ -3,8 +3,10 @@
 The golden inputs are written for pilotpy's file source; the API server needs a little more:
 a namespace on every object, containers on Pods (their IPs go through `pods/status`, as a
 kubelet reports them), and no loopback addresses in EndpointSlices or Pod IPs (it refuses
-them), which are moved from 127.a.b.c to 10.(79+a).b.c. Both control planes read the same
-objects, so the rewrite changes nothing in the comparison."""
+them), which are moved from 127.a.b.c to 10.(79+a).b.c; and a namespace on every EndpointSlice
+targetRef, as Kubernetes' EndpointSlice controller writes it (istiod looks the Pod up in the
+targetRef's namespace only). Both control planes read the same objects, so the rewrite changes
+nothing in the comparison."""
 
 from __future__ import annotations
 
@@ -78,6 +80,10 @@ def for_api(doc: dict[str, Any]) -> dict[str, Any]:
     if out["kind"] == "EndpointSlice":
         for endpoint in out.get("endpoints") or []:
             endpoint["addresses"] = [_moved(a) for a in endpoint.get("addresses") or []]
+            ref = endpoint.get("targetRef")
+            if ref is not None:
+                # What Kubernetes' EndpointSlice controller always writes.
+                ref.setdefault("namespace", metadata["namespace"])
     return out
 
 
