@@ -15,7 +15,6 @@ from pilotpy.mesh import MeshConfig
 from pilotpy.model.destinationrule import DestinationRule
 from pilotpy.model.gateway import Gateway
 from pilotpy.model.kube import EndpointSlice
-from pilotpy.model.kube import Service as KubeService
 from pilotpy.model.meta import Key
 from pilotpy.model.stored import STORED_ONLY_KINDS
 from pilotpy.model.virtualservice import VirtualService
@@ -118,15 +117,6 @@ def _build_services(objects: Objects, mesh: MeshConfig) -> ServiceIndex:
     return ServiceIndex(services)
 
 
-def _publish_not_ready(objects: Objects) -> dict[ServiceRef, bool]:
-    out = {}
-    for svc in _values(objects, "Service"):
-        assert isinstance(svc, KubeService)
-        if svc.publish_not_ready_addresses:
-            out[(svc.meta.namespace, svc.meta.name)] = True
-    return out
-
-
 def build_push_context(objects: Objects, mesh: MeshConfig, version: int,
                        previous: PushContext | None = None,
                        changed: Iterable[Key] | None = None) -> tuple[PushContext, PushScope]:
@@ -153,7 +143,6 @@ def build_push_context(objects: Objects, mesh: MeshConfig, version: int,
             old_pods=previous.pods,
             pods=pods,
             changed_services=[(k.namespace, k.name) for k in changed_keys if k.kind == "Service"],
-            publish_not_ready=_publish_not_ready(objects),
         )
     ingress = previous.ingress
     if kinds & INGRESS_INPUT_KINDS:
@@ -226,7 +215,7 @@ def _full_build(objects: Objects, mesh: MeshConfig, version: int,
         mesh=mesh,
         services=_build_services(objects, mesh),
         pods=pods,
-        endpoints=EndpointIndex.build(slices, pods, _publish_not_ready(objects)),
+        endpoints=EndpointIndex.build(slices, pods),
         gateways=_all_gateways(objects, ingress),
         virtual_services=_virtual_service_index(resolved, ingress, mesh),
         destination_rules=DestinationRuleIndex(_values(objects, "DestinationRule"),

@@ -347,6 +347,9 @@ def build_outbound_cluster(push: PushContext, service: Service, port: Port, *, s
         options.use_downstream()  # sniffed: speak whatever the application spoke
     policy = cluster_policy(rule, subset, port.number)
     _apply_traffic_policy(cluster, port, policy, mesh, options)
+    if not cluster.common_lb_config.HasField("healthy_panic_threshold"):
+        # Unhealthy endpoints are sent (endpoints.py): panic mode must not route to them.
+        cluster.common_lb_config.healthy_panic_threshold.SetInParent()
     _apply_upstream_tls(cluster, service, policy, options, mesh)
     options.apply(cluster)
     _istio_metadata(cluster, service, rule, subset, policy)
