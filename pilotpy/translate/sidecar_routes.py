@@ -39,13 +39,6 @@ BLOCK_ALL = "block_all"
 UNREGISTERED_HOSTS_PORT = 80
 
 
-def _with_port(names: list[str], port: int) -> list[str]:
-    out = []
-    for name in names:
-        out += [name, f"{name}:{port}"]
-    return out
-
-
 def _kubernetes_short_names(hostname: str, proxy_domain: str) -> list[str]:
     """`name`, `name.ns.svc`, `name.ns` in the proxy's namespace; `name.ns`, `name.ns.svc`
     from other namespaces (istiod's generateAltVirtualHostsForKubernetesService)."""
@@ -60,22 +53,21 @@ def _kubernetes_short_names(hostname: str, proxy_domain: str) -> list[str]:
     return [name_ns, f"{name_ns}.svc"]
 
 
-def virtual_host_domains(service: Service, port: int, proxy_domain: str) -> list[str]:
-    """Every Host a client may send for `service` on `port`: the FQDN (also absolute, with its
-    trailing dot), the short names its DNS search path allows, the VIPs, each with and
-    without `:port`; `*.` forms too for headless Kubernetes services (pods by name)."""
+def virtual_host_domains(service: Service, proxy_domain: str) -> list[str]:
+    """Every Host a client may send for `service`: the FQDN (also absolute, with its trailing
+    dot), the short names its DNS search path allows, the VIPs; `*.` forms too for headless
+    Kubernetes services (pods by name). No `:port` forms: the route configuration ignores the
+    port in Host matching (istiod's SidecarIgnorePort)."""
     hostname = service.hostname
-    names = [hostname, hostname + "."]
+    domains = [hostname, hostname + "."]
     if ".svc." in proxy_domain:
         suffix = proxy_domain.split(".svc.", 1)[1]
         if hostname.endswith(".svc." + suffix):
-            names += _kubernetes_short_names(hostname, proxy_domain)
-    domains = _with_port(names, port)
+            domains += _kubernetes_short_names(hostname, proxy_domain)
     if service.resolution is Resolution.PASSTHROUGH and service.origin.kind == "Service":
         domains += ["*." + d for d in domains]
     # A CIDR is no Host anybody sends.
-    vips = [a for a in service.addresses if a != "0.0.0.0" and "/" not in a]
-    return domains + _with_port(vips, port)
+    return domains + [a for a in service.addresses if a != "0.0.0.0" and "/" not in a]
 
 
 def default_route(push: PushContext, view: ProxyView, service: Service, port: int) -> rc.Route:
@@ -198,7 +190,7 @@ def port_route_configuration(push: PushContext, view: ProxyView, scope: SidecarS
 
     for service in services:
         add(virtual_host_name(service.hostname, port),
-            virtual_host_domains(service, port, view.proxy.dns_domain),
+            virtual_host_domains(service, view.proxy.dns_domain),
             routes.for_service(service))
     if port == UNREGISTERED_HOSTS_PORT:
         known = {s.hostname for s in services}
@@ -206,7 +198,7 @@ def port_route_configuration(push: PushContext, view: ProxyView, scope: SidecarS
             for host in vs.hosts:
                 if host in known or push.services.matching(host):
                     continue
-                add(virtual_host_name(host, port), _with_port([host], port), routes.of(vs))
+                add(virtual_host_name(host, port), [host], routes.of(vs))
     vhosts.sort(key=lambda v: v[0])
     serialized = [_serialized_virtual_host(*v) for v in vhosts]
     serialized.append(pb.entry(route_pb2.RouteConfiguration.VIRTUAL_HOSTS_FIELD_NUMBER,

@@ -30,30 +30,30 @@ def one(push: PushContext, hostname: str) -> Any:
     return found
 
 
-def test_same_namespace_domains_include_every_short_form_with_and_without_port() -> None:
+def test_same_namespace_domains_include_every_short_form_without_port() -> None:
+    # The route configuration ignores ports in Host matching, so `name:80` forms are not
+    # needed (istiod's SidecarIgnorePort).
     push = context(service("httpbin"))
-    domains = virtual_host_domains(one(push, "httpbin.default.svc.cluster.local"), 80,
+    domains = virtual_host_domains(one(push, "httpbin.default.svc.cluster.local"),
                                    "default.svc.cluster.local")
     assert domains == [
-        "httpbin.default.svc.cluster.local", "httpbin.default.svc.cluster.local:80",
-        "httpbin.default.svc.cluster.local.", "httpbin.default.svc.cluster.local.:80",
-        "httpbin", "httpbin:80", "httpbin.default.svc", "httpbin.default.svc:80",
-        "httpbin.default", "httpbin.default:80", "10.96.0.9", "10.96.0.9:80"]
+        "httpbin.default.svc.cluster.local", "httpbin.default.svc.cluster.local.",
+        "httpbin", "httpbin.default.svc", "httpbin.default", "10.96.0.9"]
 
 
 def test_other_namespaces_never_get_the_bare_name() -> None:
     push = context(service("productpage", "bookinfo"))
-    domains = virtual_host_domains(one(push, "productpage.bookinfo.svc.cluster.local"), 9080,
+    domains = virtual_host_domains(one(push, "productpage.bookinfo.svc.cluster.local"),
                                    "default.svc.cluster.local")
     assert "productpage" not in domains
-    assert {"productpage.bookinfo", "productpage.bookinfo.svc:9080"} <= set(domains)
+    assert {"productpage.bookinfo", "productpage.bookinfo.svc"} <= set(domains)
 
 
 def test_headless_services_answer_for_pod_names_too() -> None:
     push = context(service("db", cluster_ip="None"))
-    domains = virtual_host_domains(one(push, "db.default.svc.cluster.local"), 80,
+    domains = virtual_host_domains(one(push, "db.default.svc.cluster.local"),
                                    "default.svc.cluster.local")
-    assert "*.db.default.svc.cluster.local" in domains and "*.db:80" in domains
+    assert "*.db.default.svc.cluster.local" in domains and "*.db" in domains
     assert not any(d[0].isdigit() for d in domains)  # no VIP
 
 
