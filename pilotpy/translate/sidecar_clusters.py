@@ -68,7 +68,8 @@ def inbound_passthrough_cluster(mesh: MeshConfig) -> cluster_pb2.Cluster:
     """Inbound traffic to ports no Service declares, delivered to the workload unchanged."""
     cluster = passthrough_cluster(mesh)
     cluster.name = INBOUND_PASSTHROUGH_CLUSTER
-    cluster.alt_stat_name = delimited_stat_prefix(INBOUND_PASSTHROUGH_CLUSTER)
+    # Its alt_stat_name stays PassthroughCluster's, as in istiod: inbound and outbound
+    # passthrough traffic share one set of stats.
     _bind_inbound_source(cluster)
     return cluster
 
@@ -78,6 +79,7 @@ def inbound_cluster(port: int, targets: Iterable[ServiceTarget], mesh: MeshConfi
     """`inbound|<port>||`: meshConfig inboundTrafficPolicy PASSTHROUGH (the default), so the
     connection goes to the pod address at the original port, from 127.0.0.6."""
     cluster = _original_destination(inbound_cluster_name(port), mesh)
+    cluster.common_lb_config.SetInParent()
     cluster.cleanup_interval.CopyFrom(pb.seconds(NEVER_SECONDS))
     _bind_inbound_source(cluster)
     services = cluster.metadata.filter_metadata["istio"].fields["services"].list_value

@@ -98,12 +98,14 @@ def catch_all_virtual_host(scope: SidecarScope) -> rc.VirtualHost:
     if scope.registry_only:
         route = rc.Route(name=BLOCK_ALL, match=rc.RouteMatch(prefix="/"))
         route.direct_response.status = 502
-        return rc.VirtualHost(name=BLOCK_ALL, domains=["*"], routes=[route])
+        return rc.VirtualHost(name=BLOCK_ALL, domains=["*"], routes=[route],
+                              include_request_attempt_count=True)
     route = rc.Route(name=ALLOW_ANY, match=rc.RouteMatch(prefix="/"))
     route.route.cluster = PASSTHROUGH_CLUSTER
     route.route.timeout.CopyFrom(pb.seconds(0))
     route.route.max_grpc_timeout.CopyFrom(pb.seconds(0))
-    return rc.VirtualHost(name=ALLOW_ANY, domains=["*"], routes=[route])
+    return rc.VirtualHost(name=ALLOW_ANY, domains=["*"], routes=[route],
+                          include_request_attempt_count=True)
 
 
 # A virtual host's bytes are its fields in number order: name and domains (1, 2), the routes

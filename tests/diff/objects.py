@@ -1,7 +1,7 @@
 """A case's YAML as the API server takes it, applied to and deleted from a real kube-apiserver.
 
 The golden inputs are written for pilotpy's file source; the API server needs a little more:
-a namespace on every object, containers on Pods (their IPs go through `pods/status`, as a
+a namespace on every object, containers with an image on Pods (their IPs go through `pods/status`, as a
 kubelet reports them), and no loopback addresses in EndpointSlices or Pod IPs (it refuses
 them), which are moved from 127.a.b.c to 10.(79+a).b.c; and a namespace on every EndpointSlice
 targetRef, as Kubernetes' EndpointSlice controller writes it (istiod looks the Pod up in the
@@ -73,7 +73,8 @@ def for_api(doc: dict[str, Any]) -> dict[str, Any]:
         metadata.setdefault("namespace", "default")
     if out["kind"] == "Pod":
         spec = out.setdefault("spec", {})
-        spec.setdefault("containers", [{"name": "app", "image": "app"}])
+        for container in spec.setdefault("containers", [{"name": "app"}]):
+            container.setdefault("image", "app")
         status = out.get("status") or {}
         if "podIP" in status:
             status["podIP"] = _moved(status["podIP"])
