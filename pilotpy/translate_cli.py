@@ -11,6 +11,7 @@ from typing import Any
 from pilotpy.controlplane import load_mesh_config
 from pilotpy.diagnostics import Diagnostics, Problem
 from pilotpy.discovery import ingress_problems
+from pilotpy.local.bootstrap import agent_node_metadata
 from pilotpy.protojson import message_to_json as to_json
 from pilotpy.proxy import NodeIdError, parse_proxy, view_proxy
 from pilotpy.push import build_push_context
@@ -30,7 +31,13 @@ def translate(paths: list[Path], *, node_id: str, labels: Mapping[str, str],
         if not path.exists():
             raise SystemExit(f"--config {path}: no such file or directory")
     try:
-        proxy = parse_proxy(node_id, {"LABELS": dict(labels)} if labels else {})
+        # What pilot-agent would send for this node and labels (its static listener ports
+        # included); an id pilot-agent could not have sent is reported by parse_proxy.
+        metadata = agent_node_metadata(node_id, labels=labels)
+    except ValueError:
+        metadata = {"LABELS": dict(labels)}
+    try:
+        proxy = parse_proxy(node_id, metadata)
     except NodeIdError as err:
         raise SystemExit(f"--node-id: {err}") from err
     diagnostics = Diagnostics()

@@ -113,7 +113,8 @@ def parse_service_entry(meta: Meta, spec: Fields) -> ServiceEntry:
         number = item.int("number", minimum=1, maximum=65535, required=True)
         name = item.str("name", required=True)
         protocol_name = item.str("protocol")
-        protocol = parse_protocol(protocol_name) if protocol_name else Protocol.TCP
+        # No protocol: detected per connection (sniffed), as istiod's protocol.Parse("").
+        protocol = parse_protocol(protocol_name) if protocol_name else Protocol.UNSUPPORTED
         if protocol_name and protocol is Protocol.UNSUPPORTED:
             item.error(f"invalid protocol {protocol_name!r}", "protocol")
         target = item.int("targetPort", minimum=1, maximum=65535)

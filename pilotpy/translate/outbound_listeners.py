@@ -45,8 +45,6 @@ from pilotpy.translate.tls_routes import cidr_range, tls_route_chains
 
 WILDCARD = "0.0.0.0"
 HTTP_APPLICATION_PROTOCOLS = ("http/1.1", "h2c")
-# Ports the sidecar itself uses (status, stats, and the two capture ports by default).
-RESERVED_PORTS = frozenset({15001, 15006, 15021, 15090})
 # (listen address, CIDR range to match or "")
 Bind = tuple[str, str]
 
@@ -198,14 +196,18 @@ def _binds(push: PushContext, view: ProxyView, service: Service, port: Port) -> 
     return [(WILDCARD, "")]
 
 
-def _reserved(mesh: MeshConfig) -> frozenset[int]:
-    return RESERVED_PORTS | {mesh.proxy_listen_port, mesh.proxy_inbound_listen_port}
+def _reserved(mesh: MeshConfig, view: ProxyView) -> frozenset[int]:
+    """Ports a wildcard outbound listener may not take: the capture ports and the ports of
+    the proxy's own static listeners (health, Prometheus). A listener on a service address
+    does not clash with them (istiod's conflictWithReservedListener)."""
+    return frozenset({mesh.proxy_listen_port, mesh.proxy_inbound_listen_port,
+                      *view.proxy.static_ports})
 
 
 def outbound_listeners(push: PushContext, view: ProxyView,
                        scope: SidecarScope) -> OutboundListeners:
     mesh = push.mesh
-    reserved = _reserved(mesh)
+    reserved = _reserved(mesh, view)
     out = OutboundListeners()
     by_name: dict[str, listener_pb2.Listener] = {}
     sniffed: set[tuple[str, int]] = set()
@@ -229,10 +231,14 @@ def outbound_listeners(push: PushContext, view: ProxyView,
         by_name[listener.name] = listener
         out.port_routes[number] = http_services[number]
     for service, port in visible:
-        if port.protocol.is_http or port.number in reserved:
+        if port.protocol.is_http:
             continue
         for bind in _binds(push, view, service, port):
             name = listener_name(bind[0], port.number)
+            if bind[0] == WILDCARD and port.number in reserved:
+                out.diagnostics.append(f"port {port.number} is reserved for the sidecar; no "
+                                       f"outbound listener {name} for {service.hostname}")
+                continue
             if port.protocol.is_tls and name not in by_name:
                 tls = tls_listeners.setdefault(name, _TLSListener(bind[0], port.number))
                 for routed in tls_route_chains(push, view, scope, service, port=port.number,
@@ -244,6 +250,18 @@ def outbound_listeners(push: PushContext, view: ProxyView,
                             f"chain on listener {name}; skipped")
                     else:
                         tls.reads_sni = tls.reads_sni or routed.reads_sni
+                continue
+            if (bind == (WILDCARD, "") and port.number in out.port_routes
+                    and port.protocol.is_tcp and not port.protocol.is_tls
+                    and port.protocol not in (Protocol.MONGO, Protocol.MYSQL)
+                    and by_name[name].default_filter_chain.name == PASSTHROUGH_FILTER_CHAIN):
+                # TCP over an HTTP port: the listener sniffs, HTTP goes to route `<port>` and
+                # the rest to this service instead of passing through (istiod's TCPOverHTTP).
+                default = by_name[name].default_filter_chain
+                default.Clear()
+                default.filters.append(tcp_route_filter(push, view, scope, service,
+                                                        port=port.number, bind=WILDCARD)[0])
+                limit_handshake(default)
                 continue
             if name in by_name or name in tls_listeners:
                 # The oldest service keeps the address and port (istiod's conflict rule).

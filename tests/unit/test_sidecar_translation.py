@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+
 from pilotpy.mesh import MeshConfig
 from pilotpy.model import Key
 from pilotpy.proxy import parse_proxy, view_proxy
 from pilotpy.push import PushContext, build_push_context
+from pilotpy.translate.generate import generate
 from pilotpy.translate.sidecar_routes import virtual_host_domains
 from pilotpy.translate.sidecar_scope import sidecar_scope
 from tests.unit.support import context, objects_of
@@ -107,3 +110,55 @@ def test_headless_endpoint_changes_push_in_full_others_only_endpoints() -> None:
         key = Key("EndpointSlice", "default", "db-1")
         _, scope = build_push_context(second, MeshConfig(), 2, previous, [key])
         assert scope.full is full
+
+
+# -- outbound listeners on reserved ports and shared ports ---------------------------------
+
+AGENT_METADATA = {"ENVOY_STATUS_PORT": 15021, "ENVOY_PROMETHEUS_PORT": 15090}
+
+
+def listener_names(*docs: dict[str, Any], metadata: dict[str, Any] | None = None) -> set[str]:
+    push = context(*docs)
+    view = view_proxy(parse_proxy(NODE, AGENT_METADATA if metadata is None else metadata), push)
+    return {listener.name for listener in generate(push, view).listeners}
+
+
+def tcp_service(name: str, port: int, cluster_ip: str = "10.96.0.7") -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"clusterIP": cluster_ip, "selector": {"app": name},
+                     "ports": [{"name": "tcp", "port": port}]}}
+
+
+def test_a_service_address_may_use_the_proxys_status_and_stats_ports() -> None:
+    # istiod's conflictWithReservedListener: only wildcard listeners clash with the bootstrap's
+    # own 15021/15090 listeners.
+    names = listener_names(tcp_service("health", 15021), tcp_service("metrics", 15090,
+                                                                      "10.96.0.8"))
+    assert {"10.96.0.7_15021", "10.96.0.8_15090"} <= names
+
+
+def test_wildcard_listeners_never_take_the_proxys_static_ports() -> None:
+    names = listener_names(service("status", port=15021),
+                           tcp_service("bare", 15090, cluster_ip=""))
+    assert "0.0.0.0_15021" not in names and "0.0.0.0_15090" not in names
+
+
+def test_static_ports_are_the_ones_the_proxy_reports() -> None:
+    # Without the metadata (a proxy that has no such listeners) the port is free.
+    assert "0.0.0.0_15021" in listener_names(service("status", port=15021), metadata={})
+
+
+def test_a_tcp_service_without_address_on_an_http_port_takes_the_default_chain() -> None:
+    push = context(service("web"), {
+        "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+        "metadata": {"name": "raw", "namespace": "default"},
+        "spec": {"hosts": ["raw.example.com"], "location": "MESH_EXTERNAL",
+                 "resolution": "NONE",
+                 "ports": [{"number": 80, "name": "tcp-raw", "protocol": "TCP"}]}})
+    view = view_proxy(parse_proxy(NODE, AGENT_METADATA), push)
+    listener = next(item for item in generate(push, view).listeners if item.name == "0.0.0.0_80")
+    proxy = tcp_proxy_pb2.TcpProxy.FromString(
+        listener.default_filter_chain.filters[0].typed_config.value)
+    assert proxy.cluster == "outbound|80||raw.example.com"
+    assert len(listener.filter_chains) == 1  # the HTTP chain, route 80
