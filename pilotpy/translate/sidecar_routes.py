@@ -190,10 +190,21 @@ def port_route_configuration(push: PushContext, view: ProxyView, scope: SidecarS
             claimed.update(fresh)
             vhosts.append((name, fresh, built))
 
+    # An ExternalName service naming another service on this port is an alias of it: its
+    # names join the target's virtual host (istiod's service Aliases).
+    hostnames = {s.hostname for s in services}
+    aliases: dict[str, list[Service]] = {}
     for service in services:
-        add(virtual_host_name(service.hostname, port),
-            virtual_host_domains(service, view.proxy.dns_domain),
-            routes.for_service(service))
+        if service.resolution is Resolution.ALIAS and service.external_name in hostnames:
+            aliases.setdefault(service.external_name, []).append(service)
+    aliased = {id(a) for found in aliases.values() for a in found}
+    for service in services:
+        if id(service) in aliased:
+            continue
+        domains = virtual_host_domains(service, view.proxy.dns_domain)
+        for alias in aliases.get(service.hostname, ()):
+            domains += virtual_host_domains(alias, view.proxy.dns_domain)
+        add(virtual_host_name(service.hostname, port), domains, routes.for_service(service))
     if port == UNREGISTERED_HOSTS_PORT:
         known = {s.hostname for s in services}
         for vs in routes.candidates:
