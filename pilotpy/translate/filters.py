@@ -137,8 +137,9 @@ def http_inspector(disabled_ports: list[int] | None = None) -> lc.ListenerFilter
 
 def tls_inspector() -> lc.ListenerFilter:
     """Reads SNI and ALPN from the ClientHello for `server_names` matches and TLS contexts."""
+    # istiod reads at most 512 bytes of the ClientHello first (Envoy's default is 64 KiB).
     return lc.ListenerFilter(name=TLS_INSPECTOR, typed_config=pb.typed(
-        tls_inspector_pb2.TlsInspector()))
+        tls_inspector_pb2.TlsInspector(initial_read_buffer_size=pb.uint32(512))))
 
 
 def original_dst() -> lc.ListenerFilter:
