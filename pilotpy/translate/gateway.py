@@ -41,6 +41,7 @@ from pilotpy.translate.names import (
     listener_name,
     virtual_host_name,
 )
+from pilotpy.translate.observability import listener_access_logs
 from pilotpy.translate.routes import (
     MAX_DIRECT_RESPONSE_BODY,
     RouteOptions,
@@ -269,6 +270,7 @@ def gateway_listeners(push: PushContext, view: ProxyView,
             continue  # istiod drops a listener left with no filter chain
         message = listener_pb2.Listener(name=name, traffic_direction=base_pb2.OUTBOUND)
         limit_accepts(message)
+        message.access_log.extend(listener_access_logs(push.mesh))
         if inspect_tls:
             message.listener_filters.append(tls_inspector())
         for chain in chains:

@@ -37,6 +37,7 @@ from pilotpy.translate.names import (
     inbound_cluster_name,
     listener_name,
 )
+from pilotpy.translate.observability import listener_access_logs
 from pilotpy.translate.outbound_listeners import HTTP_APPLICATION_PROTOCOLS, WILDCARD
 from pilotpy.translate.sidecar_clusters import inbound_cluster
 
@@ -137,6 +138,7 @@ def virtual_inbound_listener(view: ProxyView, mesh: MeshConfig) -> listener_pb2.
         name=VIRTUAL_INBOUND, traffic_direction=base_pb2.INBOUND,
         continue_on_listener_filters_timeout=True, listener_filters_timeout=pb.seconds(0))
     limit_accepts(out)
+    out.access_log.extend(listener_access_logs(mesh))
     out.address.socket_address.address = WILDCARD
     out.address.socket_address.port_value = capture_port
     # The inspector only matters where a chain matches on the detected protocol: undeclared

@@ -39,6 +39,7 @@ from pilotpy.translate.names import (
     listener_name,
     virtual_host_name,
 )
+from pilotpy.translate.observability import listener_access_logs
 from pilotpy.translate.sidecar_scope import SidecarScope
 from pilotpy.translate.tcp_routes import tcp_route_filter
 from pilotpy.translate.tls_routes import cidr_range, tls_route_chains
@@ -129,7 +130,6 @@ def service_listener(push: PushContext, view: ProxyView, scope: SidecarScope, *,
         out.filter_chains.append(http)
         if not cidr:
             out.default_filter_chain.CopyFrom(tcp)
-            out.default_filter_chain.filter_chain_match.SetInParent()
             return out
     out.filter_chains.append(tcp)
     if cidr:
@@ -170,6 +170,7 @@ def virtual_outbound_listener(scope: SidecarScope, mesh: MeshConfig) -> listener
     out = listener_pb2.Listener(name=VIRTUAL_OUTBOUND, traffic_direction=base_pb2.OUTBOUND,
                                 use_original_dst=pb.boolean(True))
     limit_accepts(out)
+    out.access_log.extend(listener_access_logs(mesh))
     out.address.socket_address.address = WILDCARD
     out.address.socket_address.port_value = port
     # A connection addressed to the capture port itself would loop forever.
