@@ -168,5 +168,6 @@ def inbound_clusters(view: ProxyView, mesh: MeshConfig) -> list[cluster_pb2.Clus
     for port in inbound_ports(view, mesh):
         unique = list({(t.service.hostname, t.service.namespace): t
                        for t in port.targets}.values())
-        out.append(inbound_cluster(port.number, unique, mesh, http2=port.protocol.is_http2))
+        out.append(inbound_cluster(port.number, unique, mesh, http2=port.protocol.is_http2,
+                                   sniffed=port.protocol is Protocol.UNSUPPORTED))
     return out

@@ -77,3 +77,7 @@ def golden_cases() -> list[Case]:
 def walkthrough_cases() -> list[Case]:
     return [_walkthrough(d) for d in sorted(WALKTHROUGHS.iterdir())
             if (d / "case.yaml").exists()]
+
+
+def all_cases() -> list[Case]:
+    return golden_cases() + walkthrough_cases()

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from pilotpy.xds.types import SHORT_NAMES
 from tests.diff import objects
 from tests.diff.cases import Case
 from tests.diff.compare import Difference, differences
@@ -49,6 +50,17 @@ class CaseResult:
     differences: list[Difference]
     # proxy label -> (istiod's normalised resources, pilotpy's)
     resources: dict[str, tuple[Resources, Resources]] = field(default_factory=dict)
+
+    def trees(self, difference: Difference) -> tuple[Any, Any]:
+        """The whole resource a difference is in, as istiod and pilotpy sent it (None where
+        one of them sent none)."""
+        theirs, ours = self.resources[difference.proxy]
+        type_url = _TYPE_URLS[difference.type]
+        return (theirs.get(type_url, {}).get(difference.resource),
+                ours.get(type_url, {}).get(difference.resource))
+
+
+_TYPE_URLS = {short: type_url for type_url, short in SHORT_NAMES.items()}
 
 
 def _config_keys(docs: list[dict[str, Any]]) -> set[tuple[str, str, str]]:

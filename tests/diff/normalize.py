@@ -10,7 +10,8 @@ Envoy ignores:
   pilotpy after the Gateway server port (`http.80`); istiod's name is replaced with pilotpy's
   where the same filter chain of the same listener uses it;
 - list orders Envoy does not evaluate in order: virtual host domains, virtual hosts, filter
-  chains (matched by specificity), endpoints, and the sets inside a filter chain match.
+  chains (matched by specificity), endpoints, the sets inside a filter chain match, and a
+  route's query parameter matchers (all must match).
 
 Versions and nonces never reach the comparison: only resources are compared."""
 
@@ -46,6 +47,8 @@ _SORT_KEYS: Final[dict[str, Callable[[Any], str]]] = {
     "prefixRanges": _json_key,
     "sourcePrefixRanges": _json_key,
     "applicationProtocols": _json_key,
+    # Matchers that must all match; istiod writes query parameters in Go's map order.
+    "queryParameters": lambda v: _json_key(v.get("name")),
 }
 UNORDERED_LISTS: Final = frozenset(_SORT_KEYS)
 

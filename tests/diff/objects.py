@@ -1,8 +1,8 @@
 """A case's YAML as the API server takes it, applied to and deleted from a real kube-apiserver.
 
 The golden inputs are written for pilotpy's file source; the API server needs a little more:
-a namespace on every object, containers with an image on Pods (their IPs go through `pods/status`, as a
-kubelet reports them), and no loopback addresses in EndpointSlices or Pod IPs (it refuses
+a namespace on every object, containers with an image on Pods (their IPs go through
+`pods/status`, as a kubelet reports them), and no loopback addresses in EndpointSlices or Pod IPs (it refuses
 them), which are moved from 127.a.b.c to 10.(79+a).b.c; and a namespace on every EndpointSlice
 targetRef, as Kubernetes' EndpointSlice controller writes it (istiod looks the Pod up in the
 targetRef's namespace only). Both control planes read the same objects, so the rewrite changes
