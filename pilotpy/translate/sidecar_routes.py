@@ -34,8 +34,8 @@ from pilotpy.translate.sidecar_scope import SidecarScope, VirtualServiceOwners
 
 ALLOW_ANY = "allow_any"
 BLOCK_ALL = "block_all"
-# A VirtualService host that names no registry service still gets a virtual host on this port
-# (istiod's special case: plain HTTP to an external name).
+# A VirtualService host that names no registry service on this port still gets a virtual host
+# on it (istiod's special case: plain HTTP to an external name).
 UNREGISTERED_HOSTS_PORT = 80
 
 
@@ -209,7 +209,10 @@ def port_route_configuration(push: PushContext, view: ProxyView, scope: SidecarS
         known = {s.hostname for s in services}
         for vs in routes.candidates:
             for host in vs.hosts:
-                if host in known or push.services.matching(host):
+                # Skipped only when it names a service with this port: a VirtualService for
+                # `ratings` (port 9080) still gets a virtual host here, as in istiod.
+                if host in known or any(s.port(port) is not None
+                                        for s in push.services.matching(host)):
                     continue
                 add(virtual_host_name(host, port), [host], routes.of(vs))
     vhosts.sort(key=lambda v: v[0])

@@ -22,11 +22,12 @@ import yaml
 
 from pilotpy.xds.types import SHORT_NAMES
 from tests.diff import objects
-from tests.diff.cases import Case
+from tests.diff.cases import Case, ProxySpec
 from tests.diff.compare import Difference, differences
 from tests.diff.fetch import Resources, fetch
 from tests.diff.normalize import gateway_route_names, normalize, rename_gateway_routes
 from tests.diff.planes import ControlPlane, Istiod, Pilotpy
+from tests.diff.workloads import running
 from tests.kube.cluster import Cluster
 
 BASE_MESH: Mapping[str, Any] = {"enableAutoMtls": False}
@@ -45,6 +46,7 @@ _ISTIO_GROUPS = ("networking.istio.io/", "security.istio.io/")
 @dataclass
 class CaseResult:
     case: Case
+    proxies: list[str]
     refused: list[str]
     unreadable: list[str]
     differences: list[Difference]
@@ -111,13 +113,14 @@ class SideBySide:
                 return
             await asyncio.sleep(0.1)
 
-    async def _settled(self, case: Case) -> dict[str, tuple[Resources, Resources]]:
+    async def _settled(self, proxies: list[ProxySpec]
+                       ) -> dict[str, tuple[Resources, Resources]]:
         """What both send every proxy, once two fetches SETTLE_INTERVAL apart agree."""
         previous: dict[str, tuple[Resources, Resources]] | None = None
         deadline = time.monotonic() + SYNC_TIMEOUT
         while True:
             current = {}
-            for proxy in case.proxies:
+            for proxy in proxies:
                 identity = proxy.identity()
                 current[proxy.label] = (await fetch(self.istiod.target, identity),
                                         await fetch(self.pilotpy.target, identity))
@@ -128,6 +131,15 @@ class SideBySide:
 
     async def run(self, case: Case) -> CaseResult:
         docs, unreadable = objects.load(case.paths)
+        proxies = list(case.proxies)
+        if case.block:
+            made, workloads = running(docs, case.block)
+            docs += made
+            by_deployment = {w.deployment: w for w in workloads}
+            missing = [name for name in case.sidecars if name not in by_deployment]
+            if missing:
+                raise ValueError(f"{case}: no Deployment {missing} in its manifests")
+            proxies += [ProxySpec.sidecar(by_deployment[name]) for name in case.sidecars]
         if case.mesh:
             self.set_mesh({**BASE_MESH, **case.mesh})
         registry = [d for d in docs if not str(d.get("apiVersion", "")).startswith(
@@ -139,13 +151,13 @@ class SideBySide:
         applied.refused += applied_config.refused
         try:
             await self._wait_config(_config_keys(applied.docs), present=True)
-            fetched = await self._settled(case)
+            fetched = await self._settled(proxies)
         finally:
             await asyncio.to_thread(objects.delete, self.admin, applied.docs)
             if case.mesh:
                 self.set_mesh(BASE_MESH)
             await self._wait_config(_config_keys(applied.docs), present=False)
-        result = CaseResult(case, applied.refused, unreadable, [])
+        result = CaseResult(case, [p.label for p in proxies], applied.refused, unreadable, [])
         for label, (theirs, ours) in fetched.items():
             theirs = normalize(theirs, istiod=True)
             ours = normalize(ours, istiod=False)

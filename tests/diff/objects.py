@@ -2,11 +2,11 @@
 
 The golden inputs are written for pilotpy's file source; the API server needs a little more:
 a namespace on every object, containers with an image on Pods (their IPs go through
-`pods/status`, as a kubelet reports them), and no loopback addresses in EndpointSlices or Pod IPs (it refuses
-them), which are moved from 127.a.b.c to 10.(79+a).b.c; and a namespace on every EndpointSlice
-targetRef, as Kubernetes' EndpointSlice controller writes it (istiod looks the Pod up in the
-targetRef's namespace only). Both control planes read the same objects, so the rewrite changes
-nothing in the comparison."""
+`pods/status`, as a kubelet reports them), and no loopback addresses in EndpointSlices or Pod
+IPs (it refuses them), which are moved from 127.a.b.c to 10.(79+a).b.c; and a namespace on
+every EndpointSlice targetRef, as Kubernetes' EndpointSlice controller writes it (istiod looks
+the Pod up in the targetRef's namespace only). Both control planes read the same objects, so
+the rewrite changes nothing in the comparison."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from tests.kube.cluster import ApiStatusError, KubeClient
 
 _LOOPBACK = re.compile(r"^127\.(\d+)\.(\d+)\.(\d+)$")
 # Applied first: what the others live in or refer to.
-_ORDER = {"Namespace": 0, "ConfigMap": 1, "Service": 2, "Pod": 3, "EndpointSlice": 4}
+_ORDER = {"Namespace": 0, "ServiceAccount": 1, "ConfigMap": 1, "Service": 2, "Pod": 3,
+          "EndpointSlice": 4}
 
 
 @dataclass

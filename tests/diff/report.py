@@ -42,7 +42,7 @@ class Report:
                                                                   sort_keys=True))
         self.cases.append({
             "case": result.case.name,
-            "proxies": [p.label for p in result.case.proxies],
+            "proxies": result.proxies,
             "refused_by_api_server": result.refused,
             "unreadable_files": result.unreadable,
             "differences": [{**d.as_json(), "accepted": e.id if e else UNEXPLAINED}

@@ -3,11 +3,12 @@ describe too loosely."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from tests.diff.accepted import Rule
-from tests.diff.compare import Difference
+from tests.diff.compare import MISSING, Difference
 
 _ROUTE = re.compile(r"^(?P<route>.*\.routes\[[^\]]+\])\.(?P<field>route\.cluster|"
                     r"route\.weightedClusters|decorator\.operation)$")
@@ -46,4 +47,36 @@ def single_weighted_destination(difference: Difference, istiod: Any, pilotpy: An
     return len(clusters) == 1 and clusters[0].get("name") == ours.get("cluster")
 
 
-RULES: dict[str, Rule] = {"single_weighted_destination": single_weighted_destination}
+_CLUSTER = re.compile(r"outbound\|(\d+)\|([^|]*)\|([^\"|]+)")
+_OPERATION = re.compile(r"^(?P<host>[^:]+):(?P<port>\d+)(?P<path>/.*)$")
+
+
+def _targets(value: Any) -> set[tuple[str, str, str]]:
+    """(port, subset, host) of every outbound cluster named in a JSON value."""
+    if value is MISSING:
+        return set()
+    return {(m[1], m[2], m[3]) for m in _CLUSTER.finditer(json.dumps(value))}
+
+
+def port_80_route_to_service_port(difference: Difference, istiod: Any, pilotpy: Any) -> bool:
+    """On route `80`, a VirtualService for a service without port 80 gets a virtual host
+    (both); istiod routes its port-less destinations to port 80, a cluster that does not
+    exist, pilotpy to the service's own port."""
+    if difference.type != "rds" or difference.resource != "80":
+        return False
+    if difference.path.endswith("decorator.operation"):
+        their_op = _OPERATION.match(str(difference.istiod))
+        our_op = _OPERATION.match(str(difference.pilotpy))
+        return bool(their_op and our_op and their_op["port"] == "80" and our_op["port"] != "80"
+                    and (their_op["host"], their_op["path"]) == (our_op["host"], our_op["path"]))
+    theirs, ours = _targets(difference.istiod), _targets(difference.pilotpy)
+    if not theirs and not ours:
+        return False
+    return (all(port == "80" for port, _, _ in theirs)
+            and all(port != "80" for port, _, _ in ours))
+
+
+RULES: dict[str, Rule] = {
+    "single_weighted_destination": single_weighted_destination,
+    "port_80_route_to_service_port": port_80_route_to_service_port,
+}

@@ -10,10 +10,11 @@ import pytest
 from tests.diff import accepted
 from tests.diff.cases import Case, all_cases
 from tests.diff.harness import SideBySide
+from tests.diff.planes import istio_source
 from tests.diff.report import Report
 from tests.diff.rules import RULES
 
-CASES = all_cases()
+CASES = all_cases(istio_source())
 ENTRIES = accepted.load()
 
 
@@ -28,6 +29,8 @@ async def test_case(side_by_side: SideBySide, report: Report, case: Case) -> Non
     explained = [(d, accepted.explain(ENTRIES, RULES, d, *result.trees(d)))
                  for d in result.differences]
     report.add(result, explained)
+    assert case.may_be_refused or not result.refused, (
+        f"the API server refused objects of {case}: {result.refused}")
     unexplained = [d.describe() for d, entry in explained if entry is None]
     assert not unexplained, (
         f"{len(unexplained)} differences from istiod that tests/diff/accepted.yaml does not "
