@@ -65,7 +65,7 @@ class CaseResult:
 _TYPE_URLS = {short: type_url for type_url, short in SHORT_NAMES.items()}
 
 
-def _config_keys(docs: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+def istio_config_keys(docs: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
     return {(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"])
             for d in docs if str(d.get("apiVersion", "")).startswith(_ISTIO_GROUPS)}
 
@@ -103,7 +103,7 @@ class SideBySide:
                           "metadata": {"name": "istio", "namespace": "istio-system"},
                           "data": {"mesh": yaml.safe_dump(dict(mesh))}})
 
-    async def _wait_config(self, keys: set[tuple[str, str, str]], present: bool) -> None:
+    async def wait_config(self, keys: set[tuple[str, str, str]], present: bool) -> None:
         """Until both control planes serve (or no longer serve) these Istio objects; bounded,
         and not an error when it runs out (an object a control plane rejects never shows)."""
         deadline = time.monotonic() + SYNC_TIMEOUT / 2
@@ -113,7 +113,7 @@ class SideBySide:
                 return
             await asyncio.sleep(0.1)
 
-    async def _settled(self, proxies: list[ProxySpec]
+    async def settled(self, proxies: list[ProxySpec]
                        ) -> dict[str, tuple[Resources, Resources]]:
         """What both send every proxy, once two fetches SETTLE_INTERVAL apart agree."""
         previous: dict[str, tuple[Resources, Resources]] | None = None
@@ -150,13 +150,13 @@ class SideBySide:
         applied.docs += applied_config.docs
         applied.refused += applied_config.refused
         try:
-            await self._wait_config(_config_keys(applied.docs), present=True)
-            fetched = await self._settled(proxies)
+            await self.wait_config(istio_config_keys(applied.docs), present=True)
+            fetched = await self.settled(proxies)
         finally:
             await asyncio.to_thread(objects.delete, self.admin, applied.docs)
             if case.mesh:
                 self.set_mesh(BASE_MESH)
-            await self._wait_config(_config_keys(applied.docs), present=False)
+            await self.wait_config(istio_config_keys(applied.docs), present=False)
         result = CaseResult(case, [p.label for p in proxies], applied.refused, unreadable, [])
         for label, (theirs, ours) in fetched.items():
             theirs = normalize(theirs, istiod=True)

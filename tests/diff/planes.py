@@ -5,8 +5,9 @@ both reading the same kubeconfig and the same mesh ConfigMap `istio` in istio-sy
 
 istiod runs with nothing enabled that needs a real cluster: no TLS xDS (its CA still starts,
 self-signed, and writes its root certificate ConfigMaps), no webhooks, no ControlZ beyond a
-free loopback port. Its working directory is a fresh one: it resolves `./etc/istio/config/mesh`
-there, and finding none it takes the mesh config from the ConfigMap, as pilotpy does."""
+free loopback port, and without the filters only Istio's own proxy build has. Its working
+directory is a fresh one: it resolves `./etc/istio/config/mesh` there, and finding none it
+takes the mesh config from the ConfigMap, as pilotpy does."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ from typing import Any
 from pilotpy.local.envoy import free_port
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pilotpy"
+# istiod's Istio-only filters (metadata exchange, ALPN) exist in istio/proxyv2 only; with them
+# a stock Envoy rejects istiod's listeners. Off, istiod configures the Envoy pilotpy does.
+ISTIOD_FOR_STOCK_ENVOY = {"PILOT_ENABLE_METADATA_EXCHANGE": "false",
+                          "PILOT_ENABLE_ALPN_FILTER": "false"}
 START_TIMEOUT = 60.0
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -151,7 +156,7 @@ class Istiod(ControlPlane):
 
     def start(self) -> None:
         self.env = {"POD_NAMESPACE": "istio-system", "POD_NAME": "istiod-diff",
-                    "REVISION": "default", **self.env}
+                    "REVISION": "default", **ISTIOD_FOR_STOCK_ENVOY, **self.env}
         super().start()
 
     def config_keys(self) -> set[tuple[str, str, str]]:
