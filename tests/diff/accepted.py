@@ -27,7 +27,7 @@ Rule = Callable[[Difference, Any, Any], bool]
 """A check on one difference, given the whole istiod and pilotpy resource it is in."""
 
 
-def _glob(pattern: str) -> re.Pattern[str]:
+def glob(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(".*" if part == "*" else re.escape(part)
                               for part in re.split(r"(\*)", pattern)) + r"\Z")
 
@@ -67,7 +67,7 @@ def load(path: Path = ACCEPTED) -> list[Entry]:
             bad = set(pattern) - set(_PATTERN_FIELDS)
             if bad:
                 raise ValueError(f"{path}: {item['id']}: unknown match fields {sorted(bad)}")
-            patterns.append({k: _glob(str(v)) for k, v in pattern.items()})
+            patterns.append({k: glob(str(v)) for k, v in pattern.items()})
         entries.append(Entry(item["id"], item["text"].strip(), item["reason"].strip(),
                              patterns, item.get("rule", "")))
     ids = [e.id for e in entries]
