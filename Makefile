@@ -89,14 +89,14 @@ manifests: $(STAMP) ## regenerate manifests/crds.yaml from pilotpy's model
 
 # Istio's CRDs (the fields users may write) come from istio.io/api through the Go module proxy.
 ISTIO_API ?= istio.io/api@v1.31.1
-fields-doc: $(STAMP) ## regenerate the README's list of supported and unsupported Istio fields
+fields-doc: $(STAMP) ## regenerate docs/fields.md, the Istio fields pilotpy supports and does not
 	dir=$$(go mod download -json $(ISTIO_API) | $(BIN)/python -c \
 	  'import json, sys; print(json.load(sys.stdin)["Dir"])') && \
 	$(BIN)/pilotpy fields --istio-crds "$$dir/kubernetes/customresourcedefinitions.gen.yaml" \
-	  --readme README.md
+	  --doc docs/fields.md
 
-diff-doc: $(STAMP) ## regenerate the README's "Differences from istiod" from tests/diff/accepted.yaml
-	$(BIN)/python -m tests.diff.accepted README.md
+diff-doc: $(STAMP) ## regenerate docs/translation.md's "Differences from istiod" from tests/diff/accepted.yaml
+	$(BIN)/python -m tests.diff.accepted docs/translation.md
 
 kind-up: ## create the kind cluster (needs docker and kind)
 	kind create cluster --name $(KIND_CLUSTER) --config manifests/kind-config.yaml

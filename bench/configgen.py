@@ -1,5 +1,6 @@
 """Synthetic mesh configs for benchmarks: N Services (one HTTP port, E endpoints each), one
-VirtualService per Service bound to an ingress Gateway, as BENCHMARKS.md S1 describes."""
+VirtualService per Service bound to an ingress Gateway, as scenario S1 describes
+(docs/benchmarks.md#scenarios)."""
 
 from __future__ import annotations
 

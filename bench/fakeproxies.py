@@ -47,14 +47,14 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from envoy.service.discovery.v3 import discovery_pb2
 
-from pilotpy.xds.client import (
+from pilotpy.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE, WILDCARD_TYPES, short_name
+from tests.xds_client import (
     DELTA_METHOD,
     SOTW_METHOD,
     build_node,
     channel_options,
     unpack_any,
 )
-from pilotpy.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE, WILDCARD_TYPES, short_name
 
 Mode = Literal["sotw", "delta"]
 

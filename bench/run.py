@@ -1,4 +1,4 @@
-"""`make bench`: the benchmark scenarios of BENCHMARKS.md implemented so far (S1, S5).
+"""`make bench`: the benchmark scenarios implemented so far (S1, S5; docs/benchmarks.md).
 
 Each S1 run is a fresh process pinned to one CPU; medians are reported. S5 runs the server and
 the fake proxies in separate processes pinned to different CPUs. Writes `<out>/report.json`

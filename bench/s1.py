@@ -24,8 +24,8 @@ from google.protobuf import struct_pb2
 from pilotpy.discovery import Discovery
 from pilotpy.mesh import MeshConfig
 from pilotpy.model import parse_object
+from pilotpy.runtime.memory import tune_gc
 from pilotpy.store import ChangeSet
-from pilotpy.tuning import tune_gc
 
 
 def rss_bytes() -> int:

@@ -18,22 +18,23 @@ from envoy.config.core.v3 import base_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from pilotpy.diagnostics import Diagnostics, Problem
 from pilotpy.mesh import MESH_CONFIG_KIND, MeshConfig
+from pilotpy.model.kinds import Kind
+from pilotpy.problems import ProblemLog
 from pilotpy.proxy import NodeIdError, Proxy, ProxyView, parse_proxy, view_proxy
 from pilotpy.push import PushContext, PushScope, build_push_context
+from pilotpy.runtime.memory import release_free_memory
 from pilotpy.store import ChangeSet
 from pilotpy.translate.endpoints import eds_cluster_names
 from pilotpy.translate.generate import endpoints_for, generate
 from pilotpy.translate.names import parse_outbound_cluster_name
-from pilotpy.tuning import release_free_memory
 from pilotpy.xds import types
 from pilotpy.xds.resources import Resource, ResourceSet, Snapshot, make_resource
-from pilotpy.xds.server import NodeRejected
+from pilotpy.xds.server import ConfigUnavailable, NodeRejected
 
 log = logging.getLogger("pilotpy.discovery")
 # The kinds a ProxyView is computed from (workload labels, the Services selecting it).
-VIEW_INPUT_KINDS = frozenset({"Pod", "Service", "ServiceEntry"})
+VIEW_INPUT_KINDS = frozenset({Kind.POD, Kind.SERVICE, Kind.SERVICE_ENTRY})
 # Above this many resources a generation's temporary messages are worth returning to the OS.
 LARGE_SNAPSHOT_RESOURCES = 2000
 
@@ -56,8 +57,22 @@ class ProxyHandle:
 class _Class:
     view: ProxyView
     snapshot: Snapshot | None = None
-    diagnostics: tuple[str, ...] = ()
+    # The last snapshot generated for this class under any push context: served when
+    # generating the current one fails.
+    last_good: Snapshot | None = None
+    failed_version: int | None = None  # the push context whose generation failed
     proxies: int = 0
+
+    @property
+    def origin(self) -> str:
+        """The class's name in the problem log: its problems are replaced together."""
+        view = self.view
+        return f"translate {view.type} {view.namespace} {hash(view.class_key) & 0xFFFFFFFF:08x}"
+
+    @property
+    def description(self) -> str:
+        view = self.view
+        return f"{view.type} class of {view.proxy.id} ({len(view.labels)} labels)"
 
 
 @dataclass
@@ -71,16 +86,12 @@ class PushTimings:
 INGRESS_ORIGIN = "ingress"
 
 
-def ingress_problems(push: PushContext) -> list[Problem]:
-    """Served Ingress paths that yield no route: warnings, like istiod's logs."""
-    return [Problem(INGRESS_ORIGIN, p.subject, p.message, error=False)
-            for p in push.ingress.problems]
-
-
 class Discovery:
-    def __init__(self, mesh: MeshConfig, diagnostics: Diagnostics | None = None) -> None:
+    def __init__(self, mesh: MeshConfig, problems: ProblemLog | None = None) -> None:
         self.mesh = mesh
-        self.diagnostics = diagnostics or Diagnostics()
+        self.problems = problems or ProblemLog()
+        # Generations that raised, by proxy type (pilotpy_generation_failures_total).
+        self.generation_failures: dict[str, int] = {}
         self.push: PushContext | None = None
         self._classes: dict[tuple[Any, ...], _Class] = {}
         self._handles: set[ProxyHandle] = set()
@@ -105,7 +116,7 @@ class Discovery:
             raise
         self._rebuild_next = False
         if self.push is None or push.ingress is not self.push.ingress:
-            self.diagnostics.set(INGRESS_ORIGIN, ingress_problems(push))
+            self.problems.set(INGRESS_ORIGIN, push.ingress.problems)
         self.push = push
         self.timings.push_context_seconds = time.perf_counter() - started
         previous = self._classes
@@ -123,11 +134,14 @@ class Discovery:
                 old = previous.get(handle.key)
                 entry = self._classes[handle.key] = _Class(handle.view)
                 if old is not None:
-                    entry.diagnostics = old.diagnostics
+                    entry.last_good = old.snapshot or old.last_good
                     if not scope.full and old.snapshot is not None:
                         entry.snapshot = self._with_new_endpoints(old.snapshot, entry.view,
                                                                   scope)
             entry.proxies += 1
+        for key, old in previous.items():
+            if key not in self._classes:
+                self.problems.clear(old.origin)
         log.info("push context %d: %d changed, %s, %d proxies in %d classes (%.1f ms)",
                  version, len(change.changed), "full" if scope.full else "endpoints only",
                  len(self._handles), len(self._classes),
@@ -165,12 +179,7 @@ class Discovery:
             eds_names_by_cluster={c.name: c.eds_cluster_config.service_name
                                   for c in generated.clusters if c.HasField("eds_cluster_config")},
         )
-        if generated.diagnostics != entry.diagnostics:
-            entry.diagnostics = generated.diagnostics
-            origin = f"proxy class {view.proxy.type}/{view.namespace}"
-            # Valid config pilotpy cannot serve yet: a warning, not a rejected object.
-            self.diagnostics.set(origin, [Problem(origin, view.proxy.id, d, error=False)
-                                          for d in generated.diagnostics])
+        self.problems.set(entry.origin, generated.problems)
         self.timings.generate_seconds = [time.perf_counter() - started,
                                          *self.timings.generate_seconds[:9]]
         return snapshot
@@ -216,11 +225,34 @@ class Discovery:
         if entry is None:
             entry = self._classes[handle.key] = _Class(handle.view, proxies=1)
         if entry.snapshot is None:
-            entry.snapshot = self._generate(entry)
+            try:
+                entry.snapshot = self._generate(entry)
+            except Exception as err:
+                entry.snapshot = self._failed(entry, err)
             # Only now are the generation's temporary messages unreferenced.
             if sum(len(s) for s in entry.snapshot.resources.values()) > LARGE_SNAPSHOT_RESOURCES:
                 release_free_memory()
         return entry.snapshot
+
+    def _failed(self, entry: _Class, err: Exception) -> Snapshot:
+        """A generation that raised (a translation bug): the class keeps its last good
+        snapshot, the other classes are untouched. Logged once per class and push context,
+        counted; a class that never had config gets none (its streams are refused with
+        Unavailable and retry)."""
+        assert self.push is not None
+        version = self.push.version
+        proxy_type = entry.view.type
+        self.generation_failures[proxy_type] = self.generation_failures.get(proxy_type, 0) + 1
+        if entry.failed_version != version:
+            entry.failed_version = version
+            log.error("generating config for the %s under push context %d failed (%s: %s); "
+                      "%s", entry.description, version, type(err).__name__, err,
+                      "serving its last good config" if entry.last_good else "no config to serve",
+                      exc_info=err)
+        if entry.last_good is None:
+            raise ConfigUnavailable(f"pilotpy could not generate config for this proxy "
+                                    f"(push context {version}); see pilotpy's log")
+        return entry.last_good
 
     def disconnect(self, handle: object) -> None:
         assert isinstance(handle, ProxyHandle)

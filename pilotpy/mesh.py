@@ -13,12 +13,13 @@ from typing import Any
 
 from pilotpy.model.errors import Issue
 from pilotpy.model.fields import Fields
+from pilotpy.model.kinds import Kind
 from pilotpy.model.virtualservice import HTTPRetry, parse_retry
 
 SECOND = 1_000_000_000
 # The store kind under which a source publishes the mesh config it watches (the kube source's
 # `istio` ConfigMap); it replaces the config pilotpy started with.
-MESH_CONFIG_KIND = "MeshConfig"
+MESH_CONFIG_KIND = Kind.MESH_CONFIG
 # PILOT_TRACE_SAMPLING's default: percent of requests traced when nothing else says.
 DEFAULT_TRACE_SAMPLING = 1.0
 
@@ -73,13 +74,13 @@ def _parse_tracing(f: Fields) -> tuple[float, str]:
     tracing = default_config.child("tracing")  # the rest of ProxyConfig is pilot-agent's
     if tracing is None:
         return DEFAULT_TRACE_SAMPLING, ""
-    sampling = tracing.float("sampling", default=0.0)
+    sampling = tracing.number("sampling", default=0.0)
     if sampling < 0 or sampling > 100:
         tracing.error(f"{sampling} is not a percentage between 0 and 100", "sampling")
     zipkin = tracing.child("zipkin")
     address = ""
     if zipkin is not None:
-        address = zipkin.str("address")
+        address = zipkin.string("address")
         if address and not _is_host_port(address):
             zipkin.error(f"{address!r} is not host:port", "address")
         zipkin.done()
@@ -138,7 +139,7 @@ def read_mesh_config(f: Fields) -> MeshConfig:
         normalization.done()
     sampling, zipkin_address = _parse_tracing(f)
     encoding = f.enum("accessLogEncoding", ("TEXT", "JSON"), default="TEXT") or "TEXT"
-    log_format = f.str("accessLogFormat")
+    log_format = f.string("accessLogFormat")
     if log_format and encoding == "JSON":
         try:
             parsed = json.loads(log_format)
@@ -152,32 +153,32 @@ def read_mesh_config(f: Fields) -> MeshConfig:
     ciphers: tuple[str, ...] = ()
     tls_defaults = f.child("tlsDefaults")
     if tls_defaults is not None:
-        curves = tls_defaults.str_list("ecdhCurves")
-        ciphers = tls_defaults.str_list("cipherSuites")
+        curves = tls_defaults.string_list("ecdhCurves")
+        ciphers = tls_defaults.string_list("cipherSuites")
         tls_defaults.done(ignore=("minProtocolVersion",))  # mesh mTLS only: not translated
     config = MeshConfig(
         connect_timeout_ns=f.duration_ns("connectTimeout", minimum_ns=1_000_000) or 10 * SECOND,
         outbound_traffic_policy=mode or "ALLOW_ANY",
-        root_namespace=f.str("rootNamespace") or "istio-system",
-        trust_domain=f.str("trustDomain") or "cluster.local",
+        root_namespace=f.string("rootNamespace") or "istio-system",
+        trust_domain=f.string("trustDomain") or "cluster.local",
         dns_refresh_rate_ns=f.duration_ns("dnsRefreshRate", minimum_ns=1_000_000) or 60 * SECOND,
         h2_upgrade_policy=f.enum("h2UpgradePolicy", ("DO_NOT_UPGRADE", "UPGRADE"),
                                  default="DO_NOT_UPGRADE") or "DO_NOT_UPGRADE",
         default_http_retry_policy=parse_retry(f.child("defaultHttpRetryPolicy")),
         path_normalization=path_normalization,
-        proxy_listen_port=f.int("proxyListenPort", minimum=1, maximum=65535) or 15001,
-        proxy_inbound_listen_port=f.int("proxyInboundListenPort", minimum=1,
+        proxy_listen_port=f.integer("proxyListenPort", minimum=1, maximum=65535) or 15001,
+        proxy_inbound_listen_port=f.integer("proxyInboundListenPort", minimum=1,
                                         maximum=65535) or 15006,
-        access_log_file=f.str("accessLogFile"),
+        access_log_file=f.string("accessLogFile"),
         access_log_encoding=encoding,
         access_log_format=log_format,
-        enable_tracing=f.bool("enableTracing", default=True),
+        enable_tracing=f.boolean("enableTracing", default=True),
         trace_sampling=sampling,
         zipkin_address=zipkin_address,
         ingress_controller_mode=_ingress_controller_mode(f),
-        ingress_class=f.str("ingressClass", default="istio"),
-        ingress_service=f.str("ingressService", default="istio-ingressgateway"),
-        ingress_selector=f.str("ingressSelector"),
+        ingress_class=f.string("ingressClass", default="istio"),
+        ingress_service=f.string("ingressService", default="istio-ingressgateway"),
+        ingress_selector=f.string("ingressSelector"),
         tls_ecdh_curves=curves,
         tls_cipher_suites=ciphers,
     )

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pilotpy.model import hosts
+from pilotpy.model.labels import Empty, selects
 from pilotpy.push import Port, PushContext, Service
 
 SIDECAR = "sidecar"
@@ -87,6 +88,19 @@ def _static_ports(metadata: Mapping[str, Any]) -> tuple[int, ...]:
     return tuple(sorted(ports))
 
 
+def node_id_namespace(node_id: str) -> str:
+    """The namespace a 4-part node id names: `<ns>` of its DNS domain `<ns>.svc.<suffix>`,
+    else of its `<pod>.<ns>` part; "" when it names none (a debug client's
+    `debug~0.0.0.0~istioctl~cluster.local`)."""
+    parts = node_id.split("~")
+    if len(parts) != 4:
+        return ""
+    pod_id, dns_domain = parts[2], parts[3]
+    if ".svc." in dns_domain:
+        return dns_domain.split(".", 1)[0]
+    return pod_id.rpartition(".")[2] if "." in pod_id else ""
+
+
 def parse_proxy(node_id: str, metadata: Mapping[str, Any] | None = None) -> Proxy:
     """Parse `type~ip~pod.namespace~namespace.svc.cluster.local` plus node metadata."""
     metadata = metadata or {}
@@ -105,9 +119,15 @@ def parse_proxy(node_id: str, metadata: Mapping[str, Any] | None = None) -> Prox
         ips = [ip_part]
     if node_type in (SIDECAR, ROUTER) and not hosts.is_ip(ips[0]):
         raise NodeIdError(f"node id {node_id!r}: {ips[0]!r} is not an IP address")
+    named = node_id_namespace(node_id)
     namespace = str(metadata.get("NAMESPACE") or "")
+    if namespace and named and namespace != named:
+        # Config is looked up by namespace: serving one the id contradicts would hand the
+        # proxy another namespace's Sidecar, DestinationRules and inbound config.
+        raise NodeIdError(f"node id {node_id!r} names namespace {named!r} but its metadata "
+                          f"NAMESPACE is {namespace!r}")
     if not namespace:
-        namespace = dns_domain.split(".", 1)[0] if dns_domain else pod_id.rpartition(".")[2]
+        namespace = named or (dns_domain.split(".", 1)[0] if dns_domain else "")
     pod_name = str(metadata.get("NAME") or pod_id.split(".", 1)[0])
     raw_labels = metadata.get("LABELS")
     labels = ({str(k): str(v) for k, v in raw_labels.items()}
@@ -173,11 +193,6 @@ class ProxyView:
         )
 
 
-def _selects(selector: Mapping[str, str] | None, labels: Mapping[str, str]) -> bool:
-    # A Service without a selector (or an empty one) selects no pods.
-    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())  # type: ignore[union-attr]
-
-
 def view_proxy(proxy: Proxy, push: PushContext) -> ProxyView:
     pod = push.pods.by_address(proxy.ip, proxy.namespace) if proxy.ip else None
     if pod is not None:
@@ -189,7 +204,7 @@ def view_proxy(proxy: Proxy, push: PushContext) -> ProxyView:
     labels.pop(POD_TEMPLATE_HASH, None)
     targets = []
     for service in push.services.kube_services_in(proxy.namespace):
-        if not _selects(service.selector, labels):
+        if not selects(service.selector, labels, empty=Empty.NONE):  # a Service's rule
             continue
         for port in service.ports:
             target = port.target_port

@@ -140,14 +140,16 @@ class Store:
             self._wakeup.set()
 
     def _winner(self, key: Key) -> Any:
-        """The same key in two partitions (two files): the first partition by name wins."""
+        """The same key in two partitions (two files): the last partition by name wins, as
+        the last file does for `kubectl apply -f dir` (which applies them in name order)."""
         holders = self._holders.get(key)
         if not holders:
             return None
-        first = min(holders)
+        last = max(holders)
         if len(holders) > 1:
-            log.warning("%s is defined in %s; using %s", key, ", ".join(sorted(holders)), first)
-        return self._partitions[first].objects[key]
+            log.warning("%s is defined in %s; using %s (the last, as kubectl apply -f would)",
+                        key, ", ".join(sorted(holders)), last)
+        return self._partitions[last].objects[key]
 
     def _mark(self, key: Key) -> None:
         self._changed.add(key)

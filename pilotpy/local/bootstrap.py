@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pilotpy.model.hosts import is_ip
+from pilotpy.proxy import node_id_namespace
 
 XDS_CLUSTER = "xds-grpc"
 PROMETHEUS_CLUSTER = "prometheus_stats"
@@ -38,20 +39,31 @@ def envoy_bootstrap(
     xds_address: tuple[str, int],
     delta: bool = False,
     labels: Mapping[str, str] | None = None,
-    namespace: str = "istio-system",
+    namespace: str = "",
     admin_port: int = 0,
     status_port: int | None = 15021,
     stats_port: int | None = 15090,
-    cluster: str = "istio-ingressgateway",
+    cluster: str = "",
     istio_version: str = "1.28.0",
 ) -> dict[str, Any]:
     """Bootstrap for a proxy named `node_id` (`type~ip~pod.namespace~namespace.svc.cluster.local`)
     that gets everything but its status/stats plumbing over ADS from `xds_address`.
 
+    `namespace` (metadata NAMESPACE) defaults to the one the node id names; a different one
+    is refused, as pilotpy would refuse the proxy. `cluster` defaults to pilot-agent's
+    service cluster: `<app label>.<namespace>`, else `istio-proxy.<namespace>`.
     `admin_port=0` lets Envoy pick; the Prometheus listener proxies to the admin port, so it
     needs a fixed one and a ValueError is raised otherwise."""
     if stats_port is not None and admin_port == 0:
         raise ValueError("stats_port needs a fixed admin_port: prometheus_stats proxies to it")
+    labels = labels or {}
+    named = node_id_namespace(node_id)
+    if namespace and named and namespace != named:
+        raise ValueError(f"node id {node_id!r} names namespace {named!r}, not {namespace!r}")
+    namespace = namespace or named
+    if not namespace:
+        raise ValueError(f"node id {node_id!r} names no namespace: give one")
+    cluster = cluster or service_cluster(labels, namespace)
     clusters = [_xds_cluster(xds_address)]
     listeners = []
     if status_port is not None:
@@ -65,7 +77,7 @@ def envoy_bootstrap(
             "cluster": cluster,
             "metadata": agent_node_metadata(
                 node_id,
-                labels=labels or {},
+                labels=labels,
                 namespace=namespace,
                 istio_version=istio_version,
                 status_port=status_port,
@@ -76,6 +88,14 @@ def envoy_bootstrap(
         "static_resources": {"clusters": clusters, "listeners": listeners},
         "admin": {"address": _socket_address("127.0.0.1", admin_port)},
     }
+
+
+def service_cluster(labels: Mapping[str, str], namespace: str) -> str:
+    """pilot-agent's `node.cluster` when ProxyConfig names none (serviceClusterOrDefault)."""
+    for key in ("app", "app.kubernetes.io/name", "service.istio.io/canonical-name"):
+        if labels.get(key):
+            return f"{labels[key]}.{namespace}"
+    return f"istio-proxy.{namespace}"
 
 
 def agent_node_metadata(

@@ -8,9 +8,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pilotpy.lifecycle import run_until_stopped
 from pilotpy.local.stack import LocalStack, port_or_free
 from pilotpy.model.gateway import Gateway
+from pilotpy.model.kinds import Kind
+from pilotpy.runtime.lifecycle import run_until_stopped
 
 
 def _curl_hints(stack: LocalStack) -> list[str]:
@@ -23,7 +24,7 @@ def _curl_hints(stack: LocalStack) -> list[str]:
         port = active.get("address", {}).get("socket_address", {}).get("port_value")
         if port:
             ports.append(int(port))
-    hosts = sorted({h.partition("/")[2] or h for g in push.objects.get("Gateway", {}).values()
+    hosts = sorted({h.partition("/")[2] or h for g in push.objects.get(Kind.GATEWAY, {}).values()
                     if isinstance(g, Gateway) for s in g.servers for h in s.hosts})
     lines = []
     for port in sorted(set(ports)):

@@ -16,12 +16,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pilotpy.controlplane import ControlPlane
 from pilotpy.local.backend import Backend
 from pilotpy.local.bootstrap import envoy_bootstrap
 from pilotpy.local.envoy import EnvoyProcess, free_port
+from pilotpy.model.kinds import Kind
 from pilotpy.model.kube import EndpointSlice, Pod
-from pilotpy.settings import Settings
+from pilotpy.server.controlplane import ControlPlane
+from pilotpy.server.settings import Settings
 
 GATEWAY_NODE_ID = ("router~127.0.0.1~istio-ingressgateway-local.istio-system"
                    "~istio-system.svc.cluster.local")
@@ -38,11 +39,6 @@ def port_or_free(preferred: int) -> int:
     return preferred
 
 
-def node_namespace(node_id: str) -> str:
-    """`istio-system` of `router~ip~pod.istio-system~istio-system.svc.cluster.local`."""
-    return node_id.rsplit("~", maxsplit=1)[-1].split(".", 1)[0]
-
-
 def _is_loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(address).is_loopback
@@ -53,10 +49,10 @@ def _is_loopback(address: str) -> bool:
 def backends_for(objects: Mapping[str, Mapping[Any, Any]]) -> list[Backend]:
     """One backend per loopback endpoint address and port of the config's EndpointSlices."""
     pods: dict[tuple[str, str], Pod] = {(p.meta.namespace, p.meta.name): p
-                                        for p in objects.get("Pod", {}).values()}
+                                        for p in objects.get(Kind.POD, {}).values()}
     by_ip = {p.ip: p for p in pods.values() if p.ip}
     seen: dict[tuple[str, int], Backend] = {}
-    for eps in objects.get("EndpointSlice", {}).values():
+    for eps in objects.get(Kind.ENDPOINT_SLICE, {}).values():
         assert isinstance(eps, EndpointSlice)
         for endpoint in eps.endpoints:
             for address in endpoint.addresses:
@@ -109,7 +105,6 @@ class LocalStack:
             bootstrap = envoy_bootstrap(
                 node_id=self.node_id, xds_address=("127.0.0.1", self.plane.grpc_port),
                 delta=self.delta, labels=self.labels, admin_port=free_port(),
-                namespace=node_namespace(self.node_id),
                 status_port=self.status_port, stats_port=self.stats_port)
             self.envoy = EnvoyProcess(bootstrap, self.workdir, name="gateway",
                                       log_level=self._log_level)

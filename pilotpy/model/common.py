@@ -78,7 +78,7 @@ def parse_string_match(f: Fields | None, *, allow_empty: bool = True) -> StringM
         f.error(f"only one of exact, prefix or regex may be set, got {', '.join(present)}")
         return None
     kind = present[0]
-    value = f.str(kind)
+    value = f.string(kind)
     if kind == "regex":
         if value == "*":
             # `*` is not RE2; istiod turns it into a presence match.
@@ -99,7 +99,7 @@ def parse_string_match(f: Fields | None, *, allow_empty: bool = True) -> StringM
 def parse_port_selector(f: Fields | None) -> int | None:
     if f is None:
         return None
-    number = f.int("number", minimum=1, maximum=65535, required=True)
+    number = f.integer("number", minimum=1, maximum=65535, required=True)
     f.done()
     return number or None
 
@@ -107,7 +107,7 @@ def parse_port_selector(f: Fields | None) -> int | None:
 def parse_destination(f: Fields | None, *, required: bool = True) -> Destination | None:
     if f is None:
         return None
-    host = f.str("host", required=required)
+    host = f.string("host", required=required)
     if host:
         if host == "*":
             f.error("a destination host cannot be '*'", "host")
@@ -115,7 +115,7 @@ def parse_destination(f: Fields | None, *, required: bool = True) -> Destination
             problem = hosts.validate_hostname(host, allow_wildcard=True)
             if problem:
                 f.error(problem, "host")
-    subset = f.str("subset")
+    subset = f.string("subset")
     if subset and not is_dns1123_label(subset):
         f.error(f"subset name {subset!r} is not a DNS-1123 label", "subset")
     port = parse_port_selector(f.child("port"))
@@ -127,7 +127,7 @@ def parse_percent(f: Fields | None) -> float | None:
     """`{value: 12.5}`: 0, or 0.0001..100."""
     if f is None:
         return None
-    value = f.float("value")
+    value = f.number("value")
     f.done()
     if value < 0 or value > 100 or 0 < value < 0.0001:
         f.error(f"percentage {value:g} is neither 0 nor in range [0.0001, 100]", "value")
@@ -144,7 +144,7 @@ def _parse_header_operations(f: Fields | None, *, request: bool) -> HeaderOperat
         return HeaderOperations()
     result = {}
     for op in ("set", "add"):
-        values = f.str_map(op)
+        values = f.string_map(op)
         for name, value in values.items():
             allowed = request and name.lower() in (":authority", "host")
             if not allowed and (name.startswith(":") or not valid_header_name(name)):
@@ -152,7 +152,7 @@ def _parse_header_operations(f: Fields | None, *, request: bool) -> HeaderOperat
             if "\n" in value or "\r" in value:
                 f.error("header values must not contain line breaks", f"{op}.{name}")
         result[op] = values
-    remove = f.str_list("remove")
+    remove = f.string_list("remove")
     for name in remove:
         if name.startswith(":") or not valid_header_name(name):
             f.error(f"invalid header name {name!r}", "remove")
@@ -172,7 +172,7 @@ def parse_headers(f: Fields | None) -> Headers | None:
 
 
 def parse_export_to(f: Fields, namespace: str) -> tuple[str, ...]:
-    values = f.str_list("exportTo")
+    values = f.string_list("exportTo")
     for value in values:
         bare = value.removeprefix("~") if value != "~" else value
         if bare not in (".", "*", "~") and not is_dns1123_label(bare):

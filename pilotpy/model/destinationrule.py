@@ -183,26 +183,26 @@ def _parse_load_balancer(f: Fields | None) -> LoadBalancer | None:
             attributes = []
             names: set[str] = set()
             for a in c.children("attributes"):
-                name = a.str("name", required=True)
+                name = a.string("name", required=True)
                 if name in names:
                     a.error(f"duplicate cookie attribute name {name!r}", "name")
                 names.add(name)
-                attributes.append(CookieAttribute(name, a.str("value")))
+                attributes.append(CookieAttribute(name, a.string("value")))
                 a.done()
-            cookie = HTTPCookie(c.str("name", required=True), c.str("path"),
+            cookie = HTTPCookie(c.string("name", required=True), c.string("path"),
                                 c.duration_ns("ttl"), tuple(attributes))
             c.done()
         ring = legacy_ring = maglev = None
         r = ch.child("ringHash")
         if r is not None:
-            ring = r.int("minimumRingSize", minimum=0)
+            ring = r.integer("minimumRingSize", minimum=0)
             r.done()
         if ch.has("minimumRingSize"):
-            ch.warn("deprecated, use ringHash.minimumRingSize", "minimumRingSize")
-            legacy_ring = ch.int("minimumRingSize", minimum=0)
+            ch.deprecated("deprecated, use ringHash.minimumRingSize", "minimumRingSize")
+            legacy_ring = ch.integer("minimumRingSize", minimum=0)
         m = ch.child("maglev")
         if m is not None:
-            maglev = m.int("tableSize", minimum=0)
+            maglev = m.integer("tableSize", minimum=0)
             if not maglev:
                 m.error("tableSize must be set for maglev", "tableSize")
             elif maglev >= 5000011 or not _is_prime(maglev):
@@ -213,10 +213,10 @@ def _parse_load_balancer(f: Fields | None) -> LoadBalancer | None:
         if legacy_ring and (r is not None or m is not None):
             ch.error("only one of minimumRingSize or maglev/ringHash may be set")
         consistent = ConsistentHash(
-            http_header_name=ch.str("httpHeaderName"),
+            http_header_name=ch.string("httpHeaderName"),
             http_cookie=cookie,
-            use_source_ip=ch.bool("useSourceIp"),
-            http_query_parameter_name=ch.str("httpQueryParameterName"),
+            use_source_ip=ch.boolean("useSourceIp"),
+            http_query_parameter_name=ch.string("httpQueryParameterName"),
             ring_hash_minimum_ring_size=ring if ring is not None else legacy_ring,
             maglev_table_size=maglev,
         )
@@ -230,8 +230,8 @@ def _parse_load_balancer(f: Fields | None) -> LoadBalancer | None:
             w.error("required", "duration")
         minimum = w.child("minimumPercent")
         aggression = w.child("aggression")
-        min_pct = minimum.float("value") if minimum else None
-        aggr = aggression.float("value") if aggression else None
+        min_pct = minimum.number("value") if minimum else None
+        aggr = aggression.number("value") if aggression else None
         for sub in (minimum, aggression):
             if sub is not None:
                 sub.done()
@@ -258,12 +258,12 @@ def _parse_connection_pool(f: Fields | None) -> ConnectionPool | None:
         keepalive = None
         k = t.child("tcpKeepalive")
         if k is not None:
-            keepalive = TcpKeepalive(k.int("probes", minimum=0),
+            keepalive = TcpKeepalive(k.integer("probes", minimum=0),
                                      k.duration_ns("time", minimum_ns=MILLISECOND),
                                      k.duration_ns("interval", minimum_ns=MILLISECOND))
             k.done()
         tcp = TCPSettings(
-            max_connections=t.int("maxConnections", minimum=0),
+            max_connections=t.integer("maxConnections", minimum=0),
             connect_timeout_ns=t.duration_ns("connectTimeout", minimum_ns=MILLISECOND),
             tcp_keepalive=keepalive,
             max_connection_duration_ns=t.duration_ns("maxConnectionDuration",
@@ -274,14 +274,14 @@ def _parse_connection_pool(f: Fields | None) -> ConnectionPool | None:
     h = f.child("http")
     if h is not None:
         http = HTTPSettings(
-            http1_max_pending_requests=h.int("http1MaxPendingRequests", minimum=0),
-            http2_max_requests=h.int("http2MaxRequests", minimum=0),
-            max_requests_per_connection=h.int("maxRequestsPerConnection", minimum=0),
-            max_retries=h.int("maxRetries", minimum=0),
+            http1_max_pending_requests=h.integer("http1MaxPendingRequests", minimum=0),
+            http2_max_requests=h.integer("http2MaxRequests", minimum=0),
+            max_requests_per_connection=h.integer("maxRequestsPerConnection", minimum=0),
+            max_retries=h.integer("maxRetries", minimum=0),
             idle_timeout_ns=h.duration_ns("idleTimeout", minimum_ns=MILLISECOND),
             h2_upgrade_policy=h.enum("h2UpgradePolicy", H2_UPGRADE),
-            use_client_protocol=h.bool("useClientProtocol"),
-            max_concurrent_streams=h.int("maxConcurrentStreams", minimum=0),
+            use_client_protocol=h.boolean("useClientProtocol"),
+            max_concurrent_streams=h.integer("maxConcurrentStreams", minimum=0),
         )
         if http.h2_upgrade_policy == "UPGRADE" and http.use_client_protocol:
             h.error("useClientProtocol must not be true when h2UpgradePolicy is UPGRADE")
@@ -299,20 +299,20 @@ def _optional_uint32(f: Fields, key: str) -> int | None:
         inner = f.child(key)
         if inner is None:
             return None
-        value = inner.int("value", minimum=0)
+        value = inner.integer("value", minimum=0)
         inner.done()
         return value
-    return f.optional_int(key, minimum=0)
+    return f.optional_integer(key, minimum=0)
 
 
 def _parse_outlier_detection(f: Fields | None) -> OutlierDetection | None:
     if f is None:
         return None
-    consecutive = f.int("consecutiveErrors", minimum=0)
+    consecutive = f.integer("consecutiveErrors", minimum=0)
     if consecutive:
-        f.warn("deprecated, use consecutiveGatewayErrors or consecutive5xxErrors",
+        f.deprecated("deprecated, use consecutiveGatewayErrors or consecutive5xxErrors",
                "consecutiveErrors")
-    split = f.bool("splitExternalLocalOriginErrors")
+    split = f.boolean("splitExternalLocalOriginErrors")
     local = _optional_uint32(f, "consecutiveLocalOriginFailures")
     if local and not split:
         f.error("consecutiveLocalOriginFailures needs splitExternalLocalOriginErrors: true",
@@ -325,8 +325,8 @@ def _parse_outlier_detection(f: Fields | None) -> OutlierDetection | None:
         consecutive_5xx_errors=_optional_uint32(f, "consecutive5xxErrors"),
         interval_ns=f.duration_ns("interval", minimum_ns=MILLISECOND),
         base_ejection_time_ns=f.duration_ns("baseEjectionTime", minimum_ns=MILLISECOND),
-        max_ejection_percent=f.int("maxEjectionPercent", minimum=0, maximum=100),
-        min_health_percent=f.int("minHealthPercent", minimum=0, maximum=100),
+        max_ejection_percent=f.integer("maxEjectionPercent", minimum=0, maximum=100),
+        min_health_percent=f.integer("minHealthPercent", minimum=0, maximum=100),
     )
     f.unsupported("outlierDetectionHttpErrorCodes")
     f.done()
@@ -339,21 +339,21 @@ def _parse_tls(f: Fields | None) -> ClientTLS | None:
     skip = f.raw("insecureSkipVerify")
     if isinstance(skip, dict):
         inner = f.child("insecureSkipVerify")
-        insecure = inner.optional_bool("value") if inner else None
+        insecure = inner.optional_boolean("value") if inner else None
         if inner:
             inner.done()
     else:
-        insecure = f.optional_bool("insecureSkipVerify")
+        insecure = f.optional_boolean("insecureSkipVerify")
     tls = ClientTLS(
         mode=f.enum("mode", TLS_MODES, default="DISABLE") or "DISABLE",
-        client_certificate=f.str("clientCertificate"),
-        private_key=f.str("privateKey"),
-        ca_certificates=f.str("caCertificates"),
-        credential_name=f.str("credentialName"),
-        subject_alt_names=f.str_list("subjectAltNames"),
-        sni=f.str("sni"),
+        client_certificate=f.string("clientCertificate"),
+        private_key=f.string("privateKey"),
+        ca_certificates=f.string("caCertificates"),
+        credential_name=f.string("credentialName"),
+        subject_alt_names=f.string_list("subjectAltNames"),
+        sni=f.string("sni"),
         insecure_skip_verify=insecure,
-        ca_crl=f.str("caCrl"),
+        ca_crl=f.string("caCrl"),
     )
     _validate_tls(f, tls)
     f.done()
@@ -394,8 +394,9 @@ def _validate_tls(f: Fields, tls: ClientTLS) -> None:
         if value and not _is_path(value):
             f.error(f"{value!r} is not a file path on the proxy", key)
     if tls.mode == "ISTIO_MUTUAL":
-        # Needs the mesh's workload certificates (DESIGN.md §4: they wait for the security
-        # work); say so instead of silently sending plaintext.
+        # Needs the mesh's workload certificates, which wait for the security work
+        # (docs/architecture.md#deliberate-differences-from-istiod); say so instead of
+        # silently sending plaintext.
         f.warn("upstream TLS mode ISTIO_MUTUAL is not translated by pilotpy yet; the cluster "
                "stays plaintext", "mode")
 
@@ -441,7 +442,7 @@ def parse_traffic_policy(f: Fields | None) -> TrafficPolicy | None:
 
 
 def parse_destination_rule(meta: Meta, spec: Fields) -> DestinationRule:
-    host = spec.str("host", required=True)
+    host = spec.string("host", required=True)
     if host:
         problem = hosts.validate_hostname(host, allow_wildcard=True)
         if problem:
@@ -450,19 +451,19 @@ def parse_destination_rule(meta: Meta, spec: Fields) -> DestinationRule:
     subsets = []
     names: set[str] = set()
     for item in spec.children("subsets"):
-        name = item.str("name", required=True)
+        name = item.string("name", required=True)
         if name and not is_dns1123_label(name):
             item.error(f"subset name {name!r} is not a DNS-1123 label", "name")
         if name in names:
             item.error(f"duplicate subset name {name!r}", "name")
         names.add(name)
-        subsets.append(Subset(name, item.str_map("labels"),
+        subsets.append(Subset(name, item.string_map("labels"),
                               parse_traffic_policy(item.child("trafficPolicy"))))
         item.done()
     selector = None
     ws = spec.child("workloadSelector")
     if ws is not None:
-        selector = ws.str_map("matchLabels")
+        selector = ws.string_map("matchLabels")
         ws.done()
         spec.unsupported("workloadSelector", reason="DestinationRules scoped to workloads are "
                          "not translated yet", consequence="the whole rule is ignored")

@@ -4,29 +4,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pilotpy.problems import ObjectRef, Problem, Reason, Severity
+
+__all__ = ["InvalidObject", "Issue", "ObjectRef", "UnknownKind"]
+
 
 @dataclass(frozen=True, slots=True)
 class Issue:
-    """One problem at one field, e.g. path `spec.http[0].route[1].weight`."""
+    """One problem at one field, e.g. path `spec.http[0].route[1].weight`. INVALID makes the
+    object invalid; every other reason is a warning."""
 
     path: str
     message: str
-    warning: bool = False
+    reason: Reason = Reason.INVALID
+
+    @property
+    def warning(self) -> bool:
+        return self.reason is not Reason.INVALID
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
 
-
-@dataclass(frozen=True, slots=True)
-class ObjectRef:
-    kind: str
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else (
-            f"{self.kind} {self.name}"
-        )
+    def problem(self, ref: ObjectRef, source: str = "", note: str = "") -> Problem:
+        """This issue of object `ref` as a Problem; `note` is appended to the message."""
+        return Problem(self.reason, self.message + note, ref, self.path,
+                       Severity.WARNING if self.warning else Severity.ERROR, source)
 
 
 class InvalidObject(Exception):

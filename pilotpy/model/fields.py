@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pilotpy.model.errors import Issue
+from pilotpy.problems import Reason
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_NS = {
@@ -64,70 +65,66 @@ def _intern(value: str) -> str:
     return sys.intern(value) if len(value) <= 64 else value
 
 
-# The reader's methods are named after the types they read (`f.str("name")`), which hides the
-# builtins inside the class body; annotations use these aliases instead.
-Text = str
-Int = int
-Bool = bool
-Float = float
-
-
 class Fields:
     __slots__ = ("_data", "_issues", "_seen", "path")
 
-    def __init__(self, data: Mapping[Text, Any], path: Text, issues: list[Issue]) -> None:
+    def __init__(self, data: Mapping[str, Any], path: str, issues: list[Issue]) -> None:
         self._data = data
         self.path = path
         self._issues = issues
-        self._seen: set[Text] = set()
+        self._seen: set[str] = set()
 
     # -- reporting -------------------------------------------------------------------------
 
-    def at(self, key: Text | None = None) -> Text:
+    def at(self, key: str | None = None) -> str:
         if key is None:
             return self.path
         return f"{self.path}.{key}" if self.path else key
 
-    def error(self, message: Text, key: Text | None = None) -> None:
+    def error(self, message: str, key: str | None = None) -> None:
         self._issues.append(Issue(self.at(key), message))
 
-    def warn(self, message: Text, key: Text | None = None) -> None:
-        self._issues.append(Issue(self.at(key), message, warning=True))
+    def warn(self, message: str, key: str | None = None,
+             reason: Reason = Reason.UNSUPPORTED) -> None:
+        self._issues.append(Issue(self.at(key), message, reason))
 
-    def unsupported(self, *keys: Text, reason: Text = "not supported by pilotpy yet",
-                    consequence: Text = "ignored") -> None:
+    def deprecated(self, message: str, key: str) -> None:
+        self.warn(message, key, Reason.DEPRECATED)
+
+    def unsupported(self, *keys: str, reason: str = "not supported by pilotpy yet",
+                    consequence: str = "ignored") -> None:
         """Warn (once per key present) about a valid Istio field pilotpy does not translate."""
         for key in keys:
             if self.has(key):
                 self.warn(f"{reason}; {consequence}", key)
 
-    def reject(self, key: Text, message: Text) -> None:
+    def reject(self, key: str, message: str) -> None:
         """An Istio field pilotpy refuses: the object is invalid for pilotpy when it is set."""
         if self.has(key):
             self.error(message, key)
 
-    def done(self, ignore: Iterable[Text] = ()) -> None:
+    def done(self, ignore: Iterable[str] = ()) -> None:
         """Warn about keys nobody read (typos, fields pilotpy does not support yet)."""
         ignored = set(ignore)
         for key in self._data:
             if key not in self._seen and key not in ignored:
-                self.warn("unknown field, ignored", str(key))
+                self.warn("unknown field, ignored", str(key), Reason.UNKNOWN_FIELD)
 
     # -- raw access ------------------------------------------------------------------------
 
-    def has(self, key: Text) -> Bool:
+    def has(self, key: str) -> bool:
         self._seen.add(key)
         return self._data.get(key) is not None
 
-    def raw(self, key: Text) -> Any:
+    def raw(self, key: str) -> Any:
         self._seen.add(key)
         return self._data.get(key)
 
-    def _typed(self, key: Text, kinds: tuple[type, ...], expected: Text) -> Any:
+    def _typed(self, key: str, kinds: tuple[type, ...], expected: str) -> Any:
         value = self.raw(key)
         if value is None:
             return None
-        if isinstance(value, Bool) and bool not in kinds:
+        if isinstance(value, bool) and bool not in kinds:
             self.error(f"expected {expected}, got {_type_name(value)}", key)
             return None
         if not isinstance(value, kinds):
@@ -137,13 +134,13 @@ class Fields:
 
     # -- nested ----------------------------------------------------------------------------
 
-    def child(self, key: Text) -> Fields | None:
+    def child(self, key: str) -> Fields | None:
         value = self._typed(key, (dict,), "object")
         if value is None:
             return None
         return Fields(value, self.at(key), self._issues)
 
-    def children(self, key: Text) -> list[Fields]:
+    def children(self, key: str) -> list[Fields]:
         value = self._typed(key, (list,), "list")
         if value is None:
             return []
@@ -156,7 +153,7 @@ class Fields:
             out.append(Fields(item, path, self._issues))
         return out
 
-    def child_map(self, key: Text) -> dict[Text, Fields]:
+    def child_map(self, key: str) -> dict[str, Fields]:
         """A map whose values are objects, e.g. `headers: {end-user: {exact: jason}}`."""
         value = self._typed(key, (dict,), "object")
         if value is None:
@@ -174,7 +171,7 @@ class Fields:
 
     # -- scalars ---------------------------------------------------------------------------
 
-    def str(self, key: Text, *, required: Bool = False, default: Text = "") -> Text:
+    def string(self, key: str, *, required: bool = False, default: str = "") -> str:
         value = self._typed(key, (str,), "string")
         if value is None:
             if required and self.raw(key) is None:
@@ -184,7 +181,7 @@ class Fields:
             self.error("required, must not be empty", key)
         return _intern(value)
 
-    def str_list(self, key: Text, *, required: Bool = False) -> tuple[Text, ...]:
+    def string_list(self, key: str, *, required: bool = False) -> tuple[str, ...]:
         value = self._typed(key, (list,), "list of strings")
         if value is None:
             if required:
@@ -192,7 +189,7 @@ class Fields:
             return ()
         out = []
         for index, item in enumerate(value):
-            if not isinstance(item, Text):
+            if not isinstance(item, str):
                 self._issues.append(
                     Issue(f"{self.at(key)}[{index}]", f"expected string, got {_type_name(item)}")
                 )
@@ -202,28 +199,28 @@ class Fields:
             self.error("required, must not be empty", key)
         return tuple(out)
 
-    def str_map(self, key: Text) -> dict[Text, Text]:
+    def string_map(self, key: str) -> dict[str, str]:
         value = self._typed(key, (dict,), "map of strings")
         if value is None:
             return {}
         out = {}
         for name, item in value.items():
-            if isinstance(item, Bool) or not isinstance(item, Text | Int | Float):
+            if isinstance(item, bool) or not isinstance(item, str | int | float):
                 self._issues.append(
                     Issue(f"{self.at(key)}.{name}", f"expected string, got {_type_name(item)}")
                 )
                 continue
-            out[_intern(str(name))] = _intern(item if isinstance(item, Text) else str(item))
+            out[_intern(str(name))] = _intern(item if isinstance(item, str) else str(item))
         return out
 
-    def int_map(self, key: Text, *, minimum: Int = 0, maximum: Int = 65535) -> dict[Text, Int]:
+    def integer_map(self, key: str, *, minimum: int = 0, maximum: int = 65535) -> dict[str, int]:
         value = self._typed(key, (dict,), "map of integers")
         if value is None:
             return {}
         out = {}
         for name, item in value.items():
             path = f"{self.at(key)}.{name}"
-            if isinstance(item, Bool) or not isinstance(item, Int):
+            if isinstance(item, bool) or not isinstance(item, int):
                 self._issues.append(Issue(path, f"expected integer, got {_type_name(item)}"))
             elif not minimum <= item <= maximum:
                 self._issues.append(Issue(path, f"{item} is not in range {minimum}..{maximum}"))
@@ -231,15 +228,15 @@ class Fields:
                 out[str(name)] = item
         return out
 
-    def int(
+    def integer(
         self,
-        key: Text,
+        key: str,
         *,
-        default: Int = 0,
-        minimum: Int | None = None,
-        maximum: Int | None = None,
-        required: Bool = False,
-    ) -> Int:
+        default: int = 0,
+        minimum: int | None = None,
+        maximum: int | None = None,
+        required: bool = False,
+    ) -> int:
         value = self._typed(key, (int,), "integer")
         if value is None:
             if required and self.raw(key) is None:
@@ -253,29 +250,29 @@ class Fields:
             return default
         return int(value)
 
-    def optional_int(
-        self, key: Text, *, minimum: Int | None = None, maximum: Int | None = None
-    ) -> Int | None:
+    def optional_integer(
+        self, key: str, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int | None:
         if self.raw(key) is None:
             return None
         sentinel = -(2**63)
-        value = self.int(key, default=sentinel, minimum=minimum, maximum=maximum)
+        value = self.integer(key, default=sentinel, minimum=minimum, maximum=maximum)
         return None if value == sentinel else value
 
-    def float(self, key: Text, *, default: Float = 0.0) -> Float:
-        value = self._typed(key, (int, Float), "number")
+    def number(self, key: str, *, default: float = 0.0) -> float:
+        value = self._typed(key, (int, float), "number")
         return default if value is None else float(value)
 
-    def bool(self, key: Text, *, default: Bool = False) -> Bool:
+    def boolean(self, key: str, *, default: bool = False) -> bool:
         value = self._typed(key, (bool,), "boolean")
         return default if value is None else bool(value)
 
-    def optional_bool(self, key: Text) -> Bool | None:
+    def optional_boolean(self, key: str) -> bool | None:
         value = self._typed(key, (bool,), "boolean")
         return None if value is None else bool(value)
 
-    def enum(self, key: Text, allowed: Iterable[Text], *, default: Text = "") -> Text:
-        value = self.str(key, default=default)
+    def enum(self, key: str, allowed: Iterable[str], *, default: str = "") -> str:
+        value = self.string(key, default=default)
         if not value or value == default:
             return value
         choices = tuple(allowed)
@@ -284,12 +281,12 @@ class Fields:
             return default
         return value
 
-    def duration_ns(self, key: Text, *, minimum_ns: Int = 0) -> Int | None:
+    def duration_ns(self, key: str, *, minimum_ns: int = 0) -> int | None:
         """A duration like `10s`, `0.5s`, `1m30s`; None when absent or invalid."""
         value = self.raw(key)
         if value is None:
             return None
-        if not isinstance(value, Text):
+        if not isinstance(value, str):
             self.error(f"expected a duration string such as '10s', got {_type_name(value)}", key)
             return None
         parsed = parse_duration_ns(value)

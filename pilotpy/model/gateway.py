@@ -10,6 +10,7 @@ from pilotpy.model import hosts
 from pilotpy.model.fields import Fields
 from pilotpy.model.meta import Meta, is_dns1123_label
 from pilotpy.model.protocol import Protocol, parse_protocol
+from pilotpy.problems import Reason
 
 # Modes where the gateway terminates TLS with its own certificate.
 TERMINATING_MODES = frozenset({"SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"})
@@ -87,17 +88,17 @@ def _parse_tls(f: Fields | None) -> ServerTLS | None:
     if f is None:
         return None
     tls = ServerTLS(
-        https_redirect=f.bool("httpsRedirect"),
+        https_redirect=f.boolean("httpsRedirect"),
         mode=f.enum("mode", SERVER_TLS_MODES),
-        server_certificate=f.str("serverCertificate"),
-        private_key=f.str("privateKey"),
-        ca_certificates=f.str("caCertificates"),
-        credential_name=f.str("credentialName"),
-        credential_names=f.str_list("credentialNames"),
-        subject_alt_names=f.str_list("subjectAltNames"),
+        server_certificate=f.string("serverCertificate"),
+        private_key=f.string("privateKey"),
+        ca_certificates=f.string("caCertificates"),
+        credential_name=f.string("credentialName"),
+        credential_names=f.string_list("credentialNames"),
+        subject_alt_names=f.string_list("subjectAltNames"),
         min_protocol_version=f.enum("minProtocolVersion", TLS_VERSIONS),
         max_protocol_version=f.enum("maxProtocolVersion", TLS_VERSIONS),
-        cipher_suites=f.str_list("cipherSuites"),
+        cipher_suites=f.string_list("cipherSuites"),
     )
     f.unsupported("caCrl", "caCertCredentialName", "tlsCertificates", "verifyCertificateSpki",
                   "verifyCertificateHash", "insecureSkipVerify")
@@ -121,7 +122,8 @@ def _validate_tls_sources(f: Fields, tls: ServerTLS) -> None:
                 "may be set")
     if tls.mode not in TERMINATING_MODES:
         if tls.mode and files:
-            f.warn(f"{tls.mode} does not use certificates; they are ignored")
+            f.warn(f"{tls.mode} does not use certificates; they are ignored",
+                   reason=Reason.IGNORED)
         return
     if tls.credential_name or tls.credential_names:
         return
@@ -139,19 +141,19 @@ def _parse_server(f: Fields) -> Server | None:
     if p is None:
         f.error("required", "port")
         return None
-    number = p.int("number", minimum=1, maximum=65535, required=True)
-    protocol_name = p.str("protocol", required=True)
+    number = p.integer("number", minimum=1, maximum=65535, required=True)
+    protocol_name = p.string("protocol", required=True)
     protocol = parse_protocol(protocol_name)
     if protocol_name and protocol is Protocol.UNSUPPORTED:
         p.error(f"invalid protocol {protocol_name!r}; supported: HTTP, HTTPS, HTTP2, GRPC, "
                 "GRPC-WEB, TCP, TLS, MONGO, REDIS, MYSQL", "protocol")
-    name = p.str("name", required=True)
+    name = p.string("name", required=True)
     p.reject("targetPort", "targetPort has no effect on Gateways")
     p.done()
-    server_hosts = f.str_list("hosts", required=True)
+    server_hosts = f.string_list("hosts", required=True)
     for host in server_hosts:
         _validate_server_host(f, host)
-    bind = f.str("bind")
+    bind = f.string("bind")
     if bind:
         if bind.startswith("unix://"):
             f.error("unix domain socket binds are not supported by pilotpy", "bind")
@@ -170,7 +172,7 @@ def _parse_server(f: Fields) -> Server | None:
         if not (protocol.is_http and only_redirect):
             f.error("tls settings are only allowed on HTTPS and TLS servers (plain HTTP "
                     "servers may set httpsRedirect)", "tls")
-    server = Server(ServerPort(number, protocol, name), server_hosts, bind, tls, f.str("name"))
+    server = Server(ServerPort(number, protocol, name), server_hosts, bind, tls, f.string("name"))
     f.unsupported("defaultEndpoint")
     f.done()
     return server
@@ -193,8 +195,9 @@ def parse_gateway(meta: Meta, spec: Fields) -> Gateway:
                        "port.name")
         port_names.add(server.port.name)
         if server.tls and server.tls.https_redirect and not server.port.protocol.is_http:
-            item.warn("httpsRedirect should only be used with HTTP servers", "tls")
+            item.warn("httpsRedirect should only be used with HTTP servers", "tls",
+                      Reason.IGNORED)
         servers.append(server)
-    selector = spec.str_map("selector")
+    selector = spec.string_map("selector")
     spec.done()
     return Gateway(meta, tuple(servers), selector)

@@ -85,7 +85,7 @@ def _parse_backend(f: Fields) -> IngressBackend:
         return IngressBackend()
     if has_resource:
         f.error("service and resource are mutually exclusive", "resource")
-    name = service.str("name", required=True)
+    name = service.string("name", required=True)
     if name and not is_dns1123_label(name):
         service.error(f"{name!r} is not a valid Service name", "name")
     port = service.child("port")
@@ -93,8 +93,8 @@ def _parse_backend(f: Fields) -> IngressBackend:
     if port is None:
         service.error("required", "port")
     else:
-        number = port.int("number", minimum=1, maximum=65535)
-        port_name = port.str("name")
+        number = port.integer("number", minimum=1, maximum=65535)
+        port_name = port.string("name")
         if bool(number) == bool(port_name):
             port.error("exactly one of name or number is required")
         port.done()
@@ -103,7 +103,7 @@ def _parse_backend(f: Fields) -> IngressBackend:
 
 
 def _parse_path(f: Fields) -> IngressPath | None:
-    path = f.str("path")
+    path = f.string("path")
     path_type = f.enum("pathType", PATH_TYPES)
     if path_type in ("Exact", "Prefix") and not path.startswith("/"):
         f.error(f"{path_type} paths must be absolute (start with '/')", "path")
@@ -126,7 +126,7 @@ def _parse_path(f: Fields) -> IngressPath | None:
 
 
 def _parse_rule(f: Fields) -> IngressRule:
-    host = f.str("host")
+    host = f.string("host")
     if host:
         _validate_host(f, "host", host)
     http = f.child("http")
@@ -142,10 +142,10 @@ def _parse_rule(f: Fields) -> IngressRule:
 
 
 def _parse_tls(f: Fields) -> IngressTLS:
-    tls_hosts = f.str_list("hosts")
+    tls_hosts = f.string_list("hosts")
     for index, host in enumerate(tls_hosts):
         _validate_host(f, f"hosts[{index}]", host)
-    secret = f.str("secretName")
+    secret = f.string("secretName")
     if secret and not is_dns1123_subdomain(secret):
         f.error(f"{secret!r} is not a valid Secret name", "secretName")
     f.done()
@@ -158,7 +158,7 @@ def parse_ingress(meta: Meta, root: Fields) -> Ingress:
         root.error("required", "spec")
         root.done(ignore=("status",))
         return Ingress(meta)
-    class_name = spec.str("ingressClassName") if spec.raw("ingressClassName") is not None \
+    class_name = spec.string("ingressClassName") if spec.raw("ingressClassName") is not None \
         else None
     if class_name is not None and not is_dns1123_subdomain(class_name):
         spec.error(f"{class_name!r} is not a valid IngressClass name", "ingressClassName")
@@ -182,7 +182,7 @@ def parse_ingress_class(meta: Meta, root: Fields) -> IngressClass:
     if spec is None:
         root.error("required", "spec")
     else:
-        controller = spec.str("controller", required=True)
+        controller = spec.string("controller", required=True)
         spec.raw("parameters")  # the controller's own settings; istiod reads none
         spec.done()
     root.done()

@@ -9,6 +9,7 @@ from pilotpy.model import hosts
 from pilotpy.model.fields import Fields
 from pilotpy.model.meta import Meta
 from pilotpy.model.protocol import Protocol, kube_port_protocol
+from pilotpy.problems import Reason
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -93,8 +94,8 @@ def parse_service(meta: Meta, spec: Fields) -> Service:
     names: set[str] = set()
     items = spec.children("ports")
     for item in items:
-        number = item.int("port", minimum=1, maximum=65535, required=True)
-        name = item.str("name")
+        number = item.integer("port", minimum=1, maximum=65535, required=True)
+        name = item.string("name")
         if len(items) > 1 and not name:
             item.error("required when a Service has more than one port", "name")
         if name in names and name:
@@ -105,20 +106,20 @@ def parse_service(meta: Meta, spec: Fields) -> Service:
         if isinstance(raw_target, str) and raw_target:
             target = int(raw_target) if raw_target.isdigit() else raw_target
         elif raw_target is not None:
-            target = item.int("targetPort", minimum=1, maximum=65535) or number
+            target = item.integer("targetPort", minimum=1, maximum=65535) or number
         l4 = item.enum("protocol", ("TCP", "UDP", "SCTP"), default="TCP") or "TCP"
-        app_protocol = item.str("appProtocol") or None
+        app_protocol = item.string("appProtocol") or None
         item.done(ignore=("nodePort",))
         ports.append(ServicePort(name, number, target,
                                  kube_port_protocol(number, name, l4, app_protocol), l4))
     raw_selector = spec.raw("selector")
-    selector = spec.str_map("selector") if raw_selector is not None else None
+    selector = spec.string_map("selector") if raw_selector is not None else None
     svc_type = spec.enum("type", ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"),
                          default="ClusterIP") or "ClusterIP"
-    cluster_ip = spec.str("clusterIP")
+    cluster_ip = spec.string("clusterIP")
     if cluster_ip and cluster_ip != "None" and not hosts.is_ip(cluster_ip):
         spec.error(f"{cluster_ip!r} is not an IP address or None", "clusterIP")
-    external_name = spec.str("externalName")
+    external_name = spec.string("externalName")
     if svc_type == "ExternalName" and not external_name:
         spec.error("required for type ExternalName", "externalName")
     service = Service(
@@ -144,11 +145,11 @@ def parse_endpoint_slice(meta: Meta, doc: Fields) -> EndpointSlice:
     service_name = meta.labels.get(SERVICE_NAME_LABEL, "")
     if not service_name:
         doc.warn(f"no {SERVICE_NAME_LABEL} label: the slice belongs to no Service",
-                 "metadata.labels")
+                 "metadata.labels", Reason.IGNORED)
     address_type = doc.enum("addressType", ("IPv4", "IPv6", "FQDN"), default="IPv4") or "IPv4"
     endpoints = []
     for item in doc.children("endpoints"):
-        addresses = item.str_list("addresses", required=True)
+        addresses = item.string_list("addresses", required=True)
         if address_type != "FQDN":
             for address in addresses:
                 if not hosts.is_ip(address):
@@ -156,22 +157,23 @@ def parse_endpoint_slice(meta: Meta, doc: Fields) -> EndpointSlice:
         conditions = item.child("conditions")
         ready = serving = terminating = None
         if conditions is not None:
-            ready = conditions.optional_bool("ready")
-            serving = conditions.optional_bool("serving")
-            terminating = conditions.optional_bool("terminating")
+            ready = conditions.optional_boolean("ready")
+            serving = conditions.optional_boolean("serving")
+            terminating = conditions.optional_boolean("terminating")
             conditions.done()
         ref = None
         r = item.child("targetRef")
         if r is not None:
-            ref = EndpointRef(r.str("kind"), r.str("namespace") or meta.namespace, r.str("name"))
+            ref = EndpointRef(r.string("kind"), r.string("namespace") or meta.namespace,
+                              r.string("name"))
             r.done(ignore=("uid", "resourceVersion", "apiVersion", "fieldPath"))
         endpoints.append(SliceEndpoint(addresses, ready, serving, terminating, ref,
-                                       item.str("nodeName"), item.str("zone")))
+                                       item.string("nodeName"), item.string("zone")))
         item.done(ignore=("hostname", "hints", "deprecatedTopology"))
     ports = []
     for item in doc.children("ports"):
-        ports.append(SlicePort(item.str("name"), item.int("port", minimum=1, maximum=65535),
-                               item.str("protocol") or "TCP"))
+        ports.append(SlicePort(item.string("name"), item.integer("port", minimum=1, maximum=65535),
+                               item.string("protocol") or "TCP"))
         item.done(ignore=("appProtocol",))
     return EndpointSlice(meta, service_name, address_type, tuple(endpoints), tuple(ports))
 
@@ -180,21 +182,21 @@ def parse_pod(meta: Meta, spec: Fields | None, status: Fields | None) -> Pod:
     container_ports: dict[str, int] = {}
     node_name = service_account = ""
     if spec is not None:
-        node_name = spec.str("nodeName")
-        service_account = spec.str("serviceAccountName") or spec.str("serviceAccount")
+        node_name = spec.string("nodeName")
+        service_account = spec.string("serviceAccountName") or spec.string("serviceAccount")
         for container in spec.children("containers"):
             for port in container.children("ports"):
-                name = port.str("name")
-                number = port.int("containerPort", minimum=1, maximum=65535)
+                name = port.string("name")
+                number = port.integer("containerPort", minimum=1, maximum=65535)
                 if name and number:
                     container_ports[name] = number
     ip = ""
     ips: tuple[str, ...] = ()
     phase = ""
     if status is not None:
-        ip = status.str("podIP")
-        ips = tuple(i.str("ip") for i in status.children("podIPs")) or ((ip,) if ip else ())
-        phase = status.str("phase")
+        ip = status.string("podIP")
+        ips = tuple(i.string("ip") for i in status.children("podIPs")) or ((ip,) if ip else ())
+        phase = status.string("phase")
         for address in ips:
             if address and not hosts.is_ip(address):
                 status.error(f"{address!r} is not an IP address", "podIPs")

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import NamedTuple
 
 from pilotpy.model.errors import ObjectRef
 from pilotpy.model.fields import Fields
@@ -28,17 +27,8 @@ def is_dns1123_subdomain(value: str) -> bool:
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
-class Key(NamedTuple):
-    """Store key. Kinds are the Kubernetes kind names (`VirtualService`, `Service`, ...)."""
-
-    kind: str
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else (
-            f"{self.kind} {self.name}"
-        )
+# The store's key: an object reference.
+Key = ObjectRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +43,12 @@ class Meta:
     creation_timestamp: str = ""
 
     @property
-    def key(self) -> Key:
-        return Key(self.kind, self.namespace, self.name)
+    def key(self) -> ObjectRef:
+        return ObjectRef(self.kind, self.namespace, self.name)
 
     @property
     def ref(self) -> ObjectRef:
-        return ObjectRef(self.kind, self.namespace, self.name)
+        return self.key
 
     @property
     def age_order(self) -> tuple[str, str, str]:
@@ -72,17 +62,17 @@ def parse_meta(doc: Mapping[str, object], kind: str, default_namespace: str, nam
     if metadata is None:
         fields.error("required", "metadata")
         return Meta(kind, default_namespace if namespaced else "", "")
-    name = metadata.str("name", required=True)
+    name = metadata.string("name", required=True)
     if name and not is_dns1123_subdomain(name):
         metadata.error(f"{name!r} is not a valid DNS-1123 subdomain name", "name")
-    namespace = metadata.str("namespace") if namespaced else ""
+    namespace = metadata.string("namespace") if namespaced else ""
     if namespaced and not namespace:
         namespace = default_namespace
     if namespace and not is_dns1123_label(namespace):
         metadata.error(f"{namespace!r} is not a valid namespace name", "namespace")
     # Most objects have no labels or annotations: share one empty mapping.
-    labels = metadata.str_map("labels") or _EMPTY
-    annotations = metadata.str_map("annotations") or _EMPTY
+    labels = metadata.string_map("labels") or _EMPTY
+    annotations = metadata.string_map("annotations") or _EMPTY
     raw_created = metadata.raw("creationTimestamp")
     if isinstance(raw_created, datetime):
         # YAML reads an unquoted RFC 3339 timestamp as a datetime; keep the API server's form
@@ -90,7 +80,7 @@ def parse_meta(doc: Mapping[str, object], kind: str, default_namespace: str, nam
         stamp = raw_created if raw_created.tzinfo else raw_created.replace(tzinfo=UTC)
         created = stamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     else:
-        created = metadata.str("creationTimestamp")
+        created = metadata.string("creationTimestamp")
     # Server-populated fields carry no meaning for translation.
     metadata.done(ignore=("uid", "resourceVersion", "generation", "managedFields",
                           "selfLink", "ownerReferences", "finalizers", "generateName",

@@ -25,12 +25,15 @@ from pilotpy.model.meta import Meta, parse_meta
 from pilotpy.model.serviceentry import ServiceEntry, parse_service_entry
 from pilotpy.model.sidecar import Sidecar, parse_sidecar
 from pilotpy.model.stored import (
+    CLUSTER_SCOPED_STORED,
     STORED_KINDS,
     STORED_VERSIONS,
+    UNENFORCED_KINDS,
     Secret,
     StoredObject,
     parse_secret,
     parse_stored,
+    stored_kind,
 )
 from pilotpy.model.virtualservice import VirtualService, parse_virtual_service
 
@@ -63,8 +66,7 @@ _KUBE_KINDS = {
     ("networking.k8s.io/v1", "Ingress"), ("networking.k8s.io/v1", "IngressClass"),
 }
 KINDS = (*_ISTIO, "Service", "EndpointSlice", "Pod", "Namespace", "Secret", "Ingress",
-         "IngressClass",
-         *sorted(k for kinds in STORED_KINDS.values() for k in kinds))
+         "IngressClass", *sorted(UNENFORCED_KINDS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,11 @@ def parse_object(doc: Mapping[str, Any], *, default_namespace: str = "default",
     root = Fields(doc, "", issues)
     root.raw("apiVersion")
     root.raw("kind")
-    namespaced = kind not in ("Namespace", "IngressClass")
+    group = api_version.rpartition("/")[0]
+    stored = kind in STORED_KINDS.get(group, ())
+    if stored:
+        kind = stored_kind(group, kind)
+    namespaced = kind not in ("Namespace", "IngressClass", *CLUSTER_SCOPED_STORED)
     meta = parse_meta(doc, kind, default_namespace, namespaced, root)
     obj: ConfigObject
     if kind in _ISTIO:
@@ -139,7 +145,7 @@ def parse_object(doc: Mapping[str, Any], *, default_namespace: str = "default",
         obj = parse_ingress(meta, root)
     elif kind == "IngressClass":
         obj = parse_ingress_class(meta, root)
-    elif kind in STORED_KINDS.get(api_version.rpartition("/")[0], ()):
+    elif stored:
         obj = parse_stored(meta, api_version, root)
     elif kind == "Secret":
         obj = parse_secret(meta, root)

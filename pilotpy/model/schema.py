@@ -21,12 +21,6 @@ ANY: Schema = {"x-kubernetes-preserve-unknown-fields": True}
 MAX_DEPTH = 16
 PLACEHOLDER = "x"
 
-Text = str
-Int = int
-Bool = bool
-Float = float
-
-
 def _object(properties: dict[str, Schema] | None = None) -> Schema:
     out: Schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
     if properties:
@@ -58,21 +52,21 @@ class SchemaRecorder(Fields):
 
     __slots__ = ("_depth", "_nodes", "_present")
 
-    def __init__(self, path: Text = "", depth: Int = 0) -> None:
+    def __init__(self, path: str = "", depth: int = 0) -> None:
         super().__init__({}, path, [])
-        self._nodes: dict[Text, Schema | SchemaRecorder | tuple[Text, SchemaRecorder]] = {}
-        self._present: set[Text] = set()
+        self._nodes: dict[str, Schema | SchemaRecorder | tuple[str, SchemaRecorder]] = {}
+        self._present: set[str] = set()
         self._depth = depth
 
     # -- recording -------------------------------------------------------------------------
 
-    def _record(self, key: Text, schema: Schema) -> None:
+    def _record(self, key: str, schema: Schema) -> None:
         old = self._nodes.get(key)
         if isinstance(old, SchemaRecorder | tuple):
             old = self._schema_of(old)
         self._nodes[key] = _merge(old, schema)
 
-    def _nested(self, key: Text, container: Text) -> SchemaRecorder | None:
+    def _nested(self, key: str, container: str) -> SchemaRecorder | None:
         if self._depth >= MAX_DEPTH:
             self._record(key, ANY)
             return None
@@ -89,11 +83,11 @@ class SchemaRecorder(Fields):
         self._nodes[key] = child if container == "object" else (container, child)
         return child
 
-    def _child_recorder(self, path: Text) -> SchemaRecorder:
+    def _child_recorder(self, path: str) -> SchemaRecorder:
         return SchemaRecorder(path, self._depth + 1)
 
     @staticmethod
-    def _schema_of(node: Schema | SchemaRecorder | tuple[Text, SchemaRecorder]) -> Schema:
+    def _schema_of(node: Schema | SchemaRecorder | tuple[str, SchemaRecorder]) -> Schema:
         if isinstance(node, SchemaRecorder):
             return node.schema()
         if isinstance(node, tuple):
@@ -111,75 +105,75 @@ class SchemaRecorder(Fields):
 
     # -- the Fields interface --------------------------------------------------------------
 
-    def done(self, ignore: Iterable[Text] = ()) -> None:
+    def done(self, ignore: Iterable[str] = ()) -> None:
         return None
 
-    def has(self, key: Text) -> Bool:
+    def has(self, key: str) -> bool:
         self._present.add(key)
         return True
 
-    def raw(self, key: Text) -> Any:
+    def raw(self, key: str) -> Any:
         self._record(key, ANY)
         return None
 
-    def child(self, key: Text) -> Fields | None:
+    def child(self, key: str) -> Fields | None:
         return self._nested(key, "object")
 
-    def children(self, key: Text) -> list[Fields]:
+    def children(self, key: str) -> list[Fields]:
         child = self._nested(key, "array")
         return [child] if child is not None else []
 
-    def child_map(self, key: Text) -> dict[Text, Fields]:
+    def child_map(self, key: str) -> dict[str, Fields]:
         child = self._nested(key, "map")
         return {PLACEHOLDER: child} if child is not None else {}
 
-    def str(self, key: Text, *, required: Bool = False, default: Text = "") -> Text:
+    def string(self, key: str, *, required: bool = False, default: str = "") -> str:
         self._record(key, {"type": "string"})
         return default or PLACEHOLDER
 
-    def str_list(self, key: Text, *, required: Bool = False) -> tuple[Text, ...]:
+    def string_list(self, key: str, *, required: bool = False) -> tuple[str, ...]:
         self._record(key, {"type": "array", "items": {"type": "string"}})
         return (PLACEHOLDER,)
 
-    def str_map(self, key: Text) -> dict[Text, Text]:
+    def string_map(self, key: str) -> dict[str, str]:
         self._record(key, {"type": "object", "additionalProperties": {"type": "string"}})
         return {PLACEHOLDER: PLACEHOLDER}
 
-    def int_map(self, key: Text, *, minimum: Int = 0, maximum: Int = 65535) -> dict[Text, Int]:
+    def integer_map(self, key: str, *, minimum: int = 0, maximum: int = 65535) -> dict[str, int]:
         self._record(key, {"type": "object", "additionalProperties": {"type": "integer"}})
         return {PLACEHOLDER: max(minimum, 1)}
 
-    def int(self, key: Text, *, default: Int = 0, minimum: Int | None = None,
-            maximum: Int | None = None, required: Bool = False) -> Int:
+    def integer(self, key: str, *, default: int = 0, minimum: int | None = None,
+            maximum: int | None = None, required: bool = False) -> int:
         self._record(key, {"type": "integer"})
         return minimum if minimum is not None and minimum > 0 else max(default, 1)
 
-    def optional_int(self, key: Text, *, minimum: Int | None = None,
-                     maximum: Int | None = None) -> Int | None:
-        return self.int(key, minimum=minimum, maximum=maximum)
+    def optional_integer(self, key: str, *, minimum: int | None = None,
+                     maximum: int | None = None) -> int | None:
+        return self.integer(key, minimum=minimum, maximum=maximum)
 
-    def float(self, key: Text, *, default: Float = 0.0) -> Float:
+    def number(self, key: str, *, default: float = 0.0) -> float:
         self._record(key, {"type": "number"})
         return default or 1.0
 
-    def bool(self, key: Text, *, default: Bool = False) -> Bool:
+    def boolean(self, key: str, *, default: bool = False) -> bool:
         self._record(key, {"type": "boolean"})
         return True
 
-    def optional_bool(self, key: Text) -> Bool | None:
-        return self.bool(key)
+    def optional_boolean(self, key: str) -> bool | None:
+        return self.boolean(key)
 
-    def enum(self, key: Text, allowed: Iterable[Text], *, default: Text = "") -> Text:
+    def enum(self, key: str, allowed: Iterable[str], *, default: str = "") -> str:
         self._record(key, {"type": "string"})
         choices = tuple(allowed)
         return choices[0] if choices else default
 
-    def duration_ns(self, key: Text, *, minimum_ns: Int = 0) -> Int | None:
+    def duration_ns(self, key: str, *, minimum_ns: int = 0) -> int | None:
         self._record(key, {"type": "string"})
         return max(minimum_ns, 1_000_000_000)
 
 
-def spec_schema(kind: Text, parser: Callable[[Meta, Fields], Any]) -> Schema:
+def spec_schema(kind: str, parser: Callable[[Meta, Fields], Any]) -> Schema:
     """The schema of `spec` as `parser` reads it."""
     recorder = SchemaRecorder("spec")
     parser(Meta(kind, PLACEHOLDER, PLACEHOLDER), recorder)

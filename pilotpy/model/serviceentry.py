@@ -50,7 +50,7 @@ class ServiceEntry:
 
 
 def _parse_endpoint(f: Fields, port_names: set[str], resolution: str) -> WorkloadEndpoint | None:
-    address = f.str("address", required=True)
+    address = f.string("address", required=True)
     if address and not hosts.is_ip(address):
         if address.startswith("unix://"):
             f.error("unix domain socket endpoints are not supported by pilotpy", "address")
@@ -59,18 +59,18 @@ def _parse_endpoint(f: Fields, port_names: set[str], resolution: str) -> Workloa
         elif hosts.validate_hostname(address, allow_wildcard=False):
             f.error(f"{address!r} is neither an IP address nor a valid FQDN", "address")
     ports = {}
-    for name, value in f.int_map("ports", minimum=1).items():
+    for name, value in f.integer_map("ports", minimum=1).items():
         if name not in port_names:
             f.error(f"port {name!r} is not defined by the service entry", f"ports.{name}")
         ports[name] = value
     endpoint = WorkloadEndpoint(
         address=address,
         ports=ports,
-        labels=f.str_map("labels"),
-        network=f.str("network"),
-        locality=f.str("locality"),
-        weight=f.int("weight", minimum=0),
-        service_account=f.str("serviceAccount"),
+        labels=f.string_map("labels"),
+        network=f.string("network"),
+        locality=f.string("locality"),
+        weight=f.integer("weight", minimum=0),
+        service_account=f.string("serviceAccount"),
     )
     f.unsupported("network", "serviceAccount", reason="only used for mTLS and multi-network, "
                   "which pilotpy does not do yet")
@@ -79,7 +79,7 @@ def _parse_endpoint(f: Fields, port_names: set[str], resolution: str) -> Workloa
 
 
 def parse_service_entry(meta: Meta, spec: Fields) -> ServiceEntry:
-    se_hosts = spec.str_list("hosts", required=True)
+    se_hosts = spec.string_list("hosts", required=True)
     resolution = spec.enum("resolution", RESOLUTIONS, default="NONE") or "NONE"
     location = spec.enum("location", LOCATIONS, default="MESH_EXTERNAL") or "MESH_EXTERNAL"
     for host in se_hosts:
@@ -94,7 +94,7 @@ def parse_service_entry(meta: Meta, spec: Fields) -> ServiceEntry:
         ):
             spec.error(f"wildcard host {host!r} needs endpoints with resolution {resolution}",
                        "hosts")
-    addresses = spec.str_list("addresses")
+    addresses = spec.string_list("addresses")
     has_cidr = False
     for address in addresses:
         try:
@@ -110,14 +110,14 @@ def parse_service_entry(meta: Meta, spec: Fields) -> ServiceEntry:
     names: set[str] = set()
     numbers: set[int] = set()
     for item in spec.children("ports"):
-        number = item.int("number", minimum=1, maximum=65535, required=True)
-        name = item.str("name", required=True)
-        protocol_name = item.str("protocol")
+        number = item.integer("number", minimum=1, maximum=65535, required=True)
+        name = item.string("name", required=True)
+        protocol_name = item.string("protocol")
         # No protocol: detected per connection (sniffed), as istiod's protocol.Parse("").
         protocol = parse_protocol(protocol_name) if protocol_name else Protocol.UNSUPPORTED
         if protocol_name and protocol is Protocol.UNSUPPORTED:
             item.error(f"invalid protocol {protocol_name!r}", "protocol")
-        target = item.int("targetPort", minimum=1, maximum=65535)
+        target = item.integer("targetPort", minimum=1, maximum=65535)
         item.done()
         if name in names:
             item.error(f"port name {name!r} already defined", "name")
@@ -139,7 +139,7 @@ def parse_service_entry(meta: Meta, spec: Fields) -> ServiceEntry:
     selector = None
     ws = spec.child("workloadSelector")
     if ws is not None:
-        selector = ws.str_map("labels")
+        selector = ws.string_map("labels")
         ws.done()
         spec.unsupported("workloadSelector", reason="endpoints of the selected workloads are "
                          "not built yet")
@@ -158,7 +158,7 @@ def parse_service_entry(meta: Meta, spec: Fields) -> ServiceEntry:
         endpoints=tuple(endpoints),
         workload_selector=selector,
         export_to=export_to,
-        subject_alt_names=spec.str_list("subjectAltNames"),
+        subject_alt_names=spec.string_list("subjectAltNames"),
     )
     spec.done()
     return entry

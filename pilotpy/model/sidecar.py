@@ -19,10 +19,14 @@ OUTBOUND_MODES = ("ALLOW_ANY", "REGISTRY_ONLY")
 
 @dataclass(frozen=True, slots=True)
 class EgressHost:
-    """One `namespace/dnsName` entry: namespace `*` (any), `.` (the Sidecar's), `~` (none)."""
+    """One `namespace/dnsName` entry: namespace `*` (any) or a name (`.` is stored as the
+    Sidecar's own). A `~` prefix (Istio 1.31: `~ns/host`, `~/host` for every namespace)
+    makes it an exclusion: matching hosts are left out even where another entry imports
+    them."""
 
     namespace: str
     host: str
+    excluded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +51,13 @@ def _parse_egress_host(f: Fields, value: str, own_namespace: str) -> EgressHost 
     if not slash:
         f.error(f"host {value!r} must be of the form namespace/dnsName", "hosts")
         return None
-    if namespace not in ("*", ".", "~") and not is_dns1123_label(namespace):
+    if not namespace or not name:
+        f.error(f"host {value!r}: the namespace and the dnsName cannot be empty", "hosts")
+        return None
+    excluded = namespace.startswith("~")
+    if excluded:
+        namespace = namespace[1:] or "*"
+    if namespace not in ("*", ".") and not is_dns1123_label(namespace):
         f.error(f"host {value!r}: invalid namespace {namespace!r}", "hosts")
         return None
     if name != "*":
@@ -55,7 +65,7 @@ def _parse_egress_host(f: Fields, value: str, own_namespace: str) -> EgressHost 
         if problem:
             f.error(problem, "hosts")
             return None
-    return EgressHost(own_namespace if namespace == "." else namespace, name.lower())
+    return EgressHost(own_namespace if namespace == "." else namespace, name.lower(), excluded)
 
 
 def _parse_egress(f: Fields, own_namespace: str) -> EgressListener:
@@ -63,12 +73,12 @@ def _parse_egress(f: Fields, own_namespace: str) -> EgressListener:
     protocol = Protocol.UNSUPPORTED
     p = f.child("port")
     if p is not None:
-        port = p.int("number", minimum=1, maximum=65535, required=True) or None
-        protocol = parse_protocol(p.str("protocol"))
-        p.str("name")
+        port = p.integer("number", minimum=1, maximum=65535, required=True) or None
+        protocol = parse_protocol(p.string("protocol"))
+        p.string("name")
         p.unsupported("targetPort")
         p.done()
-    values = f.str_list("hosts", required=True)
+    values = f.string_list("hosts", required=True)
     parsed = [_parse_egress_host(f, v, own_namespace) for v in values]
     f.unsupported("bind", "captureMode")
     f.done()
@@ -79,7 +89,7 @@ def parse_sidecar(meta: Meta, spec: Fields) -> Sidecar:
     selector: dict[str, str] | None = None
     ws = spec.child("workloadSelector")
     if ws is not None:
-        selector = ws.str_map("labels")
+        selector = ws.string_map("labels")
         if not selector:
             ws.error("a workloadSelector needs at least one label", "labels")
         ws.done()

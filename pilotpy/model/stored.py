@@ -1,5 +1,7 @@
-"""Kinds pilotpy keeps in the store before it translates them (PeerAuthentication,
-AuthorizationPolicy, WorkloadEntry) and gateway credentials (Secrets).
+"""Kinds pilotpy reads but does not enforce yet (PeerAuthentication, AuthorizationPolicy,
+WorkloadEntry, EnvoyFilter, the Gateway API, ...), kept in the store so that each one is
+reported (an unenforced AuthorizationPolicy is an open door), and gateway credentials
+(Secrets).
 
 Stored objects are compared by value, so an unchanged object is a no-op in the store like any
 other; their specs are kept as the API server returned them (JSON-compatible values).
@@ -14,16 +16,37 @@ from typing import Any
 from pilotpy.model.fields import Fields
 from pilotpy.model.meta import Meta
 
-# group -> kinds kept as StoredObject
+GATEWAY_API_GROUP = "gateway.networking.k8s.io"
+# group -> kinds kept as StoredObject: read, reported, not enforced.
 STORED_KINDS: Mapping[str, frozenset[str]] = {
-    "networking.istio.io": frozenset({"WorkloadEntry"}),
-    "security.istio.io": frozenset({"PeerAuthentication", "AuthorizationPolicy"}),
+    "networking.istio.io": frozenset({"WorkloadEntry", "WorkloadGroup", "EnvoyFilter",
+                                      "ProxyConfig"}),
+    "security.istio.io": frozenset({"PeerAuthentication", "AuthorizationPolicy",
+                                    "RequestAuthentication"}),
+    "telemetry.istio.io": frozenset({"Telemetry"}),
+    "extensions.istio.io": frozenset({"WasmPlugin", "TrafficExtension"}),
+    GATEWAY_API_GROUP: frozenset({"Gateway", "GatewayClass", "HTTPRoute", "GRPCRoute",
+                                  "TCPRoute", "TLSRoute", "UDPRoute", "ReferenceGrant"}),
 }
 STORED_VERSIONS: Mapping[str, tuple[str, ...]] = {
     "networking.istio.io": ("v1", "v1beta1", "v1alpha3"),
     "security.istio.io": ("v1", "v1beta1"),
+    "telemetry.istio.io": ("v1", "v1alpha1"),
+    "extensions.istio.io": ("v1alpha1",),
+    GATEWAY_API_GROUP: ("v1", "v1beta1", "v1alpha2", "v1alpha3"),
 }
-STORED_ONLY_KINDS = frozenset().union(*STORED_KINDS.values()) | {"Secret"}
+CLUSTER_SCOPED_STORED = frozenset({f"GatewayClass.{GATEWAY_API_GROUP}"})
+
+
+def stored_kind(group: str, kind: str) -> str:
+    """The store's kind name: Gateway API kinds are qualified by their group, since a
+    `Gateway` of the Gateway API is not Istio's Gateway."""
+    return f"{kind}.{group}" if group == GATEWAY_API_GROUP else kind
+
+
+UNENFORCED_KINDS = frozenset(stored_kind(group, kind) for group, kinds in STORED_KINDS.items()
+                             for kind in kinds)
+STORED_ONLY_KINDS = UNENFORCED_KINDS | {"Secret"}
 
 # The Secret keys istiod reads for gateway credentials (pilot/pkg/credentials/kube).
 CREDENTIAL_KEYS = frozenset({
@@ -54,8 +77,8 @@ def parse_stored(meta: Meta, api_version: str, root: Fields) -> StoredObject:
 
 
 def parse_secret(meta: Meta, root: Fields) -> Secret:
-    data = root.str_map("data")
+    data = root.string_map("data")
     kept = {k: v for k, v in data.items() if k in CREDENTIAL_KEYS}
-    secret_type = root.str("type") or "Opaque"
+    secret_type = root.string("type") or "Opaque"
     root.done(ignore=("stringData", "immutable"))
     return Secret(meta, secret_type, kept)

@@ -248,14 +248,14 @@ def _parse_http_match(f: Fields) -> HTTPMatch:
         parsed = parse_string_match(item, allow_empty=True)
         if parsed is not None:
             query[name] = parsed
-    port = f.int("port", minimum=1, maximum=65535)
-    gateways = f.str_list("gateways")
+    port = f.integer("port", minimum=1, maximum=65535)
+    gateways = f.string_list("gateways")
     _validate_gateway_names(f, "gateways", gateways)
-    source_namespace = f.str("sourceNamespace")
+    source_namespace = f.string("sourceNamespace")
     if source_namespace and not is_dns1123_label(source_namespace):
         f.error(f"{source_namespace!r} is not a namespace name", "sourceNamespace")
     match = HTTPMatch(
-        name=f.str("name"),
+        name=f.string("name"),
         uri=uri,
         scheme=scheme,
         method=method,
@@ -264,11 +264,11 @@ def _parse_http_match(f: Fields) -> HTTPMatch:
         without_headers=without,
         query_params=query,
         port=port,
-        source_labels=f.str_map("sourceLabels"),
+        source_labels=f.string_map("sourceLabels"),
         gateways=gateways,
-        ignore_uri_case=f.bool("ignoreUriCase"),
+        ignore_uri_case=f.boolean("ignoreUriCase"),
         source_namespace=source_namespace,
-        stat_prefix=f.str("statPrefix"),
+        stat_prefix=f.string("statPrefix"),
     )
     f.done()
     return match
@@ -282,7 +282,7 @@ def _parse_route_destinations(f: Fields, key: str) -> tuple[HTTPRouteDestination
         destination = parse_destination(item.child("destination"))
         if destination is None:
             item.error("required", "destination")
-        weight = item.int("weight", minimum=0)
+        weight = item.integer("weight", minimum=0)
         headers = parse_headers(item.child("headers"))
         item.done()
         total += weight
@@ -296,15 +296,15 @@ def _parse_route_destinations(f: Fields, key: str) -> tuple[HTTPRouteDestination
 def _parse_redirect(f: Fields | None, matches: tuple[HTTPMatch, ...]) -> HTTPRedirect | None:
     if f is None:
         return None
-    uri = f.str("uri")
-    prefix_rewrite = f.str("prefixRewrite")
-    port = f.int("port", minimum=1, maximum=65535)
+    uri = f.string("uri")
+    prefix_rewrite = f.string("prefixRewrite")
+    port = f.integer("port", minimum=1, maximum=65535)
     derive_port = f.enum("derivePort", ("FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT"))
     if port and derive_port:
         f.error("only one of port or derivePort may be set")
-    scheme = f.str("scheme")
-    authority = f.str("authority")
-    code = f.int("redirectCode")
+    scheme = f.string("scheme")
+    authority = f.string("authority")
+    code = f.integer("redirectCode")
     f.done()
     if uri and prefix_rewrite:
         f.error("redirect may only specify one of uri or prefixRewrite")
@@ -325,7 +325,7 @@ def _parse_redirect(f: Fields | None, matches: tuple[HTTPMatch, ...]) -> HTTPRed
 def _parse_direct_response(f: Fields | None) -> HTTPDirectResponse | None:
     if f is None:
         return None
-    status = f.int("status", required=True)
+    status = f.integer("status", required=True)
     if status and not 200 <= status <= 599:
         f.error(f"HTTP status {status} is not in range 200-599", "status")
     body = f.child("body")
@@ -335,13 +335,13 @@ def _parse_direct_response(f: Fields | None) -> HTTPDirectResponse | None:
         if has_string and has_bytes:
             body.error("only one of string or bytes may be set")
         if has_string:
-            body_string = body.str("string")
+            body_string = body.string("string")
         if has_bytes and not has_string:
             import base64
             import binascii
 
             try:
-                body_bytes = base64.b64decode(body.str("bytes"), validate=True)
+                body_bytes = base64.b64decode(body.string("bytes"), validate=True)
             except binascii.Error:
                 body.error("bytes must be base64", "bytes")
         body.done()
@@ -355,13 +355,13 @@ def _parse_direct_response(f: Fields | None) -> HTTPDirectResponse | None:
 def _parse_rewrite(f: Fields | None) -> HTTPRewrite | None:
     if f is None:
         return None
-    uri = f.str("uri")
-    authority = f.str("authority")
+    uri = f.string("uri")
+    authority = f.string("authority")
     regex = f.child("uriRegexRewrite")
     match = rewrite = ""
     if regex is not None:
-        match = regex.str("match", required=True)
-        rewrite = regex.str("rewrite", required=True)
+        match = regex.string("match", required=True)
+        rewrite = regex.string("rewrite", required=True)
         if match:
             problem = valid_regex(match)
             if problem:
@@ -378,11 +378,11 @@ def _parse_rewrite(f: Fields | None) -> HTTPRewrite | None:
 def parse_retry(f: Fields | None) -> HTTPRetry | None:
     if f is None:
         return None
-    attempts = f.int("attempts", minimum=0)
+    attempts = f.integer("attempts", minimum=0)
     per_try = f.duration_ns("perTryTimeout", minimum_ns=MILLISECOND)
-    retry_on = f.str("retryOn")
-    remote = f.optional_bool("retryRemoteLocalities")
-    ignore_previous = f.optional_bool("retryIgnorePreviousHosts")
+    retry_on = f.string("retryOn")
+    remote = f.optional_boolean("retryRemoteLocalities")
+    ignore_previous = f.optional_boolean("retryIgnorePreviousHosts")
     backoff = f.duration_ns("backoff", minimum_ns=MILLISECOND)
     f.done()
     if attempts == 0 and (per_try is not None or retry_on or remote is not None):
@@ -407,15 +407,15 @@ def _parse_fault(f: Fields | None) -> HTTPFaultInjection | None:
         if fixed is None and not d.has("fixedDelay") and not d.has("exponentialDelay"):
             d.error("fixedDelay is required", "fixedDelay")
         percentage = parse_percent(d.child("percentage"))
-        percent = d.optional_int("percent", minimum=0, maximum=100)
+        percent = d.optional_integer("percent", minimum=0, maximum=100)
         d.done()
         if fixed is not None:
             delay = FaultDelay(fixed, percentage, percent)
     a = f.child("abort")
     if a is not None:
         percentage = parse_percent(a.child("percentage"))
-        http_status = a.optional_int("httpStatus")
-        grpc_status: str | None = a.str("grpcStatus") or None
+        http_status = a.optional_integer("httpStatus")
+        grpc_status: str | None = a.string("grpcStatus") or None
         a.reject("http2Error", "HTTP/2 abort fault injection is not supported")
         if http_status is not None:
             grpc_status = None
@@ -447,15 +447,15 @@ def _parse_cors(f: Fields | None) -> CorsPolicy | None:
                 item.error("an empty origin is not a valid match")
             else:
                 origins.append(parsed)
-    legacy = f.str_list("allowOrigin")
+    legacy = f.string_list("allowOrigin")
     if not origins and legacy:
         origins = [StringMatch("exact", o) for o in legacy]
-    methods = f.str_list("allowMethods")
+    methods = f.string_list("allowMethods")
     for method in methods:
         if method not in CORS_METHODS:
             f.error(f"{method!r} is not a supported HTTP method", "allowMethods")
-    allow_headers = f.str_list("allowHeaders")
-    expose_headers = f.str_list("exposeHeaders")
+    allow_headers = f.string_list("allowHeaders")
+    expose_headers = f.string_list("exposeHeaders")
     for key, names in (("allowHeaders", allow_headers), ("exposeHeaders", expose_headers)):
         for name in names:
             if name != "*" and not valid_header_name(name):
@@ -469,7 +469,7 @@ def _parse_cors(f: Fields | None) -> CorsPolicy | None:
         allow_headers=allow_headers,
         expose_headers=expose_headers,
         max_age_ns=max_age,
-        allow_credentials=f.optional_bool("allowCredentials"),
+        allow_credentials=f.optional_boolean("allowCredentials"),
         unmatched_preflights=f.enum("unmatchedPreflights",
                                     ("UNSPECIFIED", "FORWARD", "IGNORE")),
     )
@@ -512,13 +512,13 @@ def _parse_http_route(f: Fields) -> HTTPRoute:
         # UInt32Value: a bare integer or {value: N}.
         if isinstance(legacy, dict):
             mp = f.child("mirrorPercent")
-            mirror_percent = mp.int("value", minimum=0, maximum=100) if mp else None
+            mirror_percent = mp.integer("value", minimum=0, maximum=100) if mp else None
             if mp:
                 mp.done()
         else:
-            mirror_percent = f.optional_int("mirrorPercent", minimum=0, maximum=100)
+            mirror_percent = f.optional_integer("mirrorPercent", minimum=0, maximum=100)
     route_obj = HTTPRoute(
-        name=f.str("name"),
+        name=f.string("name"),
         match=matches,
         route=route,
         redirect=redirect,
@@ -554,25 +554,25 @@ def _parse_http_route(f: Fields) -> HTTPRoute:
 def _parse_l4_match(f: Fields, *, tls: bool) -> L4Match:
     import ipaddress
 
-    subnets = f.str_list("destinationSubnets")
+    subnets = f.string_list("destinationSubnets")
     for subnet in subnets:
         try:
             ipaddress.ip_network(subnet, strict=False)
         except ValueError:
             f.error(f"{subnet!r} is not an IP address or CIDR", "destinationSubnets")
-    gateways = f.str_list("gateways")
+    gateways = f.string_list("gateways")
     _validate_gateway_names(f, "gateways", gateways)
-    sni = f.str_list("sniHosts", required=True) if tls else ()
+    sni = f.string_list("sniHosts", required=True) if tls else ()
     for host in sni:
         problem = hosts.validate_hostname(host, allow_wildcard=True)
         if problem:
             f.error(problem, "sniHosts")
     match = L4Match(
         destination_subnets=subnets,
-        port=f.int("port", minimum=1, maximum=65535),
-        source_labels=f.str_map("sourceLabels"),
+        port=f.integer("port", minimum=1, maximum=65535),
+        source_labels=f.string_map("sourceLabels"),
         gateways=gateways,
-        source_namespace=f.str("sourceNamespace"),
+        source_namespace=f.string("sourceNamespace"),
         sni_hosts=sni,
     )
     f.done(ignore=("sourceSubnet",))
@@ -589,7 +589,7 @@ def _parse_l4_destinations(f: Fields) -> tuple[RouteDestination, ...]:
         destination = parse_destination(item.child("destination"))
         if destination is None:
             item.error("required", "destination")
-        weight = item.int("weight", minimum=0)
+        weight = item.integer("weight", minimum=0)
         item.done()
         total += weight
         if destination is not None:
@@ -600,8 +600,8 @@ def _parse_l4_destinations(f: Fields) -> tuple[RouteDestination, ...]:
 
 
 def parse_virtual_service(meta: Meta, spec: Fields) -> VirtualService:
-    vs_hosts = spec.str_list("hosts")
-    gateways = spec.str_list("gateways")
+    vs_hosts = spec.string_list("hosts")
+    gateways = spec.string_list("gateways")
     _validate_gateway_names(spec, "gateways", gateways)
     applies_to_mesh = not gateways or "mesh" in gateways
     for host in vs_hosts:

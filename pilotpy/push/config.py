@@ -13,6 +13,7 @@ from pilotpy.model import hosts
 from pilotpy.model.common import Destination
 from pilotpy.model.destinationrule import DestinationRule
 from pilotpy.model.gateway import Gateway
+from pilotpy.model.labels import Empty, selects
 from pilotpy.model.sidecar import Sidecar
 from pilotpy.model.virtualservice import HTTPRoute, HTTPRouteDestination, L4Match, VirtualService
 from pilotpy.push.services import Service, resolve_export_to
@@ -236,7 +237,7 @@ class SidecarIndex:
         candidates = self._by_namespace.get(namespace, [])
         for sidecar in candidates:
             selector = sidecar.workload_selector
-            if selector and all(labels.get(k) == v for k, v in selector.items()):
+            if selects(selector, labels, empty=Empty.NONE):  # None: the namespace default
                 return sidecar
         for sidecar in candidates:
             if sidecar.workload_selector is None:

@@ -14,6 +14,7 @@ from typing import Any
 from pilotpy.mesh import MeshConfig
 from pilotpy.model.destinationrule import DestinationRule
 from pilotpy.model.gateway import Gateway
+from pilotpy.model.kinds import Kind
 from pilotpy.model.kube import EndpointSlice
 from pilotpy.model.meta import Key
 from pilotpy.model.stored import STORED_ONLY_KINDS
@@ -40,7 +41,7 @@ from pilotpy.push.services import (
 # kind -> key -> object, as handed over by the store
 Objects = Mapping[str, Mapping[Key, Any]]
 
-ENDPOINT_KINDS = frozenset({"EndpointSlice", "Pod"})
+ENDPOINT_KINDS = frozenset({Kind.ENDPOINT_SLICE, Kind.POD})
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +102,7 @@ class PushContext:
             return found
 
     def service_endpoints(self, service: Service) -> PortEndpoints:
-        if service.origin.kind != "Service":
+        if service.origin.kind != Kind.SERVICE:
             return {}
         return self.endpoints.for_service(service.namespace, service.name)
 
@@ -111,8 +112,8 @@ class PushContext:
 
 def _build_services(objects: Objects, mesh: MeshConfig) -> ServiceIndex:
     services: list[Service] = [from_kube_service(s, mesh.domain_suffix)
-                               for s in _values(objects, "Service")]
-    for entry in _values(objects, "ServiceEntry"):
+                               for s in _values(objects, Kind.SERVICE)]
+    for entry in _values(objects, Kind.SERVICE_ENTRY):
         services.extend(from_service_entry(entry))
     return ServiceIndex(services)
 
@@ -128,42 +129,44 @@ def build_push_context(objects: Objects, mesh: MeshConfig, version: int,
 
     kinds = {k.kind for k in changed_keys}
     services = previous.services
-    if kinds & {"Service", "ServiceEntry"}:
+    if kinds & {Kind.SERVICE, Kind.SERVICE_ENTRY}:
         services = _build_services(objects, mesh)
     pods = previous.pods
-    if "Pod" in kinds:
-        pods = PodIndex(_values(objects, "Pod"))
+    if Kind.POD in kinds:
+        pods = PodIndex(_values(objects, Kind.POD))
     endpoints = previous.endpoints
     dirty: set[ServiceRef] = set()
-    if kinds & {"EndpointSlice", "Pod", "Service"}:
-        slices = objects.get("EndpointSlice", {})
+    if kinds & {Kind.ENDPOINT_SLICE, Kind.POD, Kind.SERVICE}:
+        slices = objects.get(Kind.ENDPOINT_SLICE, {})
         endpoints, dirty = previous.endpoints.updated(
-            changed_slices={k: slices.get(k) for k in changed_keys if k.kind == "EndpointSlice"},
-            changed_pods=[k for k in changed_keys if k.kind == "Pod"],
+            changed_slices={k: slices.get(k) for k in changed_keys
+                            if k.kind == Kind.ENDPOINT_SLICE},
+            changed_pods=[k for k in changed_keys if k.kind == Kind.POD],
             old_pods=previous.pods,
             pods=pods,
-            changed_services=[(k.namespace, k.name) for k in changed_keys if k.kind == "Service"],
+            changed_services=[(k.namespace, k.name) for k in changed_keys
+                              if k.kind == Kind.SERVICE],
         )
     ingress = previous.ingress
     if kinds & INGRESS_INPUT_KINDS:
         converted = convert_ingresses(objects, mesh)
         ingress = previous.ingress if converted == previous.ingress else converted
     gateways = previous.gateways
-    if "Gateway" in kinds or ingress is not previous.ingress:
+    if Kind.GATEWAY in kinds or ingress is not previous.ingress:
         gateways = _all_gateways(objects, ingress)
     resolved = previous._resolved_vs
     virtual_services = previous.virtual_services
-    if "VirtualService" in kinds or ingress is not previous.ingress:
-        if "VirtualService" in kinds:
+    if Kind.VIRTUAL_SERVICE in kinds or ingress is not previous.ingress:
+        if Kind.VIRTUAL_SERVICE in kinds:
             resolved = _resolve_all(objects, mesh, resolved)
         virtual_services = _virtual_service_index(resolved, ingress, mesh)
     destination_rules = previous.destination_rules
-    if "DestinationRule" in kinds:
-        destination_rules = DestinationRuleIndex(_values(objects, "DestinationRule"),
+    if Kind.DESTINATION_RULE in kinds:
+        destination_rules = DestinationRuleIndex(_values(objects, Kind.DESTINATION_RULE),
                                                  mesh.domain_suffix, mesh.root_namespace)
     sidecars = previous.sidecars
-    if "Sidecar" in kinds:
-        sidecars = SidecarIndex(_values(objects, "Sidecar"), mesh.root_namespace)
+    if Kind.SIDECAR in kinds:
+        sidecars = SidecarIndex(_values(objects, Kind.SIDECAR), mesh.root_namespace)
     context = PushContext(version, mesh, services, pods, endpoints, gateways, virtual_services,
                           destination_rules, objects, sidecars, ingress, resolved)
     # Kinds stored for later translation change no generated resource yet.
@@ -183,7 +186,7 @@ def _resolve_all(objects: Objects, mesh: MeshConfig,
                  previous: Mapping[Key, tuple[VirtualService, VirtualService]]
                  ) -> dict[Key, tuple[VirtualService, VirtualService]]:
     out = {}
-    for key, vs in objects.get("VirtualService", {}).items():
+    for key, vs in objects.get(Kind.VIRTUAL_SERVICE, {}).items():
         cached = previous.get(key)
         if cached is not None and cached[0] is vs:
             out[key] = cached
@@ -193,7 +196,7 @@ def _resolve_all(objects: Objects, mesh: MeshConfig,
 
 
 def _all_gateways(objects: Objects, ingress: IngressConfig) -> tuple[Gateway, ...]:
-    return sorted_gateways([*_values(objects, "Gateway"), *ingress.gateways])
+    return sorted_gateways([*_values(objects, Kind.GATEWAY), *ingress.gateways])
 
 
 def _virtual_service_index(resolved: Mapping[Key, tuple[VirtualService, VirtualService]],
@@ -206,8 +209,8 @@ def _virtual_service_index(resolved: Mapping[Key, tuple[VirtualService, VirtualS
 def _full_build(objects: Objects, mesh: MeshConfig, version: int,
                 resolved_cache: Mapping[Key, tuple[VirtualService, VirtualService]]
                 ) -> PushContext:
-    pods = PodIndex(_values(objects, "Pod"))
-    slices: list[EndpointSlice] = list(_values(objects, "EndpointSlice"))
+    pods = PodIndex(_values(objects, Kind.POD))
+    slices: list[EndpointSlice] = list(_values(objects, Kind.ENDPOINT_SLICE))
     resolved = _resolve_all(objects, mesh, resolved_cache)
     ingress = convert_ingresses(objects, mesh)
     return PushContext(
@@ -218,10 +221,10 @@ def _full_build(objects: Objects, mesh: MeshConfig, version: int,
         endpoints=EndpointIndex.build(slices, pods),
         gateways=_all_gateways(objects, ingress),
         virtual_services=_virtual_service_index(resolved, ingress, mesh),
-        destination_rules=DestinationRuleIndex(_values(objects, "DestinationRule"),
+        destination_rules=DestinationRuleIndex(_values(objects, Kind.DESTINATION_RULE),
                                                mesh.domain_suffix, mesh.root_namespace),
         objects=objects,
-        sidecars=SidecarIndex(_values(objects, "Sidecar"), mesh.root_namespace),
+        sidecars=SidecarIndex(_values(objects, Kind.SIDECAR), mesh.root_namespace),
         ingress=ingress,
         _resolved_vs=resolved,
     )

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from pilotpy.model.kinds import Kind
 from pilotpy.model.kube import EndpointSlice, Pod
 from pilotpy.model.meta import Key
 
@@ -103,7 +104,7 @@ def _compute(slices: Iterable[EndpointSlice], pods: PodIndex) -> _ServiceEntry:
             ref = ep.target_ref
             for address in ep.addresses:
                 pod: Pod | None
-                if ref is not None and ref.kind == "Pod":
+                if ref is not None and ref.kind == Kind.POD:
                     pod_keys.add((ref.namespace, ref.name))
                     pod = pods.by_key.get((ref.namespace, ref.name))
                     if pod is None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from pilotpy.model import hosts
+from pilotpy.model.kinds import Kind
 from pilotpy.model.kube import Service as KubeService
 from pilotpy.model.meta import Key
 from pilotpy.model.protocol import Protocol
@@ -70,6 +71,13 @@ class Service:
                 return port
         return None
 
+    def port_field(self, number: int) -> str:
+        """Where port `number` is declared, for problems: `spec.ports[<i>]`."""
+        for index, port in enumerate(self.ports):
+            if port.number == number:
+                return f"spec.ports[{index}]"
+        return "spec.ports"
+
     def visible_to(self, namespace: str) -> bool:
         return "*" in self.export_to or namespace in self.export_to
 
@@ -113,7 +121,7 @@ def from_kube_service(svc: KubeService, domain_suffix: str) -> Service:
         age_order=meta.age_order,
         mesh_external=svc.type == "ExternalName",
         addresses=addresses,
-        external_name=svc.external_name,
+        external_name=svc.external_name.lower().rstrip("."),
         export_to=export_to,
         selector=svc.selector,
     )
@@ -162,7 +170,8 @@ def from_service_entry(se: ServiceEntry) -> list[Service]:
 class ServiceIndex:
     """Services by hostname. Several namespaces may define the same ServiceEntry host."""
 
-    __slots__ = ("_by_host", "_by_name", "_kube_by_namespace", "all", "has_passthrough")
+    __slots__ = ("_aliases", "_by_host", "_by_name", "_kube_by_namespace", "all",
+                 "has_passthrough")
 
     def __init__(self, services: Iterable[Service]) -> None:
         ordered = sorted(services, key=lambda s: (s.age_order, s.hostname))
@@ -175,9 +184,10 @@ class ServiceIndex:
         self.has_passthrough = any(s.resolution is Resolution.PASSTHROUGH for s in ordered)
         for svc in ordered:
             self._by_host.setdefault(svc.hostname, []).append(svc)
-            if svc.origin.kind == "Service":
+            if svc.origin.kind == Kind.SERVICE:
                 self._by_name[(svc.namespace, svc.name)] = svc
                 self._kube_by_namespace.setdefault(svc.namespace, []).append(svc)
+        self._aliases = _aliases_by_target(ordered)
 
     def for_host(self, hostname: str, namespace: str, prefer_namespace: str = "") -> Service | None:
         """The service with that hostname visible to `namespace`; one in `prefer_namespace`
@@ -199,8 +209,35 @@ class ServiceIndex:
     def kube_service(self, namespace: str, name: str) -> Service | None:
         return self._by_name.get((namespace, name))
 
+    def aliases_of(self, hostname: str) -> tuple[Service, ...]:
+        """The ExternalName services that resolve, through any chain of aliases, to
+        `hostname`, by namespace then hostname (istiod's Aliases attribute)."""
+        return self._aliases.get(hostname, ())
+
     def matching(self, pattern: str) -> list[Service]:
         """Services whose hostname is covered by `pattern` (which may be a wildcard)."""
         if not hosts.is_wildcard(pattern):
             return list(self._by_host.get(pattern, ()))
         return [s for s in self.all if hosts.subset_of(s.hostname, pattern)]
+
+
+def _aliases_by_target(services: Iterable[Service]) -> dict[str, tuple[Service, ...]]:
+    """Concrete hostname -> the aliases that resolve to it (istiod's resolveServiceAliases).
+    An alias of an alias is followed to the end; a loop resolves to nothing (Kubernetes DNS
+    answers NXDOMAIN for it)."""
+    aliases = [s for s in services if s.resolution is Resolution.ALIAS and s.external_name]
+    target_of = {s.hostname: s.external_name for s in aliases}
+    out: dict[str, list[Service]] = {}
+    for alias in aliases:
+        seen = {alias.hostname}
+        target: str | None = alias.external_name
+        while target is not None and target in target_of:
+            if target in seen:
+                target = None
+                break
+            seen.add(target)
+            target = target_of[target]
+        if target is not None:
+            out.setdefault(target, []).append(alias)
+    return {host: tuple(sorted(found, key=lambda s: (s.namespace, s.hostname)))
+            for host, found in out.items()}

@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from pilotpy.diagnostics import Diagnostics, Problem
 from pilotpy.model import InvalidObject, Key, UnknownKind, parse_object
+from pilotpy.problems import Problem, ProblemLog, Reason, Severity
 from pilotpy.store import Store
 
 log = logging.getLogger("pilotpy.sources.files")
@@ -77,42 +77,41 @@ def parse_documents(text: str, origin: str, default_namespace: str,
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "document"
         reason = getattr(err, "problem", None) or str(err)
-        return None, [Problem(origin, where, f"invalid YAML: {reason}")]
+        return None, [Problem(Reason.UNREADABLE, f"{where}: invalid YAML: {reason}; serving "
+                              "what the file held before", severity=Severity.ERROR,
+                              source=origin)]
     objects: dict[Key, Any] = {}
     for index, doc in _documents(docs):
-        subject = f"document {index}"
         try:
             parsed = parse_object(doc, default_namespace=default_namespace)
         except UnknownKind as err:
-            log.debug("%s: %s: %s is not read by pilotpy; ignored", origin, subject, err)
+            log.debug("%s: document %d: %s is not read by pilotpy; ignored", origin, index, err)
             continue
         except InvalidObject as err:
-            detail = "; ".join(str(i) for i in err.issues)
-            key = Key(err.ref.kind, err.ref.namespace, err.ref.name)
-            kept = last_good.get(key) if last_good else None
-            note = " (keeping the last valid version)" if kept is not None else ""
-            problems.append(Problem(origin, str(err.ref), f"invalid, skipped{note}: {detail}"))
+            kept = last_good.get(err.ref) if last_good else None
+            note = (" (object skipped; keeping its last valid version)" if kept is not None
+                    else " (object skipped)")
+            problems += [issue.problem(err.ref, origin, note) for issue in err.issues]
             if kept is not None:
-                objects[key] = kept
+                objects[err.ref] = kept
             continue
         obj = parsed.obj
         key = obj.meta.key
-        for warning in parsed.warnings:
-            problems.append(Problem(origin, str(obj.meta.ref), str(warning), error=False))
+        problems += [warning.problem(key, origin) for warning in parsed.warnings]
         if key in objects:
-            problems.append(Problem(origin, str(obj.meta.ref),
-                                    f"defined twice ({subject}); the first definition is used"))
-            continue
+            problems.append(Problem(Reason.DUPLICATE, f"defined again in document {index}; the "
+                                    "last definition is used, as kubectl apply would", key,
+                                    source=origin))
         objects[key] = obj
     return objects, problems
 
 
 class FileSource:
-    def __init__(self, paths: list[Path], store: Store, diagnostics: Diagnostics, *,
+    def __init__(self, paths: list[Path], store: Store, problems: ProblemLog, *,
                  default_namespace: str = "default", poll_interval: float = 0.5) -> None:
         self._paths = paths
         self._store = store
-        self._diagnostics = diagnostics
+        self._problems = problems
         self._namespace = default_namespace
         self._poll_interval = poll_interval
         self._files: dict[Path, _FileState] = {}
@@ -145,11 +144,12 @@ class FileSource:
         for root in self._paths:
             origin = f"config path {root}"
             if root.exists():
-                self._diagnostics.clear(origin)
+                self._problems.clear(origin)
                 continue
             missing.append(root)
-            self._diagnostics.set(origin, [Problem(
-                str(root), "config path", "missing; serving the objects last read from it")])
+            self._problems.set(origin, [Problem(
+                Reason.UNREADABLE, "config path missing; serving the objects last read from it",
+                severity=Severity.ERROR, source=str(root))])
         return missing
 
     @staticmethod
@@ -164,7 +164,7 @@ class FileSource:
                 continue
             del self._files[path]
             self._store.replace_partition(str(path), {})
-            self._diagnostics.clear(str(path))
+            self._problems.clear(str(path))
             log.info("%s removed", path)
         for path in present:
             state = self._files.setdefault(path, _FileState())
@@ -179,10 +179,11 @@ class FileSource:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
-            self._diagnostics.set(origin, [Problem(origin, "file", f"cannot read: {err}")])
+            self._problems.set(origin, [Problem(Reason.UNREADABLE, f"cannot read: {err}",
+                                                severity=Severity.ERROR, source=origin)])
             return
         objects, problems = parse_documents(text, origin, self._namespace, state.good)
-        self._diagnostics.set(origin, problems)
+        self._problems.set(origin, problems)
         if objects is None:
             return  # broken YAML: keep serving what the file held before
         state.good = objects

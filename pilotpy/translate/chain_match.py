@@ -8,12 +8,20 @@ from dataclasses import dataclass
 
 from envoy.config.listener.v3 import listener_components_pb2 as lc
 
+from pilotpy.problems import ObjectRef, Problem, Reason
+
 
 @dataclass(frozen=True, slots=True)
 class RoutedChain:
     chain: lc.FilterChain
-    origin: str  # what built it, for diagnostics
+    ref: ObjectRef  # the object that asked for it, and where, for problems
+    field: str
     reads_sni: bool = False  # matches on SNI (even `*`): the listener needs the TLS inspector
+
+    def taken(self, names: list[str], listener: str) -> Problem:
+        """The problem of a chain refused because an earlier one matches the same names."""
+        return Problem(Reason.CONFLICT, f"server names {names} already have a filter chain on "
+                       f"listener {listener}; skipped", self.ref, self.field)
 
 
 def matches_all(chain: lc.FilterChain) -> bool:

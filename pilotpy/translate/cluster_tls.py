@@ -1,6 +1,7 @@
 """Upstream TLS origination from a DestinationRule's `tls` (istiod's cluster_tls.go
 buildUpstreamClusterTLSContext and constructUpstreamTLS), with certificate FILES read by Envoy
-itself: inline `filename` data sources, never SDS (DESIGN.md §4). Paths are paths on the proxy.
+itself: inline `filename` data sources, never SDS through pilot-agent
+(docs/architecture.md#deliberate-differences-from-istiod). Paths are paths on the proxy.
 
 SIMPLE and MUTUAL are translated. ISTIO_MUTUAL (mesh certificates) and `credentialName`
 (Secrets) are not: the model warns, and the cluster stays plaintext, as istiod leaves a

@@ -1,6 +1,6 @@
 """TLS termination on gateway servers (istiod's BuildListenerTLSContext for SIMPLE, MUTUAL and
-OPTIONAL_MUTUAL), with the certificate, key and CA read from files (DESIGN.md §4; istiod
-serves the same files through pilot-agent's SDS)."""
+OPTIONAL_MUTUAL), with the certificate, key and CA read from files (istiod serves the same
+files through pilot-agent's SDS; docs/architecture.md#deliberate-differences-from-istiod)."""
 
 from __future__ import annotations
 

@@ -9,6 +9,8 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2 as ec
 from envoy.config.endpoint.v3 import endpoint_pb2
 
 from pilotpy.model.destinationrule import DestinationRule
+from pilotpy.model.kinds import Kind
+from pilotpy.model.labels import Empty, selects
 from pilotpy.proxy import ProxyView
 from pilotpy.push import Endpoint, Port, PushContext, Resolution, Service
 from pilotpy.translate import pb
@@ -18,10 +20,6 @@ from pilotpy.translate.policy import cluster_policy
 # envoy.config.core.v3.HealthStatus: what istiod sends for Kubernetes endpoints. ServiceEntry
 # endpoints carry UNKNOWN (0, left out), which Envoy treats as healthy too.
 UNKNOWN, HEALTHY, UNHEALTHY = 0, 1, 2
-
-
-def _subset_of(selector: Mapping[str, str] | None, labels: Mapping[str, str]) -> bool:
-    return not selector or all(labels.get(k) == v for k, v in selector.items())
 
 
 _LB_ENDPOINT = ec.LbEndpoint(load_balancing_weight=pb.uint32(1))
@@ -62,7 +60,7 @@ def static_targets(service: Service, port: Port, subset_labels: Mapping[str, str
             return [(service.hostname, default_port, 1, UNKNOWN)]
         return []
     return [(e.address, e.ports.get(port.name, default_port), e.weight, UNKNOWN)
-            for e in service.static_endpoints if _subset_of(subset_labels, e.labels)]
+            for e in service.static_endpoints if selects(subset_labels, e.labels, empty=Empty.ALL)]
 
 
 def _kube_targets(endpoints: Iterable[Endpoint], subset_labels: Mapping[str, str] | None,
@@ -71,7 +69,7 @@ def _kube_targets(endpoints: Iterable[Endpoint], subset_labels: Mapping[str, str
     return [(e.address, e.port, e.weight, HEALTHY if e.healthy else UNHEALTHY)
             for e in endpoints
             if (with_unhealthy or e.healthy) and (
-                not subset_labels or _subset_of(subset_labels, e.labels))]
+                not subset_labels or selects(subset_labels, e.labels, empty=Empty.ALL))]
 
 
 def load_assignment(push: PushContext, view: ProxyView, cluster_name: str
@@ -96,7 +94,7 @@ def load_assignment(push: PushContext, view: ProxyView, cluster_name: str
         if found is None:
             return out  # a subset nobody defines selects nothing
         labels = found.labels
-    if service.origin.kind == "Service":
+    if service.origin.kind == Kind.SERVICE:
         targets = _kube_targets(push.service_endpoints(service).get(port.name, ()), labels,
                                 _sends_unhealthy(rule, subset, port.number))
     else:

@@ -1,5 +1,6 @@
 """HTTP connection managers and their filter chains (istiod's listener_builder.go and
-gateway.go), built only from extensions upstream Envoy ships (DESIGN.md §4)."""
+gateway.go), built only from extensions upstream Envoy ships, so a stock Envoy accepts them
+(docs/architecture.md#deliberate-differences-from-istiod)."""
 
 from __future__ import annotations
 

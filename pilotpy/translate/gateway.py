@@ -3,7 +3,9 @@
 Gateways select the proxy by labels; their servers are merged per listening port after port
 translation through the Services selecting the proxy (80 -> targetPort 8080 gives
 `0.0.0.0_8080`). Plain-text HTTP servers on one port share a listener and the route
-`http.<server port>` (DESIGN.md §4). A route with no matching VirtualService answers 404 from
+`http.<server port>`, as the Istio releases of the walkthroughs name it (current istiod uses
+the listening port; docs/architecture.md#deliberate-differences-from-istiod). A route with no
+matching VirtualService answers 404 from
 the `blackhole:<port>` virtual host. Servers with TLS (`HTTPS`, `TLS`) share a listener as
 one filter chain each (several for PASSTHROUGH), told apart by SNI; a terminating HTTPS server
 gets its own route `https.<server port>.<port name>.<gateway>.<namespace>`. An opaque `TCP`
@@ -12,7 +14,6 @@ server owns its listener.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from envoy.config.core.v3 import base_pb2
@@ -22,18 +23,21 @@ from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 
 from pilotpy.model import hosts
-from pilotpy.model.gateway import Gateway, Server
+from pilotpy.model.gateway import Server
+from pilotpy.model.labels import Empty, selects
 from pilotpy.model.protocol import Protocol
 from pilotpy.model.virtualservice import VirtualService
+from pilotpy.problems import Problem, Reason
 from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext
 from pilotpy.translate import pb
 from pilotpy.translate.chain_match import DistinctChains, RoutedChain
 from pilotpy.translate.downstream_tls import TERMINATING_MODES, downstream_tls_context
 from pilotpy.translate.filters import gateway_connection_manager, network_filter, tls_inspector
-from pilotpy.translate.gateway_tcp import GatewayServer, passthrough_chains, tcp_route_filter
+from pilotpy.translate.gateway_tcp import GatewayServer, passthrough_chains, server_tcp_filter
 from pilotpy.translate.listener_limits import limit_accepts, limit_handshake
 from pilotpy.translate.names import (
+    ANY_ADDRESS,
     DEFAULT_ROUTE_NAME,
     delimited_stat_prefix,
     gateway_http_route_name,
@@ -50,7 +54,6 @@ from pilotpy.translate.routes import (
 )
 from pilotpy.translate.tls_files import tls_transport_socket
 
-WILDCARD_BIND = "0.0.0.0"
 PASSTHROUGH_MODES = frozenset({"", "PASSTHROUGH"})
 
 __all__ = ["GatewayServer", "MergedGateway", "gateway_listeners", "gateway_route_configuration",
@@ -69,7 +72,7 @@ class GatewayListener:
     @property
     def route_name(self) -> str:
         return gateway_http_route_name(min(s.server.port.number for s in self.servers),
-                                       self.bind if self.bind != WILDCARD_BIND else "")
+                                       self.bind if self.bind != ANY_ADDRESS else "")
 
 
 @dataclass(slots=True)
@@ -79,7 +82,10 @@ class MergedGateway:
     https_routes: dict[str, GatewayServer] = field(default_factory=dict)
     # Hosts of TLS servers per listening port and bind (istiod's CheckDuplicates).
     tls_hosts: dict[tuple[str, int], dict[str, GatewayServer]] = field(default_factory=dict)
-    diagnostics: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def skip(self, entry: GatewayServer, reason: Reason, message: str) -> None:
+        self.problems.append(Problem(reason, f"{message}; skipped", entry.ref, entry.field))
 
     def servers_for_route(self, route_name: str) -> list[GatewayServer] | None:
         for listener in self.listeners.values():
@@ -87,11 +93,6 @@ class MergedGateway:
                 return listener.servers
         https = self.https_routes.get(route_name)
         return [https] if https is not None else None
-
-
-def selects(gateway: Gateway, labels: Mapping[str, str]) -> bool:
-    """An empty selector applies to every gateway proxy."""
-    return all(labels.get(k) == v for k, v in gateway.selector.items())
 
 
 def _translated_port(number: int, view: ProxyView) -> int:
@@ -141,45 +142,44 @@ def _unsupported_tls(server: Server) -> str:
 
 def _add_server(merged: MergedGateway, entry: GatewayServer, port: int) -> None:
     server = entry.server
-    bind = server.bind or WILDCARD_BIND
+    bind = server.bind or ANY_ADDRESS
     listener = merged.listeners.get((bind, port))
-    where = entry.where
     if server.is_plain_http:
         if listener is not None and listener.l4_servers:
-            merged.diagnostics.append(
-                f"{where}: port {port} already serves {listener.l4_servers[0].where} "
-                f"({listener.l4_servers[0].server.port.protocol.value}); plain-text HTTP "
-                "cannot share it; skipped")
+            merged.skip(entry, Reason.CONFLICT,
+                        f"port {port} already serves {listener.l4_servers[0].where} "
+                        f"({listener.l4_servers[0].server.port.protocol.value}); plain-text "
+                        "HTTP cannot share it")
             return
         listener = merged.listeners.setdefault((bind, port), GatewayListener(bind, port))
         listener.servers.append(entry)
         return
     problem = _unsupported_tls(server)
     if problem:
-        merged.diagnostics.append(f"{where}: {problem}; skipped")
+        merged.skip(entry, Reason.UNSUPPORTED, problem)
         return
     if listener is not None:
         taken = listener.servers[0] if listener.servers else listener.l4_servers[0]
         if listener.servers or not is_tls_server(server) or not is_tls_server(taken.server):
-            merged.diagnostics.append(
-                f"{where}: port {port} already serves {taken.where} "
-                f"({taken.server.port.protocol.value}); only TLS servers (told apart by SNI) "
-                "share a port; skipped")
+            merged.skip(entry, Reason.CONFLICT,
+                        f"port {port} already serves {taken.where} "
+                        f"({taken.server.port.protocol.value}); only TLS servers (told apart "
+                        "by SNI) share a port")
             return
     if is_tls_server(server):
         known = merged.tls_hosts.setdefault((bind, port), {})
         duplicates = [h for h in server.hosts if h in known]
         if duplicates:
-            merged.diagnostics.append(
-                f"{where}: hosts {duplicates} are already served on port {port} by "
-                f"{known[duplicates[0]].where}; skipped")
+            merged.skip(entry, Reason.CONFLICT,
+                        f"hosts {duplicates} are already served on port {port} by "
+                        f"{known[duplicates[0]].where}")
             return
         if is_https_termination(server):
             route = https_route_name(entry)
             if route in merged.https_routes:
-                merged.diagnostics.append(
-                    f"{where}: route {route} already belongs to another server (port names "
-                    "must be unique per port); skipped")
+                merged.skip(entry, Reason.CONFLICT,
+                            f"route {route} already belongs to another server (port names "
+                            "must be unique per port)")
                 return
             merged.https_routes[route] = entry
         known.update(dict.fromkeys(server.hosts, entry))
@@ -190,7 +190,7 @@ def _add_server(merged: MergedGateway, entry: GatewayServer, port: int) -> None:
 def merge_gateways(push: PushContext, view: ProxyView) -> MergedGateway:
     merged = MergedGateway()
     for gateway in push.gateways:
-        if not selects(gateway, view.labels):
+        if not selects(gateway.selector, view.labels, empty=Empty.ALL):
             continue
         for server in gateway.servers:
             _add_server(merged, GatewayServer(gateway, server),
@@ -218,31 +218,34 @@ def _match_server_hosts(chain: lc.FilterChain, entry: GatewayServer) -> None:
         chain.filter_chain_match.server_names.extend(sni)
 
 
+def _unrouted(entry: GatewayServer, route_kind: str) -> Problem:
+    return Problem(Reason.NOT_FOUND, f"no VirtualService `{route_kind}` route bound to "
+                   f"{entry.gateway_name} matches it; no filter chain", entry.ref, entry.field)
+
+
 def _l4_chains(push: PushContext, view: ProxyView, entry: GatewayServer,
-               listener: str, diagnostics: list[str]) -> list[RoutedChain]:
+               listener: str, problems: list[Problem]) -> list[RoutedChain]:
     server = entry.server
     if is_https_termination(server):
-        return [RoutedChain(_https_chain(push, entry, listener), entry.where)]
+        return [RoutedChain(_https_chain(push, entry, listener), entry.ref, entry.field)]
     if server.tls is not None and server.tls.mode in PASSTHROUGH_MODES:
         chains = passthrough_chains(push, view, entry)
         if not chains:
-            diagnostics.append(f"{entry.where}: no VirtualService `tls` route bound to "
-                               f"{entry.gateway_name} matches it; no filter chain")
+            problems.append(_unrouted(entry, "tls"))
         return chains
-    tcp = tcp_route_filter(push, view, entry)
+    tcp = server_tcp_filter(push, view, entry)
     if tcp is None:
-        diagnostics.append(f"{entry.where}: no VirtualService `tcp` route bound to "
-                           f"{entry.gateway_name} matches it; no filter chain")
+        problems.append(_unrouted(entry, "tcp"))
         return []
     chain = lc.FilterChain(filters=[tcp])
     if server.tls is not None:  # a TLS server terminating TLS, then opaque TCP
         chain.transport_socket.CopyFrom(tls_transport_socket(downstream_tls_context(server.tls)))
         _match_server_hosts(chain, entry)
-    return [RoutedChain(chain, entry.where)]
+    return [RoutedChain(chain, entry.ref, entry.field)]
 
 
 def _listener_chains(push: PushContext, view: ProxyView, listener: GatewayListener,
-                     name: str, diagnostics: list[str]) -> tuple[list[lc.FilterChain], bool]:
+                     name: str, problems: list[Problem]) -> tuple[list[lc.FilterChain], bool]:
     """The listener's chains, and whether it needs the TLS inspector (some chain reads SNI or
     terminates TLS with ALPN)."""
     if listener.servers:
@@ -252,11 +255,10 @@ def _listener_chains(push: PushContext, view: ProxyView, listener: GatewayListen
         return [lc.FilterChain(filters=[network_filter(manager)])], False
     distinct = DistinctChains()
     for entry in listener.l4_servers:
-        for routed in _l4_chains(push, view, entry, name, diagnostics):
+        for routed in _l4_chains(push, view, entry, name, problems):
             taken = distinct.add(routed.chain)
             if taken:
-                diagnostics.append(f"{routed.origin}: server names {taken} already have a "
-                                   f"filter chain on listener {name}; skipped")
+                problems.append(routed.taken(taken, name))
     return distinct.chains, any(is_tls_server(e.server) for e in listener.l4_servers)
 
 
@@ -265,7 +267,7 @@ def gateway_listeners(push: PushContext, view: ProxyView,
     out = []
     for (bind, port), listener in sorted(merged.listeners.items()):
         name = listener_name(bind, port)
-        chains, inspect_tls = _listener_chains(push, view, listener, name, merged.diagnostics)
+        chains, inspect_tls = _listener_chains(push, view, listener, name, merged.problems)
         if not chains:
             continue  # istiod drops a listener left with no filter chain
         message = listener_pb2.Listener(name=name, traffic_direction=base_pb2.OUTBOUND)
@@ -283,7 +285,9 @@ def gateway_listeners(push: PushContext, view: ProxyView,
 
 
 def _blackhole_virtual_host(port: int) -> rc.VirtualHost:
-    """A 404 for every request (DESIGN.md §4: an explicit direct response, route `default`)."""
+    """A 404 for every request: an explicit direct response on route `default`, where istiod
+    leaves the virtual host without routes
+    (docs/architecture.md#deliberate-differences-from-istiod)."""
     route = rc.Route(name=DEFAULT_ROUTE_NAME, match=rc.RouteMatch(prefix="/"))
     route.direct_response.status = 404
     return rc.VirtualHost(name=virtual_host_name("blackhole", port), domains=["*"],

@@ -12,6 +12,7 @@ from envoy.config.listener.v3 import listener_components_pb2 as lc
 from pilotpy.model import hosts
 from pilotpy.model.gateway import Gateway, Server
 from pilotpy.model.virtualservice import L4Match, VirtualService
+from pilotpy.problems import ObjectRef
 from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext
 from pilotpy.translate.chain_match import RoutedChain
@@ -27,6 +28,16 @@ class GatewayServer:
     def gateway_name(self) -> str:
         """How VirtualServices refer to the server's gateway: `ns/name`."""
         return f"{self.gateway.meta.namespace}/{self.gateway.meta.name}"
+
+    @property
+    def ref(self) -> ObjectRef:
+        return self.gateway.meta.key
+
+    @property
+    def field(self) -> str:
+        """`spec.servers[<i>]`, for problems."""
+        index = next(i for i, s in enumerate(self.gateway.servers) if s is self.server)
+        return f"spec.servers[{index}]"
 
     @property
     def where(self) -> str:
@@ -66,8 +77,8 @@ def _fits(match: L4Match, entry: GatewayServer) -> bool:
     return not match.gateways or entry.gateway_name in match.gateways
 
 
-def tcp_route_filter(push: PushContext, view: ProxyView, entry: GatewayServer
-                     ) -> lc.Filter | None:
+def server_tcp_filter(push: PushContext, view: ProxyView, entry: GatewayServer
+                      ) -> lc.Filter | None:
     """The tcp_proxy of the first `tcp` route (of the bound VirtualServices, oldest first)
     whose match fits the server; None when no route does."""
     for vs in bound_virtual_services(push, view, entry):
@@ -94,7 +105,7 @@ def passthrough_chains(push: PushContext, view: ProxyView,
                     push, view, vs, route.route, entry.server.port.number)])
                 if "*" not in match.sni_hosts:
                     chain.filter_chain_match.server_names.extend(sorted(match.sni_hosts))
-                origin = (f"VirtualService {vs.meta.namespace}/{vs.meta.name} "
-                          f"tls[{index}].match[{match_index}]")
-                out.append(RoutedChain(chain, origin, reads_sni=True))
+                out.append(RoutedChain(chain, vs.meta.key,
+                                       f"spec.tls[{index}].match[{match_index}]",
+                                       reads_sni=True))
     return out

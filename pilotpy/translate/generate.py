@@ -11,6 +11,7 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 
+from pilotpy.problems import Problem
 from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext
 from pilotpy.translate import pb
@@ -36,8 +37,9 @@ class GeneratedConfig:
     # Route configurations as bytes: a sidecar's are written as bytes from shared parts
     # (sidecar_routes), so xDS takes them as they are.
     serialized_routes: list[pb.Serialized]
-    # Problems found while translating (e.g. a Gateway server that cannot be served).
-    diagnostics: tuple[str, ...] = ()
+    # Problems found while translating (e.g. a Gateway server that cannot be served), each
+    # naming the object that caused it.
+    problems: tuple[Problem, ...] = ()
 
     @property
     def routes(self) -> list[route_pb2.RouteConfiguration]:
@@ -57,13 +59,14 @@ def generate(push: PushContext, view: ProxyView) -> GeneratedConfig:
             listeners=gateway_listeners(push, view, merged),
             serialized_routes=_serialized([gateway_route_configuration(push, view, merged, name)
                                            for name in gateway_route_names(merged)]),
-            diagnostics=tuple(merged.diagnostics),
+            problems=tuple(merged.problems),
         )
     if view.proxy.is_sidecar:
         config = sidecar_config(push, view)
         return GeneratedConfig(clusters=[*config.clusters, *tracing_clusters(push.mesh)],
-                               listeners=config.listeners, serialized_routes=config.routes,
-                               diagnostics=config.diagnostics)
+                               listeners=config.listeners,
+                               serialized_routes=config.serialized_routes,
+                               problems=config.problems)
     return GeneratedConfig(clusters=[], listeners=[], serialized_routes=[])
 
 

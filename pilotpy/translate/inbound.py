@@ -3,7 +3,8 @@ receives every connection istio-init redirects to the pod, restores its original
 (`original_dst` listener filter) and picks a chain by destination port: one per workload port
 that a Service targets (HTTP through an inline route, TCP straight through), to cluster
 `inbound|<port>||`; ports no Service declares pass through to InboundPassthroughCluster.
-Plaintext only: mTLS waits for the security work (DESIGN.md §4)."""
+Plaintext only: mTLS waits for the security work
+(docs/architecture.md#deliberate-differences-from-istiod)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from pilotpy.translate.filters import (
 )
 from pilotpy.translate.listener_limits import limit_accepts
 from pilotpy.translate.names import (
+    ANY_ADDRESS,
     BLACKHOLE_CLUSTER,
     DEFAULT_ROUTE_NAME,
     INBOUND_PASSTHROUGH_CLUSTER,
@@ -38,7 +40,7 @@ from pilotpy.translate.names import (
     listener_name,
 )
 from pilotpy.translate.observability import listener_access_logs
-from pilotpy.translate.outbound_listeners import HTTP_APPLICATION_PROTOCOLS, WILDCARD
+from pilotpy.translate.outbound_listeners import HTTP_APPLICATION_PROTOCOLS
 from pilotpy.translate.sidecar_clusters import inbound_cluster
 
 INBOUND_RETRY_ON = "reset-before-request"
@@ -104,7 +106,7 @@ def inbound_route(port: InboundPort) -> route_pb2.RouteConfiguration:
 def _inbound_chains(port: InboundPort, mesh: MeshConfig) -> list[lc.FilterChain]:
     """HTTP ports through the inline route, TCP ports straight through; a port with no
     protocol in its name gets both, told apart by the HTTP inspector (istiod's sniffing)."""
-    name = listener_name(WILDCARD, port.number)
+    name = listener_name(ANY_ADDRESS, port.number)
     chains = []
     sniffed = port.protocol is Protocol.UNSUPPORTED
     if port.protocol.is_http or sniffed:
@@ -139,7 +141,7 @@ def virtual_inbound_listener(view: ProxyView, mesh: MeshConfig) -> listener_pb2.
         continue_on_listener_filters_timeout=True, listener_filters_timeout=pb.seconds(0))
     limit_accepts(out)
     out.access_log.extend(listener_access_logs(mesh))
-    out.address.socket_address.address = WILDCARD
+    out.address.socket_address.address = ANY_ADDRESS
     out.address.socket_address.port_value = capture_port
     # The inspector only matters where a chain matches on the detected protocol: undeclared
     # and sniffed ports. Declared ports skip it, so server-first protocols are not held up.

@@ -1,4 +1,5 @@
-"""Names Envoy resources carry, as istiod writes them (and as DESIGN.md §4 fixes them)."""
+"""Names Envoy resources carry, as istiod writes them, except gateway HTTP routes
+(docs/architecture.md#deliberate-differences-from-istiod)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ VIRTUAL_OUTBOUND = "virtualOutbound"
 VIRTUAL_INBOUND = "virtualInbound"
 PASSTHROUGH_FILTER_CHAIN = "PassthroughFilterChain"
 MESH_GATEWAY = "mesh"
+# The IPv4 unspecified address: listeners on every address (istiod's "0.0.0.0" wildcard).
+ANY_ADDRESS = "0.0.0.0"
 
 
 def outbound_cluster_name(port: int, subset: str, hostname: str) -> str:
@@ -35,7 +38,8 @@ def listener_name(bind: str, port: int) -> str:
 
 
 def gateway_http_route_name(server_port: int, bind: str = "") -> str:
-    """`http.80`, named after the Gateway server port (DESIGN.md §4), `.bind` when bound."""
+    """`http.80`, named after the Gateway server port, not the listening port as current
+    istiod does; `.bind` when bound."""
     return f"http.{server_port}.{bind}" if bind else f"http.{server_port}"
 
 

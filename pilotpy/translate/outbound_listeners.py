@@ -17,7 +17,9 @@ from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.listener.v3 import listener_pb2
 
 from pilotpy.mesh import MeshConfig
+from pilotpy.model.kinds import Kind
 from pilotpy.model.protocol import Protocol
+from pilotpy.problems import Problem, Reason
 from pilotpy.proxy import ProxyView
 from pilotpy.push import Port, PushContext, Resolution, Service
 from pilotpy.translate import pb
@@ -31,6 +33,7 @@ from pilotpy.translate.filters import (
 )
 from pilotpy.translate.listener_limits import limit_accepts, limit_handshake
 from pilotpy.translate.names import (
+    ANY_ADDRESS,
     BLACKHOLE_CLUSTER,
     PASSTHROUGH_CLUSTER,
     PASSTHROUGH_FILTER_CHAIN,
@@ -44,7 +47,6 @@ from pilotpy.translate.sidecar_scope import SidecarScope
 from pilotpy.translate.tcp_routes import tcp_route_filter
 from pilotpy.translate.tls_routes import cidr_range, tls_route_chains
 
-WILDCARD = "0.0.0.0"
 HTTP_APPLICATION_PROTOCOLS = ("http/1.1", "h2c")
 # (listen address, CIDR range to match or "")
 Bind = tuple[str, str]
@@ -57,7 +59,7 @@ class OutboundListeners:
     # HTTP port of that number, oldest first) and `<fqdn>:<port>`.
     port_routes: dict[int, list[Service]] = field(default_factory=dict)
     sniffed_routes: list[tuple[Service, int]] = field(default_factory=list)
-    diagnostics: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
 
 def _outbound_listener(bind: str, port: int) -> listener_pb2.Listener:
@@ -89,9 +91,9 @@ def _http_chain(route_name: str, stat_prefix: str, mesh: MeshConfig) -> lc.Filte
 def http_listener(port: int, scope: SidecarScope, mesh: MeshConfig) -> listener_pb2.Listener:
     """`0.0.0.0_<port>`: HTTP detected by the inspector goes to route `<port>`; anything else
     takes the PassthroughFilterChain."""
-    out = _outbound_listener(WILDCARD, port)
+    out = _outbound_listener(ANY_ADDRESS, port)
     out.listener_filters.append(http_inspector())
-    name = listener_name(WILDCARD, port)
+    name = listener_name(ANY_ADDRESS, port)
     out.filter_chains.append(_http_chain(str(port), f"outbound_{name}", mesh))
     out.default_filter_chain.CopyFrom(_passthrough_filter_chain(scope))
     return out
@@ -171,7 +173,7 @@ def virtual_outbound_listener(scope: SidecarScope, mesh: MeshConfig) -> listener
                                 use_original_dst=pb.boolean(True))
     limit_accepts(out)
     out.access_log.extend(listener_access_logs(mesh))
-    out.address.socket_address.address = WILDCARD
+    out.address.socket_address.address = ANY_ADDRESS
     out.address.socket_address.port_value = port
     # A connection addressed to the capture port itself would loop forever.
     blackhole = out.filter_chains.add(name=f"{VIRTUAL_OUTBOUND}-blackhole")
@@ -187,14 +189,21 @@ def _binds(push: PushContext, view: ProxyView, service: Service, port: Port) -> 
     a headless Kubernetes service each pod address but the proxy's own (istiod's per-endpoint
     listeners); else the wildcard."""
     if service.addresses:
-        binds = [(WILDCARD, a) if "/" in a else (a, "") for a in service.addresses
-                 if a != WILDCARD]
-        return binds or [(WILDCARD, "")]
-    if service.resolution is Resolution.PASSTHROUGH and service.origin.kind == "Service":
+        binds = [(ANY_ADDRESS, a) if "/" in a else (a, "") for a in service.addresses
+                 if a != ANY_ADDRESS]
+        return binds or [(ANY_ADDRESS, "")]
+    if service.resolution is Resolution.PASSTHROUGH and service.origin.kind == Kind.SERVICE:
         endpoints = push.service_endpoints(service).get(port.name, ())
         return [(a, "") for a in sorted({e.address for e in endpoints
                                          if e.address != view.proxy.ip})]
-    return [(WILDCARD, "")]
+    return [(ANY_ADDRESS, "")]
+
+
+def _merge_chains(listener: listener_pb2.Listener, incoming: listener_pb2.Listener) -> None:
+    """Adds `incoming`'s filter chains (already checked distinct) and listener filters."""
+    listener.filter_chains.extend(incoming.filter_chains)
+    names = {f.name for f in listener.listener_filters}
+    listener.listener_filters.extend(f for f in incoming.listener_filters if f.name not in names)
 
 
 def _reserved(mesh: MeshConfig, view: ProxyView) -> frozenset[int]:
@@ -213,20 +222,25 @@ def outbound_listeners(push: PushContext, view: ProxyView,
     by_name: dict[str, listener_pb2.Listener] = {}
     sniffed: set[tuple[str, int]] = set()
     tls_listeners: dict[str, _TLSListener] = {}
+    owners: dict[str, str] = {}  # listener name -> the service that built it
+    cidr_chains: dict[str, DistinctChains] = {}  # wildcard listeners of CIDR-bound services
     visible: list[tuple[Service, Port]] = [
         (service, port) for service in scope.services for port in service.ports
         if port.protocol is not Protocol.UDP and scope.port_visible(service, port)
-        # An ExternalName alias is a virtual host routing to its target's cluster; it has
-        # no address of its own to listen on.
-        and (service.resolution is not Resolution.ALIAS or port.protocol.is_http)]
+        # An ExternalName alias has no listener, virtual host or cluster of its own: its
+        # names are domains of its target's virtual host (sidecar_routes), if the target is
+        # in the registry; else its traffic is the catch-all's, like any unknown host.
+        and service.resolution is not Resolution.ALIAS]
     http_services: dict[int, list[Service]] = {}
     for service, port in visible:
         if port.protocol.is_http:
             http_services.setdefault(port.number, []).append(service)
     for number in sorted(http_services):
         if number in reserved:
-            out.diagnostics.append(f"port {number} is reserved for the sidecar; no outbound "
-                                   "listener for it")
+            out.problems += [Problem(
+                Reason.NOT_SERVED, f"port {number} is reserved for the sidecar: no outbound "
+                f"listener for {s.hostname}:{number}", s.origin, s.port_field(number))
+                for s in http_services[number]]
             continue
         listener = http_listener(number, scope, mesh)
         by_name[listener.name] = listener
@@ -236,9 +250,11 @@ def outbound_listeners(push: PushContext, view: ProxyView,
             continue
         for bind in _binds(push, view, service, port):
             name = listener_name(bind[0], port.number)
-            if bind[0] == WILDCARD and port.number in reserved:
-                out.diagnostics.append(f"port {port.number} is reserved for the sidecar; no "
-                                       f"outbound listener {name} for {service.hostname}")
+            if bind[0] == ANY_ADDRESS and port.number in reserved:
+                out.problems.append(Problem(
+                    Reason.NOT_SERVED, f"port {port.number} is reserved for the sidecar: no "
+                    f"outbound listener {name} for {service.hostname}", service.origin,
+                    service.port_field(port.number)))
                 continue
             if port.protocol.is_tls and name not in by_name:
                 tls = tls_listeners.setdefault(name, _TLSListener(bind[0], port.number))
@@ -246,13 +262,11 @@ def outbound_listeners(push: PushContext, view: ProxyView,
                                                bind=bind):
                     taken = tls.chains.add(routed.chain)
                     if taken:
-                        out.diagnostics.append(
-                            f"{routed.origin}: server names {taken} already have a filter "
-                            f"chain on listener {name}; skipped")
+                        out.problems.append(routed.taken(taken, name))
                     else:
                         tls.reads_sni = tls.reads_sni or routed.reads_sni
                 continue
-            if (bind == (WILDCARD, "") and port.number in out.port_routes
+            if (bind == (ANY_ADDRESS, "") and port.number in out.port_routes
                     and port.protocol.is_tcp and not port.protocol.is_tls
                     and port.protocol not in (Protocol.MONGO, Protocol.MYSQL)
                     and by_name[name].default_filter_chain.name == PASSTHROUGH_FILTER_CHAIN):
@@ -261,17 +275,39 @@ def outbound_listeners(push: PushContext, view: ProxyView,
                 default = by_name[name].default_filter_chain
                 default.Clear()
                 default.filters.append(tcp_route_filter(push, view, scope, service,
-                                                        port=port.number, bind=WILDCARD)[0])
+                                                        port=port.number, bind=ANY_ADDRESS)[0])
                 limit_handshake(default)
                 continue
-            if name in by_name or name in tls_listeners:
+            at = bind[1] or (bind[0] if bind[0] != ANY_ADDRESS else "")
+            where = f"{service.hostname}:{port.number} ({port.protocol.value})"
+            where += f" at {at}" if at else ""
+            if name in cidr_chains and bind[1]:
+                # CIDR-bound services share the wildcard listener, one chain per address range
+                # (istiod: one service per address, chains merged while their ranges differ).
+                incoming = service_listener(push, view, scope, bind=bind, service=service,
+                                            port=port)
+                if any(cidr_chains[name].add(c) for c in incoming.filter_chains):
+                    out.problems.append(Problem(
+                        Reason.CONFLICT, f"{where}: the range already has a filter chain on "
+                        f"listener {name} (from {owners[name]}); skipped", service.origin,
+                        "spec.addresses"))
+                    continue
+                _merge_chains(by_name[name], incoming)
+            elif name in by_name or name in tls_listeners:
                 # The oldest service keeps the address and port (istiod's conflict rule).
-                out.diagnostics.append(
-                    f"{service.hostname}:{port.number} ({port.protocol.value}) conflicts with "
-                    f"listener {name} already built for another service; skipped")
+                out.problems.append(Problem(
+                    Reason.CONFLICT, f"{where}: conflicts with listener {name} already built "
+                    f"for {owners.get(name, 'HTTP services')}; skipped", service.origin,
+                    service.port_field(port.number)))
                 continue
-            by_name[name] = service_listener(push, view, scope, bind=bind, service=service,
-                                             port=port)
+            else:
+                by_name[name] = service_listener(push, view, scope, bind=bind, service=service,
+                                                 port=port)
+                owners[name] = service.hostname
+                if bind[1]:
+                    cidr_chains[name] = DistinctChains()
+                    for chain in by_name[name].filter_chains:
+                        cidr_chains[name].add(chain)
             if port.protocol is Protocol.UNSUPPORTED and (
                     service.hostname, port.number) not in sniffed:
                 sniffed.add((service.hostname, port.number))

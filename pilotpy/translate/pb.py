@@ -7,7 +7,7 @@ from typing import NamedTuple
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 from google.protobuf.message import Message
 
-from pilotpy.protowire import field_bytes
+from pilotpy.wire.protowire import field_bytes
 
 NANOS_PER_SECOND = 1_000_000_000
 UINT32_MAX = 4_294_967_295
@@ -41,7 +41,7 @@ def boolean(value: bool) -> wrappers_pb2.BoolValue:
 # -- pre-serialized entries ------------------------------------------------------------------
 # A large message can be written as bytes from parts serialized once and shared (the same
 # routes in many virtual hosts), instead of copying submessages into it and serializing the
-# copies (pilotpy/protowire.py has the rule this relies on).
+# copies (pilotpy/wire/protowire.py has the rule this relies on).
 
 
 class Serialized(NamedTuple):

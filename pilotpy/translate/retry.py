@@ -18,6 +18,7 @@ PREVIOUS_PRIORITIES = "envoy.retry_priorities.previous_priorities"
 _PREVIOUS_HOSTS = rc.RetryPolicy.RetryHostPredicate(
     name=PREVIOUS_HOSTS, typed_config=pb.typed(previous_hosts_pb2.PreviousHostsPredicate()))
 # Built once: nearly every route carries one of these, and copying is cheaper than building.
+# Private, and only ever the source of a CopyFrom: no caller holds them to change them.
 _DEFAULT = rc.RetryPolicy(retry_on=DEFAULT_RETRY_ON, num_retries=pb.uint32(DEFAULT_ATTEMPTS),
                           host_selection_retry_max_attempts=5,
                           retry_host_predicate=[_PREVIOUS_HOSTS])
@@ -47,12 +48,23 @@ def _split_retry_on(retry_on: str) -> tuple[str, list[int]]:
     return ",".join(conditions), codes
 
 
-def retry_policy(retries: HTTPRetry | None, *, consistent_hash: bool) -> rc.RetryPolicy | None:
-    """None means no retry policy at all (`attempts: 0`). The result may be shared: callers
-    copy it into their route and never change it."""
+def set_retry_policy(action: rc.RouteAction, retries: HTTPRetry | None, *,
+                     consistent_hash: bool) -> None:
+    """Sets `action.retry_policy` (left unset for `attempts: 0`). Nearly every route takes
+    the default, copied straight from the prototype."""
     if retries is None:
-        # Nearly every route: the shared default, copied once by the caller.
-        return _DEFAULT_CONSISTENT_HASH if consistent_hash else _DEFAULT
+        action.retry_policy.CopyFrom(_DEFAULT_CONSISTENT_HASH if consistent_hash else _DEFAULT)
+        return
+    policy = retry_policy(retries, consistent_hash=consistent_hash)
+    if policy is not None:
+        action.retry_policy.CopyFrom(policy)
+
+
+def retry_policy(retries: HTTPRetry | None, *, consistent_hash: bool) -> rc.RetryPolicy | None:
+    """A new retry policy; None means none at all (`attempts: 0`). `retries` None is the
+    mesh default."""
+    if retries is None:
+        return _default_policy(consistent_hash)
     if retries.attempts <= 0:
         return None
     policy = _default_policy(consistent_hash)

@@ -19,6 +19,7 @@ from envoy.type.v3 import percent_pb2
 from pilotpy.model.common import Destination, HeaderOperations, Headers, StringMatch
 from pilotpy.model.destinationrule import ConsistentHash
 from pilotpy.model.ingress import uses_ingress_semantics
+from pilotpy.model.labels import Empty, selects
 from pilotpy.model.virtualservice import (
     GRPC_STATUS,
     CorsPolicy,
@@ -35,7 +36,7 @@ from pilotpy.push import PushContext, Service
 from pilotpy.translate import pb
 from pilotpy.translate.names import outbound_cluster_name, parse_outbound_cluster_name
 from pilotpy.translate.policy import consistent_hash_for
-from pilotpy.translate.retry import retry_policy
+from pilotpy.translate.retry import set_retry_policy
 
 MAX_DIRECT_RESPONSE_BODY = 1024 * 1024
 FAULT_FILTER = "envoy.filters.http.fault"
@@ -154,7 +155,7 @@ def _applies_to_proxy(match: HTTPMatch | None, opts: RouteOptions) -> bool:
     if match.gateways:
         return any(g in opts.gateway_names for g in match.gateways)
     labels = opts.proxy.labels
-    if any(labels.get(k) != v for k, v in match.source_labels.items()):
+    if not selects(match.source_labels, labels, empty=Empty.ALL):
         return False
     return not match.source_namespace or match.source_namespace == opts.proxy.namespace
 
@@ -290,7 +291,8 @@ def _apply_destinations(out: rc.Route, action: rc.RouteAction, route: HTTPRoute,
     destinations = [d for d in route.route if d.weight > 0] if len(route.route) > 1 else list(
         route.route)
     if len(destinations) == 1:
-        # One destination left after dropping weight-0 ones: a plain cluster (DESIGN.md §4).
+        # One destination left after dropping weight-0 ones: a plain cluster, where istiod
+        # keeps a one-entry weighted_clusters (docs/translation.md#differences-from-istiod).
         dest = destinations[0]
         service = opts.service(dest.destination.host, vs)
         action.cluster = destination_cluster(dest.destination, service, opts.listen_port)
@@ -322,9 +324,7 @@ def _apply_destinations(out: rc.Route, action: rc.RouteAction, route: HTTPRoute,
                 action.hash_policy.append(policy)
     retries = route.retries if route.retries is not None else (
         opts.push.mesh.default_http_retry_policy)
-    policy = retry_policy(retries, consistent_hash=consistent_hash)
-    if policy is not None:
-        action.retry_policy.CopyFrom(policy)
+    set_retry_policy(action, retries, consistent_hash=consistent_hash)
 
 
 def _hash_for(dest: HTTPRouteDestination, service: Service | None,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
 
+from pilotpy.problems import Problem
 from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext
 from pilotpy.translate import pb
@@ -24,8 +25,8 @@ from pilotpy.translate.sidecar_scope import sidecar_scope
 class SidecarConfig:
     clusters: list[cluster_pb2.Cluster]
     listeners: list[listener_pb2.Listener]
-    routes: list[pb.Serialized]  # see sidecar_routes: written as bytes
-    diagnostics: tuple[str, ...]
+    serialized_routes: list[pb.Serialized]  # see sidecar_routes: written as bytes
+    problems: tuple[Problem, ...]
 
 
 def sidecar_config(push: PushContext, view: ProxyView) -> SidecarConfig:
@@ -44,4 +45,4 @@ def sidecar_config(push: PushContext, view: ProxyView) -> SidecarConfig:
                  *inbound_clusters(view, mesh)]
     clusters.sort(key=lambda c: c.name)
     return SidecarConfig(clusters, listeners, sorted(routes, key=lambda r: r.name),
-                         tuple(outbound.diagnostics))
+                         tuple(outbound.problems))

@@ -6,10 +6,13 @@ service's virtual host alone, for any Host."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 
 from pilotpy.model.common import Destination
+from pilotpy.model.kinds import Kind
 from pilotpy.model.virtualservice import VirtualService
 from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext, Resolution, Service
@@ -21,7 +24,7 @@ from pilotpy.translate.names import (
     virtual_host_name,
 )
 from pilotpy.translate.policy import consistent_hash_for
-from pilotpy.translate.retry import retry_policy
+from pilotpy.translate.retry import set_retry_policy
 from pilotpy.translate.routes import (
     MAX_DIRECT_RESPONSE_BODY,
     RouteOptions,
@@ -39,7 +42,7 @@ BLOCK_ALL = "block_all"
 UNREGISTERED_HOSTS_PORT = 80
 
 
-def _kubernetes_short_names(hostname: str, proxy_domain: str) -> list[str]:
+def kubernetes_short_names(hostname: str, proxy_domain: str) -> list[str]:
     """`name`, `name.ns.svc`, `name.ns` in the proxy's namespace; `name.ns`, `name.ns.svc`
     from other namespaces (istiod's generateAltVirtualHostsForKubernetesService)."""
     proxy_namespace = proxy_domain.split(".svc.", 1)[0]
@@ -53,18 +56,27 @@ def _kubernetes_short_names(hostname: str, proxy_domain: str) -> list[str]:
     return [name_ns, f"{name_ns}.svc"]
 
 
-def virtual_host_domains(service: Service, proxy_domain: str) -> list[str]:
-    """Every Host a client may send for `service`: the FQDN (also absolute, with its trailing
-    dot), the short names its DNS search path allows, the VIPs; `*.` forms too for headless
-    Kubernetes services (pods by name). No `:port` forms: the route configuration ignores the
-    port in Host matching (istiod's SidecarIgnorePort)."""
-    hostname = service.hostname
-    domains = [hostname, hostname + "."]
+def host_names(hostname: str, proxy_domain: str) -> list[str]:
+    """The names a client may use for `hostname`: itself, absolute (with a trailing dot),
+    and the short names its DNS search path allows."""
+    names = [hostname, hostname + "."]
     if ".svc." in proxy_domain:
         suffix = proxy_domain.split(".svc.", 1)[1]
         if hostname.endswith(".svc." + suffix):
-            domains += _kubernetes_short_names(hostname, proxy_domain)
-    if service.resolution is Resolution.PASSTHROUGH and service.origin.kind == "Service":
+            names += kubernetes_short_names(hostname, proxy_domain)
+    return names
+
+
+def virtual_host_domains(service: Service, proxy_domain: str,
+                         aliases: Iterable[Service] = ()) -> list[str]:
+    """Every Host a client may send for `service`: its names (`host_names`) and those of the
+    ExternalName `aliases` resolving to it, the VIPs; `*.` forms too for headless Kubernetes
+    services (pods by name). No `:port` forms: the route configuration ignores the port in
+    Host matching (istiod's SidecarIgnorePort)."""
+    domains = host_names(service.hostname, proxy_domain)
+    for alias in aliases:
+        domains += host_names(alias.hostname, proxy_domain)
+    if service.resolution is Resolution.PASSTHROUGH and service.origin.kind == Kind.SERVICE:
         domains += ["*." + d for d in domains]
     # A CIDR is no Host anybody sends.
     return domains + [a for a in service.addresses if a != "0.0.0.0" and "/" not in a]
@@ -82,10 +94,8 @@ def default_route(push: PushContext, view: ProxyView, service: Service, port: in
     rule = push.destination_rule(view.namespace, service)
     if rule is not None:
         consistent = consistent_hash_for(rule, "", port)
-    policy = retry_policy(push.mesh.default_http_retry_policy,
-                          consistent_hash=consistent is not None)
-    if policy is not None:
-        action.retry_policy.CopyFrom(policy)
+    set_retry_policy(action, push.mesh.default_http_retry_policy,
+                     consistent_hash=consistent is not None)
     if consistent is not None:
         found = hash_policy(consistent)
         if found is not None:
@@ -190,21 +200,13 @@ def port_route_configuration(push: PushContext, view: ProxyView, scope: SidecarS
             claimed.update(fresh)
             vhosts.append((name, fresh, built))
 
-    # An ExternalName service naming another service on this port is an alias of it: its
-    # names join the target's virtual host (istiod's service Aliases).
-    hostnames = {s.hostname for s in services}
-    aliases: dict[str, list[Service]] = {}
     for service in services:
-        if service.resolution is Resolution.ALIAS and service.external_name in hostnames:
-            aliases.setdefault(service.external_name, []).append(service)
-    aliased = {id(a) for found in aliases.values() for a in found}
-    for service in services:
-        if id(service) in aliased:
-            continue
-        domains = virtual_host_domains(service, view.proxy.dns_domain)
-        for alias in aliases.get(service.hostname, ()):
-            domains += virtual_host_domains(alias, view.proxy.dns_domain)
-        add(virtual_host_name(service.hostname, port), domains, routes.for_service(service))
+        aliases = [a for a in push.services.aliases_of(service.hostname)
+                   if a.visible_to(view.namespace) and scope.allows(a.namespace, a.hostname,
+                                                                    port)]
+        add(virtual_host_name(service.hostname, port),
+            virtual_host_domains(service, view.proxy.dns_domain, aliases),
+            routes.for_service(service))
     if port == UNREGISTERED_HOSTS_PORT:
         known = {s.hostname for s in services}
         for vs in routes.candidates:

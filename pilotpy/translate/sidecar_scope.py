@@ -17,13 +17,16 @@ REGISTRY_ONLY = "REGISTRY_ONLY"
 
 
 def _host_matches(entry: EgressHost, namespace: str, hostname: str) -> bool:
-    if entry.namespace == "~" or entry.namespace not in ("*", namespace):
+    if entry.namespace not in ("*", namespace):
         return False
     return entry.host == "*" or hosts.subset_of(hostname, entry.host)
 
 
 def _listener_allows(listener: EgressListener, namespace: str, hostname: str) -> bool:
-    return any(_host_matches(h, namespace, hostname) for h in listener.hosts)
+    """Some entry imports the host and no `~` entry excludes it (istiod's selectServices and
+    SelectVirtualServices: an exclusion wins over any import)."""
+    matching = [h for h in listener.hosts if _host_matches(h, namespace, hostname)]
+    return bool(matching) and not any(h.excluded for h in matching)
 
 
 @dataclass(frozen=True, slots=True)

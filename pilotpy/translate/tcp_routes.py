@@ -11,6 +11,7 @@ from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
 from pilotpy.model.common import Destination
+from pilotpy.model.labels import Empty, selects
 from pilotpy.model.virtualservice import L4Match, RouteDestination, TCPRoute, VirtualService
 from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext, Service
@@ -36,7 +37,7 @@ def fits_proxy(match: L4Match, port: int, view: ProxyView) -> bool:
         return False
     if match.gateways and MESH_GATEWAY not in match.gateways:
         return False
-    if any(view.labels.get(k) != v for k, v in match.source_labels.items()):
+    if not selects(match.source_labels, view.labels, empty=Empty.ALL):
         return False
     return not match.source_namespace or match.source_namespace == view.namespace
 
@@ -68,7 +69,7 @@ def tcp_route_filter(push: PushContext, view: ProxyView, scope: SidecarScope,
 def route_destinations_filter(push: PushContext, view: ProxyView, vs: VirtualService,
                               route: tuple[RouteDestination, ...], port: int) -> lc.Filter:
     """The tcp_proxy for a `tcp` or `tls` route's destinations (istiod's
-    buildOutboundNetworkFilters): one destination (weight-0 ones dropped, DESIGN.md §4) is a
+    buildOutboundNetworkFilters): one destination (weight-0 ones dropped, as for HTTP) is a
     plain cluster with the cluster as stat prefix; several are `weighted_clusters` with stat
     prefix `<vs name>.<vs namespace>`. `port` is the listener's (or the Gateway server's)
     port, used when a destination names no port and its service has several."""

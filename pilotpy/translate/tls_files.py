@@ -1,6 +1,7 @@
-"""TLS material read by Envoy from files (DESIGN.md §4: inline `filename` data sources, never
-the `sds-grpc` cluster only pilot-agent's bootstrap has). Shared by downstream (gateway
-servers) and upstream (DestinationRule) TLS contexts."""
+"""TLS material read by Envoy from files: inline `filename` data sources, never the
+`sds-grpc` cluster only pilot-agent's bootstrap has (Envoy waits silently, with no NACK, on a
+missing SDS cluster; docs/architecture.md#deliberate-differences-from-istiod). Shared by
+downstream (gateway servers) and upstream (DestinationRule) TLS contexts."""
 
 from __future__ import annotations
 

@@ -19,11 +19,11 @@ from pilotpy.push import PushContext, Service
 from pilotpy.translate import pb
 from pilotpy.translate.chain_match import RoutedChain
 from pilotpy.translate.filters import tcp_proxy_filter
+from pilotpy.translate.names import ANY_ADDRESS
 from pilotpy.translate.routes import config_path, destination_cluster
+from pilotpy.translate.sidecar_routes import kubernetes_short_names
 from pilotpy.translate.sidecar_scope import SidecarScope
 from pilotpy.translate.tcp_routes import fits_proxy, route_destinations_filter
-
-WILDCARD = "0.0.0.0"
 
 
 def cidr_range(cidr: str) -> address_pb2.CidrRange:
@@ -66,13 +66,19 @@ def tls_route_chains(push: PushContext, view: ProxyView, scope: SidecarScope, se
                                list(match.sni_hosts), cidrs)
                 chain.metadata.filter_metadata["istio"].fields["config"].string_value = (
                     config_path(vs))
-                out.append(RoutedChain(chain, f"VirtualService {vs.meta.namespace}/"
-                                       f"{vs.meta.name} tls[{index}].match[{match_index}]",
+                out.append(RoutedChain(chain, vs.meta.key,
+                                       f"spec.tls[{index}].match[{match_index}]",
                                        reads_sni=True))
     if out:
         return out
     cluster = destination_cluster(Destination(service.hostname, "", port), service, port)
-    shared = bool(cidr) or address == WILDCARD
+    shared = bool(cidr) or address == ANY_ADDRESS
     sni = [service.hostname] if shared else []
+    if shared:  # ExternalName aliases of the service answer to its chain too (istiod's tls.go)
+        for alias in push.services.aliases_of(service.hostname):
+            if alias.visible_to(view.namespace) and scope.allows(alias.namespace,
+                                                                 alias.hostname, port):
+                sni += [alias.hostname,
+                        *kubernetes_short_names(alias.hostname, view.proxy.dns_domain)]
     return [RoutedChain(_chain(tcp_proxy_filter(cluster), sni, listener_cidrs),
-                        f"{service.hostname}:{port}", reads_sni=bool(sni))]
+                        service.origin, service.port_field(port), reads_sni=bool(sni))]

@@ -1,6 +1,6 @@
 """Incremental ADS (DeltaAggregatedResources), one instance per stream.
 
-Rules (xDS spec; istiod's pilot/pkg/xds/delta.go; DESIGN.md §3):
+Rules (xDS spec; istiod's pilot/pkg/xds/delta.go; docs/architecture.md#xds-protocol-rules):
 - the first request for a type subscribes (LDS and CDS with no names, or `*`, are wildcard)
   and is always answered, against the `initial_resource_versions` a reconnecting Envoy holds;
 - a NACK is recorded and not answered; a stale nonce acknowledges nothing, but the
@@ -34,7 +34,7 @@ from pilotpy.xds.resources import (
 from pilotpy.xds.status import StreamStatus, XdsStats, record_nack
 
 log = logging.getLogger("pilotpy.xds")
-WILDCARD = "*"
+WILDCARD_NAME = "*"
 
 
 @dataclass(slots=True)
@@ -116,8 +116,9 @@ class DeltaStream:
         subscribe = set(request.resource_names_subscribe)
         watch = self._watches.get(type_url)
         if watch is None:
-            wildcard = type_url in types.WILDCARD_TYPES and (not subscribe or WILDCARD in subscribe)
-            watch = self._watches[type_url] = _Watch(wildcard, names(subscribe - {WILDCARD}))
+            wildcard = type_url in types.WILDCARD_TYPES and (
+                not subscribe or WILDCARD_NAME in subscribe)
+            watch = self._watches[type_url] = _Watch(wildcard, names(subscribe - {WILDCARD_NAME}))
             known: Mapping[str, str] = request.initial_resource_versions
             diff = diff_from_versions(known, current, watch.scope)
             if type_url == types.ENDPOINT and self._owed:
@@ -134,12 +135,12 @@ class DeltaStream:
             else:
                 self._stats.expired_nonces[type_url] += 1
         unsubscribe = set(request.resource_names_unsubscribe)
-        if WILDCARD in subscribe:
+        if WILDCARD_NAME in subscribe:
             watch.wildcard = True
-        if WILDCARD in unsubscribe:
+        if WILDCARD_NAME in unsubscribe:
             watch.wildcard = False
         before = watch.subscription.names
-        after = (before | (subscribe - {WILDCARD})) - unsubscribe
+        after = (before | (subscribe - {WILDCARD_NAME})) - unsubscribe
         if after != before:
             watch.subscription = names(after)
         added = () if watch.wildcard else tuple(sorted(after - before))

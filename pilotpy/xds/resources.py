@@ -19,7 +19,7 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.route.v3 import route_pb2
 from google.protobuf import wrappers_pb2
 
-from pilotpy.protowire import field_bytes
+from pilotpy.wire.protowire import field_bytes
 from pilotpy.xds import types, wire
 
 

@@ -29,8 +29,9 @@ log = logging.getLogger("pilotpy.xds")
 SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 READY_WAIT_SECONDS = 30.0
 
-# DESIGN.md §2: C-core's defaults answer a client pinging every 30 s (pilot-agent does) with
-# GOAWAY too_many_pings. Accept pings every 10 s without data, never count strikes.
+# C-core's defaults answer a client pinging every 30 s (pilot-agent does) with GOAWAY
+# too_many_pings. Accept pings every 10 s without data, never count strikes
+# (docs/architecture.md#grpc-server-settings).
 SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_ping_strikes", 0),
@@ -47,12 +48,18 @@ class NodeRejected(Exception):
     """The first request's node cannot be served (bad id); the stream fails InvalidArgument."""
 
 
+class ConfigUnavailable(Exception):
+    """The provider has no config for the proxy (its generation failed and it never had one);
+    the stream fails Unavailable, and the proxy retries."""
+
+
 class ConfigProvider(Protocol):
     def connect(self, node: base_pb2.Node) -> object:
         """A handle for the proxy; raises NodeRejected."""
 
     def snapshot(self, handle: object) -> Snapshot:
-        """The current snapshot of the proxy's class (generated on first use)."""
+        """The current snapshot of the proxy's class (generated on first use); raises
+        ConfigUnavailable."""
 
     def disconnect(self, handle: object) -> None: ...
 
@@ -256,6 +263,8 @@ class XdsServer:
                     continue  # a debug client asking for config: nothing to give it
                 snapshot = self._provider.snapshot(connection.handle)
                 await self._write(context, stream.on_request(item, snapshot))
+        except ConfigUnavailable as err:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):

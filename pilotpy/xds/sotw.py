@@ -1,6 +1,7 @@
 """State-of-the-world ADS (StreamAggregatedResources), one instance per stream.
 
-Rules (xDS spec; istiod's pkg/xds/server.go ShouldRespond; DESIGN.md §3):
+Rules (xDS spec; istiod's pkg/xds/server.go ShouldRespond;
+docs/architecture.md#xds-protocol-rules):
 - a request with error_detail is a NACK: recorded, never answered;
 - a nonce that is not the latest sent for its type is stale: ignored;
 - an empty nonce opens or renews a subscription and is always answered, even when it

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from pilotpy.metrics import Histogram
+from pilotpy.runtime.metrics import Histogram
 from pilotpy.xds import types
 
 log = logging.getLogger("pilotpy.xds")

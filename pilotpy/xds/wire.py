@@ -11,7 +11,7 @@ import hashlib
 
 from google.protobuf import any_pb2
 
-from pilotpy.protowire import field_bytes
+from pilotpy.wire.protowire import field_bytes
 
 # DiscoveryResponse
 RESPONSE_VERSION_INFO = 1

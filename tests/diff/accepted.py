@@ -1,7 +1,7 @@
 """The checked-in list of accepted differences (tests/diff/accepted.yaml).
 
-Each entry says what differs, for a user (`text`, the README's "Differences from istiod"
-bullet), and why it is accepted (`reason`). Entries with `match` explain the differences the
+Each entry says what differs, for a user (`text`, docs/translation.md's "Differences from
+istiod" bullet), and why it is accepted (`reason`). Entries with `match` explain the differences the
 tier finds: a difference is accepted when it matches one of the patterns (every given field;
 `*` in a pattern matches any text, everything else is literal) and, when the entry names a
 `rule`, that rule's check too. Entries without `match` document differences that never show
@@ -91,7 +91,7 @@ END = "<!-- differences:end -->"
 
 
 def markdown(entries: Iterable[Entry]) -> str:
-    """The README's "Differences from istiod" list: one bullet per entry."""
+    """The "Differences from istiod" list of docs/translation.md: one bullet per entry."""
     return "\n".join("- " + _wrapped(e.text) for e in entries) + "\n"
 
 

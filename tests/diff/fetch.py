@@ -14,9 +14,9 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 
-from pilotpy.xds.client import SotwClient
 from pilotpy.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 from tests.diff.tojson import to_json
+from tests.xds_client import SotwClient
 
 _HCM = "type.googleapis.com/" + hcm_pb2.HttpConnectionManager.DESCRIPTOR.full_name
 RESPONSE_TIMEOUT = 10.0

@@ -1,5 +1,5 @@
 """The normalisation applied before comparing istiod's resources with pilotpy's. It removes
-only what the README's "Differences from istiod" documents as by design, and orders that
+only what docs/translation.md's "Differences from istiod" documents as by design, and orders that
 Envoy ignores:
 
 - istiod's `istio.*` filters (network, HTTP, listener and upstream filters): pilotpy works

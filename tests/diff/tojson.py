@@ -14,7 +14,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from pilotpy.xds.client import message_class
+from tests.xds_client import message_class
 
 # Well-known types whose proto3 JSON form is not an object of their fields.
 _WELL_KNOWN = frozenset({

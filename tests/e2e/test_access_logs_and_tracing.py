@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from pilotpy import http
 from pilotpy.local.stack import eventually
+from pilotpy.server import http
 from tests.e2e.support import V2_CLUSTER, W1Factory, weighted_virtual_service
 
 pytestmark = pytest.mark.e2e

@@ -196,3 +196,54 @@ def test_sigterm_closes_streams_and_the_proxy_reconnects_elsewhere(tmp_path: Pat
             if server is not None and server.poll() is None:
                 server.kill()
                 server.wait(10)
+
+
+def test_bootstrap_of_a_default_sidecar_gets_its_inbound_listener(tmp_path: Path) -> None:
+    """`pilotpy bootstrap` takes the namespace from the node id: a `default` sidecar is
+    served as one (its Service's inbound chain), not as an istio-system proxy."""
+    node = "sidecar~127.0.0.1~httpbin-v1-abc12.default~default.svc.cluster.local"
+    refused = pilotpy("bootstrap", "--node-id", node, "--namespace", "istio-system")
+    assert refused.returncode != 0
+    assert "names namespace 'default', not 'istio-system'" in refused.stderr
+    grpc_port, http_port, admin_port = free_port(), free_port(), free_port()
+    done = pilotpy("bootstrap", "--node-id", node, "--xds-address", f"127.0.0.1:{grpc_port}",
+                   "--label", "app=httpbin", "--label", "version=v1",
+                   "--admin-port", str(admin_port), "--status-port", str(free_port()),
+                   "--stats-port", str(free_port()))
+    assert done.returncode == 0, done.stderr
+    bootstrap = json.loads(done.stdout)
+    assert bootstrap["node"]["metadata"]["NAMESPACE"] == "default"
+    assert bootstrap["node"]["cluster"] == "httpbin.default"
+    # The capture ports are the host's here: move them to free ones.
+    mesh = tmp_path / "mesh.yaml"
+    mesh.write_text(f"proxyListenPort: {free_port()}\nproxyInboundListenPort: {free_port()}\n")
+    server = serve(grpc_port, http_port, "--mesh-config", str(mesh))
+    envoy = EnvoyProcess(bootstrap, tmp_path, name="sidecar")
+    try:
+        wait_ready(http_port)
+        envoy.start()
+        envoy.wait_for(lambda: envoy.stats().get("listener_manager.lds.update_success", 0) >= 1,
+                       20, "the sidecar configured")
+        dump = envoy.config_dump("dynamic_listeners")
+        (inbound,) = [c["active_state"]["listener"] for c in dump["configs"]
+                      if c.get("active_state", {}).get("listener", {}).get("name")
+                      == "virtualInbound"]
+        ports = {c.get("filter_chain_match", {}).get("destination_port")
+                 for c in inbound["filter_chains"]}
+        assert 8000 in ports, ports
+    finally:
+        envoy.stop()
+        server.kill()
+        server.wait(10)
+
+
+def test_translate_prints_each_problem_once(tmp_path: Path) -> None:
+    (tmp_path / "vs.yaml").write_text(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+        "metadata: {name: typo, namespace: default}\n"
+        "spec: {hosts: [foo], retires: 3, http: [{route: [{destination: {host: foo}}]}]}\n")
+    _, stderr, code = translate(tmp_path)
+    assert code == 0, stderr
+    lines = [line for line in stderr.splitlines() if "spec.retires" in line]
+    assert lines == [f"Warning [UnknownField] (VirtualService default/typo {tmp_path / 'vs.yaml'})"
+                     " spec.retires: unknown field, ignored"], stderr

@@ -204,9 +204,10 @@ async def test_ingress_routes_by_host_and_path_and_ignores_other_classes(
     await eventually(lambda: env.who("broken-port.example.com", "/") == "web",
                      "broken-port.example.com served")
     assert env.who("broken-port.example.com", "/grpc") == "web"
-    problems = [str(p) for p in env.stack.plane.diagnostics.problems()]
-    assert ("ingress: Ingress shop/broken-port: spec.rules[0].http.paths[0].backend.service."
-            "port.name: Service shop/api has no port named 'grpc'; path skipped") in problems
+    problems = [str(p) for p in env.stack.plane.problems.problems()]
+    assert ("Warning [NotFound] (Ingress shop/broken-port) spec.rules[0].http.paths[0]."
+            "backend.service.port.name: Service shop/api has no port named 'grpc'; path "
+            "skipped") in problems
 
     # Ingress changes are pushed: the annotation now names another class.
     env.write("ingresses.yaml", INGRESSES.replace("kubernetes.io/ingress.class: istio",

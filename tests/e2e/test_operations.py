@@ -144,8 +144,8 @@ async def test_analysis_runs_at_ingest(w1: W1Factory) -> None:
         "gateways: [httpbin-gateway, mesh]", "gateways: [missing-gateway]"))
 
     def reported() -> bool:
-        return any("[IST0101]" in p.message and "default/missing-gateway" in p.message
-                   for p in plane.diagnostics.problems())
+        return any(p.code == "IST0101" and "default/missing-gateway" in p.message
+                   for p in plane.problems.problems())
 
     await eventually(reported, "IST0101 for the dangling gateway reference")
     values = samples(await asyncio.to_thread(scrape, env))

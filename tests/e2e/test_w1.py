@@ -72,7 +72,7 @@ async def test_invalid_virtual_service_does_not_disturb_valid_ones(w1: W1Factory
     invalid = virtual_service(["broken.local"]).replace("name: httpbin,", "name: broken,").replace(
         "weight: 100", "weight: -1")
     env.write("broken.yaml", invalid)
-    errors = await eventually(lambda: [str(p) for p in plane.diagnostics.errors()],
+    errors = await eventually(lambda: [str(p) for p in plane.problems.errors()],
                               "the invalid VirtualService to be reported")
     assert any("VirtualService default/broken" in e and "spec.http[0].route[1].weight" in e
                for e in errors), errors
@@ -82,19 +82,19 @@ async def test_invalid_virtual_service_does_not_disturb_valid_ones(w1: W1Factory
     env.write("virtualservice.yaml", weighted_virtual_service(0, 100).replace(
         "attempts: 10", "attempts: -3"))
     await eventually(lambda: any("VirtualService default/httpbin" in str(p)
-                                 for p in plane.diagnostics.errors()),
+                                 for p in plane.problems.errors()),
                      "the broken edit to be reported")
     assert set(env.versions(5)) == {"v2"}
 
     # A file that is not even YAML keeps what it held too.
     env.write("virtualservice.yaml", "spec: [unclosed\n")
-    await eventually(lambda: any("invalid YAML" in str(p) for p in plane.diagnostics.errors()),
+    await eventually(lambda: any("invalid YAML" in str(p) for p in plane.problems.errors()),
                      "the YAML error to be reported")
     assert set(env.versions(5)) == {"v2"}
 
     env.write("virtualservice.yaml", weighted_virtual_service(100, 0))
     await eventually(lambda: set(env.versions(10)) == {"v1"}, "the repaired file to be served")
-    assert not any("httpbin" in str(p) for p in plane.diagnostics.errors())
+    assert not any("httpbin" in str(p) for p in plane.problems.errors())
 
 
 async def test_destination_rule_change_over_delta_leaves_no_cluster_warming(

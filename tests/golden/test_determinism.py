@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from pilotpy.diagnostics import Diagnostics
 from pilotpy.mesh import MeshConfig
+from pilotpy.problems import ProblemLog
 from pilotpy.proxy import parse_proxy, view_proxy
 from pilotpy.push import build_push_context
 from pilotpy.sources.files import FileSource
@@ -54,7 +54,7 @@ def shuffled(value: Any, rng: random.Random) -> Any:
 
 def render_bytes(config: Path) -> list[bytes]:
     store = Store(clock=time.monotonic)
-    FileSource([config], store, Diagnostics()).load()
+    FileSource([config], store, ProblemLog()).load()
     push, _ = build_push_context(store.snapshot().objects, MeshConfig(), 1)
     view = view_proxy(parse_proxy(NODE_ID, {"LABELS": {"istio": "ingressgateway"}}), push)
     generated = generate(push, view)

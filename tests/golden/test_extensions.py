@@ -1,4 +1,5 @@
-"""pilotpy emits only upstream Envoy extensions, from a checked-in allowlist (DESIGN.md §4)."""
+"""pilotpy emits only upstream Envoy extensions, from a checked-in allowlist
+(docs/architecture.md#deliberate-differences-from-istiod)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pilotpy.translate_cli import translate
+from pilotpy.cli.translate import translate
 
 TESTDATA = Path(__file__).parent / "testdata"
 CASES = sorted(p for p in TESTDATA.iterdir() if (p / "case.yaml").exists())

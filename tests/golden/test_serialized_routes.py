@@ -10,11 +10,11 @@ import pytest
 import yaml
 from envoy.config.route.v3 import route_pb2
 
-from pilotpy.controlplane import load_mesh_config
-from pilotpy.diagnostics import Diagnostics
+from pilotpy.problems import ProblemLog
 from pilotpy.proxy import parse_proxy, view_proxy
 from pilotpy.push import build_push_context
-from pilotpy.settings import Settings
+from pilotpy.server.controlplane import load_mesh_config
+from pilotpy.server.settings import Settings
 from pilotpy.sources.files import FileSource
 from pilotpy.store import Store
 from pilotpy.translate.generate import GeneratedConfig, generate
@@ -24,7 +24,7 @@ from tests.golden.test_golden import CASES
 def generated_for(case: Path) -> GeneratedConfig:
     spec = yaml.safe_load((case / "case.yaml").read_text(encoding="utf-8"))
     store = Store(clock=time.monotonic)
-    FileSource([case / "input"], store, Diagnostics()).load()
+    FileSource([case / "input"], store, ProblemLog()).load()
     mesh = load_mesh_config(Settings(
         mesh_config=case / spec["meshConfig"] if spec.get("meshConfig") else None))
     push, _ = build_push_context(store.snapshot().objects, mesh, 1)

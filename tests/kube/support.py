@@ -13,7 +13,7 @@ import yaml
 from pilotpy.local import demo
 from pilotpy.local.envoy import free_port
 from pilotpy.local.stack import LocalStack, eventually, http_get
-from pilotpy.settings import Settings
+from pilotpy.server.settings import Settings
 from tests.kube.cluster import ApiStatusError, Cluster, KubeClient
 from tests.kube.podnet import PREFIX, PodNetwork
 from tests.kube.tcpproxy import TcpProxy

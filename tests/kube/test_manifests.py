@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pilotpy.diagnostics import Diagnostics
 from pilotpy.local.envoy import validate_bootstrap
+from pilotpy.problems import ProblemLog
 from pilotpy.sources.kube import KubeApi, KubeSource, load_connection
 from pilotpy.store import Store
 from tests.kube.cluster import Cluster
@@ -172,7 +172,7 @@ async def _informers_with(cluster: Cluster, tmp_path: Path, token: str,
     """Run pilotpy's informers with `token`: (kinds synced, kind -> error of the others)."""
     kubeconfig = cluster.kubeconfig(tmp_path / f"kubeconfig-{uuid.uuid4().hex[:6]}",
                                     token=token)
-    source = KubeSource(KubeApi(load_connection(kubeconfig)), Store(), Diagnostics())
+    source = KubeSource(KubeApi(load_connection(kubeconfig)), Store(), ProblemLog())
     source.start()
     try:
         with contextlib.suppress(TimeoutError):

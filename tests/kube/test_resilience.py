@@ -11,7 +11,6 @@ import pytest
 import pilotpy.xds.server
 from pilotpy.local.stack import eventually, http_get
 from pilotpy.xds import types
-from pilotpy.xds.client import SotwClient
 from tests.kube.cluster import Cluster
 from tests.kube.support import (
     DESTINATION_RULE,
@@ -20,6 +19,7 @@ from tests.kube.support import (
     KubeMesh,
     virtual_service,
 )
+from tests.xds_client import SotwClient
 
 pytestmark = pytest.mark.e2e
 CONFIG_STATS = ("cluster_manager.cds.update_success", "listener_manager.lds.update_success",
@@ -144,7 +144,7 @@ async def test_invalid_object_is_reported_and_skipped(mesh: KubeMesh) -> None:
     mesh.apply(virtual_service("b", "b.local", "v2"))
     await mesh.wait_version("v2", "b.local")
     assert mesh.get("bad.local")[0] == 404
-    errors = [str(p) for p in mesh.plane.diagnostics.errors()]
+    errors = [str(p) for p in mesh.plane.problems.errors()]
     assert any("VirtualService default/bad" in e and "spec.http[0].route[0].weight" in e
                for e in errors), errors
     # An edit that breaks a served object keeps its last valid version.

@@ -59,3 +59,29 @@ spec:
     assert envoy.stats("update_rejected").get(
         "cluster_manager.cds.update_rejected", 0) == 0
     assert sum(mesh.plane.xds.stats.rejects.values()) == 0
+
+
+async def test_kinds_read_but_not_enforced_are_reported_from_the_cluster(
+        mesh: KubeMesh) -> None:
+    """An AuthorizationPolicy (or an HTTPRoute) written through the API is not silently
+    ignored: pilotpy reports, once, that it does not enforce it."""
+    mesh.write_registry()
+    await mesh.start()
+    mesh.apply("""\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-all, namespace: default}
+spec: {action: DENY, rules: [{}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: default}
+spec: {parentRefs: [{name: gw}]}
+""")
+
+    def reported() -> set[str]:
+        return {str(p.ref) for p in mesh.plane.problems.problems() if p.reason == "NotEnforced"}
+
+    await eventually(lambda: reported() == {
+        "AuthorizationPolicy default/deny-all",
+        "HTTPRoute.gateway.networking.k8s.io default/web"}, "both reported as not enforced")

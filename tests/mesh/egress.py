@@ -20,9 +20,12 @@ SIMPLE_HOST, SIMPLE_PORT = "secure.example.org", 443
 MUTUAL_HOST, MUTUAL_PORT = "mtls.example.org", 8443
 # Resolves to an address nobody holds: only a sidecar that knows the real endpoint gets there.
 UNASSIGNED = "192.0.2.10"
+# A TCP port both external pods serve: a multi-CIDR ServiceEntry covers the two addresses.
+TCP_PORT = 9100
 PODS = (
     PodSpec("sleep", {"app": "sleep"}, app_port=None, delta=True),
-    PodSpec("external", {}, sidecar=False, app_port=80),
+    PodSpec("external", {}, sidecar=False, app_port=80, extra_ports=(TCP_PORT,)),
+    PodSpec("external2", {}, sidecar=False, app_port=TCP_PORT),
 )
 # Istio's sleep sample has a Service on port 80; it gives the sidecar its HTTP listener on
 # 80, where REGISTRY_ONLY answers 502 (with no HTTP service on a port, unknown destinations
@@ -35,6 +38,9 @@ EXTERNAL_NAMES = {
     "static.example.net": UNASSIGNED,
     SIMPLE_HOST: "external",
     MUTUAL_HOST: "external",
+    # What cluster DNS answers for an ExternalName Service to httpbin.org: its target.
+    "my-httpbin.default.svc.cluster.local": "external",
+    "my-httpbin": "external",
 }
 
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from pilotpy.controlplane import ControlPlane
-from pilotpy.settings import Settings
+from pilotpy.server.controlplane import ControlPlane
+from pilotpy.server.settings import Settings
 from tests.mesh.netns import Network, group_alive, wait_until
 from tests.mesh.pods import Pod, PodSpec
 

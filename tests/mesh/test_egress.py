@@ -5,12 +5,14 @@ STRICT_DNS clusters resolve them through the same file."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.mesh.egress import UNASSIGNED
+from tests.mesh.egress import TCP_PORT, UNASSIGNED
 from tests.mesh.mesh import Mesh
 from tests.mesh.netns import wait_until
 
@@ -152,6 +154,84 @@ def test_allow_any_reaches_unknown_hosts_through_passthrough(clean: Mesh) -> Non
     clean.wait_for_route("sleep", "80", lambda c: "allow_any" in vhosts(c), "ALLOW_ANY")
     before = client.stat(requests("PassthroughCluster"))
     (answer,) = client.get("http://unknown.example.net/get")
+    assert answer["status"] == 200, answer
+    assert answer["headers"].get("x-backend-name") == "external"
+    assert client.stat(requests("PassthroughCluster")) == before + 1
+
+
+def chain_ranges(mesh: Mesh, pod: str, listener: str) -> list[list[str]]:
+    """The prefix ranges of each filter chain of `listener` in the pod's sidecar."""
+    dump = json.loads(mesh.pods[pod].admin_get("/config_dump?resource=dynamic_listeners"))
+    for entry in dump.get("configs", []):
+        active = entry.get("active_state", {}).get("listener", {})
+        if active.get("name") == listener:
+            return [[f"{r['address_prefix']}/{r['prefix_len']}"
+                     for r in c.get("filter_chain_match", {}).get("prefix_ranges", [])]
+                    for c in active.get("filter_chains", [])]
+    return []
+
+
+def test_registry_only_reaches_every_cidr_of_a_multi_cidr_service_entry(clean: Mesh) -> None:
+    """Like Istio's samples/external/github.yaml (several CIDRs, a TCP port): each range
+    gets its own chain; none falls to the catch-all's blackhole."""
+    client = clean.pods["sleep"]
+    targets = [clean.pods["external"], clean.pods["external2"]]
+    ranges = [str(ipaddress.ip_network(f"{p.ip}/30", strict=False)) for p in targets]
+    assert len(set(ranges)) == 2, ranges
+    registry_only(clean)
+    for pod in targets:
+        (blocked,) = client.get(f"http://{pod.ip}:{TCP_PORT}/get", timeout=3)
+        assert blocked["status"] == 0, blocked
+    entry = {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+             "metadata": {"name": "ranges", "namespace": "default"},
+             "spec": {"hosts": ["ranges.example.net"], "location": "MESH_EXTERNAL",
+                      "resolution": "NONE", "addresses": ["192.0.2.0/28", *ranges],
+                      "ports": [{"number": TCP_PORT, "name": "tcp", "protocol": "TCP"}]}}
+    clean.write(CONFIG_FILE, [entry])
+    listener = f"0.0.0.0_{TCP_PORT}"
+    wait_until(lambda: len(chain_ranges(clean, "sleep", listener)) == 3,
+               f"three CIDR chains on {listener}")
+    assert chain_ranges(clean, "sleep", listener) == [["192.0.2.0/28"], *([r] for r in ranges)]
+    cluster = f"outbound|{TCP_PORT}||ranges.example.net"
+    before = client.stat(f"cluster.{cluster};.upstream_cx_total")
+    for pod in targets:
+        (answer,) = client.get(f"http://{pod.ip}:{TCP_PORT}/get")
+        assert answer["status"] == 200, (pod.spec.name, answer)
+        assert answer["headers"].get("x-backend-name") == pod.spec.name
+    assert client.stat(f"cluster.{cluster};.upstream_cx_total") == before + 2
+
+
+MY_HTTPBIN = {"apiVersion": "v1", "kind": "Service",
+              "metadata": {"name": "my-httpbin", "namespace": "default"},
+              "spec": {"type": "ExternalName", "externalName": "httpbin.org",
+                       "ports": [{"name": "http", "port": 80}]}}
+
+
+def test_external_name_service_is_an_alias_of_its_target(clean: Mesh) -> None:
+    """istio.io's "egress to Kubernetes services" task: my-httpbin -> httpbin.org. With a
+    ServiceEntry for httpbin.org the alias routes to its cluster; without one it is an
+    unknown host, passed through (istiod makes nothing of its own for an ExternalName)."""
+    client = clean.pods["sleep"]
+    url = "http://my-httpbin.default.svc.cluster.local/get"
+    apply(clean, [MY_HTTPBIN, HTTPBIN_ORG], "httpbin.org:80", HTTPBIN_CLUSTER)
+    clean.wait_for_route("sleep", "80", lambda c: any(
+        "my-httpbin.default.svc.cluster.local" in v.get("domains", [])
+        for v in c.get("virtual_hosts", []) if v.get("name") == "httpbin.org:80"),
+        "my-httpbin as a domain of httpbin.org:80")
+    before = client.stat(requests(HTTPBIN_CLUSTER))
+    for target in (url, "http://my-httpbin/get"):
+        (answer,) = client.get(target)
+        assert answer["status"] == 200, (target, answer)
+        assert answer["headers"].get("x-backend-name") == "external"
+    assert client.stat(requests(HTTPBIN_CLUSTER)) == before + 2
+
+    clean.write(CONFIG_FILE, [MY_HTTPBIN])
+    clean.wait_for_route("sleep", "80", lambda c: "httpbin.org:80" not in vhosts(c),
+                         "httpbin.org's virtual host gone")
+    route = clean.pods["sleep"].route_config("80") or {}
+    assert not any("my-httpbin" in v for v in vhosts(route))
+    before = client.stat(requests("PassthroughCluster"))
+    (answer,) = client.get(url)
     assert answer["status"] == 200, answer
     assert answer["headers"].get("x-backend-name") == "external"
     assert client.stat(requests("PassthroughCluster")) == before + 1

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from pilotpy.certs import serving_key_and_cert
+from pilotpy.server.certs import serving_key_and_cert
 
 
 def test_self_signed_names_istiod_and_loopback() -> None:

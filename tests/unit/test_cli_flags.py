@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from pilotpy.cli import build_parser, duration_seconds
+from pilotpy.cli.main import build_parser, duration_seconds
 
 
 def test_serve_defaults_are_istiods_ports() -> None:

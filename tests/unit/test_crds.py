@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from pilotpy.crds import crds
+from pilotpy.model.crds import crds
 from pilotpy.model.schema import spec_schema
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"

@@ -50,3 +50,89 @@ def test_failed_build_keeps_the_previous_context_and_rebuilds_fully_next(
     assert service is not None and service.ports[0].number == 82
     plane.update(change(4, 83))
     assert calls[-1] == frozenset({Key("Service", "ns", "a")}), "then incremental again"
+
+
+def _node(node_id: str, labels: dict[str, str]) -> Any:
+    from envoy.config.core.v3 import base_pb2
+    from google.protobuf import json_format
+
+    node = base_pb2.Node(id=node_id)
+    json_format.ParseDict({"LABELS": labels}, node.metadata)
+    return node
+
+
+GATEWAY = "router~10.0.0.1~gw-1.istio-system~istio-system.svc.cluster.local"
+SIDECAR = "sidecar~10.0.0.2~a-1.ns~ns.svc.cluster.local"
+
+
+def test_a_failing_class_keeps_its_last_good_config_and_spares_the_others(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A translation bug hit by one proxy class: that class keeps serving its last good
+    snapshot, every other class gets the new config, the failure is logged once per push
+    context and counted."""
+    from pilotpy.xds.server import ConfigUnavailable
+
+    plane = Discovery(MeshConfig())
+    plane.update(change(1, 80))
+    gateway = plane.connect(_node(GATEWAY, {"istio": "ingressgateway"}))
+    sidecar = plane.connect(_node(SIDECAR, {"app": "a"}))
+    good = plane.snapshot(gateway)
+    plane.snapshot(sidecar)
+    from pilotpy.translate.generate import generate as real
+
+    def broken_for_routers(push: Any, view: Any) -> Any:
+        if view.proxy.is_router:
+            raise KeyError("a translation bug")
+        return real(push, view)
+
+    monkeypatch.setattr(discovery, "generate", broken_for_routers)
+    plane.update(change(2, 81))
+    with caplog.at_level("ERROR", logger="pilotpy.discovery"):
+        assert plane.snapshot(gateway) is good
+        assert plane.snapshot(gateway) is good
+    assert plane.snapshot(sidecar).version == "2"
+    (record,) = [r for r in caplog.records
+                 if r.name == "pilotpy.discovery" and r.levelname == "ERROR"]
+    assert "router class of gw-1.istio-system" in record.getMessage()
+    assert "push context 2" in record.getMessage()
+    assert "serving its last good config" in record.getMessage()
+    assert record.exc_info is not None
+    assert plane.generation_failures == {"router": 1}
+
+    # A class that never had config gets none: its streams are refused and retry.
+    newcomer = plane.connect(_node(GATEWAY.replace("gw-1", "gw-2"), {"istio": "other"}))
+    with pytest.raises(ConfigUnavailable, match="push context 2"):
+        plane.snapshot(newcomer)
+
+    # The bug fixed, the next push context serves everyone again.
+    monkeypatch.setattr(discovery, "generate", real)
+    plane.update(change(3, 82))
+    assert plane.snapshot(gateway).version == "3"
+    assert plane.snapshot(newcomer).version == "3"
+
+
+def test_shared_prototypes_cannot_be_changed_through_what_callers_get() -> None:
+    """The default retry policy and the cluster prototype are cached; a caller changing what
+    it was handed must not change them for every route and cluster after it."""
+    from pilotpy.translate.clusters import outbound_clusters
+    from pilotpy.translate.retry import retry_policy
+
+    policy = retry_policy(None, consistent_hash=False)
+    assert policy is not None
+    policy.num_retries.value = 99
+    policy.retry_host_predicate.add(name="stray")
+    again = retry_policy(None, consistent_hash=False)
+    assert again is not None and again.num_retries.value == 2
+    assert [p.name for p in again.retry_host_predicate] == [
+        "envoy.retry_host_predicates.previous_hosts"]
+
+    push, _ = build_push_context(change(1, 80).objects, MeshConfig(), 1)
+    from pilotpy.proxy import parse_proxy, view_proxy
+
+    view = view_proxy(parse_proxy(SIDECAR, {"LABELS": {"app": "b"}}), push)
+    first = [c for c in outbound_clusters(push, view) if c.name.startswith("outbound|")]
+    first[0].circuit_breakers.thresholds.add().max_connections.value = 1
+    first[0].connect_timeout.seconds = 99
+    second = [c for c in outbound_clusters(push, view) if c.name.startswith("outbound|")]
+    assert len(second[0].circuit_breakers.thresholds) == 1
+    assert second[0].connect_timeout.seconds == 10

@@ -66,13 +66,13 @@ def test_views_follow_their_pod() -> None:
 
 
 def test_a_published_mesh_config_replaces_the_starting_one() -> None:
-    from pilotpy.diagnostics import Diagnostics
     from pilotpy.discovery import Discovery
     from pilotpy.mesh import MESH_CONFIG_KIND, MeshConfig
     from pilotpy.model import Key
+    from pilotpy.problems import ProblemLog
     from pilotpy.store import ChangeSet
 
-    discovery = Discovery(MeshConfig(), Diagnostics())
+    discovery = Discovery(MeshConfig(), ProblemLog())
     published = MeshConfig(outbound_traffic_policy="REGISTRY_ONLY")
     key = Key(MESH_CONFIG_KIND, "istio-system", "istio")
     discovery.update(ChangeSet({MESH_CONFIG_KIND: {key: published}}, frozenset({key}), 1))

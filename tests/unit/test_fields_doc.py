@@ -1,4 +1,5 @@
-"""The README's Istio field list is the parsers' own: it cannot claim a field no code reads."""
+"""docs/fields.md, the Istio field list, is the parsers' own: it cannot claim a field no code
+reads."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pilotpy.fields_doc import (
+from pilotpy.cli.fields import (
     documented,
-    readme_section,
+    generated_section,
     rejected,
     supported_lines,
     unsupported,
@@ -17,28 +18,28 @@ from pilotpy.fields_doc import (
 from pilotpy.model.fields import Fields
 from pilotpy.model.support import field_support
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+FIELDS_DOC = Path(__file__).resolve().parents[2] / "docs" / "fields.md"
 
 
 def _kind_blocks() -> dict[str, str]:
-    section = readme_section(README.read_text())
-    parts = re.split(r"^#### (\w+)$", section, flags=re.M)
+    section = generated_section(FIELDS_DOC.read_text())
+    parts = re.split(r"^## (\w+)$", section, flags=re.M)
     return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
-def test_readme_lists_every_documented_kind() -> None:
+def test_fields_doc_lists_every_documented_kind() -> None:
     assert sorted(_kind_blocks()) == sorted(documented())
 
 
-def test_readme_supported_fields_are_the_fields_the_parsers_read() -> None:
+def test_fields_doc_supported_fields_are_the_fields_the_parsers_read() -> None:
     blocks = _kind_blocks()
     for kind, (support, top) in documented().items():
         listed = [line for line in blocks[kind].splitlines() if line.startswith("- `")]
         assert listed == supported_lines(support, top), (
-            f"README's {kind} fields are stale: run `make fields-doc`")
+            f"docs/fields.md's {kind} fields are stale: run `make fields-doc`")
 
 
-def test_readme_lists_declined_and_rejected_fields() -> None:
+def test_fields_doc_lists_declined_and_rejected_fields() -> None:
     blocks = _kind_blocks()
     for kind, (support, _) in documented().items():
         for path in unsupported(support, ()):
@@ -48,9 +49,9 @@ def test_readme_lists_declined_and_rejected_fields() -> None:
 
 
 def _parser(f: Fields) -> None:
-    f.str("name")
+    f.string("name")
     for item in f.children("items"):
-        item.int("port")
+        item.integer("port")
         item.unsupported("legacy")
         item.done(ignore=("tolerated",))
     f.reject("dangerous", "not allowed")
@@ -75,9 +76,9 @@ def test_objects_read_alike_are_listed_once() -> None:
         for key in ("base", "override"):
             p = f.child(key)
             assert p is not None
-            p.int("a")
-            p.int("b")
-            p.int("c")
+            p.integer("a")
+            p.integer("b")
+            p.integer("c")
             p.unsupported("d")
 
     support = field_support(parser)
@@ -88,12 +89,16 @@ def test_objects_read_alike_are_listed_once() -> None:
 
 def test_fields_command_rewrites_only_the_generated_section(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pilotpy.cli import main
-    from pilotpy.fields_doc import markdown
+    from pilotpy.cli.fields import markdown
+    from pilotpy.cli.main import main
 
-    readme = tmp_path / "README.md"
-    readme.write_text("# title\n\n" + readme_section(README.read_text()) + "\n\ntail\n")
-    assert main(["fields", "--readme", str(readme)]) == 0
-    assert readme.read_text() == "# title\n\n" + markdown(None) + "\n\ntail\n"
+    doc = tmp_path / "fields.md"
+    doc.write_text("# title\n\n" + generated_section(FIELDS_DOC.read_text()) + "\n\ntail\n")
+    assert main(["fields", "--doc", str(doc)]) == 0
+    assert doc.read_text() == "# title\n\n" + markdown(None) + "\n\ntail\n"
+    # --readme, the flag's old name, still works.
+    doc.write_text("# title\n\n" + generated_section(FIELDS_DOC.read_text()) + "\n\ntail\n")
+    assert main(["fields", "--readme", str(doc)]) == 0
+    assert doc.read_text() == "# title\n\n" + markdown(None) + "\n\ntail\n"
     assert main(["fields"]) == 0
     assert capsys.readouterr().out == markdown(None) + "\n"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pilotpy.diagnostics import Diagnostics, Problem
 from pilotpy.model import Key
 from pilotpy.model.kube import Service
 from pilotpy.model.virtualservice import VirtualService
+from pilotpy.problems import Problem, ProblemLog, Reason
 from pilotpy.sources.files import FileSource, discover
 from pilotpy.store import ChangeSet, Store
 
@@ -52,8 +52,8 @@ class Config:
     def __init__(self, root: Path, default_namespace: str = "default") -> None:
         self.root = root
         self.store = Store(clock=time.monotonic)
-        self.diagnostics = Diagnostics()
-        self.source = FileSource([root], self.store, self.diagnostics,
+        self.problem_log = ProblemLog()
+        self.source = FileSource([root], self.store, self.problem_log,
                                  default_namespace=default_namespace)
         self._mtime = time.time_ns()
 
@@ -72,7 +72,7 @@ class Config:
         return self.store.snapshot()
 
     def problems(self) -> list[Problem]:
-        return self.diagnostics.problems()
+        return self.problem_log.problems()
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def test_a_single_file_path_is_read(tmp_path: Path) -> None:
     path = tmp_path / "one.yaml"
     path.write_text(service_yaml("a"), encoding="utf-8")
     store = Store(clock=time.monotonic)
-    FileSource([path], store, Diagnostics()).load()
+    FileSource([path], store, ProblemLog()).load()
     assert set(store.snapshot().objects["Service"]) == {svc_key("a")}
 
 
@@ -202,10 +202,9 @@ def test_broken_yaml_keeps_the_last_good_objects_and_names_the_line(config: Conf
     assert snapshot.changed == frozenset()
     assert set(services(snapshot)) == {svc_key("a"), svc_key("b")}
     (problem,) = config.problems()
-    assert problem.error
-    assert problem.origin == str(config.root / "svc.yaml")
-    assert problem.subject == "line 12"
-    assert problem.message.startswith("invalid YAML")
+    assert problem.is_error and problem.reason is Reason.UNREADABLE
+    assert problem.source == str(config.root / "svc.yaml")
+    assert problem.message.startswith("line 12: invalid YAML")
 
 
 def test_broken_yaml_in_a_new_file_serves_nothing_from_it(config: Config) -> None:
@@ -213,13 +212,13 @@ def test_broken_yaml_in_a_new_file_serves_nothing_from_it(config: Config) -> Non
     snapshot = config.scan()
     assert services(snapshot) == {}
     (problem,) = config.problems()
-    assert problem.subject == "line 2"
+    assert problem.message.startswith("line 2: ")
 
 
 def test_problems_are_cleared_when_the_file_is_fixed(config: Config) -> None:
     config.write("svc.yaml", "kind: [\n")
     config.scan()
-    assert config.diagnostics.errors()
+    assert config.problem_log.errors()
     config.write("svc.yaml", service_yaml("a"))
     snapshot = config.scan()
     assert config.problems() == []
@@ -243,11 +242,11 @@ def test_an_object_turning_invalid_keeps_its_last_good_version(config: Config) -
     kept = snapshot.objects["VirtualService"][Key("VirtualService", "default", "reviews")]
     assert isinstance(kept, VirtualService)
     assert kept.http[0].route[0].weight == 100
-    (problem,) = config.problems()
-    assert problem.error
-    assert problem.subject == "VirtualService default/reviews"
-    assert "spec.http[0].route[0].weight" in problem.message
-    assert "keeping the last valid version" in problem.message
+    problems = config.problems()  # one per bad field
+    assert all(p.is_error and p.reason is Reason.INVALID for p in problems)
+    assert {p.ref for p in problems} == {Key("VirtualService", "default", "reviews")}
+    assert "spec.http[0].route[0].weight" in {p.field for p in problems}
+    assert all("keeping its last valid version" in p.message for p in problems)
 
 
 def test_a_new_invalid_object_is_skipped_and_its_siblings_served(config: Config) -> None:
@@ -257,10 +256,10 @@ def test_a_new_invalid_object_is_skipped_and_its_siblings_served(config: Config)
     assert set(snapshot.objects["VirtualService"]) == {
         Key("VirtualService", "default", "reviews")}
     assert set(services(snapshot)) == {svc_key("a")}
-    (problem,) = config.problems()
-    assert problem.subject == "VirtualService default/ratings"
-    assert "spec.http[0].route[0].weight" in problem.message
-    assert "keeping" not in problem.message
+    problems = config.problems()
+    assert {p.ref for p in problems} == {Key("VirtualService", "default", "ratings")}
+    assert "spec.http[0].route[0].weight" in {p.field for p in problems}
+    assert not any("keeping" in p.message for p in problems)
 
 
 def test_an_invalid_object_removed_from_the_file_goes_away(config: Config) -> None:
@@ -276,19 +275,21 @@ def test_an_invalid_object_removed_from_the_file_goes_away(config: Config) -> No
 
 
 def test_an_object_defined_twice_in_one_file_is_reported(config: Config) -> None:
+    """kubectl apply applies both documents: the last one stays."""
     config.write("svc.yaml", service_yaml("a", 80) + "---\n" + service_yaml("a", 81))
     snapshot = config.scan()
-    assert services(snapshot)[svc_key("a")].ports[0].port == 80  # the first one
+    assert services(snapshot)[svc_key("a")].ports[0].port == 81
     (problem,) = config.problems()
-    assert problem.error
-    assert problem.subject == "Service default/a"
-    assert "twice" in problem.message
+    assert not problem.is_error and problem.reason is Reason.DUPLICATE
+    assert problem.ref == svc_key("a")
+    assert "document 2" in problem.message
 
 
-def test_the_same_object_in_two_files_comes_from_the_first_file(config: Config) -> None:
+def test_the_same_object_in_two_files_comes_from_the_last_file(config: Config) -> None:
+    """As `kubectl apply -f dir`, which applies the files in name order."""
     config.write("b.yaml", service_yaml("a", 81))
     config.write("a.yaml", service_yaml("a", 80))
-    assert services(config.scan())[svc_key("a")].ports[0].port == 80
+    assert services(config.scan())[svc_key("a")].ports[0].port == 81
 
 
 def test_warnings_are_reported_but_the_object_is_served(config: Config) -> None:
@@ -296,9 +297,9 @@ def test_warnings_are_reported_but_the_object_is_served(config: Config) -> None:
     snapshot = config.scan()
     assert set(services(snapshot)) == {svc_key("a")}
     (problem,) = config.problems()
-    assert not problem.error
-    assert "spec.tpye" in problem.message
-    assert config.diagnostics.errors() == []
+    assert not problem.is_error and problem.reason is Reason.UNKNOWN_FIELD
+    assert problem.field == "spec.tpye"
+    assert config.problem_log.errors() == []
 
 
 @pytest.mark.parametrize("name", [".hidden.yaml", ".git/config.yaml", "#autosave.yaml",
@@ -315,7 +316,7 @@ def test_documents_that_are_not_objects_are_reported(config: Config) -> None:
                  "metadata: {name: no-kind}\n")
     snapshot = config.scan()
     assert set(services(snapshot)) == {svc_key("a")}
-    assert len(config.diagnostics.errors()) == 2
+    assert len(config.problem_log.errors()) == 2
 
 
 def test_an_empty_file_provides_nothing(config: Config) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp.test_utils import TestClient, TestServer
 
 from pilotpy import __version__
-from pilotpy.http import build_app
+from pilotpy.server.http import build_app
 
 
 async def test_ready_follows_the_readiness_of_the_control_plane() -> None:

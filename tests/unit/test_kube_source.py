@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pilotpy.diagnostics import Diagnostics
 from pilotpy.mesh import MESH_CONFIG_KIND, MeshConfig
 from pilotpy.model import Key
+from pilotpy.problems import ProblemLog
 from pilotpy.sources.kube.kinds import watched_kinds
 from pilotpy.sources.kube.source import _MeshConfigSink, _ObjectSink
 from pilotpy.store import Store
@@ -21,9 +21,9 @@ def vs(name: str, weight: int = 100) -> dict[str, Any]:
                                                           "weight": weight}]}]}}
 
 
-def sink() -> tuple[_ObjectSink, Store, Diagnostics]:
+def sink() -> tuple[_ObjectSink, Store, ProblemLog]:
     store = Store(clock=lambda: 0.0)
-    diagnostics = Diagnostics()
+    diagnostics = ProblemLog()
     return _ObjectSink(VS_KIND, store, diagnostics), store, diagnostics
 
 
@@ -46,7 +46,7 @@ def test_edit_into_an_invalid_state_keeps_the_last_valid_version() -> None:
     s.upsert(vs("r", weight=-5))
     [obj] = stored(store).values()
     assert obj.http[0].route[0].weight == 100
-    assert "keeping the last valid version" in str(diagnostics.errors()[0])
+    assert "keeping its last valid version" in str(diagnostics.errors()[0])
     s.upsert(vs("r", weight=100))
     assert diagnostics.errors() == []
 
@@ -70,7 +70,7 @@ def test_relist_drops_what_was_deleted_meanwhile_and_its_reports() -> None:
 
 def test_mesh_config_map_is_published_and_a_broken_one_keeps_the_last() -> None:
     store = Store(clock=lambda: 0.0)
-    diagnostics = Diagnostics()
+    diagnostics = ProblemLog()
     mesh = _MeshConfigSink(store, diagnostics)
     cm = {"metadata": {"name": "istio", "namespace": "istio-system"},
           "data": {"mesh": "outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\n"}}

@@ -3,8 +3,8 @@ cumulative histogram buckets, escaped label values; and the source status API.""
 
 from __future__ import annotations
 
-from pilotpy.metrics import Registry, process_metrics
-from pilotpy.monitoring import PilotMetrics, push_triggers
+from pilotpy.runtime.metrics import Registry, process_metrics
+from pilotpy.server.monitoring import PilotMetrics, push_triggers
 
 
 def test_counters_keep_their_name_without_total() -> None:

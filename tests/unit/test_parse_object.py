@@ -54,10 +54,8 @@ def test_other_networking_versions_are_rejected_naming_api_version(version: str)
 @pytest.mark.parametrize(("api_version", "kind"), [
     ("apps/v1", "Deployment"),
     ("v1", "ConfigMap"),
-    ("networking.istio.io/v1", "EnvoyFilter"),
-    ("networking.istio.io/v1", "WorkloadGroup"),
-    ("security.istio.io/v1", "RequestAuthentication"),
-    ("gateway.networking.k8s.io/v1", "Gateway"),
+    ("networking.istio.io/v1alpha1", "EnvoyFilter"),
+    ("gateway.networking.k8s.io/v9", "HTTPRoute"),
     ("v2", "Service"),
 ])
 def test_kinds_pilotpy_does_not_read_are_unknown(api_version: str, kind: str) -> None:
@@ -67,16 +65,35 @@ def test_kinds_pilotpy_does_not_read_are_unknown(api_version: str, kind: str) ->
 
 
 def test_kinds_lists_every_kind_read() -> None:
+    gateway_api = {f"{k}.gateway.networking.k8s.io" for k in (
+        "Gateway", "GatewayClass", "HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute", "UDPRoute",
+        "ReferenceGrant")}
     assert set(KINDS) == {"Gateway", "VirtualService", "DestinationRule", "ServiceEntry",
                           "Service", "EndpointSlice", "Pod", "Namespace", "Secret",
-                          "Sidecar", "WorkloadEntry", "PeerAuthentication",
-                          "AuthorizationPolicy", "Ingress", "IngressClass"}
+                          "Sidecar", "WorkloadEntry", "WorkloadGroup", "EnvoyFilter",
+                          "ProxyConfig", "PeerAuthentication", "AuthorizationPolicy",
+                          "RequestAuthentication", "Telemetry", "WasmPlugin",
+                          "TrafficExtension", "Ingress",
+                          "IngressClass", *gateway_api}
+
+
+def test_a_gateway_api_gateway_is_not_istios_gateway() -> None:
+    parsed = parse_object({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                           "metadata": {"name": "gw", "namespace": "ns"}, "spec": {}})
+    assert parsed.obj.meta.key == ("Gateway.gateway.networking.k8s.io", "ns", "gw")
+    cluster_scoped = parse_object({"apiVersion": "gateway.networking.k8s.io/v1",
+                                   "kind": "GatewayClass", "metadata": {"name": "istio"}})
+    assert cluster_scoped.obj.meta.key == ("GatewayClass.gateway.networking.k8s.io", "", "istio")
 
 
 @pytest.mark.parametrize(("api_version", "kind"), [
     ("networking.istio.io/v1", "WorkloadEntry"),
     ("security.istio.io/v1", "PeerAuthentication"),
     ("security.istio.io/v1beta1", "AuthorizationPolicy"),
+    ("security.istio.io/v1", "RequestAuthentication"),
+    ("networking.istio.io/v1alpha3", "EnvoyFilter"),
+    ("telemetry.istio.io/v1", "Telemetry"),
+    ("extensions.istio.io/v1alpha1", "WasmPlugin"),
 ])
 def test_kinds_stored_for_later_keep_their_spec(api_version: str, kind: str) -> None:
     spec = {"anything": [1, {"nested": True}]}

@@ -66,9 +66,15 @@ def test_debug_node_ids_are_allowed() -> None:
     assert other.ip == "whatever"
 
 
-def test_namespace_metadata_wins_over_the_dns_domain() -> None:
-    proxy = parse_proxy("sidecar~10.0.0.1~pod.a~b.svc.cluster.local", {"NAMESPACE": "c"})
-    assert proxy.namespace == "c"
+def test_namespace_metadata_contradicting_the_node_id_is_refused() -> None:
+    """Config is chosen by namespace: a proxy whose id says one and metadata another is
+    refused rather than served either namespace's Sidecar and inbound config."""
+    with pytest.raises(NodeIdError, match="names namespace 'b' but its metadata NAMESPACE"):
+        parse_proxy("sidecar~10.0.0.1~pod.b~b.svc.cluster.local", {"NAMESPACE": "c"})
+    agreeing = parse_proxy("sidecar~10.0.0.1~pod.b~b.svc.cluster.local", {"NAMESPACE": "b"})
+    assert agreeing.namespace == "b"
+    # An id naming no namespace (a debug client) takes the metadata's.
+    assert parse_proxy("debug~0.0.0.0~istioctl~cluster.local", {"NAMESPACE": "c"}).namespace == "c"
 
 
 def test_namespace_falls_back_to_the_first_dns_domain_label() -> None:

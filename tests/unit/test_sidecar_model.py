@@ -81,3 +81,30 @@ def test_the_oldest_of_two_namespace_sidecars_wins() -> None:
                    sidecar("older", created="2024-01-01T00:00:00Z"))
     found = push.sidecars.for_workload("default", {})
     assert found is not None and found.meta.name == "older"
+
+
+def test_tilde_prefixed_hosts_are_exclusions_per_namespace_or_everywhere() -> None:
+    """Istio 1.31's `~ns/host`: `~` alone excludes in every namespace, `~.` in the Sidecar's."""
+    parsed = parse_as(sidecar(egress=[{"hosts": [
+        "*/*", "~istio-system/*", "~/*.internal.example.com", "~./skip.example.com"]}]),
+        Sidecar)
+    assert parsed.egress[0].hosts == (
+        EgressHost("*", "*"), EgressHost("istio-system", "*", excluded=True),
+        EgressHost("*", "*.internal.example.com", excluded=True),
+        EgressHost("default", "skip.example.com", excluded=True))
+    assert errors_of(sidecar(egress=[{"hosts": ["~bad_ns/x", "~ns/"]}])) == {
+        "spec.egress[0].hosts": ["host '~bad_ns/x': invalid namespace 'bad_ns'",
+                                 "host '~ns/': the namespace and the dnsName cannot be empty"]}
+
+
+def test_an_exclusion_wins_over_any_import_of_the_same_host() -> None:
+    from pilotpy.proxy import parse_proxy, view_proxy
+    from pilotpy.translate.sidecar_scope import sidecar_scope
+
+    push = context(sidecar(egress=[{"hosts": ["*/*", "~istio-system/*", "~/*.example.com"]}]))
+    node = "sidecar~10.244.0.5~sleep-1.default~default.svc.cluster.local"
+    scope = sidecar_scope(push, view_proxy(parse_proxy(node), push))
+    assert scope.allows("default", "httpbin.default.svc.cluster.local", 80)
+    assert not scope.allows("istio-system", "istiod.istio-system.svc.cluster.local", 15012)
+    assert not scope.allows("default", "api.example.com", 443)
+    assert scope.allows("default", "example.com", 443)  # `*.example.com` is not example.com

@@ -162,3 +162,99 @@ def test_a_tcp_service_without_address_on_an_http_port_takes_the_default_chain()
         listener.default_filter_chain.filters[0].typed_config.value)
     assert proxy.cluster == "outbound|80||raw.example.com"
     assert len(listener.filter_chains) == 1  # the HTTP chain, route 80
+
+
+def tcp_service_entry(name: str, hosts: list[str], addresses: list[str],
+                      port: int = 22) -> dict[str, Any]:
+    return {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"hosts": hosts, "addresses": addresses, "location": "MESH_EXTERNAL",
+                     "resolution": "NONE",
+                     "ports": [{"number": port, "name": "tcp", "protocol": "TCP"}]}}
+
+
+def outbound_listener(push: PushContext, name: str) -> tuple[Any, tuple[str, ...]]:
+    from pilotpy.translate.generate import generate
+
+    generated = generate(push, view_proxy(parse_proxy(NODE), push))
+    (listener,) = [x for x in generated.listeners if x.name == name]
+    return listener, tuple(str(p) for p in generated.problems)
+
+
+def prefix_ranges(listener: Any) -> list[list[str]]:
+    return [[f"{r.address_prefix}/{r.prefix_len.value}" for r in c.filter_chain_match.prefix_ranges]
+            for c in listener.filter_chains]
+
+
+def test_every_cidr_of_a_service_entry_gets_its_own_chain_on_the_wildcard_listener() -> None:
+    """istiod makes one service per address and merges their chains while the ranges
+    differ (samples/external/github.yaml): no range may fall to the catch-all."""
+    push = context(tcp_service_entry("github", ["github.com"],
+                                     ["192.30.252.0/22", "185.199.108.0/22", "140.82.112.0/20"]))
+    listener, diagnostics = outbound_listener(push, "0.0.0.0_22")
+    assert prefix_ranges(listener) == [["192.30.252.0/22"], ["185.199.108.0/22"],
+                                       ["140.82.112.0/20"]]
+    assert {c.filters[0].typed_config.value.count(b"outbound|22||github.com")
+            for c in listener.filter_chains} == {2}  # stat prefix and cluster
+    assert listener.default_filter_chain.name == "PassthroughFilterChain"
+    assert diagnostics == ()
+
+
+def test_a_range_another_service_already_holds_is_reported_with_the_range_and_owner() -> None:
+    push = context(tcp_service_entry("a", ["a.example.com"], ["10.1.0.0/16"]),
+                   tcp_service_entry("b", ["b.example.com"], ["10.1.0.0/16", "10.2.0.0/16"]))
+    listener, diagnostics = outbound_listener(push, "0.0.0.0_22")
+    assert prefix_ranges(listener) == [["10.1.0.0/16"], ["10.2.0.0/16"]]
+    assert diagnostics == ("Warning [Conflict] (ServiceEntry default/b) spec.addresses: "
+                           "b.example.com:22 (TCP) at 10.1.0.0/16: the range already has a "
+                           "filter chain on listener 0.0.0.0_22 (from a.example.com); skipped",)
+
+
+def external_name(name: str, target: str, namespace: str = "default") -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"type": "ExternalName", "externalName": target,
+                     "ports": [{"name": "http", "port": 80}]}}
+
+
+def http_service_entry(host: str) -> dict[str, Any]:
+    return {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+            "metadata": {"name": host, "namespace": "default"},
+            "spec": {"hosts": [host], "location": "MESH_EXTERNAL", "resolution": "DNS",
+                     "ports": [{"number": 80, "name": "http", "protocol": "HTTP"}]}}
+
+
+def route_80(push: PushContext) -> tuple[dict[str, list[str]], list[str]]:
+    """Route `80`'s virtual hosts (name -> domains) and every cluster name."""
+    from pilotpy.translate.generate import generate
+
+    generated = generate(push, view_proxy(parse_proxy(NODE), push))
+    (route,) = [r for r in generated.routes if r.name == "80"]
+    return ({v.name: list(v.domains) for v in route.virtual_hosts},
+            [c.name for c in generated.clusters])
+
+
+def test_an_external_name_to_an_unknown_host_is_left_to_the_catch_all() -> None:
+    """istio.io's my-httpbin -> httpbin.org: no virtual host, listener or cluster of its own,
+    so the request passes through (istiod treats ExternalName as an alias)."""
+    push = context(service("sleep"), external_name("my-httpbin", "httpbin.org"))
+    vhosts, clusters = route_80(push)
+    assert sorted(vhosts) == ["allow_any", "sleep.default.svc.cluster.local:80"]
+    assert not any("httpbin" in " ".join(d) for d in vhosts.values())
+    assert not any("httpbin" in c for c in clusters)
+
+
+def test_an_external_name_to_a_registry_host_adds_its_names_to_that_virtual_host() -> None:
+    push = context(http_service_entry("httpbin.org"),
+                   external_name("my-httpbin", "HTTPBIN.org."),  # DNS spelling is normalised
+                   external_name("my-httpbin-2", "my-httpbin.default.svc.cluster.local"),
+                   external_name("loop-a", "loop-b.default.svc.cluster.local"),
+                   external_name("loop-b", "loop-a.default.svc.cluster.local"))
+    vhosts, clusters = route_80(push)
+    assert sorted(vhosts) == ["allow_any", "httpbin.org:80"]
+    domains = vhosts["httpbin.org:80"]
+    assert {"httpbin.org", "my-httpbin.default.svc.cluster.local", "my-httpbin",
+            "my-httpbin-2", "my-httpbin-2.default.svc"} <= set(domains)
+    assert not any(d.startswith("loop-") for d in domains)
+    assert "outbound|80||httpbin.org" in clusters
+    assert not any("my-httpbin" in c for c in clusters)

@@ -164,11 +164,15 @@ def test_deleting_an_unknown_key_is_a_no_op() -> None:
     assert store.snapshot().objects["Service"] == {key("a"): Obj("a")}
 
 
-def test_same_key_in_two_partitions_the_first_by_name_wins() -> None:
+def test_same_key_in_two_partitions_the_last_by_name_wins(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """`kubectl apply -f dir` applies files in name order: the last one's version stays."""
     store = new_store()
     store.upsert("b.yaml", key("reviews"), Obj("from-b"))
     store.upsert("a.yaml", key("reviews"), Obj("from-a"))
-    assert store.snapshot().objects["Service"][key("reviews")] == Obj("from-a")
+    assert store.snapshot().objects["Service"][key("reviews")] == Obj("from-b")
+    assert "is defined in a.yaml, b.yaml; using b.yaml (the last, as kubectl apply -f " \
+           "would)" in caplog.text
 
 
 def test_removing_the_winner_falls_back_to_the_other_partition() -> None:
@@ -176,11 +180,11 @@ def test_removing_the_winner_falls_back_to_the_other_partition() -> None:
     store.upsert("a.yaml", key("reviews"), Obj("from-a"))
     store.upsert("b.yaml", key("reviews"), Obj("from-b"))
     store.snapshot()
-    store.replace_partition("a.yaml", {})
+    store.replace_partition("b.yaml", {})
     snapshot = store.snapshot()
     assert snapshot.changed == {key("reviews")}
-    assert snapshot.objects["Service"][key("reviews")] == Obj("from-b")
-    store.delete("b.yaml", key("reviews"))
+    assert snapshot.objects["Service"][key("reviews")] == Obj("from-a")
+    store.delete("a.yaml", key("reviews"))
     assert key("reviews") not in store.snapshot().objects["Service"]
 
 
@@ -189,7 +193,7 @@ def test_a_losing_partition_changing_is_not_a_change() -> None:
     store.upsert("a.yaml", key("reviews"), Obj("from-a"))
     store.upsert("b.yaml", key("reviews"), Obj("from-b"))
     store.snapshot()
-    store.upsert("b.yaml", key("reviews"), Obj("from-b", 2))
+    store.upsert("a.yaml", key("reviews"), Obj("from-a", 2))
     assert not store.pending
 
 
@@ -333,7 +337,7 @@ def test_store_matches_a_model_of_partitions(writes: list[tuple[Any, ...]]) -> N
             model[partition] = dict(objects)
             store.replace_partition(partition, objects)
         expected: dict[Key, Obj] = {}
-        for partition in sorted(model, reverse=True):  # the first by name is applied last
+        for partition in sorted(model):  # the last by name is applied last, so it wins
             expected.update(model[partition])
         snapshot = store.snapshot()
         flat = {k: v for by_key in snapshot.objects.values() for k, v in by_key.items()}

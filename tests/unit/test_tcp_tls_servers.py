@@ -114,7 +114,15 @@ def test_sni_hosts_must_fall_within_the_virtual_service_hosts() -> None:
     assert "other.example.com" in errors["spec.tls[0].match.sniHosts"][0]
 
 
-# -- gateway diagnostics -----------------------------------------------------------------------
+# -- gateway problems --------------------------------------------------------------------------
+
+
+def messages(config: GeneratedConfig) -> dict[str, list[str]]:
+    """Problem messages by field (every problem here is about the one Gateway)."""
+    out: dict[str, list[str]] = {}
+    for problem in config.problems:
+        out.setdefault(problem.field, []).append(problem.message)
+    return out
 
 
 def test_credential_name_servers_are_refused_by_name_and_field() -> None:
@@ -122,10 +130,10 @@ def test_credential_name_servers_are_refused_by_name_and_field() -> None:
         gateway(server(443, "HTTPS", "https", ["a.example.com"], mode="SIMPLE",
                        credentialName="a-cert"),
                 server(444, "HTTPS", "https-files", ["b.example.com"], mode="SIMPLE", **CERT)))
-    assert [d for d in config.diagnostics if "credentialName" in d] == [
-        "Gateway default/gw server https: tls.credentialName (certificates from a Kubernetes "
-        "Secret over SDS) is not supported by pilotpy yet; use serverCertificate/privateKey "
-        "files; skipped"]
+    assert [str(p) for p in config.problems if "credentialName" in p.message] == [
+        "Warning [Unsupported] (Gateway default/gw) spec.servers[0]: tls.credentialName "
+        "(certificates from a Kubernetes Secret over SDS) is not supported by pilotpy yet; use "
+        "serverCertificate/privateKey files; skipped"]
     # The server with files is still served.
     assert [m.name for m in config.listeners] == ["0.0.0.0_444"]
     assert [r.name for r in config.routes] == ["https.444.https-files.gw.default"]
@@ -136,16 +144,17 @@ def test_auto_passthrough_and_istio_mutual_are_refused() -> None:
         server(15443, "TLS", "tls", ["*.local"], mode="AUTO_PASSTHROUGH"),
         server(15444, "TLS", "tls-mtls", ["*.local"], mode="ISTIO_MUTUAL")))
     assert config.listeners == []
-    assert any("server tls: tls.mode AUTO_PASSTHROUGH" in d for d in config.diagnostics)
-    assert any("server tls-mtls: tls.mode ISTIO_MUTUAL" in d for d in config.diagnostics)
+    found = messages(config)
+    assert found["spec.servers[0]"][0].startswith("tls.mode AUTO_PASSTHROUGH")
+    assert found["spec.servers[1]"][0].startswith("tls.mode ISTIO_MUTUAL")
 
 
 def test_plain_http_and_tls_cannot_share_a_port() -> None:
     config = router_config(gateway(
         server(443, "HTTPS", "https", ["a.example.com"], mode="SIMPLE", **CERT),
         server(443, "HTTP", "http", ["b.example.com"])))
-    assert any("server http: port 443 already serves Gateway default/gw server https"
-               in d for d in config.diagnostics), config.diagnostics
+    assert messages(config)["spec.servers[1]"][0].startswith(
+        "port 443 already serves Gateway default/gw server https"), config.problems
     chains = listener(config, "0.0.0.0_443")["filter_chains"]
     assert [server_names(c) for c in chains] == [["a.example.com"]]
 
@@ -155,8 +164,8 @@ def test_a_second_tcp_server_on_a_port_is_refused() -> None:
         gateway(server(31400, "TCP", "tcp", ["*"]), server(31400, "MONGO", "mongo", ["*"])),
         service("echo", "tcp", 9000),
         virtual_service("echo", ["*"], tcp=[{"route": [{"destination": {"host": "echo"}}]}]))
-    assert any("server mongo: port 31400 already serves Gateway default/gw server tcp" in d
-               for d in config.diagnostics), config.diagnostics
+    assert messages(config)["spec.servers[1]"][0].startswith(
+        "port 31400 already serves Gateway default/gw server tcp"), config.problems
     (chain,) = listener(config, "0.0.0.0_31400")["filter_chains"]
     assert chain["filters"][0]["typed_config"]["cluster"] == (
         "outbound|9000||echo.default.svc.cluster.local")
@@ -167,17 +176,17 @@ def test_duplicate_hosts_on_a_tls_port_are_refused() -> None:
         server(443, "HTTPS", "https-a", ["a.example.com"], mode="SIMPLE", **CERT),
         server(443, "HTTPS", "https-b", ["a.example.com", "b.example.com"], mode="SIMPLE",
                **CERT)))
-    assert any("server https-b: hosts ['a.example.com'] are already served on port 443"
-               in d for d in config.diagnostics), config.diagnostics
+    assert messages(config)["spec.servers[1]"][0].startswith(
+        "hosts ['a.example.com'] are already served on port 443"), config.problems
     assert [r.name for r in config.routes] == ["https.443.https-a.gw.default"]
 
 
 def test_a_tcp_server_without_a_route_gets_no_listener() -> None:
     config = router_config(gateway(server(31400, "TCP", "tcp", ["*"])))
     assert config.listeners == []
-    assert config.diagnostics == (
-        "Gateway default/gw server tcp: no VirtualService `tcp` route bound to default/gw "
-        "matches it; no filter chain",)
+    assert [str(p) for p in config.problems] == [
+        "Warning [NotFound] (Gateway default/gw) spec.servers[0]: no VirtualService `tcp` "
+        "route bound to default/gw matches it; no filter chain"]
 
 
 def test_tcp_route_match_on_another_port_does_not_bind() -> None:
@@ -199,9 +208,10 @@ def test_overlapping_sni_routes_keep_the_first_and_report_the_rest() -> None:
             {"match": [{"sniHosts": ["b.example.com"]}], "route": route}]))
     chains = listener(config, "0.0.0.0_443")["filter_chains"]
     assert [server_names(c) for c in chains] == [["a.example.com", "b.example.com"]]
-    assert any(d.startswith("VirtualService default/second tls[0].match[0]: server names "
-                            "['b.example.com'] already have a filter chain")
-               for d in config.diagnostics), config.diagnostics
+    assert any(str(p).startswith(
+        "Warning [Conflict] (VirtualService default/second) spec.tls[0].match[0]: server names "
+        "['b.example.com'] already have a filter chain") for p in config.problems), (
+        config.problems)
 
 
 def test_passthrough_needs_a_tls_route_bound_to_the_gateway() -> None:
@@ -215,7 +225,7 @@ def test_passthrough_needs_a_tls_route_bound_to_the_gateway() -> None:
              "match": [{"sniHosts": ["a.example.com"]}],
              "route": [{"destination": {"host": "my-nginx"}}]}]}})
     assert config.listeners == []
-    assert any("no VirtualService `tls` route" in d for d in config.diagnostics)
+    assert any("no VirtualService `tls` route" in p.message for p in config.problems)
 
 
 # -- sidecars --------------------------------------------------------------------------------
@@ -232,8 +242,9 @@ def test_external_tls_services_without_addresses_share_the_wildcard_listener_by_
     assert shared["default_filter_chain"]["name"] == "PassthroughFilterChain"
     assert [f["name"] for f in shared["listener_filters"]] == [
         "envoy.filters.listener.tls_inspector"]
-    assert any("a.external.example:443: server names ['a.external.example'] already have a "
-               "filter chain on listener 0.0.0.0_443" in d for d in config.diagnostics)
+    assert [str(p) for p in config.problems] == [
+        "Warning [Conflict] (ServiceEntry default/a-again) spec.ports[0]: server names "
+        "['a.external.example'] already have a filter chain on listener 0.0.0.0_443; skipped"]
 
 
 def test_tcp_routes_do_not_apply_to_tls_ports() -> None:

@@ -26,7 +26,8 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
-from pilotpy.xds.client import (
+from pilotpy.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from tests.xds_client import (
     DeltaClient,
     SotwClient,
     StreamClosedError,
@@ -34,7 +35,6 @@ from pilotpy.xds.client import (
     message_class,
     unpack_any,
 )
-from pilotpy.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 
 def _load_fakeproxies() -> Any:

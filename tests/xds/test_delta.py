@@ -1,5 +1,5 @@
 """Incremental ADS (DeltaAggregatedResources) against a running pilotpy: one test per rule of
-DESIGN.md §3 (and istiod's delta.go, ISTIOD_REFERENCE.md §7.3)."""
+docs/architecture.md#xds-protocol-rules (and istiod's pilot/pkg/xds/delta.go)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """State-of-the-world ADS (StreamAggregatedResources) against a running pilotpy: one test per
-protocol rule of DESIGN.md §3 (and istiod's ShouldRespond, ISTIOD_REFERENCE.md §7.2)."""
+protocol rule of docs/architecture.md#xds-protocol-rules (and istiod's pkg/xds/server.go
+ShouldRespond)."""
 
 from __future__ import annotations
 

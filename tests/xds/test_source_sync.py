@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from pilotpy.controlplane import ControlPlane
 from pilotpy.model import Key
-from pilotpy.xds.client import SotwClient
+from pilotpy.server.controlplane import ControlPlane
 from pilotpy.xds.types import CLUSTER
 from tests.xds.xds_harness import GATEWAY_META, GATEWAY_NODE, ConfigDir, decoded, settings_for
+from tests.xds_client import SotwClient
 
 
 async def test_streams_and_readiness_wait_for_every_source(config_dir: ConfigDir) -> None:

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from pilotpy.cli import JsonFormatter
+from pilotpy.cli.main import JsonFormatter
 from pilotpy.xds.types import CLUSTER
 from tests.xds.xds_harness import GATEWAY_NODE, Harness, eventually, round_robin, sotw_converge
 

@@ -1,6 +1,6 @@
 """Stream lifecycle against a running pilotpy: node validation, readiness, keepalive, and the
 sharing of generated config and response bodies across the streams of one proxy class
-(DESIGN.md §3 and §5)."""
+(docs/architecture.md#xds-protocol-rules, docs/architecture.md#performance-principles)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 
 import pilotpy.discovery
 import pilotpy.xds.server
-from pilotpy.xds.client import DeltaClient, SotwClient, StreamClosedError
 from pilotpy.xds.sotw import SotwStream
 from pilotpy.xds.types import CLUSTER, ENDPOINT, LISTENER
 from tests.xds.xds_harness import (
@@ -25,6 +24,7 @@ from tests.xds.xds_harness import (
     eventually,
     round_robin,
 )
+from tests.xds_client import DeltaClient, SotwClient, StreamClosedError
 
 GATEWAY_2 = "router~127.0.0.2~gw-2.istio-system~istio-system.svc.cluster.local"
 DEBUG_NODE = "debug~0.0.0.0~istioctl~cluster.local"
@@ -71,6 +71,21 @@ async def test_malformed_node_ids_fail_invalid_argument(xds: Harness, node_id: s
     async with xds.sotw(node_id) as c:
         await c.request(CLUSTER)
         assert await c.wait_closed(5.0) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("protocol", ["sotw", "delta"])
+async def test_metadata_namespace_contradicting_the_node_id_fails_invalid_argument(
+        xds: Harness, protocol: str) -> None:
+    """Config is chosen by namespace: an id naming istio-system with metadata saying
+    `default` would be served another namespace's config."""
+    client = (xds.sotw if protocol == "sotw" else xds.delta)(
+        GATEWAY_NODE, {"NAMESPACE": "default", "LABELS": {"istio": "ingressgateway"}})
+    async with client as c:
+        await _first_request(c)
+        assert await c.wait_closed(5.0) == grpc.StatusCode.INVALID_ARGUMENT
+        assert "names namespace 'istio-system' but its metadata NAMESPACE is 'default'" in (
+            c.details or "")
+    assert xds.plane.discovery.proxy_count == 0
 
 
 async def test_later_requests_may_omit_node(xds: Harness) -> None:
@@ -212,3 +227,32 @@ async def test_sotw_response_bodies_shared_across_streams(
         assert [r.type_url for r in pushed] == [CLUSTER, CLUSTER]
         assert bodies[0] == 3  # and one body per push
         assert pushed[0].nonce and pushed[1].nonce
+
+
+# -- a failing generation --------------------------------------------------------------------
+
+@pytest.mark.parametrize("protocol", ["sotw", "delta"])
+async def test_a_class_whose_generation_fails_is_refused_unavailable_others_are_served(
+        xds: Harness, protocol: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A translation bug in one proxy class never takes the server down: a proxy of that
+    class with no config yet is refused with Unavailable (it retries); the others are
+    served, and readiness is unchanged."""
+    from pilotpy.translate.generate import generate as real
+
+    def broken(push: Any, view: Any) -> Any:
+        if view.labels.get("istio") == "broken":
+            raise RuntimeError("a translation bug")
+        return real(push, view)
+
+    monkeypatch.setattr(pilotpy.discovery, "generate", broken)
+    async with _open(xds, protocol, GATEWAY_NODE) as healthy:
+        await healthy.request(CLUSTER)
+        assert len((await healthy.recv()).resources) >= 3  # the httpbin clusters
+    client = (xds.sotw if protocol == "sotw" else xds.delta)(
+        GATEWAY_2, {"LABELS": {"istio": "broken"}, "NAMESPACE": "istio-system"})
+    async with client as c:
+        await _first_request(c)
+        assert await c.wait_closed(5.0) == grpc.StatusCode.UNAVAILABLE
+        assert "could not generate config for this proxy" in (c.details or "")
+    assert xds.plane.ready
+    assert xds.plane.discovery.generation_failures == {"router": 1}

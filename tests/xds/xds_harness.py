@@ -23,11 +23,11 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2,
 )
 
-from pilotpy.controlplane import ControlPlane
-from pilotpy.settings import Settings
-from pilotpy.xds.client import DeltaClient, SotwClient, unpack_any
+from pilotpy.server.controlplane import ControlPlane
+from pilotpy.server.settings import Settings
 from pilotpy.xds.status import StreamStatus
 from pilotpy.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from tests.xds_client import DeltaClient, SotwClient, unpack_any
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -187,7 +187,7 @@ class Informer:
     def _complete(self, item: dict[str, Any]) -> dict[str, Any]:
         """List items carry no apiVersion/kind; managedFields is bulk nobody reads."""
         item["apiVersion"] = self.kind.group_version(self.status.version)
-        item["kind"] = self.kind.kind
+        item["kind"] = self.kind.api_kind
         metadata = item.get("metadata")
         if isinstance(metadata, dict):
             metadata.pop("managedFields", None)

@@ -1,7 +1,7 @@
 """The Kubernetes source: one informer per watched resource, each feeding one store partition.
 
 Objects are parsed and validated like the file source's. An invalid object is reported
-(diagnostics, log) and skipped; if an earlier version of it was valid, that version keeps being
+(problems, log) and skipped; if an earlier version of it was valid, that version keeps being
 served, as if the API server had rejected the update. The mesh ConfigMap (`istio`, key `mesh`,
 in the control-plane namespace) is published as the store's mesh config.
 """
@@ -15,14 +15,15 @@ from typing import Any
 
 import yaml
 
-from pilotpy.diagnostics import Diagnostics, Problem
-from pilotpy.lifecycle import cancel_and_wait
 from pilotpy.mesh import MESH_CONFIG_KIND, MeshConfig, MeshConfigError, parse_mesh_config
 from pilotpy.model import InvalidObject, Key, UnknownKind, parse_object
+from pilotpy.model.kinds import Kind
+from pilotpy.problems import ObjectRef, Problem, ProblemLog, Reason, Severity
+from pilotpy.runtime.lifecycle import cancel_and_wait
+from pilotpy.runtime.source_status import SourceStatus
 from pilotpy.sources.kube.api import KubeApi
 from pilotpy.sources.kube.informer import Informer
 from pilotpy.sources.kube.kinds import MESH_CONFIG_MAP, WatchedKind, watched_kinds
-from pilotpy.sourcestatus import SourceStatus
 from pilotpy.store import Store
 
 log = logging.getLogger("pilotpy.sources.kube")
@@ -38,11 +39,11 @@ def _ref(item: dict[str, Any]) -> tuple[str, str]:
 class _ObjectSink:
     """Parsed objects of one kind -> the kind's store partition."""
 
-    def __init__(self, kind: WatchedKind, store: Store, diagnostics: Diagnostics) -> None:
+    def __init__(self, kind: WatchedKind, store: Store, problems: ProblemLog) -> None:
         self._kind = kind.kind
         self._partition = f"{ORIGIN}:{kind.kind}"
         self._store = store
-        self._diagnostics = diagnostics
+        self._problems = problems
         self._good: dict[Key, Any] = {}
         self._reported: set[Key] = set()
 
@@ -59,20 +60,20 @@ class _ObjectSink:
         try:
             parsed = parse_object(item, origin=ORIGIN)
         except UnknownKind as err:  # a version newer than the model knows
-            self._report(key, [Problem(ORIGIN, str(key), f"not readable: {err}")])
+            self._report(key, [Problem(Reason.UNREADABLE, f"not readable: {err}", key,
+                                       severity=Severity.ERROR, source=ORIGIN)])
             return key, None
         except InvalidObject as err:
-            kept = " (keeping the last valid version)" if key in self._good else ""
-            detail = "; ".join(str(i) for i in err.issues)
-            self._report(key, [Problem(ORIGIN, str(err.ref), f"invalid, skipped{kept}: {detail}")])
+            note = (" (object skipped; keeping its last valid version)" if key in self._good
+                    else " (object skipped)")
+            self._report(key, [i.problem(err.ref, ORIGIN, note) for i in err.issues])
             return key, None
-        self._report(key, [Problem(ORIGIN, str(parsed.obj.meta.ref), str(w), error=False)
-                           for w in parsed.warnings])
+        self._report(key, [w.problem(key, ORIGIN) for w in parsed.warnings])
         return key, parsed.obj
 
     def _report(self, key: Key, problems: list[Problem]) -> None:
         if problems or key in self._reported:
-            self._diagnostics.set(self._origin(key), problems)
+            self._problems.set(self._origin(key), problems)
         if problems:
             self._reported.add(key)
         else:
@@ -109,14 +110,14 @@ class _MeshConfigSink:
     """The `istio` ConfigMap's `mesh` key -> the store's mesh config. A ConfigMap that does not
     parse keeps the last good mesh config."""
 
-    def __init__(self, store: Store, diagnostics: Diagnostics) -> None:
+    def __init__(self, store: Store, problems: ProblemLog) -> None:
         self._store = store
-        self._diagnostics = diagnostics
+        self._problems = problems
         self._partition = f"{ORIGIN}:{MESH_CONFIG_KIND}"
 
     def _publish(self, item: dict[str, Any] | None) -> None:
         if item is None:
-            self._diagnostics.clear(self._partition)
+            self._problems.clear(self._partition)
             self._store.replace_partition(self._partition, {})
             return
         namespace, name = _ref(item)
@@ -125,10 +126,11 @@ class _MeshConfigSink:
         try:
             config = self._parse(data.get("mesh"), subject)
         except MeshConfigError as err:
-            self._diagnostics.set(self._partition, [Problem(
-                ORIGIN, subject, f"invalid, keeping the last valid mesh config: {err}")])
+            self._problems.set(self._partition, [Problem(
+                Reason.INVALID, f"mesh: invalid, keeping the last valid mesh config: {err}",
+                ObjectRef(Kind.CONFIG_MAP, namespace, name), "data.mesh", Severity.ERROR, ORIGIN)])
             return
-        self._diagnostics.set(self._partition, [])
+        self._problems.set(self._partition, [])
         self._store.replace_partition(
             self._partition, {Key(MESH_CONFIG_KIND, namespace, name): config})
 
@@ -166,7 +168,7 @@ def _reporter(status: SourceStatus | None, kind: str) -> Callable[[bool], None] 
 
 
 class KubeSource:
-    def __init__(self, api: KubeApi, store: Store, diagnostics: Diagnostics, *,
+    def __init__(self, api: KubeApi, store: Store, problems: ProblemLog, *,
                  control_plane_namespace: str = "istio-system",
                  kinds: Iterable[WatchedKind] | None = None,
                  status: SourceStatus | None = None,
@@ -176,11 +178,11 @@ class KubeSource:
         self.informers: list[Informer] = []
         for kind in kinds if kinds is not None else watched_kinds(control_plane_namespace):
             sink: _ObjectSink | _MeshConfigSink
-            if kind.kind == "ConfigMap":
+            if kind.kind == Kind.CONFIG_MAP:
                 assert kind.field_selector == f"metadata.name={MESH_CONFIG_MAP}"
-                sink = _MeshConfigSink(store, diagnostics)
+                sink = _MeshConfigSink(store, problems)
             else:
-                sink = _ObjectSink(kind, store, diagnostics)
+                sink = _ObjectSink(kind, store, problems)
             self.informers.append(Informer(
                 api, kind, sink, on_connected=_reporter(status, kind.kind),
                 **informer_options))

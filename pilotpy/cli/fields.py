@@ -1,9 +1,10 @@
-"""The README's list of Istio fields pilotpy supports and does not (`pilotpy fields`).
+"""The list of Istio fields pilotpy supports and does not (`pilotpy fields`), kept in
+docs/fields.md.
 
 Supported fields come from pilotpy's own parsers (`model/support.py`), so the list cannot
-drift from the code: a test compares the README with it. Fields not supported are Istio's
-fields (from istio.io/api's CRDs, `--istio-crds`, fetched by `make fields-doc`) that no parser
-reads, plus the ones parsers accept but decline to translate.
+drift from the code: a test compares docs/fields.md with it. Fields not supported are
+Istio's fields (from istio.io/api's CRDs, `--istio-crds`, fetched by `make fields-doc`) that
+no parser reads, plus the ones parsers accept but decline to translate.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import yaml
 from pilotpy.mesh import read_mesh_config
 from pilotpy.model.fields import Fields
 from pilotpy.model.ingress import parse_ingress, parse_ingress_class
+from pilotpy.model.kinds import Kind
 from pilotpy.model.meta import Meta
 from pilotpy.model.parse import istio_parsers
 from pilotpy.model.support import FieldSupport, field_paths, field_support
@@ -35,10 +37,10 @@ def _reader(kind: str, parser: Callable[[Meta, Fields], Any]) -> Callable[[Field
 # Read by the model to validate the object, then refused or ignored by translation (which
 # reports it): Ingress's defaultBackend as istiod ignores it; Kubernetes Secrets, which pilotpy
 # does not serve over SDS yet (its ADS has no client authentication).
-_NOT_TRANSLATED = {
-    "Ingress": frozenset({"spec.defaultBackend"}),
-    "Gateway": frozenset({"servers.tls.credentialName", "servers.tls.credentialNames"}),
-    "DestinationRule": frozenset({"trafficPolicy.tls.credentialName"}),
+_NOT_TRANSLATED: dict[str, frozenset[str]] = {
+    Kind.INGRESS: frozenset({"spec.defaultBackend"}),
+    Kind.GATEWAY: frozenset({"servers.tls.credentialName", "servers.tls.credentialNames"}),
+    Kind.DESTINATION_RULE: frozenset({"trafficPolicy.tls.credentialName"}),
 }
 
 
@@ -46,8 +48,8 @@ def documented() -> dict[str, tuple[FieldSupport, str]]:
     """Kind -> (what pilotpy reads, the top-level name in the list)."""
     out = {kind: (field_support(_reader(kind, parser)), TOP)
            for kind, parser in sorted(istio_parsers().items())}
-    out["MeshConfig"] = (field_support(read_mesh_config, ""), "(meshConfig)")
-    for kind, parse in (("Ingress", parse_ingress), ("IngressClass", parse_ingress_class)):
+    out[Kind.MESH_CONFIG] = (field_support(read_mesh_config, ""), "(meshConfig)")
+    for kind, parse in ((Kind.INGRESS, parse_ingress), (Kind.INGRESS_CLASS, parse_ingress_class)):
         out[kind] = (field_support(_reader(kind, parse), ""), f"({kind})")
     return {kind: (dataclasses.replace(support, declined=support.declined
                                        | _NOT_TRANSLATED.get(kind, frozenset())), top)
@@ -132,7 +134,7 @@ def istio_spec_paths(crds_file: Path) -> dict[str, list[str]]:
 def markdown(istio: Mapping[str, list[str]] | None) -> str:
     lines = [BEGIN, ""]
     for kind, (support, top) in documented().items():
-        lines += [f"#### {kind}", "", "Supported:", ""]
+        lines += [f"## {kind}", "", "Supported:", ""]
         lines += supported_lines(support, top)
         missing = unsupported(support, istio.get(kind, ()) if istio else ())
         lines += ["", "Not supported (accepted and ignored): "
@@ -145,13 +147,15 @@ def markdown(istio: Mapping[str, list[str]] | None) -> str:
     return "\n".join(lines)
 
 
-def readme_section(text: str) -> str:
+def generated_section(text: str) -> str:
+    """The generated part of a document: from the begin marker to the end marker."""
     match = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), text, re.S)
     if match is None:
         raise ValueError(f"no {BEGIN!r} ... {END!r} section")
     return match.group(0)
 
 
-def update_readme(path: Path, istio: Mapping[str, list[str]] | None) -> None:
+def update_doc(path: Path, istio: Mapping[str, list[str]] | None) -> None:
+    """Rewrite the generated section of `path` (docs/fields.md) in place; the rest stays."""
     text = path.read_text()
-    path.write_text(text.replace(readme_section(text), markdown(istio)))
+    path.write_text(text.replace(generated_section(text), markdown(istio)))

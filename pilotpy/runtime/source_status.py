@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pilotpy.metrics import Registry
+from pilotpy.runtime.metrics import Registry
 
 
 class SourceStatus:

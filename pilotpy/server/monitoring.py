@@ -4,7 +4,7 @@ istiod's exact names, plus the source status API that readiness and alerts read.
 Counters that live elsewhere (responses sent and NACKs in the xDS server, rejected objects in
 Diagnostics, store events) are read at scrape time; the rest are recorded here.
 
-Config sources report their own status through `sources` (pilotpy/sourcestatus.py).
+Config sources report their own status through `sources` (pilotpy/runtime/source_status.py).
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 
-from pilotpy.metrics import Registry, process_metrics, sample_line
-from pilotpy.sourcestatus import SourceStatus
+from pilotpy.model.kinds import Kind
+from pilotpy.runtime.metrics import Registry, process_metrics, sample_line
+from pilotpy.runtime.source_status import SourceStatus
 from pilotpy.xds import types
 from pilotpy.xds.status import StreamStatus, XdsStats
 
 DEBOUNCE_BUCKETS = (.01, .1, .5, 1, 3, 5, 10, 20, 30)
 # Store kinds by what istiod calls the trigger of a push (model.TriggerReason).
-_TRIGGER_BY_KIND = {"EndpointSlice": "endpoint", "Endpoints": "endpoint",
-                    "Service": "service", "ServiceEntry": "service", "Pod": "proxy"}
+_TRIGGER_BY_KIND = {Kind.ENDPOINT_SLICE: "endpoint", "Endpoints": "endpoint",
+                    Kind.SERVICE: "service", Kind.SERVICE_ENTRY: "service", Kind.POD: "proxy"}
 
 
 def push_triggers(kinds: Iterable[str]) -> set[str]:
@@ -99,7 +100,8 @@ class PilotMetrics:
         self.registry.collect(collect)
 
     def watch_config(self, services: Callable[[], int], virtual_services: Callable[[], int],
-                     rejected: Callable[[], int], events: Mapping[tuple[str, str], int]) -> None:
+                     rejected: Callable[[], int], events: Mapping[tuple[str, str], int],
+                     generation_failures: Callable[[], Mapping[str, int]] = dict) -> None:
         def collect() -> list[str]:
             return [
                 *_family("pilot_services", "gauge", "Total services known to pilot.",
@@ -112,6 +114,12 @@ class PilotMetrics:
                 *_family("pilot_k8s_cfg_events", "counter", "Events from k8s config.",
                          [sample_line("pilot_k8s_cfg_events", (("type", kind), ("event", ev)), n)
                           for (kind, ev), n in sorted(events.items())]),
+                *_family("pilotpy_generation_failures_total", "counter",
+                         "Generations of a proxy class's config that raised; the class kept "
+                         "its last good config.",
+                         [sample_line("pilotpy_generation_failures_total",
+                                      (("proxy_type", t),), n)
+                          for t, n in sorted(generation_failures().items())]),
             ]
 
         self.registry.collect(collect)

@@ -19,16 +19,18 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from pilotpy import __version__, http
-from pilotpy.analysis import analyze, duplicate_hosts, schema_errors
-from pilotpy.certs import serving_key_and_cert
-from pilotpy.debug import debug_routes
-from pilotpy.diagnostics import Diagnostics, Problem
+from pilotpy import __version__
+from pilotpy.analysis.checks import analyze, duplicate_hosts, schema_errors
 from pilotpy.discovery import Discovery
-from pilotpy.lifecycle import cancel_and_wait
 from pilotpy.mesh import MeshConfig, MeshConfigError, parse_mesh_config
-from pilotpy.monitoring import PilotMetrics
-from pilotpy.settings import Settings, split_address
+from pilotpy.model.kinds import Kind
+from pilotpy.problems import Problem, ProblemLog
+from pilotpy.runtime.lifecycle import cancel_and_wait
+from pilotpy.server import http
+from pilotpy.server.certs import serving_key_and_cert
+from pilotpy.server.debug_routes import debug_routes
+from pilotpy.server.monitoring import PilotMetrics
+from pilotpy.server.settings import Settings, split_address
 from pilotpy.sources.files import FileSource
 from pilotpy.sources.kube import KubeApi, KubeSource, load_connection
 from pilotpy.store import Store
@@ -38,7 +40,16 @@ log = logging.getLogger("pilotpy")
 KUBE_SOURCE = "kube"
 # Analysis at ingest runs off the push path, at most this often.
 ANALYSIS_INTERVAL = 1.0
-ENDPOINT_KINDS = frozenset({"EndpointSlice", "Pod"})
+ENDPOINT_KINDS = frozenset({Kind.ENDPOINT_SLICE, Kind.POD})
+
+
+ANALYSIS_ORIGIN = "analysis"
+config_log = logging.getLogger("pilotpy.config")
+
+
+def log_problem(problem: Problem) -> None:
+    """Each problem once, when it appears: errors at ERROR, the rest at WARNING."""
+    config_log.log(logging.ERROR if problem.is_error else logging.WARNING, "%s", problem)
 
 
 def load_mesh_config(settings: Settings) -> MeshConfig:
@@ -58,10 +69,10 @@ def load_mesh_config(settings: Settings) -> MeshConfig:
 class ControlPlane:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.diagnostics = Diagnostics()
+        self.problems = ProblemLog(report=log_problem)
         self.store = Store(quiet=settings.debounce_quiet, max_wait=settings.debounce_max)
-        self.discovery = Discovery(load_mesh_config(settings), self.diagnostics)
-        self.files = FileSource(settings.config_paths, self.store, self.diagnostics,
+        self.discovery = Discovery(load_mesh_config(settings), self.problems)
+        self.files = FileSource(settings.config_paths, self.store, self.problems,
                                 default_namespace=settings.default_namespace,
                                 poll_interval=settings.poll_interval)
         instance_id = (settings.instance_id or os.environ.get("POD_NAME")
@@ -75,14 +86,15 @@ class ControlPlane:
             connection = load_connection(settings.kubeconfig, settings.kube_context)
             self.metrics.sources.set_synced(KUBE_SOURCE, False)
             self.kube = KubeSource(KubeApi(connection, user_agent="pilotpy"), self.store,
-                                   self.diagnostics,
+                                   self.problems,
                                    control_plane_namespace=settings.control_plane_namespace,
                                    status=self.metrics.sources)
         self.metrics.watch_xds(self.xds.stats, self.xds.proxies)
         self.metrics.watch_config(
             services=lambda: len(self.discovery.push.services.all) if self.discovery.push else 0,
-            virtual_services=lambda: len(self.store_objects().get("VirtualService", {})),
-            rejected=lambda: self.diagnostics.rejected_total, events=self.store.events)
+            virtual_services=lambda: len(self.store_objects().get(Kind.VIRTUAL_SERVICE, {})),
+            rejected=lambda: self.problems.rejected_total, events=self.store.events,
+            generation_failures=lambda: self.discovery.generation_failures)
         self.grpc_port = 0
         self.grpc_tls_port = 0
         self.http_port = 0
@@ -187,13 +199,12 @@ class ControlPlane:
         if push is None:
             return
         objects, mesh = push.objects, push.mesh
-        messages = analyze(objects, mesh, services=push.services.all)
-        self.diagnostics.set("analysis", [
-            Problem("analysis", m.resource, f"{m.level} [{m.code}] {m.field}: {m.message}",
-                    error=False) for m in messages])
+        found = analyze(objects, mesh, services=push.services.all)
+        self.problems.set(ANALYSIS_ORIGIN, found)
         counts: dict[tuple[str, str], int] = {}
-        for m in messages + schema_errors(self.diagnostics.problems()):
-            counts[(m.code, m.level)] = counts.get((m.code, m.level), 0) + 1
+        for p in found + schema_errors(self.problems.problems()):
+            key = (p.code or str(p.reason), str(p.severity))
+            counts[key] = counts.get(key, 0) + 1
         self.metrics.record_analysis(counts, len(duplicate_hosts(objects, mesh)))
 
     async def _analyze_changes(self) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from pilotpy import __version__
-from pilotpy.settings import (
+from pilotpy.runtime.memory import tune_gc
+from pilotpy.server.settings import (
     DEFAULT_GRPC_ADDR,
     DEFAULT_GRPC_TLS_ADDR,
     DEFAULT_HTTP_ADDR,
@@ -20,7 +21,6 @@ from pilotpy.settings import (
     DEFAULT_MONITORING_ADDR,
     Settings,
 )
-from pilotpy.tuning import tune_gc
 
 
 class JsonFormatter(logging.Formatter):
@@ -92,9 +92,9 @@ def _add_config_flags(parser: argparse.ArgumentParser, *, required: bool = True)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from pilotpy.controlplane import ControlPlane
-    from pilotpy.lifecycle import run_until_stopped
     from pilotpy.mesh import MeshConfigError
+    from pilotpy.runtime.lifecycle import run_until_stopped
+    from pilotpy.server.controlplane import ControlPlane
     from pilotpy.sources.kube import KubeConfigError
 
     kube = args.kube or args.kubeconfig is not None
@@ -120,23 +120,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    from pilotpy.translate_cli import translate
+    from pilotpy.cli.translate import translate
 
     output, problems = translate(args.config, node_id=args.node_id, labels=_labels(args.label),
                                  mesh_config=args.mesh_config,
                                  default_namespace=args.default_namespace, delta=False)
-    for problem in problems:
-        print(f"pilotpy: {problem}", file=sys.stderr)
+    for problem in problems:  # as `pilotpy analyze` prints them
+        print(problem, file=sys.stderr)
     json.dump(output, sys.stdout, indent=2)
     sys.stdout.write("\n")
-    return 1 if args.strict and any(p.error for p in problems) else 0
+    return 1 if args.strict and any(p.is_error for p in problems) else 0
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from pilotpy.analyze_cli import analyze_paths, report
+    from pilotpy.cli.analyze import analyze_paths, report
     from pilotpy.mesh import MeshConfigError
 
-    logging.getLogger("pilotpy.config").setLevel(logging.CRITICAL)  # reported as IST0106
     try:
         messages = analyze_paths(args.paths, mesh_config=args.mesh_config,
                                  default_namespace=args.default_namespace)
@@ -147,14 +146,17 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     from pilotpy.local.bootstrap import envoy_bootstrap
-    from pilotpy.settings import split_address
+    from pilotpy.server.settings import split_address
 
     host, port = split_address(args.xds_address, default_host="127.0.0.1")
-    bootstrap = envoy_bootstrap(node_id=args.node_id, xds_address=(host, port),
-                                delta=args.delta, labels=_labels(args.label),
-                                namespace=args.namespace, admin_port=args.admin_port,
-                                status_port=args.status_port,
-                                stats_port=args.stats_port if args.admin_port else None)
+    try:
+        bootstrap = envoy_bootstrap(node_id=args.node_id, xds_address=(host, port),
+                                    delta=args.delta, labels=_labels(args.label),
+                                    namespace=args.namespace, cluster=args.cluster,
+                                    admin_port=args.admin_port, status_port=args.status_port,
+                                    stats_port=args.stats_port if args.admin_port else None)
+    except ValueError as err:
+        raise SystemExit(f"pilotpy bootstrap: {err}") from err
     json.dump(bootstrap, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
@@ -167,18 +169,18 @@ def cmd_local(args: argparse.Namespace) -> int:
 
 
 def cmd_crds(args: argparse.Namespace) -> int:
-    from pilotpy.crds import crds_yaml
+    from pilotpy.model.crds import crds_yaml
 
     sys.stdout.write(crds_yaml())
     return 0
 
 
 def cmd_fields(args: argparse.Namespace) -> int:
-    from pilotpy.fields_doc import istio_spec_paths, markdown, update_readme
+    from pilotpy.cli.fields import istio_spec_paths, markdown, update_doc
 
     istio = istio_spec_paths(args.istio_crds) if args.istio_crds is not None else None
-    if args.readme is not None:
-        update_readme(args.readme, istio)
+    if args.doc is not None:
+        update_doc(args.doc, istio)
     else:
         sys.stdout.write(markdown(istio) + "\n")
     return 0
@@ -237,8 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Istio's CRDs (istio.io/api kubernetes/"
                              "customresourcedefinitions.gen.yaml): also list Istio fields "
                              "pilotpy does not read")
-    fields.add_argument("--readme", type=Path, metavar="FILE",
-                        help="rewrite the generated section of this README instead of printing")
+    # --readme is the flag's old name, from when the list lived in the README.
+    fields.add_argument("--doc", "--readme", dest="doc", type=Path, metavar="FILE",
+                        help="rewrite the generated section of FILE (docs/fields.md) instead "
+                             "of printing")
     fields.set_defaults(func=cmd_fields)
 
     translate = sub.add_parser("translate",
@@ -266,11 +270,18 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.set_defaults(func=cmd_analyze)
 
     bootstrap = sub.add_parser("bootstrap", help="print an Envoy bootstrap pointing at pilotpy")
-    bootstrap.add_argument("--node-id", required=True)
+    bootstrap.add_argument("--node-id", required=True,
+                           help="Istio's type~ip~<pod>.<namespace>~<namespace>.svc.cluster.local")
     bootstrap.add_argument("--xds-address", default="127.0.0.1:15010")
     bootstrap.add_argument("--delta", action="store_true", help="use Delta xDS")
-    bootstrap.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
-    bootstrap.add_argument("--namespace", default="istio-system")
+    bootstrap.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                           help="a workload label (node metadata LABELS); repeat")
+    bootstrap.add_argument("--namespace", default="",
+                           help="node metadata NAMESPACE (default: the node id's namespace; "
+                                "another one is refused)")
+    bootstrap.add_argument("--cluster", default="",
+                           help="node.cluster (default: <app label>.<namespace>, else "
+                                "istio-proxy.<namespace>, as pilot-agent)")
     bootstrap.add_argument("--admin-port", type=int, default=15000)
     bootstrap.add_argument("--status-port", type=int, default=15021)
     bootstrap.add_argument("--stats-port", type=int, default=15090)

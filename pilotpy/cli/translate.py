@@ -8,18 +8,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pilotpy.controlplane import load_mesh_config
-from pilotpy.diagnostics import Diagnostics, Problem
-from pilotpy.discovery import ingress_problems
+from pilotpy.analysis.unenforced import unenforced
 from pilotpy.local.bootstrap import agent_node_metadata
-from pilotpy.protojson import message_to_json as to_json
+from pilotpy.problems import Problem, ProblemLog
 from pilotpy.proxy import NodeIdError, parse_proxy, view_proxy
 from pilotpy.push import build_push_context
-from pilotpy.settings import Settings
+from pilotpy.server.controlplane import load_mesh_config
+from pilotpy.server.settings import Settings
 from pilotpy.sources.files import FileSource
 from pilotpy.store import Store
 from pilotpy.translate.endpoints import eds_cluster_names
 from pilotpy.translate.generate import endpoints_for, generate
+from pilotpy.wire.protojson import message_to_json as to_json
 
 
 def translate(paths: list[Path], *, node_id: str, labels: Mapping[str, str],
@@ -40,18 +40,17 @@ def translate(paths: list[Path], *, node_id: str, labels: Mapping[str, str],
         proxy = parse_proxy(node_id, metadata)
     except NodeIdError as err:
         raise SystemExit(f"--node-id: {err}") from err
-    diagnostics = Diagnostics()
+    read = ProblemLog()
     store = Store(clock=time.monotonic)
-    FileSource(paths, store, diagnostics, default_namespace=default_namespace).load()
+    FileSource(paths, store, read, default_namespace=default_namespace).load()
     mesh = load_mesh_config(Settings(mesh_config=mesh_config))
-    push, _ = build_push_context(store.snapshot().objects, mesh, 1)
+    objects = store.snapshot().objects
+    push, _ = build_push_context(objects, mesh, 1)
     view = view_proxy(proxy, push)
     generated = generate(push, view)
     endpoints = endpoints_for(push, view, eds_cluster_names(generated.clusters))
-    problems = diagnostics.problems() + ingress_problems(push) + [
-        Problem("translate", f"proxy {proxy.node_id}", d, error=False)
-        for d in generated.diagnostics
-    ]
+    problems = [*read.problems(), *push.ingress.problems, *generated.problems,
+                *unenforced(objects)]
     return {
         "listeners": [to_json(m) for m in generated.listeners],
         "routes": [to_json(m) for m in generated.routes],

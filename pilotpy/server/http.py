@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from aiohttp import web
 
 from pilotpy import __version__
-from pilotpy.metrics import CONTENT_TYPE
+from pilotpy.runtime.metrics import CONTENT_TYPE
 
 
 def build_app(is_ready: Callable[[], bool], routes: Iterable[web.RouteDef] = (),

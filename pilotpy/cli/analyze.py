@@ -9,30 +9,30 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from pilotpy.analysis import Message, analyze
-from pilotpy.controlplane import load_mesh_config
-from pilotpy.diagnostics import Diagnostics
-from pilotpy.settings import Settings
+from pilotpy.analysis.checks import analyze, to_json
+from pilotpy.problems import Problem, ProblemLog
+from pilotpy.server.controlplane import load_mesh_config
+from pilotpy.server.settings import Settings
 from pilotpy.sources.files import FileSource
 from pilotpy.store import Store
 
 
 def analyze_paths(paths: list[Path], *, mesh_config: Path | None = None,
-                  default_namespace: str = "default") -> list[Message]:
+                  default_namespace: str = "default") -> list[Problem]:
     for path in paths:
         if not path.exists():
             raise SystemExit(f"{path}: no such file or directory")
-    diagnostics = Diagnostics()
+    read = ProblemLog()
     store = Store(clock=time.monotonic)
-    FileSource(paths, store, diagnostics, default_namespace=default_namespace).load()
+    FileSource(paths, store, read, default_namespace=default_namespace).load()
     mesh = load_mesh_config(Settings(mesh_config=mesh_config))
-    return analyze(store.snapshot().objects, mesh, diagnostics.problems())
+    return analyze(store.snapshot().objects, mesh, read.problems())
 
 
-def report(messages: list[Message], output: str, out: TextIO | None = None) -> int:
+def report(messages: list[Problem], output: str, out: TextIO | None = None) -> int:
     out = out if out is not None else sys.stdout
     if output == "json":
-        json.dump([m.to_json() for m in messages], out, indent=2)
+        json.dump([to_json(m) for m in messages], out, indent=2)
         out.write("\n")
     elif messages:
         for message in messages:

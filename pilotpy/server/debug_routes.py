@@ -1,5 +1,6 @@
 """istiod's debug HTTP endpoints (pilot/pkg/xds/debug.go) for a running pilotpy:
-/debug/syncz, /debug/configz, /debug/registryz, /debug/adsz, /debug/config_dump?proxyID=.
+/debug/syncz, /debug/configz, /debug/registryz, /debug/adsz, /debug/config_dump?proxyID=,
+and pilotpy's /debug/problems?kind=&namespace=&name= (every current problem, by object).
 
 Read-only views of the control plane's state as JSON; served on the HTTP port (8080) and the
 monitoring port (15014), like istiod.
@@ -15,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from pilotpy.discovery import Discovery
-from pilotpy.protojson import message_to_json
+from pilotpy.wire.protojson import message_to_json
 from pilotpy.xds.debug import config_dump, rfc3339, sync_status
 from pilotpy.xds.server import XdsServer
 
@@ -83,6 +84,14 @@ def debug_routes(xds: XdsServer, discovery: Discovery,
         return web.json_response(message_to_json(config_dump(discovery.snapshot(
             connection.handle))))
 
+    async def problems_of(request: web.Request) -> web.Response:
+        """Problems of the objects matching the filters (all when none is given): found
+        reading them, translating them for the connected proxies, or analysing them."""
+        kind, namespace, name = (request.query.get(k, "") for k in ("kind", "namespace",
+                                                                    "name"))
+        return web.json_response([p.to_json() for p in discovery.problems.problems()
+                                  if p.concerns(kind, namespace, name)])
+
     return [web.get("/debug/syncz", syncz), web.get("/debug/configz", configz),
             web.get("/debug/registryz", registryz), web.get("/debug/adsz", adsz),
-            web.get("/debug/config_dump", dump)]
+            web.get("/debug/config_dump", dump), web.get("/debug/problems", problems_of)]

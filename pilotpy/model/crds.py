@@ -43,7 +43,7 @@ CRDS = (
     CrdSpec("DestinationRule", "networking.istio.io", "destinationrules", NETWORKING_VERSIONS,
             "v1", ("dr",), (_column("Host", ".spec.host",
                                     "The name of a service from the service registry"),)),
-    CrdSpec("Gateway", "networking.istio.io", "gateways", NETWORKING_VERSIONS, "v1beta1",
+    CrdSpec("Gateway", "networking.istio.io", "gateways", NETWORKING_VERSIONS, "v1",
             ("gw",)),
     CrdSpec("ServiceEntry", "networking.istio.io", "serviceentries", NETWORKING_VERSIONS, "v1",
             ("se",), (_column("Hosts", ".spec.hosts", "The hosts associated with the entry"),
@@ -51,7 +51,7 @@ CRDS = (
                               "Whether the service is external to the mesh or part of it"),
                       _column("Resolution", ".spec.resolution",
                               "How the service's addresses are resolved"))),
-    CrdSpec("Sidecar", "networking.istio.io", "sidecars", NETWORKING_VERSIONS, "v1beta1"),
+    CrdSpec("Sidecar", "networking.istio.io", "sidecars", NETWORKING_VERSIONS, "v1"),
     CrdSpec("VirtualService", "networking.istio.io", "virtualservices", NETWORKING_VERSIONS,
             "v1", ("vs",), (_column("Gateways", ".spec.gateways",
                                     "The gateways and sidecars these routes apply to"),
@@ -66,6 +66,18 @@ CRDS = (
     CrdSpec("PeerAuthentication", "security.istio.io", "peerauthentications",
             SECURITY_VERSIONS, "v1", ("pa",), (_column("Mode", ".spec.mtls.mode",
                                                        "Defines the mTLS mode"),)),
+    # Read and reported as not enforced yet (any spec is stored).
+    CrdSpec("WorkloadGroup", "networking.istio.io", "workloadgroups", NETWORKING_VERSIONS,
+            "v1", ("wg",)),
+    CrdSpec("EnvoyFilter", "networking.istio.io", "envoyfilters", ("v1alpha3",), "v1alpha3"),
+    CrdSpec("ProxyConfig", "networking.istio.io", "proxyconfigs", ("v1beta1",), "v1beta1"),
+    CrdSpec("RequestAuthentication", "security.istio.io", "requestauthentications",
+            SECURITY_VERSIONS, "v1", ("ra",)),
+    CrdSpec("Telemetry", "telemetry.istio.io", "telemetries", ("v1", "v1alpha1"), "v1alpha1",
+            ("telemetry",)),
+    CrdSpec("WasmPlugin", "extensions.istio.io", "wasmplugins", ("v1alpha1",), "v1alpha1"),
+    CrdSpec("TrafficExtension", "extensions.istio.io", "trafficextensions", ("v1alpha1",),
+            "v1alpha1"),
 )
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from pilotpy.cli.main import main
+
+sys.exit(main())
