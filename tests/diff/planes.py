@@ -145,6 +145,9 @@ class ControlPlane:
 @dataclass(kw_only=True)
 class Istiod(ControlPlane):
     name: str = "istiod"
+    # Without the filters only Istio's proxy build has (the diff tier's real Envoys need it);
+    # False runs istiod with all its defaults (the benchmarks).
+    stock_envoy: bool = True
 
     def command(self) -> list[str]:
         return [str(istiod_binary()), "discovery", f"--kubeconfig={self.kubeconfig}",
@@ -156,7 +159,8 @@ class Istiod(ControlPlane):
 
     def start(self) -> None:
         self.env = {"POD_NAMESPACE": "istio-system", "POD_NAME": "istiod-diff",
-                    "REVISION": "default", **ISTIOD_FOR_STOCK_ENVOY, **self.env}
+                    "REVISION": "default",
+                    **(ISTIOD_FOR_STOCK_ENVOY if self.stock_envoy else {}), **self.env}
         super().start()
 
     def config_keys(self) -> set[tuple[str, str, str]]:

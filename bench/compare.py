@@ -1,0 +1,226 @@
+"""`make bench-compare`: pilotpy against the real istiod on this machine, in the same run.
+
+Both serve the same kube-apiserver objects and the same fake-proxy client fleets
+(bench/fakeproxies.py, which sends the node metadata pilot-agent sends). One control plane runs
+at a time, pinned to CPU 0 (istiod with GOMAXPROCS=1); the API server, etcd and the fake
+proxies run on CPU 1. istiod runs with its defaults ("istiod": new streams capped at 20/s on
+one core) and with that cap lifted ("istiod-uncapped"); the capped one only where connecting
+is what is measured (S6, S7). Every scenario runs `--rounds` times per control plane, the order
+alternating between rounds; the table shows medians and the ratio pilotpy / istiod (uncapped).
+
+Writes `<out>/compare.json` (every run's figures, the medians, the machine) and
+`<out>/compare.txt` (the table). Scenarios: bench/compare_scenarios.py; meshes:
+bench/compare_meshes.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from compare_env import Api  # noqa: E402
+from compare_meshes import gateway_mesh, reference_mesh  # noqa: E402
+from compare_scenarios import (  # noqa: E402
+    Figures,
+    Sizes,
+    gateway_mesh_scenarios,
+    generation_10k,
+    idle_streams,
+    reference,
+    storm,
+)
+
+ISTIOD, ISTIOD_CAPPED, PILOTPY = "istiod-uncapped", "istiod", "pilotpy"
+GROUPS = ("gateway", "idle", "storm", "reference", "generation-10k")
+
+# (figure, what it is, unit, target as a ratio pilotpy/istiod or an absolute bound, or "")
+ROWS: list[tuple[str, str, str, str]] = [
+    ("gen_sidecar_1k_s", "per-proxy generation: fresh sidecar, 1k services", "s", "<= 1.0x"),
+    ("gen_sidecar_1k_cpu_s", "  CPU", "s", ""),
+    ("gen_sidecar_10k_s", "per-proxy generation: fresh sidecar, 10k services", "s", "<= 1.0x"),
+    ("gen_sidecar_10k_cpu_s", "  CPU", "s", ""),
+    ("gen_router_10k_s", "per-proxy generation: fresh gateway, 10k services", "s", "<= 1.0x"),
+    ("gen_router_10k_cpu_s", "  CPU", "s", ""),
+    ("s1_start_to_config_s", "S1 start -> full config at one gateway, 1k services", "s", ""),
+    ("s1_cpu_s", "  CPU", "s", ""),
+    ("s2_change_to_ack_s", "S2 one VirtualService change -> ACK, 1 proxy", "s", ""),
+    ("s2_cpu_s", "  CPU", "s", ""),
+    ("s3_100_p50_s", "S3 change -> ACK, 100 proxies, p50", "s", ""),
+    ("s3_100_p99_s", "  p99", "s", ""),
+    ("s3_100_cpu_s", "  CPU per push", "s", ""),
+    ("s3_1000_p50_s", "S3 change -> ACK, 1000 proxies, p50", "s", ""),
+    ("s3_1000_p99_s", "  p99", "s", "<= 1 s"),
+    ("s3_1000_cpu_s", "  CPU per push", "s", ""),
+    ("s4_cpu_cores", "S4 50 endpoint changes/s, 1000 proxies: CPU", "cores", ""),
+    ("s4_cpu_ms_per_change", "  CPU per change", "ms", ""),
+    ("s5_kb_per_proxy", "S5 RSS per connected proxy (idle streams)", "kB", "<= 0.3x"),
+    ("s6_all_converged_s", "S6 proxies connecting within 10 s: all converged", "s", ""),
+    ("s6_cpu_s", "  CPU", "s", ""),
+    ("s6_peak_rss_mb", "  peak RSS", "MB", ""),
+    ("s7_connect_s", "S7 2000 sidecars, 200 classes: all converged", "s", ""),
+    ("s7_connect_cpu_ms_per_proxy", "  CPU per connect", "ms", "<= 0.5x"),
+    ("s7_push_cpu_s", "  one push to a namespace: CPU", "s", "<= 0.5x"),
+    ("s7_push_p99_s", "  one push: p99 change -> ACK", "s", ""),
+    ("s7_churn_cpu_cores", "  light churn: average CPU", "cores", ""),
+    ("s7_peak_rss_mb", "  peak RSS", "MB", ""),
+    ("s8_fresh_router_s", "S8 fresh gateway proxy, 1000 VirtualServices", "s", ""),
+    ("s8_fresh_router_cpu_s", "  CPU", "s", ""),
+    ("s8_rss_mb", "  RSS, 1k services, one proxy", "MB", ""),
+]
+
+
+def _alternating(kinds: list[str], round_index: int) -> list[str]:
+    shift = round_index % len(kinds)
+    return kinds[shift:] + kinds[:shift]
+
+
+def _run(runs: list[dict[str, Any]], group: str, kinds: list[str], rounds: int,
+         scenario: Callable[[str], Figures]) -> None:
+    for round_index in range(rounds):
+        for kind in _alternating(kinds, round_index):
+            started = time.monotonic()
+            try:
+                figures = scenario(kind)
+            except Exception as error:  # one failed run is reported, the others still run
+                figures = {}
+                print(f"  {group} {kind} round {round_index + 1}: FAILED {error!r}",
+                      flush=True)
+            runs.append({"group": group, "plane": kind, "round": round_index + 1,
+                         "seconds": round(time.monotonic() - started, 1),
+                         "figures": figures})
+            print(f"  {group} {kind} round {round_index + 1}: "
+                  f"{json.dumps({k: round(v, 4) for k, v in figures.items()})}", flush=True)
+
+
+def _with_api(workdir: Path, docs: list[dict[str, Any]], body: Callable[[Api], None]) -> float:
+    """A fresh API server holding `docs` for `body`; the seconds loading took."""
+    api = Api(workdir / f"api-{len(docs)}")
+    api.start()
+    try:
+        loaded = api.load(docs)
+        body(api)
+        return loaded
+    finally:
+        api.stop()
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """plane -> figure -> median over its runs."""
+    samples: dict[str, dict[str, list[float]]] = {}
+    for run in runs:
+        for name, value in run["figures"].items():
+            samples.setdefault(run["plane"], {}).setdefault(name, []).append(value)
+    return {kind: {name: statistics.median(values) for name, values in figures.items()}
+            for kind, figures in samples.items()}
+
+
+def _cell(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit in ("s", "cores") and value < 10:
+        return f"{value:.3f}"
+    return f"{value:.1f}"
+
+
+def table(report: dict[str, Any]) -> str:
+    middle = report["medians"]
+    header = (f"{'scenario':<56}{'istiod':>10}{'istiod':>10}{'pilotpy':>10}{'ratio':>8}"
+              f"  target\n{'':<56}{'':>10}{'20/s cap':>10}{'':>10}{'':>8}")
+    lines = [header]
+    for name, label, unit, target in ROWS:
+        theirs = middle.get(ISTIOD, {}).get(name)
+        capped = middle.get(ISTIOD_CAPPED, {}).get(name)
+        ours = middle.get(PILOTPY, {}).get(name)
+        ratio = f"{ours / theirs:.2f}x" if ours is not None and theirs else "-"
+        lines.append(f"{label + f' ({unit})':<56}{_cell(theirs, unit):>10}"
+                     f"{_cell(capped, unit):>10}{_cell(ours, unit):>10}{ratio:>8}  {target}")
+    machine = report["machine"]
+    lines.append(f"\n{report['date']}, {machine['cpus']} CPUs ({machine['cpu_model']}), "
+                 f"{machine['platform']}; medians of {report['rounds']} alternating runs; "
+                 "ratio = pilotpy / istiod without the stream cap")
+    return "\n".join(lines)
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=HERE / "out")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true",
+                        help="one round, smaller fleets and shorter churn (a smoke run)")
+    parser.add_argument("--only", default=",".join(GROUPS),
+                        help=f"comma-separated groups of {GROUPS}")
+    args = parser.parse_args()
+    rounds = 1 if args.quick else args.rounds
+    sizes = Sizes.quick() if args.quick else Sizes()
+    only = set(args.only.split(","))
+    workdir = Path(tempfile.mkdtemp(prefix="pilotpy-compare-"))
+    runs: list[dict[str, Any]] = []
+    loaded: dict[str, float] = {}
+    started = time.time()
+    try:
+        if only & {"gateway", "idle", "storm"}:
+            docs = gateway_mesh(1000)
+
+            def gateway_groups(api: Api) -> None:
+                if "gateway" in only:
+                    _run(runs, "gateway", [ISTIOD, PILOTPY], rounds,
+                         lambda kind: gateway_mesh_scenarios(kind, api, docs, workdir, sizes))
+                if "idle" in only:
+                    _run(runs, "idle", [ISTIOD, PILOTPY], rounds,
+                         lambda kind: idle_streams(kind, api, workdir, sizes))
+                if "storm" in only:
+                    _run(runs, "storm", [ISTIOD, ISTIOD_CAPPED, PILOTPY], rounds,
+                         lambda kind: storm(kind, api, workdir, sizes))
+
+            loaded["gateway_mesh_1k"] = _with_api(workdir, docs, gateway_groups)
+        if "reference" in only:
+            mesh = reference_mesh()
+            loaded["reference_mesh"] = _with_api(workdir, mesh.docs, lambda api: _run(
+                runs, "reference", [ISTIOD, ISTIOD_CAPPED, PILOTPY], rounds,
+                lambda kind: reference(kind, api, mesh, workdir, sizes)))
+        if "generation-10k" in only:
+            loaded["gateway_mesh_10k"] = _with_api(workdir, gateway_mesh(10000), lambda api: _run(
+                runs, "generation-10k", [ISTIOD, PILOTPY], rounds,
+                lambda kind: generation_10k(kind, api, workdir, sizes)))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d", time.gmtime(started)),
+        "machine": {"cpus": os.cpu_count(), "cpu_model": _cpu_model(),
+                    "python": platform.python_version(), "platform": platform.platform()},
+        "rounds": rounds, "sizes": vars(sizes), "load_seconds": loaded,
+        "seconds": round(time.time() - started, 1),
+        "medians": medians(runs), "runs": runs,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "compare.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    text = table(report)
+    (args.out / "compare.txt").write_text(text + "\n", encoding="utf-8")
+    print(text)
+    print(f"\nreport: {args.out / 'compare.json'} ({report['seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
