@@ -89,14 +89,14 @@ def _alternating(kinds: list[str], round_index: int) -> list[str]:
 
 
 def _run(runs: list[dict[str, Any]], group: str, kinds: list[str], rounds: int,
-         scenario: Callable[[str], Figures]) -> None:
+         scenario: Callable[[str, Figures], None]) -> None:
     for round_index in range(rounds):
         for kind in _alternating(kinds, round_index):
             started = time.monotonic()
+            figures: Figures = {}
             try:
-                figures = scenario(kind)
+                scenario(kind, figures)
             except Exception as error:  # one failed run is reported, the others still run
-                figures = {}
                 print(f"  {group} {kind} round {round_index + 1}: FAILED {error!r}",
                       flush=True)
             runs.append({"group": group, "plane": kind, "round": round_index + 1,
@@ -185,24 +185,25 @@ def main() -> int:
             def gateway_groups(api: Api) -> None:
                 if "gateway" in only:
                     _run(runs, "gateway", [ISTIOD, PILOTPY], rounds,
-                         lambda kind: gateway_mesh_scenarios(kind, api, docs, workdir, sizes))
+                         lambda kind, out: gateway_mesh_scenarios(
+                             kind, api, docs, workdir, sizes, figures=out))
                 if "idle" in only:
                     _run(runs, "idle", [ISTIOD, PILOTPY], rounds,
-                         lambda kind: idle_streams(kind, api, workdir, sizes))
+                         lambda kind, out: idle_streams(kind, api, workdir, sizes, figures=out))
                 if "storm" in only:
                     _run(runs, "storm", [ISTIOD, ISTIOD_CAPPED, PILOTPY], rounds,
-                         lambda kind: storm(kind, api, workdir, sizes))
+                         lambda kind, out: storm(kind, api, workdir, sizes, figures=out))
 
             loaded["gateway_mesh_1k"] = _with_api(workdir, docs, gateway_groups)
         if "reference" in only:
             mesh = reference_mesh()
             loaded["reference_mesh"] = _with_api(workdir, mesh.docs, lambda api: _run(
                 runs, "reference", [ISTIOD, ISTIOD_CAPPED, PILOTPY], rounds,
-                lambda kind: reference(kind, api, mesh, workdir, sizes)))
+                lambda kind, out: reference(kind, api, mesh, workdir, sizes, figures=out)))
         if "generation-10k" in only:
             loaded["gateway_mesh_10k"] = _with_api(workdir, gateway_mesh(10000), lambda api: _run(
                 runs, "generation-10k", [ISTIOD, PILOTPY], rounds,
-                lambda kind: generation_10k(kind, api, workdir, sizes)))
+                lambda kind, out: generation_10k(kind, api, workdir, sizes, figures=out)))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report: dict[str, Any] = {

@@ -95,9 +95,10 @@ def virtual_service(name: str, namespace: str, *, timeout: int) -> dict[str, Any
 
 
 def changed_gateway_route(docs: list[dict[str, Any]], generation: int) -> dict[str, Any]:
-    """The first VirtualService of a gateway mesh with another timeout (a route change)."""
+    """The first VirtualService of a gateway mesh with a timeout of its own per `generation`
+    (1, 2, ...): each is a route change."""
     vs = copy.deepcopy(next(d for d in docs if d["kind"] == "VirtualService"))
-    vs["spec"]["http"][0]["timeout"] = f"{5 + generation % 2 + 1}s"
+    vs["spec"]["http"][0]["timeout"] = f"{5 + generation}s"
     return vs
 
 

@@ -20,7 +20,10 @@ def _ip(service: int, endpoint: int) -> str:
 
 
 def _vip(service: int) -> str:
-    return f"10.96.{(service >> 8) & 255}.{service & 255}"
+    # Valid in a real cluster's 10.96.0.0/16: the first addresses are the network's own and
+    # the `kubernetes` Service's.
+    n = service + 16
+    return f"10.96.{(n >> 8) & 255}.{n & 255}"
 
 
 def documents(services: int, endpoints: int = 10) -> list[dict[str, Any]]:

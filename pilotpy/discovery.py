@@ -3,7 +3,11 @@
 Proxies whose translation inputs are equal form a class (ProxyView.class_key). A class's
 snapshot is generated once per push context, on first use, serialized once, and shared by
 every stream of the class. An endpoint-only change set rebuilds only the affected
-ClusterLoadAssignments and reuses every other resource set, so streams push EDS alone.
+ClusterLoadAssignments and reuses every other resource set, so streams push EDS alone. A
+change set of routing kinds only (VirtualService, Gateway, Ingress) cannot change clusters
+or endpoints: classes regenerate listeners and routes and keep their CDS and EDS sets.
+ClusterLoadAssignments depend on the cluster and the proxy's namespace alone, so within one
+push context each is built once and shared by every class that asks for it.
 """
 
 from __future__ import annotations
@@ -35,8 +39,17 @@ from pilotpy.xds.server import ConfigUnavailable, NodeRejected
 log = logging.getLogger("pilotpy.discovery")
 # The kinds a ProxyView is computed from (workload labels, the Services selecting it).
 VIEW_INPUT_KINDS = frozenset({Kind.POD, Kind.SERVICE, Kind.SERVICE_ENTRY})
+# Kinds that shape listeners and routes only: clusters come from services, DestinationRules,
+# Sidecars and the mesh config; endpoints from those and EndpointSlices.
+ROUTING_KINDS = frozenset({Kind.VIRTUAL_SERVICE, Kind.GATEWAY, Kind.INGRESS,
+                           Kind.INGRESS_CLASS})
 # Above this many resources a generation's temporary messages are worth returning to the OS.
 LARGE_SNAPSHOT_RESOURCES = 2000
+
+
+def _host_of(cluster_name: str) -> str | None:
+    parsed = parse_outbound_cluster_name(cluster_name)
+    return parsed[2] if parsed is not None else None
 
 
 def _resources(type_url: str, messages: Iterable[tuple[str, Message]]) -> ResourceSet:
@@ -60,6 +73,9 @@ class _Class:
     # The last snapshot generated for this class under any push context: served when
     # generating the current one fails.
     last_good: Snapshot | None = None
+    # The previous context's snapshot, when only routing kinds changed since: its CDS and
+    # EDS sets hold for this context too.
+    clusters_from: Snapshot | None = None
     failed_version: int | None = None  # the push context whose generation failed
     proxies: int = 0
 
@@ -97,6 +113,8 @@ class Discovery:
         self._handles: set[ProxyHandle] = set()
         self.timings = PushTimings()
         self._rebuild_next = False
+        # (EDS cluster name, proxy namespace) -> assignment, for the current push context.
+        self._assignments: dict[tuple[str, str], Resource] = {}
 
     # -- config updates --------------------------------------------------------------------
 
@@ -119,6 +137,13 @@ class Discovery:
             self.problems.set(INGRESS_ORIGIN, push.ingress.problems)
         self.push = push
         self.timings.push_context_seconds = time.perf_counter() - started
+        if scope.full:
+            self._assignments = {}
+        else:
+            self._assignments = {key: found for key, found in self._assignments.items()
+                                 if _host_of(key[0]) not in scope.endpoint_hosts}
+        routing_only = incremental and scope.full and bool(change.changed) and all(
+            k.kind in ROUTING_KINDS for k in change.changed)
         previous = self._classes
         self._classes = {}
         # A view depends only on Pods and the service registry; after any other change every
@@ -138,6 +163,8 @@ class Discovery:
                     if not scope.full and old.snapshot is not None:
                         entry.snapshot = self._with_new_endpoints(old.snapshot, entry.view,
                                                                   scope)
+                    elif routing_only:
+                        entry.clusters_from = old.snapshot or old.clusters_from
             entry.proxies += 1
         for key, old in previous.items():
             if key not in self._classes:
@@ -162,40 +189,56 @@ class Discovery:
         assert self.push is not None
         started = time.perf_counter()
         push, view = self.push, entry.view
-        generated = generate(push, view)
-        eds_names = eds_cluster_names(generated.clusters)
+        kept = entry.clusters_from
+        generated = generate(push, view, clusters=kept is None)
+        if kept is not None:
+            clusters, endpoints = kept.get(types.CLUSTER), kept.get(types.ENDPOINT)
+            eds_names_by_cluster = kept.eds_names_by_cluster
+        else:
+            clusters = _resources(types.CLUSTER, ((c.name, c) for c in generated.clusters))
+            eds_names_by_cluster = {c.name: c.eds_cluster_config.service_name
+                                    for c in generated.clusters
+                                    if c.HasField("eds_cluster_config")}
+            endpoints = ResourceSet(types.ENDPOINT, self._endpoints(
+                view, sorted(set(eds_cluster_names(generated.clusters)))))
         snapshot = Snapshot(
             version=str(push.version),
             resources={
-                types.CLUSTER: _resources(types.CLUSTER, ((c.name, c) for c in generated.clusters)),
-                types.ENDPOINT: _resources(types.ENDPOINT, (
-                    (a.cluster_name, a) for a in endpoints_for(push, view, eds_names))),
+                types.CLUSTER: clusters,
+                types.ENDPOINT: endpoints,
                 types.LISTENER: _resources(types.LISTENER,
                                            ((li.name, li) for li in generated.listeners)),
                 types.ROUTE: ResourceSet(types.ROUTE, (
                     make_resource(types.ROUTE, r.name, r.data)
                     for r in generated.serialized_routes)),
             },
-            eds_names_by_cluster={c.name: c.eds_cluster_config.service_name
-                                  for c in generated.clusters if c.HasField("eds_cluster_config")},
+            eds_names_by_cluster=eds_names_by_cluster,
         )
+        entry.clusters_from = None
         self.problems.set(entry.origin, generated.problems)
         self.timings.generate_seconds = [time.perf_counter() - started,
                                          *self.timings.generate_seconds[:9]]
         return snapshot
 
+    def _endpoints(self, view: ProxyView, names: list[str]) -> list[Resource]:
+        """The assignments of `names` for `view`, each built once per push context and
+        proxy namespace (all a ClusterLoadAssignment depends on)."""
+        assert self.push is not None
+        memo = self._assignments
+        missing = [name for name in names if (name, view.namespace) not in memo]
+        for assignment in endpoints_for(self.push, view, missing):
+            memo[(assignment.cluster_name, view.namespace)] = make_resource(
+                types.ENDPOINT, assignment.cluster_name,
+                assignment.SerializeToString(deterministic=True))
+        return [memo[(name, view.namespace)] for name in names]
+
     def _with_new_endpoints(self, old: Snapshot, view: ProxyView, scope: PushScope) -> Snapshot:
         assert self.push is not None
         endpoints = old.get(types.ENDPOINT)
-        stale = [name for name in endpoints.by_name
-                 if (parsed := parse_outbound_cluster_name(name)) is not None
-                 and parsed[2] in scope.endpoint_hosts]
+        stale = [name for name in endpoints.by_name if _host_of(name) in scope.endpoint_hosts]
         if not stale:
             return Snapshot(str(self.push.version), old.resources, old.eds_names_by_cluster)
-        fresh: list[Resource] = [
-            make_resource(types.ENDPOINT, a.cluster_name, a.SerializeToString(deterministic=True))
-            for a in endpoints_for(self.push, view, stale)
-        ]
+        fresh = self._endpoints(view, sorted(stale))
         resources = dict(old.resources)
         resources[types.ENDPOINT] = endpoints.replacing(fresh)
         return Snapshot(str(self.push.version), resources, old.eds_names_by_cluster)

@@ -80,10 +80,10 @@ def test_a_failing_class_keeps_its_last_good_config_and_spares_the_others(
     plane.snapshot(sidecar)
     from pilotpy.translate.generate import generate as real
 
-    def broken_for_routers(push: Any, view: Any) -> Any:
+    def broken_for_routers(push: Any, view: Any, **options: Any) -> Any:
         if view.proxy.is_router:
             raise KeyError("a translation bug")
-        return real(push, view)
+        return real(push, view, **options)
 
     monkeypatch.setattr(discovery, "generate", broken_for_routers)
     plane.update(change(2, 81))
