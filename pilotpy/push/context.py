@@ -7,9 +7,9 @@ endpoints, not the whole registry.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pilotpy.mesh import MeshConfig
 from pilotpy.model.destinationrule import DestinationRule
@@ -43,6 +43,8 @@ Objects = Mapping[str, Mapping[Key, Any]]
 
 ENDPOINT_KINDS = frozenset({Kind.ENDPOINT_SLICE, Kind.POD})
 
+
+_T = TypeVar("_T")
 
 @dataclass(frozen=True, slots=True)
 class PushScope:
@@ -90,6 +92,15 @@ class PushContext:
         except KeyError:
             found = self._memo[key] = self.services.for_host(hostname, proxy_namespace,
                                                               prefer_namespace)
+            return found
+
+    def memoized(self, key: tuple[Any, ...], build: Callable[[], _T]) -> _T:
+        """`build()`'s result, computed once per context: for translation results that
+        depend only on this context and on what `key` names, shared by every proxy class."""
+        try:
+            return self._memo[key]  # type: ignore[no-any-return]
+        except KeyError:
+            found = self._memo[key] = build()
             return found
 
     def destination_rule(self, proxy_namespace: str, service: Service) -> DestinationRule | None:

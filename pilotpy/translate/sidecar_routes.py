@@ -138,11 +138,19 @@ def _serialized_virtual_host(name: str, domains: list[str], routes: bytes) -> by
                     head + routes + _ATTEMPT_COUNT)
 
 
+def _reads_source_labels(vs: VirtualService) -> bool:
+    return any(m.source_labels for route in vs.http for m in route.match)
+
+
 class _Routes:
     """The routes of one port's virtual hosts: a `mesh` VirtualService's, else the default,
-    serialized (see _serialized_routes)."""
+    serialized (see _serialized_routes).
 
-    __slots__ = ("_built", "candidates", "opts", "owners", "port", "push", "view")
+    A VirtualService's routes depend on the port, the proxy's namespace and, only when a
+    match names `sourceLabels`, its labels: they are built once per push context for all
+    classes that share those (the push context's memo), like a service's default route."""
+
+    __slots__ = ("candidates", "opts", "owners", "port", "push", "view")
 
     def __init__(self, push: PushContext, view: ProxyView, scope: SidecarScope,
                  port: int) -> None:
@@ -150,23 +158,24 @@ class _Routes:
         self.candidates = scope.virtual_services_on(port)
         self.owners = VirtualServiceOwners(self.candidates)
         self.opts = RouteOptions(push, view, port, frozenset({MESH_GATEWAY}))
-        self._built: dict[int, bytes] = {}
 
     def of(self, vs: VirtualService) -> bytes:
         """The VirtualService's routes for this port, in virtual-host order (catch-alls
-        last), built once however many of its hosts get a virtual host; empty when none
-        applies."""
-        built = self._built.get(id(vs))
-        if built is None:
-            built = self._built[id(vs)] = _serialized_routes(
-                sorted_routes(build_http_routes(vs, self.opts)))
-        return built
+        last); empty when none applies. The context holds `vs` for its lifetime, so its id
+        names it in the memo."""
+        view = self.view
+        labels = tuple(sorted(view.labels.items())) if _reads_source_labels(vs) else None
+        return self.push.memoized(
+            ("sidecar-vs-routes", id(vs), self.port, view.namespace, labels),
+            lambda: _serialized_routes(sorted_routes(build_http_routes(vs, self.opts))))
 
     def for_service(self, service: Service) -> bytes:
         vs = self.owners.owner(service.hostname)
         routes = self.of(vs) if vs is not None else b""
-        return routes or _serialized_routes(
-            [default_route(self.push, self.view, service, self.port)])
+        return routes or self.push.memoized(
+            ("sidecar-default-route", id(service), self.port, self.view.namespace),
+            lambda: _serialized_routes(
+                [default_route(self.push, self.view, service, self.port)]))
 
 
 # The options of every sidecar route configuration (fields 7, 11, 14).

@@ -258,3 +258,28 @@ def test_an_external_name_to_a_registry_host_adds_its_names_to_that_virtual_host
     assert not any(d.startswith("loop-") for d in domains)
     assert "outbound|80||httpbin.org" in clusters
     assert not any("my-httpbin" in c for c in clusters)
+
+
+def test_routes_shared_between_classes_still_follow_source_labels() -> None:
+    """Route bytes are memoized per push context; a `sourceLabels` match keys them by the
+    proxy's labels too, so two workloads of one namespace each get their own."""
+    from pilotpy.translate.generate import generate
+
+    vs = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+          "metadata": {"name": "web", "namespace": "default"},
+          "spec": {"hosts": ["web"], "http": [
+              {"match": [{"sourceLabels": {"app": "a"}}],
+               "route": [{"destination": {"host": "web"}}], "timeout": "3s"},
+              {"route": [{"destination": {"host": "web"}}]}]}}
+    push = context(service("web"), vs)
+
+    def timeouts(app: str) -> list[float]:
+        view = view_proxy(parse_proxy(f"sidecar~10.2.0.9~{app}-0.default~"
+                                      "default.svc.cluster.local", {"LABELS": {"app": app}}),
+                          push)
+        (route,) = [r for r in generate(push, view).routes if r.name == "80"]
+        (vhost,) = [v for v in route.virtual_hosts if v.name.startswith("web.")]
+        return [r.route.timeout.seconds for r in vhost.routes]
+
+    assert timeouts("a") == [3]  # its match became a catch-all for it
+    assert timeouts("b") == [0]
