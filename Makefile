@@ -128,5 +128,9 @@ golden: $(STAMP) ## regenerate golden files after an intended translation change
 bench: $(STAMP) ## benchmarks S1 and S5 (writes bench/out/report.json)
 	$(BIN)/python bench/run.py --out bench/out
 
+# ARGS: e.g. ARGS=--quick (one round, smaller fleets) or ARGS="--only gateway,idle".
+bench-compare: $(STAMP) kube-bins pilot-discovery ## pilotpy against the real istiod, same machine, same run (bench/out/compare.json)
+	$(BIN)/python bench/compare.py --out bench/out $(ARGS)
+
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache bench/out
