@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -115,6 +116,9 @@ class Discovery:
         self._rebuild_next = False
         # (EDS cluster name, proxy namespace) -> assignment, for the current push context.
         self._assignments: dict[tuple[str, str], Resource] = {}
+        # Clusters translation shared between classes (one message object, see
+        # outbound_clusters), serialized once: id -> (the message, kept alive, its resource).
+        self._cluster_resources: dict[int, tuple[Message, Resource]] = {}
 
     # -- config updates --------------------------------------------------------------------
 
@@ -137,6 +141,7 @@ class Discovery:
             self.problems.set(INGRESS_ORIGIN, push.ingress.problems)
         self.push = push
         self.timings.push_context_seconds = time.perf_counter() - started
+        self._cluster_resources = {}
         if scope.full:
             self._assignments = {}
         else:
@@ -195,7 +200,7 @@ class Discovery:
             clusters, endpoints = kept.get(types.CLUSTER), kept.get(types.ENDPOINT)
             eds_names_by_cluster = kept.eds_names_by_cluster
         else:
-            clusters = _resources(types.CLUSTER, ((c.name, c) for c in generated.clusters))
+            clusters = ResourceSet(types.CLUSTER, self._clusters(generated.clusters))
             eds_names_by_cluster = {c.name: c.eds_cluster_config.service_name
                                     for c in generated.clusters
                                     if c.HasField("eds_cluster_config")}
@@ -219,6 +224,18 @@ class Discovery:
         self.timings.generate_seconds = [time.perf_counter() - started,
                                          *self.timings.generate_seconds[:9]]
         return snapshot
+
+    def _clusters(self, messages: list[cluster_pb2.Cluster]) -> list[Resource]:
+        """Each cluster serialized once per push context, however many classes hold it."""
+        memo = self._cluster_resources
+        out = []
+        for message in messages:
+            found = memo.get(id(message))
+            if found is None:
+                found = memo[id(message)] = (message, make_resource(
+                    types.CLUSTER, message.name, message.SerializeToString(deterministic=True)))
+            out.append(found[1])
+        return out
 
     def _endpoints(self, view: ProxyView, names: list[str]) -> list[Resource]:
         """The assignments of `names` for `view`, each built once per push context and

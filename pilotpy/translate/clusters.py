@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -386,7 +387,11 @@ def outbound_clusters(push: PushContext, view: ProxyView,
                       ) -> list[cluster_pb2.Cluster]:
     """One cluster per visible service port and DestinationRule subset, plus the blackhole.
     A name defined twice (conflicting definitions) keeps the oldest service's cluster.
-    `visible` narrows the ports further (a sidecar's egress scope)."""
+    `visible` narrows the ports further (a sidecar's egress scope).
+
+    A cluster depends on its service, port, subset, DestinationRule and proxy type alone:
+    each is built once per push context (its memo) and the same message is handed to every
+    class, which must not change it."""
     out: dict[str, cluster_pb2.Cluster] = {}
     sidecar = view.proxy.is_sidecar
     for service in push.visible_services(view.namespace):
@@ -405,8 +410,11 @@ def outbound_clusters(push: PushContext, view: ProxyView,
                 name = outbound_cluster_name(port.number, subset, service.hostname)
                 if name in out:
                     continue
-                cluster = build_outbound_cluster(push, service, port, subset=subset, rule=rule,
-                                                 subset_labels=labels, sidecar=sidecar)
+                cluster = push.memoized(
+                    ("outbound-cluster", id(service), port.number, subset, id(rule), sidecar),
+                    functools.partial(build_outbound_cluster, push, service, port,
+                                      subset=subset, rule=rule, subset_labels=labels,
+                                      sidecar=sidecar))
                 if cluster is not None:
                     out[name] = cluster
     out[BLACKHOLE_CLUSTER] = blackhole_cluster(push.mesh)

@@ -118,3 +118,21 @@ def test_classes_in_one_namespace_share_their_assignments() -> None:
     name = "outbound|80||web.default.svc.cluster.local"
     one, two = (s.get(types.ENDPOINT).by_name[name] for s in sidecars)
     assert one is two
+
+
+def test_classes_share_their_cluster_resources() -> None:
+    docs = [service("web"), endpoint_slice("web", "10.1.0.1")]
+    plane = Discovery(MeshConfig())
+    update(plane, 1, docs)
+    sidecars = [plane.snapshot(plane.connect(node(
+        f"sidecar~10.2.0.{i}~app-{i}.default~default.svc.cluster.local", {"app": f"app-{i}"})))
+        for i in (1, 2)]
+    name = "outbound|80||web.default.svc.cluster.local"
+    one, two = (s.get(types.CLUSTER).by_name[name] for s in sidecars)
+    assert one is two
+    update(plane, 2, [*docs, endpoint_slice("web", "10.1.0.2")],
+           {Key("EndpointSlice", "default", "web")})
+    update(plane, 3, [service("web"), endpoint_slice("web", "10.1.0.2"), virtual_service("5s")])
+    third = plane.snapshot(plane.connect(node(
+        "sidecar~10.2.0.3~app-3.default~default.svc.cluster.local", {"app": "app-3"})))
+    assert third.get(types.CLUSTER).by_name[name] is not one  # a new context builds anew
