@@ -5,8 +5,9 @@ Both serve the same kube-apiserver objects and the same fake-proxy client fleets
 at a time, pinned to CPU 0 (istiod with GOMAXPROCS=1); the API server, etcd and the fake
 proxies run on CPU 1. istiod runs with its defaults ("istiod": new streams capped at 20/s on
 one core) and with that cap lifted ("istiod-uncapped"); the capped one only where connecting
-is what is measured (S6, S7). Every scenario runs `--rounds` times per control plane, the order
-alternating between rounds; the table shows medians and the ratio pilotpy / istiod (uncapped).
+is what is measured (S6, S7). Every scenario runs `--rounds` times per control plane (the
+groups of thousands of proxies `--heavy-rounds` times), the order alternating between rounds;
+the table shows medians and the ratio pilotpy / istiod (uncapped).
 
 Writes `<out>/compare.json` (every run's figures, the medians, the machine) and
 `<out>/compare.txt` (the table). Scenarios: bench/compare_scenarios.py; meshes:
@@ -51,10 +52,16 @@ GROUPS = ("gateway", "idle", "storm", "reference", "generation-10k")
 ROWS: list[tuple[str, str, str, str]] = [
     ("gen_sidecar_1k_s", "per-proxy generation: fresh sidecar, 1k services", "s", "<= 1.0x"),
     ("gen_sidecar_1k_cpu_s", "  CPU", "s", ""),
+    ("gen_sidecar_1k_first_s", "  the first fresh sidecar", "s", ""),
+    ("gen_sidecar_1k_first_cpu_s", "  its CPU", "s", ""),
     ("gen_sidecar_10k_s", "per-proxy generation: fresh sidecar, 10k services", "s", "<= 1.0x"),
     ("gen_sidecar_10k_cpu_s", "  CPU", "s", ""),
+    ("gen_sidecar_10k_first_s", "  the first fresh sidecar", "s", ""),
+    ("gen_sidecar_10k_first_cpu_s", "  its CPU", "s", ""),
     ("gen_router_10k_s", "per-proxy generation: fresh gateway, 10k services", "s", "<= 1.0x"),
     ("gen_router_10k_cpu_s", "  CPU", "s", ""),
+    ("gen_router_10k_first_s", "  the first fresh gateway", "s", ""),
+    ("gen_router_10k_first_cpu_s", "  its CPU", "s", ""),
     ("s1_start_to_config_s", "S1 start -> full config at one gateway, 1k services", "s", ""),
     ("s1_cpu_s", "  CPU", "s", ""),
     ("s2_change_to_ack_s", "S2 one VirtualService change -> ACK, 1 proxy", "s", ""),
@@ -150,8 +157,9 @@ def table(report: dict[str, Any]) -> str:
                      f"{_cell(capped, unit):>10}{_cell(ours, unit):>10}{ratio:>8}  {target}")
     machine = report["machine"]
     lines.append(f"\n{report['date']}, {machine['cpus']} CPUs ({machine['cpu_model']}), "
-                 f"{machine['platform']}; medians of {report['rounds']} alternating runs; "
-                 "ratio = pilotpy / istiod without the stream cap")
+                 f"{machine['platform']}; medians of {report['rounds']} alternating runs "
+                 f"({report['heavy_rounds']} for S5, S6, S7); ratio = pilotpy / istiod "
+                 "without the stream cap")
     return "\n".join(lines)
 
 
@@ -166,12 +174,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=HERE / "out")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--heavy-rounds", type=int, default=2,
+                        help="rounds of the thousands-of-proxies groups (idle, storm, reference)")
     parser.add_argument("--quick", action="store_true",
                         help="one round, smaller fleets and shorter churn (a smoke run)")
     parser.add_argument("--only", default=",".join(GROUPS),
                         help=f"comma-separated groups of {GROUPS}")
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
+    heavy = 1 if args.quick else args.heavy_rounds
     sizes = Sizes.quick() if args.quick else Sizes()
     only = set(args.only.split(","))
     workdir = Path(tempfile.mkdtemp(prefix="pilotpy-compare-"))
@@ -188,17 +199,17 @@ def main() -> int:
                          lambda kind, out: gateway_mesh_scenarios(
                              kind, api, docs, workdir, sizes, figures=out))
                 if "idle" in only:
-                    _run(runs, "idle", [ISTIOD, PILOTPY], rounds,
+                    _run(runs, "idle", [ISTIOD, PILOTPY], heavy,
                          lambda kind, out: idle_streams(kind, api, workdir, sizes, figures=out))
                 if "storm" in only:
-                    _run(runs, "storm", [ISTIOD, ISTIOD_CAPPED, PILOTPY], rounds,
+                    _run(runs, "storm", [ISTIOD, ISTIOD_CAPPED, PILOTPY], heavy,
                          lambda kind, out: storm(kind, api, workdir, sizes, figures=out))
 
             loaded["gateway_mesh_1k"] = _with_api(workdir, docs, gateway_groups)
         if "reference" in only:
             mesh = reference_mesh()
             loaded["reference_mesh"] = _with_api(workdir, mesh.docs, lambda api: _run(
-                runs, "reference", [ISTIOD, ISTIOD_CAPPED, PILOTPY], rounds,
+                runs, "reference", [ISTIOD, ISTIOD_CAPPED, PILOTPY], heavy,
                 lambda kind, out: reference(kind, api, mesh, workdir, sizes, figures=out)))
         if "generation-10k" in only:
             loaded["gateway_mesh_10k"] = _with_api(workdir, gateway_mesh(10000), lambda api: _run(
@@ -210,7 +221,7 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%d", time.gmtime(started)),
         "machine": {"cpus": os.cpu_count(), "cpu_model": _cpu_model(),
                     "python": platform.python_version(), "platform": platform.platform()},
-        "rounds": rounds, "sizes": vars(sizes), "load_seconds": loaded,
+        "rounds": rounds, "heavy_rounds": heavy, "sizes": vars(sizes), "load_seconds": loaded,
         "seconds": round(time.time() - started, 1),
         "medians": medians(runs), "runs": runs,
     }
