@@ -38,6 +38,7 @@ from compare_meshes import gateway_mesh, reference_mesh  # noqa: E402
 from compare_scenarios import (  # noqa: E402
     Figures,
     Sizes,
+    endpoint_churn,
     gateway_mesh_scenarios,
     generation_10k,
     idle_streams,
@@ -46,7 +47,7 @@ from compare_scenarios import (  # noqa: E402
 )
 
 ISTIOD, ISTIOD_CAPPED, PILOTPY = "istiod-uncapped", "istiod", "pilotpy"
-GROUPS = ("gateway", "idle", "storm", "reference", "generation-10k")
+GROUPS = ("gateway", "churn", "idle", "storm", "reference", "generation-10k")
 
 # (figure, what it is, unit, target as a ratio pilotpy/istiod or an absolute bound, or "")
 ROWS: list[tuple[str, str, str, str]] = [
@@ -74,6 +75,7 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("s3_1000_cpu_s", "  CPU per push", "s", ""),
     ("s4_cpu_cores", "S4 50 endpoint changes/s, 1000 proxies: CPU", "cores", ""),
     ("s4_cpu_ms_per_change", "  CPU per change", "ms", ""),
+    ("s4_eds_responses_per_proxy", "  EDS responses per proxy", "", ""),
     ("s5_kb_per_proxy", "S5 RSS per connected proxy (idle streams)", "kB", "<= 0.3x"),
     ("s6_all_converged_s", "S6 proxies connecting within 10 s: all converged", "s", ""),
     ("s6_cpu_s", "  CPU", "s", ""),
@@ -180,6 +182,9 @@ def main() -> int:
                         help="one round, smaller fleets and shorter churn (a smoke run)")
     parser.add_argument("--only", default=",".join(GROUPS),
                         help=f"comma-separated groups of {GROUPS}")
+    parser.add_argument("--keep", type=Path,
+                        help="an earlier compare.json whose runs of the other groups are kept "
+                             "(to rerun some groups only)")
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
     heavy = 1 if args.quick else args.heavy_rounds
@@ -187,10 +192,13 @@ def main() -> int:
     only = set(args.only.split(","))
     workdir = Path(tempfile.mkdtemp(prefix="pilotpy-compare-"))
     runs: list[dict[str, Any]] = []
+    if args.keep is not None:
+        earlier = json.loads(args.keep.read_text(encoding="utf-8"))
+        runs = [r for r in earlier["runs"] if r["group"] not in only]
     loaded: dict[str, float] = {}
     started = time.time()
     try:
-        if only & {"gateway", "idle", "storm"}:
+        if only & {"gateway", "churn", "idle", "storm"}:
             docs = gateway_mesh(1000)
 
             def gateway_groups(api: Api) -> None:
@@ -198,6 +206,10 @@ def main() -> int:
                     _run(runs, "gateway", [ISTIOD, PILOTPY], rounds,
                          lambda kind, out: gateway_mesh_scenarios(
                              kind, api, docs, workdir, sizes, figures=out))
+                if "churn" in only:
+                    _run(runs, "churn", [ISTIOD, PILOTPY], rounds,
+                         lambda kind, out: endpoint_churn(kind, api, docs, workdir, sizes,
+                                                          figures=out))
                 if "idle" in only:
                     _run(runs, "idle", [ISTIOD, PILOTPY], heavy,
                          lambda kind, out: idle_streams(kind, api, workdir, sizes, figures=out))

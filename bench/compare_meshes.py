@@ -102,12 +102,14 @@ def changed_gateway_route(docs: list[dict[str, Any]], generation: int) -> dict[s
     return vs
 
 
-def changed_endpoints(docs: list[dict[str, Any]], index: int) -> dict[str, Any]:
-    """An EndpointSlice of the mesh (round robin) whose first address moves: endpoint churn."""
+def changed_endpoints(docs: list[dict[str, Any]], index: int, generation: int) -> dict[str, Any]:
+    """An EndpointSlice of the mesh (round robin by `index`) whose first address moves to
+    one this `generation` (a run) has not used: endpoint churn that is never a no-op."""
     slices = [d for d in docs if d["kind"] == "EndpointSlice"]
     changed = copy.deepcopy(slices[index % len(slices)])
     first = changed["endpoints"][0]
-    first["addresses"] = [f"10.252.{(index >> 8) & 255}.{index & 255}"]
+    n = generation * 4096 + index % 4096
+    first["addresses"] = [f"10.{252 + (n >> 16) % 4}.{(n >> 8) & 255}.{n & 255}"]
     first.pop("targetRef", None)
     return changed
 
