@@ -39,6 +39,9 @@ ISTIO_VERSION = "1.31.0"
 # istiod caps new xDS streams at 20/s on one core by default (PILOT_MAX_REQUESTS_PER_SECOND,
 # 25 x GOMAXPROCS): "istiod" runs with that, "istiod-uncapped" without.
 UNCAPPED = "1000000"
+# A control plane above this RSS fails its run: on this shared machine a bigger one would push
+# the others' tests (and the machine) into swap. istiod keeps megabytes per stream.
+RSS_LIMIT_MB = 10_000
 
 
 def _pin(pid: int, cpu: int) -> None:
@@ -214,10 +217,14 @@ class Fleet:
     def converged(self) -> int:
         return sum(r.get("converged", 0) for r in self.reports())
 
-    def wait_converged(self, timeout: float) -> float:
-        """Seconds from the fleet's start until every proxy had its whole config."""
+    def wait_converged(self, timeout: float, watch: int | None = None) -> float:
+        """Seconds from the fleet's start until every proxy had its whole config; `watch`:
+        the control plane's pid, whose RSS must stay under RSS_LIMIT_MB meanwhile."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if watch is not None and rss_mb(watch) > RSS_LIMIT_MB:
+                raise MemoryError(f"the control plane passed {RSS_LIMIT_MB} MB of RSS with "
+                                  f"{self.converged()} of {self.count} proxies converged")
             reports = self.reports()
             if len(reports) == len(self.report_files) and sum(
                     r.get("converged", 0) for r in reports) >= self.count:

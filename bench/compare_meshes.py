@@ -1,7 +1,8 @@
 """The meshes `make bench-compare` loads into the API server, and the changes it makes to them.
 
-- `gateway_mesh(n)`: n Services in namespace `bench` (10 endpoints each), one VirtualService per
-  Service bound to the ingress Gateway and to sidecars (bench/configgen.py, S1's input);
+- `gateway_mesh(n, routes)`: n Services in namespace `bench` (10 endpoints each), one
+  VirtualService per Service bound to sidecars and, for the first `routes` (all by default),
+  to the ingress Gateway (bench/configgen.py, S1's input);
 - `reference_mesh()`: Istio's reference mesh (S7): 1000 Services in 20 namespaces, 2000 sidecars
   of 200 workloads (10 replicas each, so 200 proxy classes), a namespace-scoped Sidecar per
   namespace, one VirtualService per Service."""
@@ -21,8 +22,8 @@ REFERENCE_WORKLOADS_PER_NAMESPACE = 10
 REFERENCE_REPLICAS = 10
 
 
-def gateway_mesh(services: int) -> list[dict[str, Any]]:
-    return documents(services)
+def gateway_mesh(services: int, gateway_routes: int | None = None) -> list[dict[str, Any]]:
+    return documents(services, gateway_routes=gateway_routes)
 
 
 @dataclass

@@ -101,7 +101,7 @@ def _fresh(control: ControlPlane, identity: tuple[str, dict[str, str]]) -> tuple
     and the control plane's CPU seconds meanwhile."""
     cpu = cpu_seconds(control.pid)
     with Fleet(control.target, [identity]) as fleet:
-        fleet.wait_converged(CONVERGE_TIMEOUT)
+        fleet.wait_converged(CONVERGE_TIMEOUT, control.pid)
         first = fleet.reports()[0]["first_convergence_seconds"]["p50"]
     return float(first), cpu_seconds(control.pid) - cpu
 
@@ -165,7 +165,7 @@ def gateway_mesh_scenarios(kind: str, api: Api, docs: list[dict[str, Any]], work
             processes = max(1, count // 250)
             with Fleet(control.target, routers(count, 1000), processes=processes,
                        connect_rate=500, per_stream=True) as fleet:
-                fleet.wait_converged(CONVERGE_TIMEOUT)
+                fleet.wait_converged(CONVERGE_TIMEOUT, control.pid)
                 latencies, cpu = _timed_change(control, fleet.streams, functools.partial(
                     api.admin.apply, changed_gateway_route(docs, next(_GENERATIONS)),
                     strict=False))
@@ -183,7 +183,7 @@ def endpoint_churn(kind: str, api: Api, docs: list[dict[str, Any]], workdir: Pat
     with running(kind, api, workdir) as control, Fleet(
             control.target, routers(count), processes=max(1, count // 250),
             connect_rate=500) as fleet:
-        fleet.wait_converged(CONVERGE_TIMEOUT)
+        fleet.wait_converged(CONVERGE_TIMEOUT, control.pid)
         eds = sum(r["responses"]["eds"] for r in fleet.reports())
         cpu = cpu_seconds(control.pid)
         started = time.monotonic()
@@ -203,12 +203,12 @@ def idle_streams(kind: str, api: Api, workdir: Path, sizes: Sizes, *, figures: F
     with running(kind, api, workdir) as control, Fleet(
             control.target, routers(low), processes=max(1, low // 500),
             connect_rate=500) as first:
-        first.wait_converged(CONVERGE_TIMEOUT)
+        first.wait_converged(CONVERGE_TIMEOUT, control.pid)
         time.sleep(3)
         rss_low = rss_mb(control.pid)
         with Fleet(control.target, routers(high - low, low),
                    processes=max(1, (high - low) // 500), connect_rate=500) as second:
-            second.wait_converged(CONVERGE_TIMEOUT)
+            second.wait_converged(CONVERGE_TIMEOUT, control.pid)
             time.sleep(3)
             rss_high = rss_mb(control.pid)
     figures |= {f"s5_rss_mb_{low}": rss_low, f"s5_rss_mb_{high}": rss_high,
@@ -223,7 +223,7 @@ def storm(kind: str, api: Api, workdir: Path, sizes: Sizes, *, figures: Figures)
         cpu = cpu_seconds(control.pid)
         with Fleet(control.target, routers(count), processes=max(1, count // 1000),
                    connect_rate=count / 10) as fleet:
-            converged = fleet.wait_converged(CONVERGE_TIMEOUT)
+            converged = fleet.wait_converged(CONVERGE_TIMEOUT, control.pid)
         figures |= {"s6_all_converged_s": converged,
                     "s6_cpu_s": cpu_seconds(control.pid) - cpu,
                     "s6_peak_rss_mb": peak_rss_mb(control.pid)}
@@ -238,7 +238,7 @@ def reference(kind: str, api: Api, mesh: ReferenceMesh, workdir: Path, sizes: Si
         cpu = cpu_seconds(control.pid)
         with Fleet(control.target, sidecars, processes=4, connect_rate=200,
                    per_stream=True) as fleet:
-            figures["s7_connect_s"] = fleet.wait_converged(CONVERGE_TIMEOUT)
+            figures["s7_connect_s"] = fleet.wait_converged(CONVERGE_TIMEOUT, control.pid)
             connect_cpu = cpu_seconds(control.pid) - cpu
             figures["s7_connect_cpu_ms_per_proxy"] = 1000 * connect_cpu / len(sidecars)
             cpu = cpu_seconds(control.pid)
