@@ -1,4 +1,4 @@
-"""`make bench`: the benchmark scenarios implemented so far (S1, S5; docs/benchmarks.md).
+"""`make bench`: the benchmark scenarios implemented so far (S1, S5, S12; docs/benchmarks.md).
 
 Each S1 run is a fresh process pinned to one CPU; medians are reported. S5 runs the server and
 the fake proxies in separate processes pinned to different CPUs. Writes `<out>/report.json`
@@ -22,6 +22,9 @@ HERE = Path(__file__).resolve().parent
 S1_TARGET_SECONDS = {1000: 0.150, 10000: 1.5}
 S1_TARGET_RSS_MB = 100
 S5_TARGET_KB = 100
+S12_TARGET_PER_CPU_SECOND = 500
+S12_TARGET_P99_MS = 50
+S12_PUSH_SLOWDOWN = 1.10  # push p99 under CSR load within 10% of the idle run
 
 
 def taskset(cpu: int) -> list[str]:
@@ -47,6 +50,10 @@ def s1(services: int, runs: int, proxy: str = "gateway") -> dict[str, Any]:
 def s5(steps: str, mode: str) -> dict[str, Any]:
     return run_json([sys.executable, str(HERE / "s5.py"), "--steps", steps, "--mode", mode],
                     timeout=900)
+
+
+def s12() -> dict[str, Any]:
+    return run_json([sys.executable, str(HERE / "s12.py")], timeout=900)
 
 
 def _row(scenario: str, figure: str, value: str, target: str = "", verdict: str = "") -> str:
@@ -77,6 +84,22 @@ def table(report: dict[str, Any]) -> str:
                           f"<= {S5_TARGET_KB} kB", "met" if kb <= S5_TARGET_KB else "MISSED"))
         lines.append(f"{'':22}RSS (MB) by connected proxies: "
                      f"{entry['rss_mb_by_connected_proxies']}")
+    for entry in report.get("s12", []):
+        capacity, at_rate = entry["capacity"], entry["at_rate"]
+        per_cpu = capacity["signatures_per_cpu_second"]
+        lines.append(_row("S12 CA, 50 clients", "signatures per CPU-second", f"{per_cpu:.0f}",
+                          f">= {S12_TARGET_PER_CPU_SECOND}",
+                          "met" if per_cpu >= S12_TARGET_PER_CPU_SECOND else "MISSED"))
+        lines.append(_row("", "signatures per second (wall)",
+                          f"{capacity['signatures_per_second']:.0f}"))
+        p99 = at_rate["latency_ms"]["p99"]
+        lines.append(_row("", f"CSR p99 at {at_rate['rate']:.0f}/s", f"{p99:.1f} ms",
+                          f"<= {S12_TARGET_P99_MS} ms",
+                          "met" if p99 <= S12_TARGET_P99_MS else "MISSED"))
+        idle, loaded = entry["push_latency_ms_idle"]["p99"], entry["push_latency_ms_at_rate"]["p99"]
+        lines.append(_row("", "push p99 idle / under CSRs", f"{idle:.0f}/{loaded:.0f} ms",
+                          "<= +10%",
+                          "met" if loaded <= idle * S12_PUSH_SLOWDOWN else "MISSED"))
     return "\n".join(lines)
 
 
@@ -94,6 +117,7 @@ def main() -> int:
                for n, runs in ((1000, 3 if args.quick else 5), (10000, 1 if args.quick else 3))],
         "s5": [s5("1000" if args.quick else "1000,2000,5000", "sotw"),
                s5("1000" if args.quick else "1000,2000", "delta")],
+        "s12": [s12()],
     }
     report["seconds"] = round(time.time() - started, 1)
     (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

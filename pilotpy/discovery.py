@@ -53,9 +53,15 @@ def _host_of(cluster_name: str) -> str | None:
     return parsed[2] if parsed is not None else None
 
 
-def _resources(type_url: str, messages: Iterable[tuple[str, Message]]) -> ResourceSet:
-    return ResourceSet(type_url, (make_resource(type_url, name, m.SerializeToString(
-        deterministic=True)) for name, m in messages))
+def _serialized(type_url: str, messages: Iterable[tuple[str, Message]]) -> list[Resource]:
+    return [make_resource(type_url, name, m.SerializeToString(deterministic=True))
+            for name, m in messages]
+
+
+def _resources(type_url: str, messages: Iterable[tuple[str, Message]],
+               named_only: Iterable[tuple[str, Message]] = ()) -> ResourceSet:
+    return ResourceSet(type_url, _serialized(type_url, messages),
+                       _serialized(type_url, named_only))
 
 
 @dataclass(eq=False)
@@ -115,7 +121,7 @@ class Discovery:
         self.timings = PushTimings()
         self._rebuild_next = False
         # (EDS cluster name, proxy namespace) -> assignment, for the current push context.
-        self._assignments: dict[tuple[str, str], Resource] = {}
+        self._assignments: dict[tuple[str, str, str], Resource] = {}
         # Clusters translation shared between classes (one message object, see
         # outbound_clusters), serialized once: id -> (the message, kept alive, its resource).
         self._cluster_resources: dict[int, tuple[Message, Resource]] = {}
@@ -200,19 +206,22 @@ class Discovery:
             clusters, endpoints = kept.get(types.CLUSTER), kept.get(types.ENDPOINT)
             eds_names_by_cluster = kept.eds_names_by_cluster
         else:
-            clusters = ResourceSet(types.CLUSTER, self._clusters(generated.clusters))
+            every_cluster = [*generated.clusters, *generated.named_only_clusters]
+            clusters = ResourceSet(types.CLUSTER, self._clusters(generated.clusters),
+                                   self._clusters(generated.named_only_clusters))
             eds_names_by_cluster = {c.name: c.eds_cluster_config.service_name
-                                    for c in generated.clusters
+                                    for c in every_cluster
                                     if c.HasField("eds_cluster_config")}
             endpoints = ResourceSet(types.ENDPOINT, self._endpoints(
-                view, sorted(set(eds_cluster_names(generated.clusters)))))
+                view, sorted(set(eds_cluster_names(every_cluster)))))
         snapshot = Snapshot(
             version=str(push.version),
             resources={
                 types.CLUSTER: clusters,
                 types.ENDPOINT: endpoints,
-                types.LISTENER: _resources(types.LISTENER,
-                                           ((li.name, li) for li in generated.listeners)),
+                types.LISTENER: _resources(
+                    types.LISTENER, ((li.name, li) for li in generated.listeners),
+                    ((li.name, li) for li in generated.named_only_listeners)),
                 types.ROUTE: ResourceSet(types.ROUTE, (
                     make_resource(types.ROUTE, r.name, r.data)
                     for r in generated.serialized_routes)),
@@ -238,16 +247,18 @@ class Discovery:
         return out
 
     def _endpoints(self, view: ProxyView, names: list[str]) -> list[Resource]:
-        """The assignments of `names` for `view`, each built once per push context and
-        proxy namespace (all a ClusterLoadAssignment depends on)."""
+        """The assignments of `names` for `view`, each built once per push context, proxy
+        namespace and generator (all a ClusterLoadAssignment depends on: a proxyless gRPC
+        client gets its own form)."""
         assert self.push is not None
         memo = self._assignments
-        missing = [name for name in names if (name, view.namespace) not in memo]
+        space, generator = view.namespace, view.proxy.generator
+        missing = [name for name in names if (name, space, generator) not in memo]
         for assignment in endpoints_for(self.push, view, missing):
-            memo[(assignment.cluster_name, view.namespace)] = make_resource(
+            memo[(assignment.cluster_name, space, generator)] = make_resource(
                 types.ENDPOINT, assignment.cluster_name,
                 assignment.SerializeToString(deterministic=True))
-        return [memo[(name, view.namespace)] for name in names]
+        return [memo[(name, space, generator)] for name in names]
 
     def _with_new_endpoints(self, old: Snapshot, view: ProxyView, scope: PushScope) -> Snapshot:
         assert self.push is not None

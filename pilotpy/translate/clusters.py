@@ -207,13 +207,14 @@ def _apply_connection_pool(cluster: cluster_pb2.Cluster, pool: ConnectionPool | 
 
 
 def _slow_start(warmup: Warmup) -> cluster_pb2.Cluster.SlowStartConfig:
+    """istiod's setWarmup (both values, defaults filled in by the model) or, for the
+    deprecated warmupDurationSecs, setSlowStartConfig (the window alone)."""
     config = cluster_pb2.Cluster.SlowStartConfig(slow_start_window=pb.duration(warmup.duration_ns))
-    if warmup.minimum_percent is not None or warmup.aggression is not None:
-        config.aggression.default_value = (
-            warmup.aggression if warmup.aggression is not None else 1.0)
+    if warmup.aggression is not None:
+        config.aggression.default_value = warmup.aggression
         config.aggression.runtime_key = "("
-        config.min_weight_percent.value = (
-            warmup.minimum_percent if warmup.minimum_percent is not None else 10.0)
+    if warmup.minimum_percent is not None:
+        config.min_weight_percent.value = warmup.minimum_percent
     return config
 
 
@@ -255,6 +256,14 @@ def _apply_outlier_detection(cluster: cluster_pb2.Cluster,
                              outlier: OutlierDetection | None) -> None:
     if outlier is None:
         return
+    cluster.outlier_detection.CopyFrom(outlier_detection(outlier))
+    # istiod always sets the panic threshold with outlier detection; 0 disables panic mode.
+    cluster.common_lb_config.healthy_panic_threshold.CopyFrom(
+        percent_pb2.Percent(value=float(outlier.min_health_percent)))
+
+
+def outlier_detection(outlier: OutlierDetection) -> outlier_detection_pb2.OutlierDetection:
+    """A DestinationRule's outlierDetection as Envoy's (istiod's applyOutlierDetection)."""
     out = outlier_detection_pb2.OutlierDetection(enforcing_success_rate=pb.uint32(0))
     if outlier.consecutive_5xx_errors is not None:
         value = outlier.consecutive_5xx_errors
@@ -276,10 +285,7 @@ def _apply_outlier_detection(cluster: cluster_pb2.Cluster,
             out.consecutive_local_origin_failure.value = outlier.consecutive_local_origin_failures
             out.enforcing_consecutive_local_origin_failure.value = 100
         out.enforcing_local_origin_success_rate.value = 0
-    cluster.outlier_detection.CopyFrom(out)
-    # istiod always sets the panic threshold with outlier detection; 0 disables panic mode.
-    cluster.common_lb_config.healthy_panic_threshold.CopyFrom(
-        percent_pb2.Percent(value=float(outlier.min_health_percent)))
+    return out
 
 
 def _apply_traffic_policy(cluster: cluster_pb2.Cluster, port: Port, policy: TrafficPolicy | None,

@@ -94,8 +94,9 @@ def default_route(push: PushContext, view: ProxyView, service: Service, port: in
     rule = push.destination_rule(view.namespace, service)
     if rule is not None:
         consistent = consistent_hash_for(rule, "", port)
-    set_retry_policy(action, push.mesh.default_http_retry_policy,
-                     consistent_hash=consistent is not None)
+    # istiod's BuildDefaultHTTPOutboundRoute: the mesh's retry policy as if there were no
+    # consistent hash, so the previous-hosts predicate stays even when the route hashes.
+    set_retry_policy(action, push.mesh.default_http_retry_policy, consistent_hash=False)
     if consistent is not None:
         found = hash_policy(consistent)
         if found is not None:

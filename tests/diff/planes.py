@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from pilotpy.local.envoy import free_port
+from tests.istio_bins import PILOT_DISCOVERY
 
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pilotpy"
 # istiod's Istio-only filters (metadata exchange, ALPN) exist in istio/proxyv2 only; with them
 # a stock Envoy rejects istiod's listeners. Off, istiod configures the Envoy pilotpy does.
 ISTIOD_FOR_STOCK_ENVOY = {"PILOT_ENABLE_METADATA_EXCHANGE": "false",
@@ -35,7 +35,7 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def istiod_binary() -> Path:
-    path = CACHE / "pilot-discovery"
+    path = PILOT_DISCOVERY
     if not (path.is_file() and os.access(path, os.X_OK)):
         raise RuntimeError(f"{path} not found: run `make istio-bins` (hack/istio-bins.sh "
                            "pilot-discovery builds it from the pinned istio.io/istio)")
@@ -45,7 +45,8 @@ def istiod_binary() -> Path:
 def istio_source() -> Path:
     """The pinned istio.io/istio module in Go's module cache (the one the binary was built
     from, named by the first word of its .version file)."""
-    version = (CACHE / "pilot-discovery.version").read_text(encoding="utf-8").split()[0]
+    stamp = PILOT_DISCOVERY.with_name("pilot-discovery.version")
+    version = stamp.read_text(encoding="utf-8").split()[0]
     out = subprocess.run(["go", "mod", "download", "-json", f"istio.io/istio@{version}"],
                          check=True, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "GOFLAGS": "-mod=mod"})

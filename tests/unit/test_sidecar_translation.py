@@ -12,7 +12,7 @@ from pilotpy.model import Key
 from pilotpy.proxy import parse_proxy, view_proxy
 from pilotpy.push import PushContext, build_push_context
 from pilotpy.translate.generate import generate
-from pilotpy.translate.sidecar_routes import virtual_host_domains
+from pilotpy.translate.sidecar_routes import default_route, virtual_host_domains
 from pilotpy.translate.sidecar_scope import sidecar_scope
 from tests.unit.support import context, objects_of
 
@@ -283,3 +283,18 @@ def test_routes_shared_between_classes_still_follow_source_labels() -> None:
 
     assert timeouts("a") == [3]  # its match became a catch-all for it
     assert timeouts("b") == [0]
+
+
+def test_a_service_default_route_keeps_previous_hosts_under_a_consistent_hash() -> None:
+    # istiod's BuildDefaultHTTPOutboundRoute converts the mesh's retry policy without the
+    # consistent hash (only VirtualService routes drop the predicate); found by the diff tier.
+    rule = {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": {"name": "ratings", "namespace": "default"},
+            "spec": {"host": "ratings.default.svc.cluster.local", "trafficPolicy": {
+                "loadBalancer": {"consistentHash": {"httpHeaderName": "x-user"}}}}}
+    push = context(service("ratings"), rule)
+    view = view_proxy(parse_proxy(NODE), push)
+    route = default_route(push, view, one(push, "ratings.default.svc.cluster.local"), 80)
+    assert [h.header.header_name for h in route.route.hash_policy] == ["x-user"]
+    assert [p.name for p in route.route.retry_policy.retry_host_predicate] == [
+        "envoy.retry_host_predicates.previous_hosts"]
