@@ -18,6 +18,7 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
 
 from pilotpy.analysis.unenforced import unenforced
+from pilotpy.local.bootstrap import agent_node_metadata
 from pilotpy.mesh import MESH_CONFIG_KIND
 from pilotpy.problems import Problem, ProblemLog
 from pilotpy.proxy import NodeIdError, Proxy, ProxyView, parse_proxy, view_proxy
@@ -99,14 +100,26 @@ def load_config(paths: list[Path], *, mesh_config: Path | None = None,
     return load_objects(objects, problems, mesh_config=mesh_config)
 
 
-def proxy_of(node_id: str, labels: Mapping[str, str], generator: str = "") -> Proxy:
-    """The proxy a node id and labels (node metadata LABELS) describe; `generator` is the
-    node's GENERATOR metadata (`grpc`: a proxyless gRPC client)."""
-    metadata: dict[str, Any] = {"LABELS": dict(labels)} if labels else {}
+def node_metadata(node_id: str, labels: Mapping[str, str], generator: str = ""
+                  ) -> dict[str, Any]:
+    """What pilot-agent would send for this node and labels (its static listener ports
+    included), and the GENERATOR; an id pilot-agent could not have sent gets its labels
+    alone, and parse_proxy reports it."""
+    try:
+        metadata: dict[str, Any] = agent_node_metadata(node_id, labels=labels)
+    except ValueError:
+        metadata = {"LABELS": dict(labels)} if labels else {}
     if generator:
         metadata["GENERATOR"] = generator
+    return metadata
+
+
+def proxy_of(node_id: str, labels: Mapping[str, str], generator: str = "") -> Proxy:
+    """The proxy a node id and labels describe, with the metadata pilot-agent would send
+    (node_metadata); `generator` is the node's GENERATOR metadata (`grpc`: a proxyless gRPC
+    client)."""
     try:
-        return parse_proxy(node_id, metadata)
+        return parse_proxy(node_id, node_metadata(node_id, labels, generator))
     except NodeIdError as err:
         raise SystemExit(f"--node-id: {err}") from err
 
