@@ -79,7 +79,7 @@ class ControlPlane:
                        or socket.gethostname())
         self.xds = XdsServer(self.discovery, max_connection_age_ms=int(
             settings.max_connection_age_seconds * 1000) or None, instance_id=instance_id,
-            version=__version__)
+            version=__version__, limits=settings.stream_limits)
         self.metrics = PilotMetrics()
         self.kube: KubeSource | None = None
         if settings.kube:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pilotpy.xds.limits import StreamLimits
+
 DEFAULT_GRPC_ADDR = ":15010"
 DEFAULT_GRPC_TLS_ADDR = ":15012"
 DEFAULT_HTTP_ADDR = ":8080"
@@ -35,6 +37,8 @@ class Settings:
     kube_context: str | None = None
     # Where the mesh ConfigMap `istio` lives (istiod's POD_NAMESPACE).
     control_plane_namespace: str = "istio-system"
+    # What one ADS client may ask (docs/operations.md#limits).
+    stream_limits: StreamLimits = field(default_factory=StreamLimits)
 
 
 def split_address(address: str, *, default_host: str = "0.0.0.0") -> tuple[str, int]:

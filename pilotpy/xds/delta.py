@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from envoy.service.discovery.v3 import discovery_pb2
 
 from pilotpy.xds import types, wire
+from pilotpy.xds.limits import StreamLimits, too_many_names
 from pilotpy.xds.resources import (
     Diff,
     Memo,
@@ -50,7 +51,9 @@ class _Watch:
 
 
 class DeltaStream:
-    def __init__(self, status: StreamStatus, stats: XdsStats, memo: Memo) -> None:
+    def __init__(self, status: StreamStatus, stats: XdsStats, memo: Memo,
+                 limits: StreamLimits | None = None) -> None:
+        self._limits = limits or StreamLimits()
         self.status = status
         self._stats = stats
         self._memo = memo
@@ -133,7 +136,7 @@ class DeltaStream:
                 self.status.acked(type_url, request.response_nonce,
                                   self.status.of(type_url).sent_version)
             else:
-                self._stats.expired_nonces[type_url] += 1
+                self._stats.expired_nonces[types.counted(type_url)] += 1
         unsubscribe = set(request.resource_names_unsubscribe)
         if WILDCARD_NAME in subscribe:
             watch.wildcard = True
@@ -141,6 +144,9 @@ class DeltaStream:
             watch.wildcard = False
         before = watch.subscription.names
         after = (before | (subscribe - {WILDCARD_NAME})) - unsubscribe
+        if len(after) > self._limits.max_resource_names:
+            raise too_many_names(len(after), self._limits,
+                                 f"subscription to {types.short_name(type_url)}")
         if after != before:
             watch.subscription = names(after)
         added = () if watch.wildcard else tuple(sorted(after - before))

@@ -11,15 +11,18 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
+from pilotpy.runtime.logtext import clip
 from pilotpy.xds import debug, types
 from pilotpy.xds.delta import DeltaStream
+from pilotpy.xds.inbox import CLOSED, Inbox, read
+from pilotpy.xds.limits import StreamError, StreamLimits, too_many_names
 from pilotpy.xds.resources import Memo, Snapshot
 from pilotpy.xds.sotw import SotwStream
 from pilotpy.xds.status import NodeInfo, StreamStatus, XdsStats
@@ -39,7 +42,6 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.max_send_message_length", -1),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.so_reuseport", 0),
 ]
 
@@ -74,6 +76,7 @@ class Connection:
     push_pending: bool = False
     # When the change behind the pending push arrived (for pilot_proxy_convergence_time).
     push_started: float | None = None
+    type_urls: set[str] = field(default_factory=set)  # every type URL the client asked for
 
 
 def node_info(node: base_pb2.Node) -> NodeInfo:
@@ -88,7 +91,8 @@ def node_info(node: base_pb2.Node) -> NodeInfo:
                     namespace=text("NAMESPACE"), istio_version=text("ISTIO_VERSION"))
 
 
-_CLOSED = object()
+class _ClientGone(Exception):
+    """A write found the call over: the client left (or was cut off) mid-push."""
 
 
 def _identity(data: bytes) -> bytes:
@@ -97,8 +101,10 @@ def _identity(data: bytes) -> bytes:
 
 class XdsServer:
     def __init__(self, provider: ConfigProvider, *, max_connection_age_ms: int | None = None,
-                 instance_id: str = "pilotpy", version: str = "") -> None:
+                 instance_id: str = "pilotpy", version: str = "",
+                 limits: StreamLimits | None = None) -> None:
         self._provider = provider
+        self.limits = limits or StreamLimits()
         self.stats = XdsStats()
         self._memo = Memo()
         self.connections: dict[int, Connection] = {}
@@ -115,20 +121,22 @@ class XdsServer:
     # -- lifecycle -------------------------------------------------------------------------
 
     def _handler(self) -> grpc.GenericRpcHandler:
+        # Requests are decoded by the stream's reader, which answers a malformed one with
+        # INVALID_ARGUMENT; grpc would fail the call with UNKNOWN and skip the stream's
+        # disconnect path.
         return grpc.method_handlers_generic_handler(SERVICE, {
             "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
-                self._sotw, request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
-                response_serializer=_identity),
+                self._sotw, request_deserializer=_identity, response_serializer=_identity),
             "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
-                self._delta, request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
-                response_serializer=_identity),
+                self._delta, request_deserializer=_identity, response_serializer=_identity),
         })
 
     async def start(self, address: str, *, tls_address: str | None = None,
                     tls_key_and_cert: tuple[bytes, bytes] | None = None) -> int:
         """Listen on `address` (`host:port`, `:port`), and with TLS on `tls_address` when
         given (istiod's 15010 and 15012); returns the plaintext port (`tls_port` is set)."""
-        options = list(SERVER_OPTIONS)
+        options = [*SERVER_OPTIONS,
+                   ("grpc.max_receive_message_length", self.limits.max_request_bytes)]
         if self._max_connection_age_ms:
             # C-core spreads each connection's age by +-10%, so reconnects do not come in a
             # wave; the grace lets an in-flight push finish.
@@ -216,15 +224,15 @@ class XdsServer:
 
     # -- streams ---------------------------------------------------------------------------
 
-    async def _sotw(self, requests: AsyncIterator[discovery_pb2.DiscoveryRequest],
+    async def _sotw(self, requests: AsyncIterator[bytes],
                     context: grpc.aio.ServicerContext[Any, Any]) -> None:
         await self._serve(requests, context, "sotw")
 
-    async def _delta(self, requests: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest],
+    async def _delta(self, requests: AsyncIterator[bytes],
                      context: grpc.aio.ServicerContext[Any, Any]) -> None:
         await self._serve(requests, context, "delta")
 
-    async def _serve(self, requests: AsyncIterator[Any],
+    async def _serve(self, requests: AsyncIterator[bytes],
                      context: grpc.aio.ServicerContext[Any, Any], protocol: str) -> None:
         if self.draining:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "pilotpy is shutting down")
@@ -234,8 +242,12 @@ class XdsServer:
             except TimeoutError:
                 await context.abort(grpc.StatusCode.UNAVAILABLE,
                                     "pilotpy is not ready: config sources have not synced")
-        inbox: asyncio.Queue[Any] = asyncio.Queue()
-        reader = asyncio.create_task(self._read(requests, inbox))
+        inbox = Inbox(self.limits)
+        decode = (discovery_pb2.DiscoveryRequest if protocol == "sotw"
+                  else discovery_pb2.DeltaDiscoveryRequest).FromString
+        task = asyncio.current_task()
+        assert task is not None
+        reader = asyncio.create_task(read(requests, decode, inbox, context, task))
         connection: Connection | None = None
         stream: SotwStream | DeltaStream | None = None
         try:
@@ -247,15 +259,17 @@ class XdsServer:
                     await self._push(context, connection, stream)
                     continue
                 item = await self._next(inbox, connection)
-                if item is _CLOSED or self.draining:
+                if item is CLOSED or self.draining:
                     return
                 if item is None:
                     continue  # woken for a push
+                self._check(item, protocol)
                 if connection is None:
-                    connection = await self._connect(item, context, protocol)
+                    connection = self._connect(item, protocol)
                     stream = (SotwStream if protocol == "sotw" else DeltaStream)(
-                        connection.status, self.stats, self._memo)
+                        connection.status, self.stats, self._memo, self.limits)
                 assert stream is not None
+                self._check_type_url(connection, item.type_url)
                 if debug.is_debug_type(item.type_url):
                     await self._write(context, self._debug_response(connection, item))
                     continue
@@ -264,17 +278,54 @@ class XdsServer:
                 snapshot = self._provider.snapshot(connection.handle)
                 await self._write(context, stream.on_request(item, snapshot))
         except ConfigUnavailable as err:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+            inbox.refuse(context, grpc.StatusCode.UNAVAILABLE, str(err))
+            raise asyncio.CancelledError from err
+        except StreamError as err:
+            inbox.refuse(context, err.code, str(err))
+            raise asyncio.CancelledError from err
+        except _ClientGone:
+            return
         finally:
+            # Runs however the stream ends (the client leaving, a refused request, a cancelled
+            # call, a bug): a stream that is gone must not stay a connected proxy.
+            if connection is not None:
+                self._disconnected(connection, inbox.refused)
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-            if connection is not None:
-                self.connections.pop(connection.status.stream_id, None)
-                if connection.handle is not None:
-                    self._provider.disconnect(connection.handle)
-                log.info("disconnected %s (%s stream %d)", connection.status.node_id, protocol,
-                         connection.status.stream_id, extra=connection.status.log_fields())
+
+    def _disconnected(self, connection: Connection, reason: str) -> None:
+        status = connection.status
+        self.connections.pop(status.stream_id, None)
+        if connection.handle is not None:
+            self._provider.disconnect(connection.handle)
+        log.info("disconnected %s (%s stream %d)%s", status.node_id, status.protocol,
+                 status.stream_id, f": {reason}" if reason else "", extra=status.log_fields())
+
+    def _check(self, request: Any, protocol: str) -> None:
+        """Refuse what no stream may ask, before it costs anything: raises StreamError."""
+        limits = self.limits
+        type_url = request.type_url
+        if len(type_url) > limits.max_type_url_bytes:
+            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"type_url is {len(type_url)} characters long, at most "
+                              f"{limits.max_type_url_bytes} are accepted")
+        if protocol == "sotw":
+            count = len(request.resource_names)
+        else:
+            count = (len(request.resource_names_subscribe)
+                     + len(request.resource_names_unsubscribe)
+                     + len(request.initial_resource_versions))
+        if count > limits.max_resource_names:
+            raise too_many_names(count, limits, f"request for {types.short_name(type_url)}")
+
+    def _check_type_url(self, connection: Connection, type_url: str) -> None:
+        if type_url in connection.type_urls:
+            return
+        if len(connection.type_urls) >= self.limits.max_type_urls:
+            raise StreamError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"more than {self.limits.max_type_urls} type URLs on one stream")
+        connection.type_urls.add(type_url)
 
     def find_proxy(self, proxy_id: str) -> Connection | None:
         """The connection of a proxy by node id or `<pod>.<namespace>`."""
@@ -308,7 +359,7 @@ class XdsServer:
                                      nonce=nonce)]
 
     @staticmethod
-    async def _next(inbox: asyncio.Queue[Any], connection: Connection | None) -> Any:
+    async def _next(inbox: Inbox, connection: Connection | None) -> Any:
         """The next request, or None when a push woke the stream first."""
         if connection is None or not inbox.empty():
             return await inbox.get()
@@ -325,22 +376,15 @@ class XdsServer:
             await get
         return None
 
-    @staticmethod
-    async def _read(requests: AsyncIterator[Any], inbox: asyncio.Queue[Any]) -> None:
-        try:
-            async for request in requests:
-                inbox.put_nowait(request)
-        except (grpc.aio.AioRpcError, asyncio.CancelledError):
-            pass
-        finally:
-            inbox.put_nowait(_CLOSED)
-
-    async def _connect(self, request: Any, context: grpc.aio.ServicerContext[Any, Any],
-                       protocol: str) -> Connection:
+    def _connect(self, request: Any, protocol: str) -> Connection:
         node = request.node
         if not node.id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                "missing node information: the first request must carry node.id")
+            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
+                              "missing node information: the first request must carry node.id")
+        if len(node.id) > self.limits.max_node_id_bytes:
+            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"node.id is {len(node.id)} characters long, at most "
+                              f"{self.limits.max_node_id_bytes} are accepted")
         info = node_info(node)
         # Debug clients (istioctl) connect as `debug~...`, or as a sidecar whose first
         # request is a debug type. They are served what they ask for but are not proxies:
@@ -351,7 +395,7 @@ class XdsServer:
             handle = self._provider.connect(node)
         except NodeRejected as err:
             if not is_debug:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+                raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, clip(str(err))) from err
         status = StreamStatus(node.id, protocol, node=info)
         connection = Connection(status, handle, asyncio.Event(), debug=is_debug)
         self.connections[status.stream_id] = connection
@@ -363,7 +407,12 @@ class XdsServer:
     async def _write(context: grpc.aio.ServicerContext[Any, Any], responses: list[bytes]
                      ) -> None:
         for response in responses:
-            await context.write(response)
+            try:
+                await context.write(response)
+            except Exception as err:
+                # The call ended under the write (the client left mid-push, or was refused):
+                # not an error of the server's.
+                raise _ClientGone() from err
 
 
 def _listen_address(address: str) -> str:

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 
 from envoy.service.discovery.v3 import discovery_pb2
 
+from pilotpy.runtime.logtext import clip
 from pilotpy.xds import types, wire
+from pilotpy.xds.limits import StreamLimits
 from pilotpy.xds.resources import (
     Diff,
     Memo,
@@ -32,7 +34,7 @@ from pilotpy.xds.resources import (
     memoized_diff,
     names,
 )
-from pilotpy.xds.status import StreamStatus, XdsStats, record_nack
+from pilotpy.xds.status import NONCE_CHARS, StreamStatus, XdsStats, record_nack
 
 log = logging.getLogger("pilotpy.xds")
 
@@ -64,7 +66,10 @@ def _subscription_diff(sent: ResourceSet | None, current: ResourceSet, old: Name
 
 
 class SotwStream:
-    def __init__(self, status: StreamStatus, stats: XdsStats, memo: Memo) -> None:
+    def __init__(self, status: StreamStatus, stats: XdsStats, memo: Memo,
+                 limits: StreamLimits | None = None) -> None:
+        # A SotW request names its whole subscription: the server bounds it per request.
+        del limits
         self.status = status
         self._stats = stats
         self._memo = memo
@@ -124,7 +129,7 @@ class SotwStream:
             return []
         if watch is not None and request.response_nonce and request.response_nonce != (
                 watch.nonce):
-            self._stats.expired_nonces[type_url] += 1
+            self._stats.expired_nonces[types.counted(type_url)] += 1
             return []
         wildcard = type_url in types.WILDCARD_TYPES
         if not wildcard and not request.resource_names:
@@ -138,7 +143,8 @@ class SotwStream:
             if type_url == types.CLUSTER:
                 self._mark_warming(snapshot, compute_diff(None, current, None))
             return out
-        self.status.acked(type_url, request.response_nonce, request.version_info)
+        self.status.acked(type_url, request.response_nonce,
+                          clip(request.version_info, NONCE_CHARS))
         old = watch.subscription
         if wildcard or (subscription is old and not watch.force):
             return []
