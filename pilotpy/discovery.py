@@ -266,3 +266,8 @@ class Discovery:
     @property
     def proxy_count(self) -> int:
         return len(self._handles)
+
+    def config_bytes(self) -> int:
+        """Bytes of every class's config, as last generated."""
+        return sum(s.size for entry in self._classes.values()
+                   if (s := entry.snapshot or entry.last_good) is not None)

@@ -79,7 +79,8 @@ class ControlPlane:
                        or socket.gethostname())
         self.xds = XdsServer(self.discovery, max_connection_age_ms=int(
             settings.max_connection_age_seconds * 1000) or None, instance_id=instance_id,
-            version=__version__, limits=settings.stream_limits)
+            version=__version__, limits=settings.stream_limits,
+            memo_bytes=settings.response_cache_bytes)
         self.metrics = PilotMetrics()
         self.kube: KubeSource | None = None
         if settings.kube:
@@ -188,6 +189,7 @@ class ControlPlane:
                 continue
             kinds = {k.kind for k in change.changed}
             self.metrics.record_push(kinds, change.debounce_seconds)
+            self.xds.set_config_bytes(self.discovery.config_bytes())
             self.xds.push(started=started)
             if not kinds <= ENDPOINT_KINDS:
                 self._analysis_due.set()

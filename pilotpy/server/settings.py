@@ -39,6 +39,8 @@ class Settings:
     control_plane_namespace: str = "istio-system"
     # What one ADS client may ask (docs/operations.md#limits).
     stream_limits: StreamLimits = field(default_factory=StreamLimits)
+    # Diffs and response bodies shared by streams; 0: 4x the served config, >= 64 MiB.
+    response_cache_bytes: int = 0
 
 
 def split_address(address: str, *, default_host: str = "0.0.0.0") -> tuple[str, int]:

@@ -21,9 +21,9 @@ from envoy.service.discovery.v3 import discovery_pb2
 
 from pilotpy.xds import types, wire
 from pilotpy.xds.limits import StreamLimits, too_many_names
+from pilotpy.xds.memo import Memo
 from pilotpy.xds.resources import (
     Diff,
-    Memo,
     NameSet,
     Resource,
     ResourceSet,
@@ -152,6 +152,11 @@ class DeltaStream:
         added = () if watch.wildcard else tuple(sorted(after - before))
         if not added:
             return []
+        if watch.sent is current:
+            # Nothing changed for the names held: the new ones alone are owed, at a cost
+            # that grows with them, not with the subscription.
+            fresh = tuple(r for n in added if (r := current.get(n)) is not None)
+            return [self._respond(watch, current, snapshot, fresh, ())]
         # Bring the whole subscription up to date, newly added names included.
         diff = self._diff(watch, current)
         send = {r.name: r for r in diff.changed}

@@ -9,7 +9,6 @@ and one body per push.
 from __future__ import annotations
 
 import weakref
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -21,6 +20,7 @@ from google.protobuf import wrappers_pb2
 
 from pilotpy.wire.protowire import field_bytes
 from pilotpy.xds import types, wire
+from pilotpy.xds.memo import Memo
 
 
 class Resource:
@@ -71,13 +71,14 @@ def empty_resource(type_url: str, name: str) -> Resource | None:
 class ResourceSet:
     """All resources of one type for one proxy class and version. Immutable."""
 
-    __slots__ = ("__weakref__", "by_name", "type_url", "version")
+    __slots__ = ("__weakref__", "by_name", "size", "type_url", "version")
 
     def __init__(self, type_url: str, resources: Iterable[Resource]) -> None:
         self.type_url = type_url
         self.by_name: dict[str, Resource] = {r.name: r for r in resources}
         digest = "\n".join(f"{r.name}\t{r.version}" for r in self.by_name.values())
         self.version = wire.content_version(digest.encode())
+        self.size = sum(len(r.sotw_entry) for r in self.by_name.values())  # bytes
 
     def get(self, name: str) -> Resource | None:
         """A resource by name; unknown RDS/EDS names resolve to their empty value."""
@@ -130,6 +131,11 @@ class Snapshot:
         found = self.resources.get(type_url)
         return found if found is not None else _empty_set(type_url)
 
+    @property
+    def size(self) -> int:
+        """Bytes of every resource, serialized."""
+        return sum(s.size for s in self.resources.values())
+
 
 @lru_cache(maxsize=64)
 def _empty_set(type_url: str) -> ResourceSet:
@@ -181,33 +187,26 @@ def diff_from_versions(known: Mapping[str, str], new: ResourceSet,
     return Diff(tuple(changed), removed)
 
 
-class Memo:
-    """A bounded LRU keyed by the objects themselves (keys hold references, so an id can
-    never be reused while its entry lives)."""
+# The memory of a Resource object besides its entry bytes (slots, name and version strings).
+RESOURCE_OVERHEAD = 160
 
-    def __init__(self, size: int = 512) -> None:
-        self._size = size
-        self._entries: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 
-    def get(self, key: tuple[Any, ...]) -> Any:
-        found = self._entries.get(key)
-        if found is not None:
-            self._entries.move_to_end(key)
-        return found
-
-    def put(self, key: tuple[Any, ...], value: Any) -> Any:
-        self._entries[key] = value
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
-        return value
+def diff_cost(diff: Diff, new: ResourceSet) -> int:
+    """The memory a memoized diff holds of its own: references, plus the placeholders of
+    unknown names (resources `new` does not hold)."""
+    cost = 8 * (len(diff.changed) + len(diff.removed)) + sum(len(n) for n in diff.removed)
+    by_name = new.by_name
+    for resource in diff.changed:
+        if by_name.get(resource.name) is not resource:
+            cost += len(resource.sotw_entry) + RESOURCE_OVERHEAD
+    return cost
 
 
 def memoized_diff(memo: Memo, old: ResourceSet | None, new: ResourceSet,
                   subscription: NameSet | None) -> Diff:
     """compute_diff, once per (old, new, subscription) for every stream of a class."""
-    key = ("diff", old, new, subscription)
-    found: Diff | None = memo.get(key)
+    found: Diff | None = memo.get("diff", old, new, subscription)
     if found is None:
-        found = memo.put(key, compute_diff(old, new, subscription))
+        found = compute_diff(old, new, subscription)
+        memo.put(found, diff_cost(found, new), "diff", old, new, subscription)
     return found

@@ -23,7 +23,8 @@ from pilotpy.xds import debug, types
 from pilotpy.xds.delta import DeltaStream
 from pilotpy.xds.inbox import CLOSED, Inbox, read
 from pilotpy.xds.limits import StreamError, StreamLimits, too_many_names
-from pilotpy.xds.resources import Memo, Snapshot
+from pilotpy.xds.memo import Memo
+from pilotpy.xds.resources import Snapshot
 from pilotpy.xds.sotw import SotwStream
 from pilotpy.xds.status import NodeInfo, StreamStatus, XdsStats
 
@@ -31,6 +32,10 @@ log = logging.getLogger("pilotpy.xds")
 
 SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 READY_WAIT_SECONDS = 30.0
+# The response memo's budget when none is set: a few times the config served (each class's
+# bodies for its current version, and diffs from the previous one), never below the floor.
+MEMO_CONFIG_MULTIPLE = 4
+MEMO_FLOOR_BYTES = 64 * 1024 * 1024
 
 # C-core's defaults answer a client pinging every 30 s (pilot-agent does) with GOAWAY
 # too_many_pings. Accept pings every 10 s without data, never count strikes
@@ -102,11 +107,14 @@ def _identity(data: bytes) -> bytes:
 class XdsServer:
     def __init__(self, provider: ConfigProvider, *, max_connection_age_ms: int | None = None,
                  instance_id: str = "pilotpy", version: str = "",
-                 limits: StreamLimits | None = None) -> None:
+                 limits: StreamLimits | None = None, memo_bytes: int = 0) -> None:
+        """`memo_bytes`: the budget of the diffs and bodies shared by streams; 0 for a
+        multiple of the served config's size (set_config_bytes)."""
         self._provider = provider
         self.limits = limits or StreamLimits()
         self.stats = XdsStats()
-        self._memo = Memo()
+        self._memo_bytes = memo_bytes
+        self.memo = Memo(memo_bytes or MEMO_FLOOR_BYTES)
         self.connections: dict[int, Connection] = {}
         self.ready = asyncio.Event()
         self._server: grpc.aio.Server | None = None
@@ -172,6 +180,12 @@ class XdsServer:
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
+
+    def set_config_bytes(self, size: int) -> None:
+        """The served config's size (every class's snapshot), which the memo's budget
+        follows unless it was set."""
+        if not self._memo_bytes:
+            self.memo.set_budget(max(MEMO_FLOOR_BYTES, MEMO_CONFIG_MULTIPLE * size))
 
     # -- pushes ----------------------------------------------------------------------------
 
@@ -267,7 +281,7 @@ class XdsServer:
                 if connection is None:
                     connection = self._connect(item, protocol)
                     stream = (SotwStream if protocol == "sotw" else DeltaStream)(
-                        connection.status, self.stats, self._memo, self.limits)
+                        connection.status, self.stats, self.memo, self.limits)
                 assert stream is not None
                 self._check_type_url(connection, item.type_url)
                 if debug.is_debug_type(item.type_url):

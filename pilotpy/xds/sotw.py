@@ -23,14 +23,15 @@ from envoy.service.discovery.v3 import discovery_pb2
 from pilotpy.runtime.logtext import clip
 from pilotpy.xds import types, wire
 from pilotpy.xds.limits import StreamLimits
+from pilotpy.xds.memo import Memo
 from pilotpy.xds.resources import (
     Diff,
-    Memo,
     NameSet,
     Resource,
     ResourceSet,
     Snapshot,
     compute_diff,
+    diff_cost,
     memoized_diff,
     names,
 )
@@ -96,15 +97,15 @@ class SotwStream:
         return out
 
     def _full(self, watch: _Watch, current: ResourceSet) -> bytes:
-        key = ("sotw-full", current, watch.subscription)
-        body = self._memo.get(key)
+        body: bytes | None = self._memo.get("sotw-full", current, watch.subscription)
         if body is None:
             if watch.subscription is None:
                 resources = tuple(current.by_name.values())
             else:
                 resources = tuple(r for n in sorted(watch.subscription.names)
                                   if (r := current.get(n)) is not None)
-            body = self._memo.put(key, self._body(current, resources))
+            body = self._body(current, resources)
+            self._memo.put(body, len(body), "sotw-full", current, watch.subscription)
         return self._respond(watch, current, (), body)
 
     def _changes(self, watch: _Watch, current: ResourceSet) -> Diff:
@@ -155,11 +156,16 @@ class SotwStream:
         watch.force = frozenset()
         if not added and not force:
             return []
-        key = ("sub-diff", watch.sent, current, old, subscription, force)
-        diff: Diff | None = self._memo.get(key)
+        if watch.sent is current:
+            # The client holds `current` within its old names: only the new and the forced
+            # ones are owed, at a cost that grows with them, not with the subscription.
+            changed = tuple(r for n in sorted(added | force) if (r := current.get(n)) is not None)
+            return [self._respond(watch, current, changed)]
+        parts = (watch.sent, current, old, subscription, force)
+        diff: Diff | None = self._memo.get("sub-diff", *parts)
         if diff is None:
-            diff = self._memo.put(key, _subscription_diff(watch.sent, current, old,
-                                                          subscription, force))
+            diff = _subscription_diff(watch.sent, current, old, subscription, force)
+            self._memo.put(diff, diff_cost(diff, current), "sub-diff", *parts)
         return [self._respond(watch, current, diff.changed)]
 
     def on_push(self, snapshot: Snapshot) -> list[bytes]:

@@ -1,0 +1,108 @@
+"""Subscriptions of 100,000 names (the default limit per subscription): the diffs and bodies
+they cost stay within the response memo's budget and go when their streams go, and growing a
+subscription costs what was added, not the whole subscription again."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from pilotpy.xds import resources, sotw
+from pilotpy.xds.types import ENDPOINT
+from tests.xds.xds_harness import (
+    ConfigDir,
+    Harness,
+    delta_converge,
+    eventually,
+    running,
+    sotw_converge,
+)
+
+NAMES = 100_000
+BUDGET = 8 * 1024 * 1024
+
+
+def unknown_names(prefix: str, count: int = NAMES) -> list[str]:
+    return [f"{prefix}{i}" for i in range(count)]
+
+
+@pytest_asyncio.fixture
+async def budgeted(config_dir: ConfigDir) -> AsyncIterator[Harness]:
+    async with running(config_dir.root, response_cache_bytes=BUDGET) as plane:
+        harness = Harness(plane, config_dir)
+        try:
+            yield harness
+        finally:
+            for client in harness.clients:
+                await client.close()
+
+
+async def test_large_subscriptions_stay_within_the_memo_budget_and_leave_with_their_streams(
+        budgeted: Harness) -> None:
+    """Five streams each ask for 100,000 assignments nobody has (10 MB of answer each):
+    whatever is memoized stays within 8 MiB, and nothing of theirs is left once they go."""
+    memo = budgeted.plane.xds.memo
+    async with budgeted.sotw() as healthy:
+        await sotw_converge(healthy)
+        baseline = len(memo)
+        for stream in range(5):
+            async with budgeted.sotw() as client:
+                responses = await sotw_converge(client)
+                await client.ack(responses[ENDPOINT], unknown_names(f"s{stream}-"))
+                answer = await client.recv(timeout=30)
+                assert len(answer.resources) == NAMES
+                assert memo.size_bytes <= BUDGET
+        await eventually(lambda: len(memo) <= baseline, what="the big entries gone")
+        assert memo.size_bytes <= BUDGET
+
+
+def _watch_full_diffs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Sizes of the subscriptions every diff was computed over."""
+    sizes: list[int] = []
+    real_diff, real_sub_diff = resources.compute_diff, sotw._subscription_diff
+
+    def counted_diff(old: Any, new: Any, subscription: Any) -> Any:
+        sizes.append(len(subscription.names) if subscription is not None else 0)
+        return real_diff(old, new, subscription)
+
+    def counted_sub_diff(sent: Any, current: Any, old: Any, new: Any, force: Any) -> Any:
+        sizes.append(len(new.names))
+        return real_sub_diff(sent, current, old, new, force)
+
+    monkeypatch.setattr(resources, "compute_diff", counted_diff)
+    monkeypatch.setattr(sotw, "_subscription_diff", counted_sub_diff)
+    return sizes
+
+
+async def test_a_delta_subscription_growing_one_name_at_a_time_is_not_rescanned(
+        xds: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with xds.delta() as client:
+        await delta_converge(client)
+        await client.subscribe(ENDPOINT, unknown_names("big-", NAMES - 100))
+        await client.ack(await client.recv(timeout=30))
+        sizes = _watch_full_diffs(monkeypatch)
+        for i in range(20):
+            await client.subscribe(ENDPOINT, [f"one-more-{i}"])
+            answer = await client.recv()
+            assert [r.name for r in answer.resources] == [f"one-more-{i}"]
+            await client.ack(answer)
+        assert sizes == []
+
+
+async def test_a_sotw_subscription_growing_one_name_at_a_time_is_not_rescanned(
+        xds: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with xds.sotw() as client:
+        responses = await sotw_converge(client)
+        held = unknown_names("big-", NAMES - 100)
+        await client.ack(responses[ENDPOINT], held)
+        answer = await client.recv(timeout=30)
+        sizes = _watch_full_diffs(monkeypatch)
+        for i in range(20):
+            held.append(f"one-more-{i}")
+            await client.ack(answer, held)
+            answer = await client.recv()
+            assert [r.cluster_name for r in client.resources(answer)] == [f"one-more-{i}"]
+        assert sizes == []
