@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pilotpy import __version__
+from pilotpy.runtime.logfilter import RepeatFilter
 from pilotpy.runtime.memory import tune_gc
 from pilotpy.server.settings import (
     DEFAULT_GRPC_ADDR,
@@ -48,6 +49,7 @@ def setup_logging(level: str, fmt: str) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

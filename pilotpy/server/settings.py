@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pilotpy.sources.files import FileLimits
 from pilotpy.xds.limits import StreamLimits
 
 DEFAULT_GRPC_ADDR = ":15010"
@@ -41,6 +42,8 @@ class Settings:
     stream_limits: StreamLimits = field(default_factory=StreamLimits)
     # Diffs and response bodies shared by streams; 0: 4x the served config, >= 64 MiB.
     response_cache_bytes: int = 0
+    # What one config file may hold (size, objects).
+    file_limits: FileLimits = field(default_factory=FileLimits)
 
 
 def split_address(address: str, *, default_host: str = "0.0.0.0") -> tuple[str, int]:
