@@ -35,6 +35,7 @@ from pilotpy.server.settings import Settings, split_address
 from pilotpy.sources.files import SOURCE as FILES_SOURCE
 from pilotpy.sources.files import FileSource
 from pilotpy.sources.kube import KubeApi, KubeSource, load_connection
+from pilotpy.sources.yaml_documents import load_document
 from pilotpy.store import Store
 from pilotpy.xds.server import XdsServer
 
@@ -62,7 +63,7 @@ def load_mesh_config(settings: Settings) -> MeshConfig:
         return MeshConfig()
     path = settings.mesh_config
     try:
-        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data: Any = load_document(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as err:
         raise MeshConfigError(f"{path}: {err}") from err
     config, warnings = parse_mesh_config(data, origin=str(path))

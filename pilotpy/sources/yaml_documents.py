@@ -157,6 +157,15 @@ def load_documents(text: str) -> list[Any]:
         loader.dispose()
 
 
+def load_document(text: str) -> Any:
+    """The one document of `text` (None when empty), as yaml.safe_load gives it."""
+    documents = load_documents(text)
+    if len(documents) > 1:
+        raise ComposerError(None, None, "expected a single document in the stream, but found "
+                            "another document", None)
+    return documents[0] if documents else None
+
+
 def _scalar(loader: Any, event: Any, is_key: bool) -> tuple[Any, bool]:
     """The value, and whether it is a merge key (`<<`)."""
     tag = event.tag
