@@ -67,8 +67,8 @@ async def test_a_file_source_that_cannot_deliver_turns_ready_false_until_it_reco
         raise RuntimeError("a bug in the file source")
 
     monkeypatch.setattr(FileSource, "_survey", broken)
-    status, reason = await eventually(lambda: (r := get(env, "/ready"))[0] == 503 and r,
-                                      "/ready to answer 503")
+    _, reason = await eventually(lambda: (r := get(env, "/ready"))[0] == 503 and r,
+                                 "/ready to answer 503")
     assert reason == ("not ready: config changes are not delivered, serving the last good "
                       "config: files (RuntimeError: a bug in the file source)\n")
     assert await asyncio.to_thread(metric, env, 'pilotpy_source_healthy{source="files"}') == 0
