@@ -12,8 +12,9 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
+import grpc
 from envoy.config.core.v3 import base_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -37,6 +38,11 @@ log = logging.getLogger("pilotpy.discovery")
 VIEW_INPUT_KINDS = frozenset({Kind.POD, Kind.SERVICE, Kind.SERVICE_ENTRY})
 # Above this many resources a generation's temporary messages are worth returning to the OS.
 LARGE_SNAPSHOT_RESOURCES = 2000
+# Each class holds its own generated config: a safety valve against proxies that differ in
+# what selectors read (a label value per pod, say). Sidecars next to headless services are
+# a class each.
+DEFAULT_MAX_CLASSES = 10_000
+CLASS_LIMIT_WARNING_SECONDS = 60.0
 
 
 def _resources(type_url: str, messages: Iterable[tuple[str, Message]]) -> ResourceSet:
@@ -87,8 +93,12 @@ INGRESS_ORIGIN = "ingress"
 
 
 class Discovery:
-    def __init__(self, mesh: MeshConfig, problems: ProblemLog | None = None) -> None:
+    def __init__(self, mesh: MeshConfig, problems: ProblemLog | None = None, *,
+                 max_classes: int = DEFAULT_MAX_CLASSES) -> None:
         self.mesh = mesh
+        self.max_classes = max_classes
+        self.refused_for_class_limit = 0
+        self._class_limit_warned: float | None = None
         self.problems = problems or ProblemLog()
         # Generations that raised, by proxy type (pilotpy_generation_failures_total).
         self.generation_failures: dict[str, int] = {}
@@ -105,6 +115,7 @@ class Discovery:
         started = time.perf_counter()
         version = change.version
         incremental = self.push is not None and not self._rebuild_next
+        previous_keys = self.push.selector_label_keys() if self.push is not None else None
         try:
             push, scope = build_push_context(change.objects, self._mesh(change), version, self.push,
                                              change.changed if incremental else None)
@@ -121,10 +132,11 @@ class Discovery:
         self.timings.push_context_seconds = time.perf_counter() - started
         previous = self._classes
         self._classes = {}
-        # A view depends only on Pods and the service registry; after any other change every
-        # proxy's view, and so its class, is what it was.
-        refresh_views = not incremental or bool(
-            {k.kind for k in change.changed} & VIEW_INPUT_KINDS)
+        # A view depends only on Pods, the service registry and which labels selectors read;
+        # after any other change every proxy's view, and so its class, is what it was.
+        refresh_views = (not incremental or bool({k.kind for k in change.changed}
+                                                 & VIEW_INPUT_KINDS)
+                         or previous_keys != push.selector_label_keys())
         for handle in self._handles:
             if refresh_views:
                 handle.view = view_proxy(handle.proxy, push)
@@ -212,12 +224,29 @@ class Discovery:
             raise NodeRejected(str(err)) from err
         view = view_proxy(proxy, self.push)
         handle = ProxyHandle(proxy, view, view.class_key)
-        self._handles.add(handle)
         entry = self._classes.get(handle.key)
         if entry is None:
+            if len(self._classes) >= self.max_classes:
+                self._refuse_for_class_limit(view)
             entry = self._classes[handle.key] = _Class(view)
+        self._handles.add(handle)
         entry.proxies += 1
         return handle
+
+    def _refuse_for_class_limit(self, view: ProxyView) -> NoReturn:
+        self.refused_for_class_limit += 1
+        now = time.monotonic()
+        last = self._class_limit_warned
+        if last is None or now - last >= CLASS_LIMIT_WARNING_SECONDS:
+            log.warning("%d proxy classes, the limit (--max-proxy-classes): refusing %s, whose "
+                        "config would be a class of its own; %d proxies refused so far. Labels "
+                        "read by selectors: %s", len(self._classes), view.proxy.id,
+                        self.refused_for_class_limit,
+                        ", ".join(k for k, _ in view.selected_labels) or "none")
+            self._class_limit_warned = now
+        raise NodeRejected(f"pilotpy serves at most {self.max_classes} proxy classes (distinct "
+                           "configs) and has that many; retry later",
+                           code=grpc.StatusCode.RESOURCE_EXHAUSTED)
 
     def snapshot(self, handle: object) -> Snapshot:
         assert isinstance(handle, ProxyHandle)
@@ -266,6 +295,10 @@ class Discovery:
     @property
     def proxy_count(self) -> int:
         return len(self._handles)
+
+    @property
+    def class_count(self) -> int:
+        return len(self._classes)
 
     def config_bytes(self) -> int:
         """Bytes of every class's config, as last generated."""

@@ -147,6 +147,9 @@ class ProxyView:
     # The proxy's address where its output depends on it (sidecars next to headless
     # services), else "" so that the replicas of a workload share one class.
     address_key: str = ""
+    # The labels some selector reads (PushContext.selector_label_keys), sorted: proxies that
+    # differ only in other labels are given the same config, so they share a class.
+    selected_labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def namespace(self) -> str:
@@ -164,7 +167,7 @@ class ProxyView:
             self.proxy.type,
             self.proxy.namespace,
             self.proxy.dns_domain,
-            tuple(sorted(self.labels.items())),
+            self.selected_labels,
             tuple((t.service.hostname, t.service.namespace, t.port.number, t.target_port)
                   for t in self.service_targets),
             self.address_key,
@@ -192,4 +195,6 @@ def view_proxy(proxy: Proxy, push: PushContext) -> ProxyView:
                 target = container_ports[target]
             targets.append(ServiceTarget(service, port, target))
     address_key = proxy.ip if proxy.is_sidecar and push.services.has_passthrough else ""
-    return ProxyView(proxy, labels, tuple(targets), address_key)
+    selected = push.selector_label_keys()
+    return ProxyView(proxy, labels, tuple(targets), address_key,
+                     tuple(sorted((k, v) for k, v in labels.items() if k in selected)))

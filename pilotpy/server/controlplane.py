@@ -77,7 +77,8 @@ class ControlPlane:
         self.settings = settings
         self.problems = ProblemLog(report=log_problem)
         self.store = Store(quiet=settings.debounce_quiet, max_wait=settings.debounce_max)
-        self.discovery = Discovery(load_mesh_config(settings), self.problems)
+        self.discovery = Discovery(load_mesh_config(settings), self.problems,
+                                   max_classes=settings.max_proxy_classes)
         self.metrics = PilotMetrics()
         self.supervisor = Supervisor(self.metrics.registry)
         self.files = FileSource(settings.config_paths, self.store, self.problems,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pilotpy.discovery import DEFAULT_MAX_CLASSES
 from pilotpy.sources.files import FileLimits
 from pilotpy.xds.limits import StreamLimits
 
@@ -44,6 +45,8 @@ class Settings:
     response_cache_bytes: int = 0
     # What one config file may hold (size, objects).
     file_limits: FileLimits = field(default_factory=FileLimits)
+    # Distinct configs generated at once; proxies of a new class past it are refused.
+    max_proxy_classes: int = DEFAULT_MAX_CLASSES
 
 
 def split_address(address: str, *, default_host: str = "0.0.0.0") -> tuple[str, int]:

@@ -52,7 +52,13 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
 
 
 class NodeRejected(Exception):
-    """The first request's node cannot be served (bad id); the stream fails InvalidArgument."""
+    """The first request's node cannot be served: a bad id (the stream fails InvalidArgument),
+    or more than the server takes (`code` ResourceExhausted)."""
+
+    def __init__(self, message: str,
+                 code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ConfigUnavailable(Exception):
@@ -409,7 +415,7 @@ class XdsServer:
             handle = self._provider.connect(node)
         except NodeRejected as err:
             if not is_debug:
-                raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, clip(str(err))) from err
+                raise StreamError(err.code, clip(str(err))) from err
         status = StreamStatus(node.id, protocol, node=info)
         connection = Connection(status, handle, asyncio.Event(), debug=is_debug)
         self.connections[status.stream_id] = connection

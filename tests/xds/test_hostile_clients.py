@@ -16,7 +16,9 @@ import pytest_asyncio
 from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2
 
+from pilotpy import discovery
 from pilotpy.server.controlplane import ControlPlane
+from pilotpy.translate.generate import generate
 from pilotpy.xds.limits import StreamLimits
 from pilotpy.xds.types import CLUSTER, ENDPOINT
 from tests.xds.raw_stream import RawStream
@@ -239,3 +241,32 @@ async def test_a_huge_nack_message_is_kept_and_logged_bounded(
         assert error.startswith("eeee") and len(error) < 4200
         (record,) = [r for r in caplog.records if r.getMessage().startswith("NACK")]
         assert len(record.getMessage()) < 1000
+
+
+async def test_label_only_variants_share_one_class_and_one_generation(
+        xds: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """100 gateways differing in a label no selector reads (the examples' Gateway selects
+    `istio`): one class, its config generated once per change, not once per label value."""
+    generated: list[str] = []
+    real = generate
+
+    def counted(push: Any, view: Any) -> Any:
+        generated.append(view.proxy.id)
+        return real(push, view)
+
+    monkeypatch.setattr(discovery, "generate", counted)
+    clients = [xds.sotw(GATEWAY_NODE.replace("gw-1", f"gw-{i}"),
+                        {**GATEWAY_META, "LABELS": {"istio": "ingressgateway", "run": str(i)}})
+               for i in range(100)]
+    for client in clients:
+        await client.__aenter__()
+        await client.request(CLUSTER)
+        await client.recv()
+    assert xds.plane.discovery.class_count == 1
+    assert len(generated) == 1
+    wait = xds.pushed()
+    xds.config.edit("DestinationRule", "httpbin", round_robin)
+    await wait()
+    for client in clients:
+        assert (await client.recv()).type_url == CLUSTER
+    assert len(generated) == 2
