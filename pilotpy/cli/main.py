@@ -95,6 +95,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, *, required: bool = True)
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from pilotpy.mesh import MeshConfigError
+    from pilotpy.runtime.descriptors import raise_open_file_limit
     from pilotpy.runtime.lifecycle import run_until_stopped
     from pilotpy.server.controlplane import ControlPlane
     from pilotpy.sources.kube import KubeConfigError
@@ -117,6 +118,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         plane = ControlPlane(settings)
     except (MeshConfigError, KubeConfigError, ValueError, OSError) as err:
         raise SystemExit(f"pilotpy: {err}") from err
+    logging.getLogger("pilotpy").info("open files: up to %d", raise_open_file_limit())
     run_until_stopped(plane.run_forever)
     return 0
 

@@ -154,14 +154,15 @@ class ControlPlane:
         self.grpc_tls_port = self.xds.tls_port
         routes = debug_routes(self.xds, self.discovery, self.store_objects)
         http_host, http_port = split_address(self.settings.http_addr)
+        limits = self.settings.http_limits
         runner, self.http_port = await http.serve(
             http.build_app(lambda: self.ready, routes, self._not_ready_reason),
-            http_host, http_port)
+            http_host, http_port, limits)
         self._http.append(runner)
         if self.settings.monitoring_addr:
             host, port = split_address(self.settings.monitoring_addr)
             runner, self.monitoring_port = await http.serve(
-                http.build_monitoring_app(self.metrics.render, routes), host, port)
+                http.build_monitoring_app(self.metrics.render, routes), host, port, limits)
             self._http.append(runner)
         sources = self.metrics.sources
         supervise = self.supervisor.start

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pilotpy.discovery import DEFAULT_MAX_CLASSES
+from pilotpy.server.http_limits import HttpLimits
 from pilotpy.sources.files import FileLimits
 from pilotpy.xds.limits import StreamLimits
 
@@ -47,6 +48,8 @@ class Settings:
     file_limits: FileLimits = field(default_factory=FileLimits)
     # Distinct configs generated at once; proxies of a new class past it are refused.
     max_proxy_classes: int = DEFAULT_MAX_CLASSES
+    # Connections per HTTP port and how soon a request's headers must arrive.
+    http_limits: HttpLimits = field(default_factory=HttpLimits)
 
 
 def split_address(address: str, *, default_host: str = "0.0.0.0") -> tuple[str, int]:
