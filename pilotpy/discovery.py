@@ -38,10 +38,6 @@ log = logging.getLogger("pilotpy.discovery")
 VIEW_INPUT_KINDS = frozenset({Kind.POD, Kind.SERVICE, Kind.SERVICE_ENTRY})
 # Above this many resources a generation's temporary messages are worth returning to the OS.
 LARGE_SNAPSHOT_RESOURCES = 2000
-# Each class holds its own generated config: a safety valve against proxies that differ in
-# what selectors read (a label value per pod, say). Sidecars next to headless services are
-# a class each.
-DEFAULT_MAX_CLASSES = 10_000
 CLASS_LIMIT_WARNING_SECONDS = 60.0
 
 
@@ -94,7 +90,8 @@ INGRESS_ORIGIN = "ingress"
 
 class Discovery:
     def __init__(self, mesh: MeshConfig, problems: ProblemLog | None = None, *,
-                 max_classes: int = DEFAULT_MAX_CLASSES) -> None:
+                 max_classes: int | None = None) -> None:
+        """`max_classes`: past it, a proxy of a new class is refused (None: no limit)."""
         self.mesh = mesh
         self.max_classes = max_classes
         self.refused_for_class_limit = 0
@@ -226,7 +223,7 @@ class Discovery:
         handle = ProxyHandle(proxy, view, view.class_key)
         entry = self._classes.get(handle.key)
         if entry is None:
-            if len(self._classes) >= self.max_classes:
+            if self.max_classes is not None and len(self._classes) >= self.max_classes:
                 self._refuse_for_class_limit(view)
             entry = self._classes[handle.key] = _Class(view)
         self._handles.add(handle)

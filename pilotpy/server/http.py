@@ -9,7 +9,8 @@ from aiohttp import web
 
 from pilotpy import __version__
 from pilotpy.runtime.metrics import CONTENT_TYPE
-from pilotpy.server.http_limits import HttpLimits, LimitedSite
+from pilotpy.server.http_limits import LimitedSite
+from pilotpy.server.settings import HttpLimits
 
 
 def build_app(is_ready: Callable[[], bool], routes: Iterable[web.RouteDef] = (),

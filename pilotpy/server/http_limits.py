@@ -13,21 +13,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from aiohttp import web
+
+from pilotpy.server.settings import HttpLimits
 
 log = logging.getLogger("pilotpy.http")
 
 REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 30\r\n"
            b"\r\ntoo many connections to pilotpy")
 WARNING_SECONDS = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class HttpLimits:
-    max_connections: int = 256  # per port
-    header_timeout: float = 10.0  # seconds
 
 
 class _Refused(asyncio.Protocol):

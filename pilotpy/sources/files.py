@@ -29,6 +29,7 @@ from pilotpy.model import InvalidObject, Key, UnknownKind, parse_object
 from pilotpy.problems import Problem, ProblemLog, Reason, Severity
 from pilotpy.runtime.logtext import clip
 from pilotpy.runtime.source_status import SourceStatus
+from pilotpy.sources.file_limits import FileLimits
 from pilotpy.sources.yaml_documents import load_documents
 from pilotpy.store import Store
 
@@ -36,18 +37,9 @@ log = logging.getLogger("pilotpy.sources.files")
 
 SOURCE = "files"
 SUFFIXES = (".yaml", ".yml", ".json")
-MiB = 1024 * 1024
 SCAN_ORIGIN = "config paths"
 
 Signature = tuple[int, int, int]
-
-
-@dataclass(frozen=True, slots=True)
-class FileLimits:
-    """What one config file may hold (docs/operations.md#limits)."""
-
-    max_file_bytes: int = 32 * MiB
-    max_objects: int = 50_000
 
 
 @dataclass

@@ -8,8 +8,10 @@ with a status naming the limit, never queued, logged in full or turned into a me
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import grpc
+if TYPE_CHECKING:  # the CLI reads the defaults here; grpc is imported when a stream runs
+    import grpc
 
 MiB = 1024 * 1024
 
@@ -41,6 +43,8 @@ class StreamError(Exception):
 
 
 def too_many_names(count: int, limits: StreamLimits, what: str) -> StreamError:
+    import grpc
+
     return StreamError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                        f"{what}: {count} resource names, at most {limits.max_resource_names} "
                        "are served per request and per subscription")

@@ -15,7 +15,8 @@ from pilotpy.model.kube import Service
 from pilotpy.model.virtualservice import VirtualService
 from pilotpy.problems import Problem, ProblemLog, Reason
 from pilotpy.sources import files
-from pilotpy.sources.files import FileLimits, FileSource, discover
+from pilotpy.sources.file_limits import FileLimits
+from pilotpy.sources.files import FileSource, discover
 from pilotpy.store import ChangeSet, Store
 
 

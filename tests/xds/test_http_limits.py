@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from pilotpy.server.debug_pages import DebugPages
 from pilotpy.server.debug_routes import debug_routes
-from pilotpy.server.http_limits import HttpLimits
+from pilotpy.server.settings import HttpLimits
 from pilotpy.xds.types import CLUSTER
 from tests.xds.xds_harness import (
     ConfigDir,
