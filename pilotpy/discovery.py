@@ -41,9 +41,15 @@ LARGE_SNAPSHOT_RESOURCES = 2000
 CLASS_LIMIT_WARNING_SECONDS = 60.0
 
 
-def _resources(type_url: str, messages: Iterable[tuple[str, Message]]) -> ResourceSet:
-    return ResourceSet(type_url, (make_resource(type_url, name, m.SerializeToString(
-        deterministic=True)) for name, m in messages))
+def _serialized(type_url: str, messages: Iterable[tuple[str, Message]]) -> list[Resource]:
+    return [make_resource(type_url, name, m.SerializeToString(deterministic=True))
+            for name, m in messages]
+
+
+def _resources(type_url: str, messages: Iterable[tuple[str, Message]],
+               named_only: Iterable[tuple[str, Message]] = ()) -> ResourceSet:
+    return ResourceSet(type_url, _serialized(type_url, messages),
+                       _serialized(type_url, named_only))
 
 
 @dataclass(eq=False)
@@ -172,21 +178,25 @@ class Discovery:
         started = time.perf_counter()
         push, view = self.push, entry.view
         generated = generate(push, view)
-        eds_names = eds_cluster_names(generated.clusters)
+        clusters = [*generated.clusters, *generated.named_only_clusters]
+        eds_names = eds_cluster_names(clusters)
         snapshot = Snapshot(
             version=str(push.version),
             resources={
-                types.CLUSTER: _resources(types.CLUSTER, ((c.name, c) for c in generated.clusters)),
+                types.CLUSTER: _resources(
+                    types.CLUSTER, ((c.name, c) for c in generated.clusters),
+                    ((c.name, c) for c in generated.named_only_clusters)),
                 types.ENDPOINT: _resources(types.ENDPOINT, (
                     (a.cluster_name, a) for a in endpoints_for(push, view, eds_names))),
-                types.LISTENER: _resources(types.LISTENER,
-                                           ((li.name, li) for li in generated.listeners)),
+                types.LISTENER: _resources(
+                    types.LISTENER, ((li.name, li) for li in generated.listeners),
+                    ((li.name, li) for li in generated.named_only_listeners)),
                 types.ROUTE: ResourceSet(types.ROUTE, (
                     make_resource(types.ROUTE, r.name, r.data)
                     for r in generated.serialized_routes)),
             },
             eds_names_by_cluster={c.name: c.eds_cluster_config.service_name
-                                  for c in generated.clusters if c.HasField("eds_cluster_config")},
+                                  for c in clusters if c.HasField("eds_cluster_config")},
         )
         self.problems.set(entry.origin, generated.problems)
         self.timings.generate_seconds = [time.perf_counter() - started,

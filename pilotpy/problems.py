@@ -102,17 +102,23 @@ class ProblemLog:
 
     def __init__(self, report: Callable[[Problem], None] | None = None) -> None:
         self._by_origin: dict[str, tuple[Problem, ...]] = {}
+        # How many origins hold each problem: one several proxy classes find (a
+        # VirtualService feature proxyless gRPC lacks) is reported once while any holds it.
+        self._holders: dict[Problem, int] = {}
         self._report = report
         self.rejected_total = 0  # invalid objects seen (istiod's pilot_total_rejected_configs)
 
     def set(self, origin: str, problems: Iterable[Problem]) -> None:
-        """Replace the problems of `origin`; report the new ones."""
+        """Replace the problems of `origin`; report the ones no origin held."""
         new = tuple(dict.fromkeys(problems))
         old = set(self._by_origin.get(origin, ()))
         fresh = [p for p in new if p not in old]
         self.rejected_total += len(_rejected(new) - _rejected(old))
-        if self._report is not None:
-            for problem in fresh:
+        self._release(old - set(new))
+        for problem in fresh:
+            held = self._holders.get(problem, 0)
+            self._holders[problem] = held + 1
+            if not held and self._report is not None:
                 self._report(problem)
         if new:
             self._by_origin[origin] = new
@@ -120,7 +126,15 @@ class ProblemLog:
             self._by_origin.pop(origin, None)
 
     def clear(self, origin: str) -> None:
-        self._by_origin.pop(origin, None)
+        self._release(self._by_origin.pop(origin, ()))
+
+    def _release(self, problems: Iterable[Problem]) -> None:
+        for problem in problems:
+            held = self._holders.get(problem, 0) - 1
+            if held > 0:
+                self._holders[problem] = held
+            else:
+                self._holders.pop(problem, None)
 
     def problems(self) -> list[Problem]:
         """Every current problem once, in origin order."""

@@ -15,6 +15,8 @@ from pilotpy.push import Port, PushContext, Service
 SIDECAR = "sidecar"
 ROUTER = "router"
 POD_TEMPLATE_HASH = "pod-template-hash"
+# Node metadata GENERATOR: grpc selects the proxyless gRPC generator, as in istiod.
+GRPC_GENERATOR = "grpc"
 
 
 class NodeIdError(ValueError):
@@ -35,6 +37,8 @@ class Proxy:
     istio_version: str = ""
     # Named container ports from POD_PORTS, for named targetPorts when the Pod is unknown.
     pod_ports: Mapping[str, int] = field(default_factory=dict)
+    # The GENERATOR metadata: `grpc` for a proxyless gRPC application, "" for Envoy.
+    generator: str = ""
 
     @property
     def is_router(self) -> bool:
@@ -43,6 +47,11 @@ class Proxy:
     @property
     def is_sidecar(self) -> bool:
         return self.type == SIDECAR
+
+    @property
+    def is_grpc(self) -> bool:
+        """A gRPC library's own xDS client (istiod's IsProxylessGrpc), whatever its type."""
+        return self.generator == GRPC_GENERATOR
 
 
 def _string_list(value: Any) -> list[str]:
@@ -124,6 +133,7 @@ def parse_proxy(node_id: str, metadata: Mapping[str, Any] | None = None) -> Prox
         metadata_labels=labels,
         istio_version=str(metadata.get("ISTIO_VERSION") or ""),
         pod_ports=_pod_ports(metadata.get("POD_PORTS")),
+        generator=str(metadata.get("GENERATOR") or ""),
     )
 
 
@@ -144,8 +154,9 @@ class ProxyView:
     proxy: Proxy
     labels: Mapping[str, str]
     service_targets: tuple[ServiceTarget, ...]
-    # The proxy's address where its output depends on it (sidecars next to headless
-    # services), else "" so that the replicas of a workload share one class.
+    # The proxy's addresses where its output depends on them (sidecars next to headless
+    # services, gRPC servers whose inbound listeners are named after the address they
+    # serve on), else "" so that the replicas of a workload share one class.
     address_key: str = ""
     # The labels some selector reads (PushContext.selector_label_keys), sorted: proxies that
     # differ only in other labels are given the same config, so they share a class.
@@ -165,6 +176,7 @@ class ProxyView:
         byte-identical config, generated once."""
         return (
             self.proxy.type,
+            self.proxy.generator,
             self.proxy.namespace,
             self.proxy.dns_domain,
             self.selected_labels,
@@ -194,7 +206,11 @@ def view_proxy(proxy: Proxy, push: PushContext) -> ProxyView:
                     continue  # istiod's FindPort: a named port the workload does not declare
                 target = container_ports[target]
             targets.append(ServiceTarget(service, port, target))
-    address_key = proxy.ip if proxy.is_sidecar and push.services.has_passthrough else ""
+    address_key = ""
+    if proxy.is_grpc:
+        address_key = ",".join(proxy.ips) if targets else ""
+    elif proxy.is_sidecar and push.services.has_passthrough:
+        address_key = proxy.ip
     selected = push.selector_label_keys()
     return ProxyView(proxy, labels, tuple(targets), address_key,
                      tuple(sorted((k, v) for k, v in labels.items() if k in selected)))

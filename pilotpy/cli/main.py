@@ -191,7 +191,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
     output, problems = translate(args.config, node_id=args.node_id, labels=_labels(args.label),
                                  mesh_config=args.mesh_config,
-                                 default_namespace=args.default_namespace, delta=False)
+                                 default_namespace=args.default_namespace, delta=False,
+                                 generator=args.generator)
     for problem in problems:  # as `pilotpy analyze` prints them
         print(problem, file=sys.stderr)
     json.dump(output, sys.stdout, indent=2)
@@ -213,15 +214,20 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     from pilotpy.local.bootstrap import envoy_bootstrap
+    from pilotpy.local.grpc_bootstrap import grpc_bootstrap
     from pilotpy.server.settings import split_address
 
     host, port = split_address(args.xds_address, default_host="127.0.0.1")
     try:
-        bootstrap = envoy_bootstrap(node_id=args.node_id, xds_address=(host, port),
-                                    delta=args.delta, labels=_labels(args.label),
-                                    namespace=args.namespace, cluster=args.cluster,
-                                    admin_port=args.admin_port, status_port=args.status_port,
-                                    stats_port=args.stats_port if args.admin_port else None)
+        if args.grpc:
+            bootstrap = grpc_bootstrap(args.node_id, (host, port), labels=_labels(args.label),
+                                       namespace=args.namespace)
+        else:
+            bootstrap = envoy_bootstrap(
+                node_id=args.node_id, xds_address=(host, port), delta=args.delta,
+                labels=_labels(args.label), namespace=args.namespace, cluster=args.cluster,
+                admin_port=args.admin_port, status_port=args.status_port,
+                stats_port=args.stats_port if args.admin_port else None)
     except ValueError as err:
         raise SystemExit(f"pilotpy bootstrap: {err}") from err
     json.dump(bootstrap, sys.stdout, indent=2)
@@ -321,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "istio-system.svc.cluster.local")
     translate.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                            help="a workload label of the proxy (repeatable)")
+    translate.add_argument("--generator", choices=("grpc",), default="",
+                           help="the node's GENERATOR metadata: grpc for a proxyless gRPC "
+                                "client or server (docs/proxyless-grpc.md)")
     translate.add_argument("--strict", action="store_true",
                            help="exit 1 when the input contains invalid objects")
     translate.set_defaults(func=cmd_translate)
@@ -337,11 +346,15 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--output", "-o", default="text", choices=("text", "json"))
     analyze.set_defaults(func=cmd_analyze)
 
-    bootstrap = sub.add_parser("bootstrap", help="print an Envoy bootstrap pointing at pilotpy")
+    bootstrap = sub.add_parser("bootstrap", help="print an Envoy bootstrap pointing at pilotpy "
+                                                 "(--grpc: a proxyless gRPC one)")
     bootstrap.add_argument("--node-id", required=True,
                            help="Istio's type~ip~<pod>.<namespace>~<namespace>.svc.cluster.local")
     bootstrap.add_argument("--xds-address", default="127.0.0.1:15010")
     bootstrap.add_argument("--delta", action="store_true", help="use Delta xDS")
+    bootstrap.add_argument("--grpc", action="store_true",
+                           help="the GRPC_XDS_BOOTSTRAP file of a proxyless gRPC client or "
+                                "server instead (docs/proxyless-grpc.md)")
     bootstrap.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                            help="a workload label (node metadata LABELS); repeat")
     bootstrap.add_argument("--namespace", default="",

@@ -23,14 +23,19 @@ from pilotpy.wire.protojson import message_to_json as to_json
 
 def translate(paths: list[Path], *, node_id: str, labels: Mapping[str, str],
               mesh_config: Path | None = None, default_namespace: str = "default",
-              delta: bool = False) -> tuple[dict[str, list[dict[str, Any]]], list[Problem]]:
-    """The four resource lists for `node_id`, and the problems found in the input."""
+              delta: bool = False, generator: str = "",
+              ) -> tuple[dict[str, list[dict[str, Any]]], list[Problem]]:
+    """The four resource lists for `node_id`, and the problems found in the input.
+    `generator` is the node's GENERATOR metadata (`grpc`: a proxyless gRPC client)."""
     del delta  # the same resources go over SotW and Delta
     for path in paths:
         if not path.exists():
             raise SystemExit(f"--config {path}: no such file or directory")
+    metadata: dict[str, Any] = {"LABELS": dict(labels)} if labels else {}
+    if generator:
+        metadata["GENERATOR"] = generator
     try:
-        proxy = parse_proxy(node_id, {"LABELS": dict(labels)} if labels else {})
+        proxy = parse_proxy(node_id, metadata)
     except NodeIdError as err:
         raise SystemExit(f"--node-id: {err}") from err
     read = ProblemLog()
@@ -41,12 +46,15 @@ def translate(paths: list[Path], *, node_id: str, labels: Mapping[str, str],
     push, _ = build_push_context(objects, mesh, 1)
     view = view_proxy(proxy, push)
     generated = generate(push, view)
-    endpoints = endpoints_for(push, view, eds_cluster_names(generated.clusters))
+    # Named-only resources (proxyless gRPC) after the rest: what a client gets by name.
+    listeners = [*generated.listeners, *generated.named_only_listeners]
+    clusters = [*generated.clusters, *generated.named_only_clusters]
+    endpoints = endpoints_for(push, view, eds_cluster_names(clusters))
     problems = [*read.problems(), *push.ingress.problems, *generated.problems,
                 *unenforced(objects)]
     return {
-        "listeners": [to_json(m) for m in generated.listeners],
+        "listeners": [to_json(m) for m in listeners],
         "routes": [to_json(m) for m in generated.routes],
-        "clusters": [to_json(m) for m in generated.clusters],
+        "clusters": [to_json(m) for m in clusters],
         "endpoints": [to_json(m) for m in endpoints],
     }, problems

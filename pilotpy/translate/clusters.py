@@ -236,6 +236,14 @@ def _apply_outlier_detection(cluster: cluster_pb2.Cluster,
                              outlier: OutlierDetection | None) -> None:
     if outlier is None:
         return
+    cluster.outlier_detection.CopyFrom(outlier_detection(outlier))
+    # istiod always sets the panic threshold with outlier detection; 0 disables panic mode.
+    cluster.common_lb_config.healthy_panic_threshold.CopyFrom(
+        percent_pb2.Percent(value=float(outlier.min_health_percent)))
+
+
+def outlier_detection(outlier: OutlierDetection) -> outlier_detection_pb2.OutlierDetection:
+    """A DestinationRule's outlierDetection as Envoy's (istiod's applyOutlierDetection)."""
     out = outlier_detection_pb2.OutlierDetection(enforcing_success_rate=pb.uint32(0))
     if outlier.consecutive_5xx_errors is not None:
         value = outlier.consecutive_5xx_errors
@@ -257,10 +265,7 @@ def _apply_outlier_detection(cluster: cluster_pb2.Cluster,
             out.consecutive_local_origin_failure.value = outlier.consecutive_local_origin_failures
             out.enforcing_consecutive_local_origin_failure.value = 100
         out.enforcing_local_origin_success_rate.value = 0
-    cluster.outlier_detection.CopyFrom(out)
-    # istiod always sets the panic threshold with outlier detection; 0 disables panic mode.
-    cluster.common_lb_config.healthy_panic_threshold.CopyFrom(
-        percent_pb2.Percent(value=float(outlier.min_health_percent)))
+    return out
 
 
 def _apply_traffic_policy(cluster: cluster_pb2.Cluster, port: Port, policy: TrafficPolicy | None,

@@ -4,7 +4,7 @@ resources. No I/O, no clocks, no globals; same input, same messages in the same 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
@@ -23,6 +23,8 @@ from pilotpy.translate.gateway import (
     gateway_route_names,
     merge_gateways,
 )
+from pilotpy.translate.grpc.config import grpc_config
+from pilotpy.translate.grpc.endpoints import grpc_assignment
 from pilotpy.translate.observability import tracing_clusters
 from pilotpy.translate.sidecar import sidecar_config
 
@@ -40,6 +42,10 @@ class GeneratedConfig:
     # Problems found while translating (e.g. a Gateway server that cannot be served), each
     # naming the object that caused it.
     problems: tuple[Problem, ...] = ()
+    # Served only to a proxy naming them, never to a wildcard subscription (proxyless gRPC:
+    # listeners under short names, xDS servers' inbound listeners, every cluster).
+    named_only_listeners: list[listener_pb2.Listener] = field(default_factory=list)
+    named_only_clusters: list[cluster_pb2.Cluster] = field(default_factory=list)
 
     @property
     def routes(self) -> list[route_pb2.RouteConfiguration]:
@@ -52,6 +58,13 @@ def _serialized(routes: list[route_pb2.RouteConfiguration]) -> list[pb.Serialize
 
 
 def generate(push: PushContext, view: ProxyView) -> GeneratedConfig:
+    if view.proxy.is_grpc:
+        grpc = grpc_config(push, view)
+        return GeneratedConfig(clusters=[], listeners=grpc.listeners,
+                               serialized_routes=_serialized(grpc.routes),
+                               problems=grpc.problems,
+                               named_only_listeners=grpc.named_only_listeners,
+                               named_only_clusters=grpc.named_only_clusters)
     if view.proxy.is_router:
         merged = merge_gateways(push, view)
         return GeneratedConfig(
@@ -72,5 +85,8 @@ def generate(push: PushContext, view: ProxyView) -> GeneratedConfig:
 
 def endpoints_for(push: PushContext, view: ProxyView, cluster_names: Iterable[str]
                   ) -> list[endpoint_pb2.ClusterLoadAssignment]:
-    return [load_assignment(push, view, name) for name in sorted(set(cluster_names))]
+    assignments = [load_assignment(push, view, name) for name in sorted(set(cluster_names))]
+    if view.proxy.is_grpc:
+        return [grpc_assignment(a) for a in assignments]
+    return assignments
 

@@ -123,7 +123,7 @@ def sync_status(status: StreamStatus) -> dict[str, Any]:
 def _packed(resources: ResourceSet) -> list[Any]:
     """The resources of a set as Any messages (each is stored as a DiscoveryResponse entry)."""
     response = discovery_pb2.DiscoveryResponse.FromString(
-        b"".join(r.sotw_entry for r in resources.by_name.values()))
+        b"".join(r.sotw_entry for r in resources.every()))
     return list(response.resources)
 
 
@@ -134,8 +134,9 @@ def config_dump(snapshot: Snapshot) -> config_dump_pb2.ConfigDump:
     for packed in _packed(snapshot.get(types.CLUSTER)):
         clusters.dynamic_active_clusters.add(version_info=version).cluster.CopyFrom(packed)
     listeners = config_dump_shared_pb2.ListenersConfigDump(version_info=version)
-    for packed, name in zip(_packed(snapshot.get(types.LISTENER)),
-                            snapshot.get(types.LISTENER).by_name, strict=True):
+    listener_set = snapshot.get(types.LISTENER)
+    for packed, resource in zip(_packed(listener_set), listener_set.every(), strict=True):
+        name = resource.name
         dynamic = listeners.dynamic_listeners.add(name=name)
         dynamic.active_state.version_info = version
         dynamic.active_state.listener.CopyFrom(packed)

@@ -1,12 +1,15 @@
 """Incremental ADS (DeltaAggregatedResources), one instance per stream.
 
 Rules (xDS spec; istiod's pilot/pkg/xds/delta.go; docs/architecture.md#xds-protocol-rules):
-- the first request for a type subscribes (LDS and CDS with no names, or `*`, are wildcard)
-  and is always answered, against the `initial_resource_versions` a reconnecting Envoy holds;
+- the first request for a type subscribes and is always answered, against the
+  `initial_resource_versions` a reconnecting Envoy holds. LDS and CDS subscribe to
+  everything with `*`, or with no names until names are first given (the legacy wildcard,
+  which naming resources without `*` ends); to exactly the names given otherwise;
 - a NACK is recorded and not answered; a stale nonce acknowledges nothing, but the
   subscription changes it carries are applied;
 - newly subscribed names are answered (unknown RDS/EDS names with empty resources);
-- versions are hashes of the resource bytes; `removed_resources` lists what left a wildcard;
+- versions are hashes of the resource bytes; `removed_resources` lists what a client holds
+  under its subscription that no longer exists;
 - Envoy asks nothing after a Delta CDS update, yet a modified EDS cluster warms until it gets
   an assignment: every added or modified cluster's assignment follows the CDS response.
 """
@@ -28,26 +31,31 @@ from pilotpy.xds.resources import (
     Resource,
     ResourceSet,
     Snapshot,
+    diff_cost,
     diff_from_versions,
+    gains,
     memoized_diff,
     names,
+    subscription,
+    transition_diff,
 )
 from pilotpy.xds.status import StreamStatus, XdsStats, record_nack
 
 log = logging.getLogger("pilotpy.xds")
-WILDCARD_NAME = "*"
 
 
 @dataclass(slots=True)
 class _Watch:
     wildcard: bool
-    subscription: NameSet  # explicit names (ignored while wildcard)
+    subscription: NameSet  # explicit names
     sent: ResourceSet | None = None
     nonce: str = ""
+    # A wildcard only because no names were ever given: naming resources ends it.
+    legacy: bool = False
 
     @property
     def scope(self) -> NameSet | None:
-        return None if self.wildcard else self.subscription
+        return subscription(self.wildcard, self.subscription.names)
 
 
 class DeltaStream:
@@ -119,9 +127,11 @@ class DeltaStream:
         subscribe = set(request.resource_names_subscribe)
         watch = self._watches.get(type_url)
         if watch is None:
-            wildcard = type_url in types.WILDCARD_TYPES and (
-                not subscribe or WILDCARD_NAME in subscribe)
-            watch = self._watches[type_url] = _Watch(wildcard, names(subscribe - {WILDCARD_NAME}))
+            wildcard_type = type_url in types.WILDCARD_TYPES
+            legacy = wildcard_type and not subscribe
+            watch = self._watches[type_url] = _Watch(
+                legacy or (wildcard_type and types.WILDCARD_NAME in subscribe),
+                names(subscribe - {types.WILDCARD_NAME}), legacy=legacy)
             known: Mapping[str, str] = request.initial_resource_versions
             diff = diff_from_versions(known, current, watch.scope)
             if type_url == types.ENDPOINT and self._owed:
@@ -138,34 +148,39 @@ class DeltaStream:
             else:
                 self._stats.expired_nonces[types.counted(type_url)] += 1
         unsubscribe = set(request.resource_names_unsubscribe)
-        if WILDCARD_NAME in subscribe:
+        before = watch.scope
+        if watch.legacy and subscribe:
+            watch.legacy = watch.wildcard = False
+        if types.WILDCARD_NAME in subscribe:
             watch.wildcard = True
-        if WILDCARD_NAME in unsubscribe:
+        if types.WILDCARD_NAME in unsubscribe:
             watch.wildcard = False
-        before = watch.subscription.names
-        after = (before | (subscribe - {WILDCARD_NAME})) - unsubscribe
+        explicit = watch.subscription.names
+        after = (explicit | (subscribe - {types.WILDCARD_NAME})) - unsubscribe
         if len(after) > self._limits.max_resource_names:
             raise too_many_names(len(after), self._limits,
                                  f"subscription to {types.short_name(type_url)}")
-        if after != before:
+        if after != explicit:
             watch.subscription = names(after)
-        added = () if watch.wildcard else tuple(sorted(after - before))
-        if not added:
+        scope = watch.scope
+        if not gains(before, scope):
             return []
-        if watch.sent is current:
+        if (watch.sent is current and before is not None and scope is not None
+                and not before.wildcard and not scope.wildcard):
             # Nothing changed for the names held: the new ones alone are owed, at a cost
             # that grows with them, not with the subscription.
-            fresh = tuple(r for n in added if (r := current.get(n)) is not None)
-            return [self._respond(watch, current, snapshot, fresh, ())]
-        # Bring the whole subscription up to date, newly added names included.
-        diff = self._diff(watch, current)
-        send = {r.name: r for r in diff.changed}
-        for name in added:
-            resource = current.get(name)
-            if resource is not None:
-                send[name] = resource
-        ordered = tuple(send[n] for n in sorted(send))
-        return [self._respond(watch, current, snapshot, ordered, diff.removed)]
+            fresh = tuple(r for n in sorted(scope.names - before.names)
+                          if (r := current.get(n)) is not None)
+            return [self._respond(watch, current, snapshot, fresh, ())] if fresh else []
+        # Bring the whole subscription up to date, newly covered names included.
+        parts = (watch.sent, before, current, scope)
+        found: Diff | None = self._memo.get("transition", *parts)
+        if found is None:
+            found = transition_diff(watch.sent, before, current, scope)
+            self._memo.put(found, diff_cost(found, current), "transition", *parts)
+        if not found:
+            return []
+        return [self._respond(watch, current, snapshot, found.changed, found.removed)]
 
     def on_push(self, snapshot: Snapshot) -> list[bytes]:
         out: list[bytes] = []

@@ -69,53 +69,112 @@ def empty_resource(type_url: str, name: str) -> Resource | None:
 
 
 class ResourceSet:
-    """All resources of one type for one proxy class and version. Immutable."""
+    """All resources of one type for one proxy class and version. Immutable.
 
-    __slots__ = ("__weakref__", "by_name", "size", "type_url", "version")
+    `by_name` is what a wildcard subscription gets. `named_only` resources exist too, but
+    only for a subscription that names them (a proxyless gRPC client's listener under a
+    short name, an xDS server's inbound listener): a wildcard does not include them."""
 
-    def __init__(self, type_url: str, resources: Iterable[Resource]) -> None:
+    __slots__ = ("__weakref__", "by_name", "named_only", "size", "type_url", "version")
+
+    def __init__(self, type_url: str, resources: Iterable[Resource],
+                 named_only: Iterable[Resource] = ()) -> None:
         self.type_url = type_url
         self.by_name: dict[str, Resource] = {r.name: r for r in resources}
+        self.named_only: dict[str, Resource] = {r.name: r for r in named_only
+                                                if r.name not in self.by_name}
         digest = "\n".join(f"{r.name}\t{r.version}" for r in self.by_name.values())
+        if self.named_only:
+            digest += "\n\n" + "\n".join(f"{r.name}\t{r.version}"
+                                          for r in self.named_only.values())
         self.version = wire.content_version(digest.encode())
-        self.size = sum(len(r.sotw_entry) for r in self.by_name.values())  # bytes
+        self.size = sum(len(r.sotw_entry) for r in self.every())  # bytes
 
     def get(self, name: str) -> Resource | None:
         """A resource by name; unknown RDS/EDS names resolve to their empty value."""
         found = self.by_name.get(name)
+        if found is None:
+            found = self.named_only.get(name)
         return found if found is not None else empty_resource(self.type_url, name)
+
+    def every(self) -> list[Resource]:
+        """Every resource, named-only ones included (for debug dumps)."""
+        return [*self.by_name.values(), *self.named_only.values()]
 
     def replacing(self, resources: Iterable[Resource]) -> ResourceSet:
         """A new set with some resources replaced (same names, same order)."""
         by_name = dict(self.by_name)
+        named_only = dict(self.named_only)
         for resource in resources:
-            by_name[resource.name] = resource
-        return ResourceSet(self.type_url, by_name.values())
+            if resource.name in named_only:
+                named_only[resource.name] = resource
+            else:
+                by_name[resource.name] = resource
+        return ResourceSet(self.type_url, by_name.values(), named_only.values())
 
     def __len__(self) -> int:
-        return len(self.by_name)
+        return len(self.by_name) + len(self.named_only)
 
 
 class NameSet:
-    """An interned subscription. Equal subscriptions are the same object, which makes
-    memoized diffs shareable across streams."""
+    """An interned subscription: explicit names, and whether it is also a wildcard (`*`
+    plus names). A wildcard without names is None where a subscription is expected. Equal
+    subscriptions are the same object, which makes memoized diffs shareable across
+    streams."""
 
-    __slots__ = ("__weakref__", "names")
+    __slots__ = ("__weakref__", "names", "wildcard")
 
-    def __init__(self, names: frozenset[str]) -> None:
+    def __init__(self, names: frozenset[str], wildcard: bool = False) -> None:
         self.names = names
+        self.wildcard = wildcard
 
 
-_interned: weakref.WeakValueDictionary[frozenset[str], NameSet] = weakref.WeakValueDictionary()
+_interned: weakref.WeakValueDictionary[tuple[bool, frozenset[str]], NameSet] = (
+    weakref.WeakValueDictionary())
 
 
-def names(values: Iterable[str]) -> NameSet:
-    key = frozenset(values)
+def names(values: Iterable[str], *, wildcard: bool = False) -> NameSet:
+    key = (wildcard, frozenset(values))
     found = _interned.get(key)
     if found is None:
-        found = NameSet(key)
+        found = NameSet(key[1], wildcard)
         _interned[key] = found
     return found
+
+
+def subscription(wildcard: bool, values: Iterable[str]) -> NameSet | None:
+    """The subscription to `values`, plus everything when `wildcard`: None for a wildcard
+    without names."""
+    explicit = frozenset(values)
+    if wildcard and not explicit:
+        return None
+    return names(explicit, wildcard=wildcard)
+
+
+def gains(old: NameSet | None, new: NameSet | None) -> bool:
+    """Whether `new` may cover resources `old` did not: it became a wildcard or names more."""
+    old_wildcard = old is None or old.wildcard
+    new_wildcard = new is None or new.wildcard
+    if new_wildcard and not old_wildcard:
+        return True
+    return new is not None and bool(new.names - (old.names if old is not None else frozenset()))
+
+
+def covers(scope: NameSet | None, name: str) -> bool:
+    return scope is None or scope.wildcard or name in scope.names
+
+
+def visible(resources: ResourceSet, scope: NameSet | None) -> Mapping[str, Resource]:
+    """What a subscription gets of a set: a wildcard everything but named-only resources,
+    plus the names it gives; unknown RDS and EDS names resolve to empty resources, unknown
+    LDS and CDS names to nothing."""
+    if scope is None:
+        return resources.by_name
+    out: dict[str, Resource] = dict(resources.by_name) if scope.wildcard else {}
+    for name in sorted(scope.names):
+        if name not in out and (found := resources.get(name)) is not None:
+            out[name] = found
+    return out
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -151,40 +210,33 @@ class Diff:
         return bool(self.changed or self.removed)
 
 
-def _scope(resources: ResourceSet, subscription: NameSet | None) -> Iterable[str]:
-    return resources.by_name.keys() if subscription is None else sorted(subscription.names)
-
-
-def compute_diff(old: ResourceSet | None, new: ResourceSet, subscription: NameSet | None
+def compute_diff(old: ResourceSet | None, new: ResourceSet, scope: NameSet | None
                  ) -> Diff:
-    """What a client holding `old` within `subscription` (None: wildcard) needs to reach
-    `new`. Explicitly subscribed names are never removed: unknown ones resolve to empty."""
-    changed = []
-    for name in _scope(new, subscription):
-        resource = new.get(name)
-        if resource is None:
-            continue
-        previous = old.get(name) if old is not None else None
-        if previous is None or previous.version != resource.version:
-            changed.append(resource)
-    removed: tuple[str, ...] = ()
-    if subscription is None and old is not None:
-        removed = tuple(n for n in old.by_name if n not in new.by_name)
-    return Diff(tuple(changed), removed)
+    """What a client holding `old` within `scope` (None: wildcard) needs to reach
+    `new`: changed resources, and names it holds that no longer exist. Explicitly
+    subscribed RDS and EDS names are never removed: unknown ones resolve to empty."""
+    return transition_diff(old, scope, new, scope)
+
+
+def transition_diff(old: ResourceSet | None, old_scope: NameSet | None, new: ResourceSet,
+                    new_scope: NameSet | None) -> Diff:
+    """What a client holding `old` within `old_scope` needs to hold `new` within
+    `new_scope`. Names that left the scope are not removed: the client drops them itself."""
+    now = visible(new, new_scope)
+    held = visible(old, old_scope) if old is not None else {}
+    changed = tuple(r for n, r in now.items()
+                    if (previous := held.get(n)) is None or previous.version != r.version)
+    removed = tuple(n for n in held if n not in now and covers(new_scope, n))
+    return Diff(changed, removed)
 
 
 def diff_from_versions(known: Mapping[str, str], new: ResourceSet,
-                       subscription: NameSet | None) -> Diff:
+                       scope: NameSet | None) -> Diff:
     """Like compute_diff, against versions a reconnecting Delta client says it has."""
-    changed = []
-    for name in _scope(new, subscription):
-        resource = new.get(name)
-        if resource is not None and known.get(name) != resource.version:
-            changed.append(resource)
-    removed: tuple[str, ...] = ()
-    if subscription is None:
-        removed = tuple(sorted(n for n in known if n not in new.by_name))
-    return Diff(tuple(changed), removed)
+    now = visible(new, scope)
+    changed = tuple(r for n, r in now.items() if known.get(n) != r.version)
+    removed = tuple(sorted(n for n in known if n not in now and covers(scope, n)))
+    return Diff(changed, removed)
 
 
 # The memory of a Resource object besides its entry bytes (slots, name and version strings).
@@ -195,18 +247,18 @@ def diff_cost(diff: Diff, new: ResourceSet) -> int:
     """The memory a memoized diff holds of its own: references, plus the placeholders of
     unknown names (resources `new` does not hold)."""
     cost = 8 * (len(diff.changed) + len(diff.removed)) + sum(len(n) for n in diff.removed)
-    by_name = new.by_name
     for resource in diff.changed:
-        if by_name.get(resource.name) is not resource:
+        if new.by_name.get(resource.name) is not resource and (
+                new.named_only.get(resource.name) is not resource):
             cost += len(resource.sotw_entry) + RESOURCE_OVERHEAD
     return cost
 
 
 def memoized_diff(memo: Memo, old: ResourceSet | None, new: ResourceSet,
-                  subscription: NameSet | None) -> Diff:
-    """compute_diff, once per (old, new, subscription) for every stream of a class."""
-    found: Diff | None = memo.get("diff", old, new, subscription)
+                  scope: NameSet | None) -> Diff:
+    """compute_diff, once per (old, new, scope) for every stream of a class."""
+    found: Diff | None = memo.get("diff", old, new, scope)
     if found is None:
-        found = compute_diff(old, new, subscription)
-        memo.put(found, diff_cost(found, new), "diff", old, new, subscription)
+        found = compute_diff(old, new, scope)
+        memo.put(found, diff_cost(found, new), "diff", old, new, scope)
     return found

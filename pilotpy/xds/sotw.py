@@ -6,9 +6,14 @@ docs/architecture.md#xds-protocol-rules):
 - a nonce that is not the latest sent for its type is stale: ignored;
 - an empty nonce opens or renews a subscription and is always answered, even when it
   carries a version (Envoy sends its last version after reconnecting);
-- an ACK is answered only when it subscribes to new names;
-- CDS and LDS responses carry the full set; RDS and EDS responses carry every requested name
-  on subscription (unknown names get empty resources) and only changed ones on pushes;
+- an ACK is answered only when it subscribes to new names (or to `*`);
+- CDS and LDS are wildcard types: no names on every request so far (the legacy form), or
+  `*` among them, subscribes to the full set; names without `*` to exactly those (a
+  proxyless gRPC client names its listeners). Their responses carry everything the
+  subscription covers, since a client takes an LDS or CDS name missing from a response as
+  removed. Once names were given, an empty list subscribes to nothing;
+- RDS and EDS responses carry every requested name on subscription (unknown names get
+  empty resources) and only changed ones on pushes;
 - after a CDS push, the next EDS request is answered with the assignments of the clusters
   that changed, since those clusters warm until they get a fresh assignment.
 """
@@ -32,8 +37,11 @@ from pilotpy.xds.resources import (
     Snapshot,
     compute_diff,
     diff_cost,
+    gains,
     memoized_diff,
     names,
+    subscription,
+    visible,
 )
 from pilotpy.xds.status import NONCE_CHARS, StreamStatus, XdsStats, record_nack
 
@@ -47,6 +55,17 @@ class _Watch:
     nonce: str = ""
     # Assignments to include in the next EDS answer regardless of version (warming clusters).
     force: frozenset[str] = frozenset()
+    # Whether any request for the type named resources: then an empty list is no wildcard.
+    named: bool = False
+
+
+def _wildcard_subscription(requested: list[str], watch: _Watch | None) -> NameSet | None:
+    """An LDS or CDS request's subscription (the xDS spec's wildcard rules)."""
+    if types.WILDCARD_NAME in requested:
+        return subscription(True, (n for n in requested if n != types.WILDCARD_NAME))
+    if not requested and (watch is None or not watch.named):
+        return None  # the legacy wildcard: no names on any request so far
+    return names(requested)
 
 
 def _subscription_diff(sent: ResourceSet | None, current: ResourceSet, old: NameSet,
@@ -99,11 +118,7 @@ class SotwStream:
     def _full(self, watch: _Watch, current: ResourceSet) -> bytes:
         body: bytes | None = self._memo.get("sotw-full", current, watch.subscription)
         if body is None:
-            if watch.subscription is None:
-                resources = tuple(current.by_name.values())
-            else:
-                resources = tuple(r for n in sorted(watch.subscription.names)
-                                  if (r := current.get(n)) is not None)
+            resources = tuple(visible(current, watch.subscription).values())
             body = self._body(current, resources)
             self._memo.put(body, len(body), "sotw-full", current, watch.subscription)
         return self._respond(watch, current, (), body)
@@ -132,27 +147,34 @@ class SotwStream:
                 watch.nonce):
             self._stats.expired_nonces[types.counted(type_url)] += 1
             return []
-        wildcard = type_url in types.WILDCARD_TYPES
-        if not wildcard and not request.resource_names:
+        requested = list(request.resource_names)
+        wildcard_type = type_url in types.WILDCARD_TYPES
+        if not wildcard_type and not requested:
             self._watches.pop(type_url, None)  # unsubscribed from every name
             return []
-        subscription = None if wildcard else names(request.resource_names)
+        named = bool(requested) or (watch is not None and watch.named)
+        wanted = (_wildcard_subscription(requested, watch) if wildcard_type
+                  else names(requested))
         current = snapshot.get(type_url)
         if watch is None or not request.response_nonce:
-            watch = self._watches[type_url] = _Watch(subscription)
+            watch = self._watches[type_url] = _Watch(wanted, named=named)
             out = [self._full(watch, current)]
             if type_url == types.CLUSTER:
-                self._mark_warming(snapshot, compute_diff(None, current, None))
+                self._mark_warming(snapshot, compute_diff(None, current, wanted))
             return out
         self.status.acked(type_url, request.response_nonce,
                           clip(request.version_info, NONCE_CHARS))
+        watch.named = named
         old = watch.subscription
-        if wildcard or (subscription is old and not watch.force):
+        if wanted is old and not watch.force:
             return []
-        assert old is not None and subscription is not None
-        added = subscription.names - old.names
-        force = watch.force & subscription.names
-        watch.subscription = subscription
+        watch.subscription = wanted
+        if wildcard_type:
+            # Everything the subscription covers, or the client drops what is left out.
+            return [self._full(watch, current)] if gains(old, wanted) else []
+        assert old is not None and wanted is not None
+        added = wanted.names - old.names
+        force = watch.force & wanted.names
         watch.force = frozenset()
         if not added and not force:
             return []
@@ -161,10 +183,10 @@ class SotwStream:
             # ones are owed, at a cost that grows with them, not with the subscription.
             changed = tuple(r for n in sorted(added | force) if (r := current.get(n)) is not None)
             return [self._respond(watch, current, changed)]
-        parts = (watch.sent, current, old, subscription, force)
+        parts = (watch.sent, current, old, wanted, force)
         diff: Diff | None = self._memo.get("sub-diff", *parts)
         if diff is None:
-            diff = _subscription_diff(watch.sent, current, old, subscription, force)
+            diff = _subscription_diff(watch.sent, current, old, wanted, force)
             self._memo.put(diff, diff_cost(diff, current), "sub-diff", *parts)
         return [self._respond(watch, current, diff.changed)]
 
@@ -181,7 +203,7 @@ class SotwStream:
             if not diff:
                 watch.sent = current  # same content, new set object
                 continue
-            if watch.subscription is None:
+            if watch.subscription is None or type_url in types.WILDCARD_TYPES:
                 out.append(self._full(watch, current))
             else:
                 out.append(self._respond(watch, current, diff.changed))

@@ -13,9 +13,11 @@ SECRET = _PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
 # Make before break: clusters (and their endpoints) exist before listeners and routes use them.
 PUSH_ORDER = (CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET)
 
-# Wildcard (state-of-the-world) types: every response carries the full set. The others are
-# answered per requested name.
+# Wildcard types: a subscription may cover every resource (docs/architecture.md#xds-protocol-rules),
+# and a response carries everything a subscription covers. The others are answered per name.
 WILDCARD_TYPES = frozenset({CLUSTER, LISTENER})
+# The resource name that subscribes to every resource of a wildcard type.
+WILDCARD_NAME = "*"
 
 SHORT_NAMES = {CLUSTER: "cds", ENDPOINT: "eds", LISTENER: "lds", ROUTE: "rds", SECRET: "sds"}
 # Type URLs are chosen by clients: every other one shares this name in metrics and logs, so a

@@ -245,5 +245,5 @@ def test_translate_prints_each_problem_once(tmp_path: Path) -> None:
     _, stderr, code = translate(tmp_path)
     assert code == 0, stderr
     lines = [line for line in stderr.splitlines() if "spec.retires" in line]
-    assert lines == [f"pilotpy: {tmp_path / 'vs.yaml'}: VirtualService default/typo: "
-                     "spec.retires: unknown field, ignored"], stderr
+    assert lines == [f"Warning [UnknownField] (VirtualService default/typo {tmp_path / 'vs.yaml'})"
+                     " spec.retires: unknown field, ignored"], stderr

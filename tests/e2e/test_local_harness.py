@@ -99,7 +99,7 @@ def test_bootstrap_node_is_istio_shaped() -> None:
     node = bootstrap["node"]
     metadata = node["metadata"]
     assert node["id"] == NODE_ID
-    assert node["cluster"] == "istio-ingressgateway"
+    assert node["cluster"] == "istio-ingressgateway.istio-system"  # pilot-agent: <app>.<ns>
     assert metadata["INSTANCE_IPS"] == "127.0.0.1"
     assert metadata["NAMESPACE"] == "istio-system"
     assert metadata["CLUSTER_ID"] == "Kubernetes"

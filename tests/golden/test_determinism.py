@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from pilotpy.mesh import MeshConfig
@@ -27,12 +28,17 @@ CASES = ("http-routes", "destination-rule-policies", "endpoint-slices", "service
          "merged-servers", "app-namespace")
 NODE_ID = ("router~10.244.0.7~istio-ingressgateway-5c8d-abcde.istio-system"
            "~istio-system.svc.cluster.local")
+GATEWAY_METADATA = {"LABELS": {"istio": "ingressgateway"}}
+# A proxyless gRPC server, whose config holds client and server sides.
+GRPC_CASES = ("grpc-client", "grpc-server", "grpc-unsupported")
+GRPC_NODE_ID = "sidecar~127.0.0.31~echo-v1.default~default.svc.cluster.local"
+GRPC_METADATA = {"GENERATOR": "grpc"}
 
 
-def documents() -> list[dict[str, Any]]:
+def documents(cases: tuple[str, ...] = CASES) -> list[dict[str, Any]]:
     """The documents of several cases, each object once."""
     seen: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for case in CASES:
+    for case in cases:
         for path in sorted((TESTDATA / case / "input").glob("*.yaml")):
             for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
                 meta = doc["metadata"]
@@ -52,14 +58,16 @@ def shuffled(value: Any, rng: random.Random) -> Any:
     return value
 
 
-def render_bytes(config: Path) -> list[bytes]:
+def render_bytes(config: Path, node_id: str = NODE_ID,
+                 metadata: dict[str, Any] | None = None) -> list[bytes]:
     store = Store(clock=time.monotonic)
     FileSource([config], store, ProblemLog()).load()
     push, _ = build_push_context(store.snapshot().objects, MeshConfig(), 1)
-    view = view_proxy(parse_proxy(NODE_ID, {"LABELS": {"istio": "ingressgateway"}}), push)
+    view = view_proxy(parse_proxy(node_id, metadata or GATEWAY_METADATA), push)
     generated = generate(push, view)
-    messages = [*generated.clusters, *generated.listeners,
-                *endpoints_for(push, view, eds_cluster_names(generated.clusters))]
+    clusters = [*generated.clusters, *generated.named_only_clusters]
+    messages = [*clusters, *generated.listeners, *generated.named_only_listeners,
+                *endpoints_for(push, view, eds_cluster_names(clusters))]
     # Route configurations as xDS sends them: the bytes translation wrote.
     return ([m.SerializeToString(deterministic=True) for m in messages]
             + [r.data for r in generated.serialized_routes])
@@ -78,14 +86,18 @@ def write_shuffled(directory: Path, docs: list[dict[str, Any]], seed: int) -> No
                                       encoding="utf-8")
 
 
-def test_shuffled_input_gives_identical_bytes(tmp_path: Path) -> None:
-    docs = documents()
+@pytest.mark.parametrize(("cases", "node_id", "metadata"), [
+    (CASES, NODE_ID, GATEWAY_METADATA), (GRPC_CASES, GRPC_NODE_ID, GRPC_METADATA)],
+    ids=["gateway", "grpc"])
+def test_shuffled_input_gives_identical_bytes(tmp_path: Path, cases: tuple[str, ...],
+                                              node_id: str, metadata: dict[str, Any]) -> None:
+    docs = documents(cases)
     reference: list[bytes] | None = None
     for seed in range(5):
         directory = tmp_path / f"seed-{seed}"
         write_shuffled(directory, docs, seed)
-        rendered = render_bytes(directory)
-        assert len(rendered) > 50
+        rendered = render_bytes(directory, node_id, metadata)
+        assert len(rendered) > (50 if cases is CASES else 25)
         if reference is None:
             reference = rendered
         else:

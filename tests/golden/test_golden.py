@@ -24,7 +24,8 @@ def render(case: Path) -> dict[str, Any]:
     spec = yaml.safe_load((case / "case.yaml").read_text(encoding="utf-8"))
     mesh = case / spec["meshConfig"] if spec.get("meshConfig") else None
     output, problems = translate([case / "input"], node_id=spec["nodeId"],
-                                 labels=spec.get("labels", {}), mesh_config=mesh)
+                                 labels=spec.get("labels", {}), mesh_config=mesh,
+                                 generator=spec.get("generator", ""))
     prefix = f"{case / 'input'}/"
     return {"problems": [str(p).replace(prefix, "") for p in problems], **output}
 

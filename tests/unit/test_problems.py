@@ -84,6 +84,20 @@ def test_a_problem_is_reported_once_while_it_lasts_and_objects_counted_once() ->
     assert log.rejected_total == 2  # VirtualService default/reviews, Service default/a
 
 
+def test_a_problem_two_proxy_classes_find_is_reported_once_while_either_holds_it() -> None:
+    reported: list[str] = []
+    log = ProblemLog(report=lambda p: reported.append(p.message))
+    log.set("translate grpc class-a", [error("no CORS for gRPC")])
+    log.set("translate grpc class-b", [error("no CORS for gRPC")])
+    log.clear("translate grpc class-a")
+    log.set("translate grpc class-c", [error("no CORS for gRPC")])
+    assert reported == ["no CORS for gRPC"]
+    log.clear("translate grpc class-b")
+    log.clear("translate grpc class-c")
+    log.set("translate grpc class-a", [error("no CORS for gRPC")])  # back after a fix undone
+    assert reported == ["no CORS for gRPC", "no CORS for gRPC"]
+
+
 def test_a_problem_that_comes_back_is_counted_again() -> None:
     log = ProblemLog()
     log.set("a.yaml", [error("bad")])
