@@ -303,8 +303,9 @@ class XdsServer:
         except StreamError as err:
             inbox.refuse(context, err.code, str(err))
             raise asyncio.CancelledError from err
-        except _ClientGone:
-            return
+        except _ClientGone as err:
+            # Ended as a cancelled call: grpc must not try to send a status of its own.
+            raise asyncio.CancelledError from err
         finally:
             # Runs however the stream ends (the client leaving, a refused request, a cancelled
             # call, a bug): a stream that is gone must not stay a connected proxy.
