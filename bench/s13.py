@@ -91,14 +91,14 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid = pid
         self.peak = 0.0
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(0.2):
+        while not self._done.wait(0.2):
             self.peak = max(self.peak, rss_mb(self.pid))
 
     def stop(self) -> float:
-        self._stop.set()
+        self._done.set()
         self.join(5)
         return self.peak
 

@@ -28,8 +28,8 @@ from tests.xds.xds_harness import (
     ConfigDir,
     Harness,
     eventually,
+    harness,
     round_robin,
-    running,
     sotw_converge,
 )
 from tests.xds_client import build_node
@@ -84,16 +84,15 @@ async def still_served(xds: Harness, healthy: Any) -> None:
 @pytest_asyncio.fixture
 async def limited(config_dir: ConfigDir) -> AsyncIterator[Harness]:
     """A control plane with small stream limits."""
-    async with running(config_dir.root, stream_limits=SMALL_LIMITS) as plane:
-        yield Harness(plane, config_dir)
+    async with harness(config_dir, stream_limits=SMALL_LIMITS) as found:
+        yield found
 
 
 @pytest_asyncio.fixture
 async def short_queue(config_dir: ConfigDir) -> AsyncIterator[Harness]:
     """A control plane that queues two requests per stream."""
-    async with running(config_dir.root,
-                       stream_limits=StreamLimits(max_queued_requests=2)) as plane:
-        yield Harness(plane, config_dir)
+    async with harness(config_dir, stream_limits=StreamLimits(max_queued_requests=2)) as found:
+        yield found
 
 
 @pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])

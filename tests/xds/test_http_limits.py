@@ -27,6 +27,7 @@ from tests.xds.xds_harness import (
     Harness,
     decoded,
     eventually,
+    harness,
     round_robin,
     running,
     sotw_converge,
@@ -88,13 +89,8 @@ def open_descriptors() -> int:
 @pytest_asyncio.fixture
 async def guarded(config_dir: ConfigDir) -> AsyncIterator[Harness]:
     limits = HttpLimits(max_connections=50, header_timeout=1.0)
-    async with running(config_dir.root, http_limits=limits) as plane:
-        harness = Harness(plane, config_dir)
-        try:
-            yield harness
-        finally:
-            for client in harness.clients:
-                await client.close()
+    async with harness(config_dir, http_limits=limits) as found:
+        yield found
 
 
 async def get(port: int, path: str) -> tuple[int, Any]:

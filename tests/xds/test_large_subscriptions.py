@@ -17,7 +17,7 @@ from tests.xds.xds_harness import (
     Harness,
     delta_converge,
     eventually,
-    running,
+    harness,
     sotw_converge,
     sotw_names,
 )
@@ -32,13 +32,8 @@ def unknown_names(prefix: str, count: int = NAMES) -> list[str]:
 
 @pytest_asyncio.fixture
 async def budgeted(config_dir: ConfigDir) -> AsyncIterator[Harness]:
-    async with running(config_dir.root, response_cache_bytes=BUDGET) as plane:
-        harness = Harness(plane, config_dir)
-        try:
-            yield harness
-        finally:
-            for client in harness.clients:
-                await client.close()
+    async with harness(config_dir, response_cache_bytes=BUDGET) as found:
+        yield found
 
 
 async def test_large_subscriptions_stay_within_the_memo_budget_and_leave_with_their_streams(

@@ -190,6 +190,19 @@ class Harness:
         return found
 
 
+@contextlib.asynccontextmanager
+async def harness(config: ConfigDir, **overrides: Any) -> AsyncIterator[Harness]:
+    """A running control plane over `config` (Settings fields in `overrides`); clients made
+    through it are closed before it stops."""
+    async with running(config.root, **overrides) as plane:
+        found = Harness(plane, config)
+        try:
+            yield found
+        finally:
+            for client in found.clients:
+                await client.close()
+
+
 # -- decoding -------------------------------------------------------------------------------
 
 def decoded(response: Any) -> list[Any]:
