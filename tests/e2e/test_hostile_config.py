@@ -11,17 +11,9 @@ import pytest
 
 from pilotpy.local.stack import eventually, http_get
 from pilotpy.sources.files import FileSource
-from tests.e2e.support import W1, W1Factory, weighted_virtual_service
+from tests.e2e.support import W1, W1Factory, deep_policy, weighted_virtual_service
 
 pytestmark = pytest.mark.e2e
-
-
-def deep_policy(levels: int, leaf: str = "x") -> str:
-    """An AuthorizationPolicy (stored as written, not enforced) nested `levels` deep."""
-    nested = "".join(f"{'  ' * (i + 2)}a:\n" for i in range(levels))
-    return ("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
-            "metadata: {name: deep, namespace: default}\nspec:\n  rules:\n"
-            + nested + "  " * (levels + 2) + leaf + "\n")
 
 
 def get(env: W1, path: str) -> tuple[int, str]:

@@ -3,12 +3,14 @@ filter for repeated warnings (pilotpy/runtime/logfilter.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 
 import pytest
 
 from pilotpy.runtime.backoff import Backoff
+from pilotpy.runtime.lifecycle import cancel_and_wait
 from pilotpy.runtime.logfilter import RepeatFilter
 from pilotpy.runtime.metrics import Registry
 from pilotpy.runtime.supervisor import Supervisor
@@ -125,3 +127,21 @@ def test_the_same_os_error_is_one_flood_whatever_its_text() -> None:
 
     assert repeats.filter(record(7))
     assert not repeats.filter(record(8))
+
+
+async def test_shutting_down_goes_past_a_task_that_had_died(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Stopping cancels every task and waits for it; one that had died of an exception must
+    not keep the stop from reaching the servers after it."""
+    async def dies() -> None:
+        raise RecursionError("maximum recursion depth exceeded in comparison")
+
+    async def runs() -> None:
+        await asyncio.Event().wait()
+
+    dead, alive = asyncio.create_task(dies(), name="files"), asyncio.create_task(runs())
+    await asyncio.sleep(0)
+    with caplog.at_level(logging.ERROR, logger="pilotpy"):
+        await cancel_and_wait([dead, alive])
+    assert alive.cancelled()
+    assert [r.getMessage() for r in caplog.records] == ["task files had failed"]
