@@ -228,19 +228,17 @@ def _parse_load_balancer(f: Fields | None) -> LoadBalancer | None:
         d = w.duration_ns("duration", minimum_ns=MILLISECOND)
         if d is None and not w.has("duration"):
             w.error("required", "duration")
-        minimum = w.child("minimumPercent")
-        aggression = w.child("aggression")
-        min_pct = minimum.number("value") if minimum else None
-        aggr = aggression.number("value") if aggression else None
-        for sub in (minimum, aggression):
-            if sub is not None:
-                sub.done()
-        if min_pct is not None and min_pct > 100:
-            w.error("minimumPercent must be at most 100", "minimumPercent")
+        # DoubleValues: plain numbers in Istio's JSON. Unset, istiod writes Envoy's defaults
+        # (setWarmup); only the deprecated warmupDurationSecs leaves them out.
+        min_pct = w.optional_number("minimumPercent")
+        aggr = w.optional_number("aggression")
+        if min_pct is not None and not 0 <= min_pct <= 100:
+            w.error("minimumPercent must be between 0 and 100", "minimumPercent")
         if aggr is not None and aggr <= 0:
             w.error("aggression must be greater than 0", "aggression")
         if d is not None:
-            warmup = Warmup(d, min_pct, aggr)
+            warmup = Warmup(d, 10.0 if min_pct is None else min_pct,
+                            1.0 if aggr is None else aggr)
         w.done()
     elif duration is not None:
         warmup = Warmup(duration)

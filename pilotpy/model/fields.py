@@ -263,6 +263,10 @@ class Fields:
         value = self._typed(key, (int, float), "number")
         return default if value is None else float(value)
 
+    def optional_number(self, key: str) -> float | None:
+        value = self._typed(key, (int, float), "number")
+        return None if value is None else float(value)
+
     def boolean(self, key: str, *, default: bool = False) -> bool:
         value = self._typed(key, (bool,), "boolean")
         return default if value is None else bool(value)

@@ -156,6 +156,9 @@ class SchemaRecorder(Fields):
         self._record(key, {"type": "number"})
         return default or 1.0
 
+    def optional_number(self, key: str) -> float | None:
+        return self.number(key)
+
     def boolean(self, key: str, *, default: bool = False) -> bool:
         self._record(key, {"type": "boolean"})
         return True

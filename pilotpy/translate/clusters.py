@@ -188,13 +188,14 @@ def _apply_connection_pool(cluster: cluster_pb2.Cluster, pool: ConnectionPool | 
 
 
 def _slow_start(warmup: Warmup) -> cluster_pb2.Cluster.SlowStartConfig:
+    """istiod's setWarmup (both values, defaults filled in by the model) or, for the
+    deprecated warmupDurationSecs, setSlowStartConfig (the window alone)."""
     config = cluster_pb2.Cluster.SlowStartConfig(slow_start_window=pb.duration(warmup.duration_ns))
-    if warmup.minimum_percent is not None or warmup.aggression is not None:
-        config.aggression.default_value = (
-            warmup.aggression if warmup.aggression is not None else 1.0)
+    if warmup.aggression is not None:
+        config.aggression.default_value = warmup.aggression
         config.aggression.runtime_key = "("
-        config.min_weight_percent.value = (
-            warmup.minimum_percent if warmup.minimum_percent is not None else 10.0)
+    if warmup.minimum_percent is not None:
+        config.min_weight_percent.value = warmup.minimum_percent
     return config
 
 

@@ -42,6 +42,7 @@ from pilotpy.translate.outbound_listeners import HTTP_APPLICATION_PROTOCOLS
 from pilotpy.translate.sidecar_clusters import inbound_cluster
 
 INBOUND_RETRY_ON = "reset-before-request"
+RAW_BUFFER = "raw_buffer"
 INBOUND_RETRIES = 2
 
 
@@ -103,8 +104,11 @@ def _inbound_chains(port: InboundPort, mesh: MeshConfig) -> list[lc.FilterChain]
     if port.protocol.is_http or sniffed:
         http = lc.FilterChain(name=name)
         http.filter_chain_match.destination_port.value = port.number
+        # Every plaintext chain names raw_buffer, as istiod's inboundPlainText options: Envoy
+        # never falls back from the raw_buffer branch to a chain naming no transport, so a
+        # sniffed port's TCP chain without it would be unreachable.
+        http.filter_chain_match.transport_protocol = RAW_BUFFER
         if sniffed:
-            http.filter_chain_match.transport_protocol = "raw_buffer"
             http.filter_chain_match.application_protocols.extend(HTTP_APPLICATION_PROTOCOLS)
         http.filters.append(network_filter(sidecar_inbound_connection_manager(
             inbound_route(port), delimited_stat_prefix(f"inbound_{name}"), mesh,
@@ -113,6 +117,7 @@ def _inbound_chains(port: InboundPort, mesh: MeshConfig) -> list[lc.FilterChain]
     if not port.protocol.is_http:
         tcp = lc.FilterChain(name=name)
         tcp.filter_chain_match.destination_port.value = port.number
+        tcp.filter_chain_match.transport_protocol = RAW_BUFFER
         tcp.filters.append(tcp_proxy_filter(inbound_cluster_name(port.number)))
         chains.append(tcp)
     return chains
@@ -147,13 +152,13 @@ def virtual_inbound_listener(view: ProxyView, mesh: MeshConfig) -> listener_pb2.
     for port in ports:
         out.filter_chains.extend(_inbound_chains(port, mesh))
     http = out.filter_chains.add(name=f"{VIRTUAL_INBOUND}-catchall-http")
-    http.filter_chain_match.transport_protocol = "raw_buffer"
+    http.filter_chain_match.transport_protocol = RAW_BUFFER
     http.filter_chain_match.application_protocols.extend(HTTP_APPLICATION_PROTOCOLS)
     http.filters.append(network_filter(sidecar_inbound_connection_manager(
         _passthrough_http_route(), delimited_stat_prefix(INBOUND_PASSTHROUGH_CLUSTER), mesh,
         http2=False)))
     tcp = out.filter_chains.add(name=VIRTUAL_INBOUND)
-    tcp.filter_chain_match.transport_protocol = "raw_buffer"
+    tcp.filter_chain_match.transport_protocol = RAW_BUFFER
     tcp.filters.append(tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER))
     return out
 

@@ -93,9 +93,9 @@ _SEPARATED_PREFIX = re.compile(r"^[^?#]+[^?#/]$")
 def route_match(match: HTTPMatch | None, *, path_separated: bool = False) -> rc.RouteMatch:
     """`path_separated`: prefixes other than `/` match whole path segments (istiod's
     Ingress route semantics), the trailing `/` trimmed."""
-    out = rc.RouteMatch(prefix="/", case_sensitive=pb.boolean(True))
+    out = rc.RouteMatch(prefix="/")
     if match is None:
-        return out
+        return out  # istiod's TranslateRouteMatch(nil): no case_sensitive either
     headers = [header_matcher(name, m) for name, m in match.headers.items()]
     for name, m in match.without_headers.items():
         matcher = header_matcher(name, m)
@@ -257,7 +257,8 @@ def hash_policy(consistent: ConsistentHash) -> rc.RouteAction.HashPolicy | None:
 
 
 def _percent_million(value: float) -> percent_pb2.FractionalPercent:
-    return percent_pb2.FractionalPercent(numerator=round(value * 10000),
+    # Truncated, as istiod's uint32(p * 10000): 12.34567% is 123456 per million.
+    return percent_pb2.FractionalPercent(numerator=int(value * 10000),
                                          denominator=percent_pb2.FractionalPercent.MILLION)
 
 

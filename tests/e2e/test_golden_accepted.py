@@ -14,13 +14,12 @@ import yaml
 
 from pilotpy.local.envoy import free_port
 from pilotpy.local.stack import LocalStack, eventually
+from tests.golden.cases import Case, all_cases
 from tests.tls_certs import TestCA
 
 pytestmark = pytest.mark.e2e
-TESTDATA = Path(__file__).parents[1] / "golden" / "testdata"
 # Proxyless gRPC cases are for gRPC, not Envoy: tests/e2e/test_grpc_golden_accepted.py.
-CASES = sorted(p for p in TESTDATA.iterdir() if (p / "case.yaml").exists() and yaml.safe_load(
-    (p / "case.yaml").read_text(encoding="utf-8")).get("generator") != "grpc")
+CASES = [c.path for c in all_cases() if c.is_envoy]
 # Certificate paths in golden inputs are paths on the proxy, as users write them (Istio's
 # legacy mount); Envoy reads them, so here they move to files generated for the run.
 GOLDEN_CERT_DIR = "/etc/certs/"
@@ -116,7 +115,7 @@ def _load(path: Path) -> list[Any]:
 @pytest.mark.parametrize("case", CASES, ids=lambda p: p.name)
 async def test_golden_config_is_accepted_by_envoy(case: Path, tmp_path: Path) -> None:
     spec = yaml.safe_load((case / "case.yaml").read_text(encoding="utf-8"))
-    expected = json.loads((case / "expected.json").read_text(encoding="utf-8"))
+    expected = {part: Case(case).expected(part) for part in ("listeners", "routes", "clusters")}
     config = tmp_path / "config"
     config.mkdir()
     mesh_config = case / spec["meshConfig"] if spec.get("meshConfig") else None
@@ -153,6 +152,7 @@ async def test_golden_config_is_accepted_by_envoy(case: Path, tmp_path: Path) ->
         assert not stack.plane.xds.stats.rejects, stack.plane.xds.stats.rejects
         clusters = envoy.admin_get("/clusters?format=json")
         names = {c["name"] for c in json.loads(clusters).get("cluster_statuses", [])}
-        assert {c["name"] for c in expected["clusters"]} <= names
+        if not spec.get("knownBug"):  # such a case's expected files show the fixed translation
+            assert {c["name"] for c in expected["clusters"]} <= names
     finally:
         await stack.stop()

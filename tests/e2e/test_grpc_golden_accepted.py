@@ -6,7 +6,6 @@ part (tests/e2e/test_golden_accepted.py loads the other cases into Envoy)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -14,11 +13,10 @@ import pytest
 import yaml
 
 from tests.e2e.grpc_support import Pilotpy, accepts, call, eventually, spawn, stop
-from tests.golden.test_golden import CASES
+from tests.golden.cases import Case, all_cases
 
 pytestmark = pytest.mark.e2e
-GRPC_CASES = [c for c in CASES if yaml.safe_load(
-    (c / "case.yaml").read_text(encoding="utf-8")).get("generator") == "grpc"]
+GRPC_CASES = [c.path for c in all_cases() if c.generator == "grpc"]
 INBOUND = "xds.istio.io/grpc/lds/inbound/"
 
 
@@ -29,7 +27,7 @@ def test_there_are_grpc_cases() -> None:
 @pytest.mark.parametrize("case", GRPC_CASES, ids=lambda p: p.name)
 def test_grpc_golden_config_is_accepted_by_grpc(case: Path, tmp_path: Path) -> None:
     spec = yaml.safe_load((case / "case.yaml").read_text(encoding="utf-8"))
-    expected = json.loads((case / "expected.json").read_text(encoding="utf-8"))
+    expected = {"listeners": Case(case).expected("listeners")}
     node_id, labels = spec["nodeId"], spec.get("labels") or {}
     shutil.copytree(case / "input", tmp_path / "config")
     names = [li["name"] for li in expected["listeners"]]

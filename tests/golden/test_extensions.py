@@ -10,8 +10,11 @@ from typing import Any
 
 import pytest
 
+from tests.golden.cases import RESOURCE_TYPES, all_cases
+
 HERE = Path(__file__).parent
-GOLDENS = sorted((HERE / "testdata").glob("*/expected.json"))
+# Every expected resource file (problems are text, not Envoy config).
+GOLDENS = sorted(c.expected_file(t) for c in all_cases() for t in RESOURCE_TYPES)
 PER_NAME_MAPS = ("typedPerFilterConfig", "typedExtensionProtocolOptions")
 
 
@@ -41,14 +44,17 @@ def test_goldens_exist() -> None:
     assert GOLDENS
 
 
-@pytest.mark.parametrize("golden", GOLDENS, ids=lambda p: p.parent.name)
+def _id(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"
+
+
+@pytest.mark.parametrize("golden", GOLDENS, ids=_id)
 def test_golden_uses_only_allowed_extensions(golden: Path) -> None:
-    data = json.loads(golden.read_text(encoding="utf-8"))
-    used = set(extensions({k: v for k, v in data.items() if k != "problems"}))
+    used = set(extensions(json.loads(golden.read_text(encoding="utf-8"))))
     assert used <= allowlist(), f"not in the allowlist: {sorted(used - allowlist())}"
 
 
-@pytest.mark.parametrize("golden", GOLDENS, ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("golden", GOLDENS, ids=_id)
 def test_golden_never_references_istio_only_parts(golden: Path) -> None:
     text = golden.read_text(encoding="utf-8")
     # Only pilot-agent's bootstrap has sds-grpc; Envoy hangs silently on a missing SDS cluster.

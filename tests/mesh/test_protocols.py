@@ -1,12 +1,13 @@
 """Ports by protocol through both sidecars: a TCP port (`tcp-web`) is proxied byte for byte
 by `<vip>_9000` and the inbound TCP chain; an unnamed port is sniffed: the client sidecar
 detects HTTP on `<vip>_7000` and routes it through route `<fqdn>:7000`, the server sidecar
-detects it again on its inbound chains; a headless service's
-TCP port is served by one listener per pod address; a `tcp` route of a VirtualService
-chooses the destination subset."""
+detects it again on its inbound chains, and opaque bytes take the TCP chains on both sides;
+a headless service's TCP port is served by one listener per pod address; a `tcp` route of a
+VirtualService chooses the destination subset."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from tests.mesh.conftest import HTTPBIN_HEADLESS, HTTPBIN_SNIFFED, HTTPBIN_TCP
@@ -47,6 +48,33 @@ def test_unnamed_port_is_sniffed_as_http(mesh: Mesh) -> None:
     assert answer["headers"]["server"] == "envoy"  # the outbound HTTP chain answered
     assert both_sides
     assert mesh.pods["sleep"].route_config(f"{HTTPBIN_SNIFFED.hostname}:7000") is not None
+
+
+# Opens one connection, sends bytes no HTTP parser accepts, prints what comes back.
+_OPAQUE_CLIENT = """
+import socket, sys
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5) as conn:
+    conn.sendall(b"\\x16\\x03opaque bytes, not HTTP\\r\\n\\r\\n")
+    data = b""
+    try:
+        while chunk := conn.recv(4096):
+            data += chunk
+    except OSError as error:
+        print("error", repr(error))
+    print(data[:1000])
+"""
+
+
+def test_unnamed_port_carries_opaque_tcp_through_both_sidecars(mesh: Mesh) -> None:
+    # Not HTTP: the client sidecar's default chain proxies it; the server sidecar's TCP chain
+    # for the sniffed port must take it (it names raw_buffer, like the HTTP chain beside it).
+    client = mesh.pods["sleep"]
+    before = _inbound(mesh, HTTPBIN_SNIFFED.target_port, "upstream_cx_total")
+    output = client.netns.run(sys.executable, "-c", _OPAQUE_CLIENT, HTTPBIN_SNIFFED.name,
+                              str(HTTPBIN_SNIFFED.port), timeout=30)
+    # The application answers its own error page (400) to the bytes: they reached it.
+    assert "400" in output, output
+    assert _inbound(mesh, HTTPBIN_SNIFFED.target_port, "upstream_cx_total") > before
 
 
 def test_headless_tcp_port_listens_on_each_pod_address(mesh: Mesh) -> None:

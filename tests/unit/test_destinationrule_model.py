@@ -284,3 +284,27 @@ def test_host_is_required_and_validated() -> None:
 
 def test_wildcard_host_is_valid() -> None:
     assert parse_rule(rule(host="*.example.com")).host == "*.example.com"
+
+
+def test_warmup_numbers_are_plain_and_unset_ones_take_istiods_defaults() -> None:
+    """minimumPercent and aggression are DoubleValues: plain numbers in Istio's JSON. Unset,
+    istiod writes Envoy's defaults (10%, 1.0); the deprecated warmupDurationSecs does not."""
+    lb = parse_rule(rule(trafficPolicy={"loadBalancer": {"simple": "ROUND_ROBIN", "warmup": {
+        "duration": "30s", "minimumPercent": 25, "aggression": 1.5}}})).traffic_policy
+    assert lb is not None and lb.load_balancer is not None
+    warmup = lb.load_balancer.warmup
+    assert warmup is not None
+    assert (warmup.minimum_percent, warmup.aggression) == (25.0, 1.5)
+    defaults = parse_rule(rule(trafficPolicy={"loadBalancer": {"warmup": {"duration": "30s"}}}))
+    assert defaults.traffic_policy is not None and defaults.traffic_policy.load_balancer
+    warmup = defaults.traffic_policy.load_balancer.warmup
+    assert warmup is not None and (warmup.minimum_percent, warmup.aggression) == (10.0, 1.0)
+    legacy = parse_rule(rule(trafficPolicy={"loadBalancer": {"warmupDurationSecs": "30s"}}))
+    assert legacy.traffic_policy is not None and legacy.traffic_policy.load_balancer
+    warmup = legacy.traffic_policy.load_balancer.warmup
+    assert warmup is not None and (warmup.minimum_percent, warmup.aggression) == (None, None)
+    assert errors_of(rule(trafficPolicy={"loadBalancer": {"warmup": {
+        "duration": "30s", "minimumPercent": {"value": 25}, "aggression": 0}}})) == {
+        "spec.trafficPolicy.loadBalancer.warmup.minimumPercent": ["expected number, got object"],
+        "spec.trafficPolicy.loadBalancer.warmup.aggression": ["aggression must be greater than 0"],
+    }
