@@ -30,7 +30,7 @@ from pilotpy.problems import Problem, ProblemLog, Reason, Severity
 from pilotpy.runtime.logtext import clip
 from pilotpy.runtime.source_status import SourceStatus
 from pilotpy.sources.file_limits import FileLimits
-from pilotpy.sources.yaml_documents import load_documents
+from pilotpy.sources.yaml_documents import LimitExceeded, load_documents
 from pilotpy.store import Store
 
 log = logging.getLogger("pilotpy.sources.files")
@@ -141,9 +141,10 @@ def parse_documents(text: str, origin: str, default_namespace: str,
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "document"
-        reason = getattr(err, "problem", None) or str(err)
-        return None, _unreadable(origin, f"{where}: invalid YAML: {clip(reason, 200)}; "
-                                 "serving what the file held before")
+        reason = clip(getattr(err, "problem", None) or str(err), 200)
+        what = "past a limit" if isinstance(err, LimitExceeded) else "invalid YAML"
+        return None, _unreadable(origin, f"{where}: {what}: {reason}; serving what the file "
+                                 "held before")
     found = list(_documents(docs))
     if len(found) > limits.max_objects:
         return None, _unreadable(origin, f"holds {len(found)} objects, more than the "

@@ -353,7 +353,7 @@ def test_a_deeply_nested_object_is_refused_and_its_file_keeps_what_it_held(
     assert config.scan().changed == frozenset()
     (problem,) = config.problems()
     assert problem.is_error and problem.source == str(path)
-    assert problem.message.startswith("line 104: invalid YAML: nested more than 100 levels "
+    assert problem.message.startswith("line 104: past a limit: nested more than 100 levels "
                                       "deep (at spec.rules.a.a.a")
     config.write("policy.yaml", policy_yaml(1000, leaf="y"))  # edited again
     assert config.scan().changed == frozenset()
