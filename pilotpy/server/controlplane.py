@@ -203,6 +203,10 @@ class ControlPlane:
 
     async def _apply_changes(self) -> None:
         loop = asyncio.get_running_loop()
+        # Started again after a failure, the change set it had taken may not have been pushed:
+        # every stream compares what it sent with the current config (and sends nothing when
+        # they agree).
+        self.xds.push()
         async for change in self.store.changes():
             started = loop.time() - change.debounce_seconds
             try:
