@@ -12,13 +12,8 @@ import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
 
-from envoy.config.endpoint.v3 import endpoint_pb2
-from envoy.config.route.v3 import route_pb2
-from google.protobuf import wrappers_pb2
-
-from pilotpy.wire.protowire import field_bytes
+from pilotpy.wire.protowire import field_bytes, varint
 from pilotpy.xds import types, wire
 from pilotpy.xds.memo import Memo
 
@@ -53,19 +48,36 @@ def make_resource(type_url: str, name: str, value: bytes) -> Resource:
                     field_bytes(wire.RESPONSE_RESOURCES, wire.any_bytes(type_url, value)))
 
 
+# Written by hand below: field 1 (the name) of a RouteConfiguration or ClusterLoadAssignment,
+# RouteConfiguration.validate_clusters (field 7) as an empty BoolValue, an Any's two fields.
+_NAME_TAG = b"\x0a"
+_VALIDATE_CLUSTERS_FALSE = b"\x3a\x00"
+_ANY_VALUE_TAG = b"\x12"
+_RESOURCE_TAG = field_bytes(wire.RESPONSE_RESOURCES, b"")[:1]
+
+
 @lru_cache(maxsize=8192)
 def empty_resource(type_url: str, name: str) -> Resource | None:
     """What a requested but unknown name gets: Envoy waits forever for a name left
-    unanswered (initial_fetch_timeout 0s). None for types without a neutral empty value."""
-    message: Any
-    if type_url == types.ROUTE:
-        message = route_pb2.RouteConfiguration(name=name,
-                                                validate_clusters=wrappers_pb2.BoolValue())
-    elif type_url == types.ENDPOINT:
-        message = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
-    else:
+    unanswered (initial_fetch_timeout 0s). None for types without a neutral empty value.
+    Written as protobuf writes a RouteConfiguration or ClusterLoadAssignment of just its
+    name, without building one: a subscription may name 100,000 unknown resources."""
+    if type_url not in (types.ROUTE, types.ENDPOINT):
         return None
-    return make_resource(type_url, name, message.SerializeToString(deterministic=True))
+    encoded = name.encode()
+    value = _NAME_TAG + varint(len(encoded)) + encoded if encoded else b""
+    if type_url == types.ROUTE:
+        value += _VALIDATE_CLUSTERS_FALSE
+    packed = _any_type_url(type_url)
+    if value:
+        packed += _ANY_VALUE_TAG + varint(len(value)) + value
+    return Resource(name, wire.content_version(value),
+                    _RESOURCE_TAG + varint(len(packed)) + packed)
+
+
+@lru_cache(maxsize=16)
+def _any_type_url(type_url: str) -> bytes:
+    return wire.field_str(wire.ANY_TYPE_URL, type_url)
 
 
 class ResourceSet:

@@ -1,13 +1,19 @@
 """The response memo (pilotpy/xds/memo.py): bounded in bytes, and an entry lives no longer
-than the objects its key names."""
+than the objects its key names; and the placeholders of unknown names, which large
+subscriptions are made of."""
 
 from __future__ import annotations
 
 import gc
 
+import pytest
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.route.v3 import route_pb2
+from google.protobuf import wrappers_pb2
+
 from pilotpy.xds.memo import ENTRY_OVERHEAD, Memo
-from pilotpy.xds.resources import ResourceSet, names
-from pilotpy.xds.types import ENDPOINT
+from pilotpy.xds.resources import ResourceSet, empty_resource, make_resource, names
+from pilotpy.xds.types import ENDPOINT, ROUTE
 
 
 def test_an_entry_goes_with_the_subscription_it_was_computed_for() -> None:
@@ -49,3 +55,18 @@ def test_a_long_lived_key_object_keeps_no_trace_of_entries_gone_before_it() -> N
     gc.collect()
     assert len(memo) == 0
     assert memo._watched == {}
+
+
+@pytest.mark.parametrize("name", ["outbound|80||a.default.svc.cluster.local", "", "é" * 100,
+                                  "x" * 20_000])
+def test_the_empty_resources_of_unknown_names_are_what_protobuf_writes(name: str) -> None:
+    for type_url, message in (
+            (ENDPOINT, endpoint_pb2.ClusterLoadAssignment(cluster_name=name)),
+            (ROUTE, route_pb2.RouteConfiguration(name=name,
+                                                 validate_clusters=wrappers_pb2.BoolValue()))):
+        value = message.SerializeToString(deterministic=True)
+        expected = make_resource(type_url, name, value)
+        found = empty_resource(type_url, name)
+        assert found is not None
+        assert (found.name, found.version, found.sotw_entry, found.delta_entry) == (
+            expected.name, expected.version, expected.sotw_entry, expected.delta_entry)
