@@ -87,7 +87,8 @@ class ResourceSet:
     only for a subscription that names them (a proxyless gRPC client's listener under a
     short name, an xDS server's inbound listener): a wildcard does not include them."""
 
-    __slots__ = ("__weakref__", "by_name", "named_only", "size", "type_url", "version")
+    __slots__ = ("__weakref__", "_known", "by_name", "named_only", "size", "type_url",
+                 "version")
 
     def __init__(self, type_url: str, resources: Iterable[Resource],
                  named_only: Iterable[Resource] = ()) -> None:
@@ -101,6 +102,7 @@ class ResourceSet:
                                           for r in self.named_only.values())
         self.version = wire.content_version(digest.encode())
         self.size = sum(len(r.sotw_entry) for r in self.every())  # bytes
+        self._known: frozenset[str] | None = None
 
     def get(self, name: str) -> Resource | None:
         """A resource by name; unknown RDS/EDS names resolve to their empty value."""
@@ -108,6 +110,13 @@ class ResourceSet:
         if found is None:
             found = self.named_only.get(name)
         return found if found is not None else empty_resource(self.type_url, name)
+
+    @property
+    def known(self) -> frozenset[str]:
+        """The names of every resource held (named-only ones included)."""
+        if self._known is None:
+            self._known = frozenset(self.by_name.keys() | self.named_only.keys())
+        return self._known
 
     def every(self) -> list[Resource]:
         """Every resource, named-only ones included (for debug dumps)."""
@@ -227,7 +236,23 @@ def compute_diff(old: ResourceSet | None, new: ResourceSet, scope: NameSet | Non
     """What a client holding `old` within `scope` (None: wildcard) needs to reach
     `new`: changed resources, and names it holds that no longer exist. Explicitly
     subscribed RDS and EDS names are never removed: unknown ones resolve to empty."""
-    return transition_diff(old, scope, new, scope)
+    if old is None or scope is None or scope.wildcard:
+        return transition_diff(old, scope, new, scope)
+    # A name neither set holds resolves to the same placeholder (or to nothing) in both:
+    # only the names some set holds can differ, so the cost follows the config, not the
+    # subscription (which a client may fill with 100,000 names).
+    subscribed = scope.names
+    candidates = sorted(n for n in old.known | new.known if n in subscribed)
+    changed = []
+    removed = []
+    for name in candidates:
+        now, held = new.get(name), old.get(name)
+        if now is None:
+            if held is not None:
+                removed.append(name)
+        elif held is None or held.version != now.version:
+            changed.append(now)
+    return Diff(tuple(changed), tuple(removed))
 
 
 def transition_diff(old: ResourceSet | None, old_scope: NameSet | None, new: ResourceSet,
