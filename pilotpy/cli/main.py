@@ -122,9 +122,13 @@ def _add_limit_flags(serve: argparse.ArgumentParser) -> None:
                        default=xds.max_resource_names,
                        help="resource names in one ADS request or Delta subscription "
                             "(default 100000)")
+    serve.add_argument("--max-unknown-names", type=count, metavar="N",
+                       default=xds.max_unknown_names,
+                       help="subscribed names that match no resource, across all streams "
+                            "(default 200000)")
     serve.add_argument("--response-cache-size", type=size_bytes, metavar="SIZE", default=0,
                        help="memory for diffs and responses shared by streams (default 0: "
-                            "4x the served config, at least 64Mi)")
+                            "4x the served config, at least 16Mi)")
     serve.add_argument("--max-proxy-classes", type=count, metavar="N",
                        default=DEFAULT_MAX_PROXY_CLASSES,
                        help="distinct proxy configs generated at once; proxies of a new one "
@@ -172,7 +176,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         file_limits=FileLimits(args.max_config_file_size,
                                                args.max_objects_per_file),
                         stream_limits=StreamLimits(max_request_bytes=args.max_request_size,
-                                                   max_resource_names=args.max_resource_names),
+                                                   max_resource_names=args.max_resource_names,
+                                                   max_unknown_names=args.max_unknown_names),
                         response_cache_bytes=args.response_cache_size,
                         max_proxy_classes=args.max_proxy_classes,
                         http_limits=HttpLimits(args.http_max_connections,

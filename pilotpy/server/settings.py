@@ -52,7 +52,7 @@ class Settings:
     control_plane_namespace: str = "istio-system"
     # What one ADS client may ask (docs/operations.md#limits).
     stream_limits: StreamLimits = field(default_factory=StreamLimits)
-    # Diffs and response bodies shared by streams; 0: 4x the served config, >= 64 MiB.
+    # Diffs and response bodies shared by streams; 0: 4x the served config, >= 16 MiB.
     response_cache_bytes: int = 0
     # What one config file may hold (size, objects).
     file_limits: FileLimits = field(default_factory=FileLimits)

@@ -23,8 +23,8 @@ class StreamLimits:
     max_request_bytes: int = 4 * MiB
     # Requests read but not yet handled: Envoy has at most a few in flight per type, so a
     # client beyond these is not waiting for answers but flooding.
-    max_queued_requests: int = 64
-    max_queued_bytes: int = 16 * MiB
+    max_queued_requests: int = 16
+    max_queued_bytes: int = 8 * MiB
     # Istio's node ids are `type~ip~<pod>.<ns>~<ns>.svc.<domain>`: well under 1 KiB.
     max_node_id_bytes: int = 1024
     # Resource names in one request, and in one Delta subscription (which accumulates).
@@ -32,6 +32,9 @@ class StreamLimits:
     # Distinct type URLs one stream may ask for (Envoy uses about ten), and their length.
     max_type_urls: int = 32
     max_type_url_bytes: int = 256
+    # Subscribed names that match no resource, across every stream of the server: memory a
+    # client chose (a proxy names what CDS and LDS gave it; a few linger after a removal).
+    max_unknown_names: int = 200_000
 
 
 class StreamError(Exception):

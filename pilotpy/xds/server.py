@@ -35,7 +35,7 @@ READY_WAIT_SECONDS = 30.0
 # The response memo's budget when none is set: a few times the config served (each class's
 # bodies for its current version, and diffs from the previous one), never below the floor.
 MEMO_CONFIG_MULTIPLE = 4
-MEMO_FLOOR_BYTES = 64 * 1024 * 1024
+MEMO_FLOOR_BYTES = 16 * 1024 * 1024
 
 # C-core's defaults answer a client pinging every 30 s (pilot-agent does) with GOAWAY
 # too_many_pings. Accept pings every 10 s without data, never count strikes
@@ -88,6 +88,8 @@ class Connection:
     # When the change behind the pending push arrived (for pilot_proxy_convergence_time).
     push_started: float | None = None
     type_urls: set[str] = field(default_factory=set)  # every type URL the client asked for
+    # Subscribed names that match no resource, by type (see StreamLimits.max_unknown_names).
+    unknown: dict[str, int] = field(default_factory=dict)
 
 
 def node_info(node: base_pb2.Node) -> NodeInfo:
@@ -121,6 +123,7 @@ class XdsServer:
         self.stats = XdsStats()
         self._memo_bytes = memo_bytes
         self.memo = Memo(memo_bytes or MEMO_FLOOR_BYTES)
+        self.unknown_names = 0  # held by every stream together
         self.connections: dict[int, Connection] = {}
         self.ready = asyncio.Event()
         self._server: grpc.aio.Server | None = None
@@ -296,6 +299,7 @@ class XdsServer:
                 if connection.handle is None:
                     continue  # a debug client asking for config: nothing to give it
                 snapshot = self._provider.snapshot(connection.handle)
+                self._charge_unknown(connection, item, snapshot.get(item.type_url).known)
                 await self._write(context, stream.on_request(item, snapshot))
         except ConfigUnavailable as err:
             inbox.refuse(context, grpc.StatusCode.UNAVAILABLE, str(err))
@@ -317,6 +321,8 @@ class XdsServer:
 
     def _disconnected(self, connection: Connection, reason: str) -> None:
         status = connection.status
+        self.unknown_names -= sum(connection.unknown.values())
+        connection.unknown.clear()
         self.connections.pop(status.stream_id, None)
         if connection.handle is not None:
             self._provider.disconnect(connection.handle)
@@ -339,6 +345,30 @@ class XdsServer:
                      + len(request.initial_resource_versions))
         if count > limits.max_resource_names:
             raise too_many_names(count, limits, f"request for {types.short_name(type_url)}")
+
+    def _charge_unknown(self, connection: Connection, request: Any,
+                        known: frozenset[str]) -> None:
+        """Count the names the request leaves its stream subscribed to that match no
+        resource; refuse it (StreamError) when every stream together would hold more than
+        the limit. Delta subscriptions are counted as they grow and shrink."""
+        if request.HasField("error_detail"):
+            return
+        type_url = request.type_url
+        before = connection.unknown.get(type_url, 0)
+        if isinstance(request, discovery_pb2.DiscoveryRequest):
+            held = sum(1 for n in request.resource_names
+                       if n not in known and n != types.WILDCARD_NAME)
+        else:
+            added = sum(1 for n in request.resource_names_subscribe
+                        if n not in known and n != types.WILDCARD_NAME)
+            held = max(0, before + added - len(request.resource_names_unsubscribe))
+        limit = self.limits.max_unknown_names
+        if held > before and self.unknown_names - before + held > limit:
+            raise StreamError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"{held} {types.short_name(type_url)} names match no resource; "
+                              f"pilotpy holds at most {limit} such names across its streams")
+        connection.unknown[type_url] = held
+        self.unknown_names += held - before
 
     def _check_type_url(self, connection: Connection, type_url: str) -> None:
         if type_url in connection.type_urls:

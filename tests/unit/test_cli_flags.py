@@ -59,7 +59,8 @@ def test_limit_flags_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None
     args = build_parser().parse_args([
         "serve", "--config", "examples", "--max-config-file-size", "1Mi",
         "--max-objects-per-file", "10", "--max-request-size", "2Mi",
-        "--max-resource-names", "500", "--response-cache-size", "16Mi",
+        "--max-resource-names", "500", "--max-unknown-names", "900",
+        "--response-cache-size", "16Mi",
         "--max-proxy-classes", "7", "--http-max-connections", "9",
         "--http-header-timeout", "3s"])
     with pytest.raises(Stop):
@@ -67,7 +68,8 @@ def test_limit_flags_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> None
     (settings,) = seen
     assert settings.file_limits == FileLimits(1 << 20, 10)
     limits = settings.stream_limits
-    assert (limits.max_request_bytes, limits.max_resource_names) == (2 << 20, 500)
+    assert (limits.max_request_bytes, limits.max_resource_names, limits.max_unknown_names) == (
+        2 << 20, 500, 900)
     assert settings.response_cache_bytes == 16 << 20
     assert settings.max_proxy_classes == 7
     assert settings.http_limits == HttpLimits(9, 3.0)

@@ -37,11 +37,16 @@ class RawStream:
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """End the stream (safe to call twice)."""
         self._outgoing.put_nowait(None)
         if self._call is not None and not self._call.done():
             self._call.cancel()
         if self._channel is not None:
             await self._channel.close(grace=None)
+            self._channel = None
 
     async def _requests(self) -> AsyncIterator[bytes]:
         while (data := await self._outgoing.get()) is not None:

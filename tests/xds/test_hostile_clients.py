@@ -25,6 +25,7 @@ from tests.xds.raw_stream import RawStream
 from tests.xds.xds_harness import (
     GATEWAY_META,
     GATEWAY_NODE,
+    HTTPBIN_CLUSTERS,
     ConfigDir,
     Harness,
     eventually,
@@ -36,7 +37,8 @@ from tests.xds_client import build_node
 
 # Field 1 (a string) whose length runs far past the end of the message.
 GARBAGE = b"\x0a\xff\xff\xff\xff\x0f"
-SMALL_LIMITS = StreamLimits(max_resource_names=50, max_type_urls=6, max_node_id_bytes=300)
+SMALL_LIMITS = StreamLimits(max_resource_names=50, max_type_urls=6, max_node_id_bytes=300,
+                            max_unknown_names=100)
 
 
 def sotw_request(type_url: str, names: list[str] | None = None, *, node: str | None = None,
@@ -152,7 +154,7 @@ async def test_a_client_that_sends_without_reading_is_cut_off_resource_exhausted
             await still_served(short_queue, healthy)
             code, details = await raw.drain()
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert details == ("more than 2 requests or 16777216 bytes sent ahead of the answers; "
+        assert details == ("more than 2 requests or 8388608 bytes sent ahead of the answers; "
                            "a client must read its responses")
 
 
@@ -192,6 +194,37 @@ async def test_a_delta_subscription_grown_past_the_limit_is_refused(limited: Har
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert details.startswith("subscription to eds: 60 resource names, at most 50"), details
     await eventually(lambda: not limited.plane.xds.connections, what="no stream left")
+
+
+async def test_names_matching_no_resource_are_bounded_across_streams(
+        limited: Harness) -> None:
+    """40 unknown names per stream, 100 for every stream together: the third stream is
+    refused, and its room comes back when another stream goes. Known names cost nothing."""
+    known = sorted(HTTPBIN_CLUSTERS)
+
+    async def subscribe(raw: RawStream, prefix: str) -> None:
+        raw.send(first_request(delta=False))
+        await raw.recv()
+        raw.send(sotw_request(ENDPOINT, [*known, *(f"{prefix}-{i}" for i in range(40))]))
+        await raw.recv()
+
+    async with RawStream(limited.target) as first, RawStream(limited.target) as second:
+        await subscribe(first, "a")
+        await subscribe(second, "b")
+        assert limited.plane.xds.unknown_names == 80
+        async with RawStream(limited.target) as third:
+            third.send(first_request(delta=False))
+            await third.recv()
+            third.send(sotw_request(ENDPOINT, [f"c-{i}" for i in range(40)]))
+            code, details = await third.wait_closed()
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert details == ("40 eds names match no resource; pilotpy holds at most 100 such "
+                           "names across its streams")
+        await first.close()
+        await eventually(lambda: limited.plane.xds.unknown_names == 40, what="room back")
+        async with RawStream(limited.target) as fourth:
+            await subscribe(fourth, "d")
+            assert limited.plane.xds.unknown_names == 80
 
 
 async def test_more_type_urls_than_the_limit_on_one_stream_are_refused(

@@ -38,8 +38,8 @@ async def budgeted(config_dir: ConfigDir) -> AsyncIterator[Harness]:
 
 async def test_large_subscriptions_stay_within_the_memo_budget_and_leave_with_their_streams(
         budgeted: Harness) -> None:
-    """Five streams at once each open a subscription to 50,000 assignments nobody has (a
-    5 MB answer each, memoized for the other streams of the class): the memo stays within
+    """Five streams at once each open a subscription to 30,000 assignments nobody has (a
+    3 MB answer each, memoized for the other streams of the class): the memo stays within
     8 MiB, and nothing of theirs is left once they go."""
     memo = budgeted.plane.xds.memo
     async with budgeted.sotw() as healthy:
@@ -50,9 +50,9 @@ async def test_large_subscriptions_stay_within_the_memo_budget_and_leave_with_th
             await client.__aenter__()
             await sotw_converge(client)
             # An empty nonce opens the subscription anew, as a reconnecting Envoy does.
-            await client.request(ENDPOINT, unknown_names(f"s{index}-", NAMES // 2))
+            await client.request(ENDPOINT, unknown_names(f"s{index}-", 30_000))
             answer = await client.recv(timeout=30)
-            assert len(answer.resources) == NAMES // 2
+            assert len(answer.resources) == 30_000
             assert memo.size_bytes <= BUDGET
         for client in clients:
             await client.close()
