@@ -300,7 +300,15 @@ class XdsServer:
                     continue  # a debug client asking for config: nothing to give it
                 snapshot = self._provider.snapshot(connection.handle)
                 self._charge_unknown(connection, item, snapshot.get(item.type_url).known)
+                prepared = None
+                if isinstance(stream, SotwStream):
+                    prepared = stream.prepare(item, snapshot)
+                    if prepared is not None:
+                        current, scope, build = prepared
+                        stream.memoize(current, scope, await asyncio.to_thread(build))
+                # `prepared` holds the subscription until the stream takes it up.
                 await self._write(context, stream.on_request(item, snapshot))
+                del prepared
         except ConfigUnavailable as err:
             inbox.refuse(context, grpc.StatusCode.UNAVAILABLE, str(err))
             raise asyncio.CancelledError from err

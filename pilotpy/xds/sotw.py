@@ -21,6 +21,7 @@ docs/architecture.md#xds-protocol-rules):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from envoy.service.discovery.v3 import discovery_pb2
@@ -46,6 +47,8 @@ from pilotpy.xds.resources import (
 from pilotpy.xds.status import NONCE_CHARS, StreamStatus, XdsStats, record_nack
 
 log = logging.getLogger("pilotpy.xds")
+# Subscriptions naming this many resources have their first answer built off the loop.
+LARGE_SUBSCRIPTION = 5000
 
 
 @dataclass(slots=True)
@@ -97,10 +100,36 @@ class SotwStream:
 
     # -- responses -------------------------------------------------------------------------
 
-    def _body(self, current: ResourceSet, resources: tuple[Resource, ...]) -> bytes:
+    @staticmethod
+    def _body(current: ResourceSet, resources: Iterable[Resource]) -> bytes:
         return (wire.field_str(wire.RESPONSE_VERSION_INFO, current.version)
                 + b"".join(r.sotw_entry for r in resources)
                 + wire.field_str(wire.RESPONSE_TYPE_URL, current.type_url))
+
+    @classmethod
+    def full_body(cls, current: ResourceSet, scope: NameSet | None) -> bytes:
+        """The body of a response with everything `scope` covers of `current`. Reads only
+        immutable objects: it may run in a worker thread."""
+        return cls._body(current, visible(current, scope).values())
+
+    def prepare(self, request: discovery_pb2.DiscoveryRequest, snapshot: Snapshot
+                ) -> tuple[ResourceSet, NameSet, Callable[[], bytes]] | None:
+        """For a request opening a large subscription to RDS or EDS names: what its answer
+        is memoized under and how to build it, for the caller to run in a worker thread and
+        `memoize` before on_request (a client may name 100,000 resources; the loop serves
+        everyone else meanwhile). None when there is nothing large to build."""
+        if (request.HasField("error_detail") or request.response_nonce
+                or request.type_url in types.WILDCARD_TYPES
+                or len(request.resource_names) < LARGE_SUBSCRIPTION):
+            return None
+        current = snapshot.get(request.type_url)
+        scope = names(request.resource_names)
+        if self._memo.get("sotw-full", current, scope) is not None:
+            return None
+        return current, scope, lambda: self.full_body(current, scope)
+
+    def memoize(self, current: ResourceSet, scope: NameSet, body: bytes) -> None:
+        self._memo.put(body, len(body), "sotw-full", current, scope)
 
     def _respond(self, watch: _Watch, current: ResourceSet, resources: tuple[Resource, ...],
                  body: bytes | None = None) -> bytes:
@@ -118,8 +147,7 @@ class SotwStream:
     def _full(self, watch: _Watch, current: ResourceSet) -> bytes:
         body: bytes | None = self._memo.get("sotw-full", current, watch.subscription)
         if body is None:
-            resources = tuple(visible(current, watch.subscription).values())
-            body = self._body(current, resources)
+            body = self.full_body(current, watch.subscription)
             self._memo.put(body, len(body), "sotw-full", current, watch.subscription)
         return self._respond(watch, current, (), body)
 
