@@ -59,7 +59,9 @@ def encode(items: Sequence[Any], convert: Callable[[Any], Any], page: Page,
 
 
 class DebugPages:
-    def __init__(self, max_bytes: int = 8 * MiB, concurrency: int = 4) -> None:
+    # One at a time: every worker thread takes turns with the loop for the GIL, so each more
+    # would slow the loop that serves proxies, while debug readers can wait.
+    def __init__(self, max_bytes: int = 8 * MiB, concurrency: int = 1) -> None:
         self.max_bytes = max_bytes
         self._slots = asyncio.Semaphore(concurrency)
 
