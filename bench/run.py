@@ -1,4 +1,4 @@
-"""`make bench`: the benchmark scenarios implemented so far (S1, S5, S13;
+"""`make bench`: the benchmark scenarios implemented so far (S1, S5, S12, S13;
 docs/benchmarks.md).
 
 Each S1 run is a fresh process pinned to one CPU; medians are reported. S5 runs the server and
@@ -27,6 +27,9 @@ S5_TARGET_KB = 100
 # S13: under every attack, propagation p99 and server RSS within these multiples of idle.
 S13_PROPAGATION_RATIO = 2.0
 S13_RSS_RATIO = 1.5
+S12_TARGET_PER_CPU_SECOND = 500
+S12_TARGET_P99_MS = 50
+S12_PUSH_SLOWDOWN = 1.10  # push p99 under CSR load within 10% of the idle run
 
 
 def taskset(cpu: int) -> list[str]:
@@ -82,6 +85,10 @@ def _s13_rows(entry: dict[str, Any]) -> list[str]:
     return lines
 
 
+def s12() -> dict[str, Any]:
+    return run_json([sys.executable, str(HERE / "s12.py")], timeout=900)
+
+
 def _row(scenario: str, figure: str, value: str, target: str = "", verdict: str = "") -> str:
     return f"{scenario:<22}{figure:<34}{value:>12}  {target:<10}{verdict}"
 
@@ -110,6 +117,22 @@ def table(report: dict[str, Any]) -> str:
                           f"<= {S5_TARGET_KB} kB", "met" if kb <= S5_TARGET_KB else "MISSED"))
         lines.append(f"{'':22}RSS (MB) by connected proxies: "
                      f"{entry['rss_mb_by_connected_proxies']}")
+    for entry in report.get("s12", []):
+        capacity, at_rate = entry["capacity"], entry["at_rate"]
+        per_cpu = capacity["signatures_per_cpu_second"]
+        lines.append(_row("S12 CA, 50 clients", "signatures per CPU-second", f"{per_cpu:.0f}",
+                          f">= {S12_TARGET_PER_CPU_SECOND}",
+                          "met" if per_cpu >= S12_TARGET_PER_CPU_SECOND else "MISSED"))
+        lines.append(_row("", "signatures per second (wall)",
+                          f"{capacity['signatures_per_second']:.0f}"))
+        p99 = at_rate["latency_ms"]["p99"]
+        lines.append(_row("", f"CSR p99 at {at_rate['rate']:.0f}/s", f"{p99:.1f} ms",
+                          f"<= {S12_TARGET_P99_MS} ms",
+                          "met" if p99 <= S12_TARGET_P99_MS else "MISSED"))
+        idle, loaded = entry["push_latency_ms_idle"]["p99"], entry["push_latency_ms_at_rate"]["p99"]
+        lines.append(_row("", "push p99 idle / under CSRs", f"{idle:.0f}/{loaded:.0f} ms",
+                          "<= +10%",
+                          "met" if loaded <= idle * S12_PUSH_SLOWDOWN else "MISSED"))
     for entry in report.get("s13", []):
         lines += _s13_rows(entry)
     return "\n".join(lines)
@@ -119,7 +142,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=HERE / "out")
     parser.add_argument("--quick", action="store_true", help="fewer runs and proxies")
-    parser.add_argument("--only", default="s1,s5,s13",
+    parser.add_argument("--only", default="s1,s5,s12,s13",
                         help="scenarios to run, comma-separated (default: all)")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -136,6 +159,8 @@ def main() -> int:
     if "s5" in only:
         report["s5"] = [s5("1000" if args.quick else "1000,2000,5000", "sotw"),
                         s5("1000" if args.quick else "1000,2000", "delta")]
+    if "s12" in only:
+        report["s12"] = [s12()]
     if "s13" in only:
         report["s13"] = [s13(4 if args.quick else 8)]
     report["seconds"] = round(time.time() - started, 1)

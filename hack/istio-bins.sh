@@ -5,6 +5,10 @@
 #
 #   hack/istio-bins.sh [istioctl] [pilot-agent] [pilot-discovery]   (default: all three)
 #
+# pilot-agent comes with the Envoy bootstrap template of the same commit
+# (tools/packaging/common/envoy_bootstrap.json, which istio/proxyv2 ships as
+# /var/lib/istio/envoy/envoy_bootstrap_tmpl.json), copied to pilot-agent-bootstrap.json.
+#
 # Prints the path of each binary asked for, one per line. Idempotent: a binary already built
 # for the pinned version is reused, so only the first run pays for Go (about 11 minutes on 2
 # CPUs for istioctl with a cold Go cache; the other two then take a minute or two).
@@ -34,7 +38,7 @@ missing=()
 for name in "${wanted[@]}"; do
   [[ -n "${PACKAGE[$name]:-}" ]] || { echo "istio-bins.sh: unknown binary $name" >&2; exit 2; }
   if [[ -x "$CACHE/$name" && -f "$CACHE/$name.version" && "$(cat "$CACHE/$name.version")" == "$PIN" ]]; then
-    continue
+    [[ "$name" != pilot-agent || -f "$CACHE/pilot-agent-bootstrap.json" ]] && continue
   fi
   missing+=("$name")
 done
@@ -97,6 +101,9 @@ GO
       -ldflags "-s -w -X $version_pkg.buildVersion=$ISTIO_RELEASE -X $version_pkg.buildStatus=Clean" \
       "${PACKAGE[$name]}"
     mv "$WORK/$name" "$CACHE/$name"
+    if [[ "$name" == pilot-agent ]]; then
+      cp "$ISTIO_DIR/tools/packaging/common/envoy_bootstrap.json" "$CACHE/pilot-agent-bootstrap.json"
+    fi
     echo "$PIN" > "$CACHE/$name.version"
   done
 fi

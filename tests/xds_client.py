@@ -172,8 +172,14 @@ class _AdsStream:
         keepalive_ms: int | None = None,
         wait_for_ready: bool = False,
         options: Sequence[tuple[str, Any]] = (),
+        credentials: grpc.ChannelCredentials | None = None,
+        call_metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
+        """`credentials`: TLS (the secure port) instead of plaintext; `call_metadata`: sent
+        with the stream (`authorization: Bearer <JWT>`)."""
         self.target = target
+        self._credentials = credentials
+        self._call_metadata = tuple(call_metadata)
         self.node = build_node(node_id, metadata, user_agent_version, cluster)
         self._options = [*channel_options(keepalive_ms), *options]
         self._wait_for_ready = wait_for_ready
@@ -196,13 +202,18 @@ class _AdsStream:
         """Per-protocol bookkeeping (names, versions), set up by the subclasses."""
 
     async def __aenter__(self) -> _AdsStream:
-        self._channel = grpc.aio.insecure_channel(self.target, options=self._options)
+        if self._credentials is not None:
+            self._channel = grpc.aio.secure_channel(self.target, self._credentials,
+                                                    options=self._options)
+        else:
+            self._channel = grpc.aio.insecure_channel(self.target, options=self._options)
         method = self._channel.stream_stream(
             self._method,
             request_serializer=self._request_type.SerializeToString,
             response_deserializer=self._response_type.FromString,
         )
-        self._call = method(self._request_iterator(), wait_for_ready=self._wait_for_ready)
+        self._call = method(self._request_iterator(), wait_for_ready=self._wait_for_ready,
+                            metadata=self._call_metadata or None)
         self._reader = asyncio.create_task(self._read_loop(), name=f"ads-reader {self._method}")
         return self
 

@@ -168,7 +168,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings(config_paths=args.config, grpc_addr=args.grpc_addr,
                         grpc_tls_addr=args.grpc_tls_addr, http_addr=args.http_addr,
                         monitoring_addr=args.monitoring_addr, tls_cert_file=args.tls_cert_file,
-                        tls_key_file=args.tls_key_file, mesh_config=args.mesh_config,
+                        tls_key_file=args.tls_key_file, ca_dir=args.ca_dir,
+                        jwt_rule=args.jwt_rule, workload_cert_ttl_seconds=args.workload_cert_ttl,
+                        max_workload_cert_ttl_seconds=args.max_workload_cert_ttl,
+                        serving_cert_ttl_seconds=args.serving_cert_ttl,
+                        lease_duration_seconds=args.lease_duration,
+                        poll_interval=args.poll_interval,
+                        mesh_config=args.mesh_config,
                         default_namespace=args.default_namespace,
                         max_connection_age_seconds=args.max_connection_age, kube=kube,
                         kubeconfig=args.kubeconfig, kube_context=args.kube_context,
@@ -299,10 +305,38 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"/metrics and /debug/* listen address, '' for none "
                             f"(default {DEFAULT_MONITORING_ADDR})")
     serve.add_argument("--tls-cert-file", type=Path, metavar="PEM",
-                       help="serving certificate chain of the TLS port (default: self-signed, "
-                            "generated at start)")
+                       help="serving certificate chain of the TLS port (default: issued by the "
+                            "mesh CA and renewed at half its life)")
     serve.add_argument("--tls-key-file", type=Path, metavar="PEM",
                        help="private key of --tls-cert-file")
+    serve.add_argument("--poll-interval", type=duration_seconds, default="0.5s",
+                       metavar="DURATION",
+                       help="how often --config files are checked for changes (default 0.5s)")
+    serve.add_argument("--lease-duration", type=duration_seconds, default="30s",
+                       metavar="DURATION",
+                       help="with --kube: the Lease of the leader that writes the "
+                            "istio-ca-root-cert ConfigMaps; a successor takes over this long "
+                            "after a leader dies (default 30s, as istiod)")
+    serve.add_argument("--ca-dir", type=Path, metavar="DIR",
+                       help="off the cluster: the mesh CA's ca-cert.pem, ca-key.pem, "
+                            "root-cert.pem, cert-chain.pem (a new self-signed root is written "
+                            "there when it has no ca-key.pem); default: a root in memory")
+    serve.add_argument("--jwt-rule", default=os.environ.get("JWT_RULE", ""), metavar="JSON",
+                       help="off the cluster: how :15012 checks service-account JWTs, as "
+                            "istiod's JWT_RULE: {\"issuer\": ..., \"jwksUri\": \"https://|file://"
+                            "...\" or \"jwks\": ..., \"audiences\": [\"istio-ca\"]} "
+                            "(default $JWT_RULE)")
+    serve.add_argument("--workload-cert-ttl", type=duration_seconds, metavar="DURATION",
+                       default=os.environ.get("DEFAULT_WORKLOAD_CERT_TTL", "24h"),
+                       help="validity of workload certificates when the CSR asks none "
+                            "(default $DEFAULT_WORKLOAD_CERT_TTL or 24h)")
+    serve.add_argument("--max-workload-cert-ttl", type=duration_seconds, metavar="DURATION",
+                       default=os.environ.get("MAX_WORKLOAD_CERT_TTL", "2160h"),
+                       help="longest validity a CSR may ask; longer ones are refused "
+                            "(default $MAX_WORKLOAD_CERT_TTL or 2160h, 90 days)")
+    serve.add_argument("--serving-cert-ttl", type=duration_seconds, metavar="DURATION",
+                       default="168h", help="validity of the TLS port's certificate, renewed "
+                                            "at half its life (default 168h)")
     serve.add_argument("--max-connection-age", type=duration_seconds,
                        default=DEFAULT_MAX_CONNECTION_AGE, metavar="DURATION",
                        help="close ADS connections after this age, +-10%% jitter, so proxies "

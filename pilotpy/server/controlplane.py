@@ -21,6 +21,8 @@ from aiohttp import web
 
 from pilotpy import __version__
 from pilotpy.analysis.checks import analyze, duplicate_hosts, schema_errors
+from pilotpy.controllers.leader import LeaseElection
+from pilotpy.controllers.rootcert import RootCertPublisher
 from pilotpy.discovery import Discovery
 from pilotpy.mesh import MeshConfig, MeshConfigError, parse_mesh_config
 from pilotpy.model.kinds import Kind
@@ -28,9 +30,9 @@ from pilotpy.problems import Problem, ProblemLog
 from pilotpy.runtime.lifecycle import cancel_and_wait
 from pilotpy.runtime.supervisor import Supervisor
 from pilotpy.server import http
-from pilotpy.server.certs import serving_key_and_cert
 from pilotpy.server.debug_routes import debug_routes
 from pilotpy.server.monitoring import PilotMetrics
+from pilotpy.server.secure_port import SecurePort
 from pilotpy.server.settings import Settings, split_address
 from pilotpy.sources.files import SOURCE as FILES_SOURCE
 from pilotpy.sources.files import FileSource
@@ -47,6 +49,7 @@ ENDPOINT_KINDS = frozenset({Kind.ENDPOINT_SLICE, Kind.POD})
 # The supervised task that turns change sets into pushes: while it waits to restart, nothing
 # reaches the proxies, and /ready says so.
 PUSH_TASK = "push"
+NAMESPACE_CONTROLLER_ELECTION = "istio-namespace-controller-election"
 
 
 ANALYSIS_ORIGIN = "analysis"
@@ -92,13 +95,28 @@ class ControlPlane:
             version=__version__, limits=settings.stream_limits,
             memo_bytes=settings.response_cache_bytes)
         self.kube: KubeSource | None = None
+        self.kube_api: KubeApi | None = None
         if settings.kube:
             connection = load_connection(settings.kubeconfig, settings.kube_context)
             self.metrics.sources.set_synced(KUBE_SOURCE, False)
-            self.kube = KubeSource(KubeApi(connection, user_agent="pilotpy"), self.store,
-                                   self.problems,
+            self.kube_api = KubeApi(connection, user_agent="pilotpy")
+            self.kube = KubeSource(self.kube_api, self.store, self.problems,
                                    control_plane_namespace=settings.control_plane_namespace,
                                    status=self.metrics.sources)
+        self.secure: SecurePort | None = None
+        self.election: LeaseElection | None = None
+        if settings.grpc_tls_addr:
+            self.secure = SecurePort(settings, self.xds, self.metrics.registry,
+                                     self.trust_domain, self.kube_api)
+            if self.kube_api is not None:
+                # Only the leader writes the mesh root into every namespace (istiod's
+                # namespace controller and its election).
+                secure = self.secure
+                publisher = RootCertPublisher(self.kube_api, lambda: secure.root_pem)
+                self.election = LeaseElection(
+                    self.kube_api, settings.control_plane_namespace,
+                    NAMESPACE_CONTROLLER_ELECTION, instance_id, publisher.run,
+                    lease_duration=settings.lease_duration_seconds)
         self.metrics.watch_xds(self.xds.stats, self.xds.proxies)
         self.metrics.watch_config(
             services=lambda: len(self.discovery.push.services.all) if self.discovery.push else 0,
@@ -106,7 +124,6 @@ class ControlPlane:
             rejected=lambda: self.problems.rejected_total, events=self.store.events,
             generation_failures=lambda: self.discovery.generation_failures)
         self.grpc_port = 0
-        self.grpc_tls_port = 0
         self.http_port = 0
         self.monitoring_port = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -133,6 +150,16 @@ class ControlPlane:
             return "waiting for config sources to sync: " + ", ".join(waiting)
         return "config sources have not synced"
 
+    def trust_domain(self) -> str:
+        push = self.discovery.push
+        return push.mesh.trust_domain if push is not None else self.discovery.mesh.trust_domain
+
+    @property
+    def grpc_tls_port(self) -> int:
+        """The TLS port, once open (0 before; in the cluster it opens when the CA's key
+        material has been read: await `secure.ready`)."""
+        return self.secure.port if self.secure is not None else 0
+
     def store_objects(self) -> Any:
         push = self.discovery.push
         return push.objects if push is not None else {}
@@ -141,17 +168,12 @@ class ControlPlane:
         self.files.load()
         self.discovery.update(self.store.snapshot())
         grpc_host, grpc_port = split_address(self.settings.grpc_addr)
-        tls_address = None
-        key_and_cert = None
-        if self.settings.grpc_tls_addr:
-            tls_host, tls_port = split_address(self.settings.grpc_tls_addr)
-            tls_address = f"{tls_host}:{tls_port}"
-            key_and_cert = serving_key_and_cert(self.settings.tls_cert_file,
-                                                self.settings.tls_key_file)
-        self.grpc_port = await self.xds.start(f"{grpc_host}:{grpc_port}",
-                                              tls_address=tls_address,
-                                              tls_key_and_cert=key_and_cert)
-        self.grpc_tls_port = self.xds.tls_port
+        # TLS ends in front of the secure server (pilotpy/xds/tls_front.py), on loopback.
+        self.grpc_port = await self.xds.start(
+            f"{grpc_host}:{grpc_port}",
+            secure_address="127.0.0.1:0" if self.secure is not None else None)
+        if self.secure is not None:
+            await self.secure.start(self.xds.secure_port)
         routes = debug_routes(self.xds, self.discovery, self.store_objects)
         http_host, http_port = split_address(self.settings.http_addr)
         limits = self.settings.http_limits
@@ -174,13 +196,22 @@ class ControlPlane:
         self._analysis_due.set()
         if self.kube is not None:
             self.kube.start()
-            self._tasks.append(supervise("kube sync", self._kube_synced))
+            self._tasks.append(self.supervisor.start("kube sync", self._kube_synced))
+        if self.election is not None:
+            self._tasks.append(self.supervisor.start("leader election", self._elect))
         if self.metrics.sources.all_synced.is_set():
             self.xds.ready.set()
         else:
             self._tasks.append(supervise("ready", self._ready_when_synced))
         log.info("serving xDS on :%d (TLS :%d), readiness and debug on :%d, metrics on :%d",
                  self.grpc_port, self.grpc_tls_port, self.http_port, self.monitoring_port)
+
+    async def _elect(self) -> None:
+        """Join the election once the CA has its root: only then is there something to
+        publish."""
+        assert self.secure is not None and self.election is not None
+        await self.secure.ready.wait()
+        await self.election.run()
 
     async def _ready_when_synced(self) -> None:
         """Streams wait until every source has synced; they then get a push context built
@@ -255,7 +286,9 @@ class ControlPlane:
         await self.xds.drain(self.settings.drain_seconds)
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._tasks)
+        await cancel_and_wait(self._tasks)  # a leader releases its Lease on the way out
+        if self.secure is not None:  # before the kube source: its API checks tokens
+            await self.secure.stop()
         if self.kube is not None:
             await self.kube.stop()
         await self.xds.stop()

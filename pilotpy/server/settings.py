@@ -13,6 +13,7 @@ DEFAULT_GRPC_TLS_ADDR = ":15012"
 DEFAULT_HTTP_ADDR = ":8080"
 DEFAULT_MONITORING_ADDR = ":15014"
 DEFAULT_MAX_CONNECTION_AGE = 30 * 60.0
+HOUR = 3600.0
 # Each proxy class holds its own generated config: a safety valve against proxies that differ
 # in what selectors read (a label value per pod, say). Sidecars next to headless services are
 # a class each.
@@ -34,8 +35,16 @@ class Settings:
     grpc_tls_addr: str = DEFAULT_GRPC_TLS_ADDR  # ADS over TLS; "" turns it off
     http_addr: str = DEFAULT_HTTP_ADDR  # /ready and /debug/*
     monitoring_addr: str = DEFAULT_MONITORING_ADDR  # /metrics and /debug/*; "" turns it off
-    tls_cert_file: Path | None = None  # serving certificate of the TLS port; else self-signed
+    tls_cert_file: Path | None = None  # serving certificate of the TLS port; else the CA's
     tls_key_file: Path | None = None
+    # The mesh CA: key material from this directory off the cluster (else memory).
+    ca_dir: Path | None = None
+    jwt_rule: str = ""  # istiod's JWT_RULE: how tokens are checked off the cluster
+    workload_cert_ttl_seconds: float = 24 * HOUR  # istiod's DEFAULT_WORKLOAD_CERT_TTL
+    max_workload_cert_ttl_seconds: float = 90 * 24 * HOUR  # MAX_WORKLOAD_CERT_TTL
+    serving_cert_ttl_seconds: float = 7 * 24 * HOUR  # of :15012's certificate; renewed at half
+    # Leader election for what pilotpy writes to the API (istio-ca-root-cert ConfigMaps).
+    lease_duration_seconds: float = 30.0
     instance_id: str = ""  # control_plane.identifier ID; default $POD_NAME, else the hostname
     mesh_config: Path | None = None
     default_namespace: str = "default"

@@ -61,6 +61,21 @@ class NodeRejected(Exception):
         self.code = code
 
 
+class StreamRefused(StreamError):
+    """A stream the guard turns away: ends with `code` and the message."""
+
+
+class StreamGuard(Protocol):
+    """Authentication of streams on the secure server (:15012). xds knows only that a stream
+    is admitted (with some principal) and then authorized for the node it declares."""
+
+    async def admit(self, context: grpc.aio.ServicerContext[Any, Any]) -> object:
+        """The stream's principal; raises StreamRefused (Unauthenticated)."""
+
+    def authorize(self, principal: object, node: base_pb2.Node) -> None:
+        """Raises StreamRefused (PermissionDenied) when the principal may not be `node`."""
+
+
 class ConfigUnavailable(Exception):
     """The provider has no config for the proxy (its generation failed and it never had one);
     the stream fails Unavailable, and the proxy retries."""
@@ -115,11 +130,14 @@ def _identity(data: bytes) -> bytes:
 class XdsServer:
     def __init__(self, provider: ConfigProvider, *, max_connection_age_ms: int | None = None,
                  instance_id: str = "pilotpy", version: str = "",
-                 limits: StreamLimits | None = None, memo_bytes: int = 0) -> None:
+                 limits: StreamLimits | None = None, memo_bytes: int = 0,
+                 guard: StreamGuard | None = None) -> None:
         """`memo_bytes`: the budget of the diffs and bodies shared by streams; 0 for a
         multiple of the served config's size (set_config_bytes)."""
         self._provider = provider
         self.limits = limits or StreamLimits()
+        self.guard = guard
+        self._secure_handlers: list[grpc.GenericRpcHandler] = []
         self.stats = XdsStats()
         self._memo_bytes = memo_bytes
         self.memo = Memo(memo_bytes or MEMO_FLOOR_BYTES)
@@ -127,9 +145,10 @@ class XdsServer:
         self.connections: dict[int, Connection] = {}
         self.ready = asyncio.Event()
         self._server: grpc.aio.Server | None = None
+        self._secure_server: grpc.aio.Server | None = None
         self._max_connection_age_ms = max_connection_age_ms
         self.control_plane_identifier = debug.control_plane_identifier(instance_id, version)
-        self.tls_port = 0
+        self.secure_port = 0
         self.draining = False
         self._pushing = 0  # streams between taking a snapshot and writing its responses
         self._idle = asyncio.Event()
@@ -137,21 +156,30 @@ class XdsServer:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def _handler(self) -> grpc.GenericRpcHandler:
+    def _handler(self, secure: bool) -> grpc.GenericRpcHandler:
+        async def sotw(requests: AsyncIterator[bytes],
+                       context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            await self._serve(requests, context, "sotw", secure)
+
+        async def delta(requests: AsyncIterator[bytes],
+                        context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            await self._serve(requests, context, "delta", secure)
+
         # Requests are decoded by the stream's reader, which answers a malformed one with
         # INVALID_ARGUMENT; grpc would fail the call with UNKNOWN and skip the stream's
         # disconnect path.
         return grpc.method_handlers_generic_handler(SERVICE, {
             "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
-                self._sotw, request_deserializer=_identity, response_serializer=_identity),
+                sotw, request_deserializer=_identity, response_serializer=_identity),
             "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
-                self._delta, request_deserializer=_identity, response_serializer=_identity),
+                delta, request_deserializer=_identity, response_serializer=_identity),
         })
 
-    async def start(self, address: str, *, tls_address: str | None = None,
-                    tls_key_and_cert: tuple[bytes, bytes] | None = None) -> int:
-        """Listen on `address` (`host:port`, `:port`), and with TLS on `tls_address` when
-        given (istiod's 15010 and 15012); returns the plaintext port (`tls_port` is set)."""
+    def add_secure_handler(self, handler: grpc.GenericRpcHandler) -> None:
+        """Another service of the secure server (the CA), added before `start`."""
+        self._secure_handlers.append(handler)
+
+    def _new_server(self) -> grpc.aio.Server:
         options = [*SERVER_OPTIONS,
                    ("grpc.max_receive_message_length", self.limits.max_request_bytes)]
         if self._max_connection_age_ms:
@@ -159,18 +187,27 @@ class XdsServer:
             # wave; the grace lets an in-flight push finish.
             options += [("grpc.max_connection_age_ms", self._max_connection_age_ms),
                         ("grpc.max_connection_age_grace_ms", 10_000)]
-        server = grpc.aio.server(options=options)
-        server.add_generic_rpc_handlers((self._handler(),))
+        return grpc.aio.server(options=options)
+
+    async def start(self, address: str, *, secure_address: str | None = None) -> int:
+        """Listen on `address` (`host:port`, `:port`), istiod's plaintext 15010, and when
+        given on `secure_address`, the plaintext side of the TLS port (15012, TLS ends in
+        front of it) where streams pass the guard and the secure handlers are served.
+        Returns the plaintext port (`secure_port` is set)."""
+        server = self._new_server()
+        server.add_generic_rpc_handlers((self._handler(secure=False),))
         port = server.add_insecure_port(_listen_address(address))
         if port == 0:
             raise OSError(f"cannot listen for xDS on {address}")
-        if tls_address:
-            if tls_key_and_cert is None:
-                raise ValueError("a TLS address needs a key and certificate")
-            credentials = grpc.ssl_server_credentials([tls_key_and_cert])
-            self.tls_port = server.add_secure_port(_listen_address(tls_address), credentials)
-            if self.tls_port == 0:
-                raise OSError(f"cannot listen for xDS over TLS on {tls_address}")
+        if secure_address:
+            secure = self._new_server()
+            secure.add_generic_rpc_handlers((self._handler(secure=True),
+                                             *self._secure_handlers))
+            self.secure_port = secure.add_insecure_port(_listen_address(secure_address))
+            if self.secure_port == 0:
+                raise OSError(f"cannot listen for secure xDS on {secure_address}")
+            await secure.start()
+            self._secure_server = secure
         await server.start()
         self._server = server
         return port
@@ -186,9 +223,10 @@ class XdsServer:
         log.info("draining: closing %d streams", len(self.connections))
 
     async def stop(self, grace: float = 1.0) -> None:
-        if self._server is not None:
-            await self._server.stop(grace)
-            self._server = None
+        for server in (self._server, self._secure_server):
+            if server is not None:
+                await server.stop(grace)
+        self._server = self._secure_server = None
 
     def set_config_bytes(self, size: int) -> None:
         """The served config's size (every class's snapshot), which the memo's budget
@@ -247,18 +285,17 @@ class XdsServer:
 
     # -- streams ---------------------------------------------------------------------------
 
-    async def _sotw(self, requests: AsyncIterator[bytes],
-                    context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        await self._serve(requests, context, "sotw")
-
-    async def _delta(self, requests: AsyncIterator[bytes],
-                     context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        await self._serve(requests, context, "delta")
-
     async def _serve(self, requests: AsyncIterator[bytes],
-                     context: grpc.aio.ServicerContext[Any, Any], protocol: str) -> None:
+                     context: grpc.aio.ServicerContext[Any, Any], protocol: str,
+                     secure: bool) -> None:
         if self.draining:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "pilotpy is shutting down")
+        principal: object = None
+        if secure and self.guard is not None:
+            try:
+                principal = await self.guard.admit(context)
+            except StreamRefused as refused:
+                await context.abort(refused.code, str(refused))
         if not self.ready.is_set():
             try:
                 await asyncio.wait_for(self.ready.wait(), READY_WAIT_SECONDS)
@@ -288,6 +325,9 @@ class XdsServer:
                     continue  # woken for a push
                 self._check(item, protocol)
                 if connection is None:
+                    if secure and self.guard is not None:
+                        # Raises StreamRefused, a StreamError: the stream is refused below.
+                        self.guard.authorize(principal, item.node)
                     connection = self._connect(item, protocol)
                     stream = (SotwStream if protocol == "sotw" else DeltaStream)(
                         connection.status, self.stats, self.memo, self.limits)

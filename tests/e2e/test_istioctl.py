@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import ssl
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,21 +15,11 @@ import pytest
 
 from tests.e2e.support import W1, W1Factory, weighted_virtual_service
 from tests.e2e.test_operations import ENVOY_REJECTS
+from tests.istio_bins import ISTIOCTL, UNREACHABLE_KUBECONFIG
+from tests.istioctl_certs import ISTIOD_SAN, write_cert_dir
 
 pytestmark = pytest.mark.e2e
 
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pilotpy"
-ISTIOCTL = CACHE / "istioctl"
-# istioctl builds a Kubernetes client even with --xds-address; a kubeconfig whose server
-# refuses connections keeps it off any real cluster, and --revision skips its revision lookup.
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters: [{name: none, cluster: {server: "https://127.0.0.1:1"}}]
-contexts: [{name: none, context: {cluster: none, user: none}}]
-current-context: none
-users: [{name: none, user: {}}]
-"""
 
 
 @pytest.fixture
@@ -40,7 +29,7 @@ def istioctl(tmp_path: Path) -> list[str]:
             pytest.fail(f"{ISTIOCTL} is missing: run `make istioctl`")
         pytest.skip(f"{ISTIOCTL} is missing: run `make istioctl`")
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(KUBECONFIG, encoding="utf-8")
+    kubeconfig.write_text(UNREACHABLE_KUBECONFIG, encoding="utf-8")
     return [str(ISTIOCTL), "--kubeconfig", str(kubeconfig), "proxy-status",
             "--revision", "default", "--timeout", "10s"]
 
@@ -90,15 +79,12 @@ async def test_proxy_status_shows_synced_over_plaintext_and_tls(
     identity = json.loads(plane.xds.control_plane_identifier)
     assert row["ISTIOD"] == identity["ID"]
 
-    # TLS: istioctl trusts the root in --cert-dir; --insecure skips verification of the
-    # self-signed serving certificate, as with istiod's own 15012 from outside the cluster.
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    served = await asyncio.to_thread(ssl.get_server_certificate,
-                                     ("127.0.0.1", plane.grpc_tls_port))
-    (certs / "root-cert.pem").write_text(served, encoding="utf-8")
+    # TLS: istioctl verifies the server against the mesh root in --cert-dir and proves
+    # itself with the mesh certificate there (no token, no --insecure).
+    assert plane.secure is not None and plane.secure.authority is not None
+    certs = write_cert_dir(plane.secure.authority, tmp_path / "certs")
     over_tls = [*istioctl, "--xds-address", f"127.0.0.1:{plane.grpc_tls_port}",
-                "--cert-dir", str(certs), "--insecure", "-v", "1"]
+                "--cert-dir", str(certs), "--authority", ISTIOD_SAN, "-v", "1"]
     await synced_everywhere(over_tls, node_id)
 
 

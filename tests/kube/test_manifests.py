@@ -131,11 +131,18 @@ def test_kind_config_maps_the_gateway_node_ports() -> None:
     assert deployment["spec"]["template"]["metadata"]["labels"]["app"] == "istiod"
 
 
-def test_roles_grant_only_reads() -> None:
-    """pilotpy writes nothing to the API (no status, leases or events yet)."""
+def test_roles_grant_only_reads_except_the_cas_own() -> None:
+    """pilotpy's informers only read; the writes (TokenReview, the root ConfigMaps, the CA
+    Secret, the Lease) are all in the pilotpy-ca roles."""
     for kind, name in (("ClusterRole", "pilotpy"), ("Role", "pilotpy")):
         for rule in manifest(kind, name)["rules"]:
             assert set(rule["verbs"]) <= READ_VERBS, (kind, rule)
+    writes = {(r["resources"][0], v) for kind in ("ClusterRole", "Role")
+              for r in manifest(kind, "pilotpy-ca")["rules"] for v in r["verbs"]
+              if v not in READ_VERBS}
+    assert writes == {("tokenreviews", "create"), ("configmaps", "create"),
+                      ("configmaps", "update"), ("secrets", "create"), ("leases", "create"),
+                      ("leases", "update")}
 
 
 # -- the ServiceAccount's own token ----------------------------------------------------------
@@ -209,3 +216,100 @@ async def test_every_rbac_rule_is_needed(deployed: Cluster, tmp_path: Path,
         assert failing, f"without {what} every informer still synced"
         assert all("403" in error for error in failing.values()), (what, failing)
         assert synced, what
+
+
+# -- the mesh CA's roles, rule by rule -------------------------------------------------------
+
+CA_FEATURE_TIMEOUT = 8.0
+
+
+async def _ca_features(cluster: Cluster, tmp_path: Path, token: str, wanted: str) -> bool:
+    """Whether the mesh CA's `wanted` use works for pilotpy running with `token`: "ca" (key
+    material loaded: istio-ca-secret created), "tokenreview" (a CSR with an istio-ca token
+    signed), "lease" (the election won), "rootcert" (the root published in a new namespace
+    and corrected after an edit)."""
+    from pilotpy.server.controlplane import ControlPlane
+    from pilotpy.server.settings import Settings
+    from tests.kube.test_istio_ca_kube import create_certificate, root_config_map
+
+    admin = cluster.admin
+    for path in ("/api/v1/namespaces/istio-system/secrets/istio-ca-secret",
+                 "/apis/coordination.k8s.io/v1/namespaces/istio-system/leases/"
+                 "istio-namespace-controller-election"):
+        with contextlib.suppress(Exception):
+            admin.request("DELETE", path)
+    name = f"rbac-{uuid.uuid4().hex[:6]}"
+    kubeconfig = cluster.kubeconfig(tmp_path / f"kubeconfig-{name}", token=token)
+    plane = ControlPlane(Settings(
+        grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0", grpc_tls_addr="127.0.0.1:0",
+        monitoring_addr="127.0.0.1:0", kube=True, kubeconfig=kubeconfig, instance_id=name,
+        lease_duration_seconds=2.0))
+    await plane.start()
+    deadline = asyncio.get_running_loop().time() + CA_FEATURE_TIMEOUT
+    try:
+        assert plane.secure is not None
+        try:
+            await asyncio.wait_for(plane.secure.ready.wait(), CA_FEATURE_TIMEOUT)
+        except TimeoutError:
+            return False
+        if wanted == "ca":
+            return True
+        if wanted == "tokenreview":
+            admin.ensure_namespace("default")
+            admin.apply({"apiVersion": "v1", "kind": "ServiceAccount",
+                         "metadata": {"name": "sleep", "namespace": "default"}})
+            istio_ca = admin.token("default", "sleep", 600, ("istio-ca",))
+            try:
+                await create_certificate(plane, istio_ca,
+                                         "spiffe://cluster.local/ns/default/sa/sleep")
+            except Exception:
+                return False
+            return True
+        if wanted == "lease":
+            assert plane.election is not None
+            try:
+                await asyncio.wait_for(plane.election.leading.wait(), CA_FEATURE_TIMEOUT)
+            except TimeoutError:
+                return False
+            return True
+        admin.ensure_namespace(name)
+        path = f"/api/v1/namespaces/{name}/configmaps/istio-ca-root-cert"
+        edited = False
+        while asyncio.get_running_loop().time() < deadline + CA_FEATURE_TIMEOUT:
+            found = await asyncio.to_thread(root_config_map, cluster, name)
+            if found is not None and found["data"]["root-cert.pem"] != "edited":
+                if edited:
+                    return True
+                admin.request("PATCH", path, {"data": {"root-cert.pem": "edited"}},
+                              "application/merge-patch+json")
+                edited = True
+            await asyncio.sleep(0.2)
+        return False
+    finally:
+        await plane.stop()
+
+
+CA_RULE_USES = {"tokenreviews": "tokenreview", "configmaps": "rootcert", "secrets": "ca",
+                "leases": "lease"}
+
+
+async def test_every_ca_rule_is_needed(deployed: Cluster, tmp_path: Path,
+                                       applied: list[dict[str, Any]]) -> None:
+    cluster_rules = manifest("ClusterRole", "pilotpy")["rules"]
+    role_rules = manifest("Role", "pilotpy")["rules"]
+    ca_cluster = manifest("ClusterRole", "pilotpy-ca")["rules"]
+    ca_role = manifest("Role", "pilotpy-ca")["rules"]
+    token = _bind(deployed, cluster_rules + ca_cluster, role_rules + ca_role, applied)
+    for use in ("ca", "tokenreview", "lease", "rootcert"):
+        assert await _ca_features(deployed, tmp_path, token, use), f"{use} fails with every rule"
+    cases = [(f"ClusterRole pilotpy-ca rule {i}", r, cluster_rules + [
+        x for j, x in enumerate(ca_cluster) if j != i], role_rules + ca_role)
+        for i, r in enumerate(ca_cluster)]
+    cases += [(f"Role pilotpy-ca rule {i}", r, cluster_rules + ca_cluster,
+               role_rules + [x for j, x in enumerate(ca_role) if j != i])
+              for i, r in enumerate(ca_role)]
+    for what, rule, without_cluster, without_role in cases:
+        use = CA_RULE_USES[rule["resources"][0]]
+        token = _bind(deployed, without_cluster, without_role, applied)
+        assert not await _ca_features(deployed, tmp_path, token, use), \
+            f"without {what} ({rule}) {use} still works"

@@ -22,8 +22,10 @@ import yaml
 
 from pilotpy.server.controlplane import ControlPlane
 from pilotpy.server.settings import Settings
+from tests.mesh import agent
 from tests.mesh.netns import Network, group_alive, wait_until
 from tests.mesh.pods import Pod, PodSpec
+from tests.tokens import TokenIssuer
 
 START_TIMEOUT = 30.0
 
@@ -103,6 +105,9 @@ class Mesh:
         self.mesh_config = mesh_config
         self.external_names = dict(external_names or {})
         self.pilot: ControlPlaneThread | None = None
+        # Pods with Istio's agent: tokens signed here, checked by pilotpy (--jwt-rule).
+        self.agents = any(p.agent for p in self.pod_specs)
+        self.tokens = TokenIssuer()
 
     @property
     def plane(self) -> ControlPlane:
@@ -110,6 +115,7 @@ class Mesh:
         return self.pilot.plane
 
     def start(self) -> None:
+        installed = agent.install_agent(self.workdir / "bin") if self.agents else None
         self.network.create()
         for spec in self.pod_specs:
             netns = self.network.add_namespace(spec.name)
@@ -127,16 +133,38 @@ class Mesh:
             mesh_file.write_text(yaml.safe_dump(dict(self.mesh_config)))
         self.pilot = ControlPlaneThread(Settings(
             config_paths=[self.config_dir], grpc_addr=f"{self.network.gateway}:0",
-            http_addr="127.0.0.1:0", grpc_tls_addr="127.0.0.1:0",
-            monitoring_addr="127.0.0.1:0", mesh_config=mesh_file, poll_interval=0.1))
+            http_addr="127.0.0.1:0", grpc_tls_addr=f"{self.network.gateway}:0",
+            monitoring_addr="127.0.0.1:0", mesh_config=mesh_file, poll_interval=0.1,
+            jwt_rule=self.tokens.jwt_rule() if self.agents else ""))
         plane = self.pilot.start()
         for pod in self.pods.values():
             pod.start_apps()
-            if pod.spec.has_proxy:
+            if pod.spec.agent:
+                assert plane.secure is not None
+                assert installed is not None
+                pod.start_agent(f"{agent.ISTIOD_NAME}:{plane.grpc_tls_port}",
+                                plane.secure.root_pem, self.token_for(pod.spec), installed)
+            elif pod.spec.has_proxy:
                 pod.start_proxy((self.network.gateway, plane.grpc_port))
         for pod in self.pods.values():
-            if pod.spec.has_proxy:
+            if pod.spec.has_proxy and pod.spec.admitted:
                 pod.wait_live()
+
+    def token_for(self, spec: PodSpec) -> str | None:
+        """The JWT a pod's agent is given (None: no token file)."""
+        namespace, account = spec.namespace, spec.account
+        match spec.token:
+            case "valid":
+                return self.tokens.token(namespace, account)
+            case "expired":
+                return self.tokens.token(namespace, account, lifetime=-120)
+            case "forged":
+                return self.tokens.forged(namespace, account)
+            case "other-namespace":
+                return self.tokens.token("elsewhere", account)
+            case "none":
+                return None
+        raise ValueError(f"pod {spec.name}: unknown token kind {spec.token!r}")
 
     # -- configuration -------------------------------------------------------------------
 
@@ -155,6 +183,8 @@ class Mesh:
         for name, target in sorted(self.external_names.items()):
             address = self.pods[target].ip if target in self.pods else target
             lines.append(f"{address} {name}")
+        if self.agents:  # what cluster DNS answers for istiod's Service
+            lines.append(f"{self.network.gateway} {agent.ISTIOD_NAME}")
         return lines
 
     def registry(self) -> list[dict[str, Any]]:

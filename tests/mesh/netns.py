@@ -16,7 +16,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,11 +109,13 @@ class Namespace:
         (etc / "hosts").write_text("\n".join(["127.0.0.1 localhost", *lines]) + "\n")
         (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
 
-    def spawn(self, name: str, command: Sequence[str], log_path: str) -> Process:
+    def spawn(self, name: str, command: Sequence[str], log_path: str, *,
+              cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Process:
         with open(log_path, "wb") as log:
             popen = subprocess.Popen(self.exec_args(command), stdin=subprocess.DEVNULL,
                                      stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, cwd=cwd,
+                                     env=dict(env) if env is not None else None)
         process = Process(name, popen)
         self.processes.append(process)
         return process

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from typing import Any
 
 from pilotpy.local.bootstrap import envoy_bootstrap
 from pilotpy.local.envoy import envoy_binary
+from tests.mesh import agent
 from tests.mesh.interception import (
     ADMIN_PORT,
     PROXY_GID,
@@ -38,6 +40,9 @@ CLIENT = Path(__file__).with_name("client.py")
 MAX_LIFETIME_SECONDS = 1800
 # Never let an inherited http_proxy send admin calls anywhere else.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_FETCH = ("import sys, urllib.request as u; o = u.build_opener(u.ProxyHandler({})); "
+          "sys.stdout.write(o.open(sys.argv[1], timeout=float(sys.argv[2])).read()"
+          ".decode('utf-8', 'replace'))")
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,14 @@ class PodSpec:
     # when empty.
     app_command: tuple[str, ...] = ()
     tls: tuple[Path, Path] | None = None  # the backends serve HTTPS with (cert, key)
+    # The proxy is Istio's own: the real pilot-agent over pilotpy's TLS port (agent.py).
+    agent: bool = False
+    service_account: str = ""  # default: the `app` label, else the pod name
+    # The agent's credential: "valid", "expired", "forged", "none" (no token file), or
+    # "other-namespace" (a valid token of the same account in namespace `elsewhere`).
+    token: str = "valid"
+    # SERVICE_ACCOUNT the agent declares (its CSR and node metadata), when not its own.
+    declared_account: str = ""
 
     def __post_init__(self) -> None:
         if self.router and self.sidecar:
@@ -68,6 +81,15 @@ class PodSpec:
     @property
     def has_proxy(self) -> bool:
         return self.sidecar or self.router
+
+    @property
+    def account(self) -> str:
+        return self.service_account or self.labels.get("app", self.name)
+
+    @property
+    def admitted(self) -> bool:
+        """Whether pilotpy should give this pod's agent a certificate and config."""
+        return not self.agent or (self.token == "valid" and not self.declared_account)
 
 
 @dataclass(eq=False)
@@ -142,7 +164,61 @@ class Pod:
         os.chown(log, PROXY_UID, PROXY_GID)
         self.sidecar = self.netns.spawn(f"{self.spec.name}/envoy", command, str(log))
 
+    def start_agent(self, discovery_address: str, root_pem: bytes, token: str | None,
+                    installed: tuple[Path, Path]) -> None:
+        """pilot-agent as the pod's proxy (tests/mesh/agent.py); `installed`: the agent
+        binary and bootstrap template from `agent.install_agent`."""
+        home = self.workdir / "agent"
+        for directory in (home / agent.TOKEN_PATH.parent, home / agent.ROOT_CERT_PATH.parent,
+                          home / agent.CONFIG_PATH):
+            directory.mkdir(parents=True, exist_ok=True)
+        if token is not None:
+            (home / agent.TOKEN_PATH).write_text(token)
+        (home / agent.ROOT_CERT_PATH).write_bytes(root_pem)
+        for path in [home, *home.rglob("*")]:
+            os.chown(path, PROXY_UID, PROXY_GID)
+        spec = self.spec
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+               "PROXY_CONFIG": agent.proxy_config(discovery_address, home / agent.CONFIG_PATH,
+                                                  envoy_binary(), installed[1]),
+               "POD_NAME": spec.name, "POD_NAMESPACE": spec.namespace,
+               "SERVICE_ACCOUNT": spec.declared_account or spec.account,
+               "INSTANCE_IP": self.ip, "ISTIO_META_CLUSTER_ID": "Kubernetes",
+               "ISTIO_META_WORKLOAD_NAME": spec.labels.get("app", spec.name),
+               "ISTIO_METAJSON_LABELS": json.dumps(dict(spec.labels)),
+               "ISTIO_META_MESH_ID": "cluster.local", "TRUST_DOMAIN": "cluster.local"}
+        kind = "router" if spec.router else "sidecar"
+        command = ["timeout", "-s", "KILL", str(MAX_LIFETIME_SECONDS),
+                   "setpriv", f"--reuid={PROXY_UID}", f"--regid={PROXY_GID}", "--clear-groups",
+                   str(installed[0]), "proxy", kind, "--concurrency", "1"]
+        log = self.workdir / "envoy.log"
+        log.touch()
+        os.chown(log, PROXY_UID, PROXY_GID)
+        self._admin = "http://127.0.0.1:15000"  # inside the pod: read through the namespace
+        self.sidecar = self.netns.spawn(f"{spec.name}/pilot-agent", command, str(log),
+                                        cwd=home, env=env)
+
+    def ready_status(self) -> int:
+        """The agent's readiness as a kubelet probes it: `/healthz/ready` on 15021."""
+        try:
+            with _OPENER.open(f"http://{self.ip}:{STATUS_PORT}/healthz/ready",
+                              timeout=2) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
+        except OSError:  # nothing listens: the agent has not started Envoy
+            return 0
+
     def wait_live(self, timeout: float = 60.0) -> None:
+        if self.spec.agent:
+            def ready() -> bool:
+                if self.sidecar is not None and not self.sidecar.alive:
+                    raise RuntimeError(f"{self.spec.name}'s agent exited:\n{self.envoy_log()}")
+                return self.ready_status() == 200
+
+            wait_until(ready, f"{self.spec.name}'s pilot-agent to be ready", timeout=timeout)
+            return
+
         def live() -> bool:
             if self.sidecar is not None and not self.sidecar.alive:
                 raise RuntimeError(f"{self.spec.name}'s proxy exited:\n{self.envoy_log()}")
@@ -155,6 +231,9 @@ class Pod:
     def admin_get(self, path: str, timeout: float = 5.0) -> str:
         if not self._admin:
             raise RuntimeError(f"{self.spec.name} has no proxy")
+        if self.spec.agent:  # Envoy's admin listens on the pod's loopback only
+            return self.netns.run(sys.executable, "-c", _FETCH, self._admin + path,
+                                  str(timeout), timeout=timeout + 10)
         with _OPENER.open(self._admin + path, timeout=timeout) as response:
             body: bytes = response.read()
         return body.decode("utf-8", errors="replace")

@@ -83,6 +83,22 @@ class KubeApi:
             await self._raise_for(response)
             return await response.json(content_type=None)
 
+    async def send(self, method: str, path: str, body: Any,
+                   content_type: str = "application/json", timeout: float = 30.0) -> Any:
+        """A write (POST, PUT, PATCH, DELETE); ApiError carries the status code (409 for a
+        conflict, 404, 403...)."""
+        headers = {**self._headers(), "Content-Type": content_type}
+        data = json.dumps(body).encode() if body is not None else None
+        async with self._client().request(method, self.server + path, data=data,
+                                          headers=headers,
+                                          timeout=aiohttp.ClientTimeout(total=timeout)
+                                          ) as response:
+            await self._raise_for(response)
+            return await response.json(content_type=None)
+
+    async def post(self, path: str, body: Any, timeout: float = 30.0) -> Any:
+        return await self.send("POST", path, body, timeout=timeout)
+
     async def watch(self, path: str, params: Mapping[str, str],
                     timeout: float) -> AsyncIterator[dict[str, Any]]:
         """Watch events until the server closes the stream. `timeout` bounds the whole request
