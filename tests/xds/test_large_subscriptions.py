@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from pilotpy.xds import resources, sotw
+from pilotpy.xds import delta, resources, sotw
 from pilotpy.xds.types import ENDPOINT
 from tests.xds.xds_harness import (
     ConfigDir,
@@ -65,6 +65,7 @@ def _watch_full_diffs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Sizes of the subscriptions every diff was computed over."""
     sizes: list[int] = []
     real_diff, real_sub_diff = resources.compute_diff, sotw._subscription_diff
+    real_transition = delta.transition_diff
 
     def counted_diff(old: Any, new: Any, subscription: Any) -> Any:
         sizes.append(len(subscription.names) if subscription is not None else 0)
@@ -74,8 +75,13 @@ def _watch_full_diffs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         sizes.append(len(new.names))
         return real_sub_diff(sent, current, old, new, force)
 
+    def counted_transition(old: Any, old_scope: Any, new: Any, new_scope: Any) -> Any:
+        sizes.append(len(new_scope.names) if new_scope is not None else 0)
+        return real_transition(old, old_scope, new, new_scope)
+
     monkeypatch.setattr(resources, "compute_diff", counted_diff)
     monkeypatch.setattr(sotw, "_subscription_diff", counted_sub_diff)
+    monkeypatch.setattr(delta, "transition_diff", counted_transition)
     return sizes
 
 
