@@ -5,23 +5,30 @@ subscription costs what was added, not the whole subscription again."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from envoy.service.discovery.v3 import discovery_pb2
 
 from pilotpy.xds import delta, resources, sotw
-from pilotpy.xds.types import ENDPOINT
+from pilotpy.xds.types import CLUSTER, ENDPOINT
+from tests.xds.raw_stream import RawStream
 from tests.xds.xds_harness import (
+    GATEWAY_META,
+    GATEWAY_NODE,
     ConfigDir,
     Harness,
     delta_converge,
     eventually,
     harness,
+    round_robin,
     sotw_converge,
     sotw_names,
 )
+from tests.xds_client import build_node
 
 NAMES = 100_000
 BUDGET = 8 * 1024 * 1024
@@ -59,6 +66,50 @@ async def test_large_subscriptions_stay_within_the_memo_budget_and_leave_with_th
             await client.close()
         await eventually(lambda: len(memo) <= baseline, what="the big entries gone")
         assert memo.size_bytes <= BUDGET
+
+
+def delta_subscribe(names: list[str], *, first: bool = False) -> bytes:
+    request = discovery_pb2.DeltaDiscoveryRequest(
+        type_url=CLUSTER if first else ENDPOINT, resource_names_subscribe=names)
+    if first:
+        request.node.CopyFrom(build_node(GATEWAY_NODE, GATEWAY_META))
+    data: bytes = request.SerializeToString()
+    return data
+
+
+async def test_a_change_reaches_a_healthy_proxy_within_2s_beside_growing_100k_subscriptions(
+        budgeted: Harness) -> None:
+    """Two Delta streams hold 99,900 names each (what the limit on unknown names allows
+    together) and send ten requests apiece, each adding one more name, without waiting for
+    the answers; a config change made meanwhile reaches the healthy client within 2 s, and
+    the memo stays within its budget."""
+    async with budgeted.sotw() as healthy:
+        await sotw_converge(healthy)
+        attackers = [RawStream(budgeted.target, delta=True) for _ in range(2)]
+        try:
+            for index, raw in enumerate(attackers):
+                await raw.__aenter__()
+                raw.send(delta_subscribe([], first=True))
+                await raw.recv()
+                raw.send(delta_subscribe(unknown_names(f"s{index}-", NAMES - 100)))
+                await raw.recv(timeout=30)
+            growth = [[delta_subscribe([f"s{index}-more-{i}"]) for i in range(10)]
+                      for index in range(len(attackers))]
+            wait = budgeted.pushed()
+            for raw, requests in zip(attackers, growth, strict=True):
+                for request in requests:
+                    raw.send(request)
+            started = time.monotonic()
+            budgeted.config.edit("DestinationRule", "httpbin", round_robin)
+            pushed = await healthy.recv(timeout=10)
+            elapsed = time.monotonic() - started
+            await wait()
+            assert pushed.type_url == CLUSTER
+            assert elapsed < 2.0, f"the change took {elapsed:.2f} s to reach the healthy client"
+            assert budgeted.plane.xds.memo.size_bytes <= BUDGET
+        finally:
+            for raw in attackers:
+                await raw.close()
 
 
 def _watch_full_diffs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
