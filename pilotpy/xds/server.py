@@ -449,8 +449,8 @@ class XdsServer:
             names = list(request.resource_names)
             found = self.find_proxy(names[0]) if len(names) == 1 else None
             if found is None:
-                log.info("config_dump: proxy %s is not connected", names,
-                         extra=connection.status.log_fields())
+                log.info("config_dump: proxy %s is not connected",
+                         clip(", ".join(names), 200), extra=connection.status.log_fields())
                 return [debug.empty_response(debug.CONFIG_DUMP, nonce)]
             return [debug.config_dump_response(self._provider.snapshot(found.handle), nonce)]
         return [debug.syncz_response(self.proxies(), self.control_plane_identifier,

@@ -19,6 +19,7 @@ from google.rpc import status_pb2
 from pilotpy import discovery
 from pilotpy.server.controlplane import ControlPlane
 from pilotpy.translate.generate import generate
+from pilotpy.xds.debug import CONFIG_DUMP
 from pilotpy.xds.limits import StreamLimits
 from pilotpy.xds.types import CLUSTER, ENDPOINT
 from tests.xds.raw_stream import RawStream
@@ -35,6 +36,9 @@ from tests.xds.xds_harness import (
 )
 from tests.xds_client import build_node
 
+# What istioctl's ADS client sends (tests/xds/test_debug_syncz.py).
+ISTIOCTL_NODE = "sidecar~10.0.0.9~test-1.istio-system~istio-system.svc.cluster.local"
+ISTIOCTL_META = {"GENERATOR": "event", "NAMESPACE": "istio-system"}
 # Field 1 (a string) whose length runs far past the end of the message.
 GARBAGE = b"\x0a\xff\xff\xff\xff\x0f"
 SMALL_LIMITS = StreamLimits(max_resource_names=50, max_type_urls=6, max_node_id_bytes=300,
@@ -273,6 +277,21 @@ async def test_a_huge_nack_message_is_kept_and_logged_bounded(
         assert error.startswith("eeee") and len(error) < 4200
         (record,) = [r for r in caplog.records if r.getMessage().startswith("NACK")]
         assert len(record.getMessage()) < 1000
+
+
+async def test_a_config_dump_asking_for_many_long_names_is_logged_bounded(
+        xds: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    """A debug client names 1000 proxies of 1000 characters: no such proxy, an empty
+    answer, and one log line of bounded length (not the megabyte of names)."""
+    names = [f"p{i}-" + "x" * 1000 for i in range(1000)]
+    async with xds.sotw(ISTIOCTL_NODE, ISTIOCTL_META) as debug:
+        with caplog.at_level(logging.INFO, logger="pilotpy.xds"):
+            await debug.request(CONFIG_DUMP, names)
+            answer = await debug.recv()
+    assert list(answer.resources) == []
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("config_dump")]
+    assert record.getMessage().startswith("config_dump: proxy p0-xxx")
+    assert len(record.getMessage()) < 400
 
 
 async def test_label_only_variants_share_one_class_and_one_generation(
