@@ -14,7 +14,8 @@ Attacks (docs/benchmarks.md, S13), each bounded in count and time, loopback only
   rewritten every half second in the watched config directory;
 - corrupt: streams that connect, take an answer and send bytes that do not decode;
 - labels: 100 gateways differing only in a label no selector reads;
-- debug: 50 concurrent /debug/configz readers.
+- debug: 50 concurrent /debug/configz readers;
+- typeurls: streams each asking for 30 made-up type URLs (never the same twice), reconnecting.
 
 Prints one JSON line when it stops: what the attack did (connections, requests, refusals).
 """
@@ -309,10 +310,37 @@ async def debug(port: int, until: float) -> None:
     await asyncio.gather(*(reader() for _ in range(50)))
 
 
+async def typeurls(target: str, until: float) -> None:
+    made_up = iter(range(10**9))
+
+    async def one(index: int) -> None:
+        stream = Stream(target)
+        try:
+            stream.send(sotw(CLUSTER, node=index))
+            if await stream.recv() is None:
+                return
+            for _ in range(30):
+                stream.send(sotw(f"type.googleapis.com/made.up.Type{next(made_up)}", ["x"]))
+                if await stream.recv() is None:
+                    return
+                counts["type urls asked"] += 1
+        finally:
+            await stream.close()
+
+    async def loop(worker: int) -> None:
+        index = worker
+        while time.monotonic() < until:
+            await one(index)
+            index += 4
+
+    await asyncio.gather(*(loop(i) for i in range(4)))
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--attack", required=True, choices=(
-        "flood", "names", "nack", "http", "config", "corrupt", "labels", "debug"))
+        "flood", "names", "nack", "http", "config", "corrupt", "labels", "debug",
+        "typeurls"))
     parser.add_argument("--grpc", default="127.0.0.1:15010")
     parser.add_argument("--http-ports", default="8080,15014")
     parser.add_argument("--config-dir", type=Path)
@@ -332,6 +360,7 @@ async def main() -> int:
         "corrupt": lambda: corrupt(args.grpc, until),
         "labels": lambda: labels(args.grpc, until),
         "debug": lambda: debug(ports[0], until),
+        "typeurls": lambda: typeurls(args.grpc, until),
     }
     with contextlib.suppress(asyncio.CancelledError):
         await attacks[args.attack]()

@@ -39,7 +39,8 @@ from configgen import documents  # noqa: E402
 from pilotpy.local.bootstrap import envoy_bootstrap  # noqa: E402
 from pilotpy.local.envoy import EnvoyProcess, free_port  # noqa: E402
 
-ATTACKS = ("idle", "flood", "names", "nack", "http", "config", "corrupt", "labels", "debug")
+ATTACKS = ("idle", "flood", "names", "nack", "http", "config", "corrupt", "labels", "debug",
+           "typeurls")
 NODE = "router~127.0.0.1~gw-probe.istio-system~istio-system.svc.cluster.local"
 SERVICES = 100
 SAMPLE_TIMEOUT = 10.0
@@ -101,6 +102,14 @@ class Sampler(threading.Thread):
         self._done.set()
         self.join(5)
         return self.peak
+
+
+def http_size(url: str, timeout: float) -> int | None:
+    """The length of the body at `url` (None: no answer)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with contextlib.suppress(OSError), opener.open(url, timeout=timeout) as response:
+        return len(response.read())
+    return None
 
 
 def http_ok(url: str, timeout: float) -> bool:
@@ -212,6 +221,7 @@ def attack(run: Run, name: str, samples: int) -> dict[str, Any]:
             attacker.wait(10)
     time.sleep(2)
     after_rss = rss_mb(run.server.pid)
+    metrics = http_size(f"http://127.0.0.1:{run.monitoring_port}/metrics", 10)
     peak = sampler.stop()
     measured = sorted(t for t in times if t is not None)
     missed = sum(1 for t in times if t is None)
@@ -224,7 +234,9 @@ def attack(run: Run, name: str, samples: int) -> dict[str, Any]:
         "propagation_p99": SAMPLE_TIMEOUT if missed else (
             round(measured[-1], 3) if measured else None),
         "rss_idle_mb": round(idle_rss, 1), "rss_peak_mb": round(peak, 1),
-        "rss_after_mb": round(after_rss, 1), "attacker": outcome,
+        "rss_after_mb": round(after_rss, 1),
+        "metrics_kb": None if metrics is None else round(metrics / 1024, 1),
+        "attacker": outcome,
     }
 
 

@@ -116,7 +116,7 @@ def _watch_full_diffs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Sizes of the subscriptions every diff was computed over."""
     sizes: list[int] = []
     real_diff, real_sub_diff = resources.compute_diff, sotw._subscription_diff
-    real_transition = delta.transition_diff
+    real_transition = resources.transition_diff
 
     def counted_diff(old: Any, new: Any, subscription: Any) -> Any:
         sizes.append(len(subscription.names) if subscription is not None else 0)
