@@ -301,9 +301,9 @@ async def test_label_only_variants_share_one_class_and_one_generation(
     generated: list[str] = []
     real = generate
 
-    def counted(push: Any, view: Any) -> Any:
+    def counted(push: Any, view: Any, **kwargs: Any) -> Any:
         generated.append(view.proxy.id)
-        return real(push, view)
+        return real(push, view, **kwargs)
 
     monkeypatch.setattr(discovery, "generate", counted)
     clients = [xds.sotw(GATEWAY_NODE.replace("gw-1", f"gw-{i}"),
