@@ -125,7 +125,7 @@ def _add_limit_flags(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--max-unknown-names", type=count, metavar="N",
                        default=xds.max_unknown_names,
                        help="subscribed names that match no resource, across all streams "
-                            "(default 200000)")
+                            "(default 50000)")
     serve.add_argument("--response-cache-size", type=size_bytes, metavar="SIZE", default=0,
                        help="memory for diffs and responses shared by streams (default 0: "
                             "4x the served config, at least 16Mi)")

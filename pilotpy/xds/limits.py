@@ -34,7 +34,7 @@ class StreamLimits:
     max_type_url_bytes: int = 256
     # Subscribed names that match no resource, across every stream of the server: memory a
     # client chose (a proxy names what CDS and LDS gave it; a few linger after a removal).
-    max_unknown_names: int = 200_000
+    max_unknown_names: int = 50_000
 
 
 class StreamError(Exception):

@@ -14,6 +14,7 @@ import pytest_asyncio
 from envoy.service.discovery.v3 import discovery_pb2
 
 from pilotpy.xds import delta, resources, sotw
+from pilotpy.xds.limits import StreamLimits
 from pilotpy.xds.types import CLUSTER, ENDPOINT
 from tests.xds.raw_stream import RawStream
 from tests.xds.xds_harness import (
@@ -38,9 +39,19 @@ def unknown_names(prefix: str, count: int = NAMES) -> list[str]:
     return [f"{prefix}{i}" for i in range(count)]
 
 
+# Room for the unknown names these tests hold (more than the default allows across streams).
+ROOMY = StreamLimits(max_unknown_names=4 * NAMES)
+
+
 @pytest_asyncio.fixture
 async def budgeted(config_dir: ConfigDir) -> AsyncIterator[Harness]:
-    async with harness(config_dir, response_cache_bytes=BUDGET) as found:
+    async with harness(config_dir, response_cache_bytes=BUDGET, stream_limits=ROOMY) as found:
+        yield found
+
+
+@pytest_asyncio.fixture
+async def roomy(config_dir: ConfigDir) -> AsyncIterator[Harness]:
+    async with harness(config_dir, stream_limits=ROOMY) as found:
         yield found
 
 
@@ -137,8 +148,8 @@ def _watch_full_diffs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 async def test_a_delta_subscription_growing_one_name_at_a_time_is_not_rescanned(
-        xds: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    async with xds.delta() as client:
+        roomy: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with roomy.delta() as client:
         await delta_converge(client)
         await client.subscribe(ENDPOINT, unknown_names("big-", NAMES - 100))
         await client.ack(await client.recv(timeout=30))
@@ -152,8 +163,8 @@ async def test_a_delta_subscription_growing_one_name_at_a_time_is_not_rescanned(
 
 
 async def test_a_sotw_subscription_growing_one_name_at_a_time_is_not_rescanned(
-        xds: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    async with xds.sotw() as client:
+        roomy: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with roomy.sotw() as client:
         responses = await sotw_converge(client)
         held = unknown_names("big-", NAMES - 100)
         await client.ack(responses[ENDPOINT], held)
@@ -168,7 +179,7 @@ async def test_a_sotw_subscription_growing_one_name_at_a_time_is_not_rescanned(
 
 
 async def test_a_large_new_subscription_is_answered_from_a_worker_thread(
-        xds: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+        roomy: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     """Building the answer to 100,000 names takes a fraction of a second the loop spends
     serving everyone else instead."""
     threads: list[str] = []
@@ -181,7 +192,7 @@ async def test_a_large_new_subscription_is_answered_from_a_worker_thread(
         return body
 
     monkeypatch.setattr(sotw.SotwStream, "full_body", classmethod(recorded))
-    async with xds.sotw() as client:
+    async with roomy.sotw() as client:
         await sotw_converge(client)
         await client.request(ENDPOINT, unknown_names("big-", NAMES - 100))
         assert len((await client.recv(timeout=30)).resources) == NAMES - 100
