@@ -136,3 +136,70 @@ def test_classes_share_their_cluster_resources() -> None:
     third = plane.snapshot(plane.connect(node(
         "sidecar~10.2.0.3~app-3.default~default.svc.cluster.local", {"app": "app-3"})))
     assert third.get(types.CLUSTER).by_name[name] is not one  # a new context builds anew
+
+
+def _service_in(name: str, namespace: str, vip: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"clusterIP": vip, "selector": {"app": name},
+                     "ports": [{"name": "http", "port": 80}]}}
+
+
+def _mesh_vs(namespace: str, timeout: str) -> dict[str, Any]:
+    return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {"hosts": ["web"], "http": [{"timeout": timeout,
+                                                 "route": [{"destination": {"host": "web"}}]}]}}
+
+
+def _namespace_only(namespace: str) -> dict[str, Any]:
+    return {"apiVersion": "networking.istio.io/v1", "kind": "Sidecar",
+            "metadata": {"name": "default", "namespace": namespace},
+            "spec": {"egress": [{"hosts": ["./*"]}]}}
+
+
+def _sidecar_node(namespace: str) -> tuple[str, dict[str, str]]:
+    return (f"sidecar~10.2.0.9~client-0.{namespace}~{namespace}.svc.cluster.local",
+            {"app": "client"})
+
+
+def _two_namespaces(scoped: bool, timeout: str) -> list[dict[str, Any]]:
+    docs = [_service_in("web", "a", "10.96.1.1"), _service_in("web", "b", "10.96.2.1"),
+            _mesh_vs("a", timeout), GATEWAY]
+    return [*docs, _namespace_only("a"), _namespace_only("b")] if scoped else docs
+
+
+def test_a_sidecar_class_whose_scope_hides_a_changed_virtual_service_keeps_its_snapshot() -> None:
+    before, after = _two_namespaces(True, "5s"), _two_namespaces(True, "7s")
+    plane = Discovery(MeshConfig())
+    update(plane, 1, before)
+    handles = {ns: plane.connect(node(*_sidecar_node(ns))) for ns in ("a", "b")}
+    first = {ns: plane.snapshot(h) for ns, h in handles.items()}
+    update(plane, 2, after, {Key("VirtualService", "a", "web")})
+    second = {ns: plane.snapshot(h) for ns, h in handles.items()}
+    # b's Sidecar imports only its own namespace: a's VirtualService never reaches it.
+    assert second["b"].resources == first["b"].resources
+    assert second["b"].version == "2"
+    assert second["a"].get(types.ROUTE) is not first["a"].get(types.ROUTE)
+    for ns in ("a", "b"):
+        assert payloads(second[ns]) == payloads(fresh(after, *_sidecar_node(ns)))
+    # A Gateway change reaches no sidecar; it still reaches a gateway class.
+    router = plane.connect(node(GATEWAY_NODE, {"istio": "ingressgateway"}))
+    plane.snapshot(router)
+    gateway = {**GATEWAY, "metadata": {"name": "gw", "namespace": "default",
+                                       "labels": {"edited": "yes"}}}
+    update(plane, 3, [*after[:3], gateway, *after[4:]], {Key("Gateway", "default", "gw")})
+    assert plane.snapshot(handles["a"]).resources == second["a"].resources
+    assert plane.snapshot(handles["b"]).resources == second["b"].resources
+
+
+def test_without_a_sidecar_resource_every_sidecar_class_sees_a_changed_virtual_service() -> None:
+    before, after = _two_namespaces(False, "5s"), _two_namespaces(False, "7s")
+    plane = Discovery(MeshConfig())
+    update(plane, 1, before)
+    handle = plane.connect(node(*_sidecar_node("b")))
+    first = plane.snapshot(handle)
+    update(plane, 2, after, {Key("VirtualService", "a", "web")})
+    second = plane.snapshot(handle)
+    assert second.get(types.ROUTE) is not first.get(types.ROUTE)
+    assert payloads(second) == payloads(fresh(after, *_sidecar_node("b")))
