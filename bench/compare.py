@@ -194,6 +194,9 @@ def main() -> int:
                         help="an earlier compare.json whose runs of the other groups are kept "
                              "(to rerun some groups only)")
     args = parser.parse_args()
+    # pilotpy starts from compiled bytecode, as an installed image does (a shell that turns
+    # the .pyc cache off would charge every start with compiling its modules).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     rounds = 1 if args.quick else args.rounds
     heavy = 1 if args.quick else args.heavy_rounds
     sizes = Sizes.quick() if args.quick else Sizes()
