@@ -191,8 +191,8 @@ def main() -> int:
     parser.add_argument("--s7-seconds", type=float,
                         help="seconds of S7's light churn (default 120, 30 with --quick)")
     parser.add_argument("--keep", type=Path,
-                        help="an earlier compare.json whose runs of the other groups are kept "
-                             "(to rerun some groups only)")
+                        help="an earlier compare.json whose runs of the other groups and "
+                             "planes are kept (to rerun some groups or planes only)")
     args = parser.parse_args()
     # pilotpy starts from compiled bytecode, as an installed image does (a shell that turns
     # the .pyc cache off would charge every start with compiling its modules).
@@ -209,7 +209,8 @@ def main() -> int:
     loaded: dict[str, float] = {}
     if args.keep is not None:
         earlier = json.loads(args.keep.read_text(encoding="utf-8"))
-        runs = [r for r in earlier["runs"] if r["group"] not in only]
+        runs = [r for r in earlier["runs"]
+                if r["group"] not in only or r["plane"] not in planes]
         loaded = dict(earlier.get("load_seconds", {}))
     started = time.time()
 
