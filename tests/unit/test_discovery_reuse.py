@@ -203,3 +203,51 @@ def test_without_a_sidecar_resource_every_sidecar_class_sees_a_changed_virtual_s
     second = plane.snapshot(handle)
     assert second.get(types.ROUTE) is not first.get(types.ROUTE)
     assert payloads(second) == payloads(fresh(after, *_sidecar_node("b")))
+
+
+def _gateway_vs(name: str, host: str, timeout: str = "5s") -> dict[str, Any]:
+    return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"hosts": [host], "gateways": ["gw"],
+                     "http": [{"timeout": timeout, "route": [{"destination": {"host": "web"}}]}]}}
+
+
+HASH_RULE = {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+             "metadata": {"name": "web", "namespace": "default"},
+             "spec": {"host": "web", "trafficPolicy": {
+                 "loadBalancer": {"consistentHash": {"httpHeaderName": "x-user"}}}}}
+
+
+def test_gateway_routes_of_unchanged_virtual_services_are_kept_across_contexts() -> None:
+    base = [service("web"), endpoint_slice("web", "10.1.0.1"), GATEWAY,
+            _gateway_vs("a", "a.example.com"), _gateway_vs("b", "b.example.com")]
+    steps = [
+        # (changed documents, whether a's routes may be kept)
+        ([_gateway_vs("b", "b.example.com", "7s")], True),
+        ([_gateway_vs("b", "b.example.com", "9s"), HASH_RULE], False),
+    ]
+    # The store hands over the very objects of unchanged keys, changed ones anew.
+    objects = objects_of(base)
+    plane = Discovery(MeshConfig())
+    plane.update(ChangeSet(objects, frozenset(k for v in objects.values() for k in v), 1))
+    handle = plane.connect(node(GATEWAY_NODE, {"istio": "ingressgateway"}))
+    plane.snapshot(handle)
+
+    def routes_of_a() -> Any:
+        assert plane.push is not None
+        (found,) = [v[1] for k, v in plane.push._kept.items() if k[-3] == "a"]
+        return found
+
+    docs = list(base)
+    for version, (changed_docs, keeps) in enumerate(steps, start=2):
+        before = routes_of_a()
+        changed = objects_of(changed_docs)
+        objects = {kind: {**objects.get(kind, {}), **changed.get(kind, {})}
+                   for kind in {*objects, *changed}}
+        plane.update(ChangeSet(objects, frozenset(k for v in changed.values() for k in v),
+                               version))
+        docs = [d for d in docs if d["metadata"]["name"] != "b" or d["kind"] != "VirtualService"]
+        docs += changed_docs
+        after = plane.snapshot(handle)
+        assert payloads(after) == payloads(fresh(docs, GATEWAY_NODE, {"istio": "ingressgateway"}))
+        assert (routes_of_a() is before) is keeps
