@@ -148,6 +148,8 @@ class Discovery:
         # Clusters translation shared between classes (one message object, see
         # outbound_clusters), serialized once: id -> (the message, kept alive, its resource).
         self._cluster_resources: dict[int, tuple[Message, Resource]] = {}
+        # Classes whose snapshot the last update carried over with the very same resources.
+        self._unchanged: set[tuple[Any, ...]] = set()
 
     # -- config updates --------------------------------------------------------------------
 
@@ -180,6 +182,7 @@ class Discovery:
             k.kind in ROUTING_KINDS for k in change.changed)
         previous = self._classes
         self._classes = {}
+        self._unchanged = set()
         # A view depends only on Pods and the service registry; after any other change every
         # proxy's view, and so its class, is what it was.
         refresh_views = not incremental or bool(
@@ -197,6 +200,8 @@ class Discovery:
                     if not scope.full and old.snapshot is not None:
                         entry.snapshot = self._with_new_endpoints(old.snapshot, entry.view,
                                                                   scope)
+                        if entry.snapshot.resources is old.snapshot.resources:
+                            self._unchanged.add(handle.key)
                     elif routing_only:
                         assert before is not None
                         if old.snapshot is not None and not _routing_reaches(
@@ -204,6 +209,7 @@ class Discovery:
                             # Nothing it reads changed: the same resources, a new version.
                             entry.snapshot = Snapshot(str(version), old.snapshot.resources,
                                                       old.snapshot.eds_names_by_cluster)
+                            self._unchanged.add(handle.key)
                         else:
                             entry.clusters_from = old.snapshot or old.clusters_from
             entry.proxies += 1
@@ -215,6 +221,12 @@ class Discovery:
                  len(self._handles), len(self._classes),
                  self.timings.push_context_seconds * 1000)
         return scope
+
+    def needs_push(self, handle: object) -> bool:
+        """Whether the last update may have changed what `handle`'s stream was sent: false
+        for a class that kept the very same resources (its streams need not wake up)."""
+        assert isinstance(handle, ProxyHandle)
+        return handle.key not in self._unchanged
 
     def _mesh(self, change: ChangeSet) -> MeshConfig:
         """The mesh config a source published (the `istio` ConfigMap), else the one pilotpy

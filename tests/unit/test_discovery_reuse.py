@@ -177,8 +177,10 @@ def test_a_sidecar_class_whose_scope_hides_a_changed_virtual_service_keeps_its_s
     first = {ns: plane.snapshot(h) for ns, h in handles.items()}
     update(plane, 2, after, {Key("VirtualService", "a", "web")})
     second = {ns: plane.snapshot(h) for ns, h in handles.items()}
-    # b's Sidecar imports only its own namespace: a's VirtualService never reaches it.
+    # b's Sidecar imports only its own namespace: a's VirtualService never reaches it, and
+    # its streams need not even wake up.
     assert second["b"].resources == first["b"].resources
+    assert not plane.needs_push(handles["b"]) and plane.needs_push(handles["a"])
     assert second["b"].version == "2"
     assert second["a"].get(types.ROUTE) is not first["a"].get(types.ROUTE)
     for ns in ("a", "b"):
@@ -191,6 +193,7 @@ def test_a_sidecar_class_whose_scope_hides_a_changed_virtual_service_keeps_its_s
     update(plane, 3, [*after[:3], gateway, *after[4:]], {Key("Gateway", "default", "gw")})
     assert plane.snapshot(handles["a"]).resources == second["a"].resources
     assert plane.snapshot(handles["b"]).resources == second["b"].resources
+    assert not plane.needs_push(handles["a"]) and plane.needs_push(router)
 
 
 def test_without_a_sidecar_resource_every_sidecar_class_sees_a_changed_virtual_service() -> None:
@@ -251,3 +254,20 @@ def test_gateway_routes_of_unchanged_virtual_services_are_kept_across_contexts()
         after = plane.snapshot(handle)
         assert payloads(after) == payloads(fresh(docs, GATEWAY_NODE, {"istio": "ingressgateway"}))
         assert (routes_of_a() is before) is keeps
+
+
+def test_an_endpoint_change_wakes_only_the_classes_holding_the_cluster() -> None:
+    def slice_in(namespace: str, address: str) -> dict[str, Any]:
+        return {**endpoint_slice("web", address),
+                "metadata": {"name": "web", "namespace": namespace,
+                             "labels": {"kubernetes.io/service-name": "web"}}}
+
+    docs = [*_two_namespaces(True, "5s"), slice_in("a", "10.1.0.1"), slice_in("b", "10.2.0.1")]
+    plane = Discovery(MeshConfig())
+    update(plane, 1, docs)
+    handles = {ns: plane.connect(node(*_sidecar_node(ns))) for ns in ("a", "b")}
+    for handle in handles.values():
+        plane.snapshot(handle)
+    update(plane, 2, [*docs[:-2], slice_in("a", "10.1.0.2"), docs[-1]],
+           {Key("EndpointSlice", "a", "web")})
+    assert plane.needs_push(handles["a"]) and not plane.needs_push(handles["b"])
