@@ -3,6 +3,7 @@ handlers on :8080, Prometheus metrics (and the debug handlers again) on :15014."
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterable
 
 from aiohttp import web
@@ -42,11 +43,13 @@ def build_monitoring_app(render_metrics: Callable[[], str],
     return app
 
 
-async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Start serving; returns the runner (to stop it) and the bound port."""
+async def serve(app: web.Application, host: str, port: int,
+                ssl_context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, int]:
+    """Start serving (HTTPS with `ssl_context`); returns the runner (to stop it) and the
+    bound port."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     server = site._server  # aiohttp keeps the bound sockets here
     sockets = getattr(server, "sockets", None) or []
