@@ -48,7 +48,7 @@ lint: $(STAMP) ## ruff, mypy and the import-layering contracts
 test-unit: $(STAMP) ## model, names, store, protocol state machines
 	$(PYTEST) tests/unit -q
 
-test-golden: $(STAMP) ## translation goldens (tests/golden/testdata)
+test-golden: $(STAMP) istioctl ## translation and injection goldens (+ istioctl kube-inject)
 	$(PYTEST) tests/golden -q
 
 test-xds: $(STAMP) ## protocol rules against the in-process server over a real socket
@@ -116,7 +116,7 @@ kind-demo: ## W1 on kind: 404 from the Gateway alone, then 200 from httpbin v2
 kind-down: ## delete the kind cluster
 	kind delete cluster --name $(KIND_CLUSTER)
 
-golden: $(STAMP) ## regenerate golden files after an intended translation change
+golden: $(STAMP) istioctl ## regenerate golden files after an intended translation change
 	PILOTPY_UPDATE_GOLDEN=1 $(PYTEST) tests/golden -q
 
 bench: $(STAMP) ## benchmarks S1, S5 and S12 (writes bench/out/report.json)

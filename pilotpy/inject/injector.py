@@ -1,16 +1,15 @@
 """One pod in, the injected pod and its JSON patch out, in istiod's steps (injectPod):
 
-1. whether the pod gets a proxy at all (pods.injection_required);
+1. whether the pod gets a proxy at all (pods.injection_required; a pod injected before is
+   left as it is);
 2. its annotations validated (a bad value refuses the pod, naming the annotation);
-3. a previous injection stripped (containers named in `sidecar.istio.io/status`), so
-   injecting an injected pod gives it back unchanged;
-4. each selected template rendered from the stripped pod and merged into the pod;
-5. containers the pod defines itself under a template's names (the istio/gateway chart's
-   `istio-proxy` with `image: auto`) applied back over the template's, and kept in
-   `proxy.istio.io/overrides` for the next injection;
-6. the cluster's URL parameters, metrics merging, probe rewriting, the status annotation,
+3. each selected template rendered from the pod and merged into it;
+4. containers the pod defines itself under a template's names (the istio/gateway chart's
+   `istio-proxy` with `image: auto`) applied back over the template's, and recorded in
+   `proxy.istio.io/overrides`;
+5. the cluster's URL parameters, metrics merging, probe rewriting, the status annotation,
    the container order;
-7. the patch from the pod as sent to the pod as injected.
+6. the patch from the pod as sent to the pod as injected.
 """
 
 from __future__ import annotations
@@ -99,12 +98,11 @@ def _inject(original: Json, config: InjectorConfig, native: bool, proxy_envs: di
     mesh_status_port = proxyconfig.status_port(
         proxyconfig.merge(proxyconfig.DEFAULTS, config.mesh_proxy_config))
     _cluster_and_network(original, values, proxy_envs)
-    stripped = _reinsert_overrides(_strip(original, mesh_status_port))
     image = pod_annotations.get(names.PROXY_IMAGE)
     if image is not None and "/" not in image:
         warnings.append(f"annotation {names.PROXY_IMAGE}: {image!r} is not a full image "
                         "reference (no '/'), so the configured image is used, as istiod does")
-    inp = TemplateInput(stripped, pods.workload(original), values, proxy_config, mesh, native)
+    inp = TemplateInput(original, pods.workload(original), values, proxy_config, mesh, native)
     merged: Json = original
     template_pod: Json = {}
     for name in _templates(pod_annotations, config.policy):
@@ -144,37 +142,6 @@ def _templates(pod_annotations: Mapping[str, str], policy: InjectionPolicy) -> l
     return resolved
 
 
-def _status(pod: Mapping[str, Any]) -> Json | None:
-    text = pods.annotations_of(dict(pod)).get(names.STATUS)
-    if text is None:
-        return None
-    try:
-        found = json.loads(text)
-    except ValueError:
-        return None
-    return found if isinstance(found, dict) else None
-
-
-def _strip(pod: Json, status_port: int) -> Json:
-    """The pod without what a previous injection added (istiod's stripPod)."""
-    status = _status(pod)
-    if status is None:
-        return pod
-    out = copy.deepcopy(pod)
-    spec = pods.spec(out)
-    for key in ("containers", "initContainers"):
-        gone = set(status.get(key) or [])
-        if key in spec:
-            spec[key] = [c for c in pods.containers(out, key) if c.get("name") not in gone]
-    annotations = pods.annotations_of(out)
-    port = next((v for k, v in annotations.items()
-                 if prometheus.sanitized(k) == prometheus.PORT), None)
-    if port == str(status_port):
-        prometheus.clear(annotations)
-    annotations.pop(names.STATUS, None)
-    return out
-
-
 def _overrides(pod: Mapping[str, Any]) -> Json:
     text = pods.annotations_of(dict(pod)).get(names.OVERRIDES)
     if text is None:
@@ -186,21 +153,6 @@ def _overrides(pod: Mapping[str, Any]) -> Json:
     if not isinstance(found, dict):
         raise InjectionRefused(f"annotation {names.OVERRIDES}: expected a JSON object")
     return found
-
-
-def _reinsert_overrides(pod: Json) -> Json:
-    """The pod's own versions of injected containers, kept in proxy.istio.io/overrides,
-    put back after stripping, so a re-injection renders from what the user wrote."""
-    overrides = _overrides(pod)
-    if not overrides:
-        return pod
-    out = copy.deepcopy(pod)
-    spec = out.setdefault("spec", {})
-    for key in ("containers", "initContainers"):
-        for container in overrides.get(key) or []:
-            if pods.find(pods.containers(out, key), container.get("name")) is None:
-                spec.setdefault(key, []).append(copy.deepcopy(container))
-    return out
 
 
 def _native_move(merged: Json, template_pod: Json, native: bool) -> Json:
@@ -222,11 +174,22 @@ def _native_move(merged: Json, template_pod: Json, native: bool) -> Json:
 
 
 def _overlay(container: Json) -> Json:
-    overlay = copy.deepcopy(container)
+    """The pod's container as Go writes it back: no image when `auto`, no empty lists or
+    maps, canonical quantities."""
+    overlay = _without_empty(container)
     if overlay.get("image") in (AUTO_IMAGE, ""):
         overlay.pop("image")
     canonical_resources(overlay)
     return overlay
+
+
+def _without_empty(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        kept = {k: _without_empty(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v is not None and v != [] and v != {}}
+    if isinstance(value, list):
+        return [_without_empty(v) for v in value]
+    return copy.deepcopy(value)
 
 
 def _reapply_overrides(final: Json, original: Json, template_pod: Json,
@@ -234,16 +197,11 @@ def _reapply_overrides(final: Json, original: Json, template_pod: Json,
     """istiod's reapplyOverwrittenContainers: a container the pod defines under a template's
     name wins over the template's, field by field (its image only if not `auto`)."""
     existing = _overrides(original)
-    status = _status(original)
-    already = status is not None
-    status = status or {}
     kept: dict[str, list[Json]] = {"containers": [], "initContainers": []}
     for key in ("containers", "initContainers"):
         for container in pods.containers(template_pod, key):
             name = container.get("name")
-            if name in (status.get(key) or []):
-                continue  # injected before: the template's new version wins
-            # The pod's own: kept from an earlier injection, else in the pod (an init
+            # The pod's own: given in proxy.istio.io/overrides, else in the pod (an init
             # container's also among the containers, as native sidecars move it).
             match = pods.find(existing.get(key) or [], str(name)) \
                 or pods.find(pods.containers(original), str(name))
@@ -254,7 +212,7 @@ def _reapply_overrides(final: Json, original: Json, template_pod: Json,
             overlay = _overlay(match)
             kept[key].append(overlay)
             final = strategic_merge(final, {"spec": {key: [overlay]}})
-    if not already and (kept["containers"] or kept["initContainers"]):
+    if kept["containers"] or kept["initContainers"]:
         final.setdefault("metadata", {}).setdefault("annotations", {})[names.OVERRIDES] = \
             json.dumps({k: v for k, v in kept.items() if v}, separators=(",", ":"))
     _adjust_init_user(final, original, proxy_config)
@@ -304,8 +262,8 @@ def _post_process(pod: Json, template_pod: Json, config: InjectorConfig,
                                                    config.values.rewrite_app_http_probe):
         found = probes.app_probers(pod, status_port)
         if found:
-            proxy["env"] = probes.merge_probers(proxy.get("env") or [], found,
-                                                names.STATUS in annotations)
+            proxy["env"] = [*(proxy.get("env") or []),
+                            {"name": probes.PROBERS_ENV, "value": found}]
         try:
             rewrite_port = int(annotations.get(names.STATUS_PORT, status_port))
         except ValueError:

@@ -4,6 +4,7 @@ Deployment, a Job's to its CronJob), and whether it gets a proxy at all (injectR
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -103,6 +104,18 @@ def workload(pod: Pod) -> Workload:
     return Workload(name or str(meta.get("name") or ""), namespace, kind, api_version)
 
 
+def injection_status(pod: Pod) -> dict[str, Any] | None:
+    """The `sidecar.istio.io/status` a previous injection left (None: none, or unreadable)."""
+    text = annotations_of(pod).get(names.STATUS)
+    if text is None:
+        return None
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
 @dataclass(frozen=True)
 class Decision:
     inject: bool
@@ -111,7 +124,8 @@ class Decision:
 
 
 def injection_required(pod: Pod, policy: InjectionPolicy) -> Decision:
-    """istiod's injectRequired: hostNetwork and system namespaces never; the pod's
+    """istiod's injectRequired: hostNetwork and system namespaces never, nor a pod injected
+    before (left as it is, see docs/istio-proxy.md#differences-from-istiod); the pod's
     `sidecar.istio.io/inject` label (else annotation) "true"/"false" decides; else the
     policy's never- then always-inject selectors; else the policy."""
     if spec(pod).get("hostNetwork") is True:
@@ -119,6 +133,8 @@ def injection_required(pod: Pod, policy: InjectionPolicy) -> Decision:
     namespace = str(metadata(pod).get("namespace") or "")
     if namespace in IGNORED_NAMESPACES:
         return Decision(False, f"namespace {namespace} is never injected")
+    if injection_status(pod) is not None:
+        return Decision(False, f"injected already ({names.STATUS})")
     selector = annotations_of(pod).get(names.INJECT, "")
     where = "annotation"
     if names.INJECT in labels_of(pod):

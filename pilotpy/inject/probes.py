@@ -141,22 +141,3 @@ def rewrite(pod: pods.Pod, status_port: int) -> None:
                                            lifecycle=True)
                     if converted is not None:
                         hooks[kind] = converted
-
-
-def merge_probers(env: list[Json], probers: str, previously_injected: bool) -> list[Json]:
-    """Add ISTIO_KUBE_APP_PROBERS; on re-injection merge with the existing value (the older
-    entries win, as istiod's mergeOrAppendProbers)."""
-    if previously_injected:
-        for i, var in enumerate(env):
-            if var.get("name") == PROBERS_ENV:
-                try:
-                    existing = json.loads(var.get("value") or "{}")
-                    fresh = json.loads(probers)
-                except ValueError:
-                    return env
-                fresh.update(existing)
-                env[i] = {"name": PROBERS_ENV,
-                          "value": json.dumps({k: fresh[k] for k in sorted(fresh)},
-                                              separators=(",", ":"))}
-                return env
-    return [*env, {"name": PROBERS_ENV, "value": probers}]
