@@ -50,7 +50,7 @@ USER_VOLUME_MOUNT = "sidecar.istio.io/userVolumeMount"
 CAP_NET_BIND_SERVICE = "sidecar.istio.io/capNetBindService"
 REVISION = "istio.io/rev"
 
-_INTERFACE = re.compile(r"^[^\s/]{1,15}$")
+_INTERFACE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.\-]*$")
 
 
 def _ports(name: str, value: str) -> None:
@@ -77,9 +77,15 @@ def _cidrs(name: str, value: str, *, wildcard: bool) -> None:
 
 
 def _interfaces(value: str) -> None:
-    for name in value.split(","):
-        if not _INTERFACE.match(name.strip()):
-            raise ValueError(f"invalid interface name '{name}'")
+    if not value:
+        return
+    for name in (n.strip() for n in value.split(",")):
+        if not name:
+            raise ValueError("empty interface name")
+        if len(name) > 15:
+            raise ValueError(f"interface name '{name}' too long (max 15 chars)")
+        if not _INTERFACE.match(name):
+            raise ValueError(f"interface name '{name}' contains invalid characters")
 
 
 def _uint32(value: str) -> None:

@@ -176,7 +176,7 @@ def _native_move(merged: Json, template_pod: Json, native: bool) -> Json:
 def _overlay(container: Json) -> Json:
     """The pod's container as Go writes it back: no image when `auto`, no empty lists or
     maps, canonical quantities."""
-    overlay = _without_empty(container)
+    overlay: Json = _without_empty(container)
     if overlay.get("image") in (AUTO_IMAGE, ""):
         overlay.pop("image")
     canonical_resources(overlay)
@@ -186,7 +186,7 @@ def _overlay(container: Json) -> Json:
 def _without_empty(value: Any) -> Any:
     if isinstance(value, Mapping):
         kept = {k: _without_empty(v) for k, v in value.items()}
-        return {k: v for k, v in kept.items() if v is not None and v != [] and v != {}}
+        return {k: v for k, v in kept.items() if v is not None and v not in ([], {})}
     if isinstance(value, list):
         return [_without_empty(v) for v in value]
     return copy.deepcopy(value)
