@@ -44,6 +44,11 @@ def validate(text: str) -> None:
     _parse(text)
 
 
+def value(text: str) -> Fraction:
+    """The amount a quantity stands for (cores, bytes); raises QuantityError."""
+    return _parse(text)[0]
+
+
 def canonical(text: str) -> str:
     """The canonical form of a quantity (Go's Quantity.String()); raises QuantityError."""
     value, form = _parse(text)
