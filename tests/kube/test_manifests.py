@@ -65,15 +65,16 @@ def test_every_manifest_and_sample_is_accepted_strictly(
              *sorted((MANIFESTS / "samples").glob("*.yaml")),
              *sorted(EXAMPLES.glob("*.yaml"))]
     names = []
-    for path in paths:
-        for doc in docs(path):
-            if path.parent == EXAMPLES and doc["kind"] in ("Pod", "EndpointSlice"):
-                # The laptop registry: loopback "pods" the file source serves and the API
-                # server rightly refuses.
-                continue
-            deployed.admin.apply(doc)
-            applied.append(doc)
-            names.append(f"{path.name}:{doc['kind']}/{doc['metadata']['name']}")
+    found = [(path, doc) for path in paths for doc in docs(path)
+             if not (path.parent == EXAMPLES and doc["kind"] in ("Pod", "EndpointSlice"))]
+    # The laptop registry's loopback "pods" the file source serves (and the API server
+    # rightly refuses) are left out; namespaces go first (bookinfo-gateway.yaml sorts before
+    # bookinfo.yaml, which makes its namespace; hack/kind-bookinfo.sh applies them in turn).
+    found.sort(key=lambda item: item[1]["kind"] != "Namespace")
+    for path, doc in found:
+        deployed.admin.apply(doc)
+        applied.append(doc)
+        names.append(f"{path.name}:{doc['kind']}/{doc['metadata']['name']}")
     assert len(names) > 20, names
 
 
