@@ -131,6 +131,45 @@ def test_pilotpy_writes_the_mesh_root_into_the_ca_bundle_and_keeps_it(
     wait(lambda: ca_bundles(injecting.cluster) == [root] * 4, "the edited caBundle corrected")
 
 
+def test_only_the_leader_writes_the_ca_bundle(injecting: Injecting,
+                                             tmp_path: Path) -> None:
+    """A second replica with the webhook, a follower (the module's pilotpy holds the Lease),
+    serves injection with the same root, so the one caBundle trusts both, and never touches
+    the configuration: the leader alone corrects an edit."""
+    leader = injecting.plane
+    assert leader.webhook_ca is not None and leader.election is not None
+    wait(leader.election.leading.is_set, "the module's pilotpy to lead")
+    thread = ControlPlaneThread(Settings(
+        grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0", grpc_tls_addr="127.0.0.1:0",
+        monitoring_addr="", webhook_addr="127.0.0.1:0", serving_hosts=("127.0.0.1",),
+        kube=True, kubeconfig=injecting.cluster.kubeconfig(tmp_path / "kubeconfig"),
+        instance_id="inject-follower", lease_duration_seconds=2.0))
+    follower = thread.start()
+    try:
+        assert follower.webhook is not None and follower.webhook_ca is not None
+        assert follower.election is not None and follower.secure is not None
+        wait(follower.webhook.ready.is_set, "the follower's webhook to open")
+        assert follower.secure.root_pem == injecting.root
+        # The follower has campaigned (it saw the leader's record) and lost.
+        wait(lambda: follower.election is not None
+             and follower.election.observed_holder == "inject-test", "the follower to campaign")
+        root = base64.b64encode(injecting.root).decode()
+        wait(lambda: ca_bundles(injecting.cluster) == [root] * 4, "the leader's caBundle")
+        writes = leader.webhook_ca.writes
+        injecting.cluster.admin.request(
+            "PATCH", f"{MWC_PATH}/istio-sidecar-injector",
+            [{"op": "replace", "path": "/webhooks/0/clientConfig/caBundle",
+              "value": base64.b64encode(b"-----BEGIN CERTIFICATE-----\n").decode()}],
+            "application/json-patch+json")
+        wait(lambda: ca_bundles(injecting.cluster) == [root] * 4, "the edit corrected")
+        assert leader.webhook_ca.writes == writes + 1
+        assert not follower.election.leading.is_set()
+        # The follower's patcher never ran: it has not even read the configuration.
+        assert (follower.webhook_ca.writes, follower.webhook_ca.current) == (0, None)
+    finally:
+        thread.stop()
+
+
 def httpbin(name: str = "", labels: dict[str, str] | None = None,
             annotations: dict[str, str] | None = None) -> dict[str, Any]:
     """A Deployment's pod, as its ReplicaSet creates it."""
