@@ -10,6 +10,8 @@ from aiohttp import web
 
 from pilotpy import __version__
 from pilotpy.runtime.metrics import CONTENT_TYPE
+from pilotpy.server.http_limits import LimitedSite
+from pilotpy.server.settings import HttpLimits
 
 
 def build_app(is_ready: Callable[[], bool], routes: Iterable[web.RouteDef] = (),
@@ -44,14 +46,15 @@ def build_monitoring_app(render_metrics: Callable[[], str],
 
 
 async def serve(app: web.Application, host: str, port: int,
+                limits: HttpLimits | None = None,
                 ssl_context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, int]:
-    """Start serving (HTTPS with `ssl_context`); returns the runner (to stop it) and the
-    bound port."""
-    runner = web.AppRunner(app, access_log=None)
+    """Start serving within `limits` (HTTPS with `ssl_context`); returns the runner (to stop
+    it) and the bound port."""
+    limits = limits or HttpLimits()
+    # aiohttp closes a connection whose handler waits longer than this for a request (none
+    # sent yet, half of one, or idle after a response): the header timeout.
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=limits.header_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    site = LimitedSite(runner, host, port, limits, ssl_context=ssl_context)
     await site.start()
-    server = site._server  # aiohttp keeps the bound sockets here
-    sockets = getattr(server, "sockets", None) or []
-    bound = sockets[0].getsockname()[1] if sockets else port
-    return runner, bound
+    return runner, site.port

@@ -71,7 +71,8 @@ class InjectionWebhook:
 
     async def start(self, context: ssl.SSLContext) -> int:
         host, port = split_address(self.address)
-        self._runner, self.port = await http.serve(self.app(), host, port, context)
+        self._runner, self.port = await http.serve(self.app(), host, port,
+                                                   ssl_context=context)
         self.ready.set()
         log.info("injection webhook on :%d", self.port)
         return self.port

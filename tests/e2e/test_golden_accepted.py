@@ -128,8 +128,11 @@ async def test_golden_config_is_accepted_by_envoy(case: Path, tmp_path: Path) ->
         _with_test_certificates(docs, tmp_path / "certs")
     docs = _with_cert_files(docs, tmp_path / "proxy-certs", {})
     (config / "config.yaml").write_text(yaml.safe_dump_all(docs), encoding="utf-8")
+    # The goldens are translated for pilot-agent's static ports (15021, 15090), which no
+    # outbound listener may take: this Envoy declares and binds the same ones.
     stack = LocalStack([config], tmp_path, node_id=spec["nodeId"], labels=spec["labels"],
-                       start_backends=False, mesh_config=mesh_config)
+                       start_backends=False, mesh_config=mesh_config, status_port=15021,
+                       stats_port=15090)
     await stack.start()
     try:
         await stack.wait_live()
