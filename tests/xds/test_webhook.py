@@ -208,3 +208,15 @@ def test_the_webhook_needs_the_tls_port(tmp_path: Path) -> None:
                                    grpc_tls_addr="")
     with pytest.raises(ValueError, match="--grpc-tls-addr"):
         ControlPlane(settings)
+
+
+def test_a_client_silent_in_the_tls_handshake_holds_up_no_one(webhook: Webhook) -> None:
+    """The handshake waits for the client (at most the header timeout) in a task of its own:
+    an API server's request is answered meanwhile."""
+    assert webhook.plane.webhook is not None
+    with socket.create_connection(("127.0.0.1", webhook.plane.webhook.port), timeout=5):
+        time.sleep(0.2)  # accepted, nothing sent
+        started = time.monotonic()
+        response = webhook.review(pod())
+        assert response["allowed"] is True
+        assert time.monotonic() - started < 3.0
