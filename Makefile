@@ -11,7 +11,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .DEFAULT_GOAL := help
 .PHONY: help venv run demo test lint test-unit test-golden test-xds test-e2e test-mesh mesh-tools \
 	test-kube test-diff golden bench bench-compare clean kube-bins istioctl pilot-discovery istio-bins \
-	pilot-agent manifests fields-doc diff-doc protos kind-up kind-load kind-deploy kind-demo kind-down
+	pilot-agent manifests fields-doc diff-doc protos kind-up kind-load kind-deploy kind-demo \
+	kind-bookinfo kind-down
 
 # Heavy test binaries live outside the clone, so a fresh CI clone reuses them.
 CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pilotpy
@@ -48,7 +49,7 @@ lint: $(STAMP) ## ruff, mypy and the import-layering contracts
 test-unit: $(STAMP) ## model, names, store, protocol state machines
 	$(PYTEST) tests/unit -q
 
-test-golden: $(STAMP) ## translation goldens (tests/golden/testdata)
+test-golden: $(STAMP) istioctl ## translation and injection goldens (+ istioctl kube-inject)
 	$(PYTEST) tests/golden -q
 
 test-xds: $(STAMP) ## protocol rules against the in-process server over a real socket
@@ -108,24 +109,34 @@ kind-load: ## build the pilotpy image and load it into the kind cluster
 	docker build -t $(IMAGE) .
 	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
 
-kind-deploy: ## install the CRDs, pilotpy, the ingress gateway and httpbin
-	kubectl --context kind-$(KIND_CLUSTER) apply --server-side -f manifests/crds.yaml
-	kubectl --context kind-$(KIND_CLUSTER) wait --for condition=established --timeout=60s \
-	  -f manifests/crds.yaml
-	kubectl --context kind-$(KIND_CLUSTER) apply --server-side -f manifests/pilotpy.yaml \
-	  -f manifests/ingressgateway.yaml -f manifests/samples/httpbin.yaml
-	kubectl --context kind-$(KIND_CLUSTER) -n istio-system rollout status deploy/istiod \
-	  deploy/istio-ingressgateway --timeout=180s
-	kubectl --context kind-$(KIND_CLUSTER) rollout status deploy/httpbin-v1 deploy/httpbin-v2 \
-	  --timeout=180s
+# The ingress gateway: Istio's proxyv2, injected by pilotpy (GATEWAY=proxyv2), or stock Envoy
+# for clusters without that image (GATEWAY=envoy).
+GATEWAY ?= proxyv2
+GATEWAY_MANIFEST := manifests/$(if $(filter envoy,$(GATEWAY)),ingressgateway-envoy,ingressgateway).yaml
+KUBECTL := kubectl --context kind-$(KIND_CLUSTER)
 
-kind-demo: ## W1 on kind: 404 from the Gateway alone, then 200 from httpbin v2
+# Injected pods need the webhook serving (failurePolicy Fail): pilotpy is rolled out first.
+
+kind-deploy: ## CRDs, pilotpy (with the injection webhook), the injected gateway, httpbin, sleep
+	$(KUBECTL) apply --server-side -f manifests/crds.yaml
+	$(KUBECTL) wait --for condition=established --timeout=60s -f manifests/crds.yaml
+	$(KUBECTL) apply --server-side -f manifests/pilotpy.yaml
+	$(KUBECTL) -n istio-system rollout status deploy/istiod --timeout=180s
+	$(KUBECTL) apply --server-side -f $(GATEWAY_MANIFEST) -f manifests/samples/injection.yaml \
+	  -f manifests/samples/httpbin.yaml -f manifests/samples/sleep.yaml
+	$(KUBECTL) -n istio-system rollout status deploy/istio-ingressgateway --timeout=300s
+	$(KUBECTL) rollout status deploy/httpbin-v1 deploy/httpbin-v2 deploy/sleep --timeout=300s
+
+kind-demo: ## W1 (404, then 200 from httpbin v2) and W2 (sleep -> sidecars -> httpbin) on kind
 	hack/kind-demo.sh kind-$(KIND_CLUSTER)
+
+kind-bookinfo: ## W3's Bookinfo in namespace bookinfo, injected; curl /productpage through the gateway
+	hack/kind-bookinfo.sh kind-$(KIND_CLUSTER)
 
 kind-down: ## delete the kind cluster
 	kind delete cluster --name $(KIND_CLUSTER)
 
-golden: $(STAMP) ## regenerate golden files after an intended translation change
+golden: $(STAMP) istioctl ## regenerate golden files after an intended translation change
 	PILOTPY_UPDATE_GOLDEN=1 $(PYTEST) tests/golden -q
 
 bench: $(STAMP) ## benchmarks S1, S5, S12 and S13 (writes bench/out/report.json)

@@ -259,7 +259,8 @@ def orchestrate(args: argparse.Namespace) -> int:
          "--config", str(config), "--grpc-addr", f"127.0.0.1:{grpc_port}",
          "--grpc-tls-addr", f"127.0.0.1:{tls_port}", "--http-addr", f"127.0.0.1:{http_port}",
          "--monitoring-addr", "", "--jwt-rule", rule, "--ca-dir", str(work / "ca"),
-         "--poll-interval", "0.02"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+         "--poll-interval", "0.02", "--webhook-addr", ""],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     children: list[subprocess.Popen[bytes]] = [server]
     try:
         wait_ready(f"http://127.0.0.1:{http_port}/ready", 60)

@@ -108,6 +108,24 @@ GO
   done
 fi
 
+# istioctl comes with what `istioctl kube-inject` needs to inject as istiod's chart does (the
+# tests compare pilotpy's injector with it): the sidecar and gateway injection templates and
+# the istio-discovery chart's values, from the same commit, into $CACHE/istio-injection.
+INJECTION="$CACHE/istio-injection"
+if [[ " ${wanted[*]} " == *" istioctl "* ]] && \
+   [[ ! -f "$INJECTION/version" || "$(cat "$INJECTION/version")" != "$ISTIO_VERSION" ]]; then
+  command -v go >/dev/null || { echo "istio-bins.sh: needs Go on PATH" >&2; exit 1; }
+  dir="$(cd "${TMPDIR:-/tmp}" && GOFLAGS=-mod=mod GOTOOLCHAIN="${GOTOOLCHAIN:-local}" \
+    go mod download -json "istio.io/istio@$ISTIO_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  chart="$dir/manifests/charts/istio-control/istio-discovery"
+  mkdir -p "$INJECTION"
+  cp "$chart/files/injection-template.yaml" "$chart/files/gateway-injection-template.yaml" \
+    "$INJECTION/"
+  cp "$chart/values.yaml" "$INJECTION/istio-discovery-values.yaml"
+  chmod 644 "$INJECTION"/*.yaml
+  echo "$ISTIO_VERSION" > "$INJECTION/version"
+fi
+
 for name in "${wanted[@]}"; do
   echo "$CACHE/$name"
 done

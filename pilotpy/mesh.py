@@ -59,6 +59,12 @@ class MeshConfig:
     # SIMPLE/MUTUAL); empty leaves Envoy's defaults.
     tls_ecdh_curves: tuple[str, ...] = ()
     tls_cipher_suites: tuple[str, ...] = ()
+    # What sidecar injection reads (pilotpy/inject): defaultConfig, the proxies' ProxyConfig,
+    # as canonical JSON (hashable; the agent reads it, pilotpy translates only its tracing);
+    # metrics merging; the inbound policy's mode (PASSTHROUGH or LOCALHOST).
+    default_proxy_config: str = "{}"
+    enable_prometheus_merge: bool = True
+    inbound_traffic_policy: str = "PASSTHROUGH"
 
 
 _OTHER_TRACING_FIELDS = ("lightstep", "datadog", "stackdriver", "openCensusAgent", "tlsSettings",
@@ -156,6 +162,16 @@ def read_mesh_config(f: Fields) -> MeshConfig:
         curves = tls_defaults.string_list("ecdhCurves")
         ciphers = tls_defaults.string_list("cipherSuites")
         tls_defaults.done(ignore=("minProtocolVersion",))  # mesh mTLS only: not translated
+    default_config = f.raw("defaultConfig")
+    if default_config is not None and not isinstance(default_config, Mapping):
+        f.error("defaultConfig must be a ProxyConfig mapping", "defaultConfig")
+        default_config = None
+    inbound = f.child("inboundTrafficPolicy")
+    inbound_mode = "PASSTHROUGH"
+    if inbound is not None:
+        inbound_mode = inbound.enum("mode", ("PASSTHROUGH", "LOCALHOST"),
+                                    default="PASSTHROUGH") or "PASSTHROUGH"
+        inbound.done()
     config = MeshConfig(
         connect_timeout_ns=f.duration_ns("connectTimeout", minimum_ns=1_000_000) or 10 * SECOND,
         outbound_traffic_policy=mode or "ALLOW_ANY",
@@ -181,13 +197,16 @@ def read_mesh_config(f: Fields) -> MeshConfig:
         ingress_selector=f.string("ingressSelector"),
         tls_ecdh_curves=curves,
         tls_cipher_suites=ciphers,
+        default_proxy_config=json.dumps(default_config or {}, sort_keys=True),
+        enable_prometheus_merge=f.boolean("enablePrometheusMerge", default=True),
+        inbound_traffic_policy=inbound_mode,
     )
     # Settings pilotpy does not translate (yet); accepted silently so an istiod mesh config
     # loads unchanged.
     f.done(ignore=("enableAutoMtls", "extensionProviders",
-                   "defaultProviders", "localityLbSetting", "enablePrometheusMerge",
+                   "defaultProviders", "localityLbSetting",
                    "defaultServiceExportTo",
                    "defaultVirtualServiceExportTo", "defaultDestinationRuleExportTo",
-                   "discoverySelectors", "protocolDetectionTimeout", "inboundTrafficPolicy",
+                   "discoverySelectors", "protocolDetectionTimeout",
                    "tcpKeepalive", "proxyHttpPort", "meshMTLS", "serviceSettings"))
     return config

@@ -21,3 +21,7 @@ contexts: [{name: none, context: {cluster: none, user: none}}]
 current-context: none
 users: [{name: none, user: {}}]
 """
+
+# Beside istioctl: istio-discovery's injection templates and chart values of the same commit,
+# what `istioctl kube-inject` is given to inject as istiod's chart does.
+ISTIO_INJECTION = CACHE / "istio-injection"

@@ -22,6 +22,7 @@ from pilotpy.server.settings import (
     DEFAULT_MAX_CONNECTION_AGE,
     DEFAULT_MAX_PROXY_CLASSES,
     DEFAULT_MONITORING_ADDR,
+    DEFAULT_WEBHOOK_ADDR,
     HttpLimits,
     Settings,
 )
@@ -166,8 +167,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for path in args.config:
         if not path.exists():
             raise SystemExit(f"--config {path}: no such file or directory")
+    webhook_addr = args.webhook_addr
+    if webhook_addr is None:  # by default on, with the TLS port whose certificate it shows
+        webhook_addr = DEFAULT_WEBHOOK_ADDR if args.grpc_tls_addr else ""
     settings = Settings(config_paths=args.config, grpc_addr=args.grpc_addr,
                         grpc_tls_addr=args.grpc_tls_addr, http_addr=args.http_addr,
+                        webhook_addr=webhook_addr, inject_dir=args.inject_dir,
+                        native_sidecars=args.native_sidecars,
+                        serving_hosts=tuple(h for h in args.serving_host if h),
                         monitoring_addr=args.monitoring_addr, tls_cert_file=args.tls_cert_file,
                         tls_key_file=args.tls_key_file, ca_dir=args.ca_dir,
                         jwt_rule=args.jwt_rule, workload_cert_ttl_seconds=args.workload_cert_ttl,
@@ -373,6 +380,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--monitoring-addr", default=DEFAULT_MONITORING_ADDR,
                        help=f"/metrics and /debug/* listen address, '' for none "
                             f"(default {DEFAULT_MONITORING_ADDR})")
+    serve.add_argument("--webhook-addr", default=None, metavar="ADDR",
+                       help=f"the sidecar injection webhook (HTTPS, the TLS port's "
+                            f"certificate), '' for none (default {DEFAULT_WEBHOOK_ADDR}; off "
+                            f"when --grpc-tls-addr is '')")
+    serve.add_argument("--inject-dir", type=Path, metavar="DIR",
+                       help="off the cluster: the injector's settings, files `config` (policy) "
+                            "and `values` (Istio's Helm values), as istiod mounts them (in the "
+                            "cluster: ConfigMap istio-sidecar-injector)")
+    serve.add_argument("--native-sidecars", choices=("auto", "true", "false"),
+                       default=os.environ.get("ENABLE_NATIVE_SIDECARS", "auto"),
+                       help="inject istio-proxy as a native sidecar (an init container that "
+                            "keeps running): auto when every node's kubelet is 1.33 or later "
+                            "(default $ENABLE_NATIVE_SIDECARS or auto)")
+    serve.add_argument("--serving-host", action="append", metavar="NAME",
+                       default=[h.strip() for h in
+                                os.environ.get("ISTIOD_CUSTOM_HOST", "").split(",")],
+                       help="another name or IP address the serving certificate of the TLS "
+                            "port and the webhook is valid for (repeatable; default "
+                            "$ISTIOD_CUSTOM_HOST, comma-separated)")
     serve.add_argument("--tls-cert-file", type=Path, metavar="PEM",
                        help="serving certificate chain of the TLS port (default: issued by the "
                             "mesh CA and renewed at half its life)")

@@ -60,6 +60,11 @@ class LeaseElection:
         self.transitions = 0  # times this process became leader
 
     @property
+    def observed_holder(self) -> str:
+        """Who held the Lease when this process last read it ("" before the first read)."""
+        return self._observed[0] if self._observed is not None else ""
+
+    @property
     def _path(self) -> str:
         return f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases"
 

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import yaml
@@ -23,7 +24,9 @@ from pilotpy import __version__
 from pilotpy.analysis.checks import analyze, duplicate_hosts, schema_errors
 from pilotpy.controllers.leader import LeaseElection
 from pilotpy.controllers.rootcert import RootCertPublisher
+from pilotpy.controllers.webhookca import WebhookCaPatcher
 from pilotpy.discovery import Discovery
+from pilotpy.inject.injector import InjectorConfig
 from pilotpy.mesh import MeshConfig, MeshConfigError, parse_mesh_config
 from pilotpy.model.kinds import Kind
 from pilotpy.problems import Problem, ProblemLog
@@ -31,14 +34,18 @@ from pilotpy.runtime.lifecycle import cancel_and_wait
 from pilotpy.runtime.supervisor import Supervisor
 from pilotpy.server import http
 from pilotpy.server.debug_routes import debug_routes
+from pilotpy.server.injector_settings import InjectorSettings, injector_config_map
 from pilotpy.server.monitoring import PilotMetrics
+from pilotpy.server.native_sidecars import NODES, NativeSidecars
 from pilotpy.server.propagation import Propagation
 from pilotpy.server.secure_port import SecurePort
 from pilotpy.server.settings import Settings, split_address
 from pilotpy.server.status_writer import StatusWriter
+from pilotpy.server.webhook import InjectionWebhook, webhook_context
 from pilotpy.sources.files import SOURCE as FILES_SOURCE
 from pilotpy.sources.files import FileSource
 from pilotpy.sources.kube import KubeApi, KubeSource, load_connection
+from pilotpy.sources.kube.informer import Informer
 from pilotpy.sources.yaml_documents import load_document
 from pilotpy.store import Store
 from pilotpy.xds.server import XdsServer
@@ -108,17 +115,32 @@ class ControlPlane:
                                    status=self.metrics.sources)
         self.secure: SecurePort | None = None
         self.election: LeaseElection | None = None
+        self.webhook_ca: WebhookCaPatcher | None = None
+        self.injector_settings = InjectorSettings(settings.inject_dir)
+        self.native_sidecars = NativeSidecars(settings.native_sidecars,
+                                              watching=self.kube_api is not None)
+        self.webhook: InjectionWebhook | None = None
+        if settings.webhook_addr and not settings.grpc_tls_addr:
+            raise ValueError("the injection webhook (--webhook-addr) serves the mesh CA's "
+                             "certificate: it needs the TLS port (--grpc-tls-addr)")
         if settings.grpc_tls_addr:
             self.secure = SecurePort(settings, self.xds, self.metrics.registry,
                                      self.trust_domain, self.kube_api)
+            if settings.webhook_addr:
+                self.webhook = InjectionWebhook(settings.webhook_addr, self.injector_config,
+                                                self.native_sidecars.decide,
+                                                self.metrics.registry)
             if self.kube_api is not None:
                 # Only the leader writes the mesh root into every namespace (istiod's
-                # namespace controller and its election).
+                # namespace controller and its election) and into the webhook's caBundle.
                 secure = self.secure
                 publisher = RootCertPublisher(self.kube_api, lambda: secure.root_pem)
+                if self.webhook is not None:
+                    self.webhook_ca = WebhookCaPatcher(self.kube_api, lambda: secure.root_pem)
                 self.election = LeaseElection(
                     self.kube_api, settings.control_plane_namespace,
-                    NAMESPACE_CONTROLLER_ELECTION, instance_id, publisher.run,
+                    NAMESPACE_CONTROLLER_ELECTION, instance_id,
+                    self._leader_work(publisher.run, self.webhook_ca),
                     lease_duration=settings.lease_duration_seconds)
         self.metrics.watch_xds(self.xds.stats, self.xds.proxies)
         self.propagation = Propagation(self.xds, self.discovery)
@@ -143,6 +165,24 @@ class ControlPlane:
         self._tasks: list[asyncio.Task[None]] = []
         self._http: list[web.AppRunner] = []
         self._analysis_due = asyncio.Event()
+
+    @staticmethod
+    def _leader_work(publish: Callable[[], Coroutine[Any, Any, None]],
+                     webhook_ca: WebhookCaPatcher | None
+                     ) -> Callable[[], Coroutine[Any, Any, None]]:
+        async def lead() -> None:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(publish(), name="root cert publisher")
+                if webhook_ca is not None:
+                    group.create_task(webhook_ca.run(), name="webhook caBundle")
+        return lead
+
+    def injector_config(self) -> InjectorConfig:
+        """What the webhook injects with now: its settings and the served mesh config."""
+        self.injector_settings.refresh()
+        push = self.discovery.push
+        return InjectorConfig(self.injector_settings.values, self.injector_settings.policy,
+                              push.mesh if push is not None else self.discovery.mesh)
 
     @property
     def ready(self) -> bool:
@@ -217,6 +257,16 @@ class ControlPlane:
         if self.status_election is not None:
             self._tasks.append(self.supervisor.start("status leader election",
                                                      self.status_election.run))
+        if self.webhook is not None:
+            self._tasks.append(supervise("webhook", self._serve_webhook))
+            if self.kube_api is not None:
+                api = self.kube_api
+                settings_map = injector_config_map(self.settings.control_plane_namespace)
+                self._tasks.append(supervise(
+                    "injector settings", Informer(api, settings_map, self.injector_settings).run))
+                if self.native_sidecars.watching:
+                    self._tasks.append(supervise(
+                        "nodes", Informer(api, NODES, self.native_sidecars).run))
         if self.metrics.sources.all_synced.is_set():
             self.xds.ready.set()
         else:
@@ -230,6 +280,12 @@ class ControlPlane:
         assert self.secure is not None and self.election is not None
         await self.secure.ready.wait()
         await self.election.run()
+
+    async def _serve_webhook(self) -> None:
+        """The webhook presents the TLS port's certificate: open it once the CA has one."""
+        assert self.secure is not None and self.webhook is not None
+        await self.secure.ready.wait()
+        await self.webhook.start(self.secure.serving_context(webhook_context))
 
     async def _ready_when_synced(self) -> None:
         """Streams wait until every source has synced; they then get a push context built
@@ -306,6 +362,8 @@ class ControlPlane:
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)  # a leader releases its Lease on the way out
+        if self.webhook is not None:
+            await self.webhook.stop()
         if self.secure is not None:  # before the kube source: its API checks tokens
             await self.secure.stop()
         if self.kube is not None:

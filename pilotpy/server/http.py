@@ -3,6 +3,7 @@ handlers on :8080, Prometheus metrics (and the debug handlers again) on :15014."
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterable
 
 from aiohttp import web
@@ -45,13 +46,15 @@ def build_monitoring_app(render_metrics: Callable[[], str],
 
 
 async def serve(app: web.Application, host: str, port: int,
-                limits: HttpLimits | None = None) -> tuple[web.AppRunner, int]:
-    """Start serving within `limits`; returns the runner (to stop it) and the bound port."""
+                limits: HttpLimits | None = None,
+                ssl_context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, int]:
+    """Start serving within `limits` (HTTPS with `ssl_context`); returns the runner (to stop
+    it) and the bound port."""
     limits = limits or HttpLimits()
     # aiohttp closes a connection whose handler waits longer than this for a request (none
     # sent yet, half of one, or idle after a response): the header timeout.
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=limits.header_timeout)
     await runner.setup()
-    site = LimitedSite(runner, host, port, limits)
+    site = LimitedSite(runner, host, port, limits, ssl_context=ssl_context)
     await site.start()
     return runner, site.port

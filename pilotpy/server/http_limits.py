@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable
 
@@ -58,9 +59,12 @@ class _Counted(asyncio.Protocol):
 
 class LimitedSite(web.TCPSite):
     def __init__(self, runner: web.BaseRunner, host: str, port: int, limits: HttpLimits, *,
+                 ssl_context: ssl.SSLContext | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(runner, host, port)
+        super().__init__(runner, host, port, ssl_context=ssl_context)
         self.limits = limits
+        self._tls = ssl_context
+        self._handshakes: set[asyncio.Task[None]] = set()
         self.open = 0  # connections accepted and not yet closed
         self.held_back = 0  # times the limit stopped accepting
         self._room = asyncio.Event()
@@ -102,11 +106,29 @@ class LimitedSite(web.TCPSite):
                 await asyncio.sleep(ACCEPT_RETRY_SECONDS)
                 continue
             self.open += 1
-            try:
-                await loop.connect_accepted_socket(lambda: _Counted(server(), self), connection)
-            except OSError:
-                self.closed()
-                connection.close()
+            if self._tls is None:
+                await self._connect(loop, server, connection)
+            else:
+                # A TLS handshake waits for the client (at most the header timeout): in a
+                # task of its own, so that a silent client does not hold up the next accept.
+                task = asyncio.create_task(self._connect(loop, server, connection))
+                self._handshakes.add(task)
+                task.add_done_callback(self._handshakes.discard)
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop,
+                       server: Callable[[], asyncio.Protocol],
+                       connection: socket.socket) -> None:
+        try:
+            if self._tls is None:
+                await loop.connect_accepted_socket(lambda: _Counted(server(), self),
+                                                   connection)
+            else:
+                await loop.connect_accepted_socket(
+                    lambda: _Counted(server(), self), connection, ssl=self._tls,
+                    ssl_handshake_timeout=self.limits.header_timeout)
+        except OSError:  # the TLS handshake failed or timed out, or the client left
+            self.closed()
+            connection.close()
 
     def _held_back(self) -> None:
         self.held_back += 1
@@ -122,6 +144,9 @@ class LimitedSite(web.TCPSite):
             self._accepting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._accepting
+        for task in list(self._handshakes):
+            task.cancel()
+        await asyncio.gather(*self._handshakes, return_exceptions=True)
         if self._socket is not None:
             self._socket.close()
         await super().stop()

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import ssl
+from collections.abc import Callable
 
 from pilotpy.auth.caller import TokenAuthenticator, TrustDomain
 from pilotpy.auth.guard import SecureCallers, XdsStreamGuard
@@ -50,6 +52,8 @@ class SecurePort:
         self.ready = asyncio.Event()
         self.serving_expires: datetime.datetime | None = None
         self.rotations = 0
+        self._material: tuple[bytes, bytes] | None = None  # (key, chain) being served
+        self._contexts: list[ssl.SSLContext] = []  # other ports serving the same certificate
         tokens: TokenAuthenticator | None = None
         if kube_api is not None:
             tokens = TokenReviewer(kube_api, trust_domain)
@@ -100,9 +104,19 @@ class SecurePort:
         assert self.authority is not None
         lifetime = datetime.timedelta(seconds=settings.serving_cert_ttl_seconds)
         key, chain = self.authority.serving_certificate(
-            serving_names(settings.control_plane_namespace), lifetime)
+            serving_names(settings.control_plane_namespace, settings.serving_hosts), lifetime)
         self.serving_expires = datetime.datetime.now(datetime.UTC) + lifetime
         return key, chain
+
+    def serving_context(self, build: Callable[[bytes, bytes], ssl.SSLContext]
+                        ) -> ssl.SSLContext:
+        """A TLS context for another port serving this certificate (istiod's webhook port
+        presents the same one): built from the current key and chain once `ready`, and
+        given the renewed ones with the TLS port's."""
+        assert self._material is not None, "the serving certificate is issued once ready"
+        context = build(*self._material)
+        self._contexts.append(context)
+        return context
 
     async def start(self, secure_backend_port: int) -> None:
         """Load the CA, then open the TLS port. Off the cluster this is done on return; in
@@ -124,6 +138,7 @@ class SecurePort:
         self.ca_metrics.root_expiry.set(min(r.not_valid_after_utc.timestamp()
                                             for r in bundle.roots))
         key, chain = await asyncio.to_thread(self._serving_material)
+        self._material = (key, chain)
         front = TlsFront(server_context(key, chain, bundle.root_pem))
         host, port = split_address(self.settings.grpc_tls_addr)
         self.port = await front.start(host, port, ("127.0.0.1", backend_port))
@@ -142,7 +157,9 @@ class SecurePort:
             try:
                 key, chain = await asyncio.to_thread(self._serving_material)
                 assert self.front is not None
-                load_certificate(self.front.context, key, chain)
+                for context in [self.front.context, *self._contexts]:
+                    load_certificate(context, key, chain)
+                self._material = (key, chain)
                 self.rotations += 1
                 log.info("renewed the serving certificate of the TLS port (valid until %s)",
                          self.serving_expires)

@@ -12,6 +12,7 @@ DEFAULT_GRPC_ADDR = ":15010"
 DEFAULT_GRPC_TLS_ADDR = ":15012"
 DEFAULT_HTTP_ADDR = ":8080"
 DEFAULT_MONITORING_ADDR = ":15014"
+DEFAULT_WEBHOOK_ADDR = ":15017"
 DEFAULT_MAX_CONNECTION_AGE = 30 * 60.0
 HOUR = 3600.0
 # Each proxy class holds its own generated config: a safety valve against proxies that differ
@@ -37,6 +38,15 @@ class Settings:
     monitoring_addr: str = DEFAULT_MONITORING_ADDR  # /metrics and /debug/*; "" turns it off
     tls_cert_file: Path | None = None  # serving certificate of the TLS port; else the CA's
     tls_key_file: Path | None = None
+    # More names (or addresses) the CA-issued serving certificate is valid for (istiod's
+    # ISTIOD_CUSTOM_HOST), besides istiod.<namespace>.svc and its aliases.
+    serving_hosts: tuple[str, ...] = ()
+    # Sidecar injection (pilotpy/inject): the HTTPS webhook (same certificate as the TLS
+    # port; "" turns it off), its settings off the cluster (files `config` and `values`),
+    # native sidecars (auto, true, false: istiod's ENABLE_NATIVE_SIDECARS).
+    webhook_addr: str = ""
+    inject_dir: Path | None = None
+    native_sidecars: str = "auto"
     # The mesh CA: key material from this directory off the cluster (else memory).
     ca_dir: Path | None = None
     jwt_rule: str = ""  # istiod's JWT_RULE: how tokens are checked off the cluster

@@ -122,7 +122,7 @@ def serve(grpc_port: int, http_port: int, *extra: str) -> subprocess.Popen[bytes
         [sys.executable, "-m", "pilotpy.cli", "--log-format", "json", "serve", "--config",
          str(EXAMPLES), "--grpc-addr", f"127.0.0.1:{grpc_port}", "--http-addr",
          f"127.0.0.1:{http_port}", "--grpc-tls-addr", f"127.0.0.1:{free_port()}",
-         "--monitoring-addr", f"127.0.0.1:{free_port()}", *extra],
+         "--monitoring-addr", f"127.0.0.1:{free_port()}", "--webhook-addr", "", *extra],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

@@ -28,7 +28,9 @@ from tests.kube.pki import Pki
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 CLUSTER_SCOPED = frozenset({"Namespace", "ClusterRole", "ClusterRoleBinding",
-                            "CustomResourceDefinition", "IngressClass"})
+                            "CustomResourceDefinition", "IngressClass", "Node",
+                            "MutatingWebhookConfiguration",
+                            "ValidatingWebhookConfiguration"})
 
 
 def kube_bins() -> Path:

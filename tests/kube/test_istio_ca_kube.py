@@ -217,7 +217,7 @@ def replica(cluster: Cluster, workdir: Path, name: str) -> subprocess.Popen[byte
         [sys.executable, "-m", "pilotpy.cli", "serve", "--kubeconfig", str(kubeconfig),
          "--grpc-addr", "127.0.0.1:0", "--grpc-tls-addr", "127.0.0.1:0",
          "--http-addr", "127.0.0.1:0", "--monitoring-addr", "127.0.0.1:0",
-         "--lease-duration", "4s"],
+         "--webhook-addr", "", "--lease-duration", "4s"],
         env={**os.environ, "POD_NAME": name}, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True)
 

@@ -61,18 +61,20 @@ def test_every_manifest_and_sample_is_accepted_strictly(
         deployed: Cluster, applied: list[dict[str, Any]]) -> None:
     """Server-side apply with fieldValidation=Strict: an unknown or duplicated field fails."""
     paths = [MANIFESTS / "crds.yaml", MANIFESTS / "pilotpy.yaml",
-             MANIFESTS / "ingressgateway.yaml", *sorted((MANIFESTS / "samples").glob("*.yaml")),
+             MANIFESTS / "ingressgateway-envoy.yaml", MANIFESTS / "ingressgateway.yaml",
+             *sorted((MANIFESTS / "samples").glob("*.yaml")),
              *sorted(EXAMPLES.glob("*.yaml"))]
     names = []
-    for path in paths:
-        for doc in docs(path):
-            if path.parent == EXAMPLES and doc["kind"] in ("Pod", "EndpointSlice"):
-                # The laptop registry: loopback "pods" the file source serves and the API
-                # server rightly refuses.
-                continue
-            deployed.admin.apply(doc)
-            applied.append(doc)
-            names.append(f"{path.name}:{doc['kind']}/{doc['metadata']['name']}")
+    found = [(path, doc) for path in paths for doc in docs(path)
+             if not (path.parent == EXAMPLES and doc["kind"] in ("Pod", "EndpointSlice"))]
+    # The laptop registry's loopback "pods" the file source serves (and the API server
+    # rightly refuses) are left out; namespaces go first (bookinfo-gateway.yaml sorts before
+    # bookinfo.yaml, which makes its namespace; hack/kind-bookinfo.sh applies them in turn).
+    found.sort(key=lambda item: item[1]["kind"] != "Namespace")
+    for path, doc in found:
+        deployed.admin.apply(doc)
+        applied.append(doc)
+        names.append(f"{path.name}:{doc['kind']}/{doc['metadata']['name']}")
     assert len(names) > 20, names
 
 
@@ -103,7 +105,8 @@ spec:
 
 
 def test_gateway_bootstrap_is_valid_for_envoy(tmp_path: Path) -> None:
-    config_map = manifest("ConfigMap", "istio-ingressgateway-bootstrap", "ingressgateway.yaml")
+    config_map = manifest("ConfigMap", "istio-ingressgateway-bootstrap",
+                          "ingressgateway-envoy.yaml")
     bootstrap = json.loads(config_map["data"]["envoy.json"])
     xds = bootstrap["static_resources"]["clusters"][0]
     address = xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
@@ -119,22 +122,29 @@ def test_kind_config_maps_the_gateway_node_ports() -> None:
                                                                 "kind.x-k8s.io/v1alpha4")
     mapped = {m["containerPort"]: m["hostPort"]
               for m in kind_config["nodes"][0]["extraPortMappings"]}
-    service = manifest("Service", "istio-ingressgateway", "ingressgateway.yaml")
-    ports = {p["name"]: p for p in service["spec"]["ports"]}
-    assert ports["http2"]["port"] == 80 and ports["http2"]["targetPort"] == 8080
-    assert mapped[ports["http2"]["nodePort"]] == 8080
-    assert mapped[ports["status-port"]["nodePort"]] == 15021
+    # The injected gateway binds 80 (the chart's targetPort); the stock Envoy one 8080.
+    for path, target in (("ingressgateway.yaml", 80), ("ingressgateway-envoy.yaml", 8080)):
+        service = manifest("Service", "istio-ingressgateway", path)
+        ports = {p["name"]: p for p in service["spec"]["ports"]}
+        assert ports["http2"]["port"] == 80 and ports["http2"]["targetPort"] == target, path
+        assert mapped[ports["http2"]["nodePort"]] == 8080
+        assert mapped[ports["status-port"]["nodePort"]] == 15021
     istiod = manifest("Service", "istiod")
     assert {p["name"]: p["port"] for p in istiod["spec"]["ports"]} == {
-        "grpc-xds": 15010, "tls-xds": 15012, "http-debug": 8080, "http-monitoring": 15014}
+        "grpc-xds": 15010, "tls-xds": 15012, "http-debug": 8080, "http-monitoring": 15014,
+        "https-webhook": 443}
+    assert {p["name"]: p["targetPort"] for p in istiod["spec"]["ports"]}["https-webhook"] == \
+        15017
     deployment = manifest("Deployment", "istiod")
     assert deployment["spec"]["template"]["metadata"]["labels"]["app"] == "istiod"
 
 
-def test_roles_grant_only_reads_except_the_cas_own() -> None:
+def test_roles_grant_only_reads_except_the_cas_and_the_injectors_own() -> None:
     """pilotpy's informers only read; the writes (TokenReview, the root ConfigMaps, the CA
-    Secret, the Lease) are all in the pilotpy-ca roles."""
-    for kind, name in (("ClusterRole", "pilotpy"), ("Role", "pilotpy")):
+    Secret, the Lease) are all in the pilotpy-ca roles, the webhook configuration's caBundle in
+    pilotpy-injector's."""
+    for kind, name in (("ClusterRole", "pilotpy"), ("Role", "pilotpy"),
+                       ("Role", "pilotpy-injector")):
         for rule in manifest(kind, name)["rules"]:
             assert set(rule["verbs"]) <= READ_VERBS, (kind, rule)
     writes = {(r["resources"][0], v) for kind in ("ClusterRole", "Role")
@@ -143,6 +153,11 @@ def test_roles_grant_only_reads_except_the_cas_own() -> None:
     assert writes == {("tokenreviews", "create"), ("configmaps", "create"),
                       ("configmaps", "update"), ("secrets", "create"), ("leases", "create"),
                       ("leases", "update")}
+    injector = {(r["resources"][0], tuple(r.get("resourceNames", ())), v)
+                for r in manifest("ClusterRole", "pilotpy-injector")["rules"]
+                for v in r["verbs"] if v not in READ_VERBS}
+    assert injector == {("mutatingwebhookconfigurations", ("istio-sidecar-injector",),
+                         "update")}
 
 
 def test_the_status_roles_write_only_status_and_their_lease() -> None:
@@ -395,4 +410,87 @@ async def test_every_ca_rule_is_needed(deployed: Cluster, tmp_path: Path,
         use = CA_RULE_USES[rule["resources"][0]]
         token = _bind(deployed, without_cluster, without_role, applied)
         assert not await _ca_features(deployed, tmp_path, token, use), \
+            f"without {what} ({rule}) {use} still works"
+
+
+# -- the injector's roles, rule by rule ------------------------------------------------------
+
+INJECTOR_TIMEOUT = 8.0
+
+
+async def _injector_features(cluster: Cluster, tmp_path: Path, token: str) -> set[str]:
+    """Which of the injector's uses work for pilotpy running with `token`: "cabundle" (the
+    leader wrote the mesh root into the webhook configuration), "nodes" (the kubelets read
+    for native sidecars), "settings" (the istio-sidecar-injector ConfigMap read)."""
+    from pilotpy.server.controlplane import ControlPlane
+    from pilotpy.server.settings import Settings
+
+    admin = cluster.admin
+    for path in ("/api/v1/namespaces/istio-system/secrets/istio-ca-secret",
+                 "/apis/coordination.k8s.io/v1/namespaces/istio-system/leases/"
+                 "istio-namespace-controller-election"):
+        with contextlib.suppress(Exception):
+            admin.request("DELETE", path)
+    configuration = manifest("MutatingWebhookConfiguration", "istio-sidecar-injector")
+    admin.request("PUT", "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/"
+                  "istio-sidecar-injector", {**admin.get(
+                      "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/"
+                      "istio-sidecar-injector"), "webhooks": configuration["webhooks"]})
+    settings_map = manifest("ConfigMap", "istio-sidecar-injector")
+    marker = f"rbac-{uuid.uuid4().hex[:6]}"
+    settings_map["data"]["values"] = json.dumps({"global": {"tag": marker}})
+    admin.apply(settings_map)
+    kubeconfig = cluster.kubeconfig(tmp_path / f"kubeconfig-{marker}", token=token)
+    plane = ControlPlane(Settings(
+        grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0", grpc_tls_addr="127.0.0.1:0",
+        monitoring_addr="", webhook_addr="127.0.0.1:0", kube=True, kubeconfig=kubeconfig,
+        instance_id=marker, lease_duration_seconds=2.0))
+    await plane.start()
+    working: set[str] = set()
+    try:
+        deadline = asyncio.get_running_loop().time() + INJECTOR_TIMEOUT
+        while asyncio.get_running_loop().time() < deadline:
+            stored = await asyncio.to_thread(
+                admin.get, "/apis/admissionregistration.k8s.io/v1/"
+                "mutatingwebhookconfigurations/istio-sidecar-injector")
+            if plane.secure is not None and plane.secure.ready.is_set() and all(
+                    w["clientConfig"].get("caBundle") for w in stored["webhooks"]):
+                working.add("cabundle")
+            if plane.native_sidecars.synced:
+                working.add("nodes")
+            if plane.injector_settings.values.tag == marker:
+                working.add("settings")
+            if working == {"cabundle", "nodes", "settings"}:
+                break
+            await asyncio.sleep(0.2)
+        return working
+    finally:
+        await plane.stop()
+
+
+INJECTOR_RULE_USES = {"mutatingwebhookconfigurations": "cabundle", "nodes": "nodes",
+                      "configmaps": "settings"}
+
+
+async def test_every_injector_rule_is_needed(deployed: Cluster, tmp_path: Path,
+                                             applied: list[dict[str, Any]]) -> None:
+    base_cluster = manifest("ClusterRole", "pilotpy")["rules"] + \
+        manifest("ClusterRole", "pilotpy-ca")["rules"]
+    base_role = manifest("Role", "pilotpy")["rules"] + manifest("Role", "pilotpy-ca")["rules"]
+    injector_cluster = manifest("ClusterRole", "pilotpy-injector")["rules"]
+    injector_role = manifest("Role", "pilotpy-injector")["rules"]
+    token = _bind(deployed, base_cluster + injector_cluster, base_role + injector_role,
+                  applied)
+    assert await _injector_features(deployed, tmp_path, token) == set(
+        INJECTOR_RULE_USES.values())
+    cases = [(f"ClusterRole pilotpy-injector rule {i}", r,
+              base_cluster + [x for j, x in enumerate(injector_cluster) if j != i],
+              base_role + injector_role) for i, r in enumerate(injector_cluster)]
+    cases += [(f"Role pilotpy-injector rule {i}", r, base_cluster + injector_cluster,
+               base_role + [x for j, x in enumerate(injector_role) if j != i])
+              for i, r in enumerate(injector_role)]
+    for what, rule, without_cluster, without_role in cases:
+        use = INJECTOR_RULE_USES[rule["resources"][0]]
+        token = _bind(deployed, without_cluster, without_role, applied)
+        assert use not in await _injector_features(deployed, tmp_path, token), \
             f"without {what} ({rule}) {use} still works"

@@ -34,7 +34,7 @@ PODS = (
 
 
 # Session fixtures holding a running Mesh; every test using one is checked for NACKs.
-MESH_FIXTURES = ("mesh", "bookinfo", "egress_mesh")
+MESH_FIXTURES = ("mesh", "bookinfo", "egress_mesh", "injected_mesh")
 
 
 def require_capabilities() -> None:

@@ -9,6 +9,8 @@ pilotpy runs in a thread of the test process with its own event loop, so its NAC
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import os
 import shutil
 import tempfile
@@ -20,9 +22,10 @@ from typing import Any
 
 import yaml
 
+from pilotpy.local.envoy import envoy_binary, free_port
 from pilotpy.server.controlplane import ControlPlane
 from pilotpy.server.settings import Settings
-from tests.mesh import agent
+from tests.mesh import agent, injected
 from tests.mesh.netns import Network, group_alive, wait_until
 from tests.mesh.pods import Pod, PodSpec
 from tests.tokens import TokenIssuer
@@ -108,6 +111,9 @@ class Mesh:
         # Pods with Istio's agent: tokens signed here, checked by pilotpy (--jwt-rule).
         self.agents = any(p.agent for p in self.pod_specs)
         self.tokens = TokenIssuer()
+        # Injected pods: pilotpy's webhook gives their spec (tests/mesh/injected.py).
+        self.injecting = any(p.injected for p in self.pod_specs)
+        self.injected: dict[str, dict[str, Any]] = {}  # pod name -> the injected Pod
 
     @property
     def plane(self) -> ControlPlane:
@@ -127,17 +133,26 @@ class Mesh:
         for pod in self.pods.values():  # external names may point at any pod's address
             pod.netns.set_hosts(self.hosts_for(pod.spec.namespace))
         self.write("registry.yaml", self.registry())
-        mesh_file = None
-        if self.mesh_config is not None:
-            mesh_file = self.workdir / "mesh.yaml"
-            mesh_file.write_text(yaml.safe_dump(dict(self.mesh_config)))
-        self.pilot = ControlPlaneThread(Settings(
+        settings = Settings(
             config_paths=[self.config_dir], grpc_addr=f"{self.network.gateway}:0",
             http_addr="127.0.0.1:0", grpc_tls_addr=f"{self.network.gateway}:0",
-            monitoring_addr="127.0.0.1:0", mesh_config=mesh_file, poll_interval=0.1,
-            jwt_rule=self.tokens.jwt_rule() if self.agents else ""))
+            monitoring_addr="127.0.0.1:0", poll_interval=0.1,
+            jwt_rule=self.tokens.jwt_rule() if self.agents else "")
+        mesh_config = dict(self.mesh_config) if self.mesh_config is not None else None
+        if self.injecting:
+            assert installed is not None
+            settings, mesh_config = self._injection_settings(settings, mesh_config or {},
+                                                             installed)
+        if mesh_config is not None:
+            mesh_file = self.workdir / "mesh.yaml"
+            mesh_file.write_text(yaml.safe_dump(mesh_config))
+            settings = dataclasses.replace(settings, mesh_config=mesh_file)
+        self.pilot = ControlPlaneThread(settings)
         plane = self.pilot.start()
         for pod in self.pods.values():
+            if pod.spec.injected:
+                self._start_injected(pod, installed)
+                continue
             pod.start_apps()
             if pod.spec.agent:
                 assert plane.secure is not None
@@ -149,6 +164,42 @@ class Mesh:
         for pod in self.pods.values():
             if pod.spec.has_proxy and pod.spec.admitted:
                 pod.wait_live()
+
+    def _injection_settings(self, settings: Settings, mesh_config: dict[str, Any],
+                            installed: tuple[Path, Path]) -> tuple[Settings, dict[str, Any]]:
+        """pilotpy with its injection webhook on loopback; the CA's and xDS's address (a
+        port chosen now) in Istio's values and the mesh config, as an operator would set
+        them, and the harness's Envoy and bootstrap template in defaultConfig (what the
+        proxyv2 image holds)."""
+        tls_port = free_port(self.network.gateway)
+        address = f"{agent.ISTIOD_NAME}:{tls_port}"
+        inject_dir = self.workdir / "inject"
+        inject_dir.mkdir()
+        (inject_dir / "values").write_text(json.dumps({"global": {"caAddress": address}}))
+        default = dict(mesh_config.get("defaultConfig") or {})
+        default.update(discoveryAddress=address, binaryPath=str(envoy_binary()),
+                       proxyBootstrapTemplatePath=str(installed[1]), concurrency=1,
+                       drainDuration="1s", terminationDrainDuration="1s",
+                       proxyStatsMatcher={"inclusionRegexps": [".*"]})
+        settings = dataclasses.replace(
+            settings, grpc_tls_addr=f"{self.network.gateway}:{tls_port}",
+            webhook_addr="127.0.0.1:0", serving_hosts=("127.0.0.1",), inject_dir=inject_dir)
+        return settings, {**mesh_config, "defaultConfig": default}
+
+    def _start_injected(self, pod: Pod, installed: tuple[Path, Path] | None) -> None:
+        plane = self.plane
+        assert plane.secure is not None and plane.webhook is not None and installed
+        wait_until(plane.webhook.ready.is_set, "pilotpy's injection webhook")
+        spec = pod.spec
+        created = injected.pod_object(spec.name, spec.namespace, spec.labels, spec.account,
+                                      spec.app_port)
+        self.injected[spec.name] = injected.injected_by_webhook(
+            f"https://127.0.0.1:{plane.webhook.port}/inject", plane.secure.root_pem, created)
+        token = self.token_for(spec)
+        assert token is not None
+        pod.start_injected(self.injected[spec.name], installed, token, plane.secure.root_pem,
+                           self.network.gateway)
+        pod.start_apps()
 
     def token_for(self, spec: PodSpec) -> str | None:
         """The JWT a pod's agent is given (None: no token file)."""

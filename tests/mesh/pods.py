@@ -23,7 +23,7 @@ from typing import Any
 
 from pilotpy.local.bootstrap import envoy_bootstrap
 from pilotpy.local.envoy import envoy_binary
-from tests.mesh import agent
+from tests.mesh import agent, injected
 from tests.mesh.interception import (
     ADMIN_PORT,
     PROXY_GID,
@@ -69,10 +69,15 @@ class PodSpec:
     token: str = "valid"
     # SERVICE_ACCOUNT the agent declares (its CSR and node metadata), when not its own.
     declared_account: str = ""
+    # The pod is what pilotpy's injection webhook makes of it (tests/mesh/injected.py):
+    # capture by the real istio-iptables, the agent run from the istio-proxy container.
+    injected: bool = False
 
     def __post_init__(self) -> None:
         if self.router and self.sidecar:
             raise ValueError(f"pod {self.name}: a gateway pod has no sidecar (sidecar=False)")
+        if self.injected and not (self.agent and self.sidecar):
+            raise ValueError(f"pod {self.name}: an injected pod runs the agent as its sidecar")
 
     @property
     def version(self) -> str:
@@ -115,9 +120,34 @@ class Pod:
 
     def intercept(self, subnet: str) -> None:
         rules = guard_rules(subnet)
-        if self.spec.sidecar:
+        if self.spec.sidecar and not self.spec.injected:  # injected: istio-init's own rules
             rules = istio_init_rules() + rules
         self.netns.run("iptables-restore", stdin=rules)
+
+    def start_injected(self, pod: dict[str, Any], installed: tuple[Path, Path], token: str,
+                       root_pem: bytes, host_ip: str) -> None:
+        """Run the injected pod's istio-init and istio-proxy (tests/mesh/injected.py)."""
+        init = injected.container(pod, "istio-init")
+        assert init["args"][0] == "istio-iptables", init["args"]
+        self.netns.run(str(installed[0]), *init["args"], timeout=60)
+        proxy = injected.container(pod, "istio-proxy")
+        security = proxy.get("securityContext") or {}
+        uid, gid = int(security["runAsUser"]), int(security["runAsGroup"])
+        home = self.workdir / "agent"
+        injected.lay_out_volumes(home, pod, proxy, token=token, root_pem=root_pem, uid=uid,
+                                 gid=gid)
+        env = injected.environment(pod, proxy, self.ip, host_ip)
+        args = [injected.expand(a, env) for a in proxy["args"]]
+        env.update(PATH=os.environ.get("PATH", "/usr/bin:/bin"), HOME=str(home))
+        command = ["timeout", "-s", "KILL", str(MAX_LIFETIME_SECONDS),
+                   "setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+                   str(installed[0]), *args]
+        log = self.workdir / "envoy.log"
+        log.touch()
+        os.chown(log, uid, gid)
+        self._admin = "http://127.0.0.1:15000"  # inside the pod: read through the namespace
+        self.sidecar = self.netns.spawn(f"{self.spec.name}/pilot-agent", command, str(log),
+                                        cwd=home, env=env)
 
     def start_apps(self) -> None:
         ports = [] if self.spec.app_port is None else [self.spec.app_port]
