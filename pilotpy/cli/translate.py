@@ -10,7 +10,7 @@ from typing import Any
 
 from pilotpy.analysis.unenforced import unenforced
 from pilotpy.problems import Problem, ProblemLog
-from pilotpy.proxy import NodeIdError, parse_proxy, view_proxy
+from pilotpy.proxy import AGENT_METADATA, NodeIdError, parse_proxy, view_proxy
 from pilotpy.push import build_push_context
 from pilotpy.server.controlplane import load_mesh_config
 from pilotpy.server.settings import Settings
@@ -23,10 +23,14 @@ from pilotpy.wire.protojson import message_to_json as to_json
 
 def translate(paths: list[Path], *, node_id: str, labels: Mapping[str, str],
               mesh_config: Path | None = None, default_namespace: str = "default",
-              delta: bool = False, generator: str = "",
+              delta: bool = False, generator: str = "", agent: bool = False,
+              verified_identity: str = "",
               ) -> tuple[dict[str, list[dict[str, Any]]], list[Problem]]:
     """The four resource lists for `node_id`, and the problems found in the input.
-    `generator` is the node's GENERATOR metadata (`grpc`: a proxyless gRPC client)."""
+    `generator` is the node's GENERATOR metadata (`grpc`: a proxyless gRPC client); `agent`:
+    the proxy runs under pilot-agent (its node metadata has PROXY_CONFIG);
+    `verified_identity`: the SPIFFE id its stream proves, which adds the Secrets it would get
+    (`secrets`, private keys redacted)."""
     del delta  # the same resources go over SotW and Delta
     for path in paths:
         if not path.exists():
@@ -34,8 +38,10 @@ def translate(paths: list[Path], *, node_id: str, labels: Mapping[str, str],
     metadata: dict[str, Any] = {"LABELS": dict(labels)} if labels else {}
     if generator:
         metadata["GENERATOR"] = generator
+    if agent:
+        metadata[AGENT_METADATA] = {}
     try:
-        proxy = parse_proxy(node_id, metadata)
+        proxy = parse_proxy(node_id, metadata, verified_identity=verified_identity)
     except NodeIdError as err:
         raise SystemExit(f"--node-id: {err}") from err
     read = ProblemLog()
@@ -52,9 +58,23 @@ def translate(paths: list[Path], *, node_id: str, labels: Mapping[str, str],
     endpoints = endpoints_for(push, view, eds_cluster_names(clusters))
     problems = [*read.problems(), *push.ingress.problems, *generated.problems,
                 *unenforced(objects)]
-    return {
+    output = {
         "listeners": [to_json(m) for m in listeners],
         "routes": [to_json(m) for m in generated.routes],
         "clusters": [to_json(m) for m in clusters],
         "endpoints": [to_json(m) for m in endpoints],
-    }, problems
+    }
+    if verified_identity:
+        output["secrets"] = [_redacted(to_json(m)) for m in generated.secrets]
+    return output, problems
+
+
+REDACTED = "[redacted]"
+
+
+def _redacted(secret: dict[str, Any]) -> dict[str, Any]:
+    """A Secret with its private key replaced: translate's output lands in CI logs."""
+    certificate = secret.get("tlsCertificate")
+    if isinstance(certificate, dict) and "privateKey" in certificate:
+        certificate["privateKey"] = {"inlineString": REDACTED}
+    return secret

@@ -13,6 +13,7 @@ from envoy.type.v3 import percent_pb2
 
 from pilotpy.mesh import MeshConfig
 from pilotpy.model.destinationrule import (
+    ClientTLS,
     ConnectionPool,
     DestinationRule,
     LoadBalancer,
@@ -21,12 +22,16 @@ from pilotpy.model.destinationrule import (
     Warmup,
 )
 from pilotpy.model.protocol import Protocol
+from pilotpy.problems import ObjectRef, Problem, Reason
 from pilotpy.proxy import ProxyView
 from pilotpy.push import Port, PushContext, Resolution, Service
+from pilotpy.push.peer_authn import MtlsMode
 from pilotpy.translate import pb
-from pilotpy.translate.cluster_tls import upstream_tls
+from pilotpy.translate.cluster_tls import credential_resources, upstream_tls
 from pilotpy.translate.config_source import ads_config_source
+from pilotpy.translate.credentials import missing_credential
 from pilotpy.translate.endpoints import add_locality_group, static_targets
+from pilotpy.translate.mtls import TLS_MODE_ISTIO, TLS_MODE_LABEL, IstioMutual, apply_istio_mutual
 from pilotpy.translate.names import (
     BLACKHOLE_CLUSTER,
     delimited_stat_prefix,
@@ -281,10 +286,10 @@ def _apply_traffic_policy(cluster: cluster_pb2.Cluster, port: Port, policy: Traf
 
 def _apply_upstream_tls(cluster: cluster_pb2.Cluster, service: Service,
                         policy: TrafficPolicy | None, options: _ProtocolOptions,
-                        mesh: MeshConfig) -> None:
+                        mesh: MeshConfig, *, gateway: bool) -> None:
     origination = upstream_tls(policy.tls if policy is not None else None,
                                http2=options.is_h2, service_sans=service.subject_alt_names,
-                               mesh=mesh)
+                               mesh=mesh, credentials=gateway)
     if origination is None:
         return
     cluster.transport_socket.CopyFrom(origination.transport_socket)
@@ -292,6 +297,94 @@ def _apply_upstream_tls(cluster: cluster_pb2.Cluster, service: Service,
         options.upstream().auto_sni = True
     if origination.auto_san_validation:
         options.upstream().auto_san_validation = True
+
+
+def _check_credentials(push: PushContext, view: ProxyView, name: str, tls: ClientTLS, *,
+                       rule: DestinationRule | None, problems: list[Problem]) -> None:
+    """A credentialName is served to gateways only (istiod ignores it on sidecars, for
+    DestinationRules without workloadSelector); its Secret must exist."""
+    if tls.mode not in ("SIMPLE", "MUTUAL"):
+        return
+    if not view.proxy.is_router:
+        problems.append(Problem(
+            Reason.IGNORED, f"cluster {name}: tls.credentialName applies to gateways only "
+            "(as in istiod); this sidecar's cluster stays plaintext", _rule_key(rule)))
+        return
+    for resource in credential_resources(tls):
+        missing = missing_credential(push, resource, view.namespace)
+        if missing:
+            problems.append(Problem(Reason.NOT_FOUND, f"cluster {name}: {missing}; TLS to it "
+                                    "fails until it is", _rule_key(rule)))
+
+
+def _rule_key(rule: DestinationRule | None) -> ObjectRef | None:
+    return rule.meta.key if rule is not None else None
+
+
+def istio_mtls_sni(port: int, subset: str, hostname: str) -> str:
+    """`outbound_.9080_.v1_.reviews.default.svc.cluster.local` (istiod's
+    BuildDNSSrvSubsetKey): the SNI mesh mTLS sends, which east-west gateways route on."""
+    return f"outbound_.{port}_.{subset}_.{hostname}"
+
+
+def _passthrough_mode(push: PushContext, service: Service, port: Port) -> MtlsMode:
+    """A passthrough destination gets mTLS only when every endpoint has a sidecar
+    (istiod's BestEffortInferServiceMTLSMode); DISABLE otherwise, or without endpoints."""
+    endpoints = push.service_endpoints(service).get(port.name, ())
+    if not endpoints or any(e.labels.get(TLS_MODE_LABEL) != TLS_MODE_ISTIO for e in endpoints):
+        return MtlsMode.DISABLE
+    return MtlsMode.UNKNOWN
+
+
+def _service_mtls_mode(push: PushContext, service: Service, port: Port,
+                       policy: TrafficPolicy | None) -> MtlsMode:
+    if service.mesh_external:
+        return MtlsMode.UNKNOWN
+    passthrough = (policy is not None and policy.load_balancer is not None
+                   and policy.load_balancer.simple == "PASSTHROUGH")
+    if ((service.resolution is Resolution.PASSTHROUGH or passthrough)
+            and _passthrough_mode(push, service, port) is MtlsMode.DISABLE):
+        return MtlsMode.DISABLE
+    mode = push.peer_authn.namespace_mode(service.namespace)
+    return mode if mode is not MtlsMode.UNKNOWN else MtlsMode.PERMISSIVE
+
+
+def istio_mutual_for(push: PushContext, view: ProxyView, service: Service, port: Port, *,
+                     subset: str, policy: TrafficPolicy | None) -> IstioMutual | None:
+    """istiod's buildUpstreamTLSSettings for mesh mTLS: DestinationRule ISTIO_MUTUAL (its SNI
+    and SANs, else the defaults), else auto-mTLS unless it is off, the service is outside
+    the mesh, or its mode is DISABLE; None when the cluster gets no mesh mTLS."""
+    tls = policy.tls if policy is not None else None
+    sni = istio_mtls_sni(port.number, subset, service.hostname)
+    if tls is not None:
+        if tls.mode != "ISTIO_MUTUAL":
+            return None
+        return IstioMutual(tls.subject_alt_names or push.service_accounts(service),
+                           tls.sni or sni, auto=False)
+    if not push.mesh.enable_auto_mtls or not view.agent_sds:
+        return None
+    mode = _service_mtls_mode(push, service, port, policy)
+    if mode in (MtlsMode.UNKNOWN, MtlsMode.DISABLE):
+        return None
+    return IstioMutual(push.service_accounts(service), sni, auto=True)
+
+
+def _apply_mesh_mtls(push: PushContext, view: ProxyView, cluster: cluster_pb2.Cluster,
+                     service: Service, port: Port, *, subset: str,
+                     rule: DestinationRule | None, policy: TrafficPolicy | None,
+                     options: _ProtocolOptions, problems: list[Problem]) -> None:
+    mutual = istio_mutual_for(push, view, service, port, subset=subset, policy=policy)
+    if mutual is None:
+        return
+    if not view.agent_sds:
+        # DestinationRule ISTIO_MUTUAL on a proxy without pilot-agent: it has no mesh
+        # certificate. Plaintext opens nothing: a server requiring mTLS refuses it.
+        problems.append(Problem(
+            Reason.NOT_SERVED, f"cluster {cluster.name}: tls.mode ISTIO_MUTUAL needs the "
+            "mesh certificate pilot-agent serves (this proxy runs without it); the cluster "
+            "stays plaintext", _rule_key(rule)))
+        return
+    apply_istio_mutual(cluster, mutual, http2=options.is_h2)
 
 
 def _istio_metadata(cluster: cluster_pb2.Cluster, service: Service, rule: DestinationRule | None,
@@ -328,11 +421,13 @@ def _discovery_type(service: Service, sidecar: bool) -> Any:
     return cluster_pb2.Cluster.EDS
 
 
-def build_outbound_cluster(push: PushContext, service: Service, port: Port, *, subset: str,
-                           rule: DestinationRule | None, subset_labels: dict[str, str] | None,
-                           sidecar: bool = False) -> cluster_pb2.Cluster | None:
+def build_outbound_cluster(push: PushContext, view: ProxyView, service: Service, port: Port, *,
+                           subset: str, rule: DestinationRule | None,
+                           subset_labels: dict[str, str] | None,
+                           problems: list[Problem]) -> cluster_pb2.Cluster | None:
     """None when a DNS cluster would have no endpoints (istiod omits it)."""
     mesh = push.mesh
+    sidecar = view.proxy.is_sidecar
     name = outbound_cluster_name(port.number, subset, service.hostname)
     discovery_type = _discovery_type(service, sidecar)
     cluster = _new_cluster(mesh.connect_timeout_ns, discovery_type == cluster_pb2.Cluster.EDS)
@@ -359,7 +454,11 @@ def build_outbound_cluster(push: PushContext, service: Service, port: Port, *, s
         options.use_downstream()  # sniffed: speak whatever the application spoke
     policy = cluster_policy(rule, subset, port.number)
     _apply_traffic_policy(cluster, port, policy, mesh, options)
-    _apply_upstream_tls(cluster, service, policy, options, mesh)
+    _apply_upstream_tls(cluster, service, policy, options, mesh, gateway=view.proxy.is_router)
+    if policy is not None and policy.tls is not None and policy.tls.credential_name:
+        _check_credentials(push, view, name, policy.tls, rule=rule, problems=problems)
+    _apply_mesh_mtls(push, view, cluster, service, port, subset=subset, rule=rule,
+                     policy=policy, options=options, problems=problems)
     options.apply(cluster)
     _istio_metadata(cluster, service, rule, subset, policy)
     return cluster
@@ -367,12 +466,13 @@ def build_outbound_cluster(push: PushContext, service: Service, port: Port, *, s
 
 def outbound_clusters(push: PushContext, view: ProxyView,
                       visible: Callable[[Service, Port], bool] | None = None,
-                      ) -> list[cluster_pb2.Cluster]:
+                      problems: list[Problem] | None = None) -> list[cluster_pb2.Cluster]:
     """One cluster per visible service port and DestinationRule subset, plus the blackhole.
     A name defined twice (conflicting definitions) keeps the oldest service's cluster.
-    `visible` narrows the ports further (a sidecar's egress scope)."""
+    `visible` narrows the ports further (a sidecar's egress scope); what cannot be served
+    as written goes to `problems`."""
     out: dict[str, cluster_pb2.Cluster] = {}
-    sidecar = view.proxy.is_sidecar
+    found: list[Problem] = [] if problems is None else problems
     for service in push.visible_services(view.namespace):
         if service.resolution is Resolution.ALIAS:
             continue  # routes to an ExternalName point at the target host's cluster
@@ -389,8 +489,9 @@ def outbound_clusters(push: PushContext, view: ProxyView,
                 name = outbound_cluster_name(port.number, subset, service.hostname)
                 if name in out:
                     continue
-                cluster = build_outbound_cluster(push, service, port, subset=subset, rule=rule,
-                                                 subset_labels=labels, sidecar=sidecar)
+                cluster = build_outbound_cluster(push, view, service, port, subset=subset,
+                                                 rule=rule, subset_labels=labels,
+                                                 problems=found)
                 if cluster is not None:
                     out[name] = cluster
     out[BLACKHOLE_CLUSTER] = blackhole_cluster(push.mesh)

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from pilotpy.problems import ProblemLog
-from pilotpy.proxy import parse_proxy, view_proxy
+from pilotpy.proxy import AGENT_METADATA, parse_proxy, view_proxy
 from pilotpy.push import build_push_context
 from pilotpy.server.controlplane import load_mesh_config
 from pilotpy.server.settings import Settings
@@ -34,6 +34,9 @@ TESTDATA = Path(__file__).parent / "testdata"
 RESOURCE_TYPES = ("listeners", "routes", "clusters", "endpoints")
 PROBLEMS = "problems"
 PARTS = (PROBLEMS, *RESOURCE_TYPES)
+# A case whose proxy proves an identity (`verifiedIdentity`) also gets the Secrets it is
+# served over SDS.
+SECRETS = "secrets"
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,31 @@ class Case:
     def generator(self) -> str:
         """The node's GENERATOR metadata: `grpc` for a proxyless gRPC client, else ""."""
         return str(self.spec.get("generator") or "")
+
+    @property
+    def agent(self) -> bool:
+        """The proxy runs under pilot-agent (`agent: true`): its node metadata carries
+        PROXY_CONFIG and its bootstrap has the agent's SDS cluster `sds-grpc`."""
+        return bool(self.spec.get("agent"))
+
+    @property
+    def verified_identity(self) -> str:
+        """The SPIFFE id the proxy's stream proves (`verifiedIdentity`), "" for none."""
+        return str(self.spec.get("verifiedIdentity") or "")
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return (*PARTS, SECRETS) if self.verified_identity else PARTS
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The node metadata the case's proxy sends."""
+        out: dict[str, Any] = {"LABELS": self.labels} if self.labels else {}
+        if self.generator:
+            out["GENERATOR"] = self.generator
+        if self.agent:
+            out[AGENT_METADATA] = {}
+        return out
 
     @property
     def is_sidecar(self) -> bool:
@@ -101,10 +129,8 @@ def translate_case(case: Case) -> Translation:
     FileSource([case.path / "input"], store, ProblemLog()).load()
     mesh = load_mesh_config(Settings(mesh_config=case.mesh_config))
     push, _ = build_push_context(store.snapshot().objects, mesh, 1)
-    metadata: dict[str, Any] = {"LABELS": case.labels} if case.labels else {}
-    if case.generator:
-        metadata["GENERATOR"] = case.generator
-    view = view_proxy(parse_proxy(case.node_id, metadata), push)
+    view = view_proxy(parse_proxy(case.node_id, case.metadata,
+                                  verified_identity=case.verified_identity), push)
     generated = generate(push, view)
     clusters = [*generated.clusters, *generated.named_only_clusters]
     return Translation(generated, endpoints_for(push, view, eds_cluster_names(clusters)))
