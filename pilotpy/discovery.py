@@ -144,7 +144,9 @@ class Discovery:
                 entry = self._classes[handle.key] = _Class(handle.view)
                 if old is not None:
                     entry.last_good = old.snapshot or old.last_good
-                    if not scope.full and old.snapshot is not None:
+                    unchanged = not scope.full or (scope.gateways_only
+                                                   and not entry.view.proxy.is_router)
+                    if unchanged and old.snapshot is not None:
                         entry.snapshot = self._with_new_endpoints(old.snapshot, entry.view,
                                                                   scope)
             entry.proxies += 1

@@ -56,8 +56,8 @@ def translate(paths: list[Path], *, node_id: str, labels: Mapping[str, str],
     listeners = [*generated.listeners, *generated.named_only_listeners]
     clusters = [*generated.clusters, *generated.named_only_clusters]
     endpoints = endpoints_for(push, view, eds_cluster_names(clusters))
-    problems = [*read.problems(), *push.ingress.problems, *generated.problems,
-                *unenforced(objects)]
+    problems = [*read.problems(), *push.ingress.problems, *push.peer_authn.problems,
+                *generated.problems, *unenforced(objects)]
     output = {
         "listeners": [to_json(m) for m in listeners],
         "routes": [to_json(m) for m in generated.routes],

@@ -18,7 +18,7 @@ from pilotpy.model.kinds import Kind
 from pilotpy.model.kube import EndpointSlice
 from pilotpy.model.kube import Service as KubeService
 from pilotpy.model.meta import Key
-from pilotpy.model.stored import STORED_ONLY_KINDS
+from pilotpy.model.stored import UNENFORCED_KINDS
 from pilotpy.model.virtualservice import VirtualService
 from pilotpy.push.config import (
     DestinationRuleIndex,
@@ -52,8 +52,12 @@ class PushScope:
 
     full: bool
     changed: frozenset[Key] = frozenset()
-    # Hostnames whose endpoints may differ (meaningful when `full` is False).
+    # Hostnames whose endpoints may differ (meaningful when `full` is False, or with
+    # `gateways_only`).
     endpoint_hosts: frozenset[str] = frozenset()
+    # Only gateways' config may differ beyond endpoints: Kubernetes Secrets changed, which only
+    # gateways read (credentialName); every other proxy needs `endpoint_hosts` refreshed only.
+    gateways_only: bool = False
 
 
 def _values(objects: Objects, kind: str) -> Iterable[Any]:
@@ -206,7 +210,7 @@ def build_push_context(objects: Objects, mesh: MeshConfig, version: int,
     context = PushContext(version, mesh, services, pods, endpoints, gateways, virtual_services,
                           destination_rules, objects, sidecars, ingress, peer_authn, resolved)
     # Kinds stored for later translation change no generated resource yet.
-    if kinds <= ENDPOINT_KINDS | STORED_ONLY_KINDS:
+    if kinds <= ENDPOINT_KINDS | UNENFORCED_KINDS | {Kind.SECRET}:
         touched = [svc for ns, name in dirty
                    if (svc := services.kube_service(ns, name)) is not None]
         # Sidecars listen on each pod address of a headless service: its endpoints shape
@@ -216,8 +220,9 @@ def build_push_context(objects: Objects, mesh: MeshConfig, version: int,
                    or _accounts(previous.endpoints, svc) != _accounts(endpoints, svc)
                    for svc in touched):
             hostnames = frozenset(svc.hostname for svc in touched)
-            return context, PushScope(full=False, changed=changed_keys,
-                                      endpoint_hosts=hostnames)
+            secrets = Kind.SECRET in kinds
+            return context, PushScope(full=secrets, changed=changed_keys,
+                                      endpoint_hosts=hostnames, gateways_only=secrets)
     return context, PushScope(full=True, changed=changed_keys)
 
 

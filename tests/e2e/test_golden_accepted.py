@@ -34,13 +34,15 @@ CASES = [c.path for c in all_cases() if c.is_envoy]
 GOLDEN_CERT_DIR = "/etc/certs/"
 
 
-def _relocated(case: Path) -> list[dict[str, Any]]:
+def _relocated(case: Path, labels: dict[str, str]) -> list[dict[str, Any]]:
     """The case's documents with the gateway Service's target ports moved to free ports, and a
     mapping added for Gateway server ports the Service does not list."""
     docs = [d for f in sorted((case / "input").glob("*.yaml"))
             for d in _load(f) if isinstance(d, dict)]
+    # The gateway's Service: the one selecting the gateway's labels.
     service = next(d for d in docs if d.get("kind") == "Service"
-                   and d.get("metadata", {}).get("name") == "istio-ingressgateway")
+                   and (d.get("spec") or {}).get("selector")
+                   and d["spec"]["selector"].items() <= labels.items())
     ports = service["spec"]["ports"]
     moved: dict[Any, int] = {}  # ports sharing a target port keep sharing one
     for port in ports:
@@ -151,7 +153,7 @@ async def _accepted(case: Path, tmp_path: Path, sds_address: tuple[str, int] | N
                 if isinstance(d, dict)]
         mesh_config = _sidecar_mesh_config(case, spec, tmp_path / "mesh.yaml")
     else:
-        docs = _relocated(case)
+        docs = _relocated(case, spec["labels"])
         _with_test_certificates(docs, tmp_path / "certs")
     docs = _with_cert_files(docs, tmp_path / "proxy-certs", {})
     (config / "config.yaml").write_text(yaml.safe_dump_all(docs), encoding="utf-8")
