@@ -1,18 +1,32 @@
 """W5, Istio's Bookinfo security walkthrough (mutual TLS and PeerAuthentication), one test per
 step, through the real pilot-agent proxies of the Bookinfo mesh (tests/mesh/bookinfo): every
 sidecar-to-sidecar hop is mutual TLS with certificates from pilotpy's CA, and `sleep`, a pod
-without a sidecar, calls productpage and details by their pod addresses in plaintext.
+without a sidecar, calls productpage and details by their pod addresses in plaintext. The
+gateway's `ISTIO_MUTUAL` server (the east-west pattern) is called from the test process with a
+mesh certificate pilotpy's CA issues.
 
 Each test applies its PeerAuthentications over the baseline (steps.use, which also removes
 what earlier steps left) and waits until the proxy that enforces them holds them."""
 
 from __future__ import annotations
 
+import http.client
 import re
+import ssl
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
-from tests.mesh.bookinfo.conftest import GATEWAY_ACCOUNT, GATEWAY_POD, PLAINTEXT_CLIENT, PORT
+from cryptography import x509
+
+from pilotpy.local.certs import CERT_CHAIN, KEY, write_mesh_certificate
+from tests.mesh.bookinfo.conftest import (
+    GATEWAY_ACCOUNT,
+    GATEWAY_POD,
+    GATEWAY_TLS_PORT,
+    PLAINTEXT_CLIENT,
+    PORT,
+)
 from tests.mesh.bookinfo.steps import page, sample, subset_cluster, use, wait_for_vhost
 from tests.mesh.mesh import Mesh
 from tests.mesh.netns import wait_until
@@ -153,3 +167,61 @@ def test_w5_mesh_wide_strict_from_the_root_namespace_and_its_removal(bookinfo: M
     use(bookinfo)
     wait_for_inbound(bookinfo, "details-v1", takes_plaintext, "taking plaintext again")
     assert plaintext_get(bookinfo, "details-v1", "/details/0")["status"] == 200
+
+
+MUTUAL_GATEWAY = {
+    "apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+    "metadata": {"name": "bookinfo-mesh-gateway", "namespace": "default"},
+    "spec": {"selector": {"istio": "ingressgateway"},
+             "servers": [{"port": {"number": 443, "name": "https", "protocol": "HTTPS"},
+                          "hosts": ["*"], "tls": {"mode": "ISTIO_MUTUAL"}}]}}
+MUTUAL_ROUTE = {
+    "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+    "metadata": {"name": "bookinfo-mesh", "namespace": "default"},
+    "spec": {"hosts": ["*"], "gateways": ["bookinfo-mesh-gateway"],
+             "http": [{"match": [{"uri": {"exact": "/productpage"}}],
+                       "route": [{"destination": {"host": "productpage",
+                                                  "port": {"number": PORT}}}]}]}}
+
+
+def mesh_tls_get(mesh: Mesh, path: str, certificate: Path | None
+                 ) -> tuple[int, str]:
+    """GET over TLS to the gateway's 8443 from the test process, with a mesh certificate
+    (`certificate`: the directory write_mesh_certificate filled) or none: the status (0 when
+    no HTTP answer came) and the URI SAN of the certificate the gateway presented."""
+    plane = mesh.plane
+    assert plane.secure is not None
+    context = ssl.create_default_context(cadata=plane.secure.root_pem.decode())
+    context.check_hostname = False  # a workload certificate names a SPIFFE id, no DNS name
+    if certificate is not None:
+        context.load_cert_chain(certificate / CERT_CHAIN, certificate / KEY)
+    connection = http.client.HTTPSConnection(mesh.pods[GATEWAY_POD].ip, GATEWAY_TLS_PORT,
+                                             timeout=5, context=context)
+    try:
+        connection.request("GET", path, headers={"Host": "bookinfo.mesh"})
+        status = connection.getresponse().status
+        assert isinstance(connection.sock, ssl.SSLSocket)
+        peer = x509.load_der_x509_certificate(connection.sock.getpeercert(binary_form=True)
+                                              or b"")
+        names = peer.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return status, ",".join(names.get_values_for_type(x509.UniformResourceIdentifier))
+    except OSError:  # ssl.SSLError included: the gateway wanted a client certificate
+        return 0, ""
+    finally:
+        connection.close()
+
+
+def test_w5_an_istio_mutual_gateway_server_takes_mesh_certificates_only(
+        bookinfo: Mesh, tmp_path: Path) -> None:
+    use(bookinfo, MUTUAL_GATEWAY, MUTUAL_ROUTE)
+    plane = bookinfo.plane
+    assert plane.secure is not None and plane.secure.authority is not None
+    client = write_mesh_certificate(plane.secure.authority, tmp_path / "sleep",
+                                    spiffe("sleep"))
+    wait_until(lambda: mesh_tls_get(bookinfo, "/productpage", client)[0] == 200,
+               "the ISTIO_MUTUAL server answering a mesh client", timeout=30)
+    # The gateway presents its own workload certificate (from its agent's SDS) ...
+    assert mesh_tls_get(bookinfo, "/productpage", client) == (
+        200, spiffe(GATEWAY_ACCOUNT, "istio-system"))
+    # ... and a client without a mesh certificate gets no HTTP answer.
+    assert mesh_tls_get(bookinfo, "/productpage", None) == (0, "")
