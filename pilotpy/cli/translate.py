@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pilotpy.analysis.unenforced import unenforced
+from pilotpy.local.bootstrap import agent_node_metadata
 from pilotpy.problems import Problem, ProblemLog
 from pilotpy.proxy import AGENT_METADATA, NodeIdError, parse_proxy, view_proxy
 from pilotpy.push import build_push_context
@@ -19,6 +20,20 @@ from pilotpy.store import Store
 from pilotpy.translate.endpoints import eds_cluster_names
 from pilotpy.translate.generate import endpoints_for, generate
 from pilotpy.wire.protojson import message_to_json as to_json
+
+
+def node_metadata(node_id: str, labels: Mapping[str, str], generator: str = ""
+                  ) -> dict[str, Any]:
+    """What pilot-agent would send for this node and labels (its static listener ports
+    included), and the GENERATOR; an id pilot-agent could not have sent gets its labels
+    alone, and parse_proxy reports it."""
+    try:
+        metadata: dict[str, Any] = agent_node_metadata(node_id, labels=labels)
+    except ValueError:
+        metadata = {"LABELS": dict(labels)} if labels else {}
+    if generator:
+        metadata["GENERATOR"] = generator
+    return metadata
 
 
 def translate(paths: list[Path], *, node_id: str, labels: Mapping[str, str],
@@ -35,9 +50,7 @@ def translate(paths: list[Path], *, node_id: str, labels: Mapping[str, str],
     for path in paths:
         if not path.exists():
             raise SystemExit(f"--config {path}: no such file or directory")
-    metadata: dict[str, Any] = {"LABELS": dict(labels)} if labels else {}
-    if generator:
-        metadata["GENERATOR"] = generator
+    metadata = node_metadata(node_id, labels, generator)
     if agent:
         metadata[AGENT_METADATA] = {}
     try:

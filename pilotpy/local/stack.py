@@ -117,6 +117,14 @@ class LocalStack:
         return (("127.0.0.1", self.plane.grpc_tls_port),
                 XdsTls(directory / CERT_CHAIN, directory / KEY, directory / ROOT_CERT))
 
+    def _node_metadata(self) -> dict[str, Any]:
+        """The extra node metadata; a proxy proving `xds_identity` declares its service
+        account (the secure port checks that the two agree, as pilot-agent's node does)."""
+        out = dict(self._metadata)
+        if self._xds_identity:
+            out.setdefault("SERVICE_ACCOUNT", self._xds_identity.rpartition("/sa/")[2])
+        return out
+
     async def start(self) -> None:
         try:
             await self.plane.start()
@@ -130,7 +138,7 @@ class LocalStack:
                 node_id=self.node_id, xds_address=xds_address,
                 delta=self.delta, labels=self.labels, admin_port=free_port(),
                 status_port=self.status_port, stats_port=self.stats_port, xds_tls=xds_tls,
-                sds_address=self._sds_address, metadata=self._metadata)
+                sds_address=self._sds_address, metadata=self._node_metadata())
             self.envoy = EnvoyProcess(bootstrap, self.workdir, name="gateway",
                                       log_level=self._log_level)
             await asyncio.to_thread(self.envoy.start)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
 from envoy.config.core.v3 import protocol_pb2
+from envoy.extensions.network.dns_resolver.cares.v3 import cares_dns_resolver_pb2 as cares_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
 from envoy.type.v3 import percent_pb2
 
@@ -21,6 +24,7 @@ from pilotpy.model.destinationrule import (
     TrafficPolicy,
     Warmup,
 )
+from pilotpy.model.kinds import Kind
 from pilotpy.model.protocol import Protocol
 from pilotpy.problems import ObjectRef, Problem, Reason
 from pilotpy.proxy import ProxyView
@@ -81,6 +85,22 @@ def _prototype(connect_timeout_ns: int, eds: bool) -> cluster_pb2.Cluster:
     if eds:
         cluster.eds_cluster_config.eds_config.CopyFrom(ads_config_source())
     return cluster
+
+
+# istiod's PILOT_DNS_JITTER_DURATION and PILOT_DNS_CARES_UDP_MAX_QUERIES defaults: refreshes
+# of many DNS clusters are spread out, and c-ares switches to a fresh UDP socket (a new
+# source port) after this many queries.
+DNS_JITTER_NS = 100_000_000
+DNS_UDP_MAX_QUERIES = 100
+CARES_RESOLVER = "envoy.network.dns_resolver.cares"
+
+
+def _apply_dns_resolver(cluster: cluster_pb2.Cluster) -> None:
+    cluster.dns_jitter.CopyFrom(pb.duration(DNS_JITTER_NS))
+    resolver = cluster.typed_dns_resolver_config
+    resolver.name = CARES_RESOLVER
+    resolver.typed_config.CopyFrom(pb.typed(cares_pb2.CaresDnsResolverConfig(
+        udp_max_queries=pb.uint32(DNS_UDP_MAX_QUERIES))))
 
 
 class _ProtocolOptions:
@@ -179,6 +199,7 @@ def _apply_connection_pool(cluster: cluster_pb2.Cluster, pool: ConnectionPool | 
                     tcp.tcp_keepalive.interval_ns // 1_000_000_000)
     if idle_ns is not None or max_duration_ns is not None or per_connection or max_streams:
         common = options.common()
+        common.SetInParent()  # present even when only HTTP/2 settings follow, as istiod's
         if idle_ns is not None:
             common.idle_timeout.CopyFrom(pb.duration(idle_ns))
         if per_connection:
@@ -349,7 +370,17 @@ def _service_mtls_mode(push: PushContext, service: Service, port: Port,
     return mode if mode is not MtlsMode.UNKNOWN else MtlsMode.PERMISSIVE
 
 
-def istio_mutual_for(push: PushContext, view: ProxyView, service: Service, port: Port, *,
+@dataclass(frozen=True, slots=True)
+class ClusterKind:
+    """What of the proxy an outbound cluster depends on: its type, and whether pilot-agent
+    serves it the mesh certificate (`ProxyView.agent_sds`)."""
+
+    sidecar: bool = False
+    gateway: bool = False
+    agent_sds: bool = False
+
+
+def istio_mutual_for(push: PushContext, agent_sds: bool, service: Service, port: Port, *,
                      subset: str, policy: TrafficPolicy | None) -> IstioMutual | None:
     """istiod's buildUpstreamTLSSettings for mesh mTLS: DestinationRule ISTIO_MUTUAL (its SNI
     and SANs, else the defaults), else auto-mTLS unless it is off, the service is outside
@@ -361,7 +392,7 @@ def istio_mutual_for(push: PushContext, view: ProxyView, service: Service, port:
             return None
         return IstioMutual(tls.subject_alt_names or push.service_accounts(service),
                            tls.sni or sni, auto=False)
-    if not push.mesh.enable_auto_mtls or not view.agent_sds:
+    if not push.mesh.enable_auto_mtls or not agent_sds:
         return None
     mode = _service_mtls_mode(push, service, port, policy)
     if mode in (MtlsMode.UNKNOWN, MtlsMode.DISABLE):
@@ -369,14 +400,15 @@ def istio_mutual_for(push: PushContext, view: ProxyView, service: Service, port:
     return IstioMutual(push.service_accounts(service), sni, auto=True)
 
 
-def _apply_mesh_mtls(push: PushContext, view: ProxyView, cluster: cluster_pb2.Cluster,
+def _apply_mesh_mtls(push: PushContext, kind: ClusterKind, cluster: cluster_pb2.Cluster,
                      service: Service, port: Port, *, subset: str,
                      rule: DestinationRule | None, policy: TrafficPolicy | None,
                      options: _ProtocolOptions, problems: list[Problem]) -> None:
-    mutual = istio_mutual_for(push, view, service, port, subset=subset, policy=policy)
+    mutual = istio_mutual_for(push, kind.agent_sds, service, port, subset=subset,
+                              policy=policy)
     if mutual is None:
         return
-    if not view.agent_sds:
+    if not kind.agent_sds:
         # DestinationRule ISTIO_MUTUAL on a proxy without pilot-agent: it has no mesh
         # certificate. Plaintext opens nothing: a server requiring mTLS refuses it.
         problems.append(Problem(
@@ -421,13 +453,15 @@ def _discovery_type(service: Service, sidecar: bool) -> Any:
     return cluster_pb2.Cluster.EDS
 
 
-def build_outbound_cluster(push: PushContext, view: ProxyView, service: Service, port: Port, *,
-                           subset: str, rule: DestinationRule | None,
-                           subset_labels: dict[str, str] | None,
-                           problems: list[Problem]) -> cluster_pb2.Cluster | None:
-    """None when a DNS cluster would have no endpoints (istiod omits it)."""
+def build_outbound_cluster(push: PushContext, service: Service, port: Port, *, subset: str,
+                           rule: DestinationRule | None, subset_labels: dict[str, str] | None,
+                           kind: ClusterKind = ClusterKind()
+                           ) -> tuple[cluster_pb2.Cluster | None, tuple[Problem, ...]]:
+    """The cluster, None when a DNS cluster would have no endpoints (istiod omits it), and
+    what could not be served as written."""
     mesh = push.mesh
-    sidecar = view.proxy.is_sidecar
+    sidecar = kind.sidecar
+    problems: list[Problem] = []
     name = outbound_cluster_name(port.number, subset, service.hostname)
     discovery_type = _discovery_type(service, sidecar)
     cluster = _new_cluster(mesh.connect_timeout_ns, discovery_type == cluster_pb2.Cluster.EDS)
@@ -441,10 +475,11 @@ def build_outbound_cluster(push: PushContext, view: ProxyView, service: Service,
         cluster.type = discovery_type
         targets = static_targets(service, port, subset_labels)
         if not targets:
-            return None
+            return None, ()
         cluster.dns_lookup_family = cluster_pb2.Cluster.V4_ONLY
         cluster.dns_refresh_rate.CopyFrom(pb.duration(mesh.dns_refresh_rate_ns))
         cluster.respect_dns_ttl = True
+        _apply_dns_resolver(cluster)
         cluster.load_assignment.cluster_name = name
         add_locality_group(cluster.load_assignment, targets)
     options = _ProtocolOptions()
@@ -454,14 +489,36 @@ def build_outbound_cluster(push: PushContext, view: ProxyView, service: Service,
         options.use_downstream()  # sniffed: speak whatever the application spoke
     policy = cluster_policy(rule, subset, port.number)
     _apply_traffic_policy(cluster, port, policy, mesh, options)
-    _apply_upstream_tls(cluster, service, policy, options, mesh, gateway=view.proxy.is_router)
-    if policy is not None and policy.tls is not None and policy.tls.credential_name:
-        _check_credentials(push, view, name, policy.tls, rule=rule, problems=problems)
-    _apply_mesh_mtls(push, view, cluster, service, port, subset=subset, rule=rule,
+    if not cluster.common_lb_config.HasField("healthy_panic_threshold"):
+        # Unhealthy endpoints are sent (endpoints.py): panic mode must not route to them.
+        cluster.common_lb_config.healthy_panic_threshold.SetInParent()
+    _apply_upstream_tls(cluster, service, policy, options, mesh, gateway=kind.gateway)
+    _apply_mesh_mtls(push, kind, cluster, service, port, subset=subset, rule=rule,
                      policy=policy, options=options, problems=problems)
     options.apply(cluster)
     _istio_metadata(cluster, service, rule, subset, policy)
-    return cluster
+    return cluster, tuple(problems)
+
+
+def _reporting_tls(tls: ClientTLS | None) -> bool:
+    return tls is not None and (tls.mode == "ISTIO_MUTUAL" or bool(tls.credential_name))
+
+
+def _reporting_policy(policy: TrafficPolicy | None) -> bool:
+    return policy is not None and (_reporting_tls(policy.tls) or any(
+        _reporting_tls(p.tls) for p in policy.port_level_settings))
+
+
+def clusters_report(push: PushContext) -> bool:
+    """Whether some DestinationRule's tls (`ISTIO_MUTUAL`, `credentialName`) can make
+    outbound clusters report problems or name Secrets: a generation that keeps its clusters
+    from an earlier one must then still build them for those."""
+    def find() -> bool:
+        return any(_reporting_policy(rule.traffic_policy) or any(
+            _reporting_policy(s.traffic_policy) for s in rule.subsets)
+            for rule in push.objects.get(Kind.DESTINATION_RULE, {}).values()
+            if isinstance(rule, DestinationRule))
+    return push.memoized(("clusters-report",), find)
 
 
 def outbound_clusters(push: PushContext, view: ProxyView,
@@ -470,9 +527,15 @@ def outbound_clusters(push: PushContext, view: ProxyView,
     """One cluster per visible service port and DestinationRule subset, plus the blackhole.
     A name defined twice (conflicting definitions) keeps the oldest service's cluster.
     `visible` narrows the ports further (a sidecar's egress scope); what cannot be served
-    as written goes to `problems`."""
+    as written goes to `problems`.
+
+    A cluster depends on its service, port, subset, DestinationRule and the proxy's
+    `ClusterKind` alone: each is built once per push context (its memo) and the same message
+    is handed to every class, which must not change it."""
     out: dict[str, cluster_pb2.Cluster] = {}
     found: list[Problem] = [] if problems is None else problems
+    kind = ClusterKind(sidecar=view.proxy.is_sidecar, gateway=view.proxy.is_router,
+                       agent_sds=view.agent_sds)
     for service in push.visible_services(view.namespace):
         if service.resolution is Resolution.ALIAS:
             continue  # routes to an ExternalName point at the target host's cluster
@@ -489,9 +552,15 @@ def outbound_clusters(push: PushContext, view: ProxyView,
                 name = outbound_cluster_name(port.number, subset, service.hostname)
                 if name in out:
                     continue
-                cluster = build_outbound_cluster(push, view, service, port, subset=subset,
-                                                 rule=rule, subset_labels=labels,
-                                                 problems=found)
+                cluster, found_here = push.memoized(
+                    ("outbound-cluster", id(service), port.number, subset, id(rule), kind),
+                    functools.partial(build_outbound_cluster, push, service, port,
+                                      subset=subset, rule=rule, subset_labels=labels,
+                                      kind=kind))
+                found.extend(found_here)
+                policy = cluster_policy(rule, subset, port.number)
+                if policy is not None and policy.tls is not None and policy.tls.credential_name:
+                    _check_credentials(push, view, name, policy.tls, rule=rule, problems=found)
                 if cluster is not None:
                     out[name] = cluster
     out[BLACKHOLE_CLUSTER] = blackhole_cluster(push.mesh)

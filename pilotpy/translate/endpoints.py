@@ -19,12 +19,14 @@ from pilotpy.translate.mtls import TLS_MODE_ISTIO, TLS_MODE_LABEL, tls_mode_meta
 from pilotpy.translate.names import parse_outbound_cluster_name
 from pilotpy.translate.policy import cluster_policy
 
-HEALTHY = 1
+# envoy.config.core.v3.HealthStatus: what istiod sends for Kubernetes endpoints. ServiceEntry
+# endpoints carry UNKNOWN (0, left out), which Envoy treats as healthy too.
+UNKNOWN, HEALTHY, UNHEALTHY = 0, 1, 2
 
 
-_LB_ENDPOINT = ec.LbEndpoint(health_status=HEALTHY, load_balancing_weight=pb.uint32(1))
-# (address, port, weight) of one endpoint, before it becomes a message.
-Target = tuple[str, int, int]
+_LB_ENDPOINT = ec.LbEndpoint(load_balancing_weight=pb.uint32(1))
+# (address, port, weight, health status) of one endpoint, before it becomes a message.
+Target = tuple[str, int, int, int]
 
 
 def add_locality_group(assignment: endpoint_pb2.ClusterLoadAssignment,
@@ -33,11 +35,14 @@ def add_locality_group(assignment: endpoint_pb2.ClusterLoadAssignment,
     `mtls[i]`: target i takes mesh mTLS (`tlsMode: istio` metadata). Endpoints are built in
     place: copying a prototype beats building each one."""
     group = assignment.endpoints.add()
+    group.locality.SetInParent()
     add = group.lb_endpoints.add
     total = 0
-    for index, (address, port, weight) in enumerate(targets):
+    for index, (address, port, weight, health) in enumerate(targets):
         endpoint = add()
         endpoint.CopyFrom(_LB_ENDPOINT)
+        if health:
+            endpoint.health_status = health
         if weight > 1:
             endpoint.load_balancing_weight.value = weight
         if mtls and mtls[index]:
@@ -57,18 +62,18 @@ def static_targets(service: Service, port: Port, subset_labels: Mapping[str, str
     if not service.static_endpoints:
         if service.resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN) and (
                 not subset_labels):
-            return [(service.hostname, default_port, 1)]
+            return [(service.hostname, default_port, 1, UNKNOWN)]
         return []
-    return [(e.address, e.ports.get(port.name, default_port), e.weight)
+    return [(e.address, e.ports.get(port.name, default_port), e.weight, UNKNOWN)
             for e in service.static_endpoints if selects(subset_labels, e.labels, empty=Empty.ALL)]
 
 
-def _kube_endpoints(endpoints: Sequence[Endpoint], subset_labels: Mapping[str, str] | None
-                    ) -> Sequence[Endpoint]:
+def _kube_endpoints(endpoints: Iterable[Endpoint], subset_labels: Mapping[str, str] | None,
+                    with_unhealthy: bool) -> list[Endpoint]:
     # The endpoint index keeps them sorted by address and port.
-    if not subset_labels:
-        return endpoints
-    return [e for e in endpoints if selects(subset_labels, e.labels, empty=Empty.ALL)]
+    return [e for e in endpoints
+            if (with_unhealthy or e.healthy) and (
+                not subset_labels or selects(subset_labels, e.labels, empty=Empty.ALL))]
 
 
 def _endpoint_mtls(push: PushContext, service: Service, endpoints: Sequence[Endpoint], *,
@@ -111,16 +116,27 @@ def load_assignment(push: PushContext, view: ProxyView, cluster_name: str
             return out  # a subset nobody defines selects nothing
         labels = found.labels
     if service.origin.kind == Kind.SERVICE:
-        endpoints = _kube_endpoints(push.service_endpoints(service).get(port.name, ()), labels)
+        endpoints = _kube_endpoints(push.service_endpoints(service).get(port.name, ()), labels,
+                                    _sends_unhealthy(rule, subset, port.number))
         if endpoints:
-            add_locality_group(out, [(e.address, e.port, e.weight) for e in endpoints],
-                               _endpoint_mtls(push, service, endpoints, rule=rule,
-                                              subset=subset, port=port.number))
+            add_locality_group(
+                out, [(e.address, e.port, e.weight, HEALTHY if e.healthy else UNHEALTHY)
+                      for e in endpoints],
+                _endpoint_mtls(push, service, endpoints, rule=rule, subset=subset,
+                               port=port.number))
         return out
     targets = static_targets(service, port, labels)
     if targets:
         add_locality_group(out, targets)
     return out
+
+
+def _sends_unhealthy(rule: DestinationRule | None, subset: str, port: int) -> bool:
+    """Unhealthy endpoints go to Envoy unless outlier detection keeps a minimum of healthy
+    hosts: Envoy's panic mode would then route to them (istiod's supportsUnhealthyEndpoints)."""
+    policy = cluster_policy(rule, subset, port)
+    outlier = policy.outlier_detection if policy is not None else None
+    return outlier is None or outlier.min_health_percent == 0
 
 
 def eds_cluster_names(clusters: Iterable[cluster_pb2.Cluster]) -> list[str]:

@@ -73,8 +73,9 @@ def _connection_manager(stat_prefix: str, mesh: MeshConfig,
         http_filters=http_filters(security),
         stream_idle_timeout=pb.seconds(0),
         upgrade_configs=[HCM.UpgradeConfig(upgrade_type="websocket")],
+        # istiod's ENABLE_100_CONTINUE_HEADERS default: answer `Expect: 100-continue` itself.
+        proxy_100_continue=True,
     )
-    manager.http_protocol_options.SetInParent()
     _apply_path_normalization(manager, mesh)
     apply_observability(manager, mesh)
     return manager
@@ -96,6 +97,7 @@ def gateway_connection_manager(route_name: str, stat_prefix: str,
     manager.set_current_client_cert_details.CopyFrom(HCM.SetCurrentClientCertDetails(
         subject=pb.boolean(True), cert=True, dns=True, uri=True))
     manager.server_name = GATEWAY_SERVER_NAME
+    manager.http_protocol_options.SetInParent()
     return manager
 
 
@@ -152,8 +154,9 @@ def tls_inspector(disabled_ports: Sequence[int] = (), *,
                   only_ports: Sequence[int] = ()) -> lc.ListenerFilter:
     """Reads SNI and ALPN from the ClientHello for `server_names` matches and TLS contexts;
     skipped on `disabled_ports`, or everywhere but `only_ports`."""
+    # istiod reads at most 512 bytes of the ClientHello first (Envoy's default is 64 KiB).
     out = lc.ListenerFilter(name=TLS_INSPECTOR, typed_config=pb.typed(
-        tls_inspector_pb2.TlsInspector()))
+        tls_inspector_pb2.TlsInspector(initial_read_buffer_size=pb.uint32(512))))
     if disabled_ports:
         out.filter_disabled.CopyFrom(_port_ranges(disabled_ports))
     elif only_ports:

@@ -16,7 +16,7 @@ from pilotpy.problems import Problem
 from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext
 from pilotpy.translate import pb
-from pilotpy.translate.clusters import outbound_clusters
+from pilotpy.translate.clusters import clusters_report, outbound_clusters
 from pilotpy.translate.credentials import referenced_names, secrets_for, upstream_referenced_names
 from pilotpy.translate.endpoints import load_assignment
 from pilotpy.translate.gateway import (
@@ -73,7 +73,11 @@ def _upstream_contexts(clusters: Iterable[cluster_pb2.Cluster]
                 yield context
 
 
-def generate(push: PushContext, view: ProxyView) -> GeneratedConfig:
+def generate(push: PushContext, view: ProxyView, *, clusters: bool = True) -> GeneratedConfig:
+    """`clusters=False` leaves the clusters out (a caller that still holds them for an
+    unchanged cluster input); listeners and routes do not depend on them. Clusters are still
+    built when a DestinationRule's tls makes them report problems or name Secrets
+    (`clusters_report`): the problems and Secrets of a generation are all of them."""
     if view.proxy.is_grpc:
         grpc = grpc_config(push, view)
         return GeneratedConfig(clusters=[], listeners=grpc.listeners,
@@ -85,13 +89,14 @@ def generate(push: PushContext, view: ProxyView) -> GeneratedConfig:
         merged = merge_gateways(push, view)
         listeners = gateway_listeners(push, view, merged)
         problems = list(merged.problems)
-        clusters = outbound_clusters(push, view, problems=problems)
+        built = (outbound_clusters(push, view, problems=problems)
+                 if clusters or clusters_report(push) else [])
         # Missing Secrets were reported where they are referenced (the server is skipped).
         secrets, _ = secrets_for(push, view, [*referenced_names(listeners),
                                               *upstream_referenced_names(
-                                                  _upstream_contexts(clusters))])
+                                                  _upstream_contexts(built))])
         return GeneratedConfig(
-            clusters=clusters + tracing_clusters(push.mesh),
+            clusters=built + tracing_clusters(push.mesh) if clusters else [],
             listeners=listeners,
             serialized_routes=_serialized([gateway_route_configuration(push, view, merged, name)
                                            for name in gateway_route_names(merged)]),
@@ -99,8 +104,9 @@ def generate(push: PushContext, view: ProxyView) -> GeneratedConfig:
             secrets=secrets,
         )
     if view.proxy.is_sidecar:
-        config = sidecar_config(push, view)
-        return GeneratedConfig(clusters=[*config.clusters, *tracing_clusters(push.mesh)],
+        config = sidecar_config(push, view, clusters=clusters)
+        return GeneratedConfig(clusters=([*config.clusters, *tracing_clusters(push.mesh)]
+                                         if clusters else []),
                                listeners=config.listeners,
                                serialized_routes=config.serialized_routes,
                                problems=config.problems)

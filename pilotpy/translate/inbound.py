@@ -44,6 +44,7 @@ from pilotpy.translate.filters import (
     tls_inspector,
 )
 from pilotpy.translate.inbound_security import InboundSecurity, inbound_security
+from pilotpy.translate.listener_limits import limit_accepts
 from pilotpy.translate.mtls import ChainProtocol, inbound_tls_context
 from pilotpy.translate.names import (
     ANY_ADDRESS,
@@ -55,6 +56,7 @@ from pilotpy.translate.names import (
     inbound_cluster_name,
     listener_name,
 )
+from pilotpy.translate.observability import listener_access_logs
 from pilotpy.translate.outbound_listeners import HTTP_APPLICATION_PROTOCOLS
 from pilotpy.translate.sidecar_clusters import inbound_cluster
 from pilotpy.translate.tls_files import tls_transport_socket
@@ -155,35 +157,36 @@ def inbound_ports(view: ProxyView, mesh: MeshConfig) -> list[InboundPort]:
     return [ports[n] for n in sorted(ports)]
 
 
-def inbound_route(port: InboundPort) -> route_pb2.RouteConfiguration:
-    """The inline route of an HTTP workload port: everything to `inbound|<port>||`."""
-    target = port.first
-    cluster = inbound_cluster_name(port.number)
+def _inbound_route_configuration(cluster: str, service_port: int, operation: str, *,
+                                 grpc: bool) -> route_pb2.RouteConfiguration:
+    """Everything to `cluster`, with no timeout, retried only when the request never reached
+    the workload (istiod's BuildDefaultHTTPInboundRoute)."""
     route = rc.Route(name=DEFAULT_ROUTE_NAME, match=rc.RouteMatch(prefix="/"))
     action = route.route
     action.cluster = cluster
     action.timeout.CopyFrom(pb.seconds(0))
     action.max_stream_duration.max_stream_duration.CopyFrom(pb.seconds(0))
     action.max_stream_duration.grpc_timeout_header_max.CopyFrom(pb.seconds(0))
-    if not port.protocol.is_grpc:
+    if not grpc:
         action.retry_policy.retry_on = INBOUND_RETRY_ON
         action.retry_policy.num_retries.value = INBOUND_RETRIES
-    route.decorator.operation = f"{target.service.hostname}:{target.port.number}/*"
-    vhost = rc.VirtualHost(name=f"inbound|http|{target.port.number}", domains=["*"],
-                           routes=[route])
+    route.decorator.operation = operation
+    vhost = rc.VirtualHost(name=f"inbound|http|{service_port}", domains=["*"], routes=[route])
     return route_pb2.RouteConfiguration(name=cluster, virtual_hosts=[vhost],
                                         validate_clusters=pb.boolean(False))
 
 
+def inbound_route(port: InboundPort) -> route_pb2.RouteConfiguration:
+    """The inline route of an HTTP workload port: everything to `inbound|<port>||`."""
+    target = port.first
+    return _inbound_route_configuration(
+        inbound_cluster_name(port.number), target.port.number,
+        f"{target.service.hostname}:{target.port.number}/*", grpc=port.protocol.is_grpc)
+
+
 def _passthrough_http_route() -> route_pb2.RouteConfiguration:
-    route = rc.Route(name=DEFAULT_ROUTE_NAME, match=rc.RouteMatch(prefix="/"))
-    route.route.cluster = INBOUND_PASSTHROUGH_CLUSTER
-    route.route.timeout.CopyFrom(pb.seconds(0))
-    route.route.max_stream_duration.max_stream_duration.CopyFrom(pb.seconds(0))
-    route.route.max_stream_duration.grpc_timeout_header_max.CopyFrom(pb.seconds(0))
-    vhost = rc.VirtualHost(name="inbound|http|0", domains=["*"], routes=[route])
-    return route_pb2.RouteConfiguration(name=INBOUND_PASSTHROUGH_CLUSTER, virtual_hosts=[vhost],
-                                        validate_clusters=pb.boolean(False))
+    # No service, no port: istiod's operation for it is ":0/*".
+    return _inbound_route_configuration(INBOUND_PASSTHROUGH_CLUSTER, 0, ":0/*", grpc=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +299,8 @@ def virtual_inbound(push: PushContext, view: ProxyView) -> VirtualInbound:
     out = listener_pb2.Listener(
         name=VIRTUAL_INBOUND, traffic_direction=base_pb2.INBOUND,
         continue_on_listener_filters_timeout=True, listener_filters_timeout=pb.seconds(0))
+    limit_accepts(out)
+    out.access_log.extend(listener_access_logs(mesh))
     out.address.socket_address.address = ANY_ADDRESS
     out.address.socket_address.port_value = capture_port
     blackhole = out.filter_chains.add(name=f"{VIRTUAL_INBOUND}-blackhole")
@@ -322,5 +327,6 @@ def inbound_clusters(view: ProxyView, mesh: MeshConfig) -> list[cluster_pb2.Clus
     for port in inbound_ports(view, mesh):
         unique = list({(t.service.hostname, t.service.namespace): t
                        for t in port.targets}.values())
-        out.append(inbound_cluster(port.number, unique, mesh, http2=port.protocol.is_http2))
+        out.append(inbound_cluster(port.number, unique, mesh, http2=port.protocol.is_http2,
+                                   sniffed=port.protocol is Protocol.UNSUPPORTED))
     return out

@@ -13,7 +13,7 @@ from pilotpy.problems import Problem
 from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext
 from pilotpy.translate import pb
-from pilotpy.translate.clusters import outbound_clusters
+from pilotpy.translate.clusters import clusters_report, outbound_clusters
 from pilotpy.translate.inbound import inbound_clusters, virtual_inbound
 from pilotpy.translate.outbound_listeners import outbound_listeners, virtual_outbound_listener
 from pilotpy.translate.sidecar_clusters import inbound_passthrough_cluster, passthrough_cluster
@@ -29,7 +29,8 @@ class SidecarConfig:
     problems: tuple[Problem, ...]
 
 
-def sidecar_config(push: PushContext, view: ProxyView) -> SidecarConfig:
+def sidecar_config(push: PushContext, view: ProxyView, *, clusters: bool = True
+                   ) -> SidecarConfig:
     mesh = push.mesh
     scope = sidecar_scope(push, view)
     outbound = outbound_listeners(push, view, scope)
@@ -41,9 +42,14 @@ def sidecar_config(push: PushContext, view: ProxyView) -> SidecarConfig:
     # Listeners in istiod's LDS order: per-port outbound, virtualOutbound, virtualInbound.
     listeners = [*outbound.listeners, virtual_outbound_listener(scope, mesh), inbound.listener]
     problems = [*outbound.problems, *inbound.problems]
-    clusters = outbound_clusters(push, view, scope.port_visible, problems)
-    clusters += [passthrough_cluster(mesh), inbound_passthrough_cluster(mesh),
-                 *inbound_clusters(view, mesh)]
-    clusters.sort(key=lambda c: c.name)
-    return SidecarConfig(clusters, listeners, sorted(routes, key=lambda r: r.name),
+    built: list[cluster_pb2.Cluster] = []
+    if clusters or clusters_report(push):  # see generate(): their problems are still wanted
+        built = outbound_clusters(push, view, scope.port_visible, problems)
+    if clusters:
+        built += [passthrough_cluster(mesh), inbound_passthrough_cluster(mesh),
+                  *inbound_clusters(view, mesh)]
+        built.sort(key=lambda c: c.name)
+    else:
+        built = []
+    return SidecarConfig(built, listeners, sorted(routes, key=lambda r: r.name),
                          tuple(problems))

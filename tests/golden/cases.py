@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from pilotpy.cli.translate import node_metadata
 from pilotpy.problems import ProblemLog
 from pilotpy.proxy import AGENT_METADATA, parse_proxy, view_proxy
 from pilotpy.push import build_push_context
@@ -87,7 +88,8 @@ class Case:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        """The node metadata the case's proxy sends."""
+        """The node metadata the case says (labels, GENERATOR, PROXY_CONFIG); the rest is
+        what pilot-agent sends for the node (`node_metadata`)."""
         out: dict[str, Any] = {"LABELS": self.labels} if self.labels else {}
         if self.generator:
             out["GENERATOR"] = self.generator
@@ -129,7 +131,9 @@ def translate_case(case: Case) -> Translation:
     FileSource([case.path / "input"], store, ProblemLog()).load()
     mesh = load_mesh_config(Settings(mesh_config=case.mesh_config))
     push, _ = build_push_context(store.snapshot().objects, mesh, 1)
-    view = view_proxy(parse_proxy(case.node_id, case.metadata,
+    # What pilot-agent would send, plus the case's own (PROXY_CONFIG for `agent: true`).
+    metadata = {**node_metadata(case.node_id, case.labels, case.generator), **case.metadata}
+    view = view_proxy(parse_proxy(case.node_id, metadata,
                                   verified_identity=case.verified_identity), push)
     generated = generate(push, view)
     clusters = [*generated.clusters, *generated.named_only_clusters]
