@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pilotpy.cli.translate import node_metadata
 from pilotpy.local.envoy import free_port
 from pilotpy.local.stack import LocalStack, eventually
 from tests.golden.cases import SECRETS, Case, all_cases
@@ -141,6 +142,15 @@ async def test_golden_config_is_accepted_by_envoy(case: Path, tmp_path: Path) ->
         await _accepted(case, tmp_path, sds_address)
 
 
+def _node_metadata(golden: Case) -> dict[str, Any]:
+    """The case's own metadata, and the static ports the golden translation saw in what
+    pilot-agent sends (`node_metadata`): a sidecar gets no outbound listener on them, so the
+    Envoy must claim the same ones to get the same listeners."""
+    sent = node_metadata(golden.node_id, golden.labels, golden.generator)
+    ports = {k: v for k, v in sent.items() if k in ("ENVOY_STATUS_PORT", "ENVOY_PROMETHEUS_PORT")}
+    return {**ports, **{k: v for k, v in golden.metadata.items() if k != "LABELS"}}
+
+
 async def _accepted(case: Path, tmp_path: Path, sds_address: tuple[str, int] | None) -> None:
     spec = yaml.safe_load((case / "case.yaml").read_text(encoding="utf-8"))
     golden = Case(case)
@@ -159,7 +169,7 @@ async def _accepted(case: Path, tmp_path: Path, sds_address: tuple[str, int] | N
     (config / "config.yaml").write_text(yaml.safe_dump_all(docs), encoding="utf-8")
     stack = LocalStack([config], tmp_path, node_id=spec["nodeId"], labels=spec["labels"],
                        start_backends=False, mesh_config=mesh_config,
-                       metadata={k: v for k, v in golden.metadata.items() if k != "LABELS"},
+                       metadata=_node_metadata(golden),
                        sds_address=sds_address, xds_identity=golden.verified_identity)
     await stack.start()
     try:
