@@ -78,19 +78,20 @@ def _kube_endpoints(endpoints: Iterable[Endpoint], subset_labels: Mapping[str, s
 
 def _endpoint_mtls(push: PushContext, service: Service, endpoints: Sequence[Endpoint], *,
                    rule: DestinationRule | None, subset: str, port: int) -> list[bool]:
-    """Which endpoints take mesh mTLS (istiod's mtlsChecker): all of them when the
-    DestinationRule's tls for the cluster is ISTIO_MUTUAL, none for another tls mode;
-    otherwise those with a sidecar (`security.istio.io/tlsMode: istio`) whose workload's
-    PeerAuthentication does not DISABLE mTLS on the endpoint's port."""
+    """Which endpoints take mesh mTLS (`tlsMode: istio` metadata; istiod's mtlsChecker):
+    those with a sidecar (`security.istio.io/tlsMode: istio`), none when the cluster's
+    DestinationRule tls is DISABLE; unless it is ISTIO_MUTUAL, not those whose workload's
+    PeerAuthentication disables mTLS on the endpoint's port."""
     policy = cluster_policy(rule, subset, port)
-    if policy is not None and policy.tls is not None:
-        return [policy.tls.mode == "ISTIO_MUTUAL"] * len(endpoints)
-    if not any(e.labels.get(TLS_MODE_LABEL) == TLS_MODE_ISTIO for e in endpoints):
+    mode = policy.tls.mode if policy is not None and policy.tls is not None else ""
+    sidecars = [e.labels.get(TLS_MODE_LABEL) == TLS_MODE_ISTIO for e in endpoints]
+    if mode == "DISABLE" or not any(sidecars):
         return []
+    if mode == "ISTIO_MUTUAL":
+        return sidecars
     authn = push.peer_authn
-    return [e.labels.get(TLS_MODE_LABEL) == TLS_MODE_ISTIO
-            and authn.for_workload(service.namespace, e.labels).for_port(e.port)
-            is not MtlsMode.DISABLE for e in endpoints]
+    return [sidecar and authn.for_workload(service.namespace, e.labels).for_port(e.port)
+            is not MtlsMode.DISABLE for sidecar, e in zip(sidecars, endpoints, strict=True)]
 
 
 def load_assignment(push: PushContext, view: ProxyView, cluster_name: str

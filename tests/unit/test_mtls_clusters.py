@@ -191,8 +191,13 @@ def test_a_port_level_disable_takes_tls_mode_off_the_endpoint() -> None:
     assert _tls_modes(context(*HTTPBIN_DOCS, disabled)) == ["", ""]
 
 
-def test_destination_rule_istio_mutual_marks_every_endpoint() -> None:
-    docs = (service("httpbin"), pod("httpbin-1", "10.0.0.11", "httpbin", sidecar=False),
-            endpoints("httpbin", ("httpbin-1", "10.0.0.11")))
-    assert _tls_modes(context(*docs, rule({"mode": "ISTIO_MUTUAL"}))) == ["istio"]
-    assert _tls_modes(context(*docs)) == [""]
+def test_destination_rule_istio_mutual_marks_only_endpoints_with_a_sidecar() -> None:
+    # istiod's mtlsChecker keeps the pod's label under ISTIO_MUTUAL (and ignores
+    # PeerAuthentication then); DISABLE takes it off. The cluster's one mTLS socket does not
+    # read it.
+    docs = (service("httpbin"), pod("httpbin-1", "10.0.0.11", "httpbin"),
+            pod("httpbin-2", "10.0.0.12", "httpbin", sidecar=False),
+            endpoints("httpbin", ("httpbin-1", "10.0.0.11"), ("httpbin-2", "10.0.0.12")))
+    disabled = peer("DISABLE", selector={"matchLabels": {"app": "httpbin"}})
+    assert _tls_modes(context(*docs, rule({"mode": "ISTIO_MUTUAL"}), disabled)) == ["istio", ""]
+    assert _tls_modes(context(*docs, rule({"mode": "DISABLE"}))) == ["", ""]
