@@ -128,7 +128,7 @@ kind-down: ## delete the kind cluster
 golden: $(STAMP) ## regenerate golden files after an intended translation change
 	PILOTPY_UPDATE_GOLDEN=1 $(PYTEST) tests/golden -q
 
-bench: $(STAMP) ## benchmarks S1, S5 and S12 (writes bench/out/report.json)
+bench: $(STAMP) ## benchmarks S1, S5, S12 and S13 (writes bench/out/report.json)
 	$(BIN)/python bench/run.py --out bench/out
 
 # ARGS: e.g. ARGS=--quick (one round, smaller fleets) or ARGS="--only gateway,idle".

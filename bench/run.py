@@ -1,8 +1,10 @@
-"""`make bench`: the benchmark scenarios implemented so far (S1, S5, S12; docs/benchmarks.md).
+"""`make bench`: the benchmark scenarios implemented so far (S1, S5, S12, S13;
+docs/benchmarks.md).
 
 Each S1 run is a fresh process pinned to one CPU; medians are reported. S5 runs the server and
-the fake proxies in separate processes pinned to different CPUs. Writes `<out>/report.json`
-and prints a table with the targets next to the figures.
+the fake proxies in separate processes pinned to different CPUs. S13 runs a real Envoy against
+a fresh server per attack, the attacker pinned away from the server. Writes
+`<out>/report.json` and prints a table with the targets next to the figures.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ HERE = Path(__file__).resolve().parent
 S1_TARGET_SECONDS = {1000: 0.150, 10000: 1.5}
 S1_TARGET_RSS_MB = 100
 S5_TARGET_KB = 100
+# S13: under every attack, propagation p99 and server RSS within these multiples of idle.
+S13_PROPAGATION_RATIO = 2.0
+S13_RSS_RATIO = 1.5
 S12_TARGET_PER_CPU_SECOND = 500
 S12_TARGET_P99_MS = 50
 S12_PUSH_SLOWDOWN = 1.10  # push p99 under CSR load within 10% of the idle run
@@ -52,6 +57,34 @@ def s5(steps: str, mode: str) -> dict[str, Any]:
                     timeout=900)
 
 
+def s13(samples: int) -> dict[str, Any]:
+    return run_json([sys.executable, str(HERE / "s13.py"), "--samples", str(samples)],
+                    timeout=1200)
+
+
+def _s13_rows(entry: dict[str, Any]) -> list[str]:
+    idle = entry.get("idle") or {}
+    base_time, base_rss = idle.get("propagation_p99"), idle.get("rss_peak_mb")
+    lines = []
+    for result in entry["attacks"]:
+        name = result["attack"]
+        if "error" in result:
+            lines.append(_row(f"S13 {name}", "run failed", "-", "", result["error"][:60]))
+            continue
+        p99, rss = result["propagation_p99"], result["rss_peak_mb"]
+        if name == "idle" or not base_time or not base_rss or p99 is None:
+            lines.append(_row(f"S13 {name}", "propagation p99", f"{p99} s"))
+            lines.append(_row("", "server RSS peak", f"{rss:.0f} MB"))
+            continue
+        time_target = S13_PROPAGATION_RATIO * base_time
+        rss_target = S13_RSS_RATIO * base_rss
+        lines.append(_row(f"S13 {name}", "propagation p99", f"{p99:.3f} s",
+                          f"<= {time_target:.3f} s", "met" if p99 <= time_target else "MISSED"))
+        lines.append(_row("", "server RSS peak", f"{rss:.0f} MB", f"<= {rss_target:.0f} MB",
+                          "met" if rss <= rss_target else "MISSED"))
+    return lines
+
+
 def s12() -> dict[str, Any]:
     return run_json([sys.executable, str(HERE / "s12.py")], timeout=900)
 
@@ -62,7 +95,7 @@ def _row(scenario: str, figure: str, value: str, target: str = "", verdict: str 
 
 def table(report: dict[str, Any]) -> str:
     lines = [_row("scenario", "figure", "result", "target")]
-    for entry in report["s1"]:
+    for entry in report.get("s1", []):
         n, m = entry["services"], entry["median"]
         target = S1_TARGET_SECONDS[n]
         cpu = m["translate_cpu_s"]
@@ -77,7 +110,7 @@ def table(report: dict[str, Any]) -> str:
                               f"<= {S1_TARGET_RSS_MB} MB", verdict))
             lines.append(_row("", "RSS growth, with input", f"{m['rss_growth_mb']:.1f} MB"))
         lines.append(_row("", "bytes", str(entry["bytes"])))
-    for entry in report["s5"]:
+    for entry in report.get("s5", []):
         kb = entry["rss_kb_per_proxy"]
         most = max(map(int, entry["rss_mb_by_connected_proxies"]))
         lines.append(_row(f"S5 {entry['mode']} {most} proxies", "RSS per proxy", f"{kb:.1f} kB",
@@ -100,6 +133,8 @@ def table(report: dict[str, Any]) -> str:
         lines.append(_row("", "push p99 idle / under CSRs", f"{idle:.0f}/{loaded:.0f} ms",
                           "<= +10%",
                           "met" if loaded <= idle * S12_PUSH_SLOWDOWN else "MISSED"))
+    for entry in report.get("s13", []):
+        lines += _s13_rows(entry)
     return "\n".join(lines)
 
 
@@ -107,18 +142,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=HERE / "out")
     parser.add_argument("--quick", action="store_true", help="fewer runs and proxies")
+    parser.add_argument("--only", default="s1,s5,s12,s13",
+                        help="scenarios to run, comma-separated (default: all)")
     args = parser.parse_args()
+    only = set(args.only.split(","))
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     report: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
-        "s1": [s1(n, runs, proxy) for proxy in ("gateway", "sidecar")
-               for n, runs in ((1000, 3 if args.quick else 5), (10000, 1 if args.quick else 3))],
-        "s5": [s5("1000" if args.quick else "1000,2000,5000", "sotw"),
-               s5("1000" if args.quick else "1000,2000", "delta")],
-        "s12": [s12()],
     }
+    if "s1" in only:
+        report["s1"] = [s1(n, runs, proxy) for proxy in ("gateway", "sidecar")
+                        for n, runs in ((1000, 3 if args.quick else 5),
+                                        (10000, 1 if args.quick else 3))]
+    if "s5" in only:
+        report["s5"] = [s5("1000" if args.quick else "1000,2000,5000", "sotw"),
+                        s5("1000" if args.quick else "1000,2000", "delta")]
+    if "s12" in only:
+        report["s12"] = [s12()]
+    if "s13" in only:
+        report["s13"] = [s13(4 if args.quick else 8)]
     report["seconds"] = round(time.time() - started, 1)
     (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     text = table(report)

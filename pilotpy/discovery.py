@@ -16,8 +16,9 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
+import grpc
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
 from google.protobuf import json_format
@@ -46,6 +47,7 @@ ROUTING_KINDS = frozenset({Kind.VIRTUAL_SERVICE, Kind.GATEWAY, Kind.INGRESS,
                            Kind.INGRESS_CLASS})
 # Above this many resources a generation's temporary messages are worth returning to the OS.
 LARGE_SNAPSHOT_RESOURCES = 2000
+CLASS_LIMIT_WARNING_SECONDS = 60.0
 
 
 def _host_of(cluster_name: str) -> str | None:
@@ -111,8 +113,13 @@ PEER_AUTHN_ORIGIN = "peer-authentication"
 
 
 class Discovery:
-    def __init__(self, mesh: MeshConfig, problems: ProblemLog | None = None) -> None:
+    def __init__(self, mesh: MeshConfig, problems: ProblemLog | None = None, *,
+                 max_classes: int | None = None) -> None:
+        """`max_classes`: past it, a proxy of a new class is refused (None: no limit)."""
         self.mesh = mesh
+        self.max_classes = max_classes
+        self.refused_for_class_limit = 0
+        self._class_limit_warned: float | None = None
         self.problems = problems or ProblemLog()
         # Generations that raised, by proxy type (pilotpy_generation_failures_total).
         self.generation_failures: dict[str, int] = {}
@@ -134,6 +141,7 @@ class Discovery:
         started = time.perf_counter()
         version = change.version
         incremental = self.push is not None and not self._rebuild_next
+        previous_keys = self.push.selector_label_keys() if self.push is not None else None
         try:
             push, scope = build_push_context(change.objects, self._mesh(change), version, self.push,
                                              change.changed if incremental else None)
@@ -160,10 +168,11 @@ class Discovery:
             k.kind in ROUTING_KINDS for k in change.changed)
         previous = self._classes
         self._classes = {}
-        # A view depends only on Pods and the service registry; after any other change every
-        # proxy's view, and so its class, is what it was.
-        refresh_views = not incremental or bool(
-            {k.kind for k in change.changed} & VIEW_INPUT_KINDS)
+        # A view depends only on Pods, the service registry and which labels selectors read;
+        # after any other change every proxy's view, and so its class, is what it was.
+        refresh_views = (not incremental or bool({k.kind for k in change.changed}
+                                                 & VIEW_INPUT_KINDS)
+                         or previous_keys != push.selector_label_keys())
         for handle in self._handles:
             if refresh_views:
                 handle.view = view_proxy(handle.proxy, push)
@@ -289,12 +298,29 @@ class Discovery:
             raise NodeRejected(str(err)) from err
         view = view_proxy(proxy, self.push)
         handle = ProxyHandle(proxy, view, view.class_key)
-        self._handles.add(handle)
         entry = self._classes.get(handle.key)
         if entry is None:
+            if self.max_classes is not None and len(self._classes) >= self.max_classes:
+                self._refuse_for_class_limit(view)
             entry = self._classes[handle.key] = _Class(view)
+        self._handles.add(handle)
         entry.proxies += 1
         return handle
+
+    def _refuse_for_class_limit(self, view: ProxyView) -> NoReturn:
+        self.refused_for_class_limit += 1
+        now = time.monotonic()
+        last = self._class_limit_warned
+        if last is None or now - last >= CLASS_LIMIT_WARNING_SECONDS:
+            log.warning("%d proxy classes, the limit (--max-proxy-classes): refusing %s, whose "
+                        "config would be a class of its own; %d proxies refused so far. Labels "
+                        "read by selectors: %s", len(self._classes), view.proxy.id,
+                        self.refused_for_class_limit,
+                        ", ".join(k for k, _ in view.selected_labels) or "none")
+            self._class_limit_warned = now
+        raise NodeRejected(f"pilotpy serves at most {self.max_classes} proxy classes (distinct "
+                           "configs) and has that many; retry later",
+                           code=grpc.StatusCode.RESOURCE_EXHAUSTED)
 
     def snapshot(self, handle: object) -> Snapshot:
         assert isinstance(handle, ProxyHandle)
@@ -343,3 +369,12 @@ class Discovery:
     @property
     def proxy_count(self) -> int:
         return len(self._handles)
+
+    @property
+    def class_count(self) -> int:
+        return len(self._classes)
+
+    def config_bytes(self) -> int:
+        """Bytes of every class's config, as last generated."""
+        return sum(s.size for entry in self._classes.values()
+                   if (s := entry.snapshot or entry.last_good) is not None)

@@ -204,6 +204,9 @@ class ProxyView:
     # services, gRPC servers whose inbound listeners are named after the address they
     # serve on), else "" so that the replicas of a workload share one class.
     address_key: str = ""
+    # The labels some selector reads (PushContext.selector_label_keys), sorted: proxies that
+    # differ only in other labels are given the same config, so they share a class.
+    selected_labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def namespace(self) -> str:
@@ -235,7 +238,7 @@ class ProxyView:
             self.proxy.namespace,
             self.proxy.dns_domain,
             self.proxy.static_ports,
-            tuple(sorted(self.labels.items())),
+            self.selected_labels,
             tuple((t.service.hostname, t.service.namespace, t.port.number, t.target_port)
                   for t in self.service_targets),
             self.address_key,
@@ -269,4 +272,6 @@ def view_proxy(proxy: Proxy, push: PushContext) -> ProxyView:
         address_key = ",".join(proxy.ips) if targets else ""
     elif proxy.is_sidecar and push.services.has_passthrough:
         address_key = proxy.ip
-    return ProxyView(proxy, labels, tuple(targets), address_key)
+    selected = push.selector_label_keys()
+    return ProxyView(proxy, labels, tuple(targets), address_key,
+                     tuple(sorted((k, v) for k, v in labels.items() if k in selected)))

@@ -12,15 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from pilotpy import __version__
+from pilotpy.runtime.logfilter import RepeatFilter
 from pilotpy.runtime.memory import tune_gc
 from pilotpy.server.settings import (
     DEFAULT_GRPC_ADDR,
     DEFAULT_GRPC_TLS_ADDR,
     DEFAULT_HTTP_ADDR,
     DEFAULT_MAX_CONNECTION_AGE,
+    DEFAULT_MAX_PROXY_CLASSES,
     DEFAULT_MONITORING_ADDR,
+    HttpLimits,
     Settings,
 )
+from pilotpy.sources.file_limits import FileLimits
+from pilotpy.xds.limits import StreamLimits
 
 
 class JsonFormatter(logging.Formatter):
@@ -48,6 +53,7 @@ def setup_logging(level: str, fmt: str) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RepeatFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -80,6 +86,61 @@ def duration_seconds(value: str) -> float:
     return seconds
 
 
+_SIZE_UNITS = {"": 1, "Ki": 1024, "Mi": 1024 ** 2, "Gi": 1024 ** 3}
+
+
+def size_bytes(value: str) -> int:
+    """`1048576`, `512Ki`, `64Mi`, `1Gi` (a trailing `B` is allowed) -> bytes."""
+    text = value.strip().removesuffix("B")
+    number = text.rstrip("KMGi")
+    unit = _SIZE_UNITS.get(text[len(number):])
+    if unit is None or not number.isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r} is not a size like 64Mi")
+    return int(number) * unit
+
+
+def count(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive count")
+    return int(value)
+
+
+def _add_limit_flags(serve: argparse.ArgumentParser) -> None:
+    """docs/operations.md#limits"""
+    files, xds, http = FileLimits(), StreamLimits(), HttpLimits()
+    serve.add_argument("--max-config-file-size", type=size_bytes, metavar="SIZE",
+                       default=files.max_file_bytes,
+                       help="larger config files keep serving what they held (default 32Mi)")
+    serve.add_argument("--max-objects-per-file", type=count, metavar="N",
+                       default=files.max_objects,
+                       help="files with more objects keep serving what they held "
+                            "(default 50000)")
+    serve.add_argument("--max-request-size", type=size_bytes, metavar="SIZE",
+                       default=xds.max_request_bytes,
+                       help="largest ADS request accepted (default 4Mi, as istiod)")
+    serve.add_argument("--max-resource-names", type=count, metavar="N",
+                       default=xds.max_resource_names,
+                       help="resource names in one ADS request or Delta subscription "
+                            "(default 100000)")
+    serve.add_argument("--max-unknown-names", type=count, metavar="N",
+                       default=xds.max_unknown_names,
+                       help="subscribed names that match no resource, across all streams "
+                            "(default 50000)")
+    serve.add_argument("--response-cache-size", type=size_bytes, metavar="SIZE", default=0,
+                       help="memory for diffs and responses shared by streams (default 0: "
+                            "4x the served config, at least 16Mi)")
+    serve.add_argument("--max-proxy-classes", type=count, metavar="N",
+                       default=DEFAULT_MAX_PROXY_CLASSES,
+                       help="distinct proxy configs generated at once; proxies of a new one "
+                            "past it are refused (default 10000)")
+    serve.add_argument("--http-max-connections", type=count, metavar="N",
+                       default=http.max_connections,
+                       help="connections per HTTP port (default 256)")
+    serve.add_argument("--http-header-timeout", type=duration_seconds, metavar="DURATION",
+                       default=http.header_timeout,
+                       help="how soon a request's headers must arrive (default 10s)")
+
+
 def _add_config_flags(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     parser.add_argument("--config", action="append", type=Path, required=required,
                         metavar="PATH", default=[],
@@ -93,6 +154,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, *, required: bool = True)
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from pilotpy.mesh import MeshConfigError
+    from pilotpy.runtime.descriptors import raise_open_file_limit
     from pilotpy.runtime.lifecycle import run_until_stopped
     from pilotpy.server.controlplane import ControlPlane
     from pilotpy.sources.kube import KubeConfigError
@@ -116,11 +178,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         default_namespace=args.default_namespace,
                         max_connection_age_seconds=args.max_connection_age, kube=kube,
                         kubeconfig=args.kubeconfig, kube_context=args.kube_context,
-                        control_plane_namespace=args.namespace)
+                        control_plane_namespace=args.namespace,
+                        file_limits=FileLimits(args.max_config_file_size,
+                                               args.max_objects_per_file),
+                        stream_limits=StreamLimits(max_request_bytes=args.max_request_size,
+                                                   max_resource_names=args.max_resource_names,
+                                                   max_unknown_names=args.max_unknown_names),
+                        response_cache_bytes=args.response_cache_size,
+                        max_proxy_classes=args.max_proxy_classes,
+                        http_limits=HttpLimits(args.http_max_connections,
+                                               args.http_header_timeout))
     try:
         plane = ControlPlane(settings)
     except (MeshConfigError, KubeConfigError, ValueError, OSError) as err:
         raise SystemExit(f"pilotpy: {err}") from err
+    logging.getLogger("pilotpy").info("open files: up to %d", raise_open_file_limit())
     run_until_stopped(plane.run_forever)
     return 0
 
@@ -270,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
                        default=DEFAULT_MAX_CONNECTION_AGE, metavar="DURATION",
                        help="close ADS connections after this age, +-10%% jitter, so proxies "
                             "rebalance across instances; 0 disables (default 30m)")
+    _add_limit_flags(serve)
     serve.set_defaults(func=cmd_serve)
 
     crds = sub.add_parser("crds", help="print the CustomResourceDefinitions pilotpy reads")

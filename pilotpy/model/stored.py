@@ -68,9 +68,36 @@ class Secret:
     data: Mapping[str, str]
 
 
+# A spec kept as given is compared, hashed and shown as JSON by code that recurses once per
+# level; the file source's YAML reader holds documents to the same depth.
+MAX_SPEC_DEPTH = 100
+
+
+def too_deep(value: Any, limit: int) -> str | None:
+    """The path (`.a.b[3]`) of a value nested more than `limit` levels deep, else None.
+    Walked with an explicit stack: the value may be deeper than Python may recurse."""
+    stack: list[tuple[Any, int, str]] = [(value, 1, "")]
+    while stack:
+        node, depth, path = stack.pop()
+        if isinstance(node, Mapping):
+            children = [(f"{path}.{key}", child) for key, child in node.items()]
+        elif isinstance(node, list):
+            children = [(f"{path}[{index}]", child) for index, child in enumerate(node)]
+        else:
+            continue
+        if depth > limit:
+            return path
+        stack.extend((child, depth + 1, child_path) for child_path, child in children)
+    return None
+
+
 def parse_stored(meta: Meta, api_version: str, root: Fields) -> StoredObject:
     spec = root.raw("spec")
     root.done(ignore=("status",))
+    deep = too_deep(spec, MAX_SPEC_DEPTH)
+    if deep is not None:
+        shown = deep if len(deep) <= 120 else f"{deep[:60]}...{deep[-40:]}"
+        root.error(f"nested more than {MAX_SPEC_DEPTH} levels deep (at spec{shown})", "spec")
     return StoredObject(meta, api_version, spec)
 
 

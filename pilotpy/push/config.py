@@ -233,6 +233,10 @@ class SidecarIndex:
         for sidecar in sorted(sidecars, key=lambda s: s.meta.age_order):
             self._by_namespace.setdefault(sidecar.meta.namespace, []).append(sidecar)
 
+    def selector_label_keys(self) -> set[str]:
+        return {key for sidecars in self._by_namespace.values() for sidecar in sidecars
+                for key in sidecar.workload_selector or ()}
+
     def for_workload(self, namespace: str, labels: Mapping[str, str]) -> Sidecar | None:
         candidates = self._by_namespace.get(namespace, [])
         for sidecar in candidates:

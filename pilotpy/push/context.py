@@ -43,6 +43,7 @@ from pilotpy.push.services import (
 Objects = Mapping[str, Mapping[Key, Any]]
 
 ENDPOINT_KINDS = frozenset({Kind.ENDPOINT_SLICE, Kind.POD})
+_SELECTOR_KEYS = ("selector label keys",)
 
 
 _T = TypeVar("_T")
@@ -145,6 +146,22 @@ class PushContext:
     def visible_services(self, namespace: str) -> list[Service]:
         return [s for s in self.services.all if s.visible_to(namespace)]
 
+    def selector_label_keys(self) -> frozenset[str]:
+        """Every label key a selector of proxies reads: Gateway selectors, Sidecar workload
+        selectors, VirtualService sourceLabels (Services are in the class key already).
+        Labels outside these change nothing a proxy is given."""
+        found: frozenset[str] | None = self._memo.get(_SELECTOR_KEYS)
+        if found is None:
+            keys = {k for gateway in self.gateways for k in gateway.selector}
+            keys.update(self.sidecars.selector_label_keys())
+            for vs in self.virtual_services.all:
+                for http in vs.http:
+                    keys.update(k for match in http.match for k in match.source_labels)
+                for l4 in (*(r.match for r in vs.tcp), *(r.match for r in vs.tls)):
+                    keys.update(k for match in l4 for k in match.source_labels)
+            found = self._memo[_SELECTOR_KEYS] = frozenset(keys)
+        return found
+
 
 def _build_services(objects: Objects, mesh: MeshConfig) -> ServiceIndex:
     services: list[Service] = [from_kube_service(s, mesh.domain_suffix)
@@ -209,6 +226,9 @@ def build_push_context(objects: Objects, mesh: MeshConfig, version: int,
                                     mesh.root_namespace)
     context = PushContext(version, mesh, services, pods, endpoints, gateways, virtual_services,
                           destination_rules, objects, sidecars, ingress, peer_authn, resolved)
+    if (gateways is previous.gateways and virtual_services is previous.virtual_services
+            and sidecars is previous.sidecars and _SELECTOR_KEYS in previous._memo):
+        context._memo[_SELECTOR_KEYS] = previous._memo[_SELECTOR_KEYS]
     # Kinds stored for later translation change no generated resource yet.
     if kinds <= ENDPOINT_KINDS | UNENFORCED_KINDS | {Kind.SECRET}:
         touched = [svc for ns, name in dirty

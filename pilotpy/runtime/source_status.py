@@ -7,6 +7,9 @@ of the store, only on the metric primitives.
   synced (istiod waits for its informers the same way).
 - `set_connected(name, False)` while the source has lost its API:
   `pilotpy_source_connected{source}` is 0; the last good config keeps being served.
+- `set_healthy(name, False)` while the source cannot deliver changes at all (its task failed
+  and is waiting to restart): `pilotpy_source_healthy{source}` is 0 and /ready says 503,
+  since the config served is stale for as long as that lasts.
 """
 
 from __future__ import annotations
@@ -25,7 +28,12 @@ class SourceStatus:
             "pilotpy_source_connected",
             "0 while a config source has lost its API (the last good config is served).",
             ("source",))
+        self.healthy_gauge = registry.gauge(
+            "pilotpy_source_healthy",
+            "0 while a config source cannot deliver changes (its task failed and restarts "
+            "with backoff); the last good config is served meanwhile.", ("source",))
         self._synced: dict[str, bool] = {}
+        self._healthy: dict[str, bool] = {}
         self.all_synced = asyncio.Event()
         self.all_synced.set()
 
@@ -40,5 +48,12 @@ class SourceStatus:
     def set_connected(self, source: str, connected: bool) -> None:
         self.connected_gauge.set(1 if connected else 0, source=source)
 
+    def set_healthy(self, source: str, healthy: bool) -> None:
+        self._healthy[source] = healthy
+        self.healthy_gauge.set(1 if healthy else 0, source=source)
+
     def unsynced(self) -> list[str]:
         return sorted(name for name, synced in self._synced.items() if not synced)
+
+    def unhealthy(self) -> list[str]:
+        return sorted(name for name, healthy in self._healthy.items() if not healthy)

@@ -28,13 +28,16 @@ from pilotpy.mesh import MeshConfig, MeshConfigError, parse_mesh_config
 from pilotpy.model.kinds import Kind
 from pilotpy.problems import Problem, ProblemLog
 from pilotpy.runtime.lifecycle import cancel_and_wait
+from pilotpy.runtime.supervisor import Supervisor
 from pilotpy.server import http
 from pilotpy.server.debug_routes import debug_routes
 from pilotpy.server.monitoring import PilotMetrics
 from pilotpy.server.secure_port import SecurePort
 from pilotpy.server.settings import Settings, split_address
+from pilotpy.sources.files import SOURCE as FILES_SOURCE
 from pilotpy.sources.files import FileSource
 from pilotpy.sources.kube import KubeApi, KubeSource, load_connection
+from pilotpy.sources.yaml_documents import load_document
 from pilotpy.store import Store
 from pilotpy.xds.server import XdsServer
 
@@ -43,6 +46,9 @@ KUBE_SOURCE = "kube"
 # Analysis at ingest runs off the push path, at most this often.
 ANALYSIS_INTERVAL = 1.0
 ENDPOINT_KINDS = frozenset({Kind.ENDPOINT_SLICE, Kind.POD})
+# The supervised task that turns change sets into pushes: while it waits to restart, nothing
+# reaches the proxies, and /ready says so.
+PUSH_TASK = "push"
 NAMESPACE_CONTROLLER_ELECTION = "istio-namespace-controller-election"
 
 
@@ -60,7 +66,7 @@ def load_mesh_config(settings: Settings) -> MeshConfig:
         return MeshConfig()
     path = settings.mesh_config
     try:
-        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data: Any = load_document(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as err:
         raise MeshConfigError(f"{path}: {err}") from err
     config, warnings = parse_mesh_config(data, origin=str(path))
@@ -74,16 +80,20 @@ class ControlPlane:
         self.settings = settings
         self.problems = ProblemLog(report=log_problem)
         self.store = Store(quiet=settings.debounce_quiet, max_wait=settings.debounce_max)
-        self.discovery = Discovery(load_mesh_config(settings), self.problems)
+        self.discovery = Discovery(load_mesh_config(settings), self.problems,
+                                   max_classes=settings.max_proxy_classes)
+        self.metrics = PilotMetrics()
+        self.supervisor = Supervisor(self.metrics.registry)
         self.files = FileSource(settings.config_paths, self.store, self.problems,
                                 default_namespace=settings.default_namespace,
-                                poll_interval=settings.poll_interval)
+                                poll_interval=settings.poll_interval,
+                                limits=settings.file_limits, status=self.metrics.sources)
         instance_id = (settings.instance_id or os.environ.get("POD_NAME")
                        or socket.gethostname())
         self.xds = XdsServer(self.discovery, max_connection_age_ms=int(
             settings.max_connection_age_seconds * 1000) or None, instance_id=instance_id,
-            version=__version__)
-        self.metrics = PilotMetrics()
+            version=__version__, limits=settings.stream_limits,
+            memo_bytes=settings.response_cache_bytes)
         self.kube: KubeSource | None = None
         self.kube_api: KubeApi | None = None
         if settings.kube:
@@ -122,9 +132,19 @@ class ControlPlane:
 
     @property
     def ready(self) -> bool:
-        return self.xds.ready.is_set() and not self.metrics.sources.unsynced()
+        sources = self.metrics.sources
+        return (self.xds.ready.is_set() and not sources.unsynced() and not sources.unhealthy()
+                and PUSH_TASK not in self.supervisor.failing)
 
     def _not_ready_reason(self) -> str:
+        failing = self.supervisor.failing
+        broken = [f"{name} ({failing.get(name, 'restarting')})"
+                  for name in self.metrics.sources.unhealthy()]
+        if PUSH_TASK in failing:
+            broken.append(f"{PUSH_TASK} ({failing[PUSH_TASK]})")
+        if broken:
+            return ("config changes are not delivered, serving the last good config: "
+                    + ", ".join(broken))
         waiting = self.metrics.sources.unsynced()
         if waiting:
             return "waiting for config sources to sync: " + ", ".join(waiting)
@@ -156,28 +176,33 @@ class ControlPlane:
             await self.secure.start(self.xds.secure_port)
         routes = debug_routes(self.xds, self.discovery, self.store_objects)
         http_host, http_port = split_address(self.settings.http_addr)
+        limits = self.settings.http_limits
         runner, self.http_port = await http.serve(
             http.build_app(lambda: self.ready, routes, self._not_ready_reason),
-            http_host, http_port)
+            http_host, http_port, limits)
         self._http.append(runner)
         if self.settings.monitoring_addr:
             host, port = split_address(self.settings.monitoring_addr)
             runner, self.monitoring_port = await http.serve(
-                http.build_monitoring_app(self.metrics.render, routes), host, port)
+                http.build_monitoring_app(self.metrics.render, routes), host, port, limits)
             self._http.append(runner)
-        self._tasks = [asyncio.create_task(self.files.watch(), name="files"),
-                       asyncio.create_task(self._apply_changes(), name="changes"),
-                       asyncio.create_task(self._analyze_changes(), name="analysis")]
+        sources = self.metrics.sources
+        supervise = self.supervisor.start
+        self._tasks = [
+            supervise(FILES_SOURCE, self.files.watch,
+                      on_failure=lambda _: sources.set_healthy(FILES_SOURCE, False)),
+            supervise(PUSH_TASK, self._apply_changes),
+            supervise("analysis", self._analyze_changes)]
         self._analysis_due.set()
         if self.kube is not None:
             self.kube.start()
-            self._tasks.append(asyncio.create_task(self._kube_synced(), name="kube sync"))
+            self._tasks.append(self.supervisor.start("kube sync", self._kube_synced))
         if self.election is not None:
-            self._tasks.append(asyncio.create_task(self._elect(), name="leader election"))
+            self._tasks.append(self.supervisor.start("leader election", self._elect))
         if self.metrics.sources.all_synced.is_set():
             self.xds.ready.set()
         else:
-            self._tasks.append(asyncio.create_task(self._ready_when_synced(), name="ready"))
+            self._tasks.append(supervise("ready", self._ready_when_synced))
         log.info("serving xDS on :%d (TLS :%d), readiness and debug on :%d, metrics on :%d",
                  self.grpc_port, self.grpc_tls_port, self.http_port, self.monitoring_port)
 
@@ -209,6 +234,10 @@ class ControlPlane:
 
     async def _apply_changes(self) -> None:
         loop = asyncio.get_running_loop()
+        # Started again after a failure, the change set it had taken may not have been pushed:
+        # every stream compares what it sent with the current config (and sends nothing when
+        # they agree).
+        self.xds.push()
         async for change in self.store.changes():
             started = loop.time() - change.debounce_seconds
             try:
@@ -219,6 +248,7 @@ class ControlPlane:
                 continue
             kinds = {k.kind for k in change.changed}
             self.metrics.record_push(kinds, change.debounce_seconds)
+            self.xds.set_config_bytes(self.discovery.config_bytes())
             self.xds.push(started=started)
             if not kinds <= ENDPOINT_KINDS:
                 self._analysis_due.set()

@@ -3,19 +3,23 @@
 and pilotpy's /debug/problems?kind=&namespace=&name= (every current problem, by object).
 
 Read-only views of the control plane's state as JSON; served on the HTTP port (8080) and the
-monitoring port (15014), like istiod.
+monitoring port (15014), like istiod. Lists are paged (`?start=&limit=`, and at most 8 MiB a
+response, with a `Link` to the rest).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from pilotpy.discovery import Discovery
+from pilotpy.runtime.logtext import clip
+from pilotpy.server.debug_pages import DebugPages
 from pilotpy.wire.protojson import message_to_json
 from pilotpy.xds.debug import config_dump, rfc3339, sync_status
 from pilotpy.xds.server import XdsServer
@@ -39,27 +43,36 @@ def plain(value: Any) -> Any:
 
 
 def debug_routes(xds: XdsServer, discovery: Discovery,
-                 store_objects: Callable[[], Mapping[str, Mapping[Any, Any]]]
-                 ) -> list[web.RouteDef]:
+                 store_objects: Callable[[], Mapping[str, Mapping[Any, Any]]],
+                 pages: DebugPages | None = None) -> list[web.RouteDef]:
+    """The handlers; lists are paged and encoded off the loop by `pages`
+    (pilotpy/server/debug_pages.py)."""
+    bounded = pages or DebugPages()
+
     async def syncz(request: web.Request) -> web.Response:
         namespace = request.query.get("namespace")
-        return web.json_response([sync_status(s) for s in sorted(xds.proxies(),
-                                                                 key=lambda s: s.node_id)
-                                  if not namespace or s.node.namespace == namespace])
+        return await bounded.respond(request, [
+            sync_status(s) for s in sorted(xds.proxies(), key=lambda s: s.node_id)
+            if not namespace or s.node.namespace == namespace])
 
-    async def configz(_: web.Request) -> web.Response:
+    def configz_item(item: tuple[str, Any, Any]) -> dict[str, Any]:
+        kind, key, obj = item
+        return {"kind": kind, "namespace": key.namespace, "name": key.name,
+                "object": plain(obj)}
+
+    async def configz(request: web.Request) -> web.Response:
         objects = store_objects()
-        return web.json_response([
-            {"kind": kind, "namespace": key.namespace, "name": key.name, "object": plain(obj)}
-            for kind in sorted(objects) for key, obj in sorted(objects[kind].items())])
+        return await bounded.respond(request, [
+            (kind, key, obj) for kind in sorted(objects)
+            for key, obj in sorted(objects[kind].items())], configz_item)
 
-    async def registryz(_: web.Request) -> web.Response:
+    async def registryz(request: web.Request) -> web.Response:
         push = discovery.push
         services = push.services.all if push is not None else []
-        return web.json_response([plain(s) for s in sorted(services, key=lambda s: (
-            s.hostname, s.namespace))])
+        return await bounded.respond(request, sorted(services, key=lambda s: (
+            s.hostname, s.namespace)), plain)
 
-    async def adsz(_: web.Request) -> web.Response:
+    async def adsz(request: web.Request) -> web.Response:
         clients = []
         for connection in sorted(xds.connections.values(), key=lambda c: c.status.stream_id):
             status = connection.status
@@ -72,7 +85,8 @@ def debug_routes(xds: XdsServer, discovery: Discovery,
                                 "nacks": s.nacks, "lastError": s.last_error}
                             for t, s in sorted(status.types.items())},
             })
-        return web.json_response({"totalClients": len(clients), "clients": clients})
+        head = f'{{"totalClients": {len(clients)}, "clients": '.encode()
+        return await bounded.respond(request, clients, wrap=lambda body: head + body + b"}")
 
     async def dump(request: web.Request) -> web.Response:
         proxy_id = request.query.get("proxyID", "")
@@ -80,17 +94,21 @@ def debug_routes(xds: XdsServer, discovery: Discovery,
             return web.Response(status=400, text="proxyID is required\n")
         connection = xds.find_proxy(proxy_id)
         if connection is None:
-            return web.Response(status=404, text=f"proxy {proxy_id} is not connected\n")
-        return web.json_response(message_to_json(config_dump(discovery.snapshot(
-            connection.handle))))
+            return web.Response(status=404, text=f"proxy {clip(proxy_id, 200)} is not "
+                                "connected\n")
+        snapshot = discovery.snapshot(connection.handle)
+        body = await bounded.run(
+            lambda: json.dumps(message_to_json(config_dump(snapshot))).encode())
+        return web.Response(body=body, content_type="application/json")
 
     async def problems_of(request: web.Request) -> web.Response:
         """Problems of the objects matching the filters (all when none is given): found
         reading them, translating them for the connected proxies, or analysing them."""
         kind, namespace, name = (request.query.get(k, "") for k in ("kind", "namespace",
                                                                     "name"))
-        return web.json_response([p.to_json() for p in discovery.problems.problems()
-                                  if p.concerns(kind, namespace, name)])
+        return await bounded.respond(request, [p for p in discovery.problems.problems()
+                                               if p.concerns(kind, namespace, name)],
+                                     lambda p: p.to_json())
 
     return [web.get("/debug/syncz", syncz), web.get("/debug/configz", configz),
             web.get("/debug/registryz", registryz), web.get("/debug/adsz", adsz),

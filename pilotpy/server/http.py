@@ -9,6 +9,8 @@ from aiohttp import web
 
 from pilotpy import __version__
 from pilotpy.runtime.metrics import CONTENT_TYPE
+from pilotpy.server.http_limits import LimitedSite
+from pilotpy.server.settings import HttpLimits
 
 
 def build_app(is_ready: Callable[[], bool], routes: Iterable[web.RouteDef] = (),
@@ -42,13 +44,14 @@ def build_monitoring_app(render_metrics: Callable[[], str],
     return app
 
 
-async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Start serving; returns the runner (to stop it) and the bound port."""
-    runner = web.AppRunner(app, access_log=None)
+async def serve(app: web.Application, host: str, port: int,
+                limits: HttpLimits | None = None) -> tuple[web.AppRunner, int]:
+    """Start serving within `limits`; returns the runner (to stop it) and the bound port."""
+    limits = limits or HttpLimits()
+    # aiohttp closes a connection whose handler waits longer than this for a request (none
+    # sent yet, half of one, or idle after a response): the header timeout.
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=limits.header_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = LimitedSite(runner, host, port, limits)
     await site.start()
-    server = site._server  # aiohttp keeps the bound sockets here
-    sockets = getattr(server, "sockets", None) or []
-    bound = sockets[0].getsockname()[1] if sockets else port
-    return runner, bound
+    return runner, site.port

@@ -5,12 +5,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pilotpy.sources.file_limits import FileLimits
+from pilotpy.xds.limits import StreamLimits
+
 DEFAULT_GRPC_ADDR = ":15010"
 DEFAULT_GRPC_TLS_ADDR = ":15012"
 DEFAULT_HTTP_ADDR = ":8080"
 DEFAULT_MONITORING_ADDR = ":15014"
 DEFAULT_MAX_CONNECTION_AGE = 30 * 60.0
 HOUR = 3600.0
+# Each proxy class holds its own generated config: a safety valve against proxies that differ
+# in what selectors read (a label value per pod, say). Sidecars next to headless services are
+# a class each.
+DEFAULT_MAX_PROXY_CLASSES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """Connections to each HTTP port (pilotpy/server/http_limits.py)."""
+
+    max_connections: int = 256
+    header_timeout: float = 10.0  # seconds for a request's headers to arrive
 
 
 @dataclass(frozen=True)
@@ -44,6 +59,16 @@ class Settings:
     kube_context: str | None = None
     # Where the mesh ConfigMap `istio` lives (istiod's POD_NAMESPACE).
     control_plane_namespace: str = "istio-system"
+    # What one ADS client may ask (docs/operations.md#limits).
+    stream_limits: StreamLimits = field(default_factory=StreamLimits)
+    # Diffs and response bodies shared by streams; 0: 4x the served config, >= 16 MiB.
+    response_cache_bytes: int = 0
+    # What one config file may hold (size, objects).
+    file_limits: FileLimits = field(default_factory=FileLimits)
+    # Distinct configs generated at once; proxies of a new class past it are refused.
+    max_proxy_classes: int = DEFAULT_MAX_PROXY_CLASSES
+    # Connections per HTTP port and how soon a request's headers must arrive.
+    http_limits: HttpLimits = field(default_factory=HttpLimits)
 
 
 def split_address(address: str, *, default_host: str = "0.0.0.0") -> tuple[str, int]:

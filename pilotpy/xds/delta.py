@@ -23,13 +23,15 @@ from dataclasses import dataclass
 from envoy.service.discovery.v3 import discovery_pb2
 
 from pilotpy.xds import types, wire
+from pilotpy.xds.limits import StreamLimits, too_many_names
+from pilotpy.xds.memo import Memo
 from pilotpy.xds.resources import (
     Diff,
-    Memo,
     NameSet,
     Resource,
     ResourceSet,
     Snapshot,
+    diff_cost,
     diff_from_versions,
     gains,
     memoized_diff,
@@ -57,7 +59,9 @@ class _Watch:
 
 
 class DeltaStream:
-    def __init__(self, status: StreamStatus, stats: XdsStats, memo: Memo) -> None:
+    def __init__(self, status: StreamStatus, stats: XdsStats, memo: Memo,
+                 limits: StreamLimits | None = None) -> None:
+        self._limits = limits or StreamLimits()
         self.status = status
         self._stats = stats
         self._memo = memo
@@ -142,7 +146,7 @@ class DeltaStream:
                 self.status.acked(type_url, request.response_nonce,
                                   self.status.of(type_url).sent_version)
             else:
-                self._stats.expired_nonces[type_url] += 1
+                self._stats.expired_nonces[types.counted(type_url)] += 1
         unsubscribe = set(request.resource_names_unsubscribe)
         before = watch.scope
         if watch.legacy and subscribe:
@@ -153,16 +157,27 @@ class DeltaStream:
             watch.wildcard = False
         explicit = watch.subscription.names
         after = (explicit | (subscribe - {types.WILDCARD_NAME})) - unsubscribe
+        if len(after) > self._limits.max_resource_names:
+            raise too_many_names(len(after), self._limits,
+                                 f"subscription to {types.short_name(type_url)}")
         if after != explicit:
             watch.subscription = names(after)
         scope = watch.scope
         if not gains(before, scope):
             return []
+        if (watch.sent is current and before is not None and scope is not None
+                and not before.wildcard and not scope.wildcard):
+            # Nothing changed for the names held: the new ones alone are owed, at a cost
+            # that grows with them, not with the subscription.
+            fresh = tuple(r for n in sorted(scope.names - before.names)
+                          if (r := current.get(n)) is not None)
+            return [self._respond(watch, current, snapshot, fresh, ())] if fresh else []
         # Bring the whole subscription up to date, newly covered names included.
-        key = ("transition", watch.sent, before, current, scope)
-        found: Diff | None = self._memo.get(key)
+        parts = (watch.sent, before, current, scope)
+        found: Diff | None = self._memo.get("transition", *parts)
         if found is None:
-            found = self._memo.put(key, transition_diff(watch.sent, before, current, scope))
+            found = transition_diff(watch.sent, before, current, scope)
+            self._memo.put(found, diff_cost(found, current), "transition", *parts)
         if not found:
             return []
         return [self._respond(watch, current, snapshot, found.changed, found.removed)]

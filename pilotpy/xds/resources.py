@@ -9,18 +9,13 @@ and one body per push.
 from __future__ import annotations
 
 import weakref
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
 
-from envoy.config.endpoint.v3 import endpoint_pb2
-from envoy.config.route.v3 import route_pb2
-from google.protobuf import wrappers_pb2
-
-from pilotpy.wire.protowire import field_bytes
+from pilotpy.wire.protowire import field_bytes, varint
 from pilotpy.xds import types, wire
+from pilotpy.xds.memo import Memo
 
 
 class Resource:
@@ -53,19 +48,36 @@ def make_resource(type_url: str, name: str, value: bytes) -> Resource:
                     field_bytes(wire.RESPONSE_RESOURCES, wire.any_bytes(type_url, value)))
 
 
+# Written by hand below: field 1 (the name) of a RouteConfiguration or ClusterLoadAssignment,
+# RouteConfiguration.validate_clusters (field 7) as an empty BoolValue, an Any's two fields.
+_NAME_TAG = b"\x0a"
+_VALIDATE_CLUSTERS_FALSE = b"\x3a\x00"
+_ANY_VALUE_TAG = b"\x12"
+_RESOURCE_TAG = field_bytes(wire.RESPONSE_RESOURCES, b"")[:1]
+
+
 @lru_cache(maxsize=8192)
 def empty_resource(type_url: str, name: str) -> Resource | None:
     """What a requested but unknown name gets: Envoy waits forever for a name left
-    unanswered (initial_fetch_timeout 0s). None for types without a neutral empty value."""
-    message: Any
-    if type_url == types.ROUTE:
-        message = route_pb2.RouteConfiguration(name=name,
-                                                validate_clusters=wrappers_pb2.BoolValue())
-    elif type_url == types.ENDPOINT:
-        message = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
-    else:
+    unanswered (initial_fetch_timeout 0s). None for types without a neutral empty value.
+    Written as protobuf writes a RouteConfiguration or ClusterLoadAssignment of just its
+    name, without building one: a subscription may name 100,000 unknown resources."""
+    if type_url not in (types.ROUTE, types.ENDPOINT):
         return None
-    return make_resource(type_url, name, message.SerializeToString(deterministic=True))
+    encoded = name.encode()
+    value = _NAME_TAG + varint(len(encoded)) + encoded if encoded else b""
+    if type_url == types.ROUTE:
+        value += _VALIDATE_CLUSTERS_FALSE
+    packed = _any_type_url(type_url)
+    if value:
+        packed += _ANY_VALUE_TAG + varint(len(value)) + value
+    return Resource(name, wire.content_version(value),
+                    _RESOURCE_TAG + varint(len(packed)) + packed)
+
+
+@lru_cache(maxsize=16)
+def _any_type_url(type_url: str) -> bytes:
+    return wire.field_str(wire.ANY_TYPE_URL, type_url)
 
 
 class ResourceSet:
@@ -75,7 +87,8 @@ class ResourceSet:
     only for a subscription that names them (a proxyless gRPC client's listener under a
     short name, an xDS server's inbound listener): a wildcard does not include them."""
 
-    __slots__ = ("__weakref__", "by_name", "named_only", "type_url", "version")
+    __slots__ = ("__weakref__", "_known", "by_name", "named_only", "size", "type_url",
+                 "version")
 
     def __init__(self, type_url: str, resources: Iterable[Resource],
                  named_only: Iterable[Resource] = ()) -> None:
@@ -88,6 +101,8 @@ class ResourceSet:
             digest += "\n\n" + "\n".join(f"{r.name}\t{r.version}"
                                           for r in self.named_only.values())
         self.version = wire.content_version(digest.encode())
+        self.size = sum(len(r.sotw_entry) for r in self.every())  # bytes
+        self._known: frozenset[str] | None = None
 
     def get(self, name: str) -> Resource | None:
         """A resource by name; unknown RDS/EDS names resolve to their empty value."""
@@ -95,6 +110,13 @@ class ResourceSet:
         if found is None:
             found = self.named_only.get(name)
         return found if found is not None else empty_resource(self.type_url, name)
+
+    @property
+    def known(self) -> frozenset[str]:
+        """The names of every resource held (named-only ones included)."""
+        if self._known is None:
+            self._known = frozenset(self.by_name.keys() | self.named_only.keys())
+        return self._known
 
     def every(self) -> list[Resource]:
         """Every resource, named-only ones included (for debug dumps)."""
@@ -189,6 +211,11 @@ class Snapshot:
         found = self.resources.get(type_url)
         return found if found is not None else _empty_set(type_url)
 
+    @property
+    def size(self) -> int:
+        """Bytes of every resource, serialized."""
+        return sum(s.size for s in self.resources.values())
+
 
 @lru_cache(maxsize=64)
 def _empty_set(type_url: str) -> ResourceSet:
@@ -209,7 +236,23 @@ def compute_diff(old: ResourceSet | None, new: ResourceSet, scope: NameSet | Non
     """What a client holding `old` within `scope` (None: wildcard) needs to reach
     `new`: changed resources, and names it holds that no longer exist. Explicitly
     subscribed RDS and EDS names are never removed: unknown ones resolve to empty."""
-    return transition_diff(old, scope, new, scope)
+    if old is None or scope is None or scope.wildcard:
+        return transition_diff(old, scope, new, scope)
+    # A name neither set holds resolves to the same placeholder (or to nothing) in both:
+    # only the names some set holds can differ, so the cost follows the config, not the
+    # subscription (which a client may fill with 100,000 names).
+    subscribed = scope.names
+    candidates = sorted(n for n in old.known | new.known if n in subscribed)
+    changed = []
+    removed = []
+    for name in candidates:
+        now, held = new.get(name), old.get(name)
+        if now is None:
+            if held is not None:
+                removed.append(name)
+        elif held is None or held.version != now.version:
+            changed.append(now)
+    return Diff(tuple(changed), tuple(removed))
 
 
 def transition_diff(old: ResourceSet | None, old_scope: NameSet | None, new: ResourceSet,
@@ -233,33 +276,26 @@ def diff_from_versions(known: Mapping[str, str], new: ResourceSet,
     return Diff(changed, removed)
 
 
-class Memo:
-    """A bounded LRU keyed by the objects themselves (keys hold references, so an id can
-    never be reused while its entry lives)."""
+# The memory of a Resource object besides its entry bytes (slots, name and version strings).
+RESOURCE_OVERHEAD = 160
 
-    def __init__(self, size: int = 512) -> None:
-        self._size = size
-        self._entries: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 
-    def get(self, key: tuple[Any, ...]) -> Any:
-        found = self._entries.get(key)
-        if found is not None:
-            self._entries.move_to_end(key)
-        return found
-
-    def put(self, key: tuple[Any, ...], value: Any) -> Any:
-        self._entries[key] = value
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
-        return value
+def diff_cost(diff: Diff, new: ResourceSet) -> int:
+    """The memory a memoized diff holds of its own: references, plus the placeholders of
+    unknown names (resources `new` does not hold)."""
+    cost = 8 * (len(diff.changed) + len(diff.removed)) + sum(len(n) for n in diff.removed)
+    for resource in diff.changed:
+        if new.by_name.get(resource.name) is not resource and (
+                new.named_only.get(resource.name) is not resource):
+            cost += len(resource.sotw_entry) + RESOURCE_OVERHEAD
+    return cost
 
 
 def memoized_diff(memo: Memo, old: ResourceSet | None, new: ResourceSet,
                   scope: NameSet | None) -> Diff:
     """compute_diff, once per (old, new, scope) for every stream of a class."""
-    key = ("diff", old, new, scope)
-    found: Diff | None = memo.get(key)
+    found: Diff | None = memo.get("diff", old, new, scope)
     if found is None:
-        found = memo.put(key, compute_diff(old, new, scope))
+        found = compute_diff(old, new, scope)
+        memo.put(found, diff_cost(found, new), "diff", old, new, scope)
     return found

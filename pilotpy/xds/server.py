@@ -11,16 +11,20 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
+from pilotpy.runtime.logtext import clip
 from pilotpy.xds import debug, types
 from pilotpy.xds.delta import DeltaStream
-from pilotpy.xds.resources import Memo, Snapshot
+from pilotpy.xds.inbox import CLOSED, Inbox, read
+from pilotpy.xds.limits import StreamError, StreamLimits, too_many_names
+from pilotpy.xds.memo import Memo
+from pilotpy.xds.resources import Snapshot
 from pilotpy.xds.sotw import SotwStream
 from pilotpy.xds.status import NodeInfo, StreamStatus, XdsStats
 
@@ -28,6 +32,10 @@ log = logging.getLogger("pilotpy.xds")
 
 SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 READY_WAIT_SECONDS = 30.0
+# The response memo's budget when none is set: a few times the config served (each class's
+# bodies for its current version, and diffs from the previous one), never below the floor.
+MEMO_CONFIG_MULTIPLE = 4
+MEMO_FLOOR_BYTES = 16 * 1024 * 1024
 
 # C-core's defaults answer a client pinging every 30 s (pilot-agent does) with GOAWAY
 # too_many_pings. Accept pings every 10 s without data, never count strikes
@@ -39,21 +47,22 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.max_send_message_length", -1),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.so_reuseport", 0),
 ]
 
 
 class NodeRejected(Exception):
-    """The first request's node cannot be served (bad id); the stream fails InvalidArgument."""
+    """The first request's node cannot be served: a bad id (the stream fails InvalidArgument),
+    or more than the server takes (`code` ResourceExhausted)."""
 
-
-class StreamRefused(Exception):
-    """A stream the guard turns away: ends with `code` and the message."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, message: str,
+                 code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT) -> None:
         super().__init__(message)
         self.code = code
+
+
+class StreamRefused(StreamError):
+    """A stream the guard turns away: ends with `code` and the message."""
 
 
 class StreamGuard(Protocol):
@@ -95,6 +104,9 @@ class Connection:
     push_pending: bool = False
     # When the change behind the pending push arrived (for pilot_proxy_convergence_time).
     push_started: float | None = None
+    type_urls: set[str] = field(default_factory=set)  # every type URL the client asked for
+    # Subscribed names that match no resource, by type (see StreamLimits.max_unknown_names).
+    unknown: dict[str, int] = field(default_factory=dict)
 
 
 def node_info(node: base_pb2.Node) -> NodeInfo:
@@ -109,7 +121,8 @@ def node_info(node: base_pb2.Node) -> NodeInfo:
                     namespace=text("NAMESPACE"), istio_version=text("ISTIO_VERSION"))
 
 
-_CLOSED = object()
+class _ClientGone(Exception):
+    """A write found the call over: the client left (or was cut off) mid-push."""
 
 
 def _identity(data: bytes) -> bytes:
@@ -119,12 +132,18 @@ def _identity(data: bytes) -> bytes:
 class XdsServer:
     def __init__(self, provider: ConfigProvider, *, max_connection_age_ms: int | None = None,
                  instance_id: str = "pilotpy", version: str = "",
+                 limits: StreamLimits | None = None, memo_bytes: int = 0,
                  guard: StreamGuard | None = None) -> None:
+        """`memo_bytes`: the budget of the diffs and bodies shared by streams; 0 for a
+        multiple of the served config's size (set_config_bytes)."""
         self._provider = provider
+        self.limits = limits or StreamLimits()
         self.guard = guard
         self._secure_handlers: list[grpc.GenericRpcHandler] = []
         self.stats = XdsStats()
-        self._memo = Memo()
+        self._memo_bytes = memo_bytes
+        self.memo = Memo(memo_bytes or MEMO_FLOOR_BYTES)
+        self.unknown_names = 0  # held by every stream together
         self.connections: dict[int, Connection] = {}
         self.ready = asyncio.Event()
         self._server: grpc.aio.Server | None = None
@@ -140,21 +159,22 @@ class XdsServer:
     # -- lifecycle -------------------------------------------------------------------------
 
     def _handler(self, secure: bool) -> grpc.GenericRpcHandler:
-        async def sotw(requests: AsyncIterator[discovery_pb2.DiscoveryRequest],
+        async def sotw(requests: AsyncIterator[bytes],
                        context: grpc.aio.ServicerContext[Any, Any]) -> None:
             await self._serve(requests, context, "sotw", secure)
 
-        async def delta(requests: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest],
+        async def delta(requests: AsyncIterator[bytes],
                         context: grpc.aio.ServicerContext[Any, Any]) -> None:
             await self._serve(requests, context, "delta", secure)
 
+        # Requests are decoded by the stream's reader, which answers a malformed one with
+        # INVALID_ARGUMENT; grpc would fail the call with UNKNOWN and skip the stream's
+        # disconnect path.
         return grpc.method_handlers_generic_handler(SERVICE, {
             "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
-                sotw, request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
-                response_serializer=_identity),
+                sotw, request_deserializer=_identity, response_serializer=_identity),
             "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
-                delta, request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
-                response_serializer=_identity),
+                delta, request_deserializer=_identity, response_serializer=_identity),
         })
 
     def add_secure_handler(self, handler: grpc.GenericRpcHandler) -> None:
@@ -162,7 +182,8 @@ class XdsServer:
         self._secure_handlers.append(handler)
 
     def _new_server(self) -> grpc.aio.Server:
-        options = list(SERVER_OPTIONS)
+        options = [*SERVER_OPTIONS,
+                   ("grpc.max_receive_message_length", self.limits.max_request_bytes)]
         if self._max_connection_age_ms:
             # C-core spreads each connection's age by +-10%, so reconnects do not come in a
             # wave; the grace lets an in-flight push finish.
@@ -208,6 +229,12 @@ class XdsServer:
             if server is not None:
                 await server.stop(grace)
         self._server = self._secure_server = None
+
+    def set_config_bytes(self, size: int) -> None:
+        """The served config's size (every class's snapshot), which the memo's budget
+        follows unless it was set."""
+        if not self._memo_bytes:
+            self.memo.set_budget(max(MEMO_FLOOR_BYTES, MEMO_CONFIG_MULTIPLE * size))
 
     # -- pushes ----------------------------------------------------------------------------
 
@@ -260,7 +287,7 @@ class XdsServer:
 
     # -- streams ---------------------------------------------------------------------------
 
-    async def _serve(self, requests: AsyncIterator[Any],
+    async def _serve(self, requests: AsyncIterator[bytes],
                      context: grpc.aio.ServicerContext[Any, Any], protocol: str,
                      secure: bool) -> None:
         if self.draining:
@@ -277,8 +304,12 @@ class XdsServer:
             except TimeoutError:
                 await context.abort(grpc.StatusCode.UNAVAILABLE,
                                     "pilotpy is not ready: config sources have not synced")
-        inbox: asyncio.Queue[Any] = asyncio.Queue()
-        reader = asyncio.create_task(self._read(requests, inbox))
+        inbox = Inbox(self.limits)
+        decode = (discovery_pb2.DiscoveryRequest if protocol == "sotw"
+                  else discovery_pb2.DeltaDiscoveryRequest).FromString
+        task = asyncio.current_task()
+        assert task is not None
+        reader = asyncio.create_task(read(requests, decode, inbox, context, task))
         connection: Connection | None = None
         stream: SotwStream | DeltaStream | None = None
         try:
@@ -290,40 +321,113 @@ class XdsServer:
                     await self._push(context, connection, stream)
                     continue
                 item = await self._next(inbox, connection)
-                if item is _CLOSED or self.draining:
+                if item is CLOSED or self.draining:
                     return
                 if item is None:
                     continue  # woken for a push
+                self._check(item, protocol)
                 if connection is None:
                     identity = ""
                     if secure and self.guard is not None:
-                        try:
-                            identity = self.guard.authorize(principal, item.node)
-                        except StreamRefused as refused:
-                            await context.abort(refused.code, str(refused))
-                    connection = await self._connect(item, context, protocol, identity)
+                        # Raises StreamRefused, a StreamError: the stream is refused below.
+                        identity = self.guard.authorize(principal, item.node)
+                    connection = self._connect(item, protocol, identity)
                     stream = (SotwStream if protocol == "sotw" else DeltaStream)(
-                        connection.status, self.stats, self._memo)
+                        connection.status, self.stats, self.memo, self.limits)
                 assert stream is not None
+                self._check_type_url(connection, item.type_url)
                 if debug.is_debug_type(item.type_url):
                     await self._write(context, self._debug_response(connection, item))
                     continue
                 if connection.handle is None:
                     continue  # a debug client asking for config: nothing to give it
                 snapshot = self._provider.snapshot(connection.handle)
+                self._charge_unknown(connection, item, snapshot.get(item.type_url).known)
+                prepared = None
+                if isinstance(stream, SotwStream):
+                    prepared = stream.prepare(item, snapshot)
+                    if prepared is not None:
+                        current, scope, build = prepared
+                        stream.memoize(current, scope, await asyncio.to_thread(build))
+                # `prepared` holds the subscription until the stream takes it up.
                 await self._write(context, stream.on_request(item, snapshot))
+                del prepared
         except ConfigUnavailable as err:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+            inbox.refuse(context, grpc.StatusCode.UNAVAILABLE, str(err))
+            raise asyncio.CancelledError from err
+        except StreamError as err:
+            inbox.refuse(context, err.code, str(err))
+            raise asyncio.CancelledError from err
+        except _ClientGone as err:
+            # Ended as a cancelled call: grpc must not try to send a status of its own.
+            raise asyncio.CancelledError from err
         finally:
+            # Runs however the stream ends (the client leaving, a refused request, a cancelled
+            # call, a bug): a stream that is gone must not stay a connected proxy.
+            if connection is not None:
+                self._disconnected(connection, inbox.refused)
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-            if connection is not None:
-                self.connections.pop(connection.status.stream_id, None)
-                if connection.handle is not None:
-                    self._provider.disconnect(connection.handle)
-                log.info("disconnected %s (%s stream %d)", connection.status.node_id, protocol,
-                         connection.status.stream_id, extra=connection.status.log_fields())
+
+    def _disconnected(self, connection: Connection, reason: str) -> None:
+        status = connection.status
+        self.unknown_names -= sum(connection.unknown.values())
+        connection.unknown.clear()
+        self.connections.pop(status.stream_id, None)
+        if connection.handle is not None:
+            self._provider.disconnect(connection.handle)
+        log.info("disconnected %s (%s stream %d)%s", status.node_id, status.protocol,
+                 status.stream_id, f": {reason}" if reason else "", extra=status.log_fields())
+
+    def _check(self, request: Any, protocol: str) -> None:
+        """Refuse what no stream may ask, before it costs anything: raises StreamError."""
+        limits = self.limits
+        type_url = request.type_url
+        if len(type_url) > limits.max_type_url_bytes:
+            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"type_url is {len(type_url)} characters long, at most "
+                              f"{limits.max_type_url_bytes} are accepted")
+        if protocol == "sotw":
+            count = len(request.resource_names)
+        else:
+            count = (len(request.resource_names_subscribe)
+                     + len(request.resource_names_unsubscribe)
+                     + len(request.initial_resource_versions))
+        if count > limits.max_resource_names:
+            raise too_many_names(count, limits, f"request for {types.short_name(type_url)}")
+
+    def _charge_unknown(self, connection: Connection, request: Any,
+                        known: frozenset[str]) -> None:
+        """Count the names the request leaves its stream subscribed to that match no
+        resource; refuse it (StreamError) when every stream together would hold more than
+        the limit. Delta subscriptions are counted as they grow and shrink."""
+        if request.HasField("error_detail"):
+            return
+        type_url = request.type_url
+        before = connection.unknown.get(type_url, 0)
+        if isinstance(request, discovery_pb2.DiscoveryRequest):
+            held = sum(1 for n in request.resource_names
+                       if n not in known and n != types.WILDCARD_NAME)
+        else:
+            added = sum(1 for n in request.resource_names_subscribe
+                        if n not in known and n != types.WILDCARD_NAME)
+            held = max(0, before + added - len(request.resource_names_unsubscribe))
+        limit = self.limits.max_unknown_names
+        if held > before and self.unknown_names - before + held > limit:
+            raise StreamError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"{held} {types.short_name(type_url)} names match no resource; "
+                              f"pilotpy holds at most {limit} such names across its streams")
+        connection.unknown[type_url] = held
+        self.unknown_names += held - before
+
+    def _check_type_url(self, connection: Connection, type_url: str) -> None:
+        if type_url in connection.type_urls:
+            return
+        if len(connection.type_urls) >= self.limits.max_type_urls:
+            raise StreamError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"more than {self.limits.max_type_urls} type URLs on one stream")
+        connection.type_urls.add(type_url)
 
     def find_proxy(self, proxy_id: str) -> Connection | None:
         """The connection of a proxy by node id or `<pod>.<namespace>`."""
@@ -348,8 +452,8 @@ class XdsServer:
             names = list(request.resource_names)
             found = self.find_proxy(names[0]) if len(names) == 1 else None
             if found is None:
-                log.info("config_dump: proxy %s is not connected", names,
-                         extra=connection.status.log_fields())
+                log.info("config_dump: proxy %s is not connected",
+                         clip(", ".join(names), 200), extra=connection.status.log_fields())
                 return [debug.empty_response(debug.CONFIG_DUMP, nonce)]
             return [debug.config_dump_response(self._provider.snapshot(found.handle), nonce)]
         return [debug.syncz_response(self.proxies(), self.control_plane_identifier,
@@ -357,7 +461,7 @@ class XdsServer:
                                      nonce=nonce)]
 
     @staticmethod
-    async def _next(inbox: asyncio.Queue[Any], connection: Connection | None) -> Any:
+    async def _next(inbox: Inbox, connection: Connection | None) -> Any:
         """The next request, or None when a push woke the stream first."""
         if connection is None or not inbox.empty():
             return await inbox.get()
@@ -374,22 +478,16 @@ class XdsServer:
             await get
         return None
 
-    @staticmethod
-    async def _read(requests: AsyncIterator[Any], inbox: asyncio.Queue[Any]) -> None:
-        try:
-            async for request in requests:
-                inbox.put_nowait(request)
-        except (grpc.aio.AioRpcError, asyncio.CancelledError):
-            pass
-        finally:
-            inbox.put_nowait(_CLOSED)
-
-    async def _connect(self, request: Any, context: grpc.aio.ServicerContext[Any, Any],
-                       protocol: str, identity: str) -> Connection:
+    def _connect(self, request: Any, protocol: str, identity: str = "") -> Connection:
+        """`identity`: what the stream proved (the guard's answer on the secure port)."""
         node = request.node
         if not node.id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                "missing node information: the first request must carry node.id")
+            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
+                              "missing node information: the first request must carry node.id")
+        if len(node.id) > self.limits.max_node_id_bytes:
+            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"node.id is {len(node.id)} characters long, at most "
+                              f"{self.limits.max_node_id_bytes} are accepted")
         info = node_info(node)
         # Debug clients (istioctl) connect as `debug~...`, or as a sidecar whose first
         # request is a debug type. They are served what they ask for but are not proxies:
@@ -400,7 +498,7 @@ class XdsServer:
             handle = self._provider.connect(node, identity)
         except NodeRejected as err:
             if not is_debug:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+                raise StreamError(err.code, clip(str(err))) from err
         status = StreamStatus(node.id, protocol, node=info)
         connection = Connection(status, handle, asyncio.Event(), debug=is_debug)
         self.connections[status.stream_id] = connection
@@ -412,7 +510,12 @@ class XdsServer:
     async def _write(context: grpc.aio.ServicerContext[Any, Any], responses: list[bytes]
                      ) -> None:
         for response in responses:
-            await context.write(response)
+            try:
+                await context.write(response)
+            except Exception as err:
+                # The call ended under the write (the client left mid-push, or was refused):
+                # not an error of the server's.
+                raise _ClientGone() from err
 
 
 def _listen_address(address: str) -> str:

@@ -21,28 +21,34 @@ docs/architecture.md#xds-protocol-rules):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from envoy.service.discovery.v3 import discovery_pb2
 
+from pilotpy.runtime.logtext import clip
 from pilotpy.xds import types, wire
+from pilotpy.xds.limits import StreamLimits
+from pilotpy.xds.memo import Memo
 from pilotpy.xds.resources import (
     Diff,
-    Memo,
     NameSet,
     Resource,
     ResourceSet,
     Snapshot,
     compute_diff,
+    diff_cost,
     gains,
     memoized_diff,
     names,
     subscription,
     visible,
 )
-from pilotpy.xds.status import StreamStatus, XdsStats, record_nack
+from pilotpy.xds.status import NONCE_CHARS, StreamStatus, XdsStats, record_nack
 
 log = logging.getLogger("pilotpy.xds")
+# Subscriptions naming this many resources have their first answer built off the loop.
+LARGE_SUBSCRIPTION = 5000
 
 
 @dataclass(slots=True)
@@ -83,7 +89,10 @@ def _subscription_diff(sent: ResourceSet | None, current: ResourceSet, old: Name
 
 
 class SotwStream:
-    def __init__(self, status: StreamStatus, stats: XdsStats, memo: Memo) -> None:
+    def __init__(self, status: StreamStatus, stats: XdsStats, memo: Memo,
+                 limits: StreamLimits | None = None) -> None:
+        # A SotW request names its whole subscription: the server bounds it per request.
+        del limits
         self.status = status
         self._stats = stats
         self._memo = memo
@@ -91,10 +100,36 @@ class SotwStream:
 
     # -- responses -------------------------------------------------------------------------
 
-    def _body(self, current: ResourceSet, resources: tuple[Resource, ...]) -> bytes:
+    @staticmethod
+    def _body(current: ResourceSet, resources: Iterable[Resource]) -> bytes:
         return (wire.field_str(wire.RESPONSE_VERSION_INFO, current.version)
                 + b"".join(r.sotw_entry for r in resources)
                 + wire.field_str(wire.RESPONSE_TYPE_URL, current.type_url))
+
+    @classmethod
+    def full_body(cls, current: ResourceSet, scope: NameSet | None) -> bytes:
+        """The body of a response with everything `scope` covers of `current`. Reads only
+        immutable objects: it may run in a worker thread."""
+        return cls._body(current, visible(current, scope).values())
+
+    def prepare(self, request: discovery_pb2.DiscoveryRequest, snapshot: Snapshot
+                ) -> tuple[ResourceSet, NameSet, Callable[[], bytes]] | None:
+        """For a request opening a large subscription to RDS or EDS names: what its answer
+        is memoized under and how to build it, for the caller to run in a worker thread and
+        `memoize` before on_request (a client may name 100,000 resources; the loop serves
+        everyone else meanwhile). None when there is nothing large to build."""
+        if (request.HasField("error_detail") or request.response_nonce
+                or request.type_url in types.WILDCARD_TYPES
+                or len(request.resource_names) < LARGE_SUBSCRIPTION):
+            return None
+        current = snapshot.get(request.type_url)
+        scope = names(request.resource_names)
+        if self._memo.get("sotw-full", current, scope) is not None:
+            return None
+        return current, scope, lambda: self.full_body(current, scope)
+
+    def memoize(self, current: ResourceSet, scope: NameSet, body: bytes) -> None:
+        self._memo.put(body, len(body), "sotw-full", current, scope)
 
     def _respond(self, watch: _Watch, current: ResourceSet, resources: tuple[Resource, ...],
                  body: bytes | None = None) -> bytes:
@@ -110,11 +145,10 @@ class SotwStream:
         return out
 
     def _full(self, watch: _Watch, current: ResourceSet) -> bytes:
-        key = ("sotw-full", current, watch.subscription)
-        body = self._memo.get(key)
+        body: bytes | None = self._memo.get("sotw-full", current, watch.subscription)
         if body is None:
-            resources = tuple(visible(current, watch.subscription).values())
-            body = self._memo.put(key, self._body(current, resources))
+            body = self.full_body(current, watch.subscription)
+            self._memo.put(body, len(body), "sotw-full", current, watch.subscription)
         return self._respond(watch, current, (), body)
 
     def _changes(self, watch: _Watch, current: ResourceSet) -> Diff:
@@ -139,7 +173,7 @@ class SotwStream:
             return []
         if watch is not None and request.response_nonce and request.response_nonce != (
                 watch.nonce):
-            self._stats.expired_nonces[type_url] += 1
+            self._stats.expired_nonces[types.counted(type_url)] += 1
             return []
         requested = list(request.resource_names)
         wildcard_type = type_url in types.WILDCARD_TYPES
@@ -156,7 +190,8 @@ class SotwStream:
             if type_url == types.CLUSTER:
                 self._mark_warming(snapshot, compute_diff(None, current, wanted))
             return out
-        self.status.acked(type_url, request.response_nonce, request.version_info)
+        self.status.acked(type_url, request.response_nonce,
+                          clip(request.version_info, NONCE_CHARS))
         watch.named = named
         old = watch.subscription
         if wanted is old and not watch.force:
@@ -171,11 +206,16 @@ class SotwStream:
         watch.force = frozenset()
         if not added and not force:
             return []
-        key = ("sub-diff", watch.sent, current, old, wanted, force)
-        diff: Diff | None = self._memo.get(key)
+        if watch.sent is current:
+            # The client holds `current` within its old names: only the new and the forced
+            # ones are owed, at a cost that grows with them, not with the subscription.
+            changed = tuple(r for n in sorted(added | force) if (r := current.get(n)) is not None)
+            return [self._respond(watch, current, changed)]
+        parts = (watch.sent, current, old, wanted, force)
+        diff: Diff | None = self._memo.get("sub-diff", *parts)
         if diff is None:
-            diff = self._memo.put(key, _subscription_diff(watch.sent, current, old,
-                                                          wanted, force))
+            diff = _subscription_diff(watch.sent, current, old, wanted, force)
+            self._memo.put(diff, diff_cost(diff, current), "sub-diff", *parts)
         return [self._respond(watch, current, diff.changed)]
 
     def on_push(self, snapshot: Snapshot) -> list[bytes]:

@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from pilotpy.runtime.logtext import clip
 from pilotpy.runtime.metrics import Histogram
 from pilotpy.xds import types
 
@@ -19,6 +20,9 @@ log = logging.getLogger("pilotpy.xds")
 PUSH_TIME_BUCKETS = (.01, .1, .5, 1, 3, 5, 10, 20, 30)
 CONVERGENCE_BUCKETS = (.1, .5, 1, 3, 5, 10, 20, 30)
 CONFIG_SIZE_BUCKETS = (1, 10_000, 1_000_000, 4_000_000, 10_000_000, 40_000_000)
+# A NACK's message as /debug/syncz and istioctl show it: Envoy's are a few lines at most.
+STATUS_MESSAGE_CHARS = 4096
+NONCE_CHARS = 64
 
 
 @dataclass(slots=True)
@@ -54,8 +58,9 @@ class XdsStats:
 
     def sent(self, type_url: str, size: int) -> None:
         """One response written (either protocol)."""
-        self.pushes[type_url] += 1
-        self.bytes_sent[type_url] += size
+        key = types.counted(type_url)
+        self.pushes[key] += 1
+        self.bytes_sent[key] += size
         self.config_size.observe(size, type=types.short_name(type_url))
 
 
@@ -112,10 +117,12 @@ class StreamStatus:
 
 def record_nack(status: StreamStatus, stats: XdsStats, request: Any) -> None:
     """A request with error_detail (either protocol): recorded for metrics, logs and debug
-    status. It is never answered: Envoy keeps its previous config."""
-    type_url, nonce = request.type_url, request.response_nonce
-    message = request.error_detail.message
-    status.rejected(type_url, nonce, message)
-    stats.rejects[type_url] += 1
+    status. It is never answered: Envoy keeps its previous config. The message is the
+    client's: it is kept and logged bounded."""
+    type_url = request.type_url
+    nonce = clip(request.response_nonce, NONCE_CHARS)
+    status.rejected(type_url, nonce, clip(request.error_detail.message, STATUS_MESSAGE_CHARS))
+    stats.rejects[types.counted(type_url)] += 1
     log.info("NACK %s %s nonce=%s: %s", status.node_id, types.short_name(type_url), nonce,
-             message, extra=status.log_fields(type=types.short_name(type_url), nonce=nonce))
+             clip(request.error_detail.message), extra=status.log_fields(
+                 type=types.short_name(type_url), nonce=nonce))

@@ -20,7 +20,16 @@ WILDCARD_TYPES = frozenset({CLUSTER, LISTENER})
 WILDCARD_NAME = "*"
 
 SHORT_NAMES = {CLUSTER: "cds", ENDPOINT: "eds", LISTENER: "lds", ROUTE: "rds", SECRET: "sds"}
+# Type URLs are chosen by clients: every other one shares this name in metrics and logs, so a
+# client cannot add label values (or log bytes) by inventing type URLs.
+OTHER = "other"
 
 
 def short_name(type_url: str) -> str:
-    return SHORT_NAMES.get(type_url, type_url.rsplit(".", 1)[-1].lower())
+    return SHORT_NAMES.get(type_url, OTHER)
+
+
+def counted(type_url: str) -> str:
+    """The key of `type_url` in the server's counters: itself for the types pilotpy serves,
+    OTHER for the rest."""
+    return type_url if type_url in SHORT_NAMES else OTHER

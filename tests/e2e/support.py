@@ -19,6 +19,14 @@ def weighted_virtual_service(v1: int, v2: int) -> str:
     return head + f"weight: {v1}\n" + tail.replace("weight: 100", f"weight: {v2}")
 
 
+def deep_policy(levels: int, leaf: str = "x") -> str:
+    """An AuthorizationPolicy (stored as written, not enforced) nested `levels` deep."""
+    nested = "".join(f"{'  ' * (i + 2)}a:\n" for i in range(levels))
+    return ("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+            "metadata: {name: deep, namespace: default}\nspec:\n  rules:\n"
+            + nested + "  " * (levels + 2) + leaf + "\n")
+
+
 class W1:
     """The W1 config in a directory the test edits, and the running stack serving it."""
 

@@ -16,6 +16,7 @@ import pytest
 
 from pilotpy.local.bootstrap import envoy_bootstrap
 from pilotpy.local.envoy import EnvoyProcess, free_port, validate_bootstrap
+from tests.e2e.support import deep_policy
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).parents[2]
@@ -151,6 +152,26 @@ def test_serve_reports_ready_and_stops_on_sigterm() -> None:
         assert server.wait(15) == 0
         logs = json_logs(server)
         assert any(f":{grpc_port}" in entry["msg"] for entry in logs), logs
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(10)
+
+
+def test_sigterm_after_a_hostile_config_edit_still_shuts_down_cleanly(tmp_path: Path) -> None:
+    """A 1000-level nested object written and edited (which once killed the file source's
+    task, and with it the shutdown of gRPC and HTTP): SIGTERM still exits 0."""
+    grpc_port, http_port = free_port(), free_port()
+    server = serve(grpc_port, http_port, "--config", str(tmp_path))
+    try:
+        wait_ready(http_port)
+        for leaf in ("x", "y"):
+            (tmp_path / "policy.yaml").write_text(deep_policy(1000, leaf), encoding="utf-8")
+            time.sleep(1.5)  # three polls of the file source
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(15) == 0
+        text = json.dumps(json_logs(server))
+        assert "Event loop is closed" not in text and "RecursionError" not in text
     finally:
         if server.poll() is None:
             server.kill()

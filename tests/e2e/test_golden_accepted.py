@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 import yaml
 
-from pilotpy.cli.translate import node_metadata
 from pilotpy.local.envoy import free_port
 from pilotpy.local.stack import LocalStack, eventually
 from tests.golden.cases import SECRETS, Case, all_cases
@@ -142,15 +141,6 @@ async def test_golden_config_is_accepted_by_envoy(case: Path, tmp_path: Path) ->
         await _accepted(case, tmp_path, sds_address)
 
 
-def _node_metadata(golden: Case) -> dict[str, Any]:
-    """The case's own metadata, and the static ports the golden translation saw in what
-    pilot-agent sends (`node_metadata`): a sidecar gets no outbound listener on them, so the
-    Envoy must claim the same ones to get the same listeners."""
-    sent = node_metadata(golden.node_id, golden.labels, golden.generator)
-    ports = {k: v for k, v in sent.items() if k in ("ENVOY_STATUS_PORT", "ENVOY_PROMETHEUS_PORT")}
-    return {**ports, **{k: v for k, v in golden.metadata.items() if k != "LABELS"}}
-
-
 async def _accepted(case: Path, tmp_path: Path, sds_address: tuple[str, int] | None) -> None:
     spec = yaml.safe_load((case / "case.yaml").read_text(encoding="utf-8"))
     golden = Case(case)
@@ -167,9 +157,12 @@ async def _accepted(case: Path, tmp_path: Path, sds_address: tuple[str, int] | N
         _with_test_certificates(docs, tmp_path / "certs")
     docs = _with_cert_files(docs, tmp_path / "proxy-certs", {})
     (config / "config.yaml").write_text(yaml.safe_dump_all(docs), encoding="utf-8")
+    # The goldens are translated for pilot-agent's static ports (15021, 15090), which no
+    # outbound listener may take: this Envoy declares and binds the same ones.
     stack = LocalStack([config], tmp_path, node_id=spec["nodeId"], labels=spec["labels"],
-                       start_backends=False, mesh_config=mesh_config,
-                       metadata=_node_metadata(golden),
+                       start_backends=False, mesh_config=mesh_config, status_port=15021,
+                       stats_port=15090,
+                       metadata={k: v for k, v in golden.metadata.items() if k != "LABELS"},
                        sds_address=sds_address, xds_identity=golden.verified_identity)
     await stack.start()
     try:

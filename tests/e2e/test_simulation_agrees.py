@@ -151,15 +151,33 @@ def _send(port: int, call: Call) -> tuple[int, str]:
         connection.close()
 
 
-@pytest.mark.parametrize("case", GATEWAY_CASES, ids=lambda c: c.name)
-async def test_simulator_agrees_with_envoy(case: Case, tmp_path: Path) -> None:
+def _checked_calls(case: Case) -> list[tuple[Call, Result]]:
+    """The calls whose outcome the test may check on loopback, with the simulator's answer."""
     sim = simulation(case)
     predicted = [(call, sim.run(call)) for call in calls_for(sim)]
-    checked = [(c, r) for c, r in predicted
-               if r.outcome in ANSWERED_BY_ENVOY or (
-                   r.outcome is Outcome.FORWARDED and _loopback_only(r))]
-    if not checked:
-        pytest.skip("no call whose outcome the test may check on loopback")
+    return [(c, r) for c, r in predicted
+            if r.outcome in ANSWERED_BY_ENVOY or (
+                r.outcome is Outcome.FORWARDED and _loopback_only(r))]
+
+
+# Gateway cases with no plaintext HTTP call to check on loopback (TCP/TLS-only servers, HTTPS,
+# endpoints elsewhere, no gateway at all): the simulator walk of these is held to Envoy
+# elsewhere (the TLS and TCP e2e tests), not here.
+NOTHING_TO_CHECK = {"endpoint-slices", "gateway-https-simple", "gateway-tcp-route",
+                    "gateway-tcp-tls", "gateway-tls-passthrough", "no-gateway", "wildcard-hosts"}
+
+
+def test_only_the_named_cases_have_nothing_to_check() -> None:
+    """A case joins the list below only by name, so a change that leaves a case with nothing
+    to check fails here instead of quietly dropping out of the comparison."""
+    assert {c.name for c in GATEWAY_CASES if not _checked_calls(c)} == NOTHING_TO_CHECK
+
+
+@pytest.mark.parametrize("case", [c for c in GATEWAY_CASES if c.name not in NOTHING_TO_CHECK],
+                         ids=lambda c: c.name)
+async def test_simulator_agrees_with_envoy(case: Case, tmp_path: Path) -> None:
+    checked = _checked_calls(case)
+    assert checked, f"{case.name}: no call to check (add it to NOTHING_TO_CHECK with a reason)"
     async with agent_sds(case, tmp_path / "workload") as sds_address:
         await _agrees(case, checked, tmp_path, sds_address)
 

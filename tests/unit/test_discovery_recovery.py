@@ -100,7 +100,7 @@ def test_a_failing_class_keeps_its_last_good_config_and_spares_the_others(
     assert plane.generation_failures == {"router": 1}
 
     # A class that never had config gets none: its streams are refused and retry.
-    newcomer = plane.connect(_node(GATEWAY.replace("gw-1", "gw-2"), {"istio": "other"}))
+    newcomer = plane.connect(_node(GATEWAY.replace("istio-system", "other"), {"istio": "x"}))
     with pytest.raises(ConfigUnavailable, match="push context 2"):
         plane.snapshot(newcomer)
 

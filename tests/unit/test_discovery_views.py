@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import grpc
+import pytest
 from envoy.config.core.v3 import base_pb2
 
 from pilotpy.discovery import Discovery, ProxyHandle
 from pilotpy.mesh import MeshConfig
 from pilotpy.store import ChangeSet
+from pilotpy.xds.server import NodeRejected
 from tests.unit.support import objects_of
 
 NODE = "router~10.0.0.7~gw-1.istio-system~istio-system.svc.cluster.local"
@@ -79,3 +82,52 @@ def test_a_published_mesh_config_replaces_the_starting_one() -> None:
     assert discovery.push is not None and discovery.push.mesh == published
     discovery.update(ChangeSet({}, frozenset({key}), 2))
     assert discovery.push.mesh == MeshConfig()
+
+
+def gateway_selecting(selector: dict[str, str]) -> dict[str, Any]:
+    doc = gateway(["a.example.com"])
+    doc["spec"]["selector"] = selector
+    return doc
+
+
+def router(ip: str, team: str) -> base_pb2.Node:
+    node = base_pb2.Node(id=f"router~{ip}~gw-{team}.istio-system~istio-system.svc.cluster.local")
+    node.metadata.update({"LABELS": {"istio": "ingressgateway", "team": team}})
+    return node
+
+
+def test_a_selector_reading_a_new_label_splits_the_class_it_shared() -> None:
+    """Proxies differing in a label no selector reads share a class; a Gateway that starts
+    reading it (a Gateway change, no Pod or Service) gives each its own."""
+    plane = Discovery(MeshConfig())
+    plane.update(change(1, gateway_selecting({"istio": "ingressgateway"}),
+                        changed_kinds={"Gateway"}))
+    a = plane.connect(router("10.0.0.1", "a"))
+    b = plane.connect(router("10.0.0.2", "b"))
+    assert a.key == b.key and plane.class_count == 1
+    plane.update(change(2, gateway_selecting({"istio": "ingressgateway", "team": "a"}),
+                        changed_kinds={"Gateway"}))
+    assert a.key != b.key and plane.class_count == 2
+    listeners = "type.googleapis.com/envoy.config.listener.v3.Listener"
+    assert plane.snapshot(a).get(listeners).by_name
+    assert not plane.snapshot(b).get(listeners).by_name
+
+
+def test_proxies_of_a_new_class_past_the_limit_are_refused_resource_exhausted(
+        caplog: pytest.LogCaptureFixture) -> None:
+    plane = Discovery(MeshConfig(), max_classes=2)
+    plane.update(change(1, gateway_selecting({"team": "a"}), changed_kinds={"Gateway"}))
+    plane.connect(router("10.0.0.1", "a"))
+    plane.connect(router("10.0.0.2", "b"))
+    with caplog.at_level("WARNING", logger="pilotpy.discovery"):
+        for ip in ("10.0.0.3", "10.0.0.4"):
+            with pytest.raises(NodeRejected) as refused:
+                plane.connect(router(ip, "c"))
+            assert refused.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert str(refused.value) == ("pilotpy serves at most 2 proxy classes (distinct configs) "
+                                  "and has that many; retry later")
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith("2 proxy classes, the limit (--max-proxy-classes): refusing "
+                              "gw-c.istio-system")
+    assert plane.connect(router("10.0.0.5", "a")).key  # an existing class is still served
+    assert (plane.proxy_count, plane.class_count, plane.refused_for_class_limit) == (3, 2, 2)

@@ -6,13 +6,16 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pilotpy.model import Key
+from pilotpy.model import Key, parse_object
 from pilotpy.model.kube import Service
 from pilotpy.model.virtualservice import VirtualService
 from pilotpy.problems import Problem, ProblemLog, Reason
+from pilotpy.sources import files
+from pilotpy.sources.file_limits import FileLimits
 from pilotpy.sources.files import FileSource, discover
 from pilotpy.store import ChangeSet, Store
 
@@ -49,12 +52,13 @@ spec:
 class Config:
     """A config directory, its source, the store and the diagnostics."""
 
-    def __init__(self, root: Path, default_namespace: str = "default") -> None:
+    def __init__(self, root: Path, default_namespace: str = "default",
+                 limits: FileLimits | None = None) -> None:
         self.root = root
         self.store = Store(clock=time.monotonic)
         self.problem_log = ProblemLog()
         self.source = FileSource([root], self.store, self.problem_log,
-                                 default_namespace=default_namespace)
+                                 default_namespace=default_namespace, limits=limits)
         self._mtime = time.time_ns()
 
     def write(self, name: str, text: str) -> Path:
@@ -324,3 +328,105 @@ def test_an_empty_file_provides_nothing(config: Config) -> None:
     config.write("comments.yaml", "# nothing here\n---\n")
     assert config.scan().objects == {}
     assert config.problems() == []
+
+
+# -- hostile and broken files (docs/operations.md#limits) ------------------------------------
+
+POLICY = Key("AuthorizationPolicy", "default", "deny")
+
+
+def policy_yaml(levels: int = 0, leaf: str = "x") -> str:
+    """An AuthorizationPolicy whose spec nests `levels` mappings under `rules` (kept as
+    written: pilotpy stores it without enforcing it)."""
+    nested = "".join(f"{'  ' * (i + 2)}a:\n" for i in range(levels))
+    return ("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+            "metadata: {name: deny}\nspec:\n  rules:\n"
+            + (nested + "  " * (levels + 2) + leaf if levels else f"  - from: [{leaf}]")
+            + "\n")
+
+
+def test_a_deeply_nested_object_is_refused_and_its_file_keeps_what_it_held(
+        config: Config) -> None:
+    path = config.write("policy.yaml", policy_yaml())
+    config.scan()
+    config.write("policy.yaml", policy_yaml(1000))
+    assert config.scan().changed == frozenset()
+    (problem,) = config.problems()
+    assert problem.is_error and problem.source == str(path)
+    assert problem.message.startswith("line 104: past a limit: nested more than 100 levels "
+                                      "deep (at spec.rules.a.a.a")
+    config.write("policy.yaml", policy_yaml(1000, leaf="y"))  # edited again
+    assert config.scan().changed == frozenset()
+    path.unlink()
+    assert config.scan().changed == {POLICY}
+    assert config.problems() == []
+
+
+def test_an_alias_bomb_is_refused(config: Config) -> None:
+    laughs = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"] + [
+        f"  {name}: &{name} [{', '.join(['*' + previous] * 9)}]"
+        for previous, name in zip("abcdefgh", "bcdefghi", strict=True)]
+    config.write("bomb.yaml", policy_yaml().replace("  rules:\n  - from: [x]\n",
+                                                   "  " + "\n".join(laughs) + "\n"))
+    snapshot = config.scan()
+    assert POLICY not in snapshot.objects.get("AuthorizationPolicy", {})
+    (problem,) = config.problems()
+    assert "aliases expand to more than 100000 nodes" in problem.message
+
+
+def test_a_file_over_the_size_limit_keeps_what_it_held(tmp_path: Path) -> None:
+    config = Config(tmp_path, limits=FileLimits(max_file_bytes=2000))
+    config.write("svc.yaml", service_yaml("a"))
+    config.scan()
+    config.write("svc.yaml", service_yaml("b") + "#" * 2000 + "\n")
+    snapshot = config.scan()
+    assert snapshot.changed == frozenset()
+    (problem,) = config.problems()
+    assert problem.message == ("larger than the 2000 bytes a file may hold "
+                               "(--max-config-file-size); serving what it held before")
+
+
+def test_a_file_with_more_objects_than_the_limit_keeps_what_it_held(tmp_path: Path) -> None:
+    config = Config(tmp_path, limits=FileLimits(max_objects=3))
+    config.write("svc.yaml", service_yaml("a"))
+    config.scan()
+    config.write("svc.yaml", "---\n".join(service_yaml(n) for n in "abcd"))
+    assert config.scan().changed == frozenset()
+    (problem,) = config.problems()
+    assert problem.message.startswith("holds 4 objects, more than the 3 a file may hold")
+
+
+def test_fifos_and_broken_links_named_like_config_files_are_reported_and_skipped(
+        config: Config) -> None:
+    config.write("svc.yaml", service_yaml("a"))
+    os.mkfifo(config.root / "fifo.yaml")
+    (config.root / "dangling.yaml").symlink_to(config.root / "nowhere.yaml")
+    (config.root / "loop.yaml").symlink_to(config.root / "loop.yaml")
+    assert set(services(config.scan())) == {svc_key("a")}
+    assert {(Path(p.source).name, p.message, p.is_error) for p in config.problems()} == {
+        ("fifo.yaml", "a FIFO, not a regular file; skipped", False),
+        ("dangling.yaml", "a symbolic link to nothing; skipped", False),
+        ("loop.yaml", "a loop of symbolic links; skipped", False)}
+    for name in ("fifo.yaml", "dangling.yaml", "loop.yaml"):
+        (config.root / name).unlink()
+    config.scan()
+    assert config.problems() == []
+
+
+def test_a_failure_reading_one_file_costs_that_file_only(
+        config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = parse_object
+
+    def broken_for_b(doc: Any, **kwargs: Any) -> Any:
+        if doc["metadata"]["name"] == "b":
+            raise RuntimeError("a bug")
+        return real(doc, **kwargs)
+
+    monkeypatch.setattr(files, "parse_object", broken_for_b)
+    config.write("a.yaml", service_yaml("a"))
+    config.write("b.yaml", service_yaml("b"))
+    assert set(services(config.scan())) == {svc_key("a")}
+    (problem,) = config.problems()
+    assert problem.source == str(config.root / "b.yaml")
+    assert problem.message == ("could not be read (RuntimeError: a bug); serving what it held "
+                               "before")

@@ -9,8 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from pilotpy.runtime.backoff import Backoff
 from pilotpy.sources.kube.api import ApiError
-from pilotpy.sources.kube.backoff import Backoff
 from pilotpy.sources.kube.informer import Informer
 from pilotpy.sources.kube.kinds import WatchedKind
 

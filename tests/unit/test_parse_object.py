@@ -103,6 +103,23 @@ def test_kinds_stored_for_later_keep_their_spec(api_version: str, kind: str) -> 
     assert parsed.warnings == ()
 
 
+def test_a_stored_spec_nested_too_deep_is_invalid_naming_the_path() -> None:
+    """From the Kubernetes API as from files: the spec is kept as it is, compared and shown
+    by code that recurses per level. 2000 levels is past Python's recursion limit."""
+    spec: dict[str, Any] = {}
+    inner = spec
+    for _ in range(2000):
+        inner["rules"] = {}
+        inner = inner["rules"]
+    doc = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+           "metadata": {"name": "deep", "namespace": "ns"}, "spec": spec}
+    with pytest.raises(InvalidObject) as caught:
+        parse_object(doc)
+    (issue,) = caught.value.issues
+    assert issue.path == "spec"
+    assert issue.message.startswith("nested more than 100 levels deep (at spec.rules.rules")
+
+
 def test_secret_keeps_only_credential_keys() -> None:
     parsed = parse_object({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
                            "metadata": {"name": "cert", "namespace": "istio-system"},

@@ -144,6 +144,11 @@ def service(name: str, namespace: str, selector: dict[str, str] | None,
 
 
 GATEWAY_LABELS = {"app": "istio-ingressgateway", "istio": "ingressgateway"}
+ISTIO_SELECTING_GATEWAY = {
+    "apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+    "metadata": {"name": "gw", "namespace": "istio-system"},
+    "spec": {"selector": {"istio": "ingressgateway"}, "servers": [
+        {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]}}
 GATEWAY_SERVICE = service("istio-ingressgateway", "istio-system", {"istio": "ingressgateway"}, [
     {"name": "status-port", "port": 15021, "targetPort": 15021},
     {"name": "http2", "port": 80, "targetPort": 8080},
@@ -237,12 +242,38 @@ def test_two_gateway_pods_with_equal_labels_share_a_class() -> None:
     assert a.class_key == b.class_key
 
 
-def test_different_labels_make_different_classes() -> None:
+def test_labels_a_selector_reads_make_different_classes() -> None:
     push = context(gateway_pod("gw-a", "10.0.0.7", "5c8d"),
-                   pod("gw-c", "istio-system", "10.0.0.9", {"istio": "egressgateway"}))
+                   pod("gw-c", "istio-system", "10.0.0.9", {"istio": "egressgateway"}),
+                   ISTIO_SELECTING_GATEWAY)
     a = view(router_id("10.0.0.7", "gw-a"), push)
     c = view(router_id("10.0.0.9", "gw-c"), push)
     assert a.class_key != c.class_key
+
+
+@pytest.mark.parametrize("selector", [
+    {"kind": "Gateway", "spec": {"selector": {"team": "x"}, "servers": [
+        {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]}},
+    {"kind": "Sidecar", "spec": {"workloadSelector": {"labels": {"team": "x"}}}},
+    {"kind": "VirtualService", "spec": {"hosts": ["a"], "http": [
+        {"match": [{"sourceLabels": {"team": "x"}}], "route": [{"destination": {"host": "a"}}]}]}},
+    {"kind": "VirtualService", "spec": {"hosts": ["a"], "tcp": [
+        {"match": [{"sourceLabels": {"team": "x"}}], "route": [{"destination": {"host": "a"}}]}]}},
+], ids=["gateway", "sidecar", "http-source-labels", "tcp-source-labels"])
+def test_label_only_variants_share_a_class_until_a_selector_reads_the_label(
+        selector: dict[str, Any]) -> None:
+    """100 sidecars differing only in a label nothing selects on are given the same config,
+    generated once; once a selector reads that label, they are classes of their own."""
+    nodes = [(f"sidecar~10.0.1.{i}~app-{i}.ns~ns.svc.cluster.local",
+              {"app": "a", "team": f"t{i}"}) for i in range(100)]
+    plain = context()
+    assert len({view(node, plain, LABELS=labels).class_key for node, labels in nodes}) == 1
+    doc = {"apiVersion": "networking.istio.io/v1",
+           "metadata": {"name": "selects", "namespace": "ns"}, **selector}
+    selecting = context(doc)
+    assert "team" in selecting.selector_label_keys()
+    assert len({view(node, selecting, LABELS=labels).class_key
+                for node, labels in nodes}) == 100
 
 
 def test_namespace_and_type_are_part_of_the_class() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from tests.xds.xds_harness import ConfigDir, Harness, running
+from tests.xds.xds_harness import ConfigDir, Harness, harness
 
 
 @pytest.fixture
@@ -20,10 +20,5 @@ def config_dir(tmp_path: Path) -> ConfigDir:
 @pytest_asyncio.fixture
 async def xds(config_dir: ConfigDir) -> AsyncIterator[Harness]:
     """A running control plane; clients made through it are closed before it stops."""
-    async with running(config_dir.root) as plane:
-        harness = Harness(plane, config_dir)
-        try:
-            yield harness
-        finally:
-            for client in harness.clients:
-                await client.close()
+    async with harness(config_dir) as running_plane:
+        yield running_plane

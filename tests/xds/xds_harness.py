@@ -52,16 +52,18 @@ TIMEOUT = 5.0
 Doc = dict[str, Any]
 
 
-def settings_for(config_dir: Path) -> Settings:
-    return Settings(config_paths=[config_dir], grpc_addr="127.0.0.1:0",
-                    http_addr="127.0.0.1:0", grpc_tls_addr="127.0.0.1:0",
-                    monitoring_addr="127.0.0.1:0", poll_interval=0.05, debounce_quiet=0.02)
+def settings_for(config_dir: Path, **overrides: Any) -> Settings:
+    return Settings(**{"config_paths": [config_dir], "grpc_addr": "127.0.0.1:0",
+                       "http_addr": "127.0.0.1:0", "grpc_tls_addr": "127.0.0.1:0",
+                       "monitoring_addr": "127.0.0.1:0", "poll_interval": 0.05,
+                       "debounce_quiet": 0.02, **overrides})
 
 
 @contextlib.asynccontextmanager
-async def running(config_dir: Path) -> AsyncIterator[ControlPlane]:
-    """A started control plane over `config_dir`, stopped on exit."""
-    plane = ControlPlane(settings_for(config_dir))
+async def running(config_dir: Path, **overrides: Any) -> AsyncIterator[ControlPlane]:
+    """A started control plane over `config_dir` (Settings fields in `overrides`), stopped
+    on exit."""
+    plane = ControlPlane(settings_for(config_dir, **overrides))
     await plane.start()
     try:
         yield plane
@@ -186,6 +188,19 @@ class Harness:
     def status(self, node_id: str = GATEWAY_NODE) -> StreamStatus:
         (found,) = self.statuses(node_id)
         return found
+
+
+@contextlib.asynccontextmanager
+async def harness(config: ConfigDir, **overrides: Any) -> AsyncIterator[Harness]:
+    """A running control plane over `config` (Settings fields in `overrides`); clients made
+    through it are closed before it stops."""
+    async with running(config.root, **overrides) as plane:
+        found = Harness(plane, config)
+        try:
+            yield found
+        finally:
+            for client in found.clients:
+                await client.close()
 
 
 # -- decoding -------------------------------------------------------------------------------

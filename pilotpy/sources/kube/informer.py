@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from pilotpy.runtime.backoff import Backoff
 from pilotpy.sources.kube.api import ApiError, KubeApi
-from pilotpy.sources.kube.backoff import Backoff
 from pilotpy.sources.kube.kinds import WatchedKind
 
 log = logging.getLogger("pilotpy.sources.kube")

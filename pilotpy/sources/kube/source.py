@@ -24,6 +24,7 @@ from pilotpy.runtime.source_status import SourceStatus
 from pilotpy.sources.kube.api import KubeApi
 from pilotpy.sources.kube.informer import Informer
 from pilotpy.sources.kube.kinds import MESH_CONFIG_MAP, WatchedKind, watched_kinds
+from pilotpy.sources.yaml_documents import load_document
 from pilotpy.store import Store
 
 log = logging.getLogger("pilotpy.sources.kube")
@@ -138,7 +139,7 @@ class _MeshConfigSink:
         if text is None:
             return MeshConfig()
         try:
-            data = yaml.safe_load(str(text))
+            data = load_document(str(text))
         except yaml.YAMLError as err:
             raise MeshConfigError(f"data.mesh: invalid YAML: {err}") from err
         config, warnings = parse_mesh_config(data, origin="data.mesh")
