@@ -17,6 +17,7 @@ bench/compare_meshes.py.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -184,20 +185,33 @@ def main() -> int:
                         help="one round, smaller fleets and shorter churn (a smoke run)")
     parser.add_argument("--only", default=",".join(GROUPS),
                         help=f"comma-separated groups of {GROUPS}")
+    parser.add_argument("--planes", default=",".join((ISTIOD, ISTIOD_CAPPED, PILOTPY)),
+                        help="comma-separated control planes to run (e.g. leave the capped "
+                             "istiod out where one run must stay short)")
+    parser.add_argument("--s7-seconds", type=float,
+                        help="seconds of S7's light churn (default 120, 30 with --quick)")
     parser.add_argument("--keep", type=Path,
-                        help="an earlier compare.json whose runs of the other groups are kept "
-                             "(to rerun some groups only)")
+                        help="an earlier compare.json whose runs of the other groups and "
+                             "planes are kept (to rerun some groups or planes only)")
     args = parser.parse_args()
+    # pilotpy starts from compiled bytecode, as an installed image does (a shell that turns
+    # the .pyc cache off would charge every start with compiling its modules).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     rounds = 1 if args.quick else args.rounds
     heavy = 1 if args.quick else args.heavy_rounds
     sizes = Sizes.quick() if args.quick else Sizes()
+    if args.s7_seconds is not None:
+        sizes = dataclasses.replace(sizes, s7_seconds=args.s7_seconds)
+    planes = set(args.planes.split(","))
     only = set(args.only.split(","))
     workdir = Path(tempfile.mkdtemp(prefix="pilotpy-compare-"))
     runs: list[dict[str, Any]] = []
+    loaded: dict[str, float] = {}
     if args.keep is not None:
         earlier = json.loads(args.keep.read_text(encoding="utf-8"))
-        runs = [r for r in earlier["runs"] if r["group"] not in only]
-    loaded: dict[str, float] = {}
+        runs = [r for r in earlier["runs"]
+                if r["group"] not in only or r["plane"] not in planes]
+        loaded = dict(earlier.get("load_seconds", {}))
     started = time.time()
 
     def save() -> dict[str, Any]:
@@ -219,7 +233,8 @@ def main() -> int:
 
     def group(name: str, kinds: list[str], times: int,
               scenario: Callable[[str, Figures], None]) -> None:
-        if name in only:
+        kinds = [k for k in kinds if k in planes]
+        if name in only and kinds:
             _run(runs, name, kinds, times, scenario, save=save)
 
     def gateway_groups(api: Api, docs: list[dict[str, Any]]) -> None:

@@ -248,6 +248,10 @@ def reference(kind: str, api: Api, mesh: ReferenceMesh, workdir: Path, sizes: Si
                           namespaced_vs=vs)
             figures["s7_churn_cpu_cores"] = (cpu_seconds(control.pid) - cpu) / sizes.s7_seconds
             figures["s7_churn_changes"] = made
+            # The churn's last changes are pushed first: without this pause they can merge
+            # with the timed change into one debounced change set (which, with an EndpointSlice
+            # in it, regenerates every class of pilotpy's) and the row measures both.
+            time.sleep(2.0)
             # One change every sidecar of a namespace sees: its Sidecar scope.
             name, namespace = vs[0]
             in_namespace = f".{namespace}~"

@@ -5,7 +5,8 @@ snapshot is generated once per push context, on first use, serialized once, and 
 every stream of the class. An endpoint-only change set rebuilds only the affected
 ClusterLoadAssignments and reuses every other resource set, so streams push EDS alone. A
 change set of routing kinds only (VirtualService, Gateway, Ingress) cannot change clusters
-or endpoints: classes regenerate listeners and routes and keep their CDS and EDS sets.
+or endpoints: classes regenerate listeners and routes and keep their CDS and EDS sets, and a
+sidecar class whose scope shows none of the changed VirtualServices keeps everything.
 ClusterLoadAssignments depend on the cluster and the proxy's namespace alone, so within one
 push context each is built once and shared by every class that asks for it.
 """
@@ -25,6 +26,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from pilotpy.mesh import MESH_CONFIG_KIND, MeshConfig
+from pilotpy.model import Key
 from pilotpy.model.kinds import Kind
 from pilotpy.problems import ProblemLog
 from pilotpy.proxy import NodeIdError, Proxy, ProxyView, parse_proxy, view_proxy
@@ -34,6 +36,7 @@ from pilotpy.store import ChangeSet
 from pilotpy.translate.endpoints import eds_cluster_names
 from pilotpy.translate.generate import endpoints_for, generate
 from pilotpy.translate.names import parse_outbound_cluster_name
+from pilotpy.translate.sidecar_scope import sidecar_scope
 from pilotpy.xds import types
 from pilotpy.xds.resources import Resource, ResourceSet, Snapshot, make_resource
 from pilotpy.xds.server import ConfigUnavailable, NodeRejected
@@ -53,6 +56,26 @@ CLASS_LIMIT_WARNING_SECONDS = 60.0
 def _host_of(cluster_name: str) -> str | None:
     parsed = parse_outbound_cluster_name(cluster_name)
     return parsed[2] if parsed is not None else None
+
+
+def _routing_reaches(view: ProxyView, before: PushContext, push: PushContext,
+                     changed: Iterable[Key]) -> bool:
+    """Whether a change of routing kinds only can change what `view`'s class is sent
+    (istiod's sidecar scope DependsOnConfig). An Envoy sidecar reads no Gateway or Ingress
+    objects, only the `mesh` VirtualServices its scope lets through: one that neither
+    context's scope shows it cannot move its listeners or routes. Gateways and proxyless
+    gRPC clients are always reached."""
+    if not view.proxy.is_sidecar or view.proxy.is_grpc:
+        return True
+    scopes = [sidecar_scope(before, view), sidecar_scope(push, view)]
+    for key in changed:
+        if key.kind == Kind.GATEWAY:
+            continue
+        if key.kind != Kind.VIRTUAL_SERVICE:
+            return True
+        if any(scope.may_see(key) for scope in scopes):
+            return True
+    return False
 
 
 def _serialized(type_url: str, messages: Iterable[tuple[str, Message]]) -> list[Resource]:
@@ -133,6 +156,8 @@ class Discovery:
         # Clusters translation shared between classes (one message object, see
         # outbound_clusters), serialized once: id -> (the message, kept alive, its resource).
         self._cluster_resources: dict[int, tuple[Message, Resource]] = {}
+        # Classes whose snapshot the last update carried over with the very same resources.
+        self._unchanged: set[tuple[Any, ...]] = set()
 
     # -- config updates --------------------------------------------------------------------
 
@@ -156,7 +181,7 @@ class Discovery:
             self.problems.set(INGRESS_ORIGIN, push.ingress.problems)
         if self.push is None or push.peer_authn is not self.push.peer_authn:
             self.problems.set(PEER_AUTHN_ORIGIN, push.peer_authn.problems)
-        self.push = push
+        before, self.push = self.push, push
         self.timings.push_context_seconds = time.perf_counter() - started
         self._cluster_resources = {}
         if scope.full:
@@ -168,6 +193,7 @@ class Discovery:
             k.kind in ROUTING_KINDS for k in change.changed)
         previous = self._classes
         self._classes = {}
+        self._unchanged = set()
         # A view depends only on Pods, the service registry and which labels selectors read;
         # after any other change every proxy's view, and so its class, is what it was.
         refresh_views = (not incremental or bool({k.kind for k in change.changed}
@@ -188,8 +214,18 @@ class Discovery:
                     if unchanged and old.snapshot is not None:
                         entry.snapshot = self._with_new_endpoints(old.snapshot, entry.view,
                                                                   scope)
+                        if entry.snapshot.resources is old.snapshot.resources:
+                            self._unchanged.add(handle.key)
                     elif routing_only:
-                        entry.clusters_from = old.snapshot or old.clusters_from
+                        assert before is not None
+                        if old.snapshot is not None and not _routing_reaches(
+                                entry.view, before, push, change.changed):
+                            # Nothing it reads changed: the same resources, a new version.
+                            entry.snapshot = Snapshot(str(version), old.snapshot.resources,
+                                                      old.snapshot.eds_names_by_cluster)
+                            self._unchanged.add(handle.key)
+                        else:
+                            entry.clusters_from = old.snapshot or old.clusters_from
             entry.proxies += 1
         for key, old in previous.items():
             if key not in self._classes:
@@ -199,6 +235,12 @@ class Discovery:
                  len(self._handles), len(self._classes),
                  self.timings.push_context_seconds * 1000)
         return scope
+
+    def needs_push(self, handle: object) -> bool:
+        """Whether the last update may have changed what `handle`'s stream was sent: false
+        for a class that kept the very same resources (its streams need not wake up)."""
+        assert isinstance(handle, ProxyHandle)
+        return handle.key not in self._unchanged
 
     def _mesh(self, change: ChangeSet) -> MeshConfig:
         """The mesh config a source published (the `istio` ConfigMap), else the one pilotpy

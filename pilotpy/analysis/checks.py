@@ -34,7 +34,6 @@ from pilotpy.model.labels import Empty, selects
 from pilotpy.model.meta import Key
 from pilotpy.model.virtualservice import VirtualService
 from pilotpy.problems import ObjectRef, Problem, Reason, Severity
-from pilotpy.push.config import resolve_virtual_service
 from pilotpy.push.services import (
     Service,
     from_kube_service,
@@ -189,9 +188,14 @@ def missing_references(objects: Objects, mesh: MeshConfig,
 # -- IST0109, IST0132 ------------------------------------------------------------------------
 
 
-def _bindings(vs: VirtualService, mesh: MeshConfig) -> tuple[VirtualService, list[str]]:
-    resolved = resolve_virtual_service(vs, mesh.domain_suffix)
-    return resolved, sorted(set(resolved.gateways))
+def _bindings(vs: VirtualService, mesh: MeshConfig) -> tuple[list[str], list[str]]:
+    """The hosts and gateways of `vs` as resolve_virtual_service resolves them (only these:
+    resolving its routes too cost most of an analysis of every change)."""
+    ns = vs.meta.namespace
+    resolved_hosts = {hosts.resolve_short_name(h, ns, mesh.domain_suffix).lower()
+                      for h in vs.hosts}
+    gateways = {hosts.resolve_gateway_name(g, ns) for g in vs.gateways} or {"mesh"}
+    return sorted(resolved_hosts), sorted(gateways)
 
 
 def duplicate_hosts(objects: Objects, mesh: MeshConfig) -> dict[tuple[str, str], list[str]]:
@@ -199,9 +203,9 @@ def duplicate_hosts(objects: Objects, mesh: MeshConfig) -> dict[tuple[str, str],
     (istiod's pilot_vservice_dup_domain counts these)."""
     owners: dict[tuple[str, str], list[str]] = defaultdict(list)
     for vs in _values(objects, Kind.VIRTUAL_SERVICE):
-        resolved, gateways = _bindings(vs, mesh)
+        resolved_hosts, gateways = _bindings(vs, mesh)
         for gateway in gateways:
-            for host in sorted(set(resolved.hosts)):
+            for host in resolved_hosts:
                 owners[(gateway, host)].append(_name(vs))
     return {k: v for k, v in sorted(owners.items()) if len(v) > 1}
 

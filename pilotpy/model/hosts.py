@@ -12,7 +12,17 @@ _LABEL = re.compile(r"^[a-z0-9A-Z]([-a-z0-9A-Z]*[a-z0-9A-Z])?$")
 _WILDCARD_LABEL = re.compile(r"^(\*|\*?[a-z0-9A-Z]([-a-z0-9A-Z]*[a-z0-9A-Z])?)$")
 
 
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(\.{_OCTET}){{3}}")
+
+
 def is_ip(value: str) -> bool:
+    # Every name and address of every object passes here: dotted quads (what ipaddress
+    # accepts: no leading zeros) and names without ':' are answered without it.
+    if _IPV4.fullmatch(value):
+        return True
+    if ":" not in value:
+        return False
     try:
         ipaddress.ip_address(value)
     except ValueError:

@@ -43,6 +43,8 @@ from pilotpy.push.services import (
 Objects = Mapping[str, Mapping[Key, Any]]
 
 ENDPOINT_KINDS = frozenset({Kind.ENDPOINT_SLICE, Kind.POD})
+# Changes of only these kinds keep the results PushContext.kept holds.
+KEEPING_KINDS = frozenset({Kind.VIRTUAL_SERVICE, Kind.GATEWAY})
 _SELECTOR_KEYS = ("selector label keys",)
 
 
@@ -88,6 +90,10 @@ class PushContext:
     # Answers to lookups translation repeats for every route and cluster. The context never
     # changes, so neither do they; the memo lives and dies with the context.
     _memo: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False, compare=False)
+    # Translation results kept from one context to the next while only VirtualServices and
+    # Gateways change (see `kept`): key -> (the VirtualService they came from, the result).
+    _kept: dict[tuple[Any, ...], tuple[VirtualService, Any]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     # -- lookups used by translation -----------------------------------------------------------
 
@@ -100,6 +106,19 @@ class PushContext:
             found = self._memo[key] = self.services.for_host(hostname, proxy_namespace,
                                                               prefer_namespace)
             return found
+
+    def kept(self, key: tuple[Any, ...], owner: VirtualService, build: Callable[[], _T]) -> _T:
+        """`build()`'s result for one resolved VirtualService (`owner`, held by identity), for
+        results that depend on nothing else but the service registry, DestinationRules,
+        Sidecars, Pods and the mesh config: the next context keeps it when only
+        VirtualServices and Gateways changed (those are unchanged then, and a changed
+        VirtualService is a new object)."""
+        found = self._kept.get(key)
+        if found is not None and found[0] is owner:
+            return found[1]  # type: ignore[no-any-return]
+        value = build()
+        self._kept[key] = (owner, value)
+        return value
 
     def memoized(self, key: tuple[Any, ...], build: Callable[[], _T]) -> _T:
         """`build()`'s result, computed once per context: for translation results that
@@ -224,8 +243,13 @@ def build_push_context(objects: Objects, mesh: MeshConfig, version: int,
     if Kind.PEER_AUTHENTICATION in kinds:
         peer_authn = PeerAuthnIndex(_values(objects, Kind.PEER_AUTHENTICATION),
                                     mesh.root_namespace)
+    kept: dict[tuple[Any, ...], tuple[VirtualService, Any]] = {}
+    if kinds <= KEEPING_KINDS:
+        live = {id(vs) for vs in virtual_services.all}
+        kept = {key: found for key, found in previous._kept.items() if id(found[0]) in live}
     context = PushContext(version, mesh, services, pods, endpoints, gateways, virtual_services,
-                          destination_rules, objects, sidecars, ingress, peer_authn, resolved)
+                          destination_rules, objects, sidecars, ingress, peer_authn, resolved,
+                          _kept=kept)
     if (gateways is previous.gateways and virtual_services is previous.virtual_services
             and sidecars is previous.sidecars and _SELECTOR_KEYS in previous._memo):
         context._memo[_SELECTOR_KEYS] = previous._memo[_SELECTOR_KEYS]

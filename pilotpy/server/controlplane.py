@@ -249,7 +249,8 @@ class ControlPlane:
             kinds = {k.kind for k in change.changed}
             self.metrics.record_push(kinds, change.debounce_seconds)
             self.xds.set_config_bytes(self.discovery.config_bytes())
-            self.xds.push(started=started)
+            # Streams of classes that kept the very same resources stay asleep.
+            self.xds.push(self.discovery.needs_push, started=started)
             if not kinds <= ENDPOINT_KINDS:
                 self._analysis_due.set()
 

@@ -14,6 +14,7 @@ server owns its listener.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from envoy.config.core.v3 import base_pb2
@@ -344,6 +345,7 @@ def gateway_route_configuration(push: PushContext, view: ProxyView, merged: Merg
     if not servers:
         return empty_route_configuration(route_name)
     built: dict[tuple[str, str, str, int], list[rc.Route]] = {}
+    class_key = view.class_key
     vhosts: dict[str, _VirtualHost] = {}
     for entry in servers:
         server, gateway_name = entry.server, entry.gateway_name
@@ -361,7 +363,10 @@ def gateway_route_configuration(push: PushContext, view: ProxyView, merged: Merg
             if routes is None:
                 opts = RouteOptions(push, view, port, frozenset({gateway_name}),
                                     is_tls=server.tls is not None)
-                routes = built[key] = build_http_routes(vs, opts)
+                # Kept across contexts while only VirtualServices and Gateways change.
+                routes = built[key] = push.kept(
+                    ("gateway-routes", class_key, *key, opts.is_tls), vs,
+                    functools.partial(build_http_routes, vs, opts))
             if not routes:
                 continue
             for hostname in matching:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pilotpy.model import hosts
+from pilotpy.model import Key, hosts
 from pilotpy.model.sidecar import EgressHost, EgressListener, Sidecar
 from pilotpy.model.virtualservice import VirtualService
 from pilotpy.proxy import ProxyView
@@ -41,6 +41,7 @@ class SidecarScope:
     virtual_services: tuple[VirtualService, ...]  # bound to `mesh`, oldest first
     _allowed: dict[tuple[str, str, int], bool] = field(default_factory=dict, repr=False,
                                                        compare=False)
+    _by_key: dict[Key, VirtualService] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def registry_only(self) -> bool:
@@ -71,6 +72,20 @@ class SidecarScope:
 
     def port_visible(self, service: Service, port: Port) -> bool:
         return self.allows(service.namespace, service.hostname, port.number)
+
+    def may_see(self, key: Key) -> bool:
+        """Whether the `mesh` VirtualService `key` (if this scope holds it) has a host some
+        egress listener imports: on no port can it shape this scope's config otherwise."""
+        by_key = self._by_key
+        if not by_key:
+            by_key.update((vs.meta.key, vs) for vs in self.virtual_services)
+        vs = by_key.get(key)
+        if vs is None:
+            return False
+        if self.sidecar is None or not self.sidecar.egress:
+            return True
+        return any(_listener_allows(listener, vs.meta.namespace, host)
+                   for listener in self.sidecar.egress for host in vs.hosts)
 
     def virtual_services_on(self, port: int) -> list[VirtualService]:
         """`mesh` VirtualServices with at least one host visible on `port`."""

@@ -8,9 +8,16 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
+from pilotpy.analysis.checks import _bindings
 from pilotpy.cli.analyze import analyze_paths
 from pilotpy.cli.main import main
+from pilotpy.mesh import MeshConfig
+from pilotpy.model import parse_object
+from pilotpy.model.errors import InvalidObject
+from pilotpy.model.virtualservice import VirtualService
+from pilotpy.push.config import resolve_virtual_service
 
 FIXTURES = Path(__file__).parent / "analysis"
 CLEAN = FIXTURES / "clean"
@@ -185,3 +192,30 @@ def test_what_makes_gateways_conflict(tmp_path: Path, other: dict[str, str],
     found = {(m.code, str(m.ref)) for m in analyze_paths([tmp_path])}
     assert found == ({("IST0145", "Gateway default/alpha"), ("IST0145", "Gateway default/beta")}
                      if conflict else set())
+
+
+def test_bindings_resolve_hosts_and_gateways_as_the_push_context_does() -> None:
+    # The checks resolve only a VirtualService's hosts and gateways (checks._bindings); they
+    # must agree with resolve_virtual_service on every VirtualService of the fixtures and
+    # golden inputs.
+    mesh = MeshConfig()
+    roots = [FIXTURES, Path(__file__).parents[1] / "golden" / "testdata"]
+    checked = 0
+    for path in sorted(p for root in roots for p in root.rglob("*.yaml")):
+        try:
+            docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        except yaml.YAMLError:
+            continue  # fixtures of unreadable input
+        for doc in docs:
+            if not isinstance(doc, dict) or doc.get("kind") != "VirtualService":
+                continue
+            try:
+                parsed = parse_object(doc).obj
+            except InvalidObject:
+                continue
+            assert isinstance(parsed, VirtualService)
+            resolved = resolve_virtual_service(parsed, mesh.domain_suffix)
+            assert _bindings(parsed, mesh) == (sorted(set(resolved.hosts)),
+                                               sorted(set(resolved.gateways))), path
+            checked += 1
+    assert checked >= 100

@@ -136,3 +136,138 @@ def test_classes_share_their_cluster_resources() -> None:
     third = plane.snapshot(plane.connect(node(
         "sidecar~10.2.0.3~app-3.default~default.svc.cluster.local", {"app": "app-3"})))
     assert third.get(types.CLUSTER).by_name[name] is not one  # a new context builds anew
+
+
+def _service_in(name: str, namespace: str, vip: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"clusterIP": vip, "selector": {"app": name},
+                     "ports": [{"name": "http", "port": 80}]}}
+
+
+def _mesh_vs(namespace: str, timeout: str) -> dict[str, Any]:
+    return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {"hosts": ["web"], "http": [{"timeout": timeout,
+                                                 "route": [{"destination": {"host": "web"}}]}]}}
+
+
+def _namespace_only(namespace: str) -> dict[str, Any]:
+    return {"apiVersion": "networking.istio.io/v1", "kind": "Sidecar",
+            "metadata": {"name": "default", "namespace": namespace},
+            "spec": {"egress": [{"hosts": ["./*"]}]}}
+
+
+def _sidecar_node(namespace: str) -> tuple[str, dict[str, str]]:
+    return (f"sidecar~10.2.0.9~client-0.{namespace}~{namespace}.svc.cluster.local",
+            {"app": "client"})
+
+
+def _two_namespaces(scoped: bool, timeout: str) -> list[dict[str, Any]]:
+    docs = [_service_in("web", "a", "10.96.1.1"), _service_in("web", "b", "10.96.2.1"),
+            _mesh_vs("a", timeout), GATEWAY]
+    return [*docs, _namespace_only("a"), _namespace_only("b")] if scoped else docs
+
+
+def test_a_sidecar_class_whose_scope_hides_a_changed_virtual_service_keeps_its_snapshot() -> None:
+    before, after = _two_namespaces(True, "5s"), _two_namespaces(True, "7s")
+    plane = Discovery(MeshConfig())
+    update(plane, 1, before)
+    handles = {ns: plane.connect(node(*_sidecar_node(ns))) for ns in ("a", "b")}
+    first = {ns: plane.snapshot(h) for ns, h in handles.items()}
+    update(plane, 2, after, {Key("VirtualService", "a", "web")})
+    second = {ns: plane.snapshot(h) for ns, h in handles.items()}
+    # b's Sidecar imports only its own namespace: a's VirtualService never reaches it, and
+    # its streams need not even wake up.
+    assert second["b"].resources == first["b"].resources
+    assert not plane.needs_push(handles["b"]) and plane.needs_push(handles["a"])
+    assert second["b"].version == "2"
+    assert second["a"].get(types.ROUTE) is not first["a"].get(types.ROUTE)
+    for ns in ("a", "b"):
+        assert payloads(second[ns]) == payloads(fresh(after, *_sidecar_node(ns)))
+    # A Gateway change reaches no sidecar; it still reaches a gateway class.
+    router = plane.connect(node(GATEWAY_NODE, {"istio": "ingressgateway"}))
+    plane.snapshot(router)
+    gateway = {**GATEWAY, "metadata": {"name": "gw", "namespace": "default",
+                                       "labels": {"edited": "yes"}}}
+    update(plane, 3, [*after[:3], gateway, *after[4:]], {Key("Gateway", "default", "gw")})
+    assert plane.snapshot(handles["a"]).resources == second["a"].resources
+    assert plane.snapshot(handles["b"]).resources == second["b"].resources
+    assert not plane.needs_push(handles["a"]) and plane.needs_push(router)
+
+
+def test_without_a_sidecar_resource_every_sidecar_class_sees_a_changed_virtual_service() -> None:
+    before, after = _two_namespaces(False, "5s"), _two_namespaces(False, "7s")
+    plane = Discovery(MeshConfig())
+    update(plane, 1, before)
+    handle = plane.connect(node(*_sidecar_node("b")))
+    first = plane.snapshot(handle)
+    update(plane, 2, after, {Key("VirtualService", "a", "web")})
+    second = plane.snapshot(handle)
+    assert second.get(types.ROUTE) is not first.get(types.ROUTE)
+    assert payloads(second) == payloads(fresh(after, *_sidecar_node("b")))
+
+
+def _gateway_vs(name: str, host: str, timeout: str = "5s") -> dict[str, Any]:
+    return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"hosts": [host], "gateways": ["gw"],
+                     "http": [{"timeout": timeout, "route": [{"destination": {"host": "web"}}]}]}}
+
+
+HASH_RULE = {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+             "metadata": {"name": "web", "namespace": "default"},
+             "spec": {"host": "web", "trafficPolicy": {
+                 "loadBalancer": {"consistentHash": {"httpHeaderName": "x-user"}}}}}
+
+
+def test_gateway_routes_of_unchanged_virtual_services_are_kept_across_contexts() -> None:
+    base = [service("web"), endpoint_slice("web", "10.1.0.1"), GATEWAY,
+            _gateway_vs("a", "a.example.com"), _gateway_vs("b", "b.example.com")]
+    steps = [
+        # (changed documents, whether a's routes may be kept)
+        ([_gateway_vs("b", "b.example.com", "7s")], True),
+        ([_gateway_vs("b", "b.example.com", "9s"), HASH_RULE], False),
+    ]
+    # The store hands over the very objects of unchanged keys, changed ones anew.
+    objects = objects_of(base)
+    plane = Discovery(MeshConfig())
+    plane.update(ChangeSet(objects, frozenset(k for v in objects.values() for k in v), 1))
+    handle = plane.connect(node(GATEWAY_NODE, {"istio": "ingressgateway"}))
+    plane.snapshot(handle)
+
+    def routes_of_a() -> Any:
+        assert plane.push is not None
+        (found,) = [v[1] for k, v in plane.push._kept.items() if k[-3] == "a"]
+        return found
+
+    docs = list(base)
+    for version, (changed_docs, keeps) in enumerate(steps, start=2):
+        before = routes_of_a()
+        changed = objects_of(changed_docs)
+        objects = {kind: {**objects.get(kind, {}), **changed.get(kind, {})}
+                   for kind in {*objects, *changed}}
+        plane.update(ChangeSet(objects, frozenset(k for v in changed.values() for k in v),
+                               version))
+        docs = [d for d in docs if d["metadata"]["name"] != "b" or d["kind"] != "VirtualService"]
+        docs += changed_docs
+        after = plane.snapshot(handle)
+        assert payloads(after) == payloads(fresh(docs, GATEWAY_NODE, {"istio": "ingressgateway"}))
+        assert (routes_of_a() is before) is keeps
+
+
+def test_an_endpoint_change_wakes_only_the_classes_holding_the_cluster() -> None:
+    def slice_in(namespace: str, address: str) -> dict[str, Any]:
+        return {**endpoint_slice("web", address),
+                "metadata": {"name": "web", "namespace": namespace,
+                             "labels": {"kubernetes.io/service-name": "web"}}}
+
+    docs = [*_two_namespaces(True, "5s"), slice_in("a", "10.1.0.1"), slice_in("b", "10.2.0.1")]
+    plane = Discovery(MeshConfig())
+    update(plane, 1, docs)
+    handles = {ns: plane.connect(node(*_sidecar_node(ns))) for ns in ("a", "b")}
+    for handle in handles.values():
+        plane.snapshot(handle)
+    update(plane, 2, [*docs[:-2], slice_in("a", "10.1.0.2"), docs[-1]],
+           {Key("EndpointSlice", "a", "web")})
+    assert plane.needs_push(handles["a"]) and not plane.needs_push(handles["b"])

@@ -4,6 +4,8 @@ model (ResolveShortnameToFQDN, gateway name resolution)."""
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -240,3 +242,28 @@ def test_invalid_hostnames(host: str) -> None:
 
 def test_wildcards_are_rejected_where_not_allowed() -> None:
     assert hosts.validate_hostname("*.example.com", allow_wildcard=False) is not None
+
+
+@pytest.mark.parametrize("value", [
+    "10.96.0.1", "0.0.0.0", "255.255.255.255", "256.1.1.1", "01.2.3.4", "1.2.3", "1.2.3.4.5",
+    "1.2.3.4\n", " 1.2.3.4", "1.2.3.04", "1.2.3.٤", "httpbin", "10.96.0.1.nip.io", "", "::",
+    "::1", "fe80::1", "2001:db8::1", "2001:db8::g", "::ffff:1.2.3.4", "1:2", "a.b.c.d",
+])
+def test_is_ip_agrees_with_ipaddress(value: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+        expected = True
+    except ValueError:
+        expected = False
+    assert hosts.is_ip(value) is expected
+
+
+@given(st.lists(st.text("0123456789", min_size=0, max_size=4), min_size=1, max_size=5))
+def test_is_ip_agrees_with_ipaddress_on_dotted_numbers(parts: list[str]) -> None:
+    value = ".".join(parts)
+    try:
+        ipaddress.ip_address(value)
+        expected = True
+    except ValueError:
+        expected = False
+    assert hosts.is_ip(value) is expected
