@@ -156,6 +156,7 @@ STATUS_KINDS = frozenset({Kind.GATEWAY, Kind.VIRTUAL_SERVICE, Kind.DESTINATION_R
 # Deleted objects' changes are kept this long (seconds) for status, at most this many.
 DELETED_CHANGE_TTL = 3600.0
 MAX_DELETED_CHANGES = 10_000
+PEER_AUTHN_ORIGIN = "peer-authentication"
 
 
 class Discovery:
@@ -204,6 +205,8 @@ class Discovery:
         self._rebuild_next = False
         if self.push is None or push.ingress is not self.push.ingress:
             self.problems.set(INGRESS_ORIGIN, push.ingress.problems)
+        if self.push is None or push.peer_authn is not self.push.peer_authn:
+            self.problems.set(PEER_AUTHN_ORIGIN, push.peer_authn.problems)
         before, self.push = self.push, push
         self.timings.push_context_seconds = time.perf_counter() - started
         self._cluster_resources = {}
@@ -232,7 +235,9 @@ class Discovery:
                 entry = self._classes[handle.key] = _Class(handle.view)
                 if old is not None:
                     entry.last_good = old.snapshot or old.last_good
-                    if not scope.full and old.snapshot is not None:
+                    unchanged = not scope.full or (scope.gateways_only
+                                                   and not entry.view.proxy.is_router)
+                    if unchanged and old.snapshot is not None:
                         entry.snapshot = self._with_new_endpoints(old.snapshot, entry.view,
                                                                   scope)
                         if entry.snapshot.resources is old.snapshot.resources:
@@ -336,6 +341,7 @@ class Discovery:
                 types.ROUTE: ResourceSet(types.ROUTE, (
                     make_resource(types.ROUTE, r.name, r.data)
                     for r in generated.serialized_routes)),
+                types.SECRET: _resources(types.SECRET, ((s.name, s) for s in generated.secrets)),
             },
             eds_names_by_cluster=eds_names_by_cluster,
         )
@@ -386,12 +392,12 @@ class Discovery:
 
     # -- xDS ConfigProvider ----------------------------------------------------------------
 
-    def connect(self, node: base_pb2.Node) -> ProxyHandle:
+    def connect(self, node: base_pb2.Node, identity: str = "") -> ProxyHandle:
         if self.push is None:
             raise NodeRejected("no configuration loaded yet")
         metadata = json_format.MessageToDict(node.metadata) if node.HasField("metadata") else {}
         try:
-            proxy = parse_proxy(node.id, metadata)
+            proxy = parse_proxy(node.id, metadata, verified_identity=identity)
         except NodeIdError as err:
             raise NodeRejected(str(err)) from err
         view = view_proxy(proxy, self.push)

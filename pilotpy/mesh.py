@@ -65,6 +65,13 @@ class MeshConfig:
     default_proxy_config: str = "{}"
     enable_prometheus_merge: bool = True
     inbound_traffic_policy: str = "PASSTHROUGH"
+    # Mesh mTLS (agent proxies only, docs/architecture.md#proxies-with-and-without-pilot-agent):
+    # enableAutoMtls (istiod's default: on), trustDomainAliases (client identities inbound
+    # mTLS accepts besides trustDomain's), meshMTLS minProtocolVersion and cipherSuites.
+    enable_auto_mtls: bool = True
+    trust_domain_aliases: tuple[str, ...] = ()
+    mesh_mtls_min_version: str = ""
+    mesh_mtls_cipher_suites: tuple[str, ...] = ()
 
 
 _OTHER_TRACING_FIELDS = ("lightstep", "datadog", "stackdriver", "openCensusAgent", "tlsSettings",
@@ -172,6 +179,14 @@ def read_mesh_config(f: Fields) -> MeshConfig:
         inbound_mode = inbound.enum("mode", ("PASSTHROUGH", "LOCALHOST"),
                                     default="PASSTHROUGH") or "PASSTHROUGH"
         inbound.done()
+    mesh_mtls = f.child("meshMTLS")
+    mtls_min = ""
+    mtls_ciphers: tuple[str, ...] = ()
+    if mesh_mtls is not None:
+        mtls_min = mesh_mtls.enum("minProtocolVersion", ("TLS_AUTO", "TLSV1_2", "TLSV1_3"),
+                                  default="TLS_AUTO")
+        mtls_ciphers = mesh_mtls.string_list("cipherSuites")
+        mesh_mtls.done(ignore=("ecdhCurves",))
     config = MeshConfig(
         connect_timeout_ns=f.duration_ns("connectTimeout", minimum_ns=1_000_000) or 10 * SECOND,
         outbound_traffic_policy=mode or "ALLOW_ANY",
@@ -200,13 +215,17 @@ def read_mesh_config(f: Fields) -> MeshConfig:
         default_proxy_config=json.dumps(default_config or {}, sort_keys=True),
         enable_prometheus_merge=f.boolean("enablePrometheusMerge", default=True),
         inbound_traffic_policy=inbound_mode,
+        enable_auto_mtls=f.boolean("enableAutoMtls", default=True),
+        trust_domain_aliases=f.string_list("trustDomainAliases"),
+        mesh_mtls_min_version=mtls_min,
+        mesh_mtls_cipher_suites=mtls_ciphers,
     )
     # Settings pilotpy does not translate (yet); accepted silently so an istiod mesh config
     # loads unchanged.
-    f.done(ignore=("enableAutoMtls", "extensionProviders",
+    f.done(ignore=("extensionProviders",
                    "defaultProviders", "localityLbSetting",
                    "defaultServiceExportTo",
                    "defaultVirtualServiceExportTo", "defaultDestinationRuleExportTo",
                    "discoverySelectors", "protocolDetectionTimeout",
-                   "tcpKeepalive", "proxyHttpPort", "meshMTLS", "serviceSettings"))
+                   "tcpKeepalive", "proxyHttpPort", "serviceSettings"))
     return config

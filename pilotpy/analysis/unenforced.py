@@ -13,7 +13,6 @@ from pilotpy.problems import Problem, Reason
 
 # What a user would expect of the kind and does not get.
 _CONSEQUENCES = {
-    Kind.PEER_AUTHENTICATION: "mutual TLS is not required or configured; plaintext is accepted",
     Kind.AUTHORIZATION_POLICY: "requests are not checked against it; traffic it should deny flows",
     Kind.REQUEST_AUTHENTICATION: "JWTs are not validated",
     Kind.WORKLOAD_ENTRY: "its workload gets no endpoints",

@@ -16,12 +16,13 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 
 from pilotpy.analysis.unenforced import unenforced
 from pilotpy.local.bootstrap import agent_node_metadata
 from pilotpy.mesh import MESH_CONFIG_KIND
 from pilotpy.problems import Problem, ProblemLog
-from pilotpy.proxy import NodeIdError, Proxy, ProxyView, parse_proxy, view_proxy
+from pilotpy.proxy import AGENT_METADATA, NodeIdError, Proxy, ProxyView, parse_proxy, view_proxy
 from pilotpy.push import Objects, PushContext, build_push_context
 from pilotpy.server.controlplane import load_mesh_config
 from pilotpy.server.settings import Settings
@@ -45,7 +46,8 @@ class LoadedConfig:
     def problems(self, translation: tuple[Problem, ...] = ()) -> list[Problem]:
         """Every problem, in the order `analyze` prints them: the input's, Ingress
         conversion's, `translation`'s (one proxy's), then kinds read but not enforced."""
-        return [*self.read_problems, *self.push.ingress.problems, *translation,
+        return [*self.read_problems, *self.push.ingress.problems,
+                *self.push.peer_authn.problems, *translation,
                 *unenforced(self.objects)]
 
 
@@ -59,6 +61,7 @@ class ProxyConfig:
     clusters: list[cluster_pb2.Cluster]
     endpoints: list[endpoint_pb2.ClusterLoadAssignment]
     problems: tuple[Problem, ...]
+    secrets: list[secret_pb2.Secret]
 
     def to_json(self) -> dict[str, list[dict[str, Any]]]:
         return {"listeners": [to_json(m) for m in self.listeners],
@@ -114,12 +117,17 @@ def node_metadata(node_id: str, labels: Mapping[str, str], generator: str = ""
     return metadata
 
 
-def proxy_of(node_id: str, labels: Mapping[str, str], generator: str = "") -> Proxy:
+def proxy_of(node_id: str, labels: Mapping[str, str], generator: str = "", *,
+             agent: bool = False, verified_identity: str = "") -> Proxy:
     """The proxy a node id and labels describe, with the metadata pilot-agent would send
     (node_metadata); `generator` is the node's GENERATOR metadata (`grpc`: a proxyless gRPC
-    client)."""
+    client); `agent`: the proxy runs under pilot-agent (its node metadata has PROXY_CONFIG);
+    `verified_identity`: the SPIFFE id its stream proves."""
+    metadata = node_metadata(node_id, labels, generator)
+    if agent:
+        metadata[AGENT_METADATA] = {}
     try:
-        return parse_proxy(node_id, node_metadata(node_id, labels, generator))
+        return parse_proxy(node_id, metadata, verified_identity=verified_identity)
     except NodeIdError as err:
         raise SystemExit(f"--node-id: {err}") from err
 
@@ -132,17 +140,35 @@ def proxy_config(push: PushContext, proxy: Proxy) -> ProxyConfig:
     clusters = [*generated.clusters, *generated.named_only_clusters]
     endpoints = endpoints_for(push, view, eds_cluster_names(clusters))
     return ProxyConfig(view, listeners, generated.routes, clusters, endpoints,
-                       generated.problems)
+                       generated.problems, generated.secrets)
 
 
 def translate(paths: list[Path], *, node_id: str, labels: Mapping[str, str],
               mesh_config: Path | None = None, default_namespace: str = "default",
-              delta: bool = False, generator: str = "",
+              delta: bool = False, generator: str = "", agent: bool = False,
+              verified_identity: str = "",
               ) -> tuple[dict[str, list[dict[str, Any]]], list[Problem]]:
-    """The four resource lists for `node_id`, and the problems found in the input."""
+    """The four resource lists for `node_id`, and the problems found in the input (see
+    proxy_of for `generator`, `agent` and `verified_identity`; a verified identity adds the
+    Secrets the proxy would get, `secrets`, private keys redacted)."""
     del delta  # the same resources go over SotW and Delta
     check_paths(paths)
-    proxy = proxy_of(node_id, labels, generator)
+    proxy = proxy_of(node_id, labels, generator, agent=agent,
+                     verified_identity=verified_identity)
     loaded = load_config(paths, mesh_config=mesh_config, default_namespace=default_namespace)
     config = proxy_config(loaded.push, proxy)
-    return config.to_json(), loaded.problems(config.problems)
+    output = config.to_json()
+    if verified_identity:
+        output["secrets"] = [_redacted(to_json(m)) for m in config.secrets]
+    return output, loaded.problems(config.problems)
+
+
+REDACTED = "[redacted]"
+
+
+def _redacted(secret: dict[str, Any]) -> dict[str, Any]:
+    """A Secret with its private key replaced: translate's output lands in CI logs."""
+    certificate = secret.get("tlsCertificate")
+    if isinstance(certificate, dict) and "privateKey" in certificate:
+        certificate["privateKey"] = {"inlineString": REDACTED}
+    return secret

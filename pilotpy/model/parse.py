@@ -22,6 +22,7 @@ from pilotpy.model.kube import (
     parse_service,
 )
 from pilotpy.model.meta import Meta, parse_meta
+from pilotpy.model.peerauthentication import PeerAuthentication, parse_peer_authentication
 from pilotpy.model.serviceentry import ServiceEntry, parse_service_entry
 from pilotpy.model.sidecar import Sidecar, parse_sidecar
 from pilotpy.model.stored import (
@@ -39,11 +40,13 @@ from pilotpy.model.virtualservice import VirtualService, parse_virtual_service
 
 ConfigObject = (
     Gateway | VirtualService | DestinationRule | ServiceEntry | Sidecar | Service | EndpointSlice
-    | Pod | Namespace | Secret | StoredObject | Ingress | IngressClass
+    | Pod | Namespace | Secret | StoredObject | Ingress | IngressClass | PeerAuthentication
 )
 
 NETWORKING_GROUP = "networking.istio.io"
 NETWORKING_VERSIONS = ("v1", "v1beta1", "v1alpha3")
+SECURITY_GROUP = "security.istio.io"
+SECURITY_VERSIONS = ("v1", "v1beta1")
 
 _ISTIO: dict[str, Callable[[Meta, Fields], ConfigObject]] = {
     "Gateway": parse_gateway,
@@ -52,11 +55,25 @@ _ISTIO: dict[str, Callable[[Meta, Fields], ConfigObject]] = {
     "ServiceEntry": parse_service_entry,
     "Sidecar": parse_sidecar,
 }
+# The security.istio.io kinds pilotpy enforces.
+_SECURITY: dict[str, Callable[[Meta, Fields], ConfigObject]] = {
+    "PeerAuthentication": parse_peer_authentication,
+}
+# Istio groups of translated kinds: their served versions and spec parsers.
+_GROUPS = {
+    NETWORKING_GROUP: (NETWORKING_VERSIONS, _ISTIO),
+    SECURITY_GROUP: (SECURITY_VERSIONS, _SECURITY),
+}
 
 
 def istio_parsers() -> dict[str, Callable[[Meta, Fields], ConfigObject]]:
     """The translated Istio kinds and their spec parsers (for the CRD schemas)."""
-    return dict(_ISTIO)
+    return {**_ISTIO, **_SECURITY}
+
+
+def _translated(group: str, kind: str) -> Callable[[Meta, Fields], ConfigObject] | None:
+    found = _GROUPS.get(group)
+    return found[1].get(kind) if found is not None else None
 
 
 # (apiVersion, kind) pairs of the Kubernetes registry.
@@ -65,7 +82,7 @@ _KUBE_KINDS = {
     ("discovery.k8s.io/v1", "EndpointSlice"), ("discovery.k8s.io/v1beta1", "EndpointSlice"),
     ("networking.k8s.io/v1", "Ingress"), ("networking.k8s.io/v1", "IngressClass"),
 }
-KINDS = (*_ISTIO, "Service", "EndpointSlice", "Pod", "Namespace", "Secret", "Ingress",
+KINDS = (*_ISTIO, *_SECURITY, "Service", "EndpointSlice", "Pod", "Namespace", "Secret", "Ingress",
          "IngressClass", *sorted(UNENFORCED_KINDS))
 
 
@@ -89,8 +106,8 @@ def is_supported(doc: Mapping[str, Any]) -> bool:
     api_version = str(doc.get("apiVersion", ""))
     kind = str(doc.get("kind", ""))
     group, _, version = api_version.rpartition("/")
-    if group == NETWORKING_GROUP and kind in _ISTIO:
-        return version in NETWORKING_VERSIONS
+    if _translated(group, kind) is not None:
+        return version in _GROUPS[group][0]
     if kind in STORED_KINDS.get(group, ()):
         return version in STORED_VERSIONS[group]
     return (api_version, kind) in _KUBE_KINDS
@@ -109,11 +126,12 @@ def parse_object(doc: Mapping[str, Any], *, default_namespace: str = "default",
                             [Issue("", "apiVersion and kind are required")], origin)
     if not is_supported(doc):
         group = api_version.rpartition("/")[0]
-        if group == NETWORKING_GROUP and kind in _ISTIO:
+        if _translated(group, kind) is not None:
+            versions = _GROUPS[group][0]
             raise InvalidObject(
                 _ref_of(doc, default_namespace),
                 [Issue("apiVersion", f"{api_version!r} is not served; use "
-                       f"{NETWORKING_GROUP}/v1, v1beta1 or v1alpha3")], origin)
+                       f"{group}/{', '.join(versions[:-1])} or {versions[-1]}")], origin)
         raise UnknownKind(f"{api_version} {kind}")
 
     issues: list[Issue] = []
@@ -127,12 +145,13 @@ def parse_object(doc: Mapping[str, Any], *, default_namespace: str = "default",
     namespaced = kind not in ("Namespace", "IngressClass", *CLUSTER_SCOPED_STORED)
     meta = parse_meta(doc, kind, default_namespace, namespaced, root)
     obj: ConfigObject
-    if kind in _ISTIO:
+    parser = _translated(group, kind)
+    if parser is not None:
         spec = root.child("spec")
         if spec is None:
             root.error("required", "spec")
             spec = Fields({}, "spec", issues)
-        obj = _ISTIO[kind](meta, spec)
+        obj = parser(meta, spec)
         root.done(ignore=("status",))
     elif kind == "Service":
         spec = root.child("spec") or Fields({}, "spec", issues)

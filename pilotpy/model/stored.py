@@ -1,7 +1,7 @@
-"""Kinds pilotpy reads but does not enforce yet (PeerAuthentication, AuthorizationPolicy,
+"""Kinds pilotpy reads but does not enforce yet (AuthorizationPolicy, RequestAuthentication,
 WorkloadEntry, EnvoyFilter, the Gateway API, ...), kept in the store so that each one is
 reported (an unenforced AuthorizationPolicy is an open door), and gateway credentials
-(Secrets).
+(Secrets, served over SDS: pilotpy/translate/credentials.py).
 
 Stored objects are compared by value, so an unchanged object is a no-op in the store like any
 other; their specs are kept as the API server returned them (JSON-compatible values).
@@ -21,8 +21,7 @@ GATEWAY_API_GROUP = "gateway.networking.k8s.io"
 STORED_KINDS: Mapping[str, frozenset[str]] = {
     "networking.istio.io": frozenset({"WorkloadEntry", "WorkloadGroup", "EnvoyFilter",
                                       "ProxyConfig"}),
-    "security.istio.io": frozenset({"PeerAuthentication", "AuthorizationPolicy",
-                                    "RequestAuthentication"}),
+    "security.istio.io": frozenset({"AuthorizationPolicy", "RequestAuthentication"}),
     "telemetry.istio.io": frozenset({"Telemetry"}),
     "extensions.istio.io": frozenset({"WasmPlugin", "TrafficExtension"}),
     GATEWAY_API_GROUP: frozenset({"Gateway", "GatewayClass", "HTTPRoute", "GRPCRoute",
@@ -46,11 +45,10 @@ def stored_kind(group: str, kind: str) -> str:
 
 UNENFORCED_KINDS = frozenset(stored_kind(group, kind) for group, kinds in STORED_KINDS.items()
                              for kind in kinds)
-STORED_ONLY_KINDS = UNENFORCED_KINDS | {"Secret"}
 
 # The Secret keys istiod reads for gateway credentials (pilot/pkg/credentials/kube).
 CREDENTIAL_KEYS = frozenset({
-    "tls.crt", "tls.key", "ca.crt", "cert", "key", "cacert", "tls.ocsp-staple", "ca.crl",
+    "tls.crt", "tls.key", "ca.crt", "cert", "key", "cacert", "tls.ocsp-staple", "ca.crl", "crl",
 })
 
 

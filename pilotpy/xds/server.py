@@ -72,8 +72,9 @@ class StreamGuard(Protocol):
     async def admit(self, context: grpc.aio.ServicerContext[Any, Any]) -> object:
         """The stream's principal; raises StreamRefused (Unauthenticated)."""
 
-    def authorize(self, principal: object, node: base_pb2.Node) -> None:
-        """Raises StreamRefused (PermissionDenied) when the principal may not be `node`."""
+    def authorize(self, principal: object, node: base_pb2.Node) -> str:
+        """The identity (a SPIFFE URI) of the principal that `node` is; raises StreamRefused
+        (PermissionDenied) when the principal may not be `node`."""
 
 
 class ConfigUnavailable(Exception):
@@ -82,8 +83,9 @@ class ConfigUnavailable(Exception):
 
 
 class ConfigProvider(Protocol):
-    def connect(self, node: base_pb2.Node) -> object:
-        """A handle for the proxy; raises NodeRejected."""
+    def connect(self, node: base_pb2.Node, identity: str = "") -> object:
+        """A handle for the proxy; `identity` is what the stream proved (the guard's
+        answer on the secure port, "" otherwise); raises NodeRejected."""
 
     def snapshot(self, handle: object) -> Snapshot:
         """The current snapshot of the proxy's class (generated on first use); raises
@@ -325,10 +327,11 @@ class XdsServer:
                     continue  # woken for a push
                 self._check(item, protocol)
                 if connection is None:
+                    identity = ""
                     if secure and self.guard is not None:
                         # Raises StreamRefused, a StreamError: the stream is refused below.
-                        self.guard.authorize(principal, item.node)
-                    connection = self._connect(item, protocol)
+                        identity = self.guard.authorize(principal, item.node)
+                    connection = self._connect(item, protocol, identity)
                     stream = (SotwStream if protocol == "sotw" else DeltaStream)(
                         connection.status, self.stats, self.memo, self.limits)
                 assert stream is not None
@@ -475,7 +478,8 @@ class XdsServer:
             await get
         return None
 
-    def _connect(self, request: Any, protocol: str) -> Connection:
+    def _connect(self, request: Any, protocol: str, identity: str = "") -> Connection:
+        """`identity`: what the stream proved (the guard's answer on the secure port)."""
         node = request.node
         if not node.id:
             raise StreamError(grpc.StatusCode.INVALID_ARGUMENT,
@@ -491,7 +495,7 @@ class XdsServer:
         is_debug = info.type == debug.DEBUG_NODE_TYPE or debug.is_debug_type(request.type_url)
         handle: object = None
         try:
-            handle = self._provider.connect(node)
+            handle = self._provider.connect(node, identity)
         except NodeRejected as err:
             if not is_debug:
                 raise StreamError(err.code, clip(str(err))) from err

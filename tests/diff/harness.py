@@ -157,6 +157,12 @@ class SideBySide:
             if case.mesh:
                 self.set_mesh(BASE_MESH)
             await self.wait_config(istio_config_keys(applied.docs), present=False)
+            base = istio_config_keys([PEER_AUTHENTICATION_DISABLE])
+            if base & istio_config_keys(applied.docs):
+                # The case replaced the tier's mesh-wide policy and took it away with its
+                # objects: every later case must see it again.
+                await asyncio.to_thread(self.admin.apply, PEER_AUTHENTICATION_DISABLE)
+                await self.wait_config(base, present=True)
         result = CaseResult(case, [p.label for p in proxies], applied.refused, unreadable, [])
         for label, (theirs, ours) in fetched.items():
             theirs = normalize(theirs, istiod=True)

@@ -28,6 +28,7 @@ from tests.e2e.test_golden_accepted import (
     _relocated,
     _with_cert_files,
     _with_test_certificates,
+    agent_sds,
 )
 from tests.golden.cases import Case, all_cases, simulation
 
@@ -160,10 +161,11 @@ def _checked_calls(case: Case) -> list[tuple[Call, Result]]:
 
 
 # Gateway cases with no plaintext HTTP call to check on loopback (TCP/TLS-only servers, HTTPS,
-# endpoints elsewhere, no gateway at all): the simulator walk of these is held to Envoy
-# elsewhere (the TLS and TCP e2e tests), not here.
-NOTHING_TO_CHECK = {"endpoint-slices", "gateway-https-simple", "gateway-tcp-route",
-                    "gateway-tcp-tls", "gateway-tls-passthrough", "no-gateway", "wildcard-hosts"}
+# ISTIO_MUTUAL, endpoints elsewhere, no gateway at all): the simulator walk of these is held to
+# Envoy elsewhere (the TLS and TCP e2e tests, the mesh tier's W5), not here.
+NOTHING_TO_CHECK = {"endpoint-slices", "gateway-https-simple", "gateway-istio-mutual",
+                    "gateway-tcp-route", "gateway-tcp-tls", "gateway-tls-passthrough",
+                    "no-gateway", "wildcard-hosts"}
 
 
 def test_only_the_named_cases_have_nothing_to_check() -> None:
@@ -177,7 +179,13 @@ def test_only_the_named_cases_have_nothing_to_check() -> None:
 async def test_simulator_agrees_with_envoy(case: Case, tmp_path: Path) -> None:
     checked = _checked_calls(case)
     assert checked, f"{case.name}: no call to check (add it to NOTHING_TO_CHECK with a reason)"
-    docs = _relocated(case.path)
+    async with agent_sds(case, tmp_path / "workload") as sds_address:
+        await _agrees(case, checked, tmp_path, sds_address)
+
+
+async def _agrees(case: Case, checked: list[tuple[Call, Result]], tmp_path: Path,
+                  sds_address: tuple[str, int] | None) -> None:
+    docs = _relocated(case.path, case.labels)
     _with_test_certificates(docs, tmp_path / "certs")
     docs = _with_cert_files(docs, tmp_path / "proxy-certs", {})
     ports = _port_map(case, docs)
@@ -185,7 +193,9 @@ async def test_simulator_agrees_with_envoy(case: Case, tmp_path: Path) -> None:
     config.mkdir()
     (config / "config.yaml").write_text(yaml.safe_dump_all(docs), encoding="utf-8")
     stack = LocalStack([config], tmp_path, node_id=case.node_id, labels=case.labels,
-                       start_backends=False, mesh_config=case.mesh_config)
+                       start_backends=False, mesh_config=case.mesh_config,
+                       metadata={k: v for k, v in case.metadata.items() if k != "LABELS"},
+                       sds_address=sds_address, xds_identity=case.verified_identity)
     await stack.start()
     try:
         await stack.wait_live()
