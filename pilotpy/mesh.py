@@ -30,6 +30,8 @@ class MeshConfig:
     outbound_traffic_policy: str = "ALLOW_ANY"
     root_namespace: str = "istio-system"
     trust_domain: str = "cluster.local"
+    # Other trust domains that mean this mesh in AuthorizationPolicy principals.
+    trust_domain_aliases: tuple[str, ...] = ()
     domain_suffix: str = "cluster.local"
     dns_refresh_rate_ns: int = 60 * SECOND
     h2_upgrade_policy: str = "DO_NOT_UPGRADE"
@@ -161,6 +163,7 @@ def read_mesh_config(f: Fields) -> MeshConfig:
         outbound_traffic_policy=mode or "ALLOW_ANY",
         root_namespace=f.string("rootNamespace") or "istio-system",
         trust_domain=f.string("trustDomain") or "cluster.local",
+        trust_domain_aliases=f.string_list("trustDomainAliases"),
         dns_refresh_rate_ns=f.duration_ns("dnsRefreshRate", minimum_ns=1_000_000) or 60 * SECOND,
         h2_upgrade_policy=f.enum("h2UpgradePolicy", ("DO_NOT_UPGRADE", "UPGRADE"),
                                  default="DO_NOT_UPGRADE") or "DO_NOT_UPGRADE",

@@ -1,6 +1,6 @@
 """Kinds pilotpy reads but does not enforce yet: one warning per object, so nobody believes a
-policy is in force while traffic flows past it (an unenforced AuthorizationPolicy is an open
-door)."""
+policy is in force while traffic flows past it (an unenforced PeerAuthentication leaves
+plaintext open)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from pilotpy.problems import Problem, Reason
 # What a user would expect of the kind and does not get.
 _CONSEQUENCES = {
     Kind.PEER_AUTHENTICATION: "mutual TLS is not required or configured; plaintext is accepted",
-    Kind.AUTHORIZATION_POLICY: "requests are not checked against it; traffic it should deny flows",
-    Kind.REQUEST_AUTHENTICATION: "JWTs are not validated",
     Kind.WORKLOAD_ENTRY: "its workload gets no endpoints",
     "WorkloadGroup": "its workloads get no endpoints",
     "EnvoyFilter": "its patches are not applied",

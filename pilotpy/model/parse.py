@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pilotpy.model.authorization import AuthorizationPolicy, parse_authorization_policy
 from pilotpy.model.destinationrule import DestinationRule, parse_destination_rule
 from pilotpy.model.errors import InvalidObject, Issue, ObjectRef, UnknownKind
 from pilotpy.model.fields import Fields
@@ -22,6 +23,10 @@ from pilotpy.model.kube import (
     parse_service,
 )
 from pilotpy.model.meta import Meta, parse_meta
+from pilotpy.model.request_authentication import (
+    RequestAuthentication,
+    parse_request_authentication,
+)
 from pilotpy.model.serviceentry import ServiceEntry, parse_service_entry
 from pilotpy.model.sidecar import Sidecar, parse_sidecar
 from pilotpy.model.stored import (
@@ -39,19 +44,30 @@ from pilotpy.model.virtualservice import VirtualService, parse_virtual_service
 
 ConfigObject = (
     Gateway | VirtualService | DestinationRule | ServiceEntry | Sidecar | Service | EndpointSlice
-    | Pod | Namespace | Secret | StoredObject | Ingress | IngressClass
+    | Pod | Namespace | Secret | StoredObject | Ingress | IngressClass | AuthorizationPolicy
+    | RequestAuthentication
 )
 
 NETWORKING_GROUP = "networking.istio.io"
 NETWORKING_VERSIONS = ("v1", "v1beta1", "v1alpha3")
+SECURITY_GROUP = "security.istio.io"
+SECURITY_VERSIONS = ("v1", "v1beta1")
 
-_ISTIO: dict[str, Callable[[Meta, Fields], ConfigObject]] = {
+_NETWORKING: dict[str, Callable[[Meta, Fields], ConfigObject]] = {
     "Gateway": parse_gateway,
     "VirtualService": parse_virtual_service,
     "DestinationRule": parse_destination_rule,
     "ServiceEntry": parse_service_entry,
     "Sidecar": parse_sidecar,
 }
+_SECURITY: dict[str, Callable[[Meta, Fields], ConfigObject]] = {
+    "AuthorizationPolicy": parse_authorization_policy,
+    "RequestAuthentication": parse_request_authentication,
+}
+# group -> (served versions, kind -> spec parser)
+_ISTIO_GROUPS = {NETWORKING_GROUP: (NETWORKING_VERSIONS, _NETWORKING),
+                 SECURITY_GROUP: (SECURITY_VERSIONS, _SECURITY)}
+_ISTIO = {**_NETWORKING, **_SECURITY}
 
 
 def istio_parsers() -> dict[str, Callable[[Meta, Fields], ConfigObject]]:
@@ -89,8 +105,8 @@ def is_supported(doc: Mapping[str, Any]) -> bool:
     api_version = str(doc.get("apiVersion", ""))
     kind = str(doc.get("kind", ""))
     group, _, version = api_version.rpartition("/")
-    if group == NETWORKING_GROUP and kind in _ISTIO:
-        return version in NETWORKING_VERSIONS
+    if group in _ISTIO_GROUPS and kind in _ISTIO_GROUPS[group][1]:
+        return version in _ISTIO_GROUPS[group][0]
     if kind in STORED_KINDS.get(group, ()):
         return version in STORED_VERSIONS[group]
     return (api_version, kind) in _KUBE_KINDS
@@ -109,11 +125,13 @@ def parse_object(doc: Mapping[str, Any], *, default_namespace: str = "default",
                             [Issue("", "apiVersion and kind are required")], origin)
     if not is_supported(doc):
         group = api_version.rpartition("/")[0]
-        if group == NETWORKING_GROUP and kind in _ISTIO:
+        if group in _ISTIO_GROUPS and kind in _ISTIO_GROUPS[group][1]:
+            first, *others = _ISTIO_GROUPS[group][0]
+            served = f"{group}/{first}" + "".join(
+                (" or " if i == len(others) - 1 else ", ") + v for i, v in enumerate(others))
             raise InvalidObject(
                 _ref_of(doc, default_namespace),
-                [Issue("apiVersion", f"{api_version!r} is not served; use "
-                       f"{NETWORKING_GROUP}/v1, v1beta1 or v1alpha3")], origin)
+                [Issue("apiVersion", f"{api_version!r} is not served; use {served}")], origin)
         raise UnknownKind(f"{api_version} {kind}")
 
     issues: list[Issue] = []

@@ -1,7 +1,6 @@
-"""Kinds pilotpy reads but does not enforce yet (PeerAuthentication, AuthorizationPolicy,
-WorkloadEntry, EnvoyFilter, the Gateway API, ...), kept in the store so that each one is
-reported (an unenforced AuthorizationPolicy is an open door), and gateway credentials
-(Secrets).
+"""Kinds pilotpy reads but does not enforce yet (PeerAuthentication, WorkloadEntry,
+EnvoyFilter, the Gateway API, ...), kept in the store so that each one is reported (an
+unenforced security policy is an open door), and gateway credentials (Secrets).
 
 Stored objects are compared by value, so an unchanged object is a no-op in the store like any
 other; their specs are kept as the API server returned them (JSON-compatible values).
@@ -21,8 +20,7 @@ GATEWAY_API_GROUP = "gateway.networking.k8s.io"
 STORED_KINDS: Mapping[str, frozenset[str]] = {
     "networking.istio.io": frozenset({"WorkloadEntry", "WorkloadGroup", "EnvoyFilter",
                                       "ProxyConfig"}),
-    "security.istio.io": frozenset({"PeerAuthentication", "AuthorizationPolicy",
-                                    "RequestAuthentication"}),
+    "security.istio.io": frozenset({"PeerAuthentication"}),
     "telemetry.istio.io": frozenset({"Telemetry"}),
     "extensions.istio.io": frozenset({"WasmPlugin", "TrafficExtension"}),
     GATEWAY_API_GROUP: frozenset({"Gateway", "GatewayClass", "HTTPRoute", "GRPCRoute",

@@ -31,6 +31,7 @@ from pilotpy.push.endpoints import EndpointIndex, PodIndex, PortEndpoints, Servi
 from pilotpy.push.ingress import EMPTY as NO_INGRESS
 from pilotpy.push.ingress import INPUT_KINDS as INGRESS_INPUT_KINDS
 from pilotpy.push.ingress import IngressConfig, convert_ingresses
+from pilotpy.push.security import AuthorizationIndex, RequestAuthenticationIndex
 from pilotpy.push.services import (
     Resolution,
     Service,
@@ -74,6 +75,10 @@ class PushContext:
     # What the served Kubernetes Ingresses became (already part of `gateways` and
     # `virtual_services`), with the problems found converting them.
     ingress: IngressConfig = NO_INGRESS
+    authorization: AuthorizationIndex = field(
+        default_factory=lambda: AuthorizationIndex((), ""))
+    request_authentication: RequestAuthenticationIndex = field(
+        default_factory=lambda: RequestAuthenticationIndex((), ""))
     # Resolved VirtualServices by key, reused while the stored object is the same object.
     _resolved_vs: Mapping[Key, tuple[VirtualService, VirtualService]] = field(
         default_factory=dict, repr=False)
@@ -178,8 +183,15 @@ def build_push_context(objects: Objects, mesh: MeshConfig, version: int,
     sidecars = previous.sidecars
     if Kind.SIDECAR in kinds:
         sidecars = SidecarIndex(_values(objects, Kind.SIDECAR), mesh.root_namespace)
+    authorization = previous.authorization
+    if Kind.AUTHORIZATION_POLICY in kinds:
+        authorization = _authorization(objects, mesh)
+    request_authentication = previous.request_authentication
+    if Kind.REQUEST_AUTHENTICATION in kinds:
+        request_authentication = _request_authentication(objects, mesh)
     context = PushContext(version, mesh, services, pods, endpoints, gateways, virtual_services,
-                          destination_rules, objects, sidecars, ingress, resolved)
+                          destination_rules, objects, sidecars, ingress, authorization,
+                          request_authentication, resolved)
     # Kinds stored for later translation change no generated resource yet.
     if kinds <= ENDPOINT_KINDS | STORED_ONLY_KINDS:
         touched = [svc for ns, name in dirty
@@ -204,6 +216,15 @@ def _resolve_all(objects: Objects, mesh: MeshConfig,
         else:
             out[key] = (vs, resolve_virtual_service(vs, mesh.domain_suffix))
     return out
+
+
+def _authorization(objects: Objects, mesh: MeshConfig) -> AuthorizationIndex:
+    return AuthorizationIndex(_values(objects, Kind.AUTHORIZATION_POLICY), mesh.root_namespace)
+
+
+def _request_authentication(objects: Objects, mesh: MeshConfig) -> RequestAuthenticationIndex:
+    return RequestAuthenticationIndex(_values(objects, Kind.REQUEST_AUTHENTICATION),
+                                      mesh.root_namespace)
 
 
 def _all_gateways(objects: Objects, ingress: IngressConfig) -> tuple[Gateway, ...]:
@@ -237,6 +258,8 @@ def _full_build(objects: Objects, mesh: MeshConfig, version: int,
         objects=objects,
         sidecars=SidecarIndex(_values(objects, Kind.SIDECAR), mesh.root_namespace),
         ingress=ingress,
+        authorization=_authorization(objects, mesh),
+        request_authentication=_request_authentication(objects, mesh),
         _resolved_vs=resolved,
     )
 
