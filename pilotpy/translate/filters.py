@@ -4,6 +4,8 @@ gateway.go), built only from extensions upstream Envoy ships, so a stock Envoy a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
@@ -33,9 +35,11 @@ HCM = hcm_pb2.HttpConnectionManager
 GATEWAY_SERVER_NAME = "istio-envoy"
 
 
-def http_filters() -> list[hcm_pb2.HttpFilter]:
-    """grpc_stats, then fault and CORS (per-route configs reference them), router last."""
+def http_filters(security: Sequence[hcm_pb2.HttpFilter] = ()) -> list[hcm_pb2.HttpFilter]:
+    """The security filters (jwt_authn, RBAC: translate/security.py) first, grpc_stats, then
+    fault and CORS (per-route configs reference them), router last."""
     return [
+        *security,
         hcm_pb2.HttpFilter(name="envoy.filters.http.grpc_stats", typed_config=pb.typed(
             grpc_stats_pb2.FilterConfig(emit_filter_state=True,
                                         stats_for_all_methods=pb.boolean(False)))),
@@ -58,12 +62,14 @@ def _apply_path_normalization(manager: hcm_pb2.HttpConnectionManager, mesh: Mesh
         manager.path_with_escaped_slashes_action = HCM.UNESCAPE_AND_FORWARD
 
 
-def _connection_manager(stat_prefix: str, mesh: MeshConfig) -> hcm_pb2.HttpConnectionManager:
+def _connection_manager(stat_prefix: str, mesh: MeshConfig,
+                        security: Sequence[hcm_pb2.HttpFilter] = ()
+                        ) -> hcm_pb2.HttpConnectionManager:
     """What gateways and both sidecar directions share."""
     manager = HCM(
         stat_prefix=stat_prefix,
         codec_type=HCM.AUTO,
-        http_filters=http_filters(),
+        http_filters=http_filters(security),
         stream_idle_timeout=pb.seconds(0),
         upgrade_configs=[HCM.UpgradeConfig(upgrade_type="websocket")],
     )
@@ -74,17 +80,21 @@ def _connection_manager(stat_prefix: str, mesh: MeshConfig) -> hcm_pb2.HttpConne
 
 
 def _rds_connection_manager(route_name: str, stat_prefix: str, mesh: MeshConfig, *,
-                            use_remote_address: bool) -> hcm_pb2.HttpConnectionManager:
-    manager = _connection_manager(stat_prefix, mesh)
+                            use_remote_address: bool,
+                            security: Sequence[hcm_pb2.HttpFilter] = ()
+                            ) -> hcm_pb2.HttpConnectionManager:
+    manager = _connection_manager(stat_prefix, mesh, security)
     manager.rds.CopyFrom(hcm_pb2.Rds(config_source=ads_config_source(),
                                      route_config_name=route_name))
     manager.use_remote_address.value = use_remote_address
     return manager
 
 
-def gateway_connection_manager(route_name: str, stat_prefix: str,
-                               mesh: MeshConfig) -> hcm_pb2.HttpConnectionManager:
-    manager = _rds_connection_manager(route_name, stat_prefix, mesh, use_remote_address=True)
+def gateway_connection_manager(route_name: str, stat_prefix: str, mesh: MeshConfig,
+                               security: Sequence[hcm_pb2.HttpFilter] = ()
+                               ) -> hcm_pb2.HttpConnectionManager:
+    manager = _rds_connection_manager(route_name, stat_prefix, mesh, use_remote_address=True,
+                                      security=security)
     manager.forward_client_cert_details = HCM.SANITIZE_SET
     manager.set_current_client_cert_details.CopyFrom(HCM.SetCurrentClientCertDetails(
         subject=pb.boolean(True), cert=True, dns=True, uri=True))
@@ -99,10 +109,11 @@ def sidecar_outbound_connection_manager(route_name: str, stat_prefix: str,
 
 
 def sidecar_inbound_connection_manager(route: route_pb2.RouteConfiguration, stat_prefix: str,
-                                       mesh: MeshConfig, *, http2: bool
+                                       mesh: MeshConfig, *, http2: bool,
+                                       security: Sequence[hcm_pb2.HttpFilter] = ()
                                        ) -> hcm_pb2.HttpConnectionManager:
     """Inbound: an inline route to the workload (istiod's buildSidecarInboundHTTPRouteConfig)."""
-    manager = _connection_manager(stat_prefix, mesh)
+    manager = _connection_manager(stat_prefix, mesh, security)
     manager.route_config.CopyFrom(route)
     manager.use_remote_address.value = False
     manager.forward_client_cert_details = HCM.APPEND_FORWARD

@@ -26,6 +26,7 @@ from pilotpy.translate.gateway import (
 from pilotpy.translate.grpc.config import grpc_config
 from pilotpy.translate.grpc.endpoints import grpc_assignment
 from pilotpy.translate.observability import tracing_clusters
+from pilotpy.translate.security import security_filters
 from pilotpy.translate.sidecar import sidecar_config
 
 
@@ -67,12 +68,15 @@ def generate(push: PushContext, view: ProxyView) -> GeneratedConfig:
                                named_only_clusters=grpc.named_only_clusters)
     if view.proxy.is_router:
         merged = merge_gateways(push, view)
+        security = security_filters(push, view)
+        listeners = gateway_listeners(push, view, merged, security)
         return GeneratedConfig(
-            clusters=outbound_clusters(push, view) + tracing_clusters(push.mesh),
-            listeners=gateway_listeners(push, view, merged),
+            clusters=security.with_clusters(outbound_clusters(push, view)
+                                            + tracing_clusters(push.mesh)),
+            listeners=listeners,
             serialized_routes=_serialized([gateway_route_configuration(push, view, merged, name)
                                            for name in gateway_route_names(merged)]),
-            problems=tuple(merged.problems),
+            problems=(*merged.problems, *security.problems),
         )
     if view.proxy.is_sidecar:
         config = sidecar_config(push, view)

@@ -39,6 +39,7 @@ from pilotpy.translate.names import (
     listener_name,
 )
 from pilotpy.translate.outbound_listeners import HTTP_APPLICATION_PROTOCOLS
+from pilotpy.translate.security import NO_SECURITY, SecurityFilters
 from pilotpy.translate.sidecar_clusters import inbound_cluster
 
 INBOUND_RETRY_ON = "reset-before-request"
@@ -95,9 +96,11 @@ def inbound_route(port: InboundPort) -> route_pb2.RouteConfiguration:
                                         validate_clusters=pb.boolean(False))
 
 
-def _inbound_chains(port: InboundPort, mesh: MeshConfig) -> list[lc.FilterChain]:
+def _inbound_chains(port: InboundPort, mesh: MeshConfig,
+                    security: SecurityFilters) -> list[lc.FilterChain]:
     """HTTP ports through the inline route, TCP ports straight through; a port with no
-    protocol in its name gets both, told apart by the HTTP inspector (istiod's sniffing)."""
+    protocol in its name gets both, told apart by the HTTP inspector (istiod's sniffing).
+    Either kind enforces the workload's policies (`security`)."""
     name = listener_name(ANY_ADDRESS, port.number)
     chains = []
     sniffed = port.protocol is Protocol.UNSUPPORTED
@@ -112,13 +115,13 @@ def _inbound_chains(port: InboundPort, mesh: MeshConfig) -> list[lc.FilterChain]
             http.filter_chain_match.application_protocols.extend(HTTP_APPLICATION_PROTOCOLS)
         http.filters.append(network_filter(sidecar_inbound_connection_manager(
             inbound_route(port), delimited_stat_prefix(f"inbound_{name}"), mesh,
-            http2=port.protocol.is_http2)))
+            http2=port.protocol.is_http2, security=security.http)))
         chains.append(http)
     if not port.protocol.is_http:
         tcp = lc.FilterChain(name=name)
         tcp.filter_chain_match.destination_port.value = port.number
         tcp.filter_chain_match.transport_protocol = RAW_BUFFER
-        tcp.filters.append(tcp_proxy_filter(inbound_cluster_name(port.number)))
+        tcp.filters.extend([*security.tcp, tcp_proxy_filter(inbound_cluster_name(port.number))])
         chains.append(tcp)
     return chains
 
@@ -134,7 +137,10 @@ def _passthrough_http_route() -> route_pb2.RouteConfiguration:
                                         validate_clusters=pb.boolean(False))
 
 
-def virtual_inbound_listener(view: ProxyView, mesh: MeshConfig) -> listener_pb2.Listener:
+def virtual_inbound_listener(view: ProxyView, mesh: MeshConfig,
+                             security: SecurityFilters = NO_SECURITY) -> listener_pb2.Listener:
+    """The ports no Service declares enforce the workload's policies too (istiod's
+    passthrough chains); the blackhole chain for 15006 itself does not."""
     capture_port = mesh.proxy_inbound_listen_port
     ports = inbound_ports(view, mesh)
     out = listener_pb2.Listener(
@@ -150,16 +156,16 @@ def virtual_inbound_listener(view: ProxyView, mesh: MeshConfig) -> listener_pb2.
     blackhole.filter_chain_match.destination_port.value = capture_port
     blackhole.filters.append(tcp_proxy_filter(BLACKHOLE_CLUSTER))
     for port in ports:
-        out.filter_chains.extend(_inbound_chains(port, mesh))
+        out.filter_chains.extend(_inbound_chains(port, mesh, security))
     http = out.filter_chains.add(name=f"{VIRTUAL_INBOUND}-catchall-http")
     http.filter_chain_match.transport_protocol = RAW_BUFFER
     http.filter_chain_match.application_protocols.extend(HTTP_APPLICATION_PROTOCOLS)
     http.filters.append(network_filter(sidecar_inbound_connection_manager(
         _passthrough_http_route(), delimited_stat_prefix(INBOUND_PASSTHROUGH_CLUSTER), mesh,
-        http2=False)))
+        http2=False, security=security.http)))
     tcp = out.filter_chains.add(name=VIRTUAL_INBOUND)
     tcp.filter_chain_match.transport_protocol = RAW_BUFFER
-    tcp.filters.append(tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER))
+    tcp.filters.extend([*security.tcp, tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER)])
     return out
 
 

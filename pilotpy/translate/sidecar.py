@@ -16,6 +16,7 @@ from pilotpy.translate import pb
 from pilotpy.translate.clusters import outbound_clusters
 from pilotpy.translate.inbound import inbound_clusters, virtual_inbound_listener
 from pilotpy.translate.outbound_listeners import outbound_listeners, virtual_outbound_listener
+from pilotpy.translate.security import security_filters
 from pilotpy.translate.sidecar_clusters import inbound_passthrough_cluster, passthrough_cluster
 from pilotpy.translate.sidecar_routes import port_route_configuration, sniffed_route_configuration
 from pilotpy.translate.sidecar_scope import sidecar_scope
@@ -32,6 +33,7 @@ class SidecarConfig:
 def sidecar_config(push: PushContext, view: ProxyView) -> SidecarConfig:
     mesh = push.mesh
     scope = sidecar_scope(push, view)
+    security = security_filters(push, view)
     outbound = outbound_listeners(push, view, scope)
     routes = [port_route_configuration(push, view, scope, port, services)
               for port, services in outbound.port_routes.items()]
@@ -39,10 +41,11 @@ def sidecar_config(push: PushContext, view: ProxyView) -> SidecarConfig:
                for service, port in outbound.sniffed_routes]
     # Listeners in istiod's LDS order: per-port outbound, virtualOutbound, virtualInbound.
     listeners = [*outbound.listeners, virtual_outbound_listener(scope, mesh),
-                 virtual_inbound_listener(view, mesh)]
+                 virtual_inbound_listener(view, mesh, security)]
     clusters = outbound_clusters(push, view, scope.port_visible)
     clusters += [passthrough_cluster(mesh), inbound_passthrough_cluster(mesh),
                  *inbound_clusters(view, mesh)]
+    clusters = security.with_clusters(clusters)
     clusters.sort(key=lambda c: c.name)
     return SidecarConfig(clusters, listeners, sorted(routes, key=lambda r: r.name),
-                         tuple(outbound.problems))
+                         (*outbound.problems, *security.problems))
