@@ -6,13 +6,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as rbac_http_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as rbac_network_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
 from pilotpy.simulate import listeners as lst
-from pilotpy.simulate import routing, upstream
+from pilotpy.simulate import rbac, routing, upstream
 from pilotpy.simulate.call import Call, Mode, Protocol
 from pilotpy.simulate.result import (
     DirectResponse,
@@ -22,6 +24,20 @@ from pilotpy.simulate.result import (
     Redirect,
     Result,
 )
+
+
+def _trusted_client(call: Call, manager: Any) -> str:
+    """The client address the connection manager settles on: the connection's own with
+    `use_remote_address` (or an x-forwarded-for entry `xff_num_trusted_hops` from the right),
+    else the last x-forwarded-for entry (Envoy trusts it on internal hops)."""
+    hops = int(manager.xff_num_trusted_hops)
+    forwarded = [a.strip() for a in call.headers.get("x-forwarded-for", "").split(",")
+                 if a.strip()]
+    if manager.use_remote_address.value:
+        return forwarded[-hops] if hops and len(forwarded) >= hops else call.source
+    skip = hops + 1
+    return forwarded[-skip] if len(forwarded) >= skip else call.source
+
 
 HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 TCP_PROXY = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
@@ -109,6 +125,11 @@ class Simulation:
             trace.step("TLS terminated")
         for network_filter in chain.filters:
             kind = lst.type_name(network_filter.typed_config)
+            if kind == rbac.NETWORK_RBAC:
+                refused = self._rbac(trace, network_filter.typed_config, terminates_tls, None)
+                if refused is not None:
+                    return refused
+                continue
             if kind == HCM:
                 manager = hcm_pb2.HttpConnectionManager()
                 network_filter.typed_config.Unpack(manager)
@@ -193,6 +214,12 @@ class Simulation:
             trace.step(f"route configuration {name}")
         trace.fields["route_configuration"] = str(configuration.name)
         trace.matched["route_configuration"] = configuration
+        # The RBAC filters run before the router, which answers 404s and redirects.
+        for http_filter in manager.http_filters:
+            if lst.type_name(http_filter.typed_config) == rbac.HTTP_RBAC:
+                refused = self._rbac(trace, http_filter.typed_config, terminates_tls, manager)
+                if refused is not None:
+                    return refused
         vhost = routing.find_virtual_host(configuration, call.host)
         if vhost is None:
             return trace.done(Outcome.NO_VIRTUAL_HOST, f"no virtual host of "
@@ -238,6 +265,30 @@ class Simulation:
         if action != "route":
             return trace.done(Outcome.UNSUPPORTED, f"route action {action} is not modelled")
         return self._route_action(trace, route, request)
+
+    def _rbac(self, trace: _Trace, typed_config: Any, terminates_tls: bool,
+              manager: Any | None) -> Result | None:
+        """A refusal by one RBAC filter (of the chain, or of `manager` for HTTP), else None."""
+        call = trace.call
+        config = (rbac_http_pb2.RBAC() if manager is not None else rbac_network_pb2.RBAC())
+        typed_config.Unpack(config)
+        request = routing.Request.of(call, "https" if terminates_tls else "http")
+        subject = rbac.Subject(
+            destination_address=call.address, destination_port=call.port,
+            source_address=call.source,
+            remote_address=_trusted_client(call, manager) if manager is not None
+            else call.source,
+            server_name=call.server_name,
+            peer_principal=call.peer_principal if terminates_tls else None,
+            request=request if manager is not None else None,
+            jwt_payload=call.jwt_payload if manager is not None else None)
+        why = rbac.refusal(config, subject)
+        if why is None:
+            trace.step("RBAC lets it through" if config.HasField("rules")
+                       else "RBAC shadow rules only: not enforced")
+            return None
+        return trace.done(Outcome.FORBIDDEN, f"RBAC: {why}: " + (
+            "403 RBAC: access denied" if manager is not None else "connection closed"))
 
     def _route_action(self, trace: _Trace, route: Any, request: routing.Request) -> Result:
         action = route.route
