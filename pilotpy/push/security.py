@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pilotpy.model.authorization import Action, AuthorizationPolicy
 from pilotpy.model.request_authentication import RequestAuthentication
@@ -26,6 +27,15 @@ class WorkloadPolicies:
 
 
 NO_POLICIES = WorkloadPolicies()
+Policy = TypeVar("Policy", AuthorizationPolicy, RequestAuthentication)
+
+
+def _by_namespace(policies: Iterable[Policy]) -> dict[str, list[Policy]]:
+    """Each namespace's policies, oldest first (istiod's creation-time order)."""
+    out: dict[str, list[Policy]] = {}
+    for policy in sorted(policies, key=lambda p: p.meta.age_order):
+        out.setdefault(policy.meta.namespace, []).append(policy)
+    return out
 
 
 class AuthorizationIndex:
@@ -33,9 +43,7 @@ class AuthorizationIndex:
 
     def __init__(self, policies: Iterable[AuthorizationPolicy], root_namespace: str) -> None:
         self._root = root_namespace
-        self._by_namespace: dict[str, list[AuthorizationPolicy]] = {}
-        for policy in sorted(policies, key=lambda p: p.meta.age_order):
-            self._by_namespace.setdefault(policy.meta.namespace, []).append(policy)
+        self._by_namespace = _by_namespace(policies)
 
     def for_workload(self, namespace: str, labels: Mapping[str, str]) -> WorkloadPolicies:
         """istiod's ListAuthorizationPolicies: the root namespace's, then the workload's."""
@@ -53,9 +61,7 @@ class RequestAuthenticationIndex:
 
     def __init__(self, policies: Iterable[RequestAuthentication], root_namespace: str) -> None:
         self._root = root_namespace
-        self._by_namespace: dict[str, list[RequestAuthentication]] = {}
-        for policy in sorted(policies, key=lambda p: p.meta.age_order):
-            self._by_namespace.setdefault(policy.meta.namespace, []).append(policy)
+        self._by_namespace = _by_namespace(policies)
 
     def for_workload(self, namespace: str, labels: Mapping[str, str]
                      ) -> tuple[RequestAuthentication, ...]:

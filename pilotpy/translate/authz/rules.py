@@ -15,8 +15,9 @@ policy that cannot be fully expressed never opens access it meant to close.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from envoy.config.rbac.v3 import rbac_pb2
 
@@ -87,73 +88,66 @@ def _lenient(ctx: RuleContext) -> bool:
     return ctx.action is not Action.ALLOW
 
 
-def _permissions(attribute: Attribute, ctx: RuleContext) -> list[rbac_pb2.Permission]:
-    out: list[rbac_pb2.Permission] = []
-    for values, negate in ((attribute.values, False), (attribute.not_values, True)):
+def _matchers(attribute: Attribute, ctx: RuleContext,
+              build: Callable[[tuple[str, ...]], Any], negate: Callable[[Any], Any]
+              ) -> list[Any]:
+    """The attribute's values as one matcher (`build`), its notValues as another, negated;
+    what the chain cannot evaluate is left out of DENY and AUDIT rules and fails ALLOW
+    rules (HttpOnly propagates)."""
+    out = []
+    for values, negated in ((attribute.values, False), (attribute.not_values, True)):
         if not values:
             continue
         try:
-            if _is_many(attribute.key):
-                matched = many_permission(attribute.key, values)
-            else:
-                alternatives = [one_permission(attribute.key, v, tcp=ctx.tcp) for v in values]
-                matched = Permission()
-                matched.or_rules.rules.extend(alternatives)
+            matched = build(values)
         except HttpOnly:
             if _lenient(ctx):
                 continue
             raise
-        if negate:
-            wrapped = Permission()
-            wrapped.not_rule.CopyFrom(matched)
-            matched = wrapped
-        out.append(matched)
+        out.append(negate(matched) if negated else matched)
     return out
 
 
-def _principals(attribute: Attribute, ctx: RuleContext) -> list[rbac_pb2.Principal]:
-    out: list[rbac_pb2.Principal] = []
+def _permissions(attribute: Attribute, ctx: RuleContext) -> list[rbac_pb2.Permission]:
     key = attribute.key
-    for values, negate in ((attribute.values, False), (attribute.not_values, True)):
-        if not values:
-            continue
+
+    def build(values: tuple[str, ...]) -> rbac_pb2.Permission:
+        if _is_many(key):
+            return many_permission(key, values)
+        out = Permission()
+        out.or_rules.rules.extend(one_permission(key, v, tcp=ctx.tcp) for v in values)
+        return out
+
+    return _matchers(attribute, ctx, build, lambda m: Permission(not_rule=m))
+
+
+def _principals(attribute: Attribute, ctx: RuleContext) -> list[rbac_pb2.Principal]:
+    key = attribute.key
+
+    def build(values: tuple[str, ...]) -> rbac_pb2.Principal:
         if key == "source.principal":
             values = ctx.trust_domains.replace_aliases(values)
         elif key == "source.trustDomain":
             values = ctx.trust_domains.expand_aliases(values)
-        try:
-            if _is_many(key):
-                matched = many_principal(key, values, tcp=ctx.tcp)
-            else:
-                alternatives = [one_principal(key, v, attribute, tcp=ctx.tcp) for v in values]
-                matched = Principal()
-                matched.or_ids.ids.extend(alternatives)
-        except HttpOnly:
-            if _lenient(ctx):
-                continue
-            raise
-        if negate:
-            wrapped = Principal()
-            wrapped.not_id.CopyFrom(matched)
-            matched = wrapped
-        out.append(matched)
-    return out
+        if _is_many(key):
+            return many_principal(key, values, tcp=ctx.tcp)
+        out = Principal()
+        out.or_ids.ids.extend(one_principal(key, v, attribute, tcp=ctx.tcp) for v in values)
+        return out
+
+    return _matchers(attribute, ctx, build, lambda m: Principal(not_id=m))
 
 
 def _and_permission(attributes: Sequence[Attribute], ctx: RuleContext) -> rbac_pb2.Permission:
-    rules = [p for a in attributes for p in _permissions(a, ctx)]
+    rules = [p for a in attributes for p in _permissions(a, ctx)] or [Permission(any=True)]
     out = Permission()
-    if not rules:
-        rules = [Permission(any=True)]
     out.and_rules.rules.extend(rules)
     return out
 
 
 def _and_principal(attributes: Sequence[Attribute], ctx: RuleContext) -> rbac_pb2.Principal:
-    ids = [p for a in attributes for p in _principals(a, ctx)]
+    ids = [p for a in attributes for p in _principals(a, ctx)] or [Principal(any=True)]
     out = Principal()
-    if not ids:
-        ids = [Principal(any=True)]
     out.and_ids.ids.extend(ids)
     return out
 
