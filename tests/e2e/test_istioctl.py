@@ -15,22 +15,11 @@ import pytest
 
 from tests.e2e.support import W1, W1Factory, weighted_virtual_service
 from tests.e2e.test_operations import ENVOY_REJECTS
+from tests.istio_bins import ISTIOCTL, UNREACHABLE_KUBECONFIG
 from tests.istioctl_certs import ISTIOD_SAN, write_cert_dir
 
 pytestmark = pytest.mark.e2e
 
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pilotpy"
-ISTIOCTL = CACHE / "istioctl"
-# istioctl builds a Kubernetes client even with --xds-address; a kubeconfig whose server
-# refuses connections keeps it off any real cluster, and --revision skips its revision lookup.
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters: [{name: none, cluster: {server: "https://127.0.0.1:1"}}]
-contexts: [{name: none, context: {cluster: none, user: none}}]
-current-context: none
-users: [{name: none, user: {}}]
-"""
 
 
 @pytest.fixture
@@ -40,7 +29,7 @@ def istioctl(tmp_path: Path) -> list[str]:
             pytest.fail(f"{ISTIOCTL} is missing: run `make istioctl`")
         pytest.skip(f"{ISTIOCTL} is missing: run `make istioctl`")
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(KUBECONFIG, encoding="utf-8")
+    kubeconfig.write_text(UNREACHABLE_KUBECONFIG, encoding="utf-8")
     return [str(ISTIOCTL), "--kubeconfig", str(kubeconfig), "proxy-status",
             "--revision", "default", "--timeout", "10s"]
 

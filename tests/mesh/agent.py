@@ -22,12 +22,11 @@ pilotpy checks them against its JWKS (`--jwt-rule`), as istiod does off the clus
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pilotpy"
-PILOT_AGENT = CACHE / "pilot-agent"
+from tests.istio_bins import CACHE, PILOT_AGENT
+
 BOOTSTRAP_TEMPLATE = CACHE / "pilot-agent-bootstrap.json"
 ISTIOD_NAME = "istiod.istio-system.svc"
 TOKEN_PATH = Path("var/run/secrets/tokens/istio-token")

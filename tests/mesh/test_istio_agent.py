@@ -23,8 +23,9 @@ from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
 from pilotpy.ca.bundle import generated_bundle
+from tests.istio_bins import ISTIOCTL, UNREACHABLE_KUBECONFIG
 from tests.istioctl_certs import ISTIOD_SAN, write_cert_dir
-from tests.mesh.agent import CACHE, ISTIOD_NAME
+from tests.mesh.agent import ISTIOD_NAME
 from tests.mesh.conftest import require_capabilities
 from tests.mesh.mesh import Mesh, ServiceSpec, running
 from tests.mesh.netns import wait_until
@@ -265,8 +266,8 @@ def test_istioctl_proxy_status_over_the_tls_port_verifies_pilotpys_root(agents: 
     root to verify the server, no --insecure."""
     assert agents.plane.secure is not None and agents.plane.secure.authority is not None
     certs = write_cert_dir(agents.plane.secure.authority, tmp_path / "certs")
-    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
-    command = [str(CACHE / "istioctl"), "--kubeconfig", str(tmp_path / "kubeconfig"),
+    (tmp_path / "kubeconfig").write_text(UNREACHABLE_KUBECONFIG)
+    command = [str(ISTIOCTL), "--kubeconfig", str(tmp_path / "kubeconfig"),
                "proxy-status", "--revision", "default", "--timeout", "10s", "--xds-address",
                f"{agents.network.gateway}:{agents.plane.grpc_tls_port}",
                "--cert-dir", str(certs), "--authority", ISTIOD_SAN, "-v", "1"]
@@ -283,13 +284,5 @@ def test_istioctl_proxy_status_over_the_tls_port_verifies_pilotpys_root(agents: 
     raise AssertionError(f"not every agent SYNCED over TLS:\n{last}")
 
 
-KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters: [{name: none, cluster: {server: "https://127.0.0.1:1"}}]
-contexts: [{name: none, context: {cluster: none, user: none}}]
-current-context: none
-users: [{name: none, user: {}}]
-"""
 
 
