@@ -349,3 +349,28 @@ def test_principals_follow_the_mesh_trust_domain_and_its_aliases() -> None:
     (only,) = rbac.rules.policies["ns[foo]-policy[allow]-rule[0]"].principals
     names = [p.authenticated.principal_name.exact for p in only.and_ids.ids[0].or_ids.ids]
     assert names == ["spiffe://td1/ns/foo/sa/sleep", "spiffe://old-td/ns/foo/sa/sleep"]
+
+
+def test_a_gateway_tls_passthrough_chain_enforces_network_rbac() -> None:
+    passthrough = [
+        {"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+         "metadata": {"name": "tls", "namespace": "istio-system"},
+         "spec": {"selector": {"istio": "ingressgateway"}, "servers": [
+             {"port": {"number": 443, "name": "tls", "protocol": "TLS"},
+              "hosts": ["secure.example"], "tls": {"mode": "PASSTHROUGH"}}]}},
+        {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+         "metadata": {"name": "tls", "namespace": "istio-system"},
+         "spec": {"hosts": ["secure.example"], "gateways": ["tls"], "tls": [
+             {"match": [{"port": 443, "sniHosts": ["secure.example"]}],
+              "route": [{"destination": {"host": "httpbin.foo.svc.cluster.local",
+                                         "port": {"number": 9000}}}]}]}},
+        gateway_policy({"from": [{"source": {"remoteIpBlocks": ["203.0.113.0/24"]}}]},
+                       action="DENY")]
+    config = translated(passthrough, node=GATEWAY)
+    (only,) = listener(config, "0.0.0.0_443").filter_chains
+    assert filter_names(only) == ["envoy.filters.network.rbac",
+                                  "envoy.filters.network.tcp_proxy"]
+    sim = simulation(passthrough, node=GATEWAY)
+    tls = {"tls": True, "sni": "secure.example", "protocol": Protocol.TCP}
+    assert forbidden(sim.run(Call(port=443, source="203.0.113.9", **tls)))
+    assert not forbidden(sim.run(Call(port=443, source="192.0.2.9", **tls)))
