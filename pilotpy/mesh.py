@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pilotpy.model.errors import Issue
+from pilotpy.model.extension_providers import ExtAuthzProvider, read_extension_providers
 from pilotpy.model.fields import Fields
 from pilotpy.model.kinds import Kind
 from pilotpy.model.virtualservice import HTTPRetry, parse_retry
@@ -61,6 +62,11 @@ class MeshConfig:
     # SIMPLE/MUTUAL); empty leaves Envoy's defaults.
     tls_ecdh_curves: tuple[str, ...] = ()
     tls_cipher_suites: tuple[str, ...] = ()
+    # extensionProviders of the external authorization kinds (AuthorizationPolicy CUSTOM).
+    ext_authz_providers: tuple[ExtAuthzProvider, ...] = ()
+
+    def ext_authz_provider(self, name: str) -> ExtAuthzProvider | None:
+        return next((p for p in self.ext_authz_providers if p.name == name), None)
 
 
 _OTHER_TRACING_FIELDS = ("lightstep", "datadog", "stackdriver", "openCensusAgent", "tlsSettings",
@@ -184,12 +190,12 @@ def read_mesh_config(f: Fields) -> MeshConfig:
         ingress_selector=f.string("ingressSelector"),
         tls_ecdh_curves=curves,
         tls_cipher_suites=ciphers,
+        ext_authz_providers=read_extension_providers(f),
     )
     # Settings pilotpy does not translate (yet); accepted silently so an istiod mesh config
     # loads unchanged.
-    f.done(ignore=("enableAutoMtls", "extensionProviders",
-                   "defaultProviders", "localityLbSetting", "enablePrometheusMerge",
-                   "defaultServiceExportTo",
+    f.done(ignore=("enableAutoMtls", "defaultProviders", "localityLbSetting",
+                   "enablePrometheusMerge", "defaultServiceExportTo",
                    "defaultVirtualServiceExportTo", "defaultDestinationRuleExportTo",
                    "discoverySelectors", "protocolDetectionTimeout", "inboundTrafficPolicy",
                    "tcpKeepalive", "proxyHttpPort", "meshMTLS", "serviceSettings"))

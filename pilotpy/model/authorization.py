@@ -24,7 +24,6 @@ MATCH_ONE_TEMPLATE = "{*}"
 MATCH_ANY_TEMPLATE = "{**}"
 # RFC 3986 pchar: what a literal path segment of a path template may hold.
 _VALID_LITERAL = re.compile(r"^[a-zA-Z0-9\-._~%!$&'()+,;:@=]+$")
-_PROVIDER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 class Action(StrEnum):
@@ -393,8 +392,6 @@ def parse_authorization_policy(meta: Meta, spec: Fields) -> AuthorizationPolicy:
                    "request", "rules")
     if custom and rules and not provider:
         spec.error("`provider.name` must not be empty", "provider")
-    elif custom and provider and not _PROVIDER_NAME.match(provider):
-        spec.error(f"provider name {provider!r} must be a DNS-1123 label", "provider.name")
     spec.done()
     return AuthorizationPolicy(meta, action, rules, target, provider,
                                _parse_dry_run(meta, spec))

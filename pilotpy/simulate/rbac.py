@@ -23,6 +23,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from envoy.extensions.filters.http.ext_authz.v3 import ext_authz_pb2 as http_ext_authz_pb2
+from envoy.extensions.filters.network.ext_authz.v3 import (
+    ext_authz_pb2 as network_ext_authz_pb2,
+)
 from envoy.extensions.path.match.uri_template.v3 import uri_template_match_pb2
 
 from pilotpy.simulate.routing import (
@@ -36,6 +40,11 @@ from pilotpy.simulate.routing import (
 
 HTTP_RBAC = "envoy.extensions.filters.http.rbac.v3.RBAC"
 NETWORK_RBAC = "envoy.extensions.filters.network.rbac.v3.RBAC"
+HTTP_EXT_AUTHZ = "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
+NETWORK_EXT_AUTHZ = "envoy.extensions.filters.network.ext_authz.v3.ExtAuthz"
+# The namespaces the RBAC filters write their dynamic metadata under.
+HTTP_RBAC_NAME = "envoy.filters.http.rbac"
+NETWORK_RBAC_NAME = "envoy.filters.network.rbac"
 URI_TEMPLATE = "envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig"
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 _ALLOW, _DENY, _LOG = 0, 1, 2  # envoy.config.rbac.v3.RBAC.Action
@@ -204,3 +213,36 @@ def refusal(config: Any, subject: Subject) -> str | None:
     if rules.action == _LOG:
         return None
     raise UnsupportedConfig(f"RBAC action {rules.action} is not modelled")
+
+
+def shadow_metadata(config: Any, subject: Subject) -> dict[str, str]:
+    """What the filter's shadow rules write: `<shadow_rules_stat_prefix>shadow_engine_result`
+    and, when a policy matches, `..shadow_effective_policy_id`."""
+    if not config.HasField("shadow_rules"):
+        return {}
+    prefix = str(config.shadow_rules_stat_prefix)
+    found = matched_policy(config.shadow_rules, subject)
+    allowed = (found is not None) == (config.shadow_rules.action == _ALLOW)
+    out = {prefix + "shadow_engine_result": "allowed" if allowed else "denied"}
+    if found is not None:
+        out[prefix + "shadow_effective_policy_id"] = found
+    return out
+
+
+def ext_authz_enabled(typed_config: Any,
+                      metadata: Mapping[str, Mapping[str, str]]) -> bool:
+    """Whether an ext_authz filter runs: its `filter_enabled_metadata` matches what a filter
+    before it recorded (always, without that setting)."""
+    config = (http_ext_authz_pb2.ExtAuthz() if type_of(typed_config) == HTTP_EXT_AUTHZ
+              else network_ext_authz_pb2.ExtAuthz())
+    typed_config.Unpack(config)
+    if not config.HasField("filter_enabled_metadata"):
+        return True
+    matcher = config.filter_enabled_metadata
+    recorded = metadata.get(str(matcher.filter), {})
+    value = recorded.get(matcher.path[0].key) if len(matcher.path) == 1 else None
+    return (value is not None and value_matches(matcher.value, value)) != bool(matcher.invert)
+
+
+def type_of(typed_config: Any) -> str:
+    return str(typed_config.type_url).rpartition("/")[2]

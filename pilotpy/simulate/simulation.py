@@ -51,6 +51,8 @@ class _Trace:
     steps: list[str] = field(default_factory=list)
     fields: dict[str, Any] = field(default_factory=dict)
     matched: dict[str, Any] = field(default_factory=dict)
+    # Dynamic metadata filters wrote for the call: filter name -> key -> value.
+    metadata: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def step(self, text: str) -> None:
         self.steps.append(text)
@@ -125,10 +127,11 @@ class Simulation:
             trace.step("TLS terminated")
         for network_filter in chain.filters:
             kind = lst.type_name(network_filter.typed_config)
-            if kind == rbac.NETWORK_RBAC:
-                refused = self._rbac(trace, network_filter.typed_config, terminates_tls, None)
-                if refused is not None:
-                    return refused
+            if kind in (rbac.NETWORK_RBAC, rbac.NETWORK_EXT_AUTHZ):
+                stopped = self._authorize(trace, network_filter.typed_config, terminates_tls,
+                                          None)
+                if stopped is not None:
+                    return stopped
                 continue
             if kind == HCM:
                 manager = hcm_pb2.HttpConnectionManager()
@@ -214,12 +217,13 @@ class Simulation:
             trace.step(f"route configuration {name}")
         trace.fields["route_configuration"] = str(configuration.name)
         trace.matched["route_configuration"] = configuration
-        # The RBAC filters run before the router, which answers 404s and redirects.
+        # Authorization runs before the router, which answers 404s and redirects.
         for http_filter in manager.http_filters:
-            if lst.type_name(http_filter.typed_config) == rbac.HTTP_RBAC:
-                refused = self._rbac(trace, http_filter.typed_config, terminates_tls, manager)
-                if refused is not None:
-                    return refused
+            if lst.type_name(http_filter.typed_config) in (rbac.HTTP_RBAC, rbac.HTTP_EXT_AUTHZ):
+                stopped = self._authorize(trace, http_filter.typed_config, terminates_tls,
+                                          manager)
+                if stopped is not None:
+                    return stopped
         vhost = routing.find_virtual_host(configuration, call.host)
         if vhost is None:
             return trace.done(Outcome.NO_VIRTUAL_HOST, f"no virtual host of "
@@ -266,10 +270,22 @@ class Simulation:
             return trace.done(Outcome.UNSUPPORTED, f"route action {action} is not modelled")
         return self._route_action(trace, route, request)
 
-    def _rbac(self, trace: _Trace, typed_config: Any, terminates_tls: bool,
-              manager: Any | None) -> Result | None:
-        """A refusal by one RBAC filter (of the chain, or of `manager` for HTTP), else None."""
+    def _authorize(self, trace: _Trace, typed_config: Any, terminates_tls: bool,
+                   manager: Any | None) -> Result | None:
+        """Where one authorization filter (of the chain, or of `manager` for HTTP) stops the
+        call, else None. An RBAC filter refuses or lets through, and records the shadow
+        policy its shadow rules match (Envoy's dynamic metadata); an ext_authz filter
+        enabled by that record asks an external service, which is not modelled."""
         call = trace.call
+        kind = lst.type_name(typed_config)
+        rbac_filter = rbac.HTTP_RBAC_NAME if manager is not None else rbac.NETWORK_RBAC_NAME
+        if kind in (rbac.HTTP_EXT_AUTHZ, rbac.NETWORK_EXT_AUTHZ):
+            enabled = rbac.ext_authz_enabled(typed_config, trace.metadata)
+            if not enabled:
+                trace.step("ext_authz not enabled for this request")
+                return None
+            return trace.done(Outcome.UNSUPPORTED, "the ext_authz filter asks an external "
+                                                   "authorization service: not modelled")
         config = (rbac_http_pb2.RBAC() if manager is not None else rbac_network_pb2.RBAC())
         typed_config.Unpack(config)
         request = routing.Request.of(call, "https" if terminates_tls else "http")
@@ -282,6 +298,7 @@ class Simulation:
             peer_principal=call.peer_principal if terminates_tls else None,
             request=request if manager is not None else None,
             jwt_payload=call.jwt_payload if manager is not None else None)
+        trace.metadata.setdefault(rbac_filter, {}).update(rbac.shadow_metadata(config, subject))
         why = rbac.refusal(config, subject)
         if why is None:
             trace.step("RBAC lets it through" if config.HasField("rules")

@@ -3,9 +3,11 @@ filters (translate/authz) and RequestAuthentication as jwt_authn (translate/jwt_
 istiod's order (listener_builder.go buildHTTPConnectionManager, networkfilter.go
 buildCompleteNetworkFilters):
 
-- HTTP connection managers: the CUSTOM stand-ins, `envoy.filters.http.jwt_authn`, then the
-  RBAC filters (AUDIT, DENY, ALLOW), before pilotpy's usual filters and the router;
-- TCP chains: the network RBAC filters, before `tcp_proxy`.
+- HTTP connection managers: the CUSTOM filters (RBAC selecting requests for ext_authz),
+  `envoy.filters.http.jwt_authn`, then the RBAC filters (AUDIT, DENY, ALLOW), before
+  pilotpy's usual filters and the router;
+- TCP chains: the CUSTOM filters of gRPC providers, then the network RBAC filters, before
+  `tcp_proxy`.
 
 Sidecars' outbound chains get none (policies protect the workload they select)."""
 
@@ -23,6 +25,7 @@ from pilotpy.problems import Problem
 from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext
 from pilotpy.translate.authz.builder import authorization_filters
+from pilotpy.translate.authz.ext_authz import resolve as resolve_provider
 from pilotpy.translate.authz.trust_domain import TrustDomains
 from pilotpy.translate.jwt_authn import jwt_authn
 
@@ -51,7 +54,8 @@ def security_filters(push: PushContext, view: ProxyView) -> SecurityFilters:
     if not policies and not requests:
         return NO_SECURITY
     authz = authorization_filters(
-        policies, TrustDomains((mesh.trust_domain, *mesh.trust_domain_aliases)))
+        policies, TrustDomains((mesh.trust_domain, *mesh.trust_domain_aliases)),
+        lambda provider: resolve_provider(push, provider))
     jwt = jwt_authn(requests, mesh, clear_route_cache=view.proxy.is_router)
     http = [*authz.http_custom, *([jwt.filter] if jwt.filter else []), *authz.http]
     return SecurityFilters(tuple(http), authz.tcp, jwt.jwks_clusters,

@@ -9,11 +9,12 @@ from typing import Any
 
 from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb2
 
-from pilotpy.mesh import MeshConfig
+from pilotpy.mesh import MeshConfig, parse_mesh_config
 from pilotpy.problems import Reason, Severity
 from pilotpy.simulate import Call, Outcome, Protocol
 from tests.unit.authz_support import (
     GATEWAY,
+    HCM_FILTER,
     HTTP_PORT,
     TCP_PORT,
     UNDECLARED_PORT,
@@ -285,22 +286,80 @@ def test_a_gateway_tcp_server_enforces_network_rbac() -> None:
 # -- CUSTOM ------------------------------------------------------------------------------------
 
 
-def custom(*rules: dict[str, Any]) -> dict[str, Any]:
-    return authorization_policy("ext", action="CUSTOM", provider={"name": "opa"},
-                                rules=list(rules))
+def custom(*rules: dict[str, Any], provider: str = "opa", name: str = "ext",
+           **metadata: Any) -> dict[str, Any]:
+    return authorization_policy(name, action="CUSTOM", provider={"name": provider},
+                                rules=list(rules), **metadata)
 
 
-def test_custom_denies_what_it_would_send_to_the_provider() -> None:
+AUTHZ_SERVICE = {"apiVersion": "v1", "kind": "Service",
+                 "metadata": {"name": "ext-authz", "namespace": "istio-system"},
+                 "spec": {"clusterIP": "10.96.7.7", "ports": [{"name": "http", "port": 8000},
+                                                              {"name": "grpc", "port": 9000}]}}
+
+
+def providers(kind: str = "envoyExtAuthzHttp", port: int = 8000,
+              service: str = "ext-authz.istio-system.svc.cluster.local") -> MeshConfig:
+    mesh, _ = parse_mesh_config({"extensionProviders": [
+        {"name": "opa", kind: {"service": service, "port": port}}]})
+    return mesh
+
+
+def test_custom_sends_only_the_requests_its_rules_select_to_the_provider() -> None:
+    sim = simulation([AUTHZ_SERVICE, custom(to(paths=["/admin/*"]))], mesh=providers())
+    asked = inbound(sim, path="/admin/x")
+    assert asked.outcome is Outcome.UNSUPPORTED and "ext_authz" in asked.reason
+    assert inbound(sim, path="/public").outcome is Outcome.FORWARDED
+
+
+def test_custom_filters_come_first_rbac_then_ext_authz() -> None:
+    config = translated([AUTHZ_SERVICE, custom({}), ALLOW_NOTHING], mesh=providers())
+    assert filter_names(chain(config, "virtualInbound", "0.0.0.0_8080"))[1:4] == [
+        f"{HCM_FILTER}/envoy.filters.http.rbac", f"{HCM_FILTER}/envoy.filters.http.ext_authz",
+        f"{HCM_FILTER}/envoy.filters.http.rbac"]
+
+
+def test_an_http_provider_leaves_tcp_chains_alone() -> None:
+    config = translated([AUTHZ_SERVICE, custom({})], mesh=providers())
+    assert filter_names(chain(config, "virtualInbound", "0.0.0.0_9000")) == [
+        "envoy.filters.network.tcp_proxy"]
+
+
+def test_a_grpc_provider_authorizes_tcp_connections_too() -> None:
+    config = translated([AUTHZ_SERVICE, custom({})],
+                        mesh=providers("envoyExtAuthzGrpc", 9000))
+    assert filter_names(chain(config, "virtualInbound", "0.0.0.0_9000")) == [
+        "envoy.filters.network.rbac", "envoy.filters.network.ext_authz",
+        "envoy.filters.network.tcp_proxy"]
+
+
+def test_custom_with_an_unknown_provider_denies_what_it_would_have_sent() -> None:
     sim = simulation([custom(to(paths=["/admin/*"]))])
     assert forbidden(inbound(sim, path="/admin/x"))
     assert not forbidden(inbound(sim, path="/public"))
+    assert forbidden(inbound(sim, TCP_PORT, **TCP))  # the DENY's HTTP-only field drops on TCP
 
 
-def test_custom_is_reported_as_unsupported() -> None:
-    problems = translated([custom(to(paths=["/admin/*"]))]).problems
-    assert [(p.reason, p.severity, p.field, p.ref) for p in problems] == [
-        (Reason.UNSUPPORTED, Severity.ERROR, "spec.action",
-         ("AuthorizationPolicy", "foo", "ext"))]
+def test_custom_with_an_unusable_provider_is_reported() -> None:
+    problems = translated([custom(to(paths=["/admin/*"]))], mesh=providers()).problems
+    (problem,) = problems
+    assert (problem.reason, problem.severity, problem.field, problem.ref) == (
+        Reason.NOT_FOUND, Severity.ERROR, "spec.provider.name",
+        ("AuthorizationPolicy", "foo", "ext"))
+    assert "could not find service ext-authz.istio-system.svc.cluster.local" in problem.message
+
+
+def test_two_custom_providers_on_one_workload_both_deny() -> None:
+    sim = simulation([AUTHZ_SERVICE, custom(to(paths=["/a"]), name="a"),
+                      custom(to(paths=["/b"]), name="b", provider="other")], mesh=providers())
+    assert forbidden(inbound(sim, path="/a")) and forbidden(inbound(sim, path="/b"))
+    assert not forbidden(inbound(sim, path="/c"))
+
+
+def test_a_dry_run_custom_policy_denies_as_istiod_writes_it() -> None:
+    sim = simulation([AUTHZ_SERVICE, custom(to(paths=["/try/*"]), annotations={
+        "istio.io/dry-run": "true"})], mesh=providers())
+    assert forbidden(inbound(sim, path="/try/x"))
 
 
 # -- JWT claims --------------------------------------------------------------------------------

@@ -9,15 +9,17 @@ filter (everything not denied is allowed), an ALLOW policy without rules matches
 Policies with the `istio.io/dry-run` annotation go to `shadow_rules`: evaluated and counted,
 never enforced.
 
-CUSTOM policies delegate to an ext_authz provider, which pilotpy does not configure: like
-istiod with a provider it cannot use, their rules become DENY rules (the requests they would
-have sent to the provider are refused), and the policy is reported.
+CUSTOM policies delegate to their ext_authz provider (translate/authz/ext_authz.py): an RBAC
+filter whose shadow rules select the requests to send, then the provider's ext_authz filter.
+A provider that cannot be used (unknown, its service not found, several on one workload)
+turns its policies' rules into DENY rules, as istiod does, and each policy is reported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.rbac.v3 import rbac_pb2
@@ -31,6 +33,11 @@ from pilotpy.model.authorization import Action, AuthorizationPolicy
 from pilotpy.problems import Problem, Reason, Severity
 from pilotpy.push.security import WorkloadPolicies
 from pilotpy.translate import pb
+from pilotpy.translate.authz.ext_authz import (
+    EXT_AUTHZ_PREFIX,
+    SHADOW_STAT_PREFIX,
+    ExtAuthzFilters,
+)
 from pilotpy.translate.authz.rules import RuleContext, match_never, rule_policy
 from pilotpy.translate.authz.trust_domain import TrustDomains
 
@@ -39,7 +46,6 @@ NETWORK_RBAC = "envoy.filters.network.rbac"
 TCP_STAT_PREFIX = "tcp."
 DRY_RUN_ALLOW_PREFIX = "istio_dry_run_allow_"
 DRY_RUN_DENY_PREFIX = "istio_dry_run_deny_"
-EXT_AUTHZ_PREFIX = "istio-ext-authz"
 BAD_CUSTOM_SUFFIX = "-deny-due-to-bad-CUSTOM-action"
 
 _ENVOY_ACTION = {Action.ALLOW: rbac_pb2.RBAC.ALLOW, Action.DENY: rbac_pb2.RBAC.DENY,
@@ -57,25 +63,23 @@ class _Built:
 
 
 def _build(policies: Sequence[AuthorizationPolicy], action: Action, *, tcp: bool,
-           trust_domains: TrustDomains) -> _Built:
+           trust_domains: TrustDomains, prefix: str = "") -> _Built:
+    """The policies' rules as enforced and shadow (dry-run) RBAC rules, each None when no
+    policy goes there; rules are named `<prefix>ns[...]-policy[...]-rule[...]`."""
     enforced = rbac_pb2.RBAC(action=_ENVOY_ACTION[action])
     shadow = rbac_pb2.RBAC(action=_ENVOY_ACTION[action])
     any_enforced = any_shadow = False
     for policy in policies:
-        dry_run = policy.dry_run and action is not Action.CUSTOM
-        target = shadow if dry_run else enforced
-        any_shadow |= dry_run
-        any_enforced |= not dry_run
-        # Custom policies are only ever rebuilt as denials (see the module's docstring).
-        prefix = f"{EXT_AUTHZ_PREFIX}-{policy.provider}-" if action is Action.CUSTOM else ""
-        suffix = BAD_CUSTOM_SUFFIX if action is Action.CUSTOM else ""
+        target = shadow if policy.dry_run else enforced
+        any_shadow |= policy.dry_run
+        any_enforced |= not policy.dry_run
         ctx = RuleContext(action, tcp, trust_domains, policy.meta.namespace)
         for index, rule in enumerate(policy.rules):
             generated = rule_policy(rule, ctx)
             if generated is not None:
-                target.policies[prefix + policy_name(policy, index) + suffix].CopyFrom(generated)
+                target.policies[prefix + policy_name(policy, index)].CopyFrom(generated)
         if not policy.rules:
-            target.policies[prefix + policy_name(policy, 0) + suffix].CopyFrom(match_never())
+            target.policies[prefix + policy_name(policy, 0)].CopyFrom(match_never())
     return _Built(enforced if any_enforced else None, shadow if any_shadow else None)
 
 
@@ -113,7 +117,7 @@ def _ordered(policies: WorkloadPolicies) -> list[tuple[Action, tuple[Authorizati
 
 @dataclass(frozen=True, slots=True)
 class AuthorizationFilters:
-    """What a proxy's inbound (sidecar) or gateway chains carry: the CUSTOM stand-ins go
+    """What a proxy's inbound (sidecar) or gateway chains carry: the CUSTOM filters go
     first, before authentication; the RBAC filters after it."""
 
     http_custom: tuple[hcm_pb2.HttpFilter, ...] = ()
@@ -123,32 +127,89 @@ class AuthorizationFilters:
 
 
 NO_FILTERS = AuthorizationFilters()
+# Provider name -> its ext_authz filters, or why it cannot be used.
+ProviderResolver = Callable[[str], ExtAuthzFilters | str]
 
 
-def _custom_problem(policy: AuthorizationPolicy) -> Problem:
-    return Problem(Reason.UNSUPPORTED,
-                   f"action CUSTOM (ext_authz provider {policy.provider!r}) is not supported "
-                   "by pilotpy: the requests its rules match are denied, as istiod does for "
-                   "a provider it cannot use", policy.meta.key, "spec.action", Severity.ERROR)
+def _denials(rules: rbac_pb2.RBAC | None) -> rbac_pb2.RBAC:
+    """istiod's getBadCustomDenyRules: the provider's rules, renamed, as DENY rules."""
+    out = rbac_pb2.RBAC(action=rbac_pb2.RBAC.DENY)
+    for name, policy in (rules.policies.items() if rules is not None else ()):
+        out.policies[name + BAD_CUSTOM_SUFFIX].CopyFrom(policy)
+    return out
 
 
-def authorization_filters(policies: WorkloadPolicies,
-                          trust_domains: TrustDomains) -> AuthorizationFilters:
+def _custom_rbac(config: Any, built: _Built, *, usable: bool) -> Any:
+    """The RBAC filter in front of a provider's ext_authz (`usable`): its enforced rules
+    only select what goes to the provider (shadow rules), its dry-run rules are `rules` (as
+    istiod writes them: they deny). Otherwise the rules deny."""
+    if not usable:
+        config.rules.CopyFrom(_denials(built.rules))
+        return config
+    config.shadow_rules.CopyFrom(built.rules or rbac_pb2.RBAC(action=rbac_pb2.RBAC.DENY))
+    config.shadow_rules_stat_prefix = SHADOW_STAT_PREFIX
+    if built.shadow is not None and built.shadow.policies:
+        config.rules.CopyFrom(built.shadow)
+    return config
+
+
+def _custom_problem(policy: AuthorizationPolicy, why: str) -> Problem:
+    return Problem(Reason.NOT_FOUND, f"action CUSTOM: {why}; the requests its rules match are "
+                   "denied, as istiod does", policy.meta.key, "spec.provider.name",
+                   Severity.ERROR)
+
+
+def _custom(policies: Sequence[AuthorizationPolicy], trust_domains: TrustDomains,
+            resolve: ProviderResolver
+            ) -> tuple[list[hcm_pb2.HttpFilter], list[lc.Filter], list[Problem]]:
+    """One RBAC and one ext_authz filter per provider (istiod allows one provider per
+    workload: with several, each provider's rules deny)."""
+    http: list[hcm_pb2.HttpFilter] = []
+    tcp: list[lc.Filter] = []
+    problems: list[Problem] = []
+    providers = sorted({p.provider for p in policies})
+    for provider in providers:
+        listed = [p for p in policies if p.provider == provider]
+        prefix = f"{EXT_AUTHZ_PREFIX}-{provider}-"
+        on_http = _build(listed, Action.CUSTOM, tcp=False, trust_domains=trust_domains,
+                         prefix=prefix)
+        on_tcp = _build(listed, Action.CUSTOM, tcp=True, trust_domains=trust_domains,
+                        prefix=prefix)
+        resolved = (resolve(provider) if len(providers) == 1 else
+                    f"several CUSTOM providers {providers} apply to this workload (istiod's "
+                    "PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS is off)")
+        usable = not isinstance(resolved, str)
+        http.append(hcm_pb2.HttpFilter(name=HTTP_RBAC, typed_config=pb.typed(_custom_rbac(
+            http_rbac_pb2.RBAC(), on_http, usable=usable))))
+        if isinstance(resolved, str):
+            tcp.append(lc.Filter(name=NETWORK_RBAC, typed_config=pb.typed(_custom_rbac(
+                network_rbac_pb2.RBAC(stat_prefix=TCP_STAT_PREFIX), on_tcp, usable=False))))
+            problems += [_custom_problem(p, resolved) for p in listed]
+            continue
+        http.append(resolved.http)
+        if resolved.tcp is not None:  # HTTP providers leave TCP chains alone, as istiod
+            tcp.append(lc.Filter(name=NETWORK_RBAC, typed_config=pb.typed(_custom_rbac(
+                network_rbac_pb2.RBAC(stat_prefix=TCP_STAT_PREFIX), on_tcp, usable=True))))
+            tcp.append(resolved.tcp)
+    return http, tcp, problems
+
+
+def _unresolved(name: str) -> str:
+    return f"no ext_authz provider {name!r} is configured"
+
+
+def authorization_filters(policies: WorkloadPolicies, trust_domains: TrustDomains,
+                          resolve: ProviderResolver = _unresolved) -> AuthorizationFilters:
     if not policies:
         return NO_FILTERS
     http_custom: list[hcm_pb2.HttpFilter] = []
     tcp: list[lc.Filter] = []
+    problems: list[Problem] = []
     if policies.custom:
-        enforced = [p for p in policies.custom if not p.dry_run]
-        for_http = _build(enforced, Action.CUSTOM, tcp=False, trust_domains=trust_domains)
-        for_tcp = _build(enforced, Action.CUSTOM, tcp=True, trust_domains=trust_domains)
-        if for_http.rules is not None and for_tcp.rules is not None:
-            http_custom.append(_http_filter(_Built(for_http.rules, None)))
-            tcp.append(_network_filter(_Built(for_tcp.rules, None)))
+        http_custom, tcp, problems = _custom(policies.custom, trust_domains, resolve)
     http: list[hcm_pb2.HttpFilter] = []
     for action, listed in _ordered(policies):
         http.append(_http_filter(_build(listed, action, tcp=False, trust_domains=trust_domains)))
         tcp.append(_network_filter(_build(listed, action, tcp=True,
                                           trust_domains=trust_domains)))
-    return AuthorizationFilters(tuple(http_custom), tuple(http), tuple(tcp),
-                                tuple(_custom_problem(p) for p in policies.custom))
+    return AuthorizationFilters(tuple(http_custom), tuple(http), tuple(tcp), tuple(problems))
