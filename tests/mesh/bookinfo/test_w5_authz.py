@@ -1,0 +1,127 @@
+"""W5, Istio's security walkthrough, the AuthorizationPolicy and RequestAuthentication steps
+that need no mutual TLS, through the real ingress gateway and sidecars of the Bookinfo mesh:
+allow-nothing, a DENY on a path and on a header, a gateway policy by remoteIpBlocks, and JWTs
+(no token 403, a bad token 401, a valid token 200) verified by productpage's sidecar against
+the keys it fetches from the `jwks` pod.
+
+Steps that match on peer identity (principals, namespaces) wait for mutual TLS between the
+sidecars: without it no request carries a peer certificate, so an ALLOW by identity lets
+nothing through (tests/unit/test_authz_translation.py shows it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.mesh.bookinfo.conftest import GATEWAY_POD, IDP, JWKS_URI
+from tests.mesh.bookinfo.steps import gateway_get, use
+from tests.mesh.mesh import Mesh
+from tests.mesh.netns import wait_until
+
+DENIED = "RBAC: access denied"
+
+
+def authorization_policy(name: str, namespace: str = "default", **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+def answer(mesh: Mesh, path: str = "/productpage", **headers: str) -> dict[str, Any]:
+    (found,) = gateway_get(mesh, path, headers=headers)
+    return found
+
+
+def wait_for_status(mesh: Mesh, status: int, path: str = "/productpage",
+                    **headers: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    def reached() -> bool:
+        found.update(answer(mesh, path, **headers))
+        return bool(found["status"] == status)
+
+    wait_until(reached, f"{path} answers {status} through the gateway")
+    return found
+
+
+def test_w5_allow_nothing_denies_every_workload_of_the_namespace(bookinfo: Mesh) -> None:
+    use(bookinfo)
+    wait_for_status(bookinfo, 200)
+    use(bookinfo, authorization_policy("allow-nothing"))
+    found = wait_for_status(bookinfo, 403)
+    assert found["body"] == DENIED, found
+    # productpage's sidecar refused it: the gateway forwarded, productpage never answered.
+    assert "x-backend-name" not in found["headers"], found
+    (direct,) = bookinfo.pods["fortio"].get("http://details:9080/details/0")
+    assert (direct["status"], direct["body"]) == (403, DENIED)
+
+
+def test_w5_deny_on_a_path(bookinfo: Mesh) -> None:
+    use(bookinfo, authorization_policy(
+        "deny-products-api", action="DENY",
+        selector={"matchLabels": {"app": "productpage"}},
+        rules=[{"to": [{"operation": {"paths": ["/api/v1/products*"]}}]}]))
+    found = wait_for_status(bookinfo, 403, "/api/v1/products")
+    assert found["body"] == DENIED
+    assert answer(bookinfo)["status"] == 200
+
+
+def test_w5_deny_on_a_header(bookinfo: Mesh) -> None:
+    """reviews' sidecar refuses requests productpage forwards for user mallory."""
+    use(bookinfo, authorization_policy(
+        "deny-mallory", action="DENY", selector={"matchLabels": {"app": "reviews"}},
+        rules=[{"when": [{"key": "request.headers[end-user]", "values": ["mallory"]}]}]))
+
+    def reviews_denied() -> bool:
+        found = answer(bookinfo, **{"end-user": "mallory"})
+        return bool(found["status"] == 200 and found["page"]["reviews"]["status"] == 403)
+
+    wait_until(reviews_denied, "reviews refusing mallory")
+    page = answer(bookinfo, **{"end-user": "mallory"})["page"]
+    assert page["reviews"]["error"] == DENIED and page["details"]["status"] == 200
+    assert answer(bookinfo, **{"end-user": "jason"})["page"]["reviews"]["status"] == 200
+
+
+def test_w5_gateway_policy_by_remote_ip_blocks(bookinfo: Mesh) -> None:
+    """The gateway matches the client address it sees (the test process, over the bridge);
+    an x-forwarded-for the client writes is not trusted."""
+    client = str(bookinfo.network.gateway)
+    gateway = {"selector": {"matchLabels": {"istio": "ingressgateway"}}}
+    use(bookinfo, authorization_policy(
+        "only-from-elsewhere", "istio-system", **gateway,
+        rules=[{"from": [{"source": {"remoteIpBlocks": ["192.0.2.0/24"]}}]}]))
+    found = wait_for_status(bookinfo, 403)
+    assert found["body"] == DENIED
+    assert answer(bookinfo, **{"x-forwarded-for": "192.0.2.7"})["status"] == 403
+    use(bookinfo, authorization_policy(
+        "only-from-the-client", "istio-system", **gateway,
+        rules=[{"from": [{"source": {"remoteIpBlocks": [f"{client}/32"]}}]}]))
+    wait_for_status(bookinfo, 200)
+    assert bookinfo.pods[GATEWAY_POD].stat(
+        "http.outbound_0.0.0.0_8080;.rbac.allowed") > 0
+
+
+def _jwt_step() -> list[dict[str, Any]]:
+    """RequestAuthentication and a policy requiring a request principal, on productpage."""
+    selector = {"matchLabels": {"app": "productpage"}}
+    return [
+        {"apiVersion": "security.istio.io/v1", "kind": "RequestAuthentication",
+         "metadata": {"name": "jwt", "namespace": "default"},
+         "spec": {"selector": selector, "jwtRules": [{"issuer": IDP.issuer,
+                                                      "jwksUri": JWKS_URI}]}},
+        authorization_policy("require-jwt", selector=selector, rules=[
+            {"from": [{"source": {"requestPrincipals": [f"{IDP.issuer}/*"]}}]}]),
+    ]
+
+
+def test_w5_request_authentication_no_token_403_bad_token_401_valid_token_200(
+        bookinfo: Mesh) -> None:
+    use(bookinfo, *_jwt_step())
+    found = wait_for_status(bookinfo, 403)
+    assert found["body"] == DENIED
+    valid = f"Bearer {IDP.token('reviewer')}"
+    page = wait_for_status(bookinfo, 200, authorization=valid)["page"]
+    assert page["reviews"]["status"] == 200
+    assert "fetch" in bookinfo.pods["jwks"].app_log()  # the sidecar fetched the keys
+    forged = answer(bookinfo, authorization=f"Bearer {IDP.forged('reviewer')}")
+    assert forged["status"] == 401, forged
+    expired = answer(bookinfo, authorization=f"Bearer {IDP.token('reviewer', lifetime=-600)}")
+    assert expired["status"] == 401, expired
