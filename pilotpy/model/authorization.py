@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -245,14 +246,15 @@ def condition_key_problem(key: str) -> str:
 
 # -- parsing -----------------------------------------------------------------------------
 
-def _values(f: Fields, key: str, check: object = None) -> tuple[str, ...]:
-    """A list of non-empty strings, each checked by `check` (a function returning a problem)."""
+def _values(f: Fields, key: str, check: Callable[[str], str] | None = None
+            ) -> tuple[str, ...]:
+    """A list of non-empty strings, each checked by `check` (returning a problem or "")."""
     values = f.string_list(key)
     for index, value in enumerate(values):
         where = f"{key}[{index}]"
         if not value:
             f.error(f"empty value not allowed, found in {key}", where)
-        elif callable(check):
+        elif check is not None:
             problem = check(value)
             if problem:
                 f.error(problem, where)
