@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,16 +126,32 @@ def _url_path(subject: Subject) -> str | None:
     return split_path(subject.request.path)[0] if subject.request is not None else None
 
 
+# The fields that combine permissions, and principals: any, and, or, not, the set's list.
+_PERMISSION_TREE = ("any", "and_rules", "or_rules", "not_rule", "rules")
+_PRINCIPAL_TREE = ("any", "and_ids", "or_ids", "not_id", "ids")
+
+
+def _combined(node: Any, which: str | None, tree: tuple[str, str, str, str, str],
+              match: Callable[[Any], bool]) -> bool | None:
+    """The node's value when it combines others (`any`, and, or, not), else None."""
+    any_field, and_field, or_field, not_field, items = tree
+    if which == any_field:
+        return bool(getattr(node, any_field))
+    if which == and_field:
+        return all(match(n) for n in getattr(getattr(node, and_field), items))
+    if which == or_field:
+        return any(match(n) for n in getattr(getattr(node, or_field), items))
+    if which == not_field:
+        return not match(getattr(node, not_field))
+    return None
+
+
 def permission_matches(permission: Any, subject: Subject) -> bool:
     which = permission.WhichOneof("rule")
-    if which == "any":
-        return bool(permission.any)
-    if which == "and_rules":
-        return all(permission_matches(p, subject) for p in permission.and_rules.rules)
-    if which == "or_rules":
-        return any(permission_matches(p, subject) for p in permission.or_rules.rules)
-    if which == "not_rule":
-        return not permission_matches(permission.not_rule, subject)
+    combined = _combined(permission, which, _PERMISSION_TREE,
+                         lambda p: permission_matches(p, subject))
+    if combined is not None:
+        return combined
     if which == "destination_port":
         return subject.destination_port == int(permission.destination_port)
     if which == "destination_ip":
@@ -164,14 +180,10 @@ def _uri_template_matches(extension: Any, subject: Subject) -> bool:
 
 def principal_matches(principal: Any, subject: Subject) -> bool:
     which = principal.WhichOneof("identifier")
-    if which == "any":
-        return bool(principal.any)
-    if which == "and_ids":
-        return all(principal_matches(p, subject) for p in principal.and_ids.ids)
-    if which == "or_ids":
-        return any(principal_matches(p, subject) for p in principal.or_ids.ids)
-    if which == "not_id":
-        return not principal_matches(principal.not_id, subject)
+    combined = _combined(principal, which, _PRINCIPAL_TREE,
+                         lambda p: principal_matches(p, subject))
+    if combined is not None:
+        return combined
     if which == "authenticated":
         if subject.peer_principal is None:
             return False

@@ -20,7 +20,6 @@ its tokens are refused, and is reported.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,6 +34,7 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from google.protobuf import empty_pb2
 
 from pilotpy.mesh import MeshConfig
+from pilotpy.model import hosts
 from pilotpy.model.request_authentication import (
     JwksUri,
     JwtRule,
@@ -81,19 +81,11 @@ def space_delimited_claims(claims: Sequence[str]) -> list[str]:
     return sorted(set(claims) | set(DEFAULT_SPACE_DELIMITED))
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def jwks_cluster(uri: JwksUri, mesh: MeshConfig) -> cluster_pb2.Cluster:
     """A cluster for a JWKS server: its address as written (DNS resolved by the proxy), TLS
     with SNI and a certificate checked against the system CA bundle for https."""
     name = outbound_cluster_name(uri.port, "", uri.host)
-    static = _is_ip(uri.host)
+    static = hosts.is_ip(uri.host)
     cluster = cluster_pb2.Cluster(
         name=name, type=cluster_pb2.Cluster.STATIC if static else cluster_pb2.Cluster.LOGICAL_DNS,
         connect_timeout=pb.duration(mesh.connect_timeout_ns))
