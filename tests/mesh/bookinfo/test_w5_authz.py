@@ -42,9 +42,15 @@ def wait_for_status(mesh: Mesh, status: int, path: str = "/productpage",
     return found
 
 
+def baseline(mesh: Mesh) -> None:
+    """Bookinfo without the policies of an earlier test, the page served again: each step
+    then waits for a change its own policy makes, never for a state left behind."""
+    use(mesh)
+    wait_for_status(mesh, 200)
+
+
 def test_w5_allow_nothing_denies_every_workload_of_the_namespace(bookinfo: Mesh) -> None:
-    use(bookinfo)
-    wait_for_status(bookinfo, 200)
+    baseline(bookinfo)
     use(bookinfo, authorization_policy("allow-nothing"))
     found = wait_for_status(bookinfo, 403)
     assert found["body"] == DENIED, found
@@ -55,6 +61,7 @@ def test_w5_allow_nothing_denies_every_workload_of_the_namespace(bookinfo: Mesh)
 
 
 def test_w5_deny_on_a_path(bookinfo: Mesh) -> None:
+    baseline(bookinfo)
     use(bookinfo, authorization_policy(
         "deny-products-api", action="DENY",
         selector={"matchLabels": {"app": "productpage"}},
@@ -66,6 +73,7 @@ def test_w5_deny_on_a_path(bookinfo: Mesh) -> None:
 
 def test_w5_deny_on_a_header(bookinfo: Mesh) -> None:
     """reviews' sidecar refuses requests productpage forwards for user mallory."""
+    baseline(bookinfo)
     use(bookinfo, authorization_policy(
         "deny-mallory", action="DENY", selector={"matchLabels": {"app": "reviews"}},
         rules=[{"when": [{"key": "request.headers[end-user]", "values": ["mallory"]}]}]))
@@ -83,6 +91,7 @@ def test_w5_deny_on_a_header(bookinfo: Mesh) -> None:
 def test_w5_gateway_policy_by_remote_ip_blocks(bookinfo: Mesh) -> None:
     """The gateway matches the client address it sees (the test process, over the bridge);
     an x-forwarded-for the client writes is not trusted."""
+    baseline(bookinfo)
     client = str(bookinfo.network.gateway)
     gateway = {"selector": {"matchLabels": {"istio": "ingressgateway"}}}
     use(bookinfo, authorization_policy(
@@ -114,6 +123,7 @@ def _jwt_step() -> list[dict[str, Any]]:
 
 def test_w5_request_authentication_no_token_403_bad_token_401_valid_token_200(
         bookinfo: Mesh) -> None:
+    baseline(bookinfo)
     use(bookinfo, *_jwt_step())
     found = wait_for_status(bookinfo, 403)
     assert found["body"] == DENIED
