@@ -50,8 +50,11 @@ def translate(paths: list[Path], *, node_id: str, labels: Mapping[str, str],
     listeners = [*generated.listeners, *generated.named_only_listeners]
     clusters = [*generated.clusters, *generated.named_only_clusters]
     endpoints = endpoints_for(push, view, eds_cluster_names(clusters))
+    # What translation for this proxy reported already is not repeated by the config-wide
+    # report (a CUSTOM policy's missing provider).
+    seen = {(p.ref, p.field) for p in generated.problems}
     problems = [*read.problems(), *push.ingress.problems, *generated.problems,
-                *unenforced(objects)]
+                *(p for p in unenforced(objects, mesh) if (p.ref, p.field) not in seen)]
     return {
         "listeners": [to_json(m) for m in listeners],
         "routes": [to_json(m) for m in generated.routes],

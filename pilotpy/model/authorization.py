@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from pilotpy.model.errors import Fallback, Issue
 from pilotpy.model.fields import Fields
 from pilotpy.model.meta import Meta
 from pilotpy.model.policy_target import PolicyTarget, parse_policy_target
@@ -89,6 +90,8 @@ class AuthorizationPolicy:
     provider: str = ""  # CUSTOM only
     # The istio.io/dry-run annotation: evaluated as shadow rules, never enforced.
     dry_run: bool = False
+    # Served in place of an invalid policy (fail_closed): never a last valid version.
+    stand_in: bool = False
 
 
 # -- values ------------------------------------------------------------------------------
@@ -397,3 +400,34 @@ def parse_authorization_policy(meta: Meta, spec: Fields) -> AuthorizationPolicy:
     spec.done()
     return AuthorizationPolicy(meta, action, rules, target, provider,
                                _parse_dry_run(meta, spec))
+
+
+def _errors_under(errors: list[Issue], *fields: str) -> bool:
+    return any(i.path == f or i.path.startswith((f + ".", f + "[")) for i in errors
+               for f in fields)
+
+
+def fail_closed(policy: AuthorizationPolicy, errors: list[Issue]) -> Fallback | None:
+    """What an invalid policy without a last valid version is enforced as, so that skipping
+    it never opens access it meant to close: a DENY (or CUSTOM, or an unreadable action)
+    denies every request and connection to the workloads it selects; an ALLOW allows
+    nothing of its own (other ALLOW policies still do). An unreadable selector or targetRefs
+    widens it to every workload the policy could select (the namespace, or the mesh from the
+    root namespace). AUDIT, which never changes an outcome, and dry-run policies are just
+    skipped (None)."""
+    if policy.dry_run or not policy.meta.name:
+        return None
+    action = Action.DENY if _errors_under(errors, "spec.action") else policy.action
+    if action is Action.AUDIT:
+        return None
+    target = PolicyTarget() if _errors_under(
+        errors, "spec.selector", "spec.targetRef", "spec.targetRefs") else policy.target
+    if action is Action.ALLOW:
+        return Fallback(AuthorizationPolicy(policy.meta, Action.ALLOW, (), target,
+                                            stand_in=True),
+                        "until it is corrected it allows nothing (as an ALLOW policy "
+                        "without rules)")
+    return Fallback(AuthorizationPolicy(policy.meta, Action.DENY, (Rule(),), target,
+                                        stand_in=True),
+                    "until it is corrected it denies every request to the workloads it "
+                    "selects")

@@ -7,7 +7,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pilotpy.model.authorization import AuthorizationPolicy, parse_authorization_policy
+from pilotpy.model.authorization import (
+    AuthorizationPolicy,
+    parse_authorization_policy,
+)
+from pilotpy.model.authorization import fail_closed as authorization_fail_closed
 from pilotpy.model.destinationrule import DestinationRule, parse_destination_rule
 from pilotpy.model.errors import InvalidObject, Issue, ObjectRef, UnknownKind
 from pilotpy.model.fields import Fields
@@ -27,6 +31,7 @@ from pilotpy.model.request_authentication import (
     RequestAuthentication,
     parse_request_authentication,
 )
+from pilotpy.model.request_authentication import fail_closed as request_authentication_fail_closed
 from pilotpy.model.serviceentry import ServiceEntry, parse_service_entry
 from pilotpy.model.sidecar import Sidecar, parse_sidecar
 from pilotpy.model.stored import (
@@ -41,6 +46,7 @@ from pilotpy.model.stored import (
     stored_kind,
 )
 from pilotpy.model.virtualservice import VirtualService, parse_virtual_service
+from pilotpy.problems import Reason
 
 ConfigObject = (
     Gateway | VirtualService | DestinationRule | ServiceEntry | Sidecar | Service | EndpointSlice
@@ -112,6 +118,16 @@ def is_supported(doc: Mapping[str, Any]) -> bool:
     return (api_version, kind) in _KUBE_KINDS
 
 
+def _strict(issue: Issue) -> Issue:
+    """A security policy's unknown field is an error, not a warning: enforcing a policy
+    without a field its author wrote (a typo of `notPrincipals`, a newer Istio's field) could
+    let through what it was written to stop."""
+    if issue.reason is Reason.UNKNOWN_FIELD and issue.path.startswith("spec."):
+        return Issue(issue.path, "unknown field: a security policy is not enforced without "
+                     "a field its author wrote")
+    return issue
+
+
 def parse_object(doc: Mapping[str, Any], *, default_namespace: str = "default",
                  origin: str = "") -> Parsed:
     """Raises UnknownKind for kinds pilotpy does not read, InvalidObject for invalid ones."""
@@ -176,8 +192,15 @@ def parse_object(doc: Mapping[str, Any], *, default_namespace: str = "default",
         root.raw("status")
         root.done()
 
+    if kind in _SECURITY:
+        issues = [_strict(i) for i in issues]
     errors = [i for i in issues if not i.warning]
     if errors:
+        fallback = None
+        if isinstance(obj, AuthorizationPolicy):
+            fallback = authorization_fail_closed(obj, errors)
+        elif isinstance(obj, RequestAuthentication):
+            fallback = request_authentication_fail_closed(obj, errors)
         raise InvalidObject(meta.ref if meta.name else _ref_of(doc, default_namespace),
-                            issues, origin)
+                            issues, origin, fallback)
     return Parsed(obj, tuple(i for i in issues if i.warning))

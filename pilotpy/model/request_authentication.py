@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from pilotpy.model.errors import Fallback, Issue
 from pilotpy.model.fields import Fields
 from pilotpy.model.meta import Meta
 from pilotpy.model.policy_target import PolicyTarget, parse_policy_target
@@ -55,6 +56,8 @@ class RequestAuthentication:
     meta: Meta
     target: PolicyTarget = field(default_factory=PolicyTarget)
     jwt_rules: tuple[JwtRule, ...] = ()
+    # Served in place of an invalid policy (fail_closed): never a last valid version.
+    stand_in: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,3 +180,19 @@ def parse_request_authentication(meta: Meta, spec: Fields) -> RequestAuthenticat
     rules = tuple(_parse_rule(item) for item in spec.children("jwtRules"))
     spec.done()
     return RequestAuthentication(meta, target, rules)
+
+
+def fail_closed(policy: RequestAuthentication, errors: list[Issue]) -> Fallback | None:
+    """What an invalid RequestAuthentication without a last valid version is enforced as,
+    so that its tokens are never let through unverified: one JWT rule without issuer or
+    keys, which every token fails (401) unless another policy's issuer verifies it;
+    requests without a token pass, as with any RequestAuthentication. An unreadable
+    selector or targetRefs widens it to every workload the policy could select."""
+    if not policy.meta.name:
+        return None
+    target = policy.target
+    if any(i.path.startswith(("spec.selector", "spec.targetRef")) for i in errors):
+        target = PolicyTarget()
+    return Fallback(RequestAuthentication(policy.meta, target, (JwtRule(),), stand_in=True),
+                    "until it is corrected every token is refused (401) unless another "
+                    "policy's issuer verifies it")

@@ -186,7 +186,7 @@ def jwt_authn(policies: Sequence[RequestAuthentication], mesh: MeshConfig, *,
     for policy in policies:
         for index, rule in enumerate(policy.jwt_rules):
             rules.append(rule)
-            if not rule.jwks and not rule.jwks_uri:
+            if not rule.jwks and not rule.jwks_uri and not policy.stand_in:
                 problems.append(_issuer_only(policy, index))
     if not rules:
         return JwtAuthn(problems=tuple(problems))

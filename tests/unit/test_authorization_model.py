@@ -7,8 +7,15 @@ from typing import Any
 
 import pytest
 
-from pilotpy.model import parse_object
-from pilotpy.model.authorization import Action, AuthorizationPolicy, Condition, Operation, Source
+from pilotpy.model import InvalidObject, parse_object
+from pilotpy.model.authorization import (
+    Action,
+    AuthorizationPolicy,
+    Condition,
+    Operation,
+    Rule,
+    Source,
+)
 from pilotpy.model.policy_target import TargetRef
 from pilotpy.problems import Reason
 from tests.unit.support import errors_of, parse_as
@@ -241,3 +248,51 @@ def test_an_unserved_security_version_names_the_served_ones() -> None:
     doc = policy({}) | {"apiVersion": "security.istio.io/v1alpha1"}
     assert errors_of(doc) == {"apiVersion": [
         "'security.istio.io/v1alpha1' is not served; use security.istio.io/v1 or v1beta1"]}
+
+
+def test_an_unknown_field_is_an_error_at_its_path() -> None:
+    """Enforced without a field its author wrote, a policy could allow more than written."""
+    errors = errors_of(policy({"actoin": "DENY", **rule(
+        **{"from": [{"source": {"namespaces": ["a"], "notNamespace": ["b"]}}]})}))
+    assert set(errors) == {"spec.actoin", "spec.rules[0].from[0].source.notNamespace"}
+    assert all(m[0].startswith("unknown field") for m in errors.values())
+
+
+def stand_in(doc: dict[str, Any]) -> AuthorizationPolicy | None:
+    with pytest.raises(InvalidObject) as info:
+        parse_object(doc)
+    if info.value.fallback is None:
+        return None
+    found = info.value.fallback.obj
+    assert isinstance(found, AuthorizationPolicy) and found.stand_in
+    return found
+
+
+BAD_RULES = rule(to=[{"operation": {"paths": ["/a/{**}/{*}"]}}])
+WEB = {"selector": {"matchLabels": {"app": "web"}}}
+
+
+def test_an_invalid_deny_or_custom_stands_in_as_deny_everything_it_selects() -> None:
+    for action in ("DENY", "CUSTOM"):
+        found = stand_in(policy({"action": action, **WEB, **BAD_RULES}))
+        assert found is not None
+        assert (found.action, found.rules, found.target.selector) == (
+            Action.DENY, (Rule(),), {"app": "web"})
+
+
+def test_an_invalid_allow_stands_in_as_allow_nothing() -> None:
+    found = stand_in(policy({**WEB, **BAD_RULES}))
+    assert found is not None and (found.action, found.rules) == (Action.ALLOW, ())
+
+
+def test_an_unreadable_action_or_selector_makes_the_stand_in_wider() -> None:
+    found = stand_in(policy({"action": "PERMIT", "selector": {"matchLabels": {"app": "*"}},
+                             "rules": [{}]}))
+    assert found is not None
+    assert (found.action, found.rules, found.target.selector) == (Action.DENY, (Rule(),), None)
+
+
+def test_invalid_audit_and_dry_run_policies_have_no_stand_in() -> None:
+    assert stand_in(policy({"action": "AUDIT", **BAD_RULES})) is None
+    assert stand_in(policy({"action": "DENY", **BAD_RULES},
+                           annotations={"istio.io/dry-run": "true"})) is None

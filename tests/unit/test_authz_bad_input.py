@@ -1,7 +1,9 @@
 """Bad security input, end to end through the file source and translation: an invalid policy
 is reported (kind, name, field), skipped, and everything else keeps being served; an invalid
-edit of a policy keeps its last valid version in force; what cannot be translated never
-opens access the policy meant to close."""
+edit of a policy keeps its last valid version in force; an invalid policy without one is
+enforced as a stand-in that fails closed (a DENY denies everything it selects, an ALLOW
+allows nothing of its own); what cannot be translated never opens access the policy meant to
+close."""
 
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ from tests.unit.support import context
 
 BAD_PRINCIPAL = authorization_policy("bad", action="DENY", rules=[
     {"from": [{"source": {"principals": ["spiffe://cluster.local/ns/x/sa/y"]}}]}])
+OTHER_APP = {"matchLabels": {"app": "other"}}
+BAD_PATH = [{"to": [{"operation": {"paths": ["/admin/{**}/{*}"]}}]}]
+ALLOW_OK = authorization_policy("allow-ok", rules=[{"to": [{"operation": {"paths": ["/ok"]}}]}])
 DENY_ADMIN = authorization_policy("deny-admin", action="DENY", rules=[
     {"to": [{"operation": {"paths": ["/admin"]}}]}])
 
@@ -61,15 +66,97 @@ class Files:
 
 def test_an_invalid_policy_is_reported_skipped_and_the_rest_served(tmp_path: Path) -> None:
     files = Files(tmp_path)
-    files.write("policies.yaml", BAD_PRINCIPAL, DENY_ADMIN)
+    bad = authorization_policy("bad", action="DENY", selector=OTHER_APP, rules=[
+        {"from": [{"source": {"principals": ["spiffe://cluster.local/ns/x/sa/y"]}}]}])
+    files.write("policies.yaml", bad, DENY_ADMIN)
     sim = files.simulation()
     (problem,) = files.problems.errors()
     assert (problem.reason, problem.ref, problem.field) == (
         Reason.INVALID, ("AuthorizationPolicy", "foo", "bad"),
         "spec.rules[0].from[0].source.principals[0]")
-    assert "(object skipped)" in problem.message
+    assert "(object skipped; until it is corrected it denies every request" in problem.message
     assert inbound(sim, path="/admin").outcome is Outcome.FORBIDDEN  # the valid one holds
+    assert inbound(sim, path="/ok").outcome is not Outcome.FORBIDDEN  # not selected by `bad`
+
+
+def test_an_invalid_deny_without_a_valid_version_denies_all_it_selects(tmp_path: Path) -> None:
+    """Skipping it would let through what it was written to stop: fail closed."""
+    files = Files(tmp_path)
+    files.write("deny.yaml", BAD_PRINCIPAL)
+    sim = files.simulation()
+    assert inbound(sim, path="/ok").outcome is Outcome.FORBIDDEN
+    assert inbound(sim, TCP_PORT, protocol="tcp").outcome is Outcome.FORBIDDEN
+
+
+def test_an_invalid_allow_allows_nothing_of_its_own(tmp_path: Path) -> None:
+    """Skipped, it could be the workload's only ALLOW policy, and no ALLOW means allow all;
+    as a stand-in it allows nothing while other ALLOW policies still allow what they do."""
+    files = Files(tmp_path)
+    files.write("allow.yaml", authorization_policy("bad-allow", rules=BAD_PATH))
+    assert inbound(files.simulation(), path="/admin/x").outcome is Outcome.FORBIDDEN
+    files.write("ok.yaml", ALLOW_OK)
+    sim = files.simulation()
     assert inbound(sim, path="/ok").outcome is not Outcome.FORBIDDEN
+    assert inbound(sim, path="/admin/x").outcome is Outcome.FORBIDDEN
+    (problem,) = files.problems.errors()
+    assert "until it is corrected it allows nothing" in problem.message
+
+
+def test_an_invalid_audit_or_dry_run_policy_is_only_skipped(tmp_path: Path) -> None:
+    files = Files(tmp_path)
+    files.write("audit.yaml", authorization_policy("audit", action="AUDIT", rules=BAD_PATH))
+    files.write("dry.yaml", authorization_policy(
+        "dry", action="DENY", annotations={"istio.io/dry-run": "true"}, rules=BAD_PATH))
+    assert inbound(files.simulation(), path="/ok").outcome is not Outcome.FORBIDDEN
+    assert all(p.message.endswith("(object skipped)") for p in files.problems.errors())
+
+
+def test_an_unreadable_selector_widens_the_stand_in_to_the_namespace(tmp_path: Path) -> None:
+    files = Files(tmp_path)
+    files.write("deny.yaml", authorization_policy(
+        "deny", action="DENY", selector={"matchLabels": {"app": "*"}}, rules=[{}]))
+    assert inbound(files.simulation(), path="/ok").outcome is Outcome.FORBIDDEN
+
+
+def test_an_unreadable_action_is_enforced_as_deny(tmp_path: Path) -> None:
+    files = Files(tmp_path)
+    files.write("p.yaml", authorization_policy("p", action="REJECT", selector=OTHER_APP,
+                                               rules=[{}]), ALLOW_OK)
+    assert inbound(files.simulation(), path="/ok").outcome is not Outcome.FORBIDDEN
+    assert files.problems.errors()[0].field == "spec.action"
+    files.write("p.yaml", authorization_policy("p", action="REJECT", rules=[{}]), ALLOW_OK)
+    assert inbound(files.simulation(), path="/ok").outcome is Outcome.FORBIDDEN
+
+
+def test_an_unknown_field_of_a_security_policy_is_an_error_naming_it(tmp_path: Path) -> None:
+    """An ALLOW read without its misspelt `notIpBlock` would allow more than written."""
+    files = Files(tmp_path)
+    files.write("allow.yaml", authorization_policy("allow", rules=[
+        {"from": [{"source": {"namespaces": ["foo"], "notIpBlock": ["10.0.0.0/8"]}}]}]))
+    sim = files.simulation()
+    (problem,) = files.problems.errors()
+    assert (problem.reason, problem.field) == (
+        Reason.INVALID, "spec.rules[0].from[0].source.notIpBlock")
+    assert "unknown field" in problem.message
+    assert inbound(sim, path="/ok").outcome is Outcome.FORBIDDEN
+
+
+def test_a_corrected_policy_replaces_its_stand_in_which_is_never_kept(tmp_path: Path) -> None:
+    files = Files(tmp_path)
+    files.write("deny.yaml", BAD_PRINCIPAL)
+    assert inbound(files.simulation(), path="/ok").outcome is Outcome.FORBIDDEN
+    files.write("deny.yaml", BAD_PRINCIPAL)  # still invalid: the stand-in is no valid version
+    files.simulation()
+    assert "keeping its last valid version" not in files.problems.errors()[0].message
+    files.write("deny.yaml", authorization_policy("bad", action="DENY", rules=[
+        {"to": [{"operation": {"paths": ["/admin"]}}]}]))
+    sim = files.simulation()
+    assert inbound(sim, path="/ok").outcome is not Outcome.FORBIDDEN
+    assert inbound(sim, path="/admin").outcome is Outcome.FORBIDDEN
+    assert files.problems.errors() == []
+    files.write("deny.yaml", BAD_PRINCIPAL)  # now the corrected version is kept
+    assert inbound(files.simulation(), path="/ok").outcome is not Outcome.FORBIDDEN
+    assert "keeping its last valid version" in files.problems.errors()[0].message
 
 
 def test_an_invalid_edit_keeps_the_last_valid_policy_in_force(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ matcher), and the shape of the filters a workload's policies become (builder).""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -185,6 +186,13 @@ def test_rules_are_named_after_namespace_policy_and_index() -> None:
         parsed({"rules": [{}, {"to": [{"operation": {"methods": ["GET"]}}]}]}),)), LOCAL)
     assert sorted(http_rbac(built.http[0]).rules.policies) == [
         "ns[foo]-policy[p]-rule[0]", "ns[foo]-policy[p]-rule[1]"]
+
+
+def test_a_stand_in_of_an_invalid_policy_is_named_as_failing_closed() -> None:
+    stand_in = dataclasses.replace(parsed({"action": "DENY", "rules": [{}]}), stand_in=True)
+    built = authorization_filters(WorkloadPolicies(deny=(stand_in,)), LOCAL)
+    assert list(http_rbac(built.http[0]).rules.policies) == [
+        "ns[foo]-policy[p]-rule[0]-invalid-policy-fails-closed"]
 
 
 def test_an_allow_policy_without_rules_matches_nothing() -> None:

@@ -146,6 +146,19 @@ def test_an_issuer_without_keys_refuses_its_tokens_and_is_reported() -> None:
         (Reason.UNSUPPORTED, Severity.ERROR, "spec.jwtRules[0]")]
 
 
+def test_an_invalid_request_authentication_refuses_the_tokens_it_cannot_verify() -> None:
+    """Its stand-in: a provider without issuer whose keys verify nothing, so a token passes
+    only when another policy's issuer verifies it; no token still passes; not reported
+    again (its invalid fields are)."""
+    invalid = request_authentication({"issuer": "bad", "jwksUri": "ftp://keys"}, name="bad")
+    config = translated([invalid, request_authentication({"issuer": "good", "jwks": JWKS})])
+    jwt = jwt_config(config)
+    assert {n: (p.issuer, p.local_jwks.inline_string) for n, p in jwt.providers.items()} == {
+        "origins-0": ("", PUBLIC_ONLY_JWKS), "origins-1": ("good", JWKS)}
+    assert "allowMissing" in json.dumps(as_json(jwt.rules[0]))
+    assert config.problems == ()
+
+
 def test_a_policy_for_other_workloads_adds_nothing() -> None:
     config = translated([request_authentication(
         {"issuer": "iss", "jwksUri": "https://keys.example.com/k"},

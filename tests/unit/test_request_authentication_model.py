@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pilotpy.model import parse_object
+import pytest
+
+from pilotpy.model import InvalidObject, parse_object
 from pilotpy.model.request_authentication import (
     ClaimToHeader,
     JwtHeader,
+    JwtRule,
     RequestAuthentication,
     parse_jwks_uri,
 )
@@ -99,3 +102,20 @@ def test_jwks_uri_ports_default_by_scheme() -> None:
         "https://keys.example:443/x")
     uri = parse_jwks_uri("http://10.0.0.1/k")
     assert not isinstance(uri, str) and (uri.host, uri.port, uri.tls) == ("10.0.0.1", 80, False)
+
+
+def test_an_unknown_field_is_an_error_at_its_path() -> None:
+    """Read without `jwksURI` (a misspelt jwksUri) the rule would have no keys."""
+    errors = errors_of(request_authentication({"issuer": "a", "jwksURI": "https://k"}))
+    assert list(errors) == ["spec.jwtRules[0].jwksURI"]
+
+
+def test_an_invalid_policy_stands_in_as_refusing_every_token() -> None:
+    doc = request_authentication({"issuer": "a", "jwksUri": "ftp://k"},
+                                 selector={"matchLabels": {"app": "web"}})
+    with pytest.raises(InvalidObject) as info:
+        parse_object(doc)
+    assert info.value.fallback is not None
+    found = info.value.fallback.obj
+    assert isinstance(found, RequestAuthentication) and found.stand_in
+    assert (found.jwt_rules, found.target.selector) == ((JwtRule(),), {"app": "web"})

@@ -47,13 +47,17 @@ TCP_STAT_PREFIX = "tcp."
 DRY_RUN_ALLOW_PREFIX = "istio_dry_run_allow_"
 DRY_RUN_DENY_PREFIX = "istio_dry_run_deny_"
 BAD_CUSTOM_SUFFIX = "-deny-due-to-bad-CUSTOM-action"
+INVALID_SUFFIX = "-invalid-policy-fails-closed"
 
 _ENVOY_ACTION = {Action.ALLOW: rbac_pb2.RBAC.ALLOW, Action.DENY: rbac_pb2.RBAC.DENY,
                  Action.AUDIT: rbac_pb2.RBAC.LOG, Action.CUSTOM: rbac_pb2.RBAC.DENY}
 
 
 def policy_name(policy: AuthorizationPolicy, rule: int) -> str:
-    return f"ns[{policy.meta.namespace}]-policy[{policy.meta.name}]-rule[{rule}]"
+    """`ns[<ns>]-policy[<name>]-rule[<i>]`; the stand-in of an invalid policy (it fails
+    closed) says so in a suffix, as istiod marks its bad-CUSTOM denials."""
+    name = f"ns[{policy.meta.namespace}]-policy[{policy.meta.name}]-rule[{rule}]"
+    return name + INVALID_SUFFIX if policy.stand_in else name
 
 
 @dataclass(frozen=True, slots=True)
