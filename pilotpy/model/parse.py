@@ -70,6 +70,9 @@ _SECURITY: dict[str, Callable[[Meta, Fields], ConfigObject]] = {
     "AuthorizationPolicy": parse_authorization_policy,
     "RequestAuthentication": parse_request_authentication,
 }
+# Security policies whose unknown fields are errors and whose invalid objects stand in as
+# policies that fail closed (InvalidObject.fallback).
+_FAIL_CLOSED_KINDS = ("AuthorizationPolicy", "RequestAuthentication")
 # group -> (served versions, kind -> spec parser)
 _ISTIO_GROUPS = {NETWORKING_GROUP: (NETWORKING_VERSIONS, _NETWORKING),
                  SECURITY_GROUP: (SECURITY_VERSIONS, _SECURITY)}
@@ -192,7 +195,7 @@ def parse_object(doc: Mapping[str, Any], *, default_namespace: str = "default",
         root.raw("status")
         root.done()
 
-    if kind in _SECURITY:
+    if kind in _FAIL_CLOSED_KINDS:
         issues = [_strict(i) for i in issues]
     errors = [i for i in issues if not i.warning]
     if errors:
