@@ -300,8 +300,8 @@ def tcp_status_or_none(port: int) -> int | None:
     """The status of an HTTP request sent over the gateway's TCP server; None when the
     connection is closed before an answer (network RBAC denies the connection)."""
     try:
-        return http_get(port, "tcp-echo", "/headers")[0]
-    except (OSError, http.client.HTTPException):
+        return http_get(port, "tcp-echo", "/headers")[0] or None
+    except http.client.HTTPException:
         return None
 
 
