@@ -10,8 +10,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
 .PHONY: help venv run demo test lint test-unit test-golden test-xds test-e2e test-mesh mesh-tools \
-	test-kube golden bench clean kube-bins istioctl istio-bins pilot-agent manifests fields-doc protos \
-	kind-up kind-load kind-deploy kind-demo kind-down
+	test-kube test-diff golden bench bench-compare clean kube-bins istioctl pilot-discovery istio-bins \
+	pilot-agent manifests fields-doc diff-doc protos kind-up kind-load kind-deploy kind-demo kind-down
 
 # Heavy test binaries live outside the clone, so a fresh CI clone reuses them.
 CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pilotpy
@@ -38,7 +38,7 @@ run: $(STAMP) ## run pilotpy on examples/ with a real Envoy gateway and local ba
 demo: $(STAMP) ## walk through W1 against a real Envoy (no listener -> 404 -> 200 from v2)
 	$(BIN)/pilotpy --log-level warning demo
 
-test: lint test-unit test-golden test-xds test-e2e test-mesh test-kube ## the whole suite: lint, unit, golden, xds, e2e, mesh, kube
+test: lint test-unit test-golden test-xds test-e2e test-mesh test-kube test-diff ## the whole suite: lint, unit, golden, xds, e2e, mesh, kube, diff
 
 lint: $(STAMP) ## ruff, mypy and the import-layering contracts
 	$(BIN)/ruff check pilotpy tests bench
@@ -60,6 +60,9 @@ test-e2e: $(STAMP) istioctl ## pilotpy + a real Envoy + local backends (+ the re
 istioctl: ## build the real istioctl once into ~/.cache/pilotpy (slow the first time: Go)
 	@hack/istio-bins.sh istioctl >/dev/null
 
+pilot-discovery: ## build the real istiod once into ~/.cache/pilotpy (Go; shares istioctl's build cache)
+	@hack/istio-bins.sh pilot-discovery >/dev/null
+
 pilot-agent: ## build the real pilot-agent (istio/proxyv2's agent) once into ~/.cache/pilotpy
 	@hack/istio-bins.sh pilot-agent >/dev/null
 
@@ -76,6 +79,9 @@ mesh-tools: ## install iptables for the mesh tier if missing (needs root and apt
 test-kube: $(STAMP) kube-bins ## informers and manifests against a real kube-apiserver + etcd, with Envoy
 	$(PYTEST) tests/kube -q
 
+test-diff: $(STAMP) kube-bins pilot-discovery mesh-tools ## pilotpy against the real istiod on one kube-apiserver, resource by resource (root)
+	$(PYTEST) tests/diff -q
+
 kube-bins: ## build kube-apiserver and etcd into the cache (unless KUBEBUILDER_ASSETS has them)
 	@if [ -x "$(KUBEBUILDER_ASSETS)/kube-apiserver" ] && [ -x "$(KUBEBUILDER_ASSETS)/etcd" ] \
 	    && [ "$(KUBEBUILDER_ASSETS)" != "$(KUBE_BINS)" ]; then \
@@ -91,6 +97,9 @@ fields-doc: $(STAMP) ## regenerate docs/fields.md, the Istio fields pilotpy supp
 	  'import json, sys; print(json.load(sys.stdin)["Dir"])') && \
 	$(BIN)/pilotpy fields --istio-crds "$$dir/kubernetes/customresourcedefinitions.gen.yaml" \
 	  --doc docs/fields.md
+
+diff-doc: $(STAMP) ## regenerate docs/translation.md's "Differences from istiod" from tests/diff/accepted.yaml
+	$(BIN)/python -m tests.diff.accepted docs/translation.md
 
 kind-up: ## create the kind cluster (needs docker and kind)
 	kind create cluster --name $(KIND_CLUSTER) --config manifests/kind-config.yaml
@@ -121,6 +130,10 @@ golden: $(STAMP) ## regenerate golden files after an intended translation change
 
 bench: $(STAMP) ## benchmarks S1, S5 and S12 (writes bench/out/report.json)
 	$(BIN)/python bench/run.py --out bench/out
+
+# ARGS: e.g. ARGS=--quick (one round, smaller fleets) or ARGS="--only gateway,idle".
+bench-compare: $(STAMP) kube-bins pilot-discovery ## pilotpy against the real istiod, same machine, same run (bench/out/compare.json)
+	$(BIN)/python bench/compare.py --out bench/out $(ARGS)
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache bench/out

@@ -20,10 +20,16 @@ def _ip(service: int, endpoint: int) -> str:
 
 
 def _vip(service: int) -> str:
-    return f"10.96.{(service >> 8) & 255}.{service & 255}"
+    # Valid in a real cluster's 10.96.0.0/16: the first addresses are the network's own and
+    # the `kubernetes` Service's.
+    n = service + 16
+    return f"10.96.{(n >> 8) & 255}.{n & 255}"
 
 
-def documents(services: int, endpoints: int = 10) -> list[dict[str, Any]]:
+def documents(services: int, endpoints: int = 10, gateway_routes: int | None = None
+              ) -> list[dict[str, Any]]:
+    """`gateway_routes`: how many of the VirtualServices the gateway serves (the first ones;
+    the others bind sidecars only); all by default."""
     docs: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Service",
          "metadata": {"name": "istio-ingressgateway", "namespace": "istio-system"},
@@ -53,7 +59,9 @@ def documents(services: int, endpoints: int = 10) -> list[dict[str, Any]]:
                      # Bound to the gateway (by its external name) and to sidecars (by the
                      # service's own name), as application VirtualServices usually are.
                      "spec": {"hosts": [f"{name}.{NAMESPACE}.example.com", name],
-                              "gateways": ["bench-gateway", "mesh"],
+                              "gateways": (["bench-gateway", "mesh"]
+                                           if gateway_routes is None or i < gateway_routes
+                                           else ["mesh"]),
                               "http": [{"match": [{"uri": {"prefix": "/api"}}],
                                         "timeout": "5s",
                                         "route": [{"destination": {"host": name}}]},

@@ -47,6 +47,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from envoy.service.discovery.v3 import discovery_pb2
 
+from pilotpy.local.bootstrap import agent_node_metadata, service_cluster
 from pilotpy.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE, WILDCARD_TYPES, short_name
 from tests.xds_client import (
     DELTA_METHOD,
@@ -89,6 +90,10 @@ class Config:
     backoff_base: float = 0.5
     backoff_max: float = 5.0
     install_signals: bool = True
+    # (node id, labels) per proxy, instead of --node-template/--labels: a fleet of many
+    # workloads (proxy classes).
+    identities: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    istio_version: str = "1.28.0"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
@@ -131,9 +136,19 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p.add_argument("--report-interval", type=float, default=0.0, help="also dump every N s")
     p.add_argument("--per-stream", action="store_true", help="include every stream's state")
     p.add_argument("--user-agent-version", default="1.40.0")
+    p.add_argument("--istio-version", default=Config.istio_version,
+                   help="ISTIO_VERSION the proxies report, as pilot-agent does")
+    p.add_argument("--identities", type=Path,
+                   help="JSON list of [node id, {labels}], one per proxy (overrides --count, "
+                        "--node-template and --labels)")
     p.add_argument("--keepalive-ms", type=int)
     p.add_argument("--no-reconnect", dest="reconnect", action="store_false")
     ns = p.parse_args(argv)
+    identities: list[tuple[str, dict[str, str]]] = []
+    if ns.identities is not None:
+        identities = [(str(n), {str(k): str(v) for k, v in labels.items()})
+                      for n, labels in json.loads(ns.identities.read_text(encoding="utf-8"))]
+        ns.count = len(identities)
     if ns.count < 1 or ns.streams_per_channel < 1 or ns.duration <= 0:
         p.error("--count, --streams-per-channel and --duration must be positive")
     try:
@@ -141,6 +156,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     except ValueError as err:
         p.error(str(err))
     return Config(
+        identities=identities,
+        istio_version=ns.istio_version,
         target=ns.target,
         count=ns.count,
         node_template=ns.node_template,
@@ -187,16 +204,26 @@ def parse_meta(values: Iterable[str]) -> dict[str, Any]:
 
 
 def node_identity(config: Config, i: int) -> tuple[str, dict[str, Any]]:
-    """The node id and metadata of proxy ``i``."""
-    ip = f"127.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
-    node_id = config.node_template.format(i=i, ip=ip)
+    """The node id and metadata of proxy ``i``: what pilot-agent sends for such a pod
+    (agent_node_metadata), plus --meta. Control planes read more than LABELS and NAMESPACE
+    (istiod: the workload name, the static listener ports, the Istio version)."""
+    if config.identities:
+        node_id, labels = config.identities[i]
+    else:
+        ip = f"127.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+        node_id = config.node_template.format(i=i, ip=ip)
+        labels = {k: v.format(i=i, ip=ip) for k, v in config.labels.items()}
     parts = node_id.split("~")
     namespace = config.namespace
     # Istio's node id is type~ip~pod.namespace~domain.
     if len(parts) == 4 and "." in parts[2]:
         namespace = parts[2].split(".", 1)[1]
-    labels = {k: v.format(i=i, ip=ip) for k, v in config.labels.items()}
-    return node_id, {"LABELS": labels, "NAMESPACE": namespace, **config.meta}
+    try:
+        metadata = agent_node_metadata(node_id, labels=labels, namespace=namespace,
+                                       istio_version=config.istio_version)
+    except ValueError:  # not Istio's 4-part form: a test of the server's refusal
+        metadata = {"LABELS": labels, "NAMESPACE": namespace}
+    return node_id, {**metadata, **config.meta}
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float | None]:
@@ -645,7 +672,8 @@ class FakeProxy:
     ) -> None:
         node_id, metadata = node_identity(config, index)
         self.config = config
-        self.node = build_node(node_id, metadata, config.user_agent_version)
+        self.node = build_node(node_id, metadata, config.user_agent_version,
+                               service_cluster(metadata["LABELS"], metadata["NAMESPACE"]))
         self.state = StreamState(index=index, node_id=node_id)
         self.channel = channel
         self.decoder = decoder

@@ -3,7 +3,11 @@
 Proxies whose translation inputs are equal form a class (ProxyView.class_key). A class's
 snapshot is generated once per push context, on first use, serialized once, and shared by
 every stream of the class. An endpoint-only change set rebuilds only the affected
-ClusterLoadAssignments and reuses every other resource set, so streams push EDS alone.
+ClusterLoadAssignments and reuses every other resource set, so streams push EDS alone. A
+change set of routing kinds only (VirtualService, Gateway, Ingress) cannot change clusters
+or endpoints: classes regenerate listeners and routes and keep their CDS and EDS sets.
+ClusterLoadAssignments depend on the cluster and the proxy's namespace alone, so within one
+push context each is built once and shared by every class that asks for it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -35,8 +40,17 @@ from pilotpy.xds.server import ConfigUnavailable, NodeRejected
 log = logging.getLogger("pilotpy.discovery")
 # The kinds a ProxyView is computed from (workload labels, the Services selecting it).
 VIEW_INPUT_KINDS = frozenset({Kind.POD, Kind.SERVICE, Kind.SERVICE_ENTRY})
+# Kinds that shape listeners and routes only: clusters come from services, DestinationRules,
+# Sidecars and the mesh config; endpoints from those and EndpointSlices.
+ROUTING_KINDS = frozenset({Kind.VIRTUAL_SERVICE, Kind.GATEWAY, Kind.INGRESS,
+                           Kind.INGRESS_CLASS})
 # Above this many resources a generation's temporary messages are worth returning to the OS.
 LARGE_SNAPSHOT_RESOURCES = 2000
+
+
+def _host_of(cluster_name: str) -> str | None:
+    parsed = parse_outbound_cluster_name(cluster_name)
+    return parsed[2] if parsed is not None else None
 
 
 def _serialized(type_url: str, messages: Iterable[tuple[str, Message]]) -> list[Resource]:
@@ -66,6 +80,9 @@ class _Class:
     # The last snapshot generated for this class under any push context: served when
     # generating the current one fails.
     last_good: Snapshot | None = None
+    # The previous context's snapshot, when only routing kinds changed since: its CDS and
+    # EDS sets hold for this context too.
+    clusters_from: Snapshot | None = None
     failed_version: int | None = None  # the push context whose generation failed
     proxies: int = 0
 
@@ -103,6 +120,11 @@ class Discovery:
         self._handles: set[ProxyHandle] = set()
         self.timings = PushTimings()
         self._rebuild_next = False
+        # (EDS cluster name, proxy namespace) -> assignment, for the current push context.
+        self._assignments: dict[tuple[str, str, str], Resource] = {}
+        # Clusters translation shared between classes (one message object, see
+        # outbound_clusters), serialized once: id -> (the message, kept alive, its resource).
+        self._cluster_resources: dict[int, tuple[Message, Resource]] = {}
 
     # -- config updates --------------------------------------------------------------------
 
@@ -125,6 +147,14 @@ class Discovery:
             self.problems.set(INGRESS_ORIGIN, push.ingress.problems)
         self.push = push
         self.timings.push_context_seconds = time.perf_counter() - started
+        self._cluster_resources = {}
+        if scope.full:
+            self._assignments = {}
+        else:
+            self._assignments = {key: found for key, found in self._assignments.items()
+                                 if _host_of(key[0]) not in scope.endpoint_hosts}
+        routing_only = incremental and scope.full and bool(change.changed) and all(
+            k.kind in ROUTING_KINDS for k in change.changed)
         previous = self._classes
         self._classes = {}
         # A view depends only on Pods and the service registry; after any other change every
@@ -144,6 +174,8 @@ class Discovery:
                     if not scope.full and old.snapshot is not None:
                         entry.snapshot = self._with_new_endpoints(old.snapshot, entry.view,
                                                                   scope)
+                    elif routing_only:
+                        entry.clusters_from = old.snapshot or old.clusters_from
             entry.proxies += 1
         for key, old in previous.items():
             if key not in self._classes:
@@ -168,17 +200,25 @@ class Discovery:
         assert self.push is not None
         started = time.perf_counter()
         push, view = self.push, entry.view
-        generated = generate(push, view)
-        clusters = [*generated.clusters, *generated.named_only_clusters]
-        eds_names = eds_cluster_names(clusters)
+        kept = entry.clusters_from
+        generated = generate(push, view, clusters=kept is None)
+        if kept is not None:
+            clusters, endpoints = kept.get(types.CLUSTER), kept.get(types.ENDPOINT)
+            eds_names_by_cluster = kept.eds_names_by_cluster
+        else:
+            every_cluster = [*generated.clusters, *generated.named_only_clusters]
+            clusters = ResourceSet(types.CLUSTER, self._clusters(generated.clusters),
+                                   self._clusters(generated.named_only_clusters))
+            eds_names_by_cluster = {c.name: c.eds_cluster_config.service_name
+                                    for c in every_cluster
+                                    if c.HasField("eds_cluster_config")}
+            endpoints = ResourceSet(types.ENDPOINT, self._endpoints(
+                view, sorted(set(eds_cluster_names(every_cluster)))))
         snapshot = Snapshot(
             version=str(push.version),
             resources={
-                types.CLUSTER: _resources(
-                    types.CLUSTER, ((c.name, c) for c in generated.clusters),
-                    ((c.name, c) for c in generated.named_only_clusters)),
-                types.ENDPOINT: _resources(types.ENDPOINT, (
-                    (a.cluster_name, a) for a in endpoints_for(push, view, eds_names))),
+                types.CLUSTER: clusters,
+                types.ENDPOINT: endpoints,
                 types.LISTENER: _resources(
                     types.LISTENER, ((li.name, li) for li in generated.listeners),
                     ((li.name, li) for li in generated.named_only_listeners)),
@@ -186,26 +226,47 @@ class Discovery:
                     make_resource(types.ROUTE, r.name, r.data)
                     for r in generated.serialized_routes)),
             },
-            eds_names_by_cluster={c.name: c.eds_cluster_config.service_name
-                                  for c in clusters if c.HasField("eds_cluster_config")},
+            eds_names_by_cluster=eds_names_by_cluster,
         )
+        entry.clusters_from = None
         self.problems.set(entry.origin, generated.problems)
         self.timings.generate_seconds = [time.perf_counter() - started,
                                          *self.timings.generate_seconds[:9]]
         return snapshot
 
+    def _clusters(self, messages: list[cluster_pb2.Cluster]) -> list[Resource]:
+        """Each cluster serialized once per push context, however many classes hold it."""
+        memo = self._cluster_resources
+        out = []
+        for message in messages:
+            found = memo.get(id(message))
+            if found is None:
+                found = memo[id(message)] = (message, make_resource(
+                    types.CLUSTER, message.name, message.SerializeToString(deterministic=True)))
+            out.append(found[1])
+        return out
+
+    def _endpoints(self, view: ProxyView, names: list[str]) -> list[Resource]:
+        """The assignments of `names` for `view`, each built once per push context, proxy
+        namespace and generator (all a ClusterLoadAssignment depends on: a proxyless gRPC
+        client gets its own form)."""
+        assert self.push is not None
+        memo = self._assignments
+        space, generator = view.namespace, view.proxy.generator
+        missing = [name for name in names if (name, space, generator) not in memo]
+        for assignment in endpoints_for(self.push, view, missing):
+            memo[(assignment.cluster_name, space, generator)] = make_resource(
+                types.ENDPOINT, assignment.cluster_name,
+                assignment.SerializeToString(deterministic=True))
+        return [memo[(name, space, generator)] for name in names]
+
     def _with_new_endpoints(self, old: Snapshot, view: ProxyView, scope: PushScope) -> Snapshot:
         assert self.push is not None
         endpoints = old.get(types.ENDPOINT)
-        stale = [name for name in endpoints.by_name
-                 if (parsed := parse_outbound_cluster_name(name)) is not None
-                 and parsed[2] in scope.endpoint_hosts]
+        stale = [name for name in endpoints.by_name if _host_of(name) in scope.endpoint_hosts]
         if not stale:
             return Snapshot(str(self.push.version), old.resources, old.eds_names_by_cluster)
-        fresh: list[Resource] = [
-            make_resource(types.ENDPOINT, a.cluster_name, a.SerializeToString(deterministic=True))
-            for a in endpoints_for(self.push, view, stale)
-        ]
+        fresh = self._endpoints(view, sorted(stale))
         resources = dict(old.resources)
         resources[types.ENDPOINT] = endpoints.replacing(fresh)
         return Snapshot(str(self.push.version), resources, old.eds_names_by_cluster)

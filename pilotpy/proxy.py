@@ -37,6 +37,9 @@ class Proxy:
     istio_version: str = ""
     # Named container ports from POD_PORTS, for named targetPorts when the Pod is unknown.
     pod_ports: Mapping[str, int] = field(default_factory=dict)
+    # The ports of the bootstrap's own listeners (health, Prometheus), which no outbound
+    # wildcard listener may take (istiod's conflictWithReservedListener).
+    static_ports: tuple[int, ...] = ()
     # The GENERATOR metadata: `grpc` for a proxyless gRPC application, "" for Envoy.
     generator: str = ""
 
@@ -75,6 +78,23 @@ def _pod_ports(value: Any) -> dict[str, int]:
                     port.get("containerPort"), int | float):
                 out[str(port["name"])] = int(port["containerPort"])
     return out
+
+
+_STATIC_PORT_KEYS = ("ENVOY_STATUS_PORT", "ENVOY_PROMETHEUS_PORT", "ENVOY_SECURE_METRICS_PORT",
+                     "ENVOY_SECURE_MERGED_METRICS_PORT")
+
+
+def _static_ports(metadata: Mapping[str, Any]) -> tuple[int, ...]:
+    """Ports arrive as JSON numbers (floats, through protobuf's Struct) or strings."""
+    ports = set()
+    for key in _STATIC_PORT_KEYS:
+        try:
+            port = int(float(metadata.get(key) or 0))
+        except (TypeError, ValueError):
+            continue
+        if 0 < port < 65536:
+            ports.add(port)
+    return tuple(sorted(ports))
 
 
 def node_id_namespace(node_id: str) -> str:
@@ -133,6 +153,7 @@ def parse_proxy(node_id: str, metadata: Mapping[str, Any] | None = None) -> Prox
         metadata_labels=labels,
         istio_version=str(metadata.get("ISTIO_VERSION") or ""),
         pod_ports=_pod_ports(metadata.get("POD_PORTS")),
+        static_ports=_static_ports(metadata),
         generator=str(metadata.get("GENERATOR") or ""),
     )
 
@@ -176,6 +197,7 @@ class ProxyView:
             self.proxy.generator,
             self.proxy.namespace,
             self.proxy.dns_domain,
+            self.proxy.static_ports,
             tuple(sorted(self.labels.items())),
             tuple((t.service.hostname, t.service.namespace, t.port.number, t.target_port)
                   for t in self.service_targets),

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pilotpy.analysis.unenforced import unenforced
+from pilotpy.local.bootstrap import agent_node_metadata
 from pilotpy.problems import Problem, ProblemLog
 from pilotpy.proxy import NodeIdError, parse_proxy, view_proxy
 from pilotpy.push import build_push_context
@@ -21,6 +22,20 @@ from pilotpy.translate.generate import endpoints_for, generate
 from pilotpy.wire.protojson import message_to_json as to_json
 
 
+def node_metadata(node_id: str, labels: Mapping[str, str], generator: str = ""
+                  ) -> dict[str, Any]:
+    """What pilot-agent would send for this node and labels (its static listener ports
+    included), and the GENERATOR; an id pilot-agent could not have sent gets its labels
+    alone, and parse_proxy reports it."""
+    try:
+        metadata: dict[str, Any] = agent_node_metadata(node_id, labels=labels)
+    except ValueError:
+        metadata = {"LABELS": dict(labels)} if labels else {}
+    if generator:
+        metadata["GENERATOR"] = generator
+    return metadata
+
+
 def translate(paths: list[Path], *, node_id: str, labels: Mapping[str, str],
               mesh_config: Path | None = None, default_namespace: str = "default",
               delta: bool = False, generator: str = "",
@@ -31,11 +46,8 @@ def translate(paths: list[Path], *, node_id: str, labels: Mapping[str, str],
     for path in paths:
         if not path.exists():
             raise SystemExit(f"--config {path}: no such file or directory")
-    metadata: dict[str, Any] = {"LABELS": dict(labels)} if labels else {}
-    if generator:
-        metadata["GENERATOR"] = generator
     try:
-        proxy = parse_proxy(node_id, metadata)
+        proxy = parse_proxy(node_id, node_metadata(node_id, labels, generator))
     except NodeIdError as err:
         raise SystemExit(f"--node-id: {err}") from err
     read = ProblemLog()

@@ -75,7 +75,7 @@ def envoy_bootstrap(
         "node": {
             "id": node_id,
             "cluster": cluster,
-            "metadata": _node_metadata(
+            "metadata": agent_node_metadata(
                 node_id,
                 labels=labels,
                 namespace=namespace,
@@ -98,25 +98,44 @@ def service_cluster(labels: Mapping[str, str], namespace: str) -> str:
     return f"istio-proxy.{namespace}"
 
 
-def _node_metadata(
+def agent_node_metadata(
     node_id: str,
     *,
     labels: Mapping[str, str],
-    namespace: str,
-    istio_version: str,
-    status_port: int | None,
-    stats_port: int | None,
+    namespace: str | None = None,
+    istio_version: str = "1.28.0",
+    status_port: int | None = 15021,
+    stats_port: int | None = 15090,
+    service_account: str = "default",
 ) -> dict[str, Any]:
+    """The node metadata pilot-agent sends for a pod with this node id and labels (istio's
+    pkg/bootstrap GetNodeMetaData with the injector's ISTIO_META_* environment): istiod reads
+    more of it than pilotpy does (the workload name and owner for its telemetry, the
+    interception mode, the static listener ports that no outbound listener may take), so
+    clients compared against istiod must send all of it."""
     parts = node_id.split("~")
     if len(parts) != 4 or not all(parts):
         raise ValueError(f"node id {node_id!r} is not Istio's type~ip~pod.namespace~domain form")
+    proxy_type, ip, pod_id, _ = parts
+    pod_name, _, pod_namespace = pod_id.partition(".")
+    namespace = namespace or pod_namespace
+    workload = labels.get("app") or labels.get("istio") or pod_name
     metadata: dict[str, Any] = {
         "NAMESPACE": namespace,
         "LABELS": dict(labels),
         "ISTIO_VERSION": istio_version,
         "CLUSTER_ID": "Kubernetes",
-        "INSTANCE_IPS": parts[1],
+        "MESH_ID": "cluster.local",
+        "INSTANCE_IPS": ip,
+        "NAME": pod_name,
+        "SERVICE_ACCOUNT": service_account,
+        "WORKLOAD_NAME": workload,
+        "OWNER": f"kubernetes://apis/apps/v1/namespaces/{namespace}/deployments/{workload}",
+        "PILOT_SAN": ["istiod.istio-system.svc"],
     }
+    if proxy_type == "sidecar":
+        metadata["INTERCEPTION_MODE"] = "REDIRECT"
+        metadata["APP_CONTAINERS"] = workload
     # Istio's NodeMetadata declares both ports as ints, so they travel as JSON numbers.
     if status_port is not None:
         metadata["ENVOY_STATUS_PORT"] = status_port

@@ -32,7 +32,6 @@ class Service:
     cluster_ip: str = ""
     type: str = "ClusterIP"
     external_name: str = ""
-    publish_not_ready_addresses: bool = False
 
     @property
     def headless(self) -> bool:
@@ -130,10 +129,11 @@ def parse_service(meta: Meta, spec: Fields) -> Service:
         cluster_ip=cluster_ip,
         type=svc_type,
         external_name=external_name,
-        publish_not_ready_addresses=spec.boolean("publishNotReadyAddresses"),
     )
+    # publishNotReadyAddresses: the EndpointSlice controller has already marked those ready.
     spec.done(ignore=("clusterIPs", "sessionAffinity", "ipFamilies", "ipFamilyPolicy",
-                      "internalTrafficPolicy", "externalTrafficPolicy", "externalIPs",
+                      "publishNotReadyAddresses", "internalTrafficPolicy",
+                      "externalTrafficPolicy", "externalIPs",
                       "loadBalancerIP", "loadBalancerSourceRanges", "allocateLoadBalancerNodePorts",
                       "healthCheckNodePort", "sessionAffinityConfig", "trafficDistribution",
                       "loadBalancerClass"))

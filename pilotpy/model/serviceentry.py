@@ -113,7 +113,8 @@ def parse_service_entry(meta: Meta, spec: Fields) -> ServiceEntry:
         number = item.integer("number", minimum=1, maximum=65535, required=True)
         name = item.string("name", required=True)
         protocol_name = item.string("protocol")
-        protocol = parse_protocol(protocol_name) if protocol_name else Protocol.TCP
+        # No protocol: detected per connection (sniffed), as istiod's protocol.Parse("").
+        protocol = parse_protocol(protocol_name) if protocol_name else Protocol.UNSUPPORTED
         if protocol_name and protocol is Protocol.UNSUPPORTED:
             item.error(f"invalid protocol {protocol_name!r}", "protocol")
         target = item.integer("targetPort", minimum=1, maximum=65535)

@@ -7,16 +7,15 @@ endpoints, not the whole registry.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pilotpy.mesh import MeshConfig
 from pilotpy.model.destinationrule import DestinationRule
 from pilotpy.model.gateway import Gateway
 from pilotpy.model.kinds import Kind
 from pilotpy.model.kube import EndpointSlice
-from pilotpy.model.kube import Service as KubeService
 from pilotpy.model.meta import Key
 from pilotpy.model.stored import STORED_ONLY_KINDS
 from pilotpy.model.virtualservice import VirtualService
@@ -45,6 +44,8 @@ Objects = Mapping[str, Mapping[Key, Any]]
 
 ENDPOINT_KINDS = frozenset({Kind.ENDPOINT_SLICE, Kind.POD})
 
+
+_T = TypeVar("_T")
 
 @dataclass(frozen=True, slots=True)
 class PushScope:
@@ -98,6 +99,15 @@ class PushContext:
                                                               prefer_namespace)
             return found
 
+    def memoized(self, key: tuple[Any, ...], build: Callable[[], _T]) -> _T:
+        """`build()`'s result, computed once per context: for translation results that
+        depend only on this context and on what `key` names, shared by every proxy class."""
+        try:
+            return self._memo[key]  # type: ignore[no-any-return]
+        except KeyError:
+            found = self._memo[key] = build()
+            return found
+
     def destination_rule(self, proxy_namespace: str, service: Service) -> DestinationRule | None:
         key = ("rule", proxy_namespace, service.hostname, service.namespace)
         try:
@@ -122,15 +132,6 @@ def _build_services(objects: Objects, mesh: MeshConfig) -> ServiceIndex:
     for entry in _values(objects, Kind.SERVICE_ENTRY):
         services.extend(from_service_entry(entry))
     return ServiceIndex(services)
-
-
-def _publish_not_ready(objects: Objects) -> dict[ServiceRef, bool]:
-    out = {}
-    for svc in _values(objects, Kind.SERVICE):
-        assert isinstance(svc, KubeService)
-        if svc.publish_not_ready_addresses:
-            out[(svc.meta.namespace, svc.meta.name)] = True
-    return out
 
 
 def build_push_context(objects: Objects, mesh: MeshConfig, version: int,
@@ -161,7 +162,6 @@ def build_push_context(objects: Objects, mesh: MeshConfig, version: int,
             pods=pods,
             changed_services=[(k.namespace, k.name) for k in changed_keys
                               if k.kind == Kind.SERVICE],
-            publish_not_ready=_publish_not_ready(objects),
         )
     ingress = previous.ingress
     if kinds & INGRESS_INPUT_KINDS:
@@ -250,7 +250,7 @@ def _full_build(objects: Objects, mesh: MeshConfig, version: int,
         mesh=mesh,
         services=_build_services(objects, mesh),
         pods=pods,
-        endpoints=EndpointIndex.build(slices, pods, _publish_not_ready(objects)),
+        endpoints=EndpointIndex.build(slices, pods),
         gateways=_all_gateways(objects, ingress),
         virtual_services=_virtual_service_index(resolved, ingress, mesh),
         destination_rules=DestinationRuleIndex(_values(objects, Kind.DESTINATION_RULE),

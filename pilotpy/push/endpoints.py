@@ -3,9 +3,10 @@
 Rules (istiod's endpointslice.go and endpoint_builder.go):
 - slice ports are matched to service ports by name;
 - `ready` unset means ready; a not-ready endpoint counts as terminating unless
-  `terminating: false` says otherwise, and terminating or not-ready endpoints are not sent;
-- `publishNotReadyAddresses` makes not-ready (non-terminating) endpoints healthy, which is what
-  Kubernetes' own EndpointSlice controller would have written;
+  `terminating: false` says otherwise; terminating endpoints are dropped, not-ready ones kept
+  as unhealthy (istiod's PILOT_AUTO_SEND_UNHEALTHY_ENDPOINTS: Envoy then knows how many hosts a
+  cluster really has, and sends them nothing). A Service's `publishNotReadyAddresses` needs
+  nothing here: Kubernetes' EndpointSlice controller already writes those endpoints ready;
 - an endpoint whose targetRef names a Pod pilotpy does not know yet is held back until the Pod
   arrives (its labels decide subset membership); without a targetRef the Pod is looked up by IP;
 - the same address and port in several slices is sent once.
@@ -36,6 +37,7 @@ class Endpoint(NamedTuple):
     locality: str = ""
     weight: int = 0
     service_account: str = ""
+    healthy: bool = True
 
 
 # port name -> endpoints, in a deterministic order
@@ -79,16 +81,16 @@ _EMPTY = _ServiceEntry({}, (), ())
 _NO_LABELS: Mapping[str, str] = {}
 
 
-def _is_healthy(ready: bool | None, terminating: bool | None, publish_not_ready: bool) -> bool:
+def _health(ready: bool | None, terminating: bool | None) -> bool | None:
+    """True healthy, False unhealthy, None terminating (dropped)."""
     if ready is None or ready:
         return True
     if terminating is None or terminating:
-        return False  # istiod treats an unset `terminating` on a not-ready endpoint as terminating
-    return publish_not_ready
+        return None  # istiod treats an unset `terminating` on a not-ready endpoint as terminating
+    return False
 
 
-def _compute(slices: Iterable[EndpointSlice], pods: PodIndex,
-             publish_not_ready: bool) -> _ServiceEntry:
+def _compute(slices: Iterable[EndpointSlice], pods: PodIndex) -> _ServiceEntry:
     found: dict[str, dict[tuple[str, int], Endpoint]] = {}
     pod_keys: set[tuple[str, str]] = set()
     ips: set[str] = set()
@@ -96,7 +98,8 @@ def _compute(slices: Iterable[EndpointSlice], pods: PodIndex,
         if eps.address_type == "FQDN":
             continue
         for ep in eps.endpoints:
-            if not _is_healthy(ep.ready, ep.terminating, publish_not_ready):
+            healthy = _health(ep.ready, ep.terminating)
+            if healthy is None:
                 continue
             ref = ep.target_ref
             for address in ep.addresses:
@@ -117,7 +120,8 @@ def _compute(slices: Iterable[EndpointSlice], pods: PodIndex,
                         by_address = found[port.name] = {}
                     key = (address, port.port)
                     if key not in by_address:
-                        by_address[key] = Endpoint(address, port.port, labels, "", 0, account)
+                        by_address[key] = Endpoint(address, port.port, labels, "", 0, account,
+                                                   healthy)
     # Sorted once here, so every assignment built from them is in a stable order.
     endpoints = {name: tuple(by_address[k] for k in sorted(by_address))
                  for name, by_address in sorted(found.items())}
@@ -170,19 +174,17 @@ class EndpointIndex:
         return self._entries.get((namespace, name), _EMPTY).endpoints
 
     @classmethod
-    def build(cls, slices: Iterable[EndpointSlice], pods: PodIndex,
-              publish_not_ready: Mapping[ServiceRef, bool]) -> EndpointIndex:
+    def build(cls, slices: Iterable[EndpointSlice], pods: PodIndex) -> EndpointIndex:
         index = cls()
         for eps in slices:
             index._add_slice(eps)
         for ref in list(index._slices):
-            index._recompute(ref, pods, publish_not_ready.get(ref, False))
+            index._recompute(ref, pods)
         return index
 
     def updated(self, *, changed_slices: Mapping[Key, EndpointSlice | None],
                 changed_pods: Iterable[Key], old_pods: PodIndex, pods: PodIndex,
                 changed_services: Iterable[ServiceRef],
-                publish_not_ready: Mapping[ServiceRef, bool]
                 ) -> tuple[EndpointIndex, set[ServiceRef]]:
         """A new index after some slices, Pods or Services changed, and the services whose
         endpoints may differ.
@@ -214,7 +216,7 @@ class EndpointIndex:
                     for ip in pod.ips or (pod.ip,):
                         dirty.update(_refs(new._by_ip, ip))
         for ref in dirty:
-            new._recompute(ref, pods, publish_not_ready.get(ref, False))
+            new._recompute(ref, pods)
         return new, dirty
 
     def _add_slice(self, eps: EndpointSlice) -> ServiceRef:
@@ -223,7 +225,7 @@ class EndpointIndex:
         self._slice_owner[(eps.meta.namespace, eps.meta.name)] = ref
         return ref
 
-    def _recompute(self, ref: ServiceRef, pods: PodIndex, publish_not_ready: bool) -> None:
+    def _recompute(self, ref: ServiceRef, pods: PodIndex) -> None:
         old = self._entries.get(ref, _EMPTY)
         for pod_key in old.pod_keys:
             _unlink(self._by_pod, pod_key, ref)
@@ -234,7 +236,7 @@ class EndpointIndex:
             self._entries.pop(ref, None)
             self._slices.pop(ref, None)
             return
-        entry = _compute(slices.values(), pods, publish_not_ready)
+        entry = _compute(slices.values(), pods)
         self._entries[ref] = entry
         for pod_key in entry.pod_keys:
             _link(self._by_pod, pod_key, ref)

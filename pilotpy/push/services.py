@@ -63,7 +63,6 @@ class Service:
     # Namespaces that may see the service; "*" means all. Empty means hidden ("~").
     export_to: frozenset[str] = frozenset({"*"})
     selector: Mapping[str, str] | None = None
-    publish_not_ready: bool = False
     static_endpoints: tuple[StaticEndpoint, ...] = field(default=())
 
     def port(self, number: int) -> Port | None:
@@ -125,7 +124,6 @@ def from_kube_service(svc: KubeService, domain_suffix: str) -> Service:
         external_name=svc.external_name.lower().rstrip("."),
         export_to=export_to,
         selector=svc.selector,
-        publish_not_ready=svc.publish_not_ready_addresses,
     )
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
 from envoy.config.core.v3 import protocol_pb2
+from envoy.extensions.network.dns_resolver.cares.v3 import cares_dns_resolver_pb2 as cares_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
 from envoy.type.v3 import percent_pb2
 
@@ -76,6 +78,22 @@ def _prototype(connect_timeout_ns: int, eds: bool) -> cluster_pb2.Cluster:
     if eds:
         cluster.eds_cluster_config.eds_config.CopyFrom(ads_config_source())
     return cluster
+
+
+# istiod's PILOT_DNS_JITTER_DURATION and PILOT_DNS_CARES_UDP_MAX_QUERIES defaults: refreshes
+# of many DNS clusters are spread out, and c-ares switches to a fresh UDP socket (a new
+# source port) after this many queries.
+DNS_JITTER_NS = 100_000_000
+DNS_UDP_MAX_QUERIES = 100
+CARES_RESOLVER = "envoy.network.dns_resolver.cares"
+
+
+def _apply_dns_resolver(cluster: cluster_pb2.Cluster) -> None:
+    cluster.dns_jitter.CopyFrom(pb.duration(DNS_JITTER_NS))
+    resolver = cluster.typed_dns_resolver_config
+    resolver.name = CARES_RESOLVER
+    resolver.typed_config.CopyFrom(pb.typed(cares_pb2.CaresDnsResolverConfig(
+        udp_max_queries=pb.uint32(DNS_UDP_MAX_QUERIES))))
 
 
 class _ProtocolOptions:
@@ -174,6 +192,7 @@ def _apply_connection_pool(cluster: cluster_pb2.Cluster, pool: ConnectionPool | 
                     tcp.tcp_keepalive.interval_ns // 1_000_000_000)
     if idle_ns is not None or max_duration_ns is not None or per_connection or max_streams:
         common = options.common()
+        common.SetInParent()  # present even when only HTTP/2 settings follow, as istiod's
         if idle_ns is not None:
             common.idle_timeout.CopyFrom(pb.duration(idle_ns))
         if per_connection:
@@ -350,6 +369,7 @@ def build_outbound_cluster(push: PushContext, service: Service, port: Port, *, s
         cluster.dns_lookup_family = cluster_pb2.Cluster.V4_ONLY
         cluster.dns_refresh_rate.CopyFrom(pb.duration(mesh.dns_refresh_rate_ns))
         cluster.respect_dns_ttl = True
+        _apply_dns_resolver(cluster)
         cluster.load_assignment.cluster_name = name
         add_locality_group(cluster.load_assignment, targets)
     options = _ProtocolOptions()
@@ -359,6 +379,9 @@ def build_outbound_cluster(push: PushContext, service: Service, port: Port, *, s
         options.use_downstream()  # sniffed: speak whatever the application spoke
     policy = cluster_policy(rule, subset, port.number)
     _apply_traffic_policy(cluster, port, policy, mesh, options)
+    if not cluster.common_lb_config.HasField("healthy_panic_threshold"):
+        # Unhealthy endpoints are sent (endpoints.py): panic mode must not route to them.
+        cluster.common_lb_config.healthy_panic_threshold.SetInParent()
     _apply_upstream_tls(cluster, service, policy, options, mesh)
     options.apply(cluster)
     _istio_metadata(cluster, service, rule, subset, policy)
@@ -370,7 +393,11 @@ def outbound_clusters(push: PushContext, view: ProxyView,
                       ) -> list[cluster_pb2.Cluster]:
     """One cluster per visible service port and DestinationRule subset, plus the blackhole.
     A name defined twice (conflicting definitions) keeps the oldest service's cluster.
-    `visible` narrows the ports further (a sidecar's egress scope)."""
+    `visible` narrows the ports further (a sidecar's egress scope).
+
+    A cluster depends on its service, port, subset, DestinationRule and proxy type alone:
+    each is built once per push context (its memo) and the same message is handed to every
+    class, which must not change it."""
     out: dict[str, cluster_pb2.Cluster] = {}
     sidecar = view.proxy.is_sidecar
     for service in push.visible_services(view.namespace):
@@ -389,8 +416,11 @@ def outbound_clusters(push: PushContext, view: ProxyView,
                 name = outbound_cluster_name(port.number, subset, service.hostname)
                 if name in out:
                     continue
-                cluster = build_outbound_cluster(push, service, port, subset=subset, rule=rule,
-                                                 subset_labels=labels, sidecar=sidecar)
+                cluster = push.memoized(
+                    ("outbound-cluster", id(service), port.number, subset, id(rule), sidecar),
+                    functools.partial(build_outbound_cluster, push, service, port,
+                                      subset=subset, rule=rule, subset_labels=labels,
+                                      sidecar=sidecar))
                 if cluster is not None:
                     out[name] = cluster
     out[BLACKHOLE_CLUSTER] = blackhole_cluster(push.mesh)

@@ -8,19 +8,23 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2 as ec
 from envoy.config.endpoint.v3 import endpoint_pb2
 
+from pilotpy.model.destinationrule import DestinationRule
 from pilotpy.model.kinds import Kind
 from pilotpy.model.labels import Empty, selects
 from pilotpy.proxy import ProxyView
 from pilotpy.push import Endpoint, Port, PushContext, Resolution, Service
 from pilotpy.translate import pb
 from pilotpy.translate.names import parse_outbound_cluster_name
+from pilotpy.translate.policy import cluster_policy
 
-HEALTHY = 1
+# envoy.config.core.v3.HealthStatus: what istiod sends for Kubernetes endpoints. ServiceEntry
+# endpoints carry UNKNOWN (0, left out), which Envoy treats as healthy too.
+UNKNOWN, HEALTHY, UNHEALTHY = 0, 1, 2
 
 
-_LB_ENDPOINT = ec.LbEndpoint(health_status=HEALTHY, load_balancing_weight=pb.uint32(1))
-# (address, port, weight) of one endpoint, before it becomes a message.
-Target = tuple[str, int, int]
+_LB_ENDPOINT = ec.LbEndpoint(load_balancing_weight=pb.uint32(1))
+# (address, port, weight, health status) of one endpoint, before it becomes a message.
+Target = tuple[str, int, int, int]
 
 
 def add_locality_group(assignment: endpoint_pb2.ClusterLoadAssignment,
@@ -28,11 +32,14 @@ def add_locality_group(assignment: endpoint_pb2.ClusterLoadAssignment,
     """One locality group (pilotpy does not model localities yet), weighted by its members.
     Endpoints are built in place: copying a prototype beats building each one."""
     group = assignment.endpoints.add()
+    group.locality.SetInParent()
     add = group.lb_endpoints.add
     total = 0
-    for address, port, weight in targets:
+    for address, port, weight, health in targets:
         endpoint = add()
         endpoint.CopyFrom(_LB_ENDPOINT)
+        if health:
+            endpoint.health_status = health
         if weight > 1:
             endpoint.load_balancing_weight.value = weight
         socket = endpoint.endpoint.address.socket_address
@@ -50,19 +57,19 @@ def static_targets(service: Service, port: Port, subset_labels: Mapping[str, str
     if not service.static_endpoints:
         if service.resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN) and (
                 not subset_labels):
-            return [(service.hostname, default_port, 1)]
+            return [(service.hostname, default_port, 1, UNKNOWN)]
         return []
-    return [(e.address, e.ports.get(port.name, default_port), e.weight)
+    return [(e.address, e.ports.get(port.name, default_port), e.weight, UNKNOWN)
             for e in service.static_endpoints if selects(subset_labels, e.labels, empty=Empty.ALL)]
 
 
-def _kube_targets(endpoints: Iterable[Endpoint], subset_labels: Mapping[str, str] | None
-                  ) -> list[Target]:
+def _kube_targets(endpoints: Iterable[Endpoint], subset_labels: Mapping[str, str] | None,
+                  with_unhealthy: bool) -> list[Target]:
     # The endpoint index keeps them sorted by address and port.
-    if not subset_labels:
-        return [(e.address, e.port, e.weight) for e in endpoints]
-    return [(e.address, e.port, e.weight) for e in endpoints
-            if selects(subset_labels, e.labels, empty=Empty.ALL)]
+    return [(e.address, e.port, e.weight, HEALTHY if e.healthy else UNHEALTHY)
+            for e in endpoints
+            if (with_unhealthy or e.healthy) and (
+                not subset_labels or selects(subset_labels, e.labels, empty=Empty.ALL))]
 
 
 def load_assignment(push: PushContext, view: ProxyView, cluster_name: str
@@ -81,19 +88,28 @@ def load_assignment(push: PushContext, view: ProxyView, cluster_name: str
     if port is None:
         return out
     labels: Mapping[str, str] | None = None
+    rule = push.destination_rule(view.namespace, service)
     if subset:
-        rule = push.destination_rule(view.namespace, service)
         found = rule.subset(subset) if rule is not None else None
         if found is None:
             return out  # a subset nobody defines selects nothing
         labels = found.labels
     if service.origin.kind == Kind.SERVICE:
-        targets = _kube_targets(push.service_endpoints(service).get(port.name, ()), labels)
+        targets = _kube_targets(push.service_endpoints(service).get(port.name, ()), labels,
+                                _sends_unhealthy(rule, subset, port.number))
     else:
         targets = static_targets(service, port, labels)
     if targets:
         add_locality_group(out, targets)
     return out
+
+
+def _sends_unhealthy(rule: DestinationRule | None, subset: str, port: int) -> bool:
+    """Unhealthy endpoints go to Envoy unless outlier detection keeps a minimum of healthy
+    hosts: Envoy's panic mode would then route to them (istiod's supportsUnhealthyEndpoints)."""
+    policy = cluster_policy(rule, subset, port)
+    outlier = policy.outlier_detection if policy is not None else None
+    return outlier is None or outlier.min_health_percent == 0
 
 
 def eds_cluster_names(clusters: Iterable[cluster_pb2.Cluster]) -> list[str]:

@@ -72,8 +72,9 @@ def _connection_manager(stat_prefix: str, mesh: MeshConfig,
         http_filters=http_filters(security),
         stream_idle_timeout=pb.seconds(0),
         upgrade_configs=[HCM.UpgradeConfig(upgrade_type="websocket")],
+        # istiod's ENABLE_100_CONTINUE_HEADERS default: answer `Expect: 100-continue` itself.
+        proxy_100_continue=True,
     )
-    manager.http_protocol_options.SetInParent()
     _apply_path_normalization(manager, mesh)
     apply_observability(manager, mesh)
     return manager
@@ -99,6 +100,7 @@ def gateway_connection_manager(route_name: str, stat_prefix: str, mesh: MeshConf
     manager.set_current_client_cert_details.CopyFrom(HCM.SetCurrentClientCertDetails(
         subject=pb.boolean(True), cert=True, dns=True, uri=True))
     manager.server_name = GATEWAY_SERVER_NAME
+    manager.http_protocol_options.SetInParent()
     return manager
 
 
@@ -147,8 +149,9 @@ def http_inspector(disabled_ports: list[int] | None = None) -> lc.ListenerFilter
 
 def tls_inspector() -> lc.ListenerFilter:
     """Reads SNI and ALPN from the ClientHello for `server_names` matches and TLS contexts."""
+    # istiod reads at most 512 bytes of the ClientHello first (Envoy's default is 64 KiB).
     return lc.ListenerFilter(name=TLS_INSPECTOR, typed_config=pb.typed(
-        tls_inspector_pb2.TlsInspector()))
+        tls_inspector_pb2.TlsInspector(initial_read_buffer_size=pb.uint32(512))))
 
 
 def original_dst() -> lc.ListenerFilter:

@@ -35,6 +35,7 @@ from pilotpy.translate.chain_match import DistinctChains, RoutedChain
 from pilotpy.translate.downstream_tls import TERMINATING_MODES, downstream_tls_context
 from pilotpy.translate.filters import gateway_connection_manager, network_filter, tls_inspector
 from pilotpy.translate.gateway_tcp import GatewayServer, passthrough_chains, server_tcp_filter
+from pilotpy.translate.listener_limits import limit_accepts, limit_handshake
 from pilotpy.translate.names import (
     ANY_ADDRESS,
     DEFAULT_ROUTE_NAME,
@@ -44,6 +45,7 @@ from pilotpy.translate.names import (
     listener_name,
     virtual_host_name,
 )
+from pilotpy.translate.observability import listener_access_logs
 from pilotpy.translate.routes import (
     MAX_DIRECT_RESPONSE_BODY,
     RouteOptions,
@@ -54,8 +56,6 @@ from pilotpy.translate.security import NO_SECURITY, SecurityFilters
 from pilotpy.translate.tls_files import tls_transport_socket
 
 PASSTHROUGH_MODES = frozenset({"", "PASSTHROUGH"})
-# PILOT_GATEWAY_TRANSPORT_SOCKET_CONNECT_TIMEOUT: slow TLS handshakes are cut after this.
-TRANSPORT_SOCKET_CONNECT_TIMEOUT = 15
 
 __all__ = ["GatewayServer", "MergedGateway", "gateway_listeners", "gateway_route_configuration",
            "gateway_route_names", "merge_gateways"]
@@ -284,11 +284,12 @@ def gateway_listeners(push: PushContext, view: ProxyView, merged: MergedGateway,
         if not chains:
             continue  # istiod drops a listener left with no filter chain
         message = listener_pb2.Listener(name=name, traffic_direction=base_pb2.OUTBOUND)
+        limit_accepts(message)
+        message.access_log.extend(listener_access_logs(push.mesh))
         if inspect_tls:
             message.listener_filters.append(tls_inspector())
         for chain in chains:
-            chain.transport_socket_connect_timeout.CopyFrom(
-                pb.seconds(TRANSPORT_SOCKET_CONNECT_TIMEOUT))
+            limit_handshake(chain)
             message.filter_chains.append(chain)
         message.address.socket_address.address = bind
         message.address.socket_address.port_value = port

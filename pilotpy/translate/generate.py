@@ -58,7 +58,9 @@ def _serialized(routes: list[route_pb2.RouteConfiguration]) -> list[pb.Serialize
     return [pb.Serialized(r.name, r.SerializeToString(deterministic=True)) for r in routes]
 
 
-def generate(push: PushContext, view: ProxyView) -> GeneratedConfig:
+def generate(push: PushContext, view: ProxyView, *, clusters: bool = True) -> GeneratedConfig:
+    """`clusters=False` leaves the clusters out (a caller that still holds them for an
+    unchanged cluster input); listeners and routes do not depend on them."""
     if view.proxy.is_grpc:
         grpc = grpc_config(push, view)
         return GeneratedConfig(clusters=[], listeners=grpc.listeners,
@@ -71,16 +73,18 @@ def generate(push: PushContext, view: ProxyView) -> GeneratedConfig:
         security = security_filters(push, view)
         listeners = gateway_listeners(push, view, merged, security)
         return GeneratedConfig(
-            clusters=security.with_clusters(outbound_clusters(push, view)
-                                            + tracing_clusters(push.mesh)),
+            clusters=(security.with_clusters(outbound_clusters(push, view)
+                                             + tracing_clusters(push.mesh))
+                      if clusters else []),
             listeners=listeners,
             serialized_routes=_serialized([gateway_route_configuration(push, view, merged, name)
                                            for name in gateway_route_names(merged)]),
             problems=(*merged.problems, *security.problems),
         )
     if view.proxy.is_sidecar:
-        config = sidecar_config(push, view)
-        return GeneratedConfig(clusters=[*config.clusters, *tracing_clusters(push.mesh)],
+        config = sidecar_config(push, view, clusters=clusters)
+        return GeneratedConfig(clusters=([*config.clusters, *tracing_clusters(push.mesh)]
+                                         if clusters else []),
                                listeners=config.listeners,
                                serialized_routes=config.serialized_routes,
                                problems=config.problems)

@@ -28,6 +28,7 @@ from pilotpy.translate.filters import (
     sidecar_inbound_connection_manager,
     tcp_proxy_filter,
 )
+from pilotpy.translate.listener_limits import limit_accepts
 from pilotpy.translate.names import (
     ANY_ADDRESS,
     BLACKHOLE_CLUSTER,
@@ -38,6 +39,7 @@ from pilotpy.translate.names import (
     inbound_cluster_name,
     listener_name,
 )
+from pilotpy.translate.observability import listener_access_logs
 from pilotpy.translate.outbound_listeners import HTTP_APPLICATION_PROTOCOLS
 from pilotpy.translate.security import NO_SECURITY, SecurityFilters
 from pilotpy.translate.sidecar_clusters import inbound_cluster
@@ -76,24 +78,31 @@ def inbound_ports(view: ProxyView, mesh: MeshConfig) -> list[InboundPort]:
     return [ports[n] for n in sorted(ports)]
 
 
-def inbound_route(port: InboundPort) -> route_pb2.RouteConfiguration:
-    """The inline route of an HTTP workload port: everything to `inbound|<port>||`."""
-    target = port.first
-    cluster = inbound_cluster_name(port.number)
+def _inbound_route_configuration(cluster: str, service_port: int, operation: str, *,
+                                 grpc: bool) -> route_pb2.RouteConfiguration:
+    """Everything to `cluster`, with no timeout, retried only when the request never reached
+    the workload (istiod's BuildDefaultHTTPInboundRoute)."""
     route = rc.Route(name=DEFAULT_ROUTE_NAME, match=rc.RouteMatch(prefix="/"))
     action = route.route
     action.cluster = cluster
     action.timeout.CopyFrom(pb.seconds(0))
     action.max_stream_duration.max_stream_duration.CopyFrom(pb.seconds(0))
     action.max_stream_duration.grpc_timeout_header_max.CopyFrom(pb.seconds(0))
-    if not port.protocol.is_grpc:
+    if not grpc:
         action.retry_policy.retry_on = INBOUND_RETRY_ON
         action.retry_policy.num_retries.value = INBOUND_RETRIES
-    route.decorator.operation = f"{target.service.hostname}:{target.port.number}/*"
-    vhost = rc.VirtualHost(name=f"inbound|http|{target.port.number}", domains=["*"],
-                           routes=[route])
+    route.decorator.operation = operation
+    vhost = rc.VirtualHost(name=f"inbound|http|{service_port}", domains=["*"], routes=[route])
     return route_pb2.RouteConfiguration(name=cluster, virtual_hosts=[vhost],
                                         validate_clusters=pb.boolean(False))
+
+
+def inbound_route(port: InboundPort) -> route_pb2.RouteConfiguration:
+    """The inline route of an HTTP workload port: everything to `inbound|<port>||`."""
+    target = port.first
+    return _inbound_route_configuration(
+        inbound_cluster_name(port.number), target.port.number,
+        f"{target.service.hostname}:{target.port.number}/*", grpc=port.protocol.is_grpc)
 
 
 def _inbound_chains(port: InboundPort, mesh: MeshConfig,
@@ -127,14 +136,8 @@ def _inbound_chains(port: InboundPort, mesh: MeshConfig,
 
 
 def _passthrough_http_route() -> route_pb2.RouteConfiguration:
-    route = rc.Route(name=DEFAULT_ROUTE_NAME, match=rc.RouteMatch(prefix="/"))
-    route.route.cluster = INBOUND_PASSTHROUGH_CLUSTER
-    route.route.timeout.CopyFrom(pb.seconds(0))
-    route.route.max_stream_duration.max_stream_duration.CopyFrom(pb.seconds(0))
-    route.route.max_stream_duration.grpc_timeout_header_max.CopyFrom(pb.seconds(0))
-    vhost = rc.VirtualHost(name="inbound|http|0", domains=["*"], routes=[route])
-    return route_pb2.RouteConfiguration(name=INBOUND_PASSTHROUGH_CLUSTER, virtual_hosts=[vhost],
-                                        validate_clusters=pb.boolean(False))
+    # No service, no port: istiod's operation for it is ":0/*".
+    return _inbound_route_configuration(INBOUND_PASSTHROUGH_CLUSTER, 0, ":0/*", grpc=False)
 
 
 def virtual_inbound_listener(view: ProxyView, mesh: MeshConfig,
@@ -146,12 +149,15 @@ def virtual_inbound_listener(view: ProxyView, mesh: MeshConfig,
     out = listener_pb2.Listener(
         name=VIRTUAL_INBOUND, traffic_direction=base_pb2.INBOUND,
         continue_on_listener_filters_timeout=True, listener_filters_timeout=pb.seconds(0))
+    limit_accepts(out)
+    out.access_log.extend(listener_access_logs(mesh))
     out.address.socket_address.address = ANY_ADDRESS
     out.address.socket_address.port_value = capture_port
     # The inspector only matters where a chain matches on the detected protocol: undeclared
-    # and sniffed ports. Declared TCP ports skip it, so server-first protocols are not held up.
-    tcp_ports = [p.number for p in ports if p.protocol.is_tcp]
-    out.listener_filters.extend([original_dst(), http_inspector([capture_port, *tcp_ports])])
+    # and sniffed ports. Declared ports skip it, so server-first protocols are not held up.
+    declared = [p.number for p in ports if p.protocol is not Protocol.UNSUPPORTED]
+    out.listener_filters.extend([original_dst(),
+                                 http_inspector(sorted([capture_port, *declared]))])
     blackhole = out.filter_chains.add(name=f"{VIRTUAL_INBOUND}-blackhole")
     blackhole.filter_chain_match.destination_port.value = capture_port
     blackhole.filters.append(tcp_proxy_filter(BLACKHOLE_CLUSTER))
@@ -174,5 +180,6 @@ def inbound_clusters(view: ProxyView, mesh: MeshConfig) -> list[cluster_pb2.Clus
     for port in inbound_ports(view, mesh):
         unique = list({(t.service.hostname, t.service.namespace): t
                        for t in port.targets}.values())
-        out.append(inbound_cluster(port.number, unique, mesh, http2=port.protocol.is_http2))
+        out.append(inbound_cluster(port.number, unique, mesh, http2=port.protocol.is_http2,
+                                   sniffed=port.protocol is Protocol.UNSUPPORTED))
     return out

@@ -100,6 +100,16 @@ def access_logs(mesh: MeshConfig) -> list[accesslog_pb2.AccessLog]:
     return [accesslog_pb2.AccessLog(name=FILE_ACCESS_LOG, typed_config=pb.typed(logger))]
 
 
+def listener_access_logs(mesh: MeshConfig) -> list[accesslog_pb2.AccessLog]:
+    """The same logger on a listener that binds (gateways, virtualOutbound, virtualInbound),
+    for connections no filter chain takes (response flag NR), which no connection manager
+    sees (istiod's setListenerAccessLog)."""
+    logs = access_logs(mesh)
+    for log in logs:
+        log.filter.response_flag_filter.flags.append("NR")
+    return logs
+
+
 def request_id_extension() -> hcm_pb2.RequestIDExtension:
     """UUID request ids (x-request-id), also used for the trace sampling decision."""
     return hcm_pb2.RequestIDExtension(typed_config=pb.typed(uuid_pb2.UuidRequestIdConfig(

@@ -31,6 +31,7 @@ from pilotpy.translate.filters import (
     tcp_proxy_filter,
     tls_inspector,
 )
+from pilotpy.translate.listener_limits import limit_accepts, limit_handshake
 from pilotpy.translate.names import (
     ANY_ADDRESS,
     BLACKHOLE_CLUSTER,
@@ -41,13 +42,12 @@ from pilotpy.translate.names import (
     listener_name,
     virtual_host_name,
 )
+from pilotpy.translate.observability import listener_access_logs
 from pilotpy.translate.sidecar_scope import SidecarScope
 from pilotpy.translate.tcp_routes import tcp_route_filter
 from pilotpy.translate.tls_routes import cidr_range, tls_route_chains
 
 HTTP_APPLICATION_PROTOCOLS = ("http/1.1", "h2c")
-# Ports the sidecar itself uses (status, stats, and the two capture ports by default).
-RESERVED_PORTS = frozenset({15001, 15006, 15021, 15090})
 # (listen address, CIDR range to match or "")
 Bind = tuple[str, str]
 
@@ -84,6 +84,7 @@ def _http_chain(route_name: str, stat_prefix: str, mesh: MeshConfig) -> lc.Filte
         route_name, delimited_stat_prefix(stat_prefix), mesh))])
     chain.filter_chain_match.transport_protocol = "raw_buffer"
     chain.filter_chain_match.application_protocols.extend(HTTP_APPLICATION_PROTOCOLS)
+    limit_handshake(chain)
     return chain
 
 
@@ -117,6 +118,7 @@ def service_listener(push: PushContext, view: ProxyView, scope: SidecarScope, *,
     tcp_filter, vs_config = tcp_route_filter(push, view, scope, service, port=port.number,
                                              bind=address)
     tcp = lc.FilterChain(filters=[tcp_filter])
+    limit_handshake(tcp)
     if vs_config:
         tcp.metadata.filter_metadata["istio"].fields["config"].string_value = vs_config
     if cidr:
@@ -130,7 +132,6 @@ def service_listener(push: PushContext, view: ProxyView, scope: SidecarScope, *,
         out.filter_chains.append(http)
         if not cidr:
             out.default_filter_chain.CopyFrom(tcp)
-            out.default_filter_chain.filter_chain_match.SetInParent()
             return out
     out.filter_chains.append(tcp)
     if cidr:
@@ -155,6 +156,7 @@ class _TLSListener:
         match_all: list[lc.FilterChain] = []
         matching: list[lc.FilterChain] = []
         for chain in self.chains.chains:
+            limit_handshake(chain)
             (match_all if matches_all(chain) else matching).append(chain)
         if not matching:
             out.filter_chains.extend(match_all)
@@ -169,6 +171,8 @@ def virtual_outbound_listener(scope: SidecarScope, mesh: MeshConfig) -> listener
     port = mesh.proxy_listen_port
     out = listener_pb2.Listener(name=VIRTUAL_OUTBOUND, traffic_direction=base_pb2.OUTBOUND,
                                 use_original_dst=pb.boolean(True))
+    limit_accepts(out)
+    out.access_log.extend(listener_access_logs(mesh))
     out.address.socket_address.address = ANY_ADDRESS
     out.address.socket_address.port_value = port
     # A connection addressed to the capture port itself would loop forever.
@@ -202,14 +206,18 @@ def _merge_chains(listener: listener_pb2.Listener, incoming: listener_pb2.Listen
     listener.listener_filters.extend(f for f in incoming.listener_filters if f.name not in names)
 
 
-def _reserved(mesh: MeshConfig) -> frozenset[int]:
-    return RESERVED_PORTS | {mesh.proxy_listen_port, mesh.proxy_inbound_listen_port}
+def _reserved(mesh: MeshConfig, view: ProxyView) -> frozenset[int]:
+    """Ports a wildcard outbound listener may not take: the capture ports and the ports of
+    the proxy's own static listeners (health, Prometheus). A listener on a service address
+    does not clash with them (istiod's conflictWithReservedListener)."""
+    return frozenset({mesh.proxy_listen_port, mesh.proxy_inbound_listen_port,
+                      *view.proxy.static_ports})
 
 
 def outbound_listeners(push: PushContext, view: ProxyView,
                        scope: SidecarScope) -> OutboundListeners:
     mesh = push.mesh
-    reserved = _reserved(mesh)
+    reserved = _reserved(mesh, view)
     out = OutboundListeners()
     by_name: dict[str, listener_pb2.Listener] = {}
     sniffed: set[tuple[str, int]] = set()
@@ -238,10 +246,16 @@ def outbound_listeners(push: PushContext, view: ProxyView,
         by_name[listener.name] = listener
         out.port_routes[number] = http_services[number]
     for service, port in visible:
-        if port.protocol.is_http or port.number in reserved:
+        if port.protocol.is_http:
             continue
         for bind in _binds(push, view, service, port):
             name = listener_name(bind[0], port.number)
+            if bind[0] == ANY_ADDRESS and port.number in reserved:
+                out.problems.append(Problem(
+                    Reason.NOT_SERVED, f"port {port.number} is reserved for the sidecar: no "
+                    f"outbound listener {name} for {service.hostname}", service.origin,
+                    service.port_field(port.number)))
+                continue
             if port.protocol.is_tls and name not in by_name:
                 tls = tls_listeners.setdefault(name, _TLSListener(bind[0], port.number))
                 for routed in tls_route_chains(push, view, scope, service, port=port.number,
@@ -251,6 +265,18 @@ def outbound_listeners(push: PushContext, view: ProxyView,
                         out.problems.append(routed.taken(taken, name))
                     else:
                         tls.reads_sni = tls.reads_sni or routed.reads_sni
+                continue
+            if (bind == (ANY_ADDRESS, "") and port.number in out.port_routes
+                    and port.protocol.is_tcp and not port.protocol.is_tls
+                    and port.protocol not in (Protocol.MONGO, Protocol.MYSQL)
+                    and by_name[name].default_filter_chain.name == PASSTHROUGH_FILTER_CHAIN):
+                # TCP over an HTTP port: the listener sniffs, HTTP goes to route `<port>` and
+                # the rest to this service instead of passing through (istiod's TCPOverHTTP).
+                default = by_name[name].default_filter_chain
+                default.Clear()
+                default.filters.append(tcp_route_filter(push, view, scope, service,
+                                                        port=port.number, bind=ANY_ADDRESS)[0])
+                limit_handshake(default)
                 continue
             at = bind[1] or (bind[0] if bind[0] != ANY_ADDRESS else "")
             where = f"{service.hostname}:{port.number} ({port.protocol.value})"

@@ -380,7 +380,8 @@ def _redirect(out: rc.Route, redirect: HTTPRedirect, listen_port: int, is_tls: b
     action.host_redirect = redirect.authority
     if redirect.prefix_rewrite:
         action.prefix_rewrite = redirect.prefix_rewrite
-    elif redirect.uri:
+    else:
+        # Set even when empty, as istiod does; Envoy keeps the path for an empty one.
         action.path_redirect = redirect.uri
     if redirect.scheme:
         action.scheme_redirect = redirect.scheme

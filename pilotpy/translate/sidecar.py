@@ -30,7 +30,8 @@ class SidecarConfig:
     problems: tuple[Problem, ...]
 
 
-def sidecar_config(push: PushContext, view: ProxyView) -> SidecarConfig:
+def sidecar_config(push: PushContext, view: ProxyView, *, clusters: bool = True
+                   ) -> SidecarConfig:
     mesh = push.mesh
     scope = sidecar_scope(push, view)
     security = security_filters(push, view)
@@ -42,10 +43,12 @@ def sidecar_config(push: PushContext, view: ProxyView) -> SidecarConfig:
     # Listeners in istiod's LDS order: per-port outbound, virtualOutbound, virtualInbound.
     listeners = [*outbound.listeners, virtual_outbound_listener(scope, mesh),
                  virtual_inbound_listener(view, mesh, security)]
-    clusters = outbound_clusters(push, view, scope.port_visible)
-    clusters += [passthrough_cluster(mesh), inbound_passthrough_cluster(mesh),
-                 *inbound_clusters(view, mesh)]
-    clusters = security.with_clusters(clusters)
-    clusters.sort(key=lambda c: c.name)
-    return SidecarConfig(clusters, listeners, sorted(routes, key=lambda r: r.name),
+    built: list[cluster_pb2.Cluster] = []
+    if clusters:
+        built = outbound_clusters(push, view, scope.port_visible)
+        built += [passthrough_cluster(mesh), inbound_passthrough_cluster(mesh),
+                  *inbound_clusters(view, mesh)]
+        built = security.with_clusters(built)
+        built.sort(key=lambda c: c.name)
+    return SidecarConfig(built, listeners, sorted(routes, key=lambda r: r.name),
                          (*outbound.problems, *security.problems))

@@ -68,16 +68,18 @@ def inbound_passthrough_cluster(mesh: MeshConfig) -> cluster_pb2.Cluster:
     """Inbound traffic to ports no Service declares, delivered to the workload unchanged."""
     cluster = passthrough_cluster(mesh)
     cluster.name = INBOUND_PASSTHROUGH_CLUSTER
-    cluster.alt_stat_name = delimited_stat_prefix(INBOUND_PASSTHROUGH_CLUSTER)
+    # Its alt_stat_name stays PassthroughCluster's, as in istiod: inbound and outbound
+    # passthrough traffic share one set of stats.
     _bind_inbound_source(cluster)
     return cluster
 
 
 def inbound_cluster(port: int, targets: Iterable[ServiceTarget], mesh: MeshConfig,
-                    *, http2: bool) -> cluster_pb2.Cluster:
+                    *, http2: bool, sniffed: bool) -> cluster_pb2.Cluster:
     """`inbound|<port>||`: meshConfig inboundTrafficPolicy PASSTHROUGH (the default), so the
     connection goes to the pod address at the original port, from 127.0.0.6."""
     cluster = _original_destination(inbound_cluster_name(port), mesh)
+    cluster.common_lb_config.SetInParent()
     cluster.cleanup_interval.CopyFrom(pb.seconds(NEVER_SECONDS))
     _bind_inbound_source(cluster)
     services = cluster.metadata.filter_metadata["istio"].fields["services"].list_value
@@ -86,9 +88,14 @@ def inbound_cluster(port: int, targets: Iterable[ServiceTarget], mesh: MeshConfi
         entry["host"].string_value = target.service.hostname
         entry["name"].string_value = target.service.name
         entry["namespace"].string_value = target.service.namespace
-    if http2:
+    if http2 or sniffed:
         options = hpo.HttpProtocolOptions()
-        options.explicit_http_config.http2_protocol_options.SetInParent()
+        if http2:
+            options.explicit_http_config.http2_protocol_options.SetInParent()
+        else:
+            # A detected protocol: talk to the workload in whatever the client spoke.
+            options.use_downstream_protocol_config.http_protocol_options.SetInParent()
+            options.use_downstream_protocol_config.http2_protocol_options.SetInParent()
         cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(
             pb.typed(options))
     return cluster

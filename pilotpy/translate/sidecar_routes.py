@@ -37,16 +37,9 @@ from pilotpy.translate.sidecar_scope import SidecarScope, VirtualServiceOwners
 
 ALLOW_ANY = "allow_any"
 BLOCK_ALL = "block_all"
-# A VirtualService host that names no registry service still gets a virtual host on this port
-# (istiod's special case: plain HTTP to an external name).
+# A VirtualService host that names no registry service on this port still gets a virtual host
+# on it (istiod's special case: plain HTTP to an external name).
 UNREGISTERED_HOSTS_PORT = 80
-
-
-def _with_port(names: list[str], port: int) -> list[str]:
-    out = []
-    for name in names:
-        out += [name, f"{name}:{port}"]
-    return out
 
 
 def kubernetes_short_names(hostname: str, proxy_domain: str) -> list[str]:
@@ -74,20 +67,19 @@ def host_names(hostname: str, proxy_domain: str) -> list[str]:
     return names
 
 
-def virtual_host_domains(service: Service, port: int, proxy_domain: str,
+def virtual_host_domains(service: Service, proxy_domain: str,
                          aliases: Iterable[Service] = ()) -> list[str]:
-    """Every Host a client may send for `service` on `port`: its names (`host_names`) and
-    those of the ExternalName `aliases` resolving to it, the VIPs, each with and without
-    `:port`; `*.` forms too for headless Kubernetes services (pods by name)."""
-    names = host_names(service.hostname, proxy_domain)
+    """Every Host a client may send for `service`: its names (`host_names`) and those of the
+    ExternalName `aliases` resolving to it, the VIPs; `*.` forms too for headless Kubernetes
+    services (pods by name). No `:port` forms: the route configuration ignores the port in
+    Host matching (istiod's SidecarIgnorePort)."""
+    domains = host_names(service.hostname, proxy_domain)
     for alias in aliases:
-        names += host_names(alias.hostname, proxy_domain)
-    domains = _with_port(names, port)
+        domains += host_names(alias.hostname, proxy_domain)
     if service.resolution is Resolution.PASSTHROUGH and service.origin.kind == Kind.SERVICE:
         domains += ["*." + d for d in domains]
     # A CIDR is no Host anybody sends.
-    vips = [a for a in service.addresses if a != "0.0.0.0" and "/" not in a]
-    return domains + _with_port(vips, port)
+    return domains + [a for a in service.addresses if a != "0.0.0.0" and "/" not in a]
 
 
 def default_route(push: PushContext, view: ProxyView, service: Service, port: int) -> rc.Route:
@@ -102,8 +94,9 @@ def default_route(push: PushContext, view: ProxyView, service: Service, port: in
     rule = push.destination_rule(view.namespace, service)
     if rule is not None:
         consistent = consistent_hash_for(rule, "", port)
-    set_retry_policy(action, push.mesh.default_http_retry_policy,
-                     consistent_hash=consistent is not None)
+    # istiod's BuildDefaultHTTPOutboundRoute: the mesh's retry policy as if there were no
+    # consistent hash, so the previous-hosts predicate stays even when the route hashes.
+    set_retry_policy(action, push.mesh.default_http_retry_policy, consistent_hash=False)
     if consistent is not None:
         found = hash_policy(consistent)
         if found is not None:
@@ -116,12 +109,14 @@ def catch_all_virtual_host(scope: SidecarScope) -> rc.VirtualHost:
     if scope.registry_only:
         route = rc.Route(name=BLOCK_ALL, match=rc.RouteMatch(prefix="/"))
         route.direct_response.status = 502
-        return rc.VirtualHost(name=BLOCK_ALL, domains=["*"], routes=[route])
+        return rc.VirtualHost(name=BLOCK_ALL, domains=["*"], routes=[route],
+                              include_request_attempt_count=True)
     route = rc.Route(name=ALLOW_ANY, match=rc.RouteMatch(prefix="/"))
     route.route.cluster = PASSTHROUGH_CLUSTER
     route.route.timeout.CopyFrom(pb.seconds(0))
     route.route.max_grpc_timeout.CopyFrom(pb.seconds(0))
-    return rc.VirtualHost(name=ALLOW_ANY, domains=["*"], routes=[route])
+    return rc.VirtualHost(name=ALLOW_ANY, domains=["*"], routes=[route],
+                          include_request_attempt_count=True)
 
 
 # A virtual host's bytes are its fields in number order: name and domains (1, 2), the routes
@@ -144,11 +139,19 @@ def _serialized_virtual_host(name: str, domains: list[str], routes: bytes) -> by
                     head + routes + _ATTEMPT_COUNT)
 
 
+def _reads_source_labels(vs: VirtualService) -> bool:
+    return any(m.source_labels for route in vs.http for m in route.match)
+
+
 class _Routes:
     """The routes of one port's virtual hosts: a `mesh` VirtualService's, else the default,
-    serialized (see _serialized_routes)."""
+    serialized (see _serialized_routes).
 
-    __slots__ = ("_built", "candidates", "opts", "owners", "port", "push", "view")
+    A VirtualService's routes depend on the port, the proxy's namespace and, only when a
+    match names `sourceLabels`, its labels: they are built once per push context for all
+    classes that share those (the push context's memo), like a service's default route."""
+
+    __slots__ = ("candidates", "opts", "owners", "port", "push", "view")
 
     def __init__(self, push: PushContext, view: ProxyView, scope: SidecarScope,
                  port: int) -> None:
@@ -156,23 +159,24 @@ class _Routes:
         self.candidates = scope.virtual_services_on(port)
         self.owners = VirtualServiceOwners(self.candidates)
         self.opts = RouteOptions(push, view, port, frozenset({MESH_GATEWAY}))
-        self._built: dict[int, bytes] = {}
 
     def of(self, vs: VirtualService) -> bytes:
         """The VirtualService's routes for this port, in virtual-host order (catch-alls
-        last), built once however many of its hosts get a virtual host; empty when none
-        applies."""
-        built = self._built.get(id(vs))
-        if built is None:
-            built = self._built[id(vs)] = _serialized_routes(
-                sorted_routes(build_http_routes(vs, self.opts)))
-        return built
+        last); empty when none applies. The context holds `vs` for its lifetime, so its id
+        names it in the memo."""
+        view = self.view
+        labels = tuple(sorted(view.labels.items())) if _reads_source_labels(vs) else None
+        return self.push.memoized(
+            ("sidecar-vs-routes", id(vs), self.port, view.namespace, labels),
+            lambda: _serialized_routes(sorted_routes(build_http_routes(vs, self.opts))))
 
     def for_service(self, service: Service) -> bytes:
         vs = self.owners.owner(service.hostname)
         routes = self.of(vs) if vs is not None else b""
-        return routes or _serialized_routes(
-            [default_route(self.push, self.view, service, self.port)])
+        return routes or self.push.memoized(
+            ("sidecar-default-route", id(service), self.port, self.view.namespace),
+            lambda: _serialized_routes(
+                [default_route(self.push, self.view, service, self.port)]))
 
 
 # The options of every sidecar route configuration (fields 7, 11, 14).
@@ -211,15 +215,18 @@ def port_route_configuration(push: PushContext, view: ProxyView, scope: SidecarS
                    if a.visible_to(view.namespace) and scope.allows(a.namespace, a.hostname,
                                                                     port)]
         add(virtual_host_name(service.hostname, port),
-            virtual_host_domains(service, port, view.proxy.dns_domain, aliases),
+            virtual_host_domains(service, view.proxy.dns_domain, aliases),
             routes.for_service(service))
     if port == UNREGISTERED_HOSTS_PORT:
         known = {s.hostname for s in services}
         for vs in routes.candidates:
             for host in vs.hosts:
-                if host in known or push.services.matching(host):
+                # Skipped only when it names a service with this port: a VirtualService for
+                # `ratings` (port 9080) still gets a virtual host here, as in istiod.
+                if host in known or any(s.port(port) is not None
+                                        for s in push.services.matching(host)):
                     continue
-                add(virtual_host_name(host, port), _with_port([host], port), routes.of(vs))
+                add(virtual_host_name(host, port), [host], routes.of(vs))
     vhosts.sort(key=lambda v: v[0])
     serialized = [_serialized_virtual_host(*v) for v in vhosts]
     serialized.append(pb.entry(route_pb2.RouteConfiguration.VIRTUAL_HOSTS_FIELD_NUMBER,

@@ -4,7 +4,7 @@ traffic policy."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pilotpy.model import hosts
 from pilotpy.model.sidecar import EgressHost, EgressListener, Sidecar
@@ -31,10 +31,16 @@ def _listener_allows(listener: EgressListener, namespace: str, hostname: str) ->
 
 @dataclass(frozen=True, slots=True)
 class SidecarScope:
+    """One per namespace and Sidecar resource within a push context, shared by every proxy
+    class it applies to (sidecar_scope), with the answers of `allows` kept as they are
+    asked: a class asks for every service port, and most classes of a mesh share a scope."""
+
     sidecar: Sidecar | None
     outbound_mode: str
     services: tuple[Service, ...]  # visible to the namespace, oldest first
     virtual_services: tuple[VirtualService, ...]  # bound to `mesh`, oldest first
+    _allowed: dict[tuple[str, str, int], bool] = field(default_factory=dict, repr=False,
+                                                       compare=False)
 
     @property
     def registry_only(self) -> bool:
@@ -55,8 +61,13 @@ class SidecarScope:
         """Whether config for `hostname` (defined in `namespace`) on `port` is visible."""
         if self.sidecar is None or not self.sidecar.egress:
             return True
-        listener = self._listener_for(port)
-        return listener is not None and _listener_allows(listener, namespace, hostname)
+        key = (namespace, hostname, port)
+        found = self._allowed.get(key)
+        if found is None:
+            listener = self._listener_for(port)
+            found = self._allowed[key] = listener is not None and _listener_allows(
+                listener, namespace, hostname)
+        return found
 
     def port_visible(self, service: Service, port: Port) -> bool:
         return self.allows(service.namespace, service.hostname, port.number)
@@ -95,10 +106,17 @@ class VirtualServiceOwners:
 
 def sidecar_scope(push: PushContext, view: ProxyView) -> SidecarScope:
     sidecar = push.sidecars.for_workload(view.namespace, view.labels)
+    # Everything else a scope holds follows from the namespace and the Sidecar resource,
+    # which the context holds for its lifetime (so its id names it).
+    return push.memoized(("sidecar-scope", view.namespace, id(sidecar)),
+                         lambda: _new_scope(push, view.namespace, sidecar))
+
+
+def _new_scope(push: PushContext, namespace: str, sidecar: Sidecar | None) -> SidecarScope:
     mode = push.mesh.outbound_traffic_policy
     if sidecar is not None and sidecar.outbound_traffic_policy:
         mode = sidecar.outbound_traffic_policy
-    virtual_services = sorted(push.virtual_services.for_gateway(view.namespace, MESH_GATEWAY),
+    virtual_services = sorted(push.virtual_services.for_gateway(namespace, MESH_GATEWAY),
                               key=lambda vs: vs.meta.age_order)
-    return SidecarScope(sidecar, mode, tuple(push.visible_services(view.namespace)),
+    return SidecarScope(sidecar, mode, tuple(push.visible_services(namespace)),
                         tuple(virtual_services))

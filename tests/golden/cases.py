@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from pilotpy.cli.translate import node_metadata
 from pilotpy.problems import ProblemLog
 from pilotpy.proxy import parse_proxy, view_proxy
 from pilotpy.push import build_push_context
@@ -101,9 +102,7 @@ def translate_case(case: Case) -> Translation:
     FileSource([case.path / "input"], store, ProblemLog()).load()
     mesh = load_mesh_config(Settings(mesh_config=case.mesh_config))
     push, _ = build_push_context(store.snapshot().objects, mesh, 1)
-    metadata: dict[str, Any] = {"LABELS": case.labels} if case.labels else {}
-    if case.generator:
-        metadata["GENERATOR"] = case.generator
+    metadata = node_metadata(case.node_id, case.labels, case.generator)
     view = view_proxy(parse_proxy(case.node_id, metadata), push)
     generated = generate(push, view)
     clusters = [*generated.clusters, *generated.named_only_clusters]

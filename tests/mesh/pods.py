@@ -140,11 +140,12 @@ class Pod:
             raise RuntimeError(f"{self.spec.name}'s application exited:\n{log.read_text()}")
         return app
 
-    def start_proxy(self, xds_address: tuple[str, int]) -> None:
-        """The sidecar, or the gateway Envoy of a `router` pod."""
+    def start_proxy(self, xds_address: tuple[str, int], istio_version: str = "1.28.0") -> None:
+        """The sidecar, or the gateway Envoy of a `router` pod, presenting itself as a proxy
+        of `istio_version`."""
         bootstrap = envoy_bootstrap(
             node_id=self.node_id, xds_address=xds_address, delta=self.spec.delta,
-            labels=self.spec.labels,
+            labels=self.spec.labels, istio_version=istio_version,
             namespace=self.spec.namespace, admin_port=ADMIN_PORT, status_port=STATUS_PORT,
             stats_port=None, cluster=f"{self.spec.labels.get('app', self.spec.name)}."
                                      f"{self.spec.namespace}")

@@ -80,10 +80,10 @@ def test_a_failing_class_keeps_its_last_good_config_and_spares_the_others(
     plane.snapshot(sidecar)
     from pilotpy.translate.generate import generate as real
 
-    def broken_for_routers(push: Any, view: Any) -> Any:
+    def broken_for_routers(push: Any, view: Any, **options: Any) -> Any:
         if view.proxy.is_router:
             raise KeyError("a translation bug")
-        return real(push, view)
+        return real(push, view, **options)
 
     monkeypatch.setattr(discovery, "generate", broken_for_routers)
     plane.update(change(2, 81))
@@ -113,7 +113,9 @@ def test_a_failing_class_keeps_its_last_good_config_and_spares_the_others(
 
 def test_shared_prototypes_cannot_be_changed_through_what_callers_get() -> None:
     """The default retry policy and the cluster prototype are cached; a caller changing what
-    it was handed must not change them for every route and cluster after it."""
+    it was handed must not change them for every route and cluster after it. (Within one
+    push context a cluster is one message shared by every class: callers must not change
+    those, so the second look is under a new context.)"""
     from pilotpy.translate.clusters import outbound_clusters
     from pilotpy.translate.retry import retry_policy
 
@@ -133,6 +135,8 @@ def test_shared_prototypes_cannot_be_changed_through_what_callers_get() -> None:
     first = [c for c in outbound_clusters(push, view) if c.name.startswith("outbound|")]
     first[0].circuit_breakers.thresholds.add().max_connections.value = 1
     first[0].connect_timeout.seconds = 99
+    push, _ = build_push_context(change(1, 80).objects, MeshConfig(), 2)
+    view = view_proxy(parse_proxy(SIDECAR, {"LABELS": {"app": "b"}}), push)
     second = [c for c in outbound_clusters(push, view) if c.name.startswith("outbound|")]
     assert len(second[0].circuit_breakers.thresholds) == 1
     assert second[0].connect_timeout.seconds == 10

@@ -120,17 +120,18 @@ def test_ready_unset_counts_as_ready() -> None:
     assert addresses(context) == ["10.0.0.1"]
 
 
-def test_not_ready_endpoint_is_dropped() -> None:
+def test_not_ready_endpoint_without_terminating_is_dropped_as_terminating() -> None:
     context = full(objects_of([service(), endpoint_slice("s", [
         endpoint("10.0.0.1", ready=True), endpoint("10.0.0.2", ready=False)])]))
     assert addresses(context) == ["10.0.0.1"]
 
 
-def test_not_ready_and_not_terminating_is_still_dropped() -> None:
-    # UnHealthy endpoints are not sent unless the service publishes not-ready addresses.
+def test_not_ready_and_not_terminating_is_kept_unhealthy() -> None:
+    # istiod's PILOT_AUTO_SEND_UNHEALTHY_ENDPOINTS: Envoy learns of it and sends it nothing.
     context = full(objects_of([service(), endpoint_slice("s", [
-        endpoint("10.0.0.2", ready=False, terminating=False)])]))
-    assert addresses(context) == []
+        endpoint("10.0.0.1"), endpoint("10.0.0.2", ready=False, terminating=False)])]))
+    assert [(e.address, e.healthy) for e in endpoints(context)["http"]] == [
+        ("10.0.0.1", True), ("10.0.0.2", False)]
 
 
 def test_terminating_endpoint_is_dropped() -> None:
@@ -147,13 +148,15 @@ def test_ready_decides_even_when_terminating() -> None:
     assert addresses(context) == ["10.0.0.1"]
 
 
-def test_publish_not_ready_addresses_includes_not_ready_endpoints() -> None:
+def test_publish_not_ready_addresses_changes_nothing() -> None:
+    # Kubernetes' EndpointSlice controller writes such endpoints ready; istiod reads the slice.
     context = full(objects_of([service(publishNotReadyAddresses=True), endpoint_slice("s", [
         endpoint("10.0.0.1"),
         endpoint("10.0.0.2", ready=False, terminating=False),
         endpoint("10.0.0.3", ready=False),  # terminating unset counts as terminating
         endpoint("10.0.0.4", ready=False, terminating=True)])]))
-    assert addresses(context) == ["10.0.0.1", "10.0.0.2"]
+    assert [(e.address, e.healthy) for e in endpoints(context)["http"]] == [
+        ("10.0.0.1", True), ("10.0.0.2", False)]
 
 
 def test_same_address_and_port_in_two_slices_is_sent_once() -> None:
@@ -317,15 +320,6 @@ def test_service_change_is_a_full_push() -> None:
     scope = cluster.apply(service(ports=[{"name": "http", "port": 9081}]))
     assert scope.full
     assert scope.changed == {Key("Service", "bookinfo", "reviews")}
-
-
-def test_publish_not_ready_toggle_recomputes_endpoints() -> None:
-    cluster = Cluster(service(), endpoint_slice("s", [
-        endpoint("10.0.0.1"), endpoint("10.0.0.2", ready=False, terminating=False)]))
-    cluster.apply(service(publishNotReadyAddresses=True))
-    assert addresses(cluster.context) == ["10.0.0.1", "10.0.0.2"]
-    cluster.apply(service(publishNotReadyAddresses=False))
-    assert addresses(cluster.context) == ["10.0.0.1"]
 
 
 def test_config_change_is_a_full_push_and_keeps_endpoints() -> None:

@@ -113,9 +113,9 @@ def test_headless_and_external_name_services() -> None:
     assert (external.type, external.external_name) == ("ExternalName", "api.example.com")
 
 
-def test_publish_not_ready_addresses_is_read() -> None:
-    svc = parse_service(service([{"port": 80}], publishNotReadyAddresses=True))
-    assert svc.publish_not_ready_addresses
+def test_publish_not_ready_addresses_is_no_warning() -> None:
+    # The EndpointSlice controller applies it; the endpoints already say ready.
+    assert parse_object(service([{"port": 80}], publishNotReadyAddresses=True)).warnings == ()
 
 
 def test_external_name_service_needs_external_name() -> None:

@@ -259,3 +259,10 @@ def test_service_targets_are_part_of_the_class() -> None:
     with_service = context(GATEWAY_SERVICE, gateway_pod("gw-a", "10.0.0.7", "5c8d"))
     node_id = router_id("10.0.0.7", "gw-a")
     assert view(node_id, without).class_key != view(node_id, with_service).class_key
+
+
+def test_static_listener_ports_come_from_metadata_numbers_or_strings() -> None:
+    proxy = parse_proxy(SIDECAR_ID, {"ENVOY_STATUS_PORT": 15021.0,
+                                     "ENVOY_PROMETHEUS_PORT": "15090",
+                                     "ENVOY_SECURE_METRICS_PORT": "nope"})
+    assert proxy.static_ports == (15021, 15090)

@@ -61,9 +61,10 @@ def test_resolution_and_location_default_to_none_and_mesh_external() -> None:
     assert (se.resolution, se.location) == ("NONE", "MESH_EXTERNAL")
 
 
-def test_port_without_protocol_is_tcp() -> None:
+def test_port_without_protocol_is_sniffed() -> None:
+    # istiod's protocol.Parse("") is Unsupported: the protocol is detected per connection.
     se = parse_entry(entry(ports=[{"number": 5432, "name": "pg"}]))
-    assert se.ports[0].protocol is Protocol.TCP
+    assert se.ports[0].protocol is Protocol.UNSUPPORTED
 
 
 def test_static_endpoints_parse() -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+
 from pilotpy.mesh import MeshConfig
 from pilotpy.model import Key
 from pilotpy.proxy import parse_proxy, view_proxy
 from pilotpy.push import PushContext, build_push_context
-from pilotpy.translate.sidecar_routes import virtual_host_domains
+from pilotpy.translate.generate import generate
+from pilotpy.translate.sidecar_routes import default_route, virtual_host_domains
 from pilotpy.translate.sidecar_scope import sidecar_scope
 from tests.unit.support import context, objects_of
 
@@ -30,30 +33,30 @@ def one(push: PushContext, hostname: str) -> Any:
     return found
 
 
-def test_same_namespace_domains_include_every_short_form_with_and_without_port() -> None:
+def test_same_namespace_domains_include_every_short_form_without_port() -> None:
+    # The route configuration ignores ports in Host matching, so `name:80` forms are not
+    # needed (istiod's SidecarIgnorePort).
     push = context(service("httpbin"))
-    domains = virtual_host_domains(one(push, "httpbin.default.svc.cluster.local"), 80,
+    domains = virtual_host_domains(one(push, "httpbin.default.svc.cluster.local"),
                                    "default.svc.cluster.local")
     assert domains == [
-        "httpbin.default.svc.cluster.local", "httpbin.default.svc.cluster.local:80",
-        "httpbin.default.svc.cluster.local.", "httpbin.default.svc.cluster.local.:80",
-        "httpbin", "httpbin:80", "httpbin.default.svc", "httpbin.default.svc:80",
-        "httpbin.default", "httpbin.default:80", "10.96.0.9", "10.96.0.9:80"]
+        "httpbin.default.svc.cluster.local", "httpbin.default.svc.cluster.local.",
+        "httpbin", "httpbin.default.svc", "httpbin.default", "10.96.0.9"]
 
 
 def test_other_namespaces_never_get_the_bare_name() -> None:
     push = context(service("productpage", "bookinfo"))
-    domains = virtual_host_domains(one(push, "productpage.bookinfo.svc.cluster.local"), 9080,
+    domains = virtual_host_domains(one(push, "productpage.bookinfo.svc.cluster.local"),
                                    "default.svc.cluster.local")
     assert "productpage" not in domains
-    assert {"productpage.bookinfo", "productpage.bookinfo.svc:9080"} <= set(domains)
+    assert {"productpage.bookinfo", "productpage.bookinfo.svc"} <= set(domains)
 
 
 def test_headless_services_answer_for_pod_names_too() -> None:
     push = context(service("db", cluster_ip="None"))
-    domains = virtual_host_domains(one(push, "db.default.svc.cluster.local"), 80,
+    domains = virtual_host_domains(one(push, "db.default.svc.cluster.local"),
                                    "default.svc.cluster.local")
-    assert "*.db.default.svc.cluster.local" in domains and "*.db:80" in domains
+    assert "*.db.default.svc.cluster.local" in domains and "*.db" in domains
     assert not any(d[0].isdigit() for d in domains)  # no VIP
 
 
@@ -107,6 +110,58 @@ def test_headless_endpoint_changes_push_in_full_others_only_endpoints() -> None:
         key = Key("EndpointSlice", "default", "db-1")
         _, scope = build_push_context(second, MeshConfig(), 2, previous, [key])
         assert scope.full is full
+
+
+# -- outbound listeners on reserved ports and shared ports ---------------------------------
+
+AGENT_METADATA = {"ENVOY_STATUS_PORT": 15021, "ENVOY_PROMETHEUS_PORT": 15090}
+
+
+def listener_names(*docs: dict[str, Any], metadata: dict[str, Any] | None = None) -> set[str]:
+    push = context(*docs)
+    view = view_proxy(parse_proxy(NODE, AGENT_METADATA if metadata is None else metadata), push)
+    return {listener.name for listener in generate(push, view).listeners}
+
+
+def tcp_service(name: str, port: int, cluster_ip: str = "10.96.0.7") -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"clusterIP": cluster_ip, "selector": {"app": name},
+                     "ports": [{"name": "tcp", "port": port}]}}
+
+
+def test_a_service_address_may_use_the_proxys_status_and_stats_ports() -> None:
+    # istiod's conflictWithReservedListener: only wildcard listeners clash with the bootstrap's
+    # own 15021/15090 listeners.
+    names = listener_names(tcp_service("health", 15021), tcp_service("metrics", 15090,
+                                                                      "10.96.0.8"))
+    assert {"10.96.0.7_15021", "10.96.0.8_15090"} <= names
+
+
+def test_wildcard_listeners_never_take_the_proxys_static_ports() -> None:
+    names = listener_names(service("status", port=15021),
+                           tcp_service("bare", 15090, cluster_ip=""))
+    assert "0.0.0.0_15021" not in names and "0.0.0.0_15090" not in names
+
+
+def test_static_ports_are_the_ones_the_proxy_reports() -> None:
+    # Without the metadata (a proxy that has no such listeners) the port is free.
+    assert "0.0.0.0_15021" in listener_names(service("status", port=15021), metadata={})
+
+
+def test_a_tcp_service_without_address_on_an_http_port_takes_the_default_chain() -> None:
+    push = context(service("web"), {
+        "apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+        "metadata": {"name": "raw", "namespace": "default"},
+        "spec": {"hosts": ["raw.example.com"], "location": "MESH_EXTERNAL",
+                 "resolution": "NONE",
+                 "ports": [{"number": 80, "name": "tcp-raw", "protocol": "TCP"}]}})
+    view = view_proxy(parse_proxy(NODE, AGENT_METADATA), push)
+    listener = next(item for item in generate(push, view).listeners if item.name == "0.0.0.0_80")
+    proxy = tcp_proxy_pb2.TcpProxy.FromString(
+        listener.default_filter_chain.filters[0].typed_config.value)
+    assert proxy.cluster == "outbound|80||raw.example.com"
+    assert len(listener.filter_chains) == 1  # the HTTP chain, route 80
 
 
 def tcp_service_entry(name: str, hosts: list[str], addresses: list[str],
@@ -198,8 +253,48 @@ def test_an_external_name_to_a_registry_host_adds_its_names_to_that_virtual_host
     vhosts, clusters = route_80(push)
     assert sorted(vhosts) == ["allow_any", "httpbin.org:80"]
     domains = vhosts["httpbin.org:80"]
-    assert {"httpbin.org", "my-httpbin.default.svc.cluster.local", "my-httpbin:80",
-            "my-httpbin-2", "my-httpbin-2.default.svc:80"} <= set(domains)
+    assert {"httpbin.org", "my-httpbin.default.svc.cluster.local", "my-httpbin",
+            "my-httpbin-2", "my-httpbin-2.default.svc"} <= set(domains)
     assert not any(d.startswith("loop-") for d in domains)
     assert "outbound|80||httpbin.org" in clusters
     assert not any("my-httpbin" in c for c in clusters)
+
+
+def test_routes_shared_between_classes_still_follow_source_labels() -> None:
+    """Route bytes are memoized per push context; a `sourceLabels` match keys them by the
+    proxy's labels too, so two workloads of one namespace each get their own."""
+    from pilotpy.translate.generate import generate
+
+    vs = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+          "metadata": {"name": "web", "namespace": "default"},
+          "spec": {"hosts": ["web"], "http": [
+              {"match": [{"sourceLabels": {"app": "a"}}],
+               "route": [{"destination": {"host": "web"}}], "timeout": "3s"},
+              {"route": [{"destination": {"host": "web"}}]}]}}
+    push = context(service("web"), vs)
+
+    def timeouts(app: str) -> list[float]:
+        view = view_proxy(parse_proxy(f"sidecar~10.2.0.9~{app}-0.default~"
+                                      "default.svc.cluster.local", {"LABELS": {"app": app}}),
+                          push)
+        (route,) = [r for r in generate(push, view).routes if r.name == "80"]
+        (vhost,) = [v for v in route.virtual_hosts if v.name.startswith("web.")]
+        return [r.route.timeout.seconds for r in vhost.routes]
+
+    assert timeouts("a") == [3]  # its match became a catch-all for it
+    assert timeouts("b") == [0]
+
+
+def test_a_service_default_route_keeps_previous_hosts_under_a_consistent_hash() -> None:
+    # istiod's BuildDefaultHTTPOutboundRoute converts the mesh's retry policy without the
+    # consistent hash (only VirtualService routes drop the predicate); found by the diff tier.
+    rule = {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": {"name": "ratings", "namespace": "default"},
+            "spec": {"host": "ratings.default.svc.cluster.local", "trafficPolicy": {
+                "loadBalancer": {"consistentHash": {"httpHeaderName": "x-user"}}}}}
+    push = context(service("ratings"), rule)
+    view = view_proxy(parse_proxy(NODE), push)
+    route = default_route(push, view, one(push, "ratings.default.svc.cluster.local"), 80)
+    assert [h.header.header_name for h in route.route.hash_policy] == ["x-user"]
+    assert [p.name for p in route.route.retry_policy.retry_host_predicate] == [
+        "envoy.retry_host_predicates.previous_hosts"]

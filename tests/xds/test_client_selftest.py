@@ -363,10 +363,15 @@ def test_fakeproxies_helpers() -> None:
     )
     node_id, meta = fakeproxies.node_identity(config, 258)
     assert node_id == "router~127.0.1.2~gw-258.istio-system~istio-system.svc.cluster.local"
-    assert meta == {
+    # What pilot-agent sends (istiod reads more than LABELS and NAMESPACE), --meta on top.
+    assert {k: meta[k] for k in ("LABELS", "NAMESPACE", "CLUSTER_ID", "INSTANCE_IPS",
+                                 "ENVOY_STATUS_PORT", "WORKLOAD_NAME")} == {
         "LABELS": {"istio": "ingressgateway", "app": "gw-258"},
         "NAMESPACE": "istio-system",
         "CLUSTER_ID": "Kubernetes",
+        "INSTANCE_IPS": "127.0.1.2",
+        "ENVOY_STATUS_PORT": 15021,
+        "WORKLOAD_NAME": "gw-258",
     }
     assert fakeproxies.percentiles([float(i) for i in range(1, 101)]) == {
         "p50": 50.0,

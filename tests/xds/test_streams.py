@@ -239,10 +239,10 @@ async def test_a_class_whose_generation_fails_is_refused_unavailable_others_are_
     served, and readiness is unchanged."""
     from pilotpy.translate.generate import generate as real
 
-    def broken(push: Any, view: Any) -> Any:
+    def broken(push: Any, view: Any, **options: Any) -> Any:
         if view.labels.get("istio") == "broken":
             raise RuntimeError("a translation bug")
-        return real(push, view)
+        return real(push, view, **options)
 
     monkeypatch.setattr(pilotpy.discovery, "generate", broken)
     async with _open(xds, protocol, GATEWAY_NODE) as healthy:

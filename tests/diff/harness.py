@@ -1,0 +1,167 @@
+"""istiod and pilotpy side by side on one API server, and one case run through both: apply its
+objects, wait until both control planes serve them, fetch what each sends every proxy of the
+case, normalise, compare, and delete the objects again.
+
+The tier's base environment is the same for every case: Istio's own CRDs, namespaces
+istio-system and default, and the mesh ConfigMap `istio` (read by both). pilotpy has no mutual
+TLS yet, so istiod's is turned off for the comparison: `enableAutoMtls: false` in the mesh
+config (no `tlsMode-istio` transport socket matches on clusters) and a mesh-wide
+PeerAuthentication `DISABLE` (no mTLS filter chains on `virtualInbound`), which pilotpy stores
+and does not translate."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pilotpy.xds.types import SHORT_NAMES
+from tests.diff import objects
+from tests.diff.cases import Case, ProxySpec
+from tests.diff.compare import Difference, differences
+from tests.diff.fetch import Resources, fetch
+from tests.diff.normalize import gateway_route_names, normalize, rename_gateway_routes
+from tests.diff.planes import ControlPlane, Istiod, Pilotpy
+from tests.diff.workloads import running
+from tests.kube.cluster import Cluster
+
+BASE_MESH: Mapping[str, Any] = {"enableAutoMtls": False}
+PEER_AUTHENTICATION_DISABLE = {
+    "apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
+    "metadata": {"name": "default", "namespace": "istio-system"},
+    "spec": {"mtls": {"mode": "DISABLE"}},
+}
+SYNC_TIMEOUT = 20.0
+# Two fetches this far apart that agree mean the control plane has finished pushing the
+# change (istiod debounces 100 ms, pilotpy too).
+SETTLE_INTERVAL = 0.5
+_ISTIO_GROUPS = ("networking.istio.io/", "security.istio.io/")
+
+
+@dataclass
+class CaseResult:
+    case: Case
+    proxies: list[str]
+    refused: list[str]
+    unreadable: list[str]
+    differences: list[Difference]
+    # proxy label -> (istiod's normalised resources, pilotpy's)
+    resources: dict[str, tuple[Resources, Resources]] = field(default_factory=dict)
+
+    def trees(self, difference: Difference) -> tuple[Any, Any]:
+        """The whole resource a difference is in, as istiod and pilotpy sent it (None where
+        one of them sent none)."""
+        theirs, ours = self.resources[difference.proxy]
+        type_url = _TYPE_URLS[difference.type]
+        return (theirs.get(type_url, {}).get(difference.resource),
+                ours.get(type_url, {}).get(difference.resource))
+
+
+_TYPE_URLS = {short: type_url for type_url, short in SHORT_NAMES.items()}
+
+
+def istio_config_keys(docs: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"])
+            for d in docs if str(d.get("apiVersion", "")).startswith(_ISTIO_GROUPS)}
+
+
+class SideBySide:
+    def __init__(self, cluster: Cluster, workdir: Path, host: str = "127.0.0.1") -> None:
+        self.cluster = cluster
+        self.admin = cluster.admin
+        kubeconfig = cluster.kubeconfig(workdir / "kubeconfig")
+        self.istiod = Istiod(workdir=workdir / "istiod", kubeconfig=kubeconfig, host=host)
+        self.pilotpy = Pilotpy(workdir=workdir / "pilotpy", kubeconfig=kubeconfig, host=host)
+        self.mesh: Mapping[str, Any] = BASE_MESH
+
+    @property
+    def planes(self) -> tuple[ControlPlane, ControlPlane]:
+        return self.istiod, self.pilotpy
+
+    def start(self) -> None:
+        self.set_mesh(BASE_MESH)
+        self.admin.apply(PEER_AUTHENTICATION_DISABLE)
+        try:
+            for plane in self.planes:
+                plane.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for plane in self.planes:
+            plane.stop()
+
+    def set_mesh(self, mesh: Mapping[str, Any]) -> None:
+        self.mesh = mesh
+        self.admin.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                          "metadata": {"name": "istio", "namespace": "istio-system"},
+                          "data": {"mesh": yaml.safe_dump(dict(mesh))}})
+
+    async def wait_config(self, keys: set[tuple[str, str, str]], present: bool) -> None:
+        """Until both control planes serve (or no longer serve) these Istio objects; bounded,
+        and not an error when it runs out (an object a control plane rejects never shows)."""
+        deadline = time.monotonic() + SYNC_TIMEOUT / 2
+        while time.monotonic() < deadline:
+            served = [await asyncio.to_thread(p.config_keys) for p in self.planes]
+            if all((keys <= s) if present else not (keys & s) for s in served):
+                return
+            await asyncio.sleep(0.1)
+
+    async def settled(self, proxies: list[ProxySpec]
+                       ) -> dict[str, tuple[Resources, Resources]]:
+        """What both send every proxy, once two fetches SETTLE_INTERVAL apart agree."""
+        previous: dict[str, tuple[Resources, Resources]] | None = None
+        deadline = time.monotonic() + SYNC_TIMEOUT
+        while True:
+            current = {}
+            for proxy in proxies:
+                identity = proxy.identity()
+                current[proxy.label] = (await fetch(self.istiod.target, identity),
+                                        await fetch(self.pilotpy.target, identity))
+            if current == previous or time.monotonic() > deadline:
+                return current
+            previous = current
+            await asyncio.sleep(SETTLE_INTERVAL)
+
+    async def run(self, case: Case) -> CaseResult:
+        docs, unreadable = objects.load(case.paths)
+        proxies = list(case.proxies)
+        if case.block:
+            made, workloads = running(docs, case.block)
+            docs += made
+            by_deployment = {w.deployment: w for w in workloads}
+            missing = [name for name in case.sidecars if name not in by_deployment]
+            if missing:
+                raise ValueError(f"{case}: no Deployment {missing} in its manifests")
+            proxies += [ProxySpec.sidecar(by_deployment[name]) for name in case.sidecars]
+        if case.mesh:
+            self.set_mesh({**BASE_MESH, **case.mesh})
+        registry = [d for d in docs if not str(d.get("apiVersion", "")).startswith(
+            _ISTIO_GROUPS)]
+        config = [d for d in docs if d not in registry]
+        applied = await asyncio.to_thread(objects.apply, self.admin, registry)
+        applied_config = await asyncio.to_thread(objects.apply, self.admin, config)
+        applied.docs += applied_config.docs
+        applied.refused += applied_config.refused
+        try:
+            await self.wait_config(istio_config_keys(applied.docs), present=True)
+            fetched = await self.settled(proxies)
+        finally:
+            await asyncio.to_thread(objects.delete, self.admin, applied.docs)
+            if case.mesh:
+                self.set_mesh(BASE_MESH)
+            await self.wait_config(istio_config_keys(applied.docs), present=False)
+        result = CaseResult(case, [p.label for p in proxies], applied.refused, unreadable, [])
+        for label, (theirs, ours) in fetched.items():
+            theirs = normalize(theirs, istiod=True)
+            ours = normalize(ours, istiod=False)
+            theirs = rename_gateway_routes(theirs, gateway_route_names(theirs, ours))
+            result.resources[label] = (theirs, ours)
+            result.differences += differences(case.name, label, theirs, ours)
+        return result

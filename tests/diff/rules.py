@@ -1,0 +1,82 @@
+"""Checks named by accepted entries (`rule:`) whose differences a path pattern alone would
+describe too loosely."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from tests.diff.accepted import Rule
+from tests.diff.compare import MISSING, Difference
+
+_ROUTE = re.compile(r"^(?P<route>.*\.routes\[[^\]]+\])\.(?P<field>route\.cluster|"
+                    r"route\.weightedClusters|decorator\.operation)$")
+
+
+def _at(tree: Any, path: str) -> Any:
+    """The value at a compare.py path (`a.b[name=x][0].c`) in a JSON tree, or None."""
+    node = tree
+    for part in re.findall(r"[^.\[\]]+|\[[^\]]*\]", path):
+        if part.startswith("[name="):
+            name = part[6:-1]
+            node = next((i for i in node if isinstance(i, dict) and i.get("name") == name),
+                        None) if isinstance(node, list) else None
+        elif part.startswith("["):
+            index = int(part[1:-1])
+            node = node[index] if isinstance(node, list) and index < len(node) else None
+        else:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return None
+    return node
+
+
+def single_weighted_destination(difference: Difference, istiod: Any, pilotpy: Any) -> bool:
+    """istiod keeps a one-entry `weighted_clusters` where pilotpy routes to that `cluster`
+    (and so names the route's decorator operation after the VirtualService, where pilotpy
+    names it after the host)."""
+    match = _ROUTE.match(difference.path)
+    if match is None:
+        return False
+    theirs = _at(istiod, match["route"] + ".route")
+    ours = _at(pilotpy, match["route"] + ".route")
+    if not isinstance(theirs, dict) or not isinstance(ours, dict):
+        return False
+    clusters = theirs.get("weightedClusters", {}).get("clusters", [])
+    return len(clusters) == 1 and clusters[0].get("name") == ours.get("cluster")
+
+
+_CLUSTER = re.compile(r"outbound\|(\d+)\|([^|]*)\|([^\"|]+)")
+_OPERATION = re.compile(r"^(?P<host>[^:]+):(?P<port>\d+)(?P<path>/.*)$")
+
+
+def _targets(value: Any) -> set[tuple[str, str, str]]:
+    """(port, subset, host) of every outbound cluster named in a JSON value."""
+    if value is MISSING:
+        return set()
+    return {(m[1], m[2], m[3]) for m in _CLUSTER.finditer(json.dumps(value))}
+
+
+def port_80_route_to_service_port(difference: Difference, istiod: Any, pilotpy: Any) -> bool:
+    """On route `80`, a VirtualService for a service without port 80 gets a virtual host
+    (both); istiod routes its port-less destinations to port 80, a cluster that does not
+    exist, pilotpy to the service's own port."""
+    if difference.type != "rds" or difference.resource != "80":
+        return False
+    if difference.path.endswith("decorator.operation"):
+        their_op = _OPERATION.match(str(difference.istiod))
+        our_op = _OPERATION.match(str(difference.pilotpy))
+        return bool(their_op and our_op and their_op["port"] == "80" and our_op["port"] != "80"
+                    and (their_op["host"], their_op["path"]) == (our_op["host"], our_op["path"]))
+    theirs, ours = _targets(difference.istiod), _targets(difference.pilotpy)
+    if not theirs and not ours:
+        return False
+    return (all(port == "80" for port, _, _ in theirs)
+            and all(port != "80" for port, _, _ in ours))
+
+
+RULES: dict[str, Rule] = {
+    "single_weighted_destination": single_weighted_destination,
+    "port_80_route_to_service_port": port_80_route_to_service_port,
+}
