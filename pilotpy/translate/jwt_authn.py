@@ -20,6 +20,7 @@ its tokens are refused, and is reported.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,13 +53,14 @@ DEFAULT_TIMEOUT_NS = 5_000_000_000
 JWKS_CACHE_SECONDS = 5 * 60
 DEFAULT_SPACE_DELIMITED = ("permission", "scope")
 # istiod's PublicOnlyJwks: an RSA public key whose private key was discarded when it was
-# made; no token verifies against it (fail closed when the keys are unknown).
-PUBLIC_ONLY_JWKS = (
-    '{"keys": [{"kty": "RSA", "e": "AQAB", "n": "0xObjM0UvS_oaazjpEYlAbwctEJ4L8pH3OuTb7qth7g'
-    "Uwqet-EzQB4dgFdvSdMgrLnSncQGRjpEYz3F3viIbH-3EN3TxSlPNviHxeOdyiBVfumN8dMxbLvVJUpfNOnvmMx"
-    "Jcl-8NNjAwcOjk4otSALaYgYYyOPyvKtgVdrQr-FoubWX4yrjxW-MJ2-7OBeepUUNOsVwGV23YX03sVkkyvY3ot"
-    "RflkBcY3_HKpBxJl9wk2GyOShN4_PNUF9-vwfnvOXMbCDX-w4PTef4geeb_GiT40YCKHTKMSPVanGRn5GExIWmk"
-    'i-mmqh94-mPTJyBR74ShspL3BxPZitDL574T1w"}]}')
+# made; no token verifies against it (fail closed when the keys are unknown). Written as
+# istiod writes it (JSON indented by two spaces), so the filters compare equal.
+PUBLIC_ONLY_JWKS = json.dumps({"keys": [{"kty": "RSA", "e": "AQAB", "n": (
+    "0xObjM0UvS_oaazjpEYlAbwctEJ4L8pH3OuTb7qth7gUwqet-EzQB4dgFdvSdMgrLnSncQGRjpEYz3F3viIbH-"
+    "3EN3TxSlPNviHxeOdyiBVfumN8dMxbLvVJUpfNOnvmMxJcl-8NNjAwcOjk4otSALaYgYYyOPyvKtgVdrQr-Fo"
+    "ubWX4yrjxW-MJ2-7OBeepUUNOsVwGV23YX03sVkkyvY3otRflkBcY3_HKpBxJl9wk2GyOShN4_PNUF9-vwfnv"
+    "OXMbCDX-w4PTef4geeb_GiT40YCKHTKMSPVanGRn5GExIWmki-mmqh94-mPTJyBR74ShspL3BxPZitDL574T1w"
+)}]}, indent=2)
 
 
 @dataclass(frozen=True, slots=True)
