@@ -107,6 +107,7 @@ class PushTimings:
 
 
 INGRESS_ORIGIN = "ingress"
+PEER_AUTHN_ORIGIN = "peer-authentication"
 
 
 class Discovery:
@@ -145,6 +146,8 @@ class Discovery:
         self._rebuild_next = False
         if self.push is None or push.ingress is not self.push.ingress:
             self.problems.set(INGRESS_ORIGIN, push.ingress.problems)
+        if self.push is None or push.peer_authn is not self.push.peer_authn:
+            self.problems.set(PEER_AUTHN_ORIGIN, push.peer_authn.problems)
         self.push = push
         self.timings.push_context_seconds = time.perf_counter() - started
         self._cluster_resources = {}
@@ -171,7 +174,9 @@ class Discovery:
                 entry = self._classes[handle.key] = _Class(handle.view)
                 if old is not None:
                     entry.last_good = old.snapshot or old.last_good
-                    if not scope.full and old.snapshot is not None:
+                    unchanged = not scope.full or (scope.gateways_only
+                                                   and not entry.view.proxy.is_router)
+                    if unchanged and old.snapshot is not None:
                         entry.snapshot = self._with_new_endpoints(old.snapshot, entry.view,
                                                                   scope)
                     elif routing_only:
@@ -225,6 +230,7 @@ class Discovery:
                 types.ROUTE: ResourceSet(types.ROUTE, (
                     make_resource(types.ROUTE, r.name, r.data)
                     for r in generated.serialized_routes)),
+                types.SECRET: _resources(types.SECRET, ((s.name, s) for s in generated.secrets)),
             },
             eds_names_by_cluster=eds_names_by_cluster,
         )
@@ -273,12 +279,12 @@ class Discovery:
 
     # -- xDS ConfigProvider ----------------------------------------------------------------
 
-    def connect(self, node: base_pb2.Node) -> ProxyHandle:
+    def connect(self, node: base_pb2.Node, identity: str = "") -> ProxyHandle:
         if self.push is None:
             raise NodeRejected("no configuration loaded yet")
         metadata = json_format.MessageToDict(node.metadata) if node.HasField("metadata") else {}
         try:
-            proxy = parse_proxy(node.id, metadata)
+            proxy = parse_proxy(node.id, metadata, verified_identity=identity)
         except NodeIdError as err:
             raise NodeRejected(str(err)) from err
         view = view_proxy(proxy, self.push)

@@ -64,6 +64,12 @@ class MeshConfig:
     tls_cipher_suites: tuple[str, ...] = ()
     # extensionProviders of the external authorization kinds (AuthorizationPolicy CUSTOM).
     ext_authz_providers: tuple[ExtAuthzProvider, ...] = ()
+    # Mesh mTLS (agent proxies only, docs/architecture.md#proxies-with-and-without-pilot-agent):
+    # enableAutoMtls (istiod's default: on), meshMTLS minProtocolVersion and cipherSuites.
+    # trustDomainAliases (above) are also client identities inbound mTLS accepts.
+    enable_auto_mtls: bool = True
+    mesh_mtls_min_version: str = ""
+    mesh_mtls_cipher_suites: tuple[str, ...] = ()
 
     def ext_authz_provider(self, name: str) -> ExtAuthzProvider | None:
         return next((p for p in self.ext_authz_providers if p.name == name), None)
@@ -164,6 +170,14 @@ def read_mesh_config(f: Fields) -> MeshConfig:
         curves = tls_defaults.string_list("ecdhCurves")
         ciphers = tls_defaults.string_list("cipherSuites")
         tls_defaults.done(ignore=("minProtocolVersion",))  # mesh mTLS only: not translated
+    mesh_mtls = f.child("meshMTLS")
+    mtls_min = ""
+    mtls_ciphers: tuple[str, ...] = ()
+    if mesh_mtls is not None:
+        mtls_min = mesh_mtls.enum("minProtocolVersion", ("TLS_AUTO", "TLSV1_2", "TLSV1_3"),
+                                  default="TLS_AUTO")
+        mtls_ciphers = mesh_mtls.string_list("cipherSuites")
+        mesh_mtls.done(ignore=("ecdhCurves",))
     config = MeshConfig(
         connect_timeout_ns=f.duration_ns("connectTimeout", minimum_ns=1_000_000) or 10 * SECOND,
         outbound_traffic_policy=mode or "ALLOW_ANY",
@@ -191,12 +205,15 @@ def read_mesh_config(f: Fields) -> MeshConfig:
         tls_ecdh_curves=curves,
         tls_cipher_suites=ciphers,
         ext_authz_providers=read_extension_providers(f),
+        enable_auto_mtls=f.boolean("enableAutoMtls", default=True),
+        mesh_mtls_min_version=mtls_min,
+        mesh_mtls_cipher_suites=mtls_ciphers,
     )
     # Settings pilotpy does not translate (yet); accepted silently so an istiod mesh config
     # loads unchanged.
-    f.done(ignore=("enableAutoMtls", "defaultProviders", "localityLbSetting",
-                   "enablePrometheusMerge", "defaultServiceExportTo",
+    f.done(ignore=("defaultProviders", "localityLbSetting", "enablePrometheusMerge",
+                   "defaultServiceExportTo",
                    "defaultVirtualServiceExportTo", "defaultDestinationRuleExportTo",
                    "discoverySelectors", "protocolDetectionTimeout", "inboundTrafficPolicy",
-                   "tcpKeepalive", "proxyHttpPort", "meshMTLS", "serviceSettings"))
+                   "tcpKeepalive", "proxyHttpPort", "serviceSettings"))
     return config

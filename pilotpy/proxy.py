@@ -17,6 +17,12 @@ ROUTER = "router"
 POD_TEMPLATE_HASH = "pod-template-hash"
 # Node metadata GENERATOR: grpc selects the proxyless gRPC generator, as in istiod.
 GRPC_GENERATOR = "grpc"
+# pilot-agent writes the proxy's ProxyConfig into the node metadata of every bootstrap it
+# renders, and that bootstrap always holds the `sds-grpc` cluster through which the agent
+# serves the workload certificate (`default`) and the mesh root (`ROOTCA`). A stock Envoy's
+# bootstrap has neither: config naming `sds-grpc` would leave it waiting forever
+# (docs/architecture.md#proxies-with-and-without-pilot-agent).
+AGENT_METADATA = "PROXY_CONFIG"
 
 
 class NodeIdError(ValueError):
@@ -42,6 +48,12 @@ class Proxy:
     static_ports: tuple[int, ...] = ()
     # The GENERATOR metadata: `grpc` for a proxyless gRPC application, "" for Envoy.
     generator: str = ""
+    # Whether the proxy runs under pilot-agent, whose SDS (`sds-grpc`) serves the workload
+    # certificate: only then can it speak mutual TLS with the mesh's certificates.
+    agent_sds: bool = False
+    # The SPIFFE identity the ADS stream proved and that matches the node (the secure port's
+    # authentication), "" for an unauthenticated stream (the plaintext port).
+    verified_identity: str = ""
 
     @property
     def is_router(self) -> bool:
@@ -55,6 +67,15 @@ class Proxy:
     def is_grpc(self) -> bool:
         """A gRPC library's own xDS client (istiod's IsProxylessGrpc), whatever its type."""
         return self.generator == GRPC_GENERATOR
+
+    @property
+    def verified_namespace(self) -> str:
+        """The namespace of the verified identity (`spiffe://<td>/ns/<ns>/sa/<sa>`), "" when
+        the stream is not authenticated (istiod's VerifiedIdentity.Namespace)."""
+        parts = self.verified_identity.split("/")
+        if len(parts) == 7 and parts[3] == "ns" and parts[5] == "sa":
+            return parts[4]
+        return ""
 
 
 def _string_list(value: Any) -> list[str]:
@@ -110,8 +131,10 @@ def node_id_namespace(node_id: str) -> str:
     return pod_id.rpartition(".")[2] if "." in pod_id else ""
 
 
-def parse_proxy(node_id: str, metadata: Mapping[str, Any] | None = None) -> Proxy:
-    """Parse `type~ip~pod.namespace~namespace.svc.cluster.local` plus node metadata."""
+def parse_proxy(node_id: str, metadata: Mapping[str, Any] | None = None, *,
+                verified_identity: str = "") -> Proxy:
+    """Parse `type~ip~pod.namespace~namespace.svc.cluster.local` plus node metadata;
+    `verified_identity`: the SPIFFE id the stream proved (the secure port), if any."""
     metadata = metadata or {}
     if not node_id:
         raise NodeIdError("missing node information: node.id is empty")
@@ -155,6 +178,8 @@ def parse_proxy(node_id: str, metadata: Mapping[str, Any] | None = None) -> Prox
         pod_ports=_pod_ports(metadata.get("POD_PORTS")),
         static_ports=_static_ports(metadata),
         generator=str(metadata.get("GENERATOR") or ""),
+        agent_sds=metadata.get(AGENT_METADATA) is not None,
+        verified_identity=verified_identity,
     )
 
 
@@ -189,6 +214,18 @@ class ProxyView:
         return self.proxy.type
 
     @property
+    def agent_sds(self) -> bool:
+        """Whether config may name the agent's SDS (`sds-grpc`): mesh mTLS is possible."""
+        return self.proxy.agent_sds
+
+    @property
+    def secrets_allowed(self) -> bool:
+        """Whether Kubernetes Secrets of the proxy's namespace may be served to it: its stream
+        proved an identity of that namespace (istiod's VerifiedIdentity rule)."""
+        return bool(self.proxy.verified_namespace) and (
+            self.proxy.verified_namespace == self.proxy.namespace)
+
+    @property
     def class_key(self) -> tuple[Any, ...]:
         """Everything translation reads about this proxy. Proxies with equal keys get
         byte-identical config, generated once."""
@@ -202,6 +239,8 @@ class ProxyView:
             tuple((t.service.hostname, t.service.namespace, t.port.number, t.target_port)
                   for t in self.service_targets),
             self.address_key,
+            self.agent_sds,
+            self.secrets_allowed,
         )
 
 

@@ -1,6 +1,6 @@
 """Kinds pilotpy reads but does not enforce yet: one warning per object, so nobody believes a
-policy is in force while traffic flows past it (an unenforced PeerAuthentication leaves
-plaintext open)."""
+policy is in force while traffic flows past it; and the security policies of enforced kinds
+that still do nothing here."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from pilotpy.problems import Problem, Reason
 
 # What a user would expect of the kind and does not get.
 _CONSEQUENCES = {
-    Kind.PEER_AUTHENTICATION: "mutual TLS is not required or configured; plaintext is accepted",
     Kind.WORKLOAD_ENTRY: "its workload gets no endpoints",
     "WorkloadGroup": "its workloads get no endpoints",
     "EnvoyFilter": "its patches are not applied",

@@ -113,10 +113,11 @@ class XdsStreamGuard:
                                 f"authentication failure: {err}",
                                 self.callers.address(context)) from None
 
-    def authorize(self, principal: object, node: base_pb2.Node) -> None:
+    def authorize(self, principal: object, node: base_pb2.Node) -> str:
         assert isinstance(principal, Caller)
         try:
-            matching_identity(principal, node_namespace(node), node_service_account(node))
+            return matching_identity(principal, node_namespace(node),
+                                     node_service_account(node)).uri
         except PermissionError as err:
             raise self._refused(grpc.StatusCode.PERMISSION_DENIED,
                                 f"authorization failed for node {node.id!r}: {err}",

@@ -35,12 +35,9 @@ def _reader(kind: str, parser: Callable[[Meta, Fields], Any]) -> Callable[[Field
 
 
 # Read by the model to validate the object, then refused or ignored by translation (which
-# reports it): Ingress's defaultBackend as istiod ignores it; Kubernetes Secrets, which pilotpy
-# does not serve over SDS yet (its ADS has no client authentication).
+# reports it): Ingress's defaultBackend as istiod ignores it.
 _NOT_TRANSLATED: dict[str, frozenset[str]] = {
     Kind.INGRESS: frozenset({"spec.defaultBackend"}),
-    Kind.GATEWAY: frozenset({"servers.tls.credentialName", "servers.tls.credentialNames"}),
-    Kind.DESTINATION_RULE: frozenset({"trafficPolicy.tls.credentialName"}),
 }
 
 

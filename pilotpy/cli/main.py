@@ -131,7 +131,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
     output, problems = translate(args.config, node_id=args.node_id, labels=_labels(args.label),
                                  mesh_config=args.mesh_config,
                                  default_namespace=args.default_namespace, delta=False,
-                                 generator=args.generator)
+                                 generator=args.generator, agent=args.agent,
+                                 verified_identity=args.verified_identity)
     for problem in problems:  # as `pilotpy analyze` prints them
         print(problem, file=sys.stderr)
     json.dump(output, sys.stdout, indent=2)
@@ -296,6 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--generator", choices=("grpc",), default="",
                            help="the node's GENERATOR metadata: grpc for a proxyless gRPC "
                                 "client or server (docs/proxyless-grpc.md)")
+    translate.add_argument("--agent", action="store_true",
+                           help="the proxy runs under pilot-agent (node metadata PROXY_CONFIG): "
+                                "mesh mTLS with the agent's SDS certificates")
+    translate.add_argument("--verified-identity", default="", metavar="SPIFFE_ID",
+                           help="the identity the proxy's stream proves, e.g. spiffe://"
+                                "cluster.local/ns/istio-system/sa/istio-ingressgateway: also "
+                                "print the Secrets it would get over SDS (keys redacted)")
     translate.add_argument("--strict", action="store_true",
                            help="exit 1 when the input contains invalid objects")
     translate.set_defaults(func=cmd_translate)

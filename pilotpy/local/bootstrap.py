@@ -16,12 +16,16 @@ workers run, the filter answers 200 (and 503 while Envoy is draining or failing 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pilotpy.model.hosts import is_ip
 from pilotpy.proxy import node_id_namespace
 
 XDS_CLUSTER = "xds-grpc"
+# pilot-agent's SDS cluster (the workload certificate `default`, the mesh root `ROOTCA`).
+SDS_CLUSTER = "sds-grpc"
 PROMETHEUS_CLUSTER = "prometheus_stats"
 READY_PATH = "/healthz/ready"
 PROMETHEUS_PATH = "/stats/prometheus"
@@ -45,6 +49,9 @@ def envoy_bootstrap(
     stats_port: int | None = 15090,
     cluster: str = "",
     istio_version: str = "1.28.0",
+    xds_tls: XdsTls | None = None,
+    sds_address: tuple[str, int] | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Bootstrap for a proxy named `node_id` (`type~ip~pod.namespace~namespace.svc.cluster.local`)
     that gets everything but its status/stats plumbing over ADS from `xds_address`.
@@ -53,7 +60,12 @@ def envoy_bootstrap(
     is refused, as pilotpy would refuse the proxy. `cluster` defaults to pilot-agent's
     service cluster: `<app label>.<namespace>`, else `istio-proxy.<namespace>`.
     `admin_port=0` lets Envoy pick; the Prometheus listener proxies to the admin port, so it
-    needs a fixed one and a ValueError is raised otherwise."""
+    needs a fixed one and a ValueError is raised otherwise.
+
+    `xds_tls`: reach the control plane's TLS port with a mesh client certificate (a verified
+    identity, as pilot-agent's stream has); `sds_address`: an SDS server standing in for
+    pilot-agent's (cluster `sds-grpc`); `metadata`: more node metadata (PROXY_CONFIG makes
+    pilotpy treat the proxy as pilot-agent's)."""
     if stats_port is not None and admin_port == 0:
         raise ValueError("stats_port needs a fixed admin_port: prometheus_stats proxies to it")
     labels = labels or {}
@@ -64,7 +76,9 @@ def envoy_bootstrap(
     if not namespace:
         raise ValueError(f"node id {node_id!r} names no namespace: give one")
     cluster = cluster or service_cluster(labels, namespace)
-    clusters = [_xds_cluster(xds_address)]
+    clusters = [_xds_cluster(xds_address, xds_tls)]
+    if sds_address is not None:
+        clusters.append(_grpc_cluster(SDS_CLUSTER, sds_address))
     listeners = []
     if status_port is not None:
         listeners.append(_status_listener(status_port))
@@ -75,14 +89,14 @@ def envoy_bootstrap(
         "node": {
             "id": node_id,
             "cluster": cluster,
-            "metadata": agent_node_metadata(
+            "metadata": {**agent_node_metadata(
                 node_id,
                 labels=labels,
                 namespace=namespace,
                 istio_version=istio_version,
                 status_port=status_port,
                 stats_port=stats_port,
-            ),
+            ), **(metadata or {})},
         },
         "dynamic_resources": _dynamic_resources(delta),
         "static_resources": {"clusters": clusters, "listeners": listeners},
@@ -160,8 +174,45 @@ def _dynamic_resources(delta: bool) -> dict[str, Any]:
     }
 
 
-def _xds_cluster(address: tuple[str, int]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class XdsTls:
+    """A client certificate (PEM files) and the root to verify the control plane with, and
+    the name its serving certificate carries (pilot-agent's ISTIOD_SAN)."""
+
+    cert_chain: Path
+    key: Path
+    root: Path
+    server_name: str = "istiod.istio-system.svc"
+
+
+def _grpc_cluster(name: str, address: tuple[str, int]) -> dict[str, Any]:
+    out = _static_cluster(name, address, "1s")
+    out["typed_extension_protocol_options"] = {
+        _HTTP_OPTIONS: {"@type": _TYPE + _HTTP_OPTIONS,
+                        "explicit_http_config": {"http2_protocol_options": {}}},
+    }
+    return out
+
+
+def _tls_socket(tls: XdsTls) -> dict[str, Any]:
+    context = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+    return {"name": "envoy.transport_sockets.tls", "typed_config": {
+        "@type": _TYPE + context, "sni": tls.server_name,
+        "common_tls_context": {
+            "alpn_protocols": ["h2"],
+            "tls_certificates": [{"certificate_chain": {"filename": str(tls.cert_chain)},
+                                  "private_key": {"filename": str(tls.key)}}],
+            "validation_context": {
+                "trusted_ca": {"filename": str(tls.root)},
+                "match_typed_subject_alt_names": [
+                    {"san_type": "DNS", "matcher": {"exact": tls.server_name}}]},
+        }}}
+
+
+def _xds_cluster(address: tuple[str, int], tls: XdsTls | None = None) -> dict[str, Any]:
     xds = _static_cluster(XDS_CLUSTER, address, "1s")
+    if tls is not None:
+        xds["transport_socket"] = _tls_socket(tls)
     xds["typed_extension_protocol_options"] = {
         _HTTP_OPTIONS: {
             "@type": _TYPE + _HTTP_OPTIONS,

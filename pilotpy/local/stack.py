@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from pilotpy.local.backend import Backend
-from pilotpy.local.bootstrap import envoy_bootstrap
+from pilotpy.local.bootstrap import XdsTls, envoy_bootstrap
+from pilotpy.local.certs import CERT_CHAIN, KEY, ROOT_CERT, write_mesh_certificate
 from pilotpy.local.envoy import EnvoyProcess, free_port
 from pilotpy.model.kinds import Kind
 from pilotpy.model.kube import EndpointSlice, Pod
@@ -76,9 +77,13 @@ class LocalStack:
                  node_id: str = GATEWAY_NODE_ID, labels: Mapping[str, str] | None = None,
                  poll_interval: float = 0.2, start_backends: bool = True,
                  log_level: str = "info", mesh_config: Path | None = None,
-                 settings: Settings | None = None) -> None:
+                 settings: Settings | None = None, metadata: Mapping[str, Any] | None = None,
+                 sds_address: tuple[str, int] | None = None, xds_identity: str = "") -> None:
         """`settings` replaces the file-source settings built from `config_paths` (the kube
-        tests point pilotpy at an API server this way)."""
+        tests point pilotpy at an API server this way). `metadata`: more node metadata;
+        `sds_address`: an SDS server standing in for pilot-agent's (`sds-grpc`);
+        `xds_identity`: connect over the TLS port with a mesh certificate for this SPIFFE id,
+        as pilot-agent's stream proves its identity."""
         self.plane = ControlPlane(settings or Settings(
             config_paths=config_paths, grpc_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
             grpc_tls_addr="127.0.0.1:0", monitoring_addr="127.0.0.1:0",
@@ -92,7 +97,33 @@ class LocalStack:
         self.backends: list[Backend] = []
         self._start_backends = start_backends
         self._log_level = log_level
+        self._metadata = dict(metadata or {})
+        self._sds_address = sds_address
+        self._xds_identity = xds_identity
         self.envoy: EnvoyProcess | None = None
+
+    async def _xds(self) -> tuple[tuple[str, int], XdsTls | None]:
+        """Where the Envoy gets its config: the plaintext port, or the TLS port with a mesh
+        certificate for `xds_identity`."""
+        if not self._xds_identity:
+            return ("127.0.0.1", self.plane.grpc_port), None
+        secure = self.plane.secure
+        if secure is None:
+            raise ValueError("xds_identity needs pilotpy's TLS port (grpc_tls_addr)")
+        await secure.ready.wait()
+        assert secure.authority is not None
+        directory = await asyncio.to_thread(write_mesh_certificate, secure.authority,
+                                            self.workdir / "xds-identity", self._xds_identity)
+        return (("127.0.0.1", self.plane.grpc_tls_port),
+                XdsTls(directory / CERT_CHAIN, directory / KEY, directory / ROOT_CERT))
+
+    def _node_metadata(self) -> dict[str, Any]:
+        """The extra node metadata; a proxy proving `xds_identity` declares its service
+        account (the secure port checks that the two agree, as pilot-agent's node does)."""
+        out = dict(self._metadata)
+        if self._xds_identity:
+            out.setdefault("SERVICE_ACCOUNT", self._xds_identity.rpartition("/sa/")[2])
+        return out
 
     async def start(self) -> None:
         try:
@@ -102,10 +133,12 @@ class LocalStack:
                 self.backends = backends_for(push.objects if push is not None else {})
                 for backend in self.backends:
                     backend.start()
+            xds_address, xds_tls = await self._xds()
             bootstrap = envoy_bootstrap(
-                node_id=self.node_id, xds_address=("127.0.0.1", self.plane.grpc_port),
+                node_id=self.node_id, xds_address=xds_address,
                 delta=self.delta, labels=self.labels, admin_port=free_port(),
-                status_port=self.status_port, stats_port=self.stats_port)
+                status_port=self.status_port, stats_port=self.stats_port, xds_tls=xds_tls,
+                sds_address=self._sds_address, metadata=self._node_metadata())
             self.envoy = EnvoyProcess(bootstrap, self.workdir, name="gateway",
                                       log_level=self._log_level)
             await asyncio.to_thread(self.envoy.start)

@@ -364,7 +364,7 @@ def _is_path(value: str) -> bool:
 
 
 def _validate_tls(f: Fields, tls: ClientTLS) -> None:
-    """istiod's ValidateClientTLSSettings, plus what pilotpy does not translate."""
+    """istiod's ValidateClientTLSSettings."""
     insecure = bool(tls.insecure_skip_verify)
     if insecure and tls.mode in ("SIMPLE", "MUTUAL") and (
             tls.ca_certificates or tls.subject_alt_names
@@ -375,11 +375,6 @@ def _validate_tls(f: Fields, tls: ClientTLS) -> None:
         if tls.client_certificate or tls.private_key or tls.ca_certificates or tls.ca_crl:
             f.error("cannot specify clientCertificate, privateKey, caCertificates or caCrl "
                     "when credentialName is set", "credentialName")
-        # istiod ignores credentialName on sidecars (no workloadSelector) and serves it to
-        # gateways over SDS; pilotpy has no upstream credential fetching at all.
-        f.warn("credentialName is not supported by pilotpy (upstream certificates come from "
-               "files: clientCertificate, privateKey, caCertificates); this TLS setting is "
-               "ignored and the cluster stays plaintext", "credentialName")
         return
     if tls.mode == "MUTUAL":
         if not tls.client_certificate:
@@ -391,12 +386,6 @@ def _validate_tls(f: Fields, tls: ClientTLS) -> None:
                        ("caCrl", tls.ca_crl)):
         if value and not _is_path(value):
             f.error(f"{value!r} is not a file path on the proxy", key)
-    if tls.mode == "ISTIO_MUTUAL":
-        # Needs the mesh's workload certificates, which wait for the security work
-        # (docs/architecture.md#deliberate-differences-from-istiod); say so instead of
-        # silently sending plaintext.
-        f.warn("upstream TLS mode ISTIO_MUTUAL is not translated by pilotpy yet; the cluster "
-               "stays plaintext", "mode")
 
 
 def _parse_policy_parts(f: Fields) -> tuple[LoadBalancer | None, ConnectionPool | None,

@@ -35,6 +35,8 @@ class ServerTLS:
     ca_certificates: str = ""
     credential_name: str = ""
     credential_names: tuple[str, ...] = ()
+    # The Secret holding the CA clients are validated against (default `<credential>-cacert`).
+    ca_cert_credential_name: str = ""
     subject_alt_names: tuple[str, ...] = ()
     min_protocol_version: str = ""
     max_protocol_version: str = ""
@@ -95,12 +97,13 @@ def _parse_tls(f: Fields | None) -> ServerTLS | None:
         ca_certificates=f.string("caCertificates"),
         credential_name=f.string("credentialName"),
         credential_names=f.string_list("credentialNames"),
+        ca_cert_credential_name=f.string("caCertCredentialName"),
         subject_alt_names=f.string_list("subjectAltNames"),
         min_protocol_version=f.enum("minProtocolVersion", TLS_VERSIONS),
         max_protocol_version=f.enum("maxProtocolVersion", TLS_VERSIONS),
         cipher_suites=f.string_list("cipherSuites"),
     )
-    f.unsupported("caCrl", "caCertCredentialName", "tlsCertificates", "verifyCertificateSpki",
+    f.unsupported("caCrl", "tlsCertificates", "verifyCertificateSpki",
                   "verifyCertificateHash", "insecureSkipVerify")
     _validate_tls_sources(f, tls)
     f.done()

@@ -27,6 +27,7 @@ from pilotpy.model.kube import (
     parse_service,
 )
 from pilotpy.model.meta import Meta, parse_meta
+from pilotpy.model.peerauthentication import PeerAuthentication, parse_peer_authentication
 from pilotpy.model.request_authentication import (
     RequestAuthentication,
     parse_request_authentication,
@@ -51,7 +52,7 @@ from pilotpy.problems import Reason
 ConfigObject = (
     Gateway | VirtualService | DestinationRule | ServiceEntry | Sidecar | Service | EndpointSlice
     | Pod | Namespace | Secret | StoredObject | Ingress | IngressClass | AuthorizationPolicy
-    | RequestAuthentication
+    | RequestAuthentication | PeerAuthentication
 )
 
 NETWORKING_GROUP = "networking.istio.io"
@@ -69,6 +70,7 @@ _NETWORKING: dict[str, Callable[[Meta, Fields], ConfigObject]] = {
 _SECURITY: dict[str, Callable[[Meta, Fields], ConfigObject]] = {
     "AuthorizationPolicy": parse_authorization_policy,
     "RequestAuthentication": parse_request_authentication,
+    "PeerAuthentication": parse_peer_authentication,
 }
 # Security policies whose unknown fields are errors and whose invalid objects stand in as
 # policies that fail closed (InvalidObject.fallback).

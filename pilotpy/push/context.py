@@ -17,7 +17,7 @@ from pilotpy.model.gateway import Gateway
 from pilotpy.model.kinds import Kind
 from pilotpy.model.kube import EndpointSlice
 from pilotpy.model.meta import Key
-from pilotpy.model.stored import STORED_ONLY_KINDS
+from pilotpy.model.stored import UNENFORCED_KINDS
 from pilotpy.model.virtualservice import VirtualService
 from pilotpy.push.config import (
     DestinationRuleIndex,
@@ -30,6 +30,7 @@ from pilotpy.push.endpoints import EndpointIndex, PodIndex, PortEndpoints, Servi
 from pilotpy.push.ingress import EMPTY as NO_INGRESS
 from pilotpy.push.ingress import INPUT_KINDS as INGRESS_INPUT_KINDS
 from pilotpy.push.ingress import IngressConfig, convert_ingresses
+from pilotpy.push.peer_authn import PeerAuthnIndex
 from pilotpy.push.security import AuthorizationIndex, RequestAuthenticationIndex
 from pilotpy.push.services import (
     Resolution,
@@ -53,8 +54,12 @@ class PushScope:
 
     full: bool
     changed: frozenset[Key] = frozenset()
-    # Hostnames whose endpoints may differ (meaningful when `full` is False).
+    # Hostnames whose endpoints may differ (meaningful when `full` is False, or with
+    # `gateways_only`).
     endpoint_hosts: frozenset[str] = frozenset()
+    # Only gateways' config may differ beyond endpoints: Kubernetes Secrets changed, which only
+    # gateways read (credentialName); every other proxy needs `endpoint_hosts` refreshed only.
+    gateways_only: bool = False
 
 
 def _values(objects: Objects, kind: str) -> Iterable[Any]:
@@ -80,6 +85,7 @@ class PushContext:
         default_factory=lambda: AuthorizationIndex((), ""))
     request_authentication: RequestAuthenticationIndex = field(
         default_factory=lambda: RequestAuthenticationIndex((), ""))
+    peer_authn: PeerAuthnIndex = field(default_factory=lambda: PeerAuthnIndex((), ""))
     # Resolved VirtualServices by key, reused while the stored object is the same object.
     _resolved_vs: Mapping[Key, tuple[VirtualService, VirtualService]] = field(
         default_factory=dict, repr=False)
@@ -121,6 +127,25 @@ class PushContext:
         if service.origin.kind != Kind.SERVICE:
             return {}
         return self.endpoints.for_service(service.namespace, service.name)
+
+    def service_accounts(self, service: Service) -> tuple[str, ...]:
+        """The SPIFFE ids a service's workloads present (istiod's ServiceAccounts): those of
+        the Pods behind its endpoints, and a ServiceEntry's subjectAltNames; each in the
+        trust domain and its aliases, sorted."""
+        key = ("accounts", service.hostname, service.namespace)
+        try:
+            return self._memo[key]  # type: ignore[no-any-return]
+        except KeyError:
+            pass
+        accounts = set(service.subject_alt_names)
+        domains = (self.mesh.trust_domain, *self.mesh.trust_domain_aliases)
+        for endpoints in self.service_endpoints(service).values():
+            for endpoint in endpoints:
+                if endpoint.service_account:
+                    accounts.update(f"spiffe://{domain}/ns/{service.namespace}/sa/"
+                                    f"{endpoint.service_account}" for domain in domains)
+        found = self._memo[key] = tuple(sorted(accounts))
+        return found
 
     def visible_services(self, namespace: str) -> list[Service]:
         return [s for s in self.services.all if s.visible_to(namespace)]
@@ -189,20 +214,34 @@ def build_push_context(objects: Objects, mesh: MeshConfig, version: int,
     request_authentication = previous.request_authentication
     if Kind.REQUEST_AUTHENTICATION in kinds:
         request_authentication = _request_authentication(objects, mesh)
+    peer_authn = previous.peer_authn
+    if Kind.PEER_AUTHENTICATION in kinds:
+        peer_authn = PeerAuthnIndex(_values(objects, Kind.PEER_AUTHENTICATION),
+                                    mesh.root_namespace)
     context = PushContext(version, mesh, services, pods, endpoints, gateways, virtual_services,
                           destination_rules, objects, sidecars, ingress, authorization,
-                          request_authentication, resolved)
+                          request_authentication, peer_authn, resolved)
     # Kinds stored for later translation change no generated resource yet.
-    if kinds <= ENDPOINT_KINDS | STORED_ONLY_KINDS:
+    if kinds <= ENDPOINT_KINDS | UNENFORCED_KINDS | {Kind.SECRET}:
         touched = [svc for ns, name in dirty
                    if (svc := services.kube_service(ns, name)) is not None]
         # Sidecars listen on each pod address of a headless service: its endpoints shape
-        # listeners, not only ClusterLoadAssignments (istiod pushes in full too).
-        if not any(svc.resolution is Resolution.PASSTHROUGH for svc in touched):
+        # listeners, not only ClusterLoadAssignments (istiod pushes in full too). The
+        # service accounts behind a service are the SANs its mTLS clusters verify.
+        if not any(svc.resolution is Resolution.PASSTHROUGH
+                   or _accounts(previous.endpoints, svc) != _accounts(endpoints, svc)
+                   for svc in touched):
             hostnames = frozenset(svc.hostname for svc in touched)
-            return context, PushScope(full=False, changed=changed_keys,
-                                      endpoint_hosts=hostnames)
+            secrets = Kind.SECRET in kinds
+            return context, PushScope(full=secrets, changed=changed_keys,
+                                      endpoint_hosts=hostnames, gateways_only=secrets)
     return context, PushScope(full=True, changed=changed_keys)
+
+
+def _accounts(endpoints: EndpointIndex, service: Service) -> frozenset[str]:
+    return frozenset(e.service_account for port in
+                     endpoints.for_service(service.namespace, service.name).values()
+                     for e in port if e.service_account)
 
 
 def _resolve_all(objects: Objects, mesh: MeshConfig,
@@ -260,6 +299,8 @@ def _full_build(objects: Objects, mesh: MeshConfig, version: int,
         ingress=ingress,
         authorization=_authorization(objects, mesh),
         request_authentication=_request_authentication(objects, mesh),
+        peer_authn=PeerAuthnIndex(_values(objects, Kind.PEER_AUTHENTICATION),
+                                  mesh.root_namespace),
         _resolved_vs=resolved,
     )
 

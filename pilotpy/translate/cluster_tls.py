@@ -1,11 +1,11 @@
 """Upstream TLS origination from a DestinationRule's `tls` (istiod's cluster_tls.go
-buildUpstreamClusterTLSContext and constructUpstreamTLS), with certificate FILES read by Envoy
-itself: inline `filename` data sources, never SDS through pilot-agent
-(docs/architecture.md#deliberate-differences-from-istiod). Paths are paths on the proxy.
-
-SIMPLE and MUTUAL are translated. ISTIO_MUTUAL (mesh certificates) and `credentialName`
-(Secrets) are not: the model warns, and the cluster stays plaintext, as istiod leaves a
-sidecar's cluster when a DestinationRule without workloadSelector names a credential.
+buildUpstreamClusterTLSContext and constructUpstreamTLS) for SIMPLE and MUTUAL: with
+certificate FILES read by Envoy itself (inline `filename` data sources, not `file-cert:` SDS
+through pilot-agent; docs/architecture.md#deliberate-differences-from-istiod; paths are paths
+on the proxy), or, on gateways, with a Kubernetes Secret named by `credentialName` over SDS in
+the ADS stream (pilotpy/translate/credentials.py). A sidecar's cluster whose rule names a
+credential stays plaintext, as istiod leaves it (a DestinationRule without workloadSelector).
+ISTIO_MUTUAL is mesh mTLS (pilotpy/translate/mtls.py).
 """
 
 from __future__ import annotations
@@ -16,24 +16,21 @@ from typing import TypeGuard
 
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
-from envoy.type.matcher.v3 import string_pb2
 
 from pilotpy.mesh import MeshConfig
 from pilotpy.model.destinationrule import ClientTLS
-from pilotpy.translate.tls_files import file_source, tls_certificate, tls_transport_socket
+from pilotpy.translate.credentials import CA_SUFFIX, ads_secret_config, resource_name
+from pilotpy.translate.tls_files import (
+    file_source,
+    tls_certificate,
+    tls_transport_socket,
+    typed_san_matchers,
+)
 
 # What pilot-agent resolves istiod's default CA `system` to on Istio's (Debian-based) proxy
 # image: the first of security.GetOSRootFilePath's candidates.
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 ALPN_H2 = ("h2",)
-# Envoy expands the untyped `match_subject_alt_names` istiod writes into one matcher per SAN
-# type; pilotpy writes that expansion with the non-deprecated typed field.
-_SAN_TYPES = (
-    common_pb2.SubjectAltNameMatcher.DNS,
-    common_pb2.SubjectAltNameMatcher.URI,
-    common_pb2.SubjectAltNameMatcher.EMAIL,
-    common_pb2.SubjectAltNameMatcher.IP_ADDRESS,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +43,38 @@ class UpstreamTls:
     auto_san_validation: bool
 
 
-def originates_tls(tls: ClientTLS | None) -> TypeGuard[ClientTLS]:
-    """SIMPLE or MUTUAL that pilotpy translates (credentialName ones are ignored)."""
-    return tls is not None and tls.mode in ("SIMPLE", "MUTUAL") and not tls.credential_name
+def originates_tls(tls: ClientTLS | None, *, credentials: bool = False
+                   ) -> TypeGuard[ClientTLS]:
+    """SIMPLE or MUTUAL; with a credentialName only where `credentials` (gateways)."""
+    return (tls is not None and tls.mode in ("SIMPLE", "MUTUAL")
+            and (credentials or not tls.credential_name))
 
 
-def typed_san_matchers(names: Sequence[str]) -> list[common_pb2.SubjectAltNameMatcher]:
-    return [common_pb2.SubjectAltNameMatcher(san_type=san_type,
-                                             matcher=string_pb2.StringMatcher(exact=name))
-            for name in names for san_type in _SAN_TYPES]
+def credential_resources(tls: ClientTLS) -> list[str]:
+    """The SDS names a credentialName origination reads: the client key pair (MUTUAL) and
+    the CA (`<name>-cacert`) unless verification is off."""
+    if not tls.credential_name:
+        return []
+    out = [resource_name(tls.credential_name)] if tls.mode == "MUTUAL" else []
+    if not tls.insecure_skip_verify:
+        out.append(resource_name(tls.credential_name + CA_SUFFIX))
+    return out
+
+
+def _credential_context(common: common_pb2.CommonTlsContext, tls: ClientTLS,
+                        sans: Sequence[str]) -> None:
+    """istiod's ApplyCustomSDSToClientCommonTLSContext."""
+    if tls.mode == "MUTUAL":
+        common.tls_certificate_sds_secret_configs.append(
+            ads_secret_config(resource_name(tls.credential_name)))
+    if tls.insecure_skip_verify:
+        return
+    combined = common.combined_validation_context
+    combined.default_validation_context.SetInParent()
+    combined.default_validation_context.match_typed_subject_alt_names.extend(
+        typed_san_matchers(sans))
+    combined.validation_context_sds_secret_config.CopyFrom(
+        ads_secret_config(resource_name(tls.credential_name + CA_SUFFIX)))
 
 
 def _validation_context(tls: ClientTLS, sans: Sequence[str]
@@ -75,14 +95,17 @@ def upstream_tls_context(tls: ClientTLS, *, http2: bool, service_sans: Sequence[
     common = context.common_tls_context
     common.tls_params.tls_minimum_protocol_version = common_pb2.TlsParameters.TLSv1_2
     common.tls_params.tls_maximum_protocol_version = common_pb2.TlsParameters.TLSv1_3
-    if tls.mode == "MUTUAL":
-        common.tls_certificates.append(tls_certificate(tls.client_certificate,
-                                                       tls.private_key))
-    if tls.insecure_skip_verify:
-        common.validation_context.SetInParent()  # istiod's empty context: verify nothing
+    if tls.credential_name:
+        _credential_context(common, tls, tls.subject_alt_names or service_sans)
     else:
-        common.validation_context.CopyFrom(
-            _validation_context(tls, tls.subject_alt_names or service_sans))
+        if tls.mode == "MUTUAL":
+            common.tls_certificates.append(tls_certificate(tls.client_certificate,
+                                                           tls.private_key))
+        if tls.insecure_skip_verify:
+            common.validation_context.SetInParent()  # istiod's empty context: verify nothing
+        else:
+            common.validation_context.CopyFrom(
+                _validation_context(tls, tls.subject_alt_names or service_sans))
     if mesh is not None:
         common.tls_params.ecdh_curves.extend(mesh.tls_ecdh_curves)
         common.tls_params.cipher_suites.extend(mesh.tls_cipher_suites)
@@ -92,9 +115,11 @@ def upstream_tls_context(tls: ClientTLS, *, http2: bool, service_sans: Sequence[
 
 
 def upstream_tls(tls: ClientTLS | None, *, http2: bool, service_sans: Sequence[str] = (),
-                 mesh: MeshConfig | None = None) -> UpstreamTls | None:
-    """None when the cluster stays plaintext."""
-    if not originates_tls(tls):
+                 mesh: MeshConfig | None = None, credentials: bool = False
+                 ) -> UpstreamTls | None:
+    """None when the cluster stays plaintext; `credentials`: a credentialName is served
+    (a gateway)."""
+    if not originates_tls(tls, credentials=credentials):
         return None
     context = upstream_tls_context(tls, http2=http2, service_sans=service_sans, mesh=mesh)
     socket = tls_transport_socket(context)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -15,6 +16,7 @@ from envoy.type.v3 import percent_pb2
 
 from pilotpy.mesh import MeshConfig
 from pilotpy.model.destinationrule import (
+    ClientTLS,
     ConnectionPool,
     DestinationRule,
     LoadBalancer,
@@ -22,13 +24,18 @@ from pilotpy.model.destinationrule import (
     TrafficPolicy,
     Warmup,
 )
+from pilotpy.model.kinds import Kind
 from pilotpy.model.protocol import Protocol
+from pilotpy.problems import ObjectRef, Problem, Reason
 from pilotpy.proxy import ProxyView
 from pilotpy.push import Port, PushContext, Resolution, Service
+from pilotpy.push.peer_authn import MtlsMode
 from pilotpy.translate import pb
-from pilotpy.translate.cluster_tls import upstream_tls
+from pilotpy.translate.cluster_tls import credential_resources, upstream_tls
 from pilotpy.translate.config_source import ads_config_source
+from pilotpy.translate.credentials import missing_credential
 from pilotpy.translate.endpoints import add_locality_group, static_targets
+from pilotpy.translate.mtls import TLS_MODE_ISTIO, TLS_MODE_LABEL, IstioMutual, apply_istio_mutual
 from pilotpy.translate.names import (
     BLACKHOLE_CLUSTER,
     delimited_stat_prefix,
@@ -300,10 +307,10 @@ def _apply_traffic_policy(cluster: cluster_pb2.Cluster, port: Port, policy: Traf
 
 def _apply_upstream_tls(cluster: cluster_pb2.Cluster, service: Service,
                         policy: TrafficPolicy | None, options: _ProtocolOptions,
-                        mesh: MeshConfig) -> None:
+                        mesh: MeshConfig, *, gateway: bool) -> None:
     origination = upstream_tls(policy.tls if policy is not None else None,
                                http2=options.is_h2, service_sans=service.subject_alt_names,
-                               mesh=mesh)
+                               mesh=mesh, credentials=gateway)
     if origination is None:
         return
     cluster.transport_socket.CopyFrom(origination.transport_socket)
@@ -311,6 +318,105 @@ def _apply_upstream_tls(cluster: cluster_pb2.Cluster, service: Service,
         options.upstream().auto_sni = True
     if origination.auto_san_validation:
         options.upstream().auto_san_validation = True
+
+
+def _check_credentials(push: PushContext, view: ProxyView, name: str, tls: ClientTLS, *,
+                       rule: DestinationRule | None, problems: list[Problem]) -> None:
+    """A credentialName is served to gateways only (istiod ignores it on sidecars, for
+    DestinationRules without workloadSelector); its Secret must exist."""
+    if tls.mode not in ("SIMPLE", "MUTUAL"):
+        return
+    if not view.proxy.is_router:
+        problems.append(Problem(
+            Reason.IGNORED, f"cluster {name}: tls.credentialName applies to gateways only "
+            "(as in istiod); this sidecar's cluster stays plaintext", _rule_key(rule)))
+        return
+    for resource in credential_resources(tls):
+        missing = missing_credential(push, resource, view.namespace)
+        if missing:
+            problems.append(Problem(Reason.NOT_FOUND, f"cluster {name}: {missing}; TLS to it "
+                                    "fails until it is", _rule_key(rule)))
+
+
+def _rule_key(rule: DestinationRule | None) -> ObjectRef | None:
+    return rule.meta.key if rule is not None else None
+
+
+def istio_mtls_sni(port: int, subset: str, hostname: str) -> str:
+    """`outbound_.9080_.v1_.reviews.default.svc.cluster.local` (istiod's
+    BuildDNSSrvSubsetKey): the SNI mesh mTLS sends, which east-west gateways route on."""
+    return f"outbound_.{port}_.{subset}_.{hostname}"
+
+
+def _passthrough_mode(push: PushContext, service: Service, port: Port) -> MtlsMode:
+    """A passthrough destination gets mTLS only when every endpoint has a sidecar
+    (istiod's BestEffortInferServiceMTLSMode); DISABLE otherwise, or without endpoints."""
+    endpoints = push.service_endpoints(service).get(port.name, ())
+    if not endpoints or any(e.labels.get(TLS_MODE_LABEL) != TLS_MODE_ISTIO for e in endpoints):
+        return MtlsMode.DISABLE
+    return MtlsMode.UNKNOWN
+
+
+def _service_mtls_mode(push: PushContext, service: Service, port: Port,
+                       policy: TrafficPolicy | None) -> MtlsMode:
+    if service.mesh_external:
+        return MtlsMode.UNKNOWN
+    passthrough = (policy is not None and policy.load_balancer is not None
+                   and policy.load_balancer.simple == "PASSTHROUGH")
+    if ((service.resolution is Resolution.PASSTHROUGH or passthrough)
+            and _passthrough_mode(push, service, port) is MtlsMode.DISABLE):
+        return MtlsMode.DISABLE
+    mode = push.peer_authn.namespace_mode(service.namespace)
+    return mode if mode is not MtlsMode.UNKNOWN else MtlsMode.PERMISSIVE
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterKind:
+    """What of the proxy an outbound cluster depends on: its type, and whether pilot-agent
+    serves it the mesh certificate (`ProxyView.agent_sds`)."""
+
+    sidecar: bool = False
+    gateway: bool = False
+    agent_sds: bool = False
+
+
+def istio_mutual_for(push: PushContext, agent_sds: bool, service: Service, port: Port, *,
+                     subset: str, policy: TrafficPolicy | None) -> IstioMutual | None:
+    """istiod's buildUpstreamTLSSettings for mesh mTLS: DestinationRule ISTIO_MUTUAL (its SNI
+    and SANs, else the defaults), else auto-mTLS unless it is off, the service is outside
+    the mesh, or its mode is DISABLE; None when the cluster gets no mesh mTLS."""
+    tls = policy.tls if policy is not None else None
+    sni = istio_mtls_sni(port.number, subset, service.hostname)
+    if tls is not None:
+        if tls.mode != "ISTIO_MUTUAL":
+            return None
+        return IstioMutual(tls.subject_alt_names or push.service_accounts(service),
+                           tls.sni or sni, auto=False)
+    if not push.mesh.enable_auto_mtls or not agent_sds:
+        return None
+    mode = _service_mtls_mode(push, service, port, policy)
+    if mode in (MtlsMode.UNKNOWN, MtlsMode.DISABLE):
+        return None
+    return IstioMutual(push.service_accounts(service), sni, auto=True)
+
+
+def _apply_mesh_mtls(push: PushContext, kind: ClusterKind, cluster: cluster_pb2.Cluster,
+                     service: Service, port: Port, *, subset: str,
+                     rule: DestinationRule | None, policy: TrafficPolicy | None,
+                     options: _ProtocolOptions, problems: list[Problem]) -> None:
+    mutual = istio_mutual_for(push, kind.agent_sds, service, port, subset=subset,
+                              policy=policy)
+    if mutual is None:
+        return
+    if not kind.agent_sds:
+        # DestinationRule ISTIO_MUTUAL on a proxy without pilot-agent: it has no mesh
+        # certificate. Plaintext opens nothing: a server requiring mTLS refuses it.
+        problems.append(Problem(
+            Reason.NOT_SERVED, f"cluster {cluster.name}: tls.mode ISTIO_MUTUAL needs the "
+            "mesh certificate pilot-agent serves (this proxy runs without it); the cluster "
+            "stays plaintext", _rule_key(rule)))
+        return
+    apply_istio_mutual(cluster, mutual, http2=options.is_h2)
 
 
 def _istio_metadata(cluster: cluster_pb2.Cluster, service: Service, rule: DestinationRule | None,
@@ -349,9 +455,13 @@ def _discovery_type(service: Service, sidecar: bool) -> Any:
 
 def build_outbound_cluster(push: PushContext, service: Service, port: Port, *, subset: str,
                            rule: DestinationRule | None, subset_labels: dict[str, str] | None,
-                           sidecar: bool = False) -> cluster_pb2.Cluster | None:
-    """None when a DNS cluster would have no endpoints (istiod omits it)."""
+                           kind: ClusterKind = ClusterKind()
+                           ) -> tuple[cluster_pb2.Cluster | None, tuple[Problem, ...]]:
+    """The cluster, None when a DNS cluster would have no endpoints (istiod omits it), and
+    what could not be served as written."""
     mesh = push.mesh
+    sidecar = kind.sidecar
+    problems: list[Problem] = []
     name = outbound_cluster_name(port.number, subset, service.hostname)
     discovery_type = _discovery_type(service, sidecar)
     cluster = _new_cluster(mesh.connect_timeout_ns, discovery_type == cluster_pb2.Cluster.EDS)
@@ -365,7 +475,7 @@ def build_outbound_cluster(push: PushContext, service: Service, port: Port, *, s
         cluster.type = discovery_type
         targets = static_targets(service, port, subset_labels)
         if not targets:
-            return None
+            return None, ()
         cluster.dns_lookup_family = cluster_pb2.Cluster.V4_ONLY
         cluster.dns_refresh_rate.CopyFrom(pb.duration(mesh.dns_refresh_rate_ns))
         cluster.respect_dns_ttl = True
@@ -382,24 +492,50 @@ def build_outbound_cluster(push: PushContext, service: Service, port: Port, *, s
     if not cluster.common_lb_config.HasField("healthy_panic_threshold"):
         # Unhealthy endpoints are sent (endpoints.py): panic mode must not route to them.
         cluster.common_lb_config.healthy_panic_threshold.SetInParent()
-    _apply_upstream_tls(cluster, service, policy, options, mesh)
+    _apply_upstream_tls(cluster, service, policy, options, mesh, gateway=kind.gateway)
+    _apply_mesh_mtls(push, kind, cluster, service, port, subset=subset, rule=rule,
+                     policy=policy, options=options, problems=problems)
     options.apply(cluster)
     _istio_metadata(cluster, service, rule, subset, policy)
-    return cluster
+    return cluster, tuple(problems)
+
+
+def _reporting_tls(tls: ClientTLS | None) -> bool:
+    return tls is not None and (tls.mode == "ISTIO_MUTUAL" or bool(tls.credential_name))
+
+
+def _reporting_policy(policy: TrafficPolicy | None) -> bool:
+    return policy is not None and (_reporting_tls(policy.tls) or any(
+        _reporting_tls(p.tls) for p in policy.port_level_settings))
+
+
+def clusters_report(push: PushContext) -> bool:
+    """Whether some DestinationRule's tls (`ISTIO_MUTUAL`, `credentialName`) can make
+    outbound clusters report problems or name Secrets: a generation that keeps its clusters
+    from an earlier one must then still build them for those."""
+    def find() -> bool:
+        return any(_reporting_policy(rule.traffic_policy) or any(
+            _reporting_policy(s.traffic_policy) for s in rule.subsets)
+            for rule in push.objects.get(Kind.DESTINATION_RULE, {}).values()
+            if isinstance(rule, DestinationRule))
+    return push.memoized(("clusters-report",), find)
 
 
 def outbound_clusters(push: PushContext, view: ProxyView,
                       visible: Callable[[Service, Port], bool] | None = None,
-                      ) -> list[cluster_pb2.Cluster]:
+                      problems: list[Problem] | None = None) -> list[cluster_pb2.Cluster]:
     """One cluster per visible service port and DestinationRule subset, plus the blackhole.
     A name defined twice (conflicting definitions) keeps the oldest service's cluster.
-    `visible` narrows the ports further (a sidecar's egress scope).
+    `visible` narrows the ports further (a sidecar's egress scope); what cannot be served
+    as written goes to `problems`.
 
-    A cluster depends on its service, port, subset, DestinationRule and proxy type alone:
-    each is built once per push context (its memo) and the same message is handed to every
-    class, which must not change it."""
+    A cluster depends on its service, port, subset, DestinationRule and the proxy's
+    `ClusterKind` alone: each is built once per push context (its memo) and the same message
+    is handed to every class, which must not change it."""
     out: dict[str, cluster_pb2.Cluster] = {}
-    sidecar = view.proxy.is_sidecar
+    found: list[Problem] = [] if problems is None else problems
+    kind = ClusterKind(sidecar=view.proxy.is_sidecar, gateway=view.proxy.is_router,
+                       agent_sds=view.agent_sds)
     for service in push.visible_services(view.namespace):
         if service.resolution is Resolution.ALIAS:
             continue  # routes to an ExternalName point at the target host's cluster
@@ -416,11 +552,15 @@ def outbound_clusters(push: PushContext, view: ProxyView,
                 name = outbound_cluster_name(port.number, subset, service.hostname)
                 if name in out:
                     continue
-                cluster = push.memoized(
-                    ("outbound-cluster", id(service), port.number, subset, id(rule), sidecar),
+                cluster, found_here = push.memoized(
+                    ("outbound-cluster", id(service), port.number, subset, id(rule), kind),
                     functools.partial(build_outbound_cluster, push, service, port,
                                       subset=subset, rule=rule, subset_labels=labels,
-                                      sidecar=sidecar))
+                                      kind=kind))
+                found.extend(found_here)
+                policy = cluster_policy(rule, subset, port.number)
+                if policy is not None and policy.tls is not None and policy.tls.credential_name:
+                    _check_credentials(push, view, name, policy.tls, rule=rule, problems=found)
                 if cluster is not None:
                     out[name] = cluster
     out[BLACKHOLE_CLUSTER] = blackhole_cluster(push.mesh)

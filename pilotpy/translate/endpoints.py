@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2 as ec
@@ -13,7 +13,9 @@ from pilotpy.model.kinds import Kind
 from pilotpy.model.labels import Empty, selects
 from pilotpy.proxy import ProxyView
 from pilotpy.push import Endpoint, Port, PushContext, Resolution, Service
+from pilotpy.push.peer_authn import MtlsMode
 from pilotpy.translate import pb
+from pilotpy.translate.mtls import TLS_MODE_ISTIO, TLS_MODE_LABEL, tls_mode_metadata
 from pilotpy.translate.names import parse_outbound_cluster_name
 from pilotpy.translate.policy import cluster_policy
 
@@ -28,20 +30,23 @@ Target = tuple[str, int, int, int]
 
 
 def add_locality_group(assignment: endpoint_pb2.ClusterLoadAssignment,
-                       targets: Iterable[Target]) -> None:
-    """One locality group (pilotpy does not model localities yet), weighted by its members.
-    Endpoints are built in place: copying a prototype beats building each one."""
+                       targets: Iterable[Target], mtls: Sequence[bool] = ()) -> None:
+    """One locality group (pilotpy does not model localities yet), weighted by its members;
+    `mtls[i]`: target i takes mesh mTLS (`tlsMode: istio` metadata). Endpoints are built in
+    place: copying a prototype beats building each one."""
     group = assignment.endpoints.add()
     group.locality.SetInParent()
     add = group.lb_endpoints.add
     total = 0
-    for address, port, weight, health in targets:
+    for index, (address, port, weight, health) in enumerate(targets):
         endpoint = add()
         endpoint.CopyFrom(_LB_ENDPOINT)
         if health:
             endpoint.health_status = health
         if weight > 1:
             endpoint.load_balancing_weight.value = weight
+        if mtls and mtls[index]:
+            tls_mode_metadata(endpoint.metadata)
         socket = endpoint.endpoint.address.socket_address
         socket.address = address
         socket.port_value = port
@@ -63,13 +68,29 @@ def static_targets(service: Service, port: Port, subset_labels: Mapping[str, str
             for e in service.static_endpoints if selects(subset_labels, e.labels, empty=Empty.ALL)]
 
 
-def _kube_targets(endpoints: Iterable[Endpoint], subset_labels: Mapping[str, str] | None,
-                  with_unhealthy: bool) -> list[Target]:
+def _kube_endpoints(endpoints: Iterable[Endpoint], subset_labels: Mapping[str, str] | None,
+                    with_unhealthy: bool) -> list[Endpoint]:
     # The endpoint index keeps them sorted by address and port.
-    return [(e.address, e.port, e.weight, HEALTHY if e.healthy else UNHEALTHY)
-            for e in endpoints
+    return [e for e in endpoints
             if (with_unhealthy or e.healthy) and (
                 not subset_labels or selects(subset_labels, e.labels, empty=Empty.ALL))]
+
+
+def _endpoint_mtls(push: PushContext, service: Service, endpoints: Sequence[Endpoint], *,
+                   rule: DestinationRule | None, subset: str, port: int) -> list[bool]:
+    """Which endpoints take mesh mTLS (istiod's mtlsChecker): all of them when the
+    DestinationRule's tls for the cluster is ISTIO_MUTUAL, none for another tls mode;
+    otherwise those with a sidecar (`security.istio.io/tlsMode: istio`) whose workload's
+    PeerAuthentication does not DISABLE mTLS on the endpoint's port."""
+    policy = cluster_policy(rule, subset, port)
+    if policy is not None and policy.tls is not None:
+        return [policy.tls.mode == "ISTIO_MUTUAL"] * len(endpoints)
+    if not any(e.labels.get(TLS_MODE_LABEL) == TLS_MODE_ISTIO for e in endpoints):
+        return []
+    authn = push.peer_authn
+    return [e.labels.get(TLS_MODE_LABEL) == TLS_MODE_ISTIO
+            and authn.for_workload(service.namespace, e.labels).for_port(e.port)
+            is not MtlsMode.DISABLE for e in endpoints]
 
 
 def load_assignment(push: PushContext, view: ProxyView, cluster_name: str
@@ -95,10 +116,16 @@ def load_assignment(push: PushContext, view: ProxyView, cluster_name: str
             return out  # a subset nobody defines selects nothing
         labels = found.labels
     if service.origin.kind == Kind.SERVICE:
-        targets = _kube_targets(push.service_endpoints(service).get(port.name, ()), labels,
-                                _sends_unhealthy(rule, subset, port.number))
-    else:
-        targets = static_targets(service, port, labels)
+        endpoints = _kube_endpoints(push.service_endpoints(service).get(port.name, ()), labels,
+                                    _sends_unhealthy(rule, subset, port.number))
+        if endpoints:
+            add_locality_group(
+                out, [(e.address, e.port, e.weight, HEALTHY if e.healthy else UNHEALTHY)
+                      for e in endpoints],
+                _endpoint_mtls(push, service, endpoints, rule=rule, subset=subset,
+                               port=port.number))
+        return out
+    targets = static_targets(service, port, labels)
     if targets:
         add_locality_group(out, targets)
     return out

@@ -36,8 +36,9 @@ GATEWAY_SERVER_NAME = "istio-envoy"
 
 
 def http_filters(security: Sequence[hcm_pb2.HttpFilter] = ()) -> list[hcm_pb2.HttpFilter]:
-    """The security filters (jwt_authn, RBAC: translate/security.py) first, grpc_stats, then
-    fault and CORS (per-route configs reference them), router last."""
+    """`security` first (authentication and authorization in istiod's order, CUSTOM ext_authz,
+    jwt_authn, RBAC: pilotpy/translate/security.py), grpc_stats, then fault and CORS
+    (per-route configs reference them), router last."""
     return [
         *security,
         hcm_pb2.HttpFilter(name="envoy.filters.http.grpc_stats", typed_config=pb.typed(
@@ -114,7 +115,8 @@ def sidecar_inbound_connection_manager(route: route_pb2.RouteConfiguration, stat
                                        mesh: MeshConfig, *, http2: bool,
                                        security: Sequence[hcm_pb2.HttpFilter] = ()
                                        ) -> hcm_pb2.HttpConnectionManager:
-    """Inbound: an inline route to the workload (istiod's buildSidecarInboundHTTPRouteConfig)."""
+    """Inbound: an inline route to the workload (istiod's buildSidecarInboundHTTPRouteConfig);
+    the caller's certificate (mesh mTLS) is appended to `x-forwarded-client-cert`."""
     manager = _connection_manager(stat_prefix, mesh, security)
     manager.route_config.CopyFrom(route)
     manager.use_remote_address.value = False
@@ -132,26 +134,38 @@ def tcp_proxy_filter(cluster: str, stat_prefix: str | None = None) -> lc.Filter:
     return lc.Filter(name=TCP_PROXY_FILTER, typed_config=pb.typed(proxy))
 
 
-def http_inspector(disabled_ports: list[int] | None = None) -> lc.ListenerFilter:
+def http_inspector(disabled_ports: Sequence[int] | None = None) -> lc.ListenerFilter:
     """Detects HTTP/1.x and h2c for filter chain matching; skipped on `disabled_ports`."""
     out = lc.ListenerFilter(name=HTTP_INSPECTOR, typed_config=pb.typed(
         http_inspector_pb2.HttpInspector()))
     if disabled_ports:
-        predicates = [lc.ListenerFilterChainMatchPredicate(
-            destination_port_range=range_pb2.Int32Range(start=port, end=port + 1))
-            for port in disabled_ports]
-        if len(predicates) == 1:
-            out.filter_disabled.CopyFrom(predicates[0])
-        else:
-            out.filter_disabled.or_match.rules.extend(predicates)
+        out.filter_disabled.CopyFrom(_port_ranges(disabled_ports))
     return out
 
 
-def tls_inspector() -> lc.ListenerFilter:
-    """Reads SNI and ALPN from the ClientHello for `server_names` matches and TLS contexts."""
+def _port_ranges(ports: Sequence[int]) -> lc.ListenerFilterChainMatchPredicate:
+    predicates = [lc.ListenerFilterChainMatchPredicate(
+        destination_port_range=range_pb2.Int32Range(start=port, end=port + 1))
+        for port in ports]
+    if len(predicates) == 1:
+        return predicates[0]
+    out = lc.ListenerFilterChainMatchPredicate()
+    out.or_match.rules.extend(predicates)
+    return out
+
+
+def tls_inspector(disabled_ports: Sequence[int] = (), *,
+                  only_ports: Sequence[int] = ()) -> lc.ListenerFilter:
+    """Reads SNI and ALPN from the ClientHello for `server_names` matches and TLS contexts;
+    skipped on `disabled_ports`, or everywhere but `only_ports`."""
     # istiod reads at most 512 bytes of the ClientHello first (Envoy's default is 64 KiB).
-    return lc.ListenerFilter(name=TLS_INSPECTOR, typed_config=pb.typed(
+    out = lc.ListenerFilter(name=TLS_INSPECTOR, typed_config=pb.typed(
         tls_inspector_pb2.TlsInspector(initial_read_buffer_size=pb.uint32(512))))
+    if disabled_ports:
+        out.filter_disabled.CopyFrom(_port_ranges(disabled_ports))
+    elif only_ports:
+        out.filter_disabled.not_match.CopyFrom(_port_ranges(only_ports))
+    return out
 
 
 def original_dst() -> lc.ListenerFilter:

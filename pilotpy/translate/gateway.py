@@ -32,7 +32,12 @@ from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext
 from pilotpy.translate import pb
 from pilotpy.translate.chain_match import DistinctChains, RoutedChain
-from pilotpy.translate.downstream_tls import TERMINATING_MODES, downstream_tls_context
+from pilotpy.translate.credentials import missing_credential, unsupported_scheme
+from pilotpy.translate.downstream_tls import (
+    TERMINATING_MODES,
+    credential_resources,
+    downstream_tls_context,
+)
 from pilotpy.translate.filters import gateway_connection_manager, network_filter, tls_inspector
 from pilotpy.translate.gateway_tcp import GatewayServer, passthrough_chains, server_tcp_filter
 from pilotpy.translate.listener_limits import limit_accepts, limit_handshake
@@ -122,26 +127,35 @@ def https_route_name(entry: GatewayServer) -> str:
                                     server.bind)
 
 
-def _unsupported_tls(server: Server) -> str:
-    """Why pilotpy cannot serve this TLS server ("" when it can)."""
+def _unservable_tls(push: PushContext, view: ProxyView, server: Server
+                    ) -> tuple[Reason, str] | None:
+    """Why pilotpy cannot serve this TLS server to this gateway (None when it can)."""
     tls = server.tls
     if tls is None or not is_tls_server(server):
-        return ""
+        return None
     if tls.mode == "AUTO_PASSTHROUGH":
-        return ("tls.mode AUTO_PASSTHROUGH (SNI-DNAT to mesh clusters) is not supported by "
-                "pilotpy yet")
-    if tls.mode == "ISTIO_MUTUAL":
-        return ("tls.mode ISTIO_MUTUAL needs mesh certificates, which pilotpy does not "
-                "serve yet")
-    # The model already refused terminating servers without a certificate source.
-    if tls.mode in TERMINATING_MODES and (tls.credential_name or tls.credential_names):
-        field_name = "credentialName" if tls.credential_name else "credentialNames"
-        return (f"tls.{field_name} (certificates from a Kubernetes Secret over SDS) is not "
-                "supported by pilotpy yet; use serverCertificate/privateKey files")
-    return ""
+        return Reason.UNSUPPORTED, ("tls.mode AUTO_PASSTHROUGH (SNI-DNAT to mesh clusters) is "
+                                    "not supported by pilotpy yet")
+    if tls.mode == "ISTIO_MUTUAL" and not view.agent_sds:
+        return Reason.NOT_SERVED, ("tls.mode ISTIO_MUTUAL terminates with the gateway's mesh "
+                                   "certificate, which pilot-agent serves, and this gateway "
+                                   "runs without pilot-agent")
+    if tls.mode not in TERMINATING_MODES or not (tls.credential_name or tls.credential_names):
+        return None  # the model refused terminating servers without a certificate source
+    for name in (*tls.credential_names, tls.credential_name, tls.ca_cert_credential_name):
+        scheme = unsupported_scheme(name)
+        if scheme:
+            return Reason.UNSUPPORTED, (f"credential {name!r}: {scheme} credentials are not "
+                                        "served by pilotpy; use a Kubernetes Secret name")
+    for resource in credential_resources(tls):
+        missing = missing_credential(push, resource, view.namespace)
+        if missing:
+            return Reason.NOT_FOUND, missing
+    return None
 
 
-def _add_server(merged: MergedGateway, entry: GatewayServer, port: int) -> None:
+def _add_server(push: PushContext, view: ProxyView, merged: MergedGateway,
+                entry: GatewayServer, port: int) -> None:
     server = entry.server
     bind = server.bind or ANY_ADDRESS
     listener = merged.listeners.get((bind, port))
@@ -155,9 +169,9 @@ def _add_server(merged: MergedGateway, entry: GatewayServer, port: int) -> None:
         listener = merged.listeners.setdefault((bind, port), GatewayListener(bind, port))
         listener.servers.append(entry)
         return
-    problem = _unsupported_tls(server)
-    if problem:
-        merged.skip(entry, Reason.UNSUPPORTED, problem)
+    unservable = _unservable_tls(push, view, server)
+    if unservable is not None:
+        merged.skip(entry, *unservable)
         return
     if listener is not None:
         taken = listener.servers[0] if listener.servers else listener.l4_servers[0]
@@ -194,7 +208,7 @@ def merge_gateways(push: PushContext, view: ProxyView) -> MergedGateway:
         if not selects(gateway.selector, view.labels, empty=Empty.ALL):
             continue
         for server in gateway.servers:
-            _add_server(merged, GatewayServer(gateway, server),
+            _add_server(push, view, merged, GatewayServer(gateway, server),
                         _translated_port(server.port.number, view))
     return merged
 
@@ -250,7 +264,8 @@ def _l4_chains(push: PushContext, view: ProxyView, entry: GatewayServer, listene
         return []
     chain = lc.FilterChain(filters=[*security.tcp, tcp])
     if server.tls is not None:  # a TLS server terminating TLS, then opaque TCP
-        chain.transport_socket.CopyFrom(tls_transport_socket(downstream_tls_context(server.tls)))
+        chain.transport_socket.CopyFrom(tls_transport_socket(
+            downstream_tls_context(server.tls, tcp=True)))
         _match_server_hosts(chain, entry)
     return [RoutedChain(chain, entry.ref, entry.field)]
 

@@ -10,12 +10,14 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
 
 from pilotpy.problems import Problem
 from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext
 from pilotpy.translate import pb
-from pilotpy.translate.clusters import outbound_clusters
+from pilotpy.translate.clusters import clusters_report, outbound_clusters
+from pilotpy.translate.credentials import referenced_names, secrets_for, upstream_referenced_names
 from pilotpy.translate.endpoints import load_assignment
 from pilotpy.translate.gateway import (
     gateway_listeners,
@@ -47,6 +49,9 @@ class GeneratedConfig:
     # listeners under short names, xDS servers' inbound listeners, every cluster).
     named_only_listeners: list[listener_pb2.Listener] = field(default_factory=list)
     named_only_clusters: list[cluster_pb2.Cluster] = field(default_factory=list)
+    # Kubernetes Secrets the config references (`kubernetes://<name>`), served over SDS in
+    # the ADS stream to proxies allowed to read them (pilotpy/translate/credentials.py).
+    secrets: list[secret_pb2.Secret] = field(default_factory=list)
 
     @property
     def routes(self) -> list[route_pb2.RouteConfiguration]:
@@ -58,9 +63,22 @@ def _serialized(routes: list[route_pb2.RouteConfiguration]) -> list[pb.Serialize
     return [pb.Serialized(r.name, r.SerializeToString(deterministic=True)) for r in routes]
 
 
+def _upstream_contexts(clusters: Iterable[cluster_pb2.Cluster]
+                       ) -> Iterable[tls_pb2.UpstreamTlsContext]:
+    """The TLS contexts of clusters that originate TLS themselves (a DestinationRule's tls;
+    auto-mTLS uses transport_socket_matches and names no Secret)."""
+    for cluster in clusters:
+        if cluster.HasField("transport_socket"):
+            context = tls_pb2.UpstreamTlsContext()
+            if cluster.transport_socket.typed_config.Unpack(context):
+                yield context
+
+
 def generate(push: PushContext, view: ProxyView, *, clusters: bool = True) -> GeneratedConfig:
     """`clusters=False` leaves the clusters out (a caller that still holds them for an
-    unchanged cluster input); listeners and routes do not depend on them."""
+    unchanged cluster input); listeners and routes do not depend on them. Clusters are still
+    built when a DestinationRule's tls makes them report problems or name Secrets
+    (`clusters_report`): the problems and Secrets of a generation are all of them."""
     if view.proxy.is_grpc:
         grpc = grpc_config(push, view)
         return GeneratedConfig(clusters=[], listeners=grpc.listeners,
@@ -72,14 +90,21 @@ def generate(push: PushContext, view: ProxyView, *, clusters: bool = True) -> Ge
         merged = merge_gateways(push, view)
         security = security_filters(push, view)
         listeners = gateway_listeners(push, view, merged, security)
+        problems = [*merged.problems, *security.problems]
+        built = (outbound_clusters(push, view, problems=problems)
+                 if clusters or clusters_report(push) else [])
+        # Missing Secrets were reported where they are referenced (the server is skipped).
+        secrets, _ = secrets_for(push, view, [*referenced_names(listeners),
+                                              *upstream_referenced_names(
+                                                  _upstream_contexts(built))])
         return GeneratedConfig(
-            clusters=(security.with_clusters(outbound_clusters(push, view)
-                                             + tracing_clusters(push.mesh))
+            clusters=(security.with_clusters(built + tracing_clusters(push.mesh))
                       if clusters else []),
             listeners=listeners,
             serialized_routes=_serialized([gateway_route_configuration(push, view, merged, name)
                                            for name in gateway_route_names(merged)]),
-            problems=(*merged.problems, *security.problems),
+            problems=tuple(problems),
+            secrets=secrets,
         )
     if view.proxy.is_sidecar:
         config = sidecar_config(push, view, clusters=clusters)

@@ -1,13 +1,27 @@
-"""The inbound side of sidecars (istiod's listener_inbound.go): `virtualInbound` on 15006
-receives every connection istio-init redirects to the pod, restores its original destination
-(`original_dst` listener filter) and picks a chain by destination port: one per workload port
-that a Service targets (HTTP through an inline route, TCP straight through), to cluster
-`inbound|<port>||`; ports no Service declares pass through to InboundPassthroughCluster.
-Plaintext only: mTLS waits for the security work
-(docs/architecture.md#deliberate-differences-from-istiod)."""
+"""The inbound side of sidecars (istiod's listener_inbound.go, filterchain_options.go):
+`virtualInbound` on 15006 receives every connection istio-init redirects to the pod, restores
+its original destination (`original_dst` listener filter) and picks a chain by destination
+port, transport (TLS or not, by the TLS inspector) and ALPN:
+
+- a blackhole for 15006 itself;
+- passthrough chains for ports no Service declares (to InboundPassthroughCluster), and for
+  ports only a PeerAuthentication's `portLevelMtls` names;
+- per workload port a Service targets (the oldest Service decides its protocol): HTTP through
+  an inline route, TCP straight through, to cluster `inbound|<port>||`.
+
+Each port gets the chains of its mTLS mode (PeerAuthentication, pilotpy/push/peer_authn.py):
+STRICT mTLS chains only, PERMISSIVE mTLS and plaintext, DISABLE plaintext; the mTLS chains
+terminate the mesh certificate of pilot-agent's SDS (pilotpy/translate/mtls.py). A proxy
+without pilot-agent cannot terminate mesh mTLS: its PERMISSIVE ports take plaintext, and its
+STRICT ports refuse every connection (docs/architecture.md#proxies-with-and-without-pilot-agent).
+Every chain but the blackhole enforces the workload's AuthorizationPolicies and
+RequestAuthentications (pilotpy/translate/security.py): on mTLS chains the caller's SPIFFE id
+is the connection's principal, plaintext chains carry none.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from envoy.config.cluster.v3 import cluster_pb2
@@ -19,7 +33,10 @@ from envoy.config.route.v3 import route_pb2
 
 from pilotpy.mesh import MeshConfig
 from pilotpy.model.protocol import Protocol
+from pilotpy.problems import Problem, Reason
 from pilotpy.proxy import ProxyView, ServiceTarget
+from pilotpy.push import PushContext
+from pilotpy.push.peer_authn import MtlsMode, WorkloadMtls
 from pilotpy.translate import pb
 from pilotpy.translate.filters import (
     http_inspector,
@@ -27,8 +44,10 @@ from pilotpy.translate.filters import (
     original_dst,
     sidecar_inbound_connection_manager,
     tcp_proxy_filter,
+    tls_inspector,
 )
 from pilotpy.translate.listener_limits import limit_accepts
+from pilotpy.translate.mtls import ChainProtocol, inbound_tls_context
 from pilotpy.translate.names import (
     ANY_ADDRESS,
     BLACKHOLE_CLUSTER,
@@ -43,10 +62,73 @@ from pilotpy.translate.observability import listener_access_logs
 from pilotpy.translate.outbound_listeners import HTTP_APPLICATION_PROTOCOLS
 from pilotpy.translate.security import NO_SECURITY, SecurityFilters
 from pilotpy.translate.sidecar_clusters import inbound_cluster
+from pilotpy.translate.tls_files import tls_transport_socket
 
 INBOUND_RETRY_ON = "reset-before-request"
 RAW_BUFFER = "raw_buffer"
+TLS = "tls"
 INBOUND_RETRIES = 2
+CATCHALL_HTTP_CHAIN = f"{VIRTUAL_INBOUND}-catchall-http"
+# ALPNs a client sidecar's mTLS carries (istiod's listener.go): Istio's ALPN filter on
+# istio-proxy rewrites HTTP traffic to `istio-http/*`; a stock Envoy client sends `istio`.
+MTLS_HTTP_ALPNS = ("istio-http/1.0", "istio-http/1.1", "istio-h2")
+ALL_ISTIO_MTLS_ALPNS = ("istio", "istio-peer-exchange", *MTLS_HTTP_ALPNS)
+MTLS_TCP_ALPNS = ("istio-peer-exchange", "istio")
+PLAINTEXT_HTTP_ALPNS = HTTP_APPLICATION_PROTOCOLS
+
+
+@dataclass(frozen=True, slots=True)
+class ChainOption:
+    """One filter chain of a port (istiod's FilterChainMatchOptions)."""
+
+    protocol: ChainProtocol
+    transport: str
+    alpn: tuple[str, ...] = ()
+    mtls: bool = False  # terminates mesh mTLS (the client certificate is required)
+    refuse: bool = False  # closes every connection (STRICT on a proxy without pilot-agent)
+
+
+_HTTP, _TCP = ChainProtocol.HTTP, ChainProtocol.TCP
+# Per port protocol (HTTP-family, TCP-family, or sniffed) and mode, istiod's tables.
+_HTTP_OPTIONS = {
+    MtlsMode.STRICT: (ChainOption(_HTTP, TLS, mtls=True),),
+    MtlsMode.PERMISSIVE: (ChainOption(_HTTP, TLS, ALL_ISTIO_MTLS_ALPNS, mtls=True),
+                          ChainOption(_HTTP, RAW_BUFFER)),
+    MtlsMode.DISABLE: (ChainOption(_HTTP, RAW_BUFFER),),
+}
+_TCP_OPTIONS = {
+    MtlsMode.STRICT: (ChainOption(_TCP, TLS, mtls=True),),
+    MtlsMode.PERMISSIVE: (ChainOption(_TCP, TLS, ALL_ISTIO_MTLS_ALPNS, mtls=True),
+                          ChainOption(_TCP, TLS),
+                          ChainOption(_TCP, RAW_BUFFER)),
+    MtlsMode.DISABLE: (ChainOption(_TCP, RAW_BUFFER),),
+}
+_SNIFFED_OPTIONS = {
+    MtlsMode.STRICT: (ChainOption(_HTTP, TLS, MTLS_HTTP_ALPNS, mtls=True),
+                      ChainOption(_TCP, TLS, mtls=True)),
+    MtlsMode.PERMISSIVE: (ChainOption(_HTTP, TLS, MTLS_HTTP_ALPNS, mtls=True),
+                          ChainOption(_HTTP, RAW_BUFFER, PLAINTEXT_HTTP_ALPNS),
+                          ChainOption(_TCP, TLS, MTLS_TCP_ALPNS, mtls=True),
+                          ChainOption(_TCP, RAW_BUFFER),
+                          ChainOption(_TCP, TLS)),
+    MtlsMode.DISABLE: (ChainOption(_HTTP, RAW_BUFFER, PLAINTEXT_HTTP_ALPNS),
+                       ChainOption(_TCP, RAW_BUFFER)),
+}
+_REFUSE = (ChainOption(_TCP, "", refuse=True),)
+
+
+def chain_options(protocol: Protocol | None, mode: MtlsMode, *, agent: bool
+                  ) -> tuple[ChainOption, ...]:
+    """The chains of a port of `protocol` (None: the passthrough chains, sniffed) under
+    `mode`. Without pilot-agent there is no mesh certificate: PERMISSIVE takes plaintext
+    only, STRICT refuses everything."""
+    if not agent and mode is MtlsMode.STRICT:
+        return _REFUSE
+    if not agent or mode is MtlsMode.UNKNOWN:
+        mode = MtlsMode.DISABLE
+    if protocol is None or protocol is Protocol.UNSUPPORTED:
+        return _SNIFFED_OPTIONS[mode]
+    return (_HTTP_OPTIONS if protocol.is_http else _TCP_OPTIONS)[mode]
 
 
 @dataclass(slots=True)
@@ -105,47 +187,121 @@ def inbound_route(port: InboundPort) -> route_pb2.RouteConfiguration:
         f"{target.service.hostname}:{target.port.number}/*", grpc=port.protocol.is_grpc)
 
 
-def _inbound_chains(port: InboundPort, mesh: MeshConfig,
-                    security: SecurityFilters) -> list[lc.FilterChain]:
-    """HTTP ports through the inline route, TCP ports straight through; a port with no
-    protocol in its name gets both, told apart by the HTTP inspector (istiod's sniffing).
-    Either kind enforces the workload's policies (`security`)."""
-    name = listener_name(ANY_ADDRESS, port.number)
-    chains = []
-    sniffed = port.protocol is Protocol.UNSUPPORTED
-    if port.protocol.is_http or sniffed:
-        http = lc.FilterChain(name=name)
-        http.filter_chain_match.destination_port.value = port.number
-        # Every plaintext chain names raw_buffer, as istiod's inboundPlainText options: Envoy
-        # never falls back from the raw_buffer branch to a chain naming no transport, so a
-        # sniffed port's TCP chain without it would be unreachable.
-        http.filter_chain_match.transport_protocol = RAW_BUFFER
-        if sniffed:
-            http.filter_chain_match.application_protocols.extend(HTTP_APPLICATION_PROTOCOLS)
-        http.filters.append(network_filter(sidecar_inbound_connection_manager(
-            inbound_route(port), delimited_stat_prefix(f"inbound_{name}"), mesh,
-            http2=port.protocol.is_http2, security=security.http)))
-        chains.append(http)
-    if not port.protocol.is_http:
-        tcp = lc.FilterChain(name=name)
-        tcp.filter_chain_match.destination_port.value = port.number
-        tcp.filter_chain_match.transport_protocol = RAW_BUFFER
-        tcp.filters.extend([*security.tcp, tcp_proxy_filter(inbound_cluster_name(port.number))])
-        chains.append(tcp)
-    return chains
-
-
 def _passthrough_http_route() -> route_pb2.RouteConfiguration:
     # No service, no port: istiod's operation for it is ":0/*".
     return _inbound_route_configuration(INBOUND_PASSTHROUGH_CLUSTER, 0, ":0/*", grpc=False)
 
 
-def virtual_inbound_listener(view: ProxyView, mesh: MeshConfig,
-                             security: SecurityFilters = NO_SECURITY) -> listener_pb2.Listener:
-    """The ports no Service declares enforce the workload's policies too (istiod's
-    passthrough chains); the blackhole chain for 15006 itself does not."""
+@dataclass(frozen=True, slots=True)
+class _ChainTarget:
+    """Where one group of chains sends traffic: a workload port, or the passthrough."""
+
+    port: int  # 0: any port (the catch-all passthrough)
+    cluster: str
+    route: route_pb2.RouteConfiguration
+    stat_prefix: str
+    http2: bool
+    passthrough: bool
+
+    def name(self, protocol: ChainProtocol) -> str:
+        if self.passthrough:
+            return CATCHALL_HTTP_CHAIN if protocol is ChainProtocol.HTTP else VIRTUAL_INBOUND
+        return listener_name(ANY_ADDRESS, self.port)
+
+
+def _chain(target: _ChainTarget, option: ChainOption, mesh: MeshConfig,
+           security: SecurityFilters) -> lc.FilterChain:
+    chain = lc.FilterChain(name=target.name(option.protocol))
+    match = chain.filter_chain_match
+    if target.port:
+        match.destination_port.value = target.port
+    match.transport_protocol = option.transport
+    match.application_protocols.extend(option.alpn)
+    if option.refuse:
+        chain.filters.append(tcp_proxy_filter(BLACKHOLE_CLUSTER))
+        return chain
+    if option.protocol is ChainProtocol.HTTP:
+        chain.filters.append(network_filter(sidecar_inbound_connection_manager(
+            target.route, target.stat_prefix, mesh, http2=target.http2,
+            security=security.http)))
+    else:
+        chain.filters.extend(security.tcp)
+        chain.filters.append(tcp_proxy_filter(target.cluster))
+    if option.mtls:
+        context = inbound_tls_context(MtlsMode.STRICT, option.protocol, mesh)
+        assert context is not None
+        chain.transport_socket.CopyFrom(tls_transport_socket(context))
+    return chain
+
+
+def _port_target(port: InboundPort) -> _ChainTarget:
+    name = listener_name(ANY_ADDRESS, port.number)
+    return _ChainTarget(port.number, inbound_cluster_name(port.number), inbound_route(port),
+                        delimited_stat_prefix(f"inbound_{name}"), port.protocol.is_http2,
+                        passthrough=False)
+
+
+def _passthrough_target(port: int) -> _ChainTarget:
+    return _ChainTarget(port, INBOUND_PASSTHROUGH_CLUSTER, _passthrough_http_route(),
+                        delimited_stat_prefix(INBOUND_PASSTHROUGH_CLUSTER), False,
+                        passthrough=True)
+
+
+def _inspector_ports(chains: Iterable[lc.FilterChain]) -> dict[int, tuple[bool, bool]]:
+    """Per destination port (0: chains matching any), whether some chain there needs the
+    TLS inspector (it matches `tls`) and the HTTP inspector (it matches http/1.1 or h2c)."""
+    out: dict[int, tuple[bool, bool]] = {}
+    for chain in chains:
+        match = chain.filter_chain_match
+        port = match.destination_port.value
+        needs_tls, needs_http = out.get(port, (False, False))
+        out[port] = (needs_tls or match.transport_protocol == TLS,
+                     needs_http or any(p in PLAINTEXT_HTTP_ALPNS
+                                       for p in match.application_protocols))
+    return out
+
+
+def _listener_filters(chains: Sequence[lc.FilterChain]) -> list[lc.ListenerFilter]:
+    """original_dst, then each inspector only where a chain reads what it finds (istiod's
+    populateListenerFilters); the HTTP inspector after the TLS one, which marks TLS first."""
+    out = [original_dst()]
+    inspectors = _inspector_ports(chains)
+    if any(tls for tls, _ in inspectors.values()):
+        if inspectors.get(0, (False, False))[0]:
+            out.append(tls_inspector(sorted(p for p, (tls, _) in inspectors.items()
+                                            if p and not tls)))
+        else:
+            out.append(tls_inspector(only_ports=sorted(p for p, (tls, _) in inspectors.items()
+                                                       if p and tls)))
+    if any(http for _, http in inspectors.values()):
+        out.append(http_inspector(sorted(p for p, (_, http) in inspectors.items() if not http)))
+    return out
+
+
+def _refusal(view: ProxyView, workload: WorkloadMtls, port: int) -> Problem:
+    where = f"port {port}" if port else "ports no Service declares"
+    return Problem(Reason.NOT_SERVED, f"mTLS is STRICT on {where} of {view.proxy.id}, whose "
+                   "proxy runs without pilot-agent and so has no mesh certificate: the port "
+                   "refuses every connection", workload.policy_for_port(port))
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualInbound:
+    listener: listener_pb2.Listener
+    problems: tuple[Problem, ...]
+
+
+def virtual_inbound(push: PushContext, view: ProxyView,
+                    security: SecurityFilters = NO_SECURITY) -> VirtualInbound:
+    """Every chain but the blackhole one for the capture port enforces the workload's
+    policies (`security`: translate/security.py), the passthrough ones included; the
+    listener's problems include the policies'."""
+    mesh = push.mesh
     capture_port = mesh.proxy_inbound_listen_port
     ports = inbound_ports(view, mesh)
+    workload = push.peer_authn.for_workload(view.namespace, view.labels)
+    agent = view.agent_sds
+    problems: list[Problem] = list(security.problems)
     out = listener_pb2.Listener(
         name=VIRTUAL_INBOUND, traffic_direction=base_pb2.INBOUND,
         continue_on_listener_filters_timeout=True, listener_filters_timeout=pb.seconds(0))
@@ -153,26 +309,23 @@ def virtual_inbound_listener(view: ProxyView, mesh: MeshConfig,
     out.access_log.extend(listener_access_logs(mesh))
     out.address.socket_address.address = ANY_ADDRESS
     out.address.socket_address.port_value = capture_port
-    # The inspector only matters where a chain matches on the detected protocol: undeclared
-    # and sniffed ports. Declared ports skip it, so server-first protocols are not held up.
-    declared = [p.number for p in ports if p.protocol is not Protocol.UNSUPPORTED]
-    out.listener_filters.extend([original_dst(),
-                                 http_inspector(sorted([capture_port, *declared]))])
     blackhole = out.filter_chains.add(name=f"{VIRTUAL_INBOUND}-blackhole")
     blackhole.filter_chain_match.destination_port.value = capture_port
     blackhole.filters.append(tcp_proxy_filter(BLACKHOLE_CLUSTER))
-    for port in ports:
-        out.filter_chains.extend(_inbound_chains(port, mesh, security))
-    http = out.filter_chains.add(name=f"{VIRTUAL_INBOUND}-catchall-http")
-    http.filter_chain_match.transport_protocol = RAW_BUFFER
-    http.filter_chain_match.application_protocols.extend(HTTP_APPLICATION_PROTOCOLS)
-    http.filters.append(network_filter(sidecar_inbound_connection_manager(
-        _passthrough_http_route(), delimited_stat_prefix(INBOUND_PASSTHROUGH_CLUSTER), mesh,
-        http2=False, security=security.http)))
-    tcp = out.filter_chains.add(name=VIRTUAL_INBOUND)
-    tcp.filter_chain_match.transport_protocol = RAW_BUFFER
-    tcp.filters.extend([*security.tcp, tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER)])
-    return out
+    declared = {p.number for p in ports}
+    # The passthrough: any port, then ports only portLevelMtls names (istiod's ForPassthrough).
+    groups: list[tuple[_ChainTarget, Protocol | None, MtlsMode]] = [
+        (_passthrough_target(0), None, workload.mode)]
+    groups += [(_passthrough_target(port), None, mode)
+               for port, mode in workload.per_port.items() if port not in declared]
+    groups += [(_port_target(p), p.protocol, workload.for_port(p.number)) for p in ports]
+    for target, protocol, mode in groups:
+        options = chain_options(protocol, mode, agent=agent)
+        if options is _REFUSE:
+            problems.append(_refusal(view, workload, target.port))
+        out.filter_chains.extend(_chain(target, o, mesh, security) for o in options)
+    out.listener_filters.extend(_listener_filters(out.filter_chains))
+    return VirtualInbound(out, tuple(problems))
 
 
 def inbound_clusters(view: ProxyView, mesh: MeshConfig) -> list[cluster_pb2.Cluster]:

@@ -13,8 +13,8 @@ from pilotpy.problems import Problem
 from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext
 from pilotpy.translate import pb
-from pilotpy.translate.clusters import outbound_clusters
-from pilotpy.translate.inbound import inbound_clusters, virtual_inbound_listener
+from pilotpy.translate.clusters import clusters_report, outbound_clusters
+from pilotpy.translate.inbound import inbound_clusters, virtual_inbound
 from pilotpy.translate.outbound_listeners import outbound_listeners, virtual_outbound_listener
 from pilotpy.translate.security import security_filters
 from pilotpy.translate.sidecar_clusters import inbound_passthrough_cluster, passthrough_cluster
@@ -40,15 +40,19 @@ def sidecar_config(push: PushContext, view: ProxyView, *, clusters: bool = True
               for port, services in outbound.port_routes.items()]
     routes += [sniffed_route_configuration(push, view, scope, service, port)
                for service, port in outbound.sniffed_routes]
+    inbound = virtual_inbound(push, view, security)
     # Listeners in istiod's LDS order: per-port outbound, virtualOutbound, virtualInbound.
-    listeners = [*outbound.listeners, virtual_outbound_listener(scope, mesh),
-                 virtual_inbound_listener(view, mesh, security)]
+    listeners = [*outbound.listeners, virtual_outbound_listener(scope, mesh), inbound.listener]
+    problems = [*outbound.problems, *inbound.problems]
     built: list[cluster_pb2.Cluster] = []
+    if clusters or clusters_report(push):  # see generate(): their problems are still wanted
+        built = outbound_clusters(push, view, scope.port_visible, problems)
     if clusters:
-        built = outbound_clusters(push, view, scope.port_visible)
         built += [passthrough_cluster(mesh), inbound_passthrough_cluster(mesh),
                   *inbound_clusters(view, mesh)]
         built = security.with_clusters(built)
         built.sort(key=lambda c: c.name)
+    else:
+        built = []
     return SidecarConfig(built, listeners, sorted(routes, key=lambda r: r.name),
-                         (*outbound.problems, *security.problems))
+                         tuple(problems))

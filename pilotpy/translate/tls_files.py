@@ -6,6 +6,7 @@ downstream (gateway servers) and upstream (DestinationRule) TLS contexts."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
@@ -23,6 +24,27 @@ TLS_PROTOCOL_VERSIONS = {
     "TLSV1_2": common_pb2.TlsParameters.TLSv1_2,
     "TLSV1_3": common_pb2.TlsParameters.TLSv1_3,
 }
+
+
+SPIFFE_SCHEME = "spiffe://"
+# Envoy expands the untyped `match_subject_alt_names` istiod writes into one matcher per SAN
+# type; pilotpy writes that expansion with the non-deprecated typed field.
+_SAN_TYPES = (
+    common_pb2.SubjectAltNameMatcher.DNS,
+    common_pb2.SubjectAltNameMatcher.URI,
+    common_pb2.SubjectAltNameMatcher.EMAIL,
+    common_pb2.SubjectAltNameMatcher.IP_ADDRESS,
+)
+
+
+def typed_san_matchers(names: Sequence[str]) -> list[common_pb2.SubjectAltNameMatcher]:
+    """istiod's exact SAN matchers (`util.StringToExactMatch`), one per SAN type; a SPIFFE id
+    can only ever be a URI SAN, so it gets that one."""
+    uri = common_pb2.SubjectAltNameMatcher.URI
+    return [common_pb2.SubjectAltNameMatcher(san_type=san_type,
+                                             matcher=string_pb2.StringMatcher(exact=name))
+            for name in names
+            for san_type in ((uri,) if name.startswith(SPIFFE_SCHEME) else _SAN_TYPES)]
 
 
 def tls_transport_socket(context: tls_pb2.DownstreamTlsContext | tls_pb2.UpstreamTlsContext

@@ -63,8 +63,9 @@ class StreamGuard(Protocol):
     async def admit(self, context: grpc.aio.ServicerContext[Any, Any]) -> object:
         """The stream's principal; raises StreamRefused (Unauthenticated)."""
 
-    def authorize(self, principal: object, node: base_pb2.Node) -> None:
-        """Raises StreamRefused (PermissionDenied) when the principal may not be `node`."""
+    def authorize(self, principal: object, node: base_pb2.Node) -> str:
+        """The identity (a SPIFFE URI) of the principal that `node` is; raises StreamRefused
+        (PermissionDenied) when the principal may not be `node`."""
 
 
 class ConfigUnavailable(Exception):
@@ -73,8 +74,9 @@ class ConfigUnavailable(Exception):
 
 
 class ConfigProvider(Protocol):
-    def connect(self, node: base_pb2.Node) -> object:
-        """A handle for the proxy; raises NodeRejected."""
+    def connect(self, node: base_pb2.Node, identity: str = "") -> object:
+        """A handle for the proxy; `identity` is what the stream proved (the guard's
+        answer on the secure port, "" otherwise); raises NodeRejected."""
 
     def snapshot(self, handle: object) -> Snapshot:
         """The current snapshot of the proxy's class (generated on first use); raises
@@ -293,12 +295,13 @@ class XdsServer:
                 if item is None:
                     continue  # woken for a push
                 if connection is None:
+                    identity = ""
                     if secure and self.guard is not None:
                         try:
-                            self.guard.authorize(principal, item.node)
+                            identity = self.guard.authorize(principal, item.node)
                         except StreamRefused as refused:
                             await context.abort(refused.code, str(refused))
-                    connection = await self._connect(item, context, protocol)
+                    connection = await self._connect(item, context, protocol, identity)
                     stream = (SotwStream if protocol == "sotw" else DeltaStream)(
                         connection.status, self.stats, self._memo)
                 assert stream is not None
@@ -382,7 +385,7 @@ class XdsServer:
             inbox.put_nowait(_CLOSED)
 
     async def _connect(self, request: Any, context: grpc.aio.ServicerContext[Any, Any],
-                       protocol: str) -> Connection:
+                       protocol: str, identity: str) -> Connection:
         node = request.node
         if not node.id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
@@ -394,7 +397,7 @@ class XdsServer:
         is_debug = info.type == debug.DEBUG_NODE_TYPE or debug.is_debug_type(request.type_url)
         handle: object = None
         try:
-            handle = self._provider.connect(node)
+            handle = self._provider.connect(node, identity)
         except NodeRejected as err:
             if not is_debug:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from pilotpy.local.bootstrap import agent_node_metadata
+from pilotpy.proxy import AGENT_METADATA
 from tests.diff.fetch import Identity
 from tests.diff.workloads import Workload
 
@@ -35,10 +36,15 @@ class ProxySpec:
     label: str
     node_id: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    # pilot-agent's bootstrap, which carries PROXY_CONFIG: mesh mTLS through `sds-grpc` (a
+    # golden case's `agent: true`); istiod assumes it of every proxy.
+    agent: bool = False
 
     def identity(self) -> Identity:
         metadata = agent_node_metadata(self.node_id, labels=self.labels,
                                        istio_version=ISTIO_VERSION)
+        if self.agent:
+            metadata[AGENT_METADATA] = {}
         workload = metadata["WORKLOAD_NAME"]
         return Identity(self.node_id, metadata, f"{workload}.{metadata['NAMESPACE']}")
 
@@ -82,7 +88,8 @@ def _golden(directory: Path) -> Case:
     # The proxyless gRPC cases (generator: grpc) connect as the Envoy sidecar of the same
     # pod: this tier's client subscribes as Envoy does (wildcards), and istiod's gRPC
     # generator answers named subscriptions only, so that generator is not compared here.
-    proxy = ProxySpec(node_id.split("~", 1)[0], node_id, spec.get("labels") or {})
+    proxy = ProxySpec(node_id.split("~", 1)[0], node_id, spec.get("labels") or {},
+                      agent=bool(spec.get("agent")))
     return Case(f"golden/{directory.name}", (directory / "input",), (proxy,), mesh=mesh or {},
                 may_be_refused=True)
 

@@ -29,6 +29,7 @@ from tests.e2e.test_golden_accepted import (
     _relocated,
     _with_cert_files,
     _with_test_certificates,
+    agent_sds,
 )
 from tests.golden.cases import Case, all_cases, simulation
 
@@ -161,7 +162,13 @@ async def test_simulator_agrees_with_envoy(case: Case, tmp_path: Path) -> None:
                    r.outcome is Outcome.FORWARDED and _loopback_only(r))]
     if not checked:
         pytest.skip("no call whose outcome the test may check on loopback")
-    docs = _relocated(case.path)
+    async with agent_sds(case, tmp_path / "workload") as sds_address:
+        await _agrees(case, checked, tmp_path, sds_address)
+
+
+async def _agrees(case: Case, checked: list[tuple[Call, Result]], tmp_path: Path,
+                  sds_address: tuple[str, int] | None) -> None:
+    docs = _relocated(case.path, case.labels)
     _with_test_certificates(docs, tmp_path / "certs")
     docs = _with_cert_files(docs, tmp_path / "proxy-certs", {})
     ports = _port_map(case, docs)
@@ -169,7 +176,9 @@ async def test_simulator_agrees_with_envoy(case: Case, tmp_path: Path) -> None:
     config.mkdir()
     (config / "config.yaml").write_text(yaml.safe_dump_all(docs), encoding="utf-8")
     stack = LocalStack([config], tmp_path, node_id=case.node_id, labels=case.labels,
-                       start_backends=False, mesh_config=case.mesh_config)
+                       start_backends=False, mesh_config=case.mesh_config,
+                       metadata={k: v for k, v in case.metadata.items() if k != "LABELS"},
+                       sds_address=sds_address, xds_identity=case.verified_identity)
     await stack.start()
     try:
         await stack.wait_live()

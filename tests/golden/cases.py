@@ -20,7 +20,7 @@ import yaml
 
 from pilotpy.cli.translate import node_metadata
 from pilotpy.problems import ProblemLog
-from pilotpy.proxy import parse_proxy, view_proxy
+from pilotpy.proxy import AGENT_METADATA, parse_proxy, view_proxy
 from pilotpy.push import build_push_context
 from pilotpy.server.controlplane import load_mesh_config
 from pilotpy.server.settings import Settings
@@ -35,6 +35,9 @@ TESTDATA = Path(__file__).parent / "testdata"
 RESOURCE_TYPES = ("listeners", "routes", "clusters", "endpoints")
 PROBLEMS = "problems"
 PARTS = (PROBLEMS, *RESOURCE_TYPES)
+# A case whose proxy proves an identity (`verifiedIdentity`) also gets the Secrets it is
+# served over SDS.
+SECRETS = "secrets"
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,32 @@ class Case:
     def generator(self) -> str:
         """The node's GENERATOR metadata: `grpc` for a proxyless gRPC client, else ""."""
         return str(self.spec.get("generator") or "")
+
+    @property
+    def agent(self) -> bool:
+        """The proxy runs under pilot-agent (`agent: true`): its node metadata carries
+        PROXY_CONFIG and its bootstrap has the agent's SDS cluster `sds-grpc`."""
+        return bool(self.spec.get("agent"))
+
+    @property
+    def verified_identity(self) -> str:
+        """The SPIFFE id the proxy's stream proves (`verifiedIdentity`), "" for none."""
+        return str(self.spec.get("verifiedIdentity") or "")
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return (*PARTS, SECRETS) if self.verified_identity else PARTS
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The node metadata the case says (labels, GENERATOR, PROXY_CONFIG); the rest is
+        what pilot-agent sends for the node (`node_metadata`)."""
+        out: dict[str, Any] = {"LABELS": self.labels} if self.labels else {}
+        if self.generator:
+            out["GENERATOR"] = self.generator
+        if self.agent:
+            out[AGENT_METADATA] = {}
+        return out
 
     @property
     def is_sidecar(self) -> bool:
@@ -102,8 +131,10 @@ def translate_case(case: Case) -> Translation:
     FileSource([case.path / "input"], store, ProblemLog()).load()
     mesh = load_mesh_config(Settings(mesh_config=case.mesh_config))
     push, _ = build_push_context(store.snapshot().objects, mesh, 1)
-    metadata = node_metadata(case.node_id, case.labels, case.generator)
-    view = view_proxy(parse_proxy(case.node_id, metadata), push)
+    # What pilot-agent would send, plus the case's own (PROXY_CONFIG for `agent: true`).
+    metadata = {**node_metadata(case.node_id, case.labels, case.generator), **case.metadata}
+    view = view_proxy(parse_proxy(case.node_id, metadata,
+                                  verified_identity=case.verified_identity), push)
     generated = generate(push, view)
     clusters = [*generated.clusters, *generated.named_only_clusters]
     return Translation(generated, endpoints_for(push, view, eds_cluster_names(clusters)))

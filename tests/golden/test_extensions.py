@@ -15,6 +15,9 @@ from tests.golden.cases import RESOURCE_TYPES, all_cases
 HERE = Path(__file__).parent
 # Every expected resource file (problems are text, not Envoy config).
 GOLDENS = sorted(c.expected_file(t) for c in all_cases() for t in RESOURCE_TYPES)
+# Those of proxies without pilot-agent (docs/architecture.md#proxies-with-and-without-pilot-agent).
+STOCK_GOLDENS = sorted(c.expected_file(t) for c in all_cases() if not c.agent
+                       for t in RESOURCE_TYPES)
 PER_NAME_MAPS = ("typedPerFilterConfig", "typedExtensionProtocolOptions")
 
 
@@ -56,11 +59,22 @@ def test_golden_uses_only_allowed_extensions(golden: Path) -> None:
 
 @pytest.mark.parametrize("golden", GOLDENS, ids=_id)
 def test_golden_never_references_istio_only_parts(golden: Path) -> None:
-    text = golden.read_text(encoding="utf-8")
-    # Only pilot-agent's bootstrap has sds-grpc; Envoy hangs silently on a missing SDS cluster.
-    assert "sds-grpc" not in text
-    used = set(extensions(json.loads(text)))
+    used = set(extensions(json.loads(golden.read_text(encoding="utf-8"))))
     assert not {u for u in used if u.startswith("istio.") or ".istio." in u}
+
+
+@pytest.mark.parametrize("golden", STOCK_GOLDENS, ids=_id)
+def test_stock_proxy_config_never_names_sds_grpc(golden: Path) -> None:
+    # Only pilot-agent's bootstrap has sds-grpc; Envoy hangs silently on a missing SDS cluster.
+    assert "sds-grpc" not in golden.read_text(encoding="utf-8")
+
+
+def test_agent_cases_exist_and_name_sds_grpc() -> None:
+    # The rule above is only worth something while agent cases do use the agent's SDS.
+    agent = [c for c in all_cases() if c.agent]
+    assert agent
+    assert all(any("sds-grpc" in c.expected_file(t).read_text(encoding="utf-8")
+                   for t in RESOURCE_TYPES) for c in agent)
 
 
 def test_the_walk_finds_extensions() -> None:

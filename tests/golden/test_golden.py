@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pilotpy.cli.translate import translate
-from tests.golden.cases import PARTS, PROBLEMS, Case, all_cases
+from tests.golden.cases import PROBLEMS, Case, all_cases
 
 CASES = all_cases()
 UPDATE = os.environ.get("PILOTPY_UPDATE_GOLDEN") == "1"
@@ -34,7 +34,8 @@ def render(case: Case) -> dict[str, list[Any]]:
     """Every part of the case's translation, as `pilotpy translate` prints it."""
     output, problems = translate([case.path / "input"], node_id=case.node_id,
                                  labels=case.labels, mesh_config=case.mesh_config,
-                                 generator=case.generator)
+                                 generator=case.generator, agent=case.agent,
+                                 verified_identity=case.verified_identity)
     prefix = f"{case.path / 'input'}/"
     return {PROBLEMS: [str(p).replace(prefix, "") for p in problems], **output}
 
@@ -46,12 +47,12 @@ def text_of(value: list[Any]) -> str:
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_golden(case: Case) -> None:
     actual = render(case)
-    assert set(actual) == set(PARTS)
+    assert set(actual) == set(case.parts)
     # A case may state istiod's behaviour before pilotpy has it: `knownBug` in case.yaml says
     # what is wrong; the case fails as expected until the fix, then asks for the note to go.
     known_bug = str(case.spec.get("knownBug", "")).strip()
     changed, written = [], []
-    for part in PARTS:
+    for part in case.parts:
         expected_file = case.expected_file(part)
         text = text_of(actual[part])
         if (UPDATE and not known_bug) or not expected_file.exists():
@@ -72,7 +73,7 @@ def test_golden(case: Case) -> None:
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_case_has_only_the_known_files(case: Case) -> None:
     """No stale expected file (e.g. the old single `expected.json`) lingers next to the parts."""
-    expected = {case.expected_file(p).name for p in PARTS}
+    expected = {case.expected_file(p).name for p in case.parts}
     present = {p.name for p in case.path.glob("expected*")}
     assert present == expected, f"unexpected: {sorted(present - expected)}"
 

@@ -165,7 +165,9 @@ class KubeMesh:
     # -- pilotpy and Envoy -----------------------------------------------------------------
 
     async def start(self, *, delta: bool = True, wait_ready: bool = True,
-                    api_reachable: bool = True) -> LocalStack:
+                    api_reachable: bool = True, xds_identity: str = "") -> LocalStack:
+        """`xds_identity`: the gateway Envoy connects over pilotpy's TLS port with a mesh
+        certificate for this SPIFFE id (a verified stream, as pilot-agent's is)."""
         await self.proxy.start()
         if not api_reachable:
             await self.proxy.cut()
@@ -179,7 +181,8 @@ class KubeMesh:
                             kubeconfig=kubeconfig)
         self.stack = LocalStack([], self.workdir, delta=delta, start_backends=False,
                                 node_id=GATEWAY_NODE,
-                                labels={"istio": "ingressgateway"}, settings=settings)
+                                labels={"istio": "ingressgateway"}, settings=settings,
+                                xds_identity=xds_identity)
         await self.stack.start()
         if wait_ready:
             await self.wait_ready()

@@ -195,7 +195,8 @@ class Mesh:
             pod = self.pods[spec.name]
             docs.append({"apiVersion": "v1", "kind": "Pod",
                          "metadata": {"name": spec.name, "namespace": spec.namespace,
-                                      "labels": dict(spec.labels)},
+                                      "labels": spec.pod_labels},
+                         "spec": {"serviceAccountName": spec.account},
                          "status": {"podIP": pod.ip, "phase": "Running"}})
         for service in self.services:
             docs.append({"apiVersion": "v1", "kind": "Service",

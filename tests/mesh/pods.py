@@ -35,6 +35,7 @@ from tests.mesh.interception import (
 from tests.mesh.netns import Namespace, Process, wait_until
 
 CLIENT = Path(__file__).with_name("client.py")
+TLS_MODE_LABEL = "security.istio.io/tlsMode"
 # Should the test process itself be killed (SIGKILL skips every finalizer), the pod processes
 # still end by themselves.
 MAX_LIFETIME_SECONDS = 1800
@@ -85,6 +86,16 @@ class PodSpec:
     @property
     def account(self) -> str:
         return self.service_account or self.labels.get("app", self.name)
+
+    @property
+    def pod_labels(self) -> dict[str, str]:
+        """The Pod's labels as the API shows them: injection adds
+        `security.istio.io/tlsMode: istio` to pods whose sidecar is pilot-agent's (their
+        endpoints then take mesh mTLS)."""
+        out = dict(self.labels)
+        if self.agent and self.sidecar:
+            out[TLS_MODE_LABEL] = "istio"
+        return out
 
     @property
     def admitted(self) -> bool:
@@ -186,7 +197,7 @@ class Pod:
                "SERVICE_ACCOUNT": spec.declared_account or spec.account,
                "INSTANCE_IP": self.ip, "ISTIO_META_CLUSTER_ID": "Kubernetes",
                "ISTIO_META_WORKLOAD_NAME": spec.labels.get("app", spec.name),
-               "ISTIO_METAJSON_LABELS": json.dumps(dict(spec.labels)),
+               "ISTIO_METAJSON_LABELS": json.dumps(spec.pod_labels),
                "ISTIO_META_MESH_ID": "cluster.local", "TRUST_DOMAIN": "cluster.local"}
         kind = "router" if spec.router else "sidecar"
         command = ["timeout", "-s", "KILL", str(MAX_LIFETIME_SECONDS),
@@ -264,6 +275,21 @@ class Pod:
             if config.get("name") == name:
                 return config
         return None
+
+    def listener_config(self, name: str) -> dict[str, Any] | None:
+        """An active listener's config (None while absent)."""
+        dump = json.loads(self.admin_get("/config_dump?resource=dynamic_listeners"))
+        for entry in dump.get("configs", []):
+            if entry.get("name") == name:
+                found: dict[str, Any] = entry.get("active_state", {}).get("listener", {})
+                return found or None
+        return None
+
+    def requests_seen(self, port: int | None = None) -> list[dict[str, Any]]:
+        """What the application logged receiving (`request <json>` lines), oldest first."""
+        prefix = "request "
+        return [json.loads(line[len(prefix):]) for line in self.app_log(port).splitlines()
+                if line.startswith(prefix)]
 
     def cluster_config(self, name: str) -> dict[str, Any] | None:
         dump = json.loads(self.admin_get("/config_dump?resource=dynamic_active_clusters"))

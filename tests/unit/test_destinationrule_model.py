@@ -260,15 +260,15 @@ def test_certificate_path_must_look_like_a_path() -> None:
     assert list(errors) == ["spec.trafficPolicy.tls.caCertificates"]
 
 
-@pytest.mark.parametrize(("tls", "field"), [
-    ({"mode": "SIMPLE", "credentialName": "egress-credential"}, "credentialName"),
-    ({"mode": "MUTUAL", "credentialName": "egress-credential"}, "credentialName"),
-    ({"mode": "ISTIO_MUTUAL"}, "mode"),
+@pytest.mark.parametrize("tls", [
+    {"mode": "SIMPLE", "credentialName": "egress-credential"},
+    {"mode": "MUTUAL", "credentialName": "egress-credential"},
+    {"mode": "ISTIO_MUTUAL", "sni": "outbound_.80_._.httpbin.default.svc.cluster.local"},
 ])
-def test_untranslated_tls_is_a_warning_naming_the_field(tls: dict[str, Any], field: str) -> None:
+def test_credential_and_mesh_tls_are_valid_without_warnings(tls: dict[str, Any]) -> None:
+    # Translated per proxy: Secrets for gateways, mesh certificates for agent proxies.
     parsed = parse_object(rule(trafficPolicy={"tls": tls}))
-    assert [w.path for w in parsed.warnings] == [f"spec.trafficPolicy.tls.{field}"]
-    assert "plaintext" in parsed.warnings[0].message
+    assert parsed.warnings == ()
 
 
 def test_credential_name_excludes_files() -> None:

@@ -225,13 +225,24 @@ def test_endpoint_of_an_unknown_pod_is_held_back() -> None:
 
 
 def test_held_back_endpoint_appears_when_its_pod_arrives() -> None:
-    cluster = Cluster(service(), endpoint_slice("s", [endpoint("10.0.0.2", pod="reviews-v2")]))
-    assert addresses(cluster.context) == []
+    cluster = Cluster(service(), pod("reviews-v1", "10.0.0.1"),
+                      endpoint_slice("s", [endpoint("10.0.0.1", pod="reviews-v1"),
+                                           endpoint("10.0.0.2", pod="reviews-v2")]))
+    assert addresses(cluster.context) == ["10.0.0.1"]
     scope = cluster.apply(pod("reviews-v2", "10.0.0.2", app="reviews", version="v2"))
-    assert addresses(cluster.context) == ["10.0.0.2"]
-    assert endpoints(cluster.context)["http"][0].labels["version"] == "v2"
+    assert addresses(cluster.context) == ["10.0.0.1", "10.0.0.2"]
+    assert endpoints(cluster.context)["http"][1].labels["version"] == "v2"
     assert not scope.full
     assert FQDN in scope.endpoint_hosts
+
+
+def test_a_service_account_new_behind_a_service_pushes_in_full() -> None:
+    # Mesh mTLS clusters verify the service accounts behind the service (their SANs): a new
+    # one changes clusters, not only endpoints (istiod's updateShardServiceAccount).
+    cluster = Cluster(service(), endpoint_slice("s", [endpoint("10.0.0.2", pod="reviews-v2")]))
+    scope = cluster.apply(pod("reviews-v2", "10.0.0.2", app="reviews", version="v2"))
+    assert addresses(cluster.context) == ["10.0.0.2"]
+    assert scope.full
 
 
 def test_without_target_ref_the_pod_is_found_by_ip_in_the_slice_namespace() -> None:
@@ -270,11 +281,12 @@ def test_unrelated_pod_change_touches_no_endpoints() -> None:
 
 
 def test_deleted_pod_holds_its_endpoint_back_again() -> None:
-    cluster = Cluster(service(), pod("reviews-a", "10.0.0.1"),
-                      endpoint_slice("s", [endpoint("10.0.0.1", pod="reviews-a")]))
+    cluster = Cluster(service(), pod("reviews-a", "10.0.0.1"), pod("reviews-b", "10.0.0.2"),
+                      endpoint_slice("s", [endpoint("10.0.0.1", pod="reviews-a"),
+                                           endpoint("10.0.0.2", pod="reviews-b")]))
     scope = cluster.apply(delete=[Key("Pod", "bookinfo", "reviews-a")])
-    assert addresses(cluster.context) == []
-    assert scope.endpoint_hosts == {FQDN}
+    assert addresses(cluster.context) == ["10.0.0.2"]
+    assert not scope.full and scope.endpoint_hosts == {FQDN}
 
 
 # -- incremental builds ------------------------------------------------------------------------

@@ -88,7 +88,6 @@ def test_a_gateway_api_gateway_is_not_istios_gateway() -> None:
 
 @pytest.mark.parametrize(("api_version", "kind"), [
     ("networking.istio.io/v1", "WorkloadEntry"),
-    ("security.istio.io/v1", "PeerAuthentication"),
     ("networking.istio.io/v1alpha3", "EnvoyFilter"),
     ("telemetry.istio.io/v1", "Telemetry"),
     ("extensions.istio.io/v1alpha1", "WasmPlugin"),

@@ -125,15 +125,14 @@ def messages(config: GeneratedConfig) -> dict[str, list[str]]:
     return out
 
 
-def test_credential_name_servers_are_refused_by_name_and_field() -> None:
+def test_a_server_whose_secret_is_missing_is_skipped_by_name_and_field() -> None:
     config = router_config(
         gateway(server(443, "HTTPS", "https", ["a.example.com"], mode="SIMPLE",
                        credentialName="a-cert"),
                 server(444, "HTTPS", "https-files", ["b.example.com"], mode="SIMPLE", **CERT)))
-    assert [str(p) for p in config.problems if "credentialName" in p.message] == [
-        "Warning [Unsupported] (Gateway default/gw) spec.servers[0]: tls.credentialName "
-        "(certificates from a Kubernetes Secret over SDS) is not supported by pilotpy yet; use "
-        "serverCertificate/privateKey files; skipped"]
+    assert [str(p) for p in config.problems if "a-cert" in p.message] == [
+        "Warning [NotFound] (Gateway default/gw) spec.servers[0]: kubernetes://a-cert: Secret "
+        "istio-system/a-cert not found; skipped"]
     # The server with files is still served.
     assert [m.name for m in config.listeners] == ["0.0.0.0_444"]
     assert [r.name for r in config.routes] == ["https.444.https-files.gw.default"]

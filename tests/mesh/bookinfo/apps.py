@@ -13,8 +13,9 @@ They keep what the W3 walkthrough observes of Istio's Bookinfo, and answer JSON:
   rating or "Ratings service is currently unavailable" with the status they got.
 - ratings: `GET /ratings/<id>`.
 
-Every app logs one `request <json>` line per request (method, path, Host, end-user), so a test
-can see what a pod received, e.g. the `-shadow` Host of mirrored requests. Standalone on
+Every app logs one `request <json>` line per request (method, path, Host, end-user,
+x-forwarded-client-cert), so a test can see what a pod received, e.g. the `-shadow` Host of
+mirrored requests or the caller's identity its sidecar forwarded. Standalone on
 purpose (stdlib only): it runs inside a pod's network namespace.
 """
 
@@ -30,6 +31,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+LOG_LOCK = threading.Lock()
 
 PORT = 9080
 # What productpage forwards to the services it calls (Bookinfo's propagated headers).
@@ -73,8 +76,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
         record = {"method": "GET", "path": parts.path, "host": self.headers.get("host", ""),
-                  "end-user": self.headers.get("end-user", "")}
-        print("request " + json.dumps(record), flush=True)
+                  "end-user": self.headers.get("end-user", ""),
+                  "xfcc": self.headers.get("x-forwarded-client-cert", "")}
+        line = "request " + json.dumps(record) + "\n"
+        with LOG_LOCK:  # one whole line per request, whatever the threads do
+            sys.stdout.write(line)
+            sys.stdout.flush()
         app = self.server
         status, body, extra = app.answer(parts.path, parse_qs(parts.query), self.headers)
         data = json.dumps(body).encode()

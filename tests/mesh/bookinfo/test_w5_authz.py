@@ -1,19 +1,23 @@
-"""W5, Istio's security walkthrough, the AuthorizationPolicy and RequestAuthentication steps
-that need no mutual TLS, through the real ingress gateway and sidecars of the Bookinfo mesh:
-allow-nothing, a DENY on a path and on a header, a gateway policy by remoteIpBlocks, and JWTs
-(no token 403, a bad token 401, a valid token 200) verified by productpage's sidecar against
-the keys it fetches from the `jwks` pod.
-
-Steps that match on peer identity (principals, namespaces) wait for mutual TLS between the
-sidecars: without it no request carries a peer certificate, so an ALLOW by identity lets
-nothing through (tests/unit/test_authz_translation.py shows it)."""
+"""W5, Istio's security walkthrough, the AuthorizationPolicy and RequestAuthentication steps,
+through the real pilot-agent gateway and sidecars of the Bookinfo mesh, where every sidecar
+hop is mutual TLS: allow-nothing, then GET allowed by service account hop by hop restoring the
+page, a DENY on a path and on a header, a TCP port's policy by principal, a gateway policy by
+remoteIpBlocks, and JWTs (no token 403, a bad token 401, a valid token 200) verified by
+productpage's sidecar against the keys it fetches from the `jwks` pod."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.mesh.bookinfo.conftest import GATEWAY_POD, IDP, JWKS_URI
-from tests.mesh.bookinfo.steps import gateway_get, use
+from tests.mesh.bookinfo.conftest import (
+    GATEWAY_ACCOUNT,
+    GATEWAY_POD,
+    IDP,
+    JWKS_URI,
+    PLAINTEXT_CLIENT,
+    TCP_PORT,
+)
+from tests.mesh.bookinfo.steps import gateway_get, sample, use
 from tests.mesh.mesh import Mesh
 from tests.mesh.netns import wait_until
 
@@ -58,6 +62,73 @@ def test_w5_allow_nothing_denies_every_workload_of_the_namespace(bookinfo: Mesh)
     assert "x-backend-name" not in found["headers"], found
     (direct,) = bookinfo.pods["fortio"].get("http://details:9080/details/0")
     assert (direct["status"], direct["body"]) == (403, DENIED)
+
+
+def principal(account: str, namespace: str = "default") -> str:
+    return f"cluster.local/ns/{namespace}/sa/{account}"
+
+
+def allow_get(app: str, *accounts: str) -> dict[str, Any]:
+    """Istio's `<app>-viewer`: GET to `app` from the workloads of `accounts`."""
+    return authorization_policy(f"{app}-viewer", selector={"matchLabels": {"app": app}},
+                                action="ALLOW", rules=[{
+                                    "from": [{"source": {"principals": list(accounts)}}],
+                                    "to": [{"operation": {"methods": ["GET"]}}]}])
+
+
+def test_w5_allowing_get_by_service_account_restores_the_page(bookinfo: Mesh) -> None:
+    """allow-nothing, then each hop allowed from its caller's identity only (the SPIFFE id
+    of the client certificate mutual TLS carries): the page, its details, reviews v3 and its
+    ratings come back; a sidecar with another identity is still refused."""
+    baseline(bookinfo)
+    reviews_v3 = sample("virtual-service-reviews-v3.yaml")
+    use(bookinfo, *reviews_v3, authorization_policy("allow-nothing"))
+    wait_for_status(bookinfo, 403)
+    use(bookinfo, *reviews_v3, authorization_policy("allow-nothing"),
+        allow_get("productpage", principal(GATEWAY_ACCOUNT, "istio-system")),
+        allow_get("details", principal("bookinfo-productpage")),
+        allow_get("reviews", principal("bookinfo-productpage")),
+        allow_get("ratings", principal("bookinfo-reviews")))
+
+    def restored() -> bool:
+        found = answer(bookinfo)
+        page = found["page"] or {}
+        return bool(found["status"] == 200 and page["details"]["status"] == 200
+                    and page["reviews"]["status"] == 200
+                    and "Reviewer1" in (page["reviews"]["rating"] or {}))
+
+    wait_until(restored, "the page with details, reviews and ratings")
+    (direct,) = bookinfo.pods["fortio"].get("http://details:9080/details/0")
+    assert (direct["status"], direct["body"]) == (403, DENIED)
+
+
+def tcp_policy(*accounts: str) -> dict[str, Any]:
+    return authorization_policy("tcp-by-principal", selector={"matchLabels": {"app": "httpbin"}},
+                                rules=[{"from": [{"source": {"principals": list(accounts)}}],
+                                        "to": [{"operation": {"ports": [str(TCP_PORT)]}}]}])
+
+
+def tcp_get(mesh: Mesh, pod: str, address: str = "httpbin-tcp") -> int:
+    """An HTTP request carried as opaque TCP (the port is `tcp-echo`): 0 when the
+    connection is closed before an answer, as network RBAC closes it."""
+    (found,) = mesh.pods[pod].get(f"http://{address}:{TCP_PORT}/headers", timeout=5)
+    return int(found["status"])
+
+
+def test_w5_a_tcp_port_policy_by_principal(bookinfo: Mesh) -> None:
+    """Network RBAC on httpbin's TCP port: only fortio's identity connects; a sidecar-less
+    pod (plaintext, no peer identity) and then fortio itself, once the policy names another
+    account, get the connection closed."""
+    baseline(bookinfo)
+    httpbin = bookinfo.pods["httpbin-v1"]
+    use(bookinfo, tcp_policy(principal("fortio")))
+    wait_until(lambda: "tcp-by-principal" in str(httpbin.listener_config("virtualInbound")),
+               "httpbin's sidecar holding the TCP policy")
+    wait_until(lambda: tcp_get(bookinfo, "fortio") == 200, "fortio through the TCP port")
+    assert tcp_get(bookinfo, PLAINTEXT_CLIENT, httpbin.ip) == 0
+    use(bookinfo, tcp_policy(principal("bookinfo-ratings")))
+    wait_until(lambda: tcp_get(bookinfo, "fortio") == 0, "fortio refused on the TCP port")
+    assert httpbin.stat("tcp.rbac.denied") >= 1
 
 
 def test_w5_deny_on_a_path(bookinfo: Mesh) -> None:
