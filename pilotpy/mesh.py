@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pilotpy.model.errors import Issue
+from pilotpy.model.extension_providers import ExtAuthzProvider, read_extension_providers
 from pilotpy.model.fields import Fields
 from pilotpy.model.kinds import Kind
 from pilotpy.model.virtualservice import HTTPRetry, parse_retry
@@ -30,6 +31,8 @@ class MeshConfig:
     outbound_traffic_policy: str = "ALLOW_ANY"
     root_namespace: str = "istio-system"
     trust_domain: str = "cluster.local"
+    # Other trust domains that mean this mesh in AuthorizationPolicy principals.
+    trust_domain_aliases: tuple[str, ...] = ()
     domain_suffix: str = "cluster.local"
     dns_refresh_rate_ns: int = 60 * SECOND
     h2_upgrade_policy: str = "DO_NOT_UPGRADE"
@@ -65,13 +68,17 @@ class MeshConfig:
     default_proxy_config: str = "{}"
     enable_prometheus_merge: bool = True
     inbound_traffic_policy: str = "PASSTHROUGH"
+    # extensionProviders of the external authorization kinds (AuthorizationPolicy CUSTOM).
+    ext_authz_providers: tuple[ExtAuthzProvider, ...] = ()
     # Mesh mTLS (agent proxies only, docs/architecture.md#proxies-with-and-without-pilot-agent):
-    # enableAutoMtls (istiod's default: on), trustDomainAliases (client identities inbound
-    # mTLS accepts besides trustDomain's), meshMTLS minProtocolVersion and cipherSuites.
+    # enableAutoMtls (istiod's default: on), meshMTLS minProtocolVersion and cipherSuites.
+    # trustDomainAliases (above) are also client identities inbound mTLS accepts.
     enable_auto_mtls: bool = True
-    trust_domain_aliases: tuple[str, ...] = ()
     mesh_mtls_min_version: str = ""
     mesh_mtls_cipher_suites: tuple[str, ...] = ()
+
+    def ext_authz_provider(self, name: str) -> ExtAuthzProvider | None:
+        return next((p for p in self.ext_authz_providers if p.name == name), None)
 
 
 _OTHER_TRACING_FIELDS = ("lightstep", "datadog", "stackdriver", "openCensusAgent", "tlsSettings",
@@ -192,6 +199,7 @@ def read_mesh_config(f: Fields) -> MeshConfig:
         outbound_traffic_policy=mode or "ALLOW_ANY",
         root_namespace=f.string("rootNamespace") or "istio-system",
         trust_domain=f.string("trustDomain") or "cluster.local",
+        trust_domain_aliases=f.string_list("trustDomainAliases"),
         dns_refresh_rate_ns=f.duration_ns("dnsRefreshRate", minimum_ns=1_000_000) or 60 * SECOND,
         h2_upgrade_policy=f.enum("h2UpgradePolicy", ("DO_NOT_UPGRADE", "UPGRADE"),
                                  default="DO_NOT_UPGRADE") or "DO_NOT_UPGRADE",
@@ -215,15 +223,14 @@ def read_mesh_config(f: Fields) -> MeshConfig:
         default_proxy_config=json.dumps(default_config or {}, sort_keys=True),
         enable_prometheus_merge=f.boolean("enablePrometheusMerge", default=True),
         inbound_traffic_policy=inbound_mode,
+        ext_authz_providers=read_extension_providers(f),
         enable_auto_mtls=f.boolean("enableAutoMtls", default=True),
-        trust_domain_aliases=f.string_list("trustDomainAliases"),
         mesh_mtls_min_version=mtls_min,
         mesh_mtls_cipher_suites=mtls_ciphers,
     )
     # Settings pilotpy does not translate (yet); accepted silently so an istiod mesh config
     # loads unchanged.
-    f.done(ignore=("extensionProviders",
-                   "defaultProviders", "localityLbSetting",
+    f.done(ignore=("defaultProviders", "localityLbSetting",
                    "defaultServiceExportTo",
                    "defaultVirtualServiceExportTo", "defaultDestinationRuleExportTo",
                    "discoverySelectors", "protocolDetectionTimeout",

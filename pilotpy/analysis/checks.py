@@ -361,5 +361,5 @@ def analyze(objects: Objects, mesh: MeshConfig, problems: Iterable[Problem] = ()
     context already holds it (else built from `objects`)."""
     found = (schema_errors(problems) + missing_references(objects, mesh, services)
              + mesh_host_conflicts(objects, mesh) + hosts_missing_from_gateways(objects, mesh)
-             + conflicting_gateways(objects) + unenforced(objects))
+             + conflicting_gateways(objects) + unenforced(objects, mesh))
     return sorted(found, key=lambda m: (not m.is_error, str(m.ref), m.code, m.field))

@@ -46,9 +46,13 @@ class LoadedConfig:
     def problems(self, translation: tuple[Problem, ...] = ()) -> list[Problem]:
         """Every problem, in the order `analyze` prints them: the input's, Ingress
         conversion's, `translation`'s (one proxy's), then kinds read but not enforced."""
+        # What translation for this proxy reported already is not repeated by the config-wide
+        # report (a CUSTOM policy's missing provider).
+        seen = {(p.ref, p.field) for p in translation}
         return [*self.read_problems, *self.push.ingress.problems,
                 *self.push.peer_authn.problems, *translation,
-                *unenforced(self.objects)]
+                *(p for p in unenforced(self.objects, self.push.mesh)
+                  if (p.ref, p.field) not in seen)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,6 +88,11 @@ class Fields:
              reason: Reason = Reason.UNSUPPORTED) -> None:
         self._issues.append(Issue(self.at(key), message, reason))
 
+    def warn_at(self, path: str, message: str, reason: Reason = Reason.IGNORED) -> None:
+        """A warning about a field outside this cursor's subtree, by its full path
+        (`metadata.annotations.istio.io/dry-run` while reading `spec`)."""
+        self._issues.append(Issue(path, message, reason))
+
     def deprecated(self, message: str, key: str) -> None:
         self.warn(message, key, Reason.DEPRECATED)
 

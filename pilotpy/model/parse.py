@@ -7,6 +7,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pilotpy.model.authorization import (
+    AuthorizationPolicy,
+    parse_authorization_policy,
+)
+from pilotpy.model.authorization import fail_closed as authorization_fail_closed
 from pilotpy.model.destinationrule import DestinationRule, parse_destination_rule
 from pilotpy.model.errors import InvalidObject, Issue, ObjectRef, UnknownKind
 from pilotpy.model.fields import Fields
@@ -23,6 +28,11 @@ from pilotpy.model.kube import (
 )
 from pilotpy.model.meta import Meta, parse_meta
 from pilotpy.model.peerauthentication import PeerAuthentication, parse_peer_authentication
+from pilotpy.model.request_authentication import (
+    RequestAuthentication,
+    parse_request_authentication,
+)
+from pilotpy.model.request_authentication import fail_closed as request_authentication_fail_closed
 from pilotpy.model.serviceentry import ServiceEntry, parse_service_entry
 from pilotpy.model.sidecar import Sidecar, parse_sidecar
 from pilotpy.model.stored import (
@@ -37,10 +47,12 @@ from pilotpy.model.stored import (
     stored_kind,
 )
 from pilotpy.model.virtualservice import VirtualService, parse_virtual_service
+from pilotpy.problems import Reason
 
 ConfigObject = (
     Gateway | VirtualService | DestinationRule | ServiceEntry | Sidecar | Service | EndpointSlice
-    | Pod | Namespace | Secret | StoredObject | Ingress | IngressClass | PeerAuthentication
+    | Pod | Namespace | Secret | StoredObject | Ingress | IngressClass | AuthorizationPolicy
+    | RequestAuthentication | PeerAuthentication
 )
 
 NETWORKING_GROUP = "networking.istio.io"
@@ -48,32 +60,30 @@ NETWORKING_VERSIONS = ("v1", "v1beta1", "v1alpha3")
 SECURITY_GROUP = "security.istio.io"
 SECURITY_VERSIONS = ("v1", "v1beta1")
 
-_ISTIO: dict[str, Callable[[Meta, Fields], ConfigObject]] = {
+_NETWORKING: dict[str, Callable[[Meta, Fields], ConfigObject]] = {
     "Gateway": parse_gateway,
     "VirtualService": parse_virtual_service,
     "DestinationRule": parse_destination_rule,
     "ServiceEntry": parse_service_entry,
     "Sidecar": parse_sidecar,
 }
-# The security.istio.io kinds pilotpy enforces.
 _SECURITY: dict[str, Callable[[Meta, Fields], ConfigObject]] = {
+    "AuthorizationPolicy": parse_authorization_policy,
+    "RequestAuthentication": parse_request_authentication,
     "PeerAuthentication": parse_peer_authentication,
 }
-# Istio groups of translated kinds: their served versions and spec parsers.
-_GROUPS = {
-    NETWORKING_GROUP: (NETWORKING_VERSIONS, _ISTIO),
-    SECURITY_GROUP: (SECURITY_VERSIONS, _SECURITY),
-}
+# Security policies whose unknown fields are errors and whose invalid objects stand in as
+# policies that fail closed (InvalidObject.fallback).
+_FAIL_CLOSED_KINDS = ("AuthorizationPolicy", "RequestAuthentication")
+# group -> (served versions, kind -> spec parser)
+_ISTIO_GROUPS = {NETWORKING_GROUP: (NETWORKING_VERSIONS, _NETWORKING),
+                 SECURITY_GROUP: (SECURITY_VERSIONS, _SECURITY)}
+_ISTIO = {**_NETWORKING, **_SECURITY}
 
 
 def istio_parsers() -> dict[str, Callable[[Meta, Fields], ConfigObject]]:
     """The translated Istio kinds and their spec parsers (for the CRD schemas)."""
-    return {**_ISTIO, **_SECURITY}
-
-
-def _translated(group: str, kind: str) -> Callable[[Meta, Fields], ConfigObject] | None:
-    found = _GROUPS.get(group)
-    return found[1].get(kind) if found is not None else None
+    return dict(_ISTIO)
 
 
 # (apiVersion, kind) pairs of the Kubernetes registry.
@@ -82,7 +92,7 @@ _KUBE_KINDS = {
     ("discovery.k8s.io/v1", "EndpointSlice"), ("discovery.k8s.io/v1beta1", "EndpointSlice"),
     ("networking.k8s.io/v1", "Ingress"), ("networking.k8s.io/v1", "IngressClass"),
 }
-KINDS = (*_ISTIO, *_SECURITY, "Service", "EndpointSlice", "Pod", "Namespace", "Secret", "Ingress",
+KINDS = (*_ISTIO, "Service", "EndpointSlice", "Pod", "Namespace", "Secret", "Ingress",
          "IngressClass", *sorted(UNENFORCED_KINDS))
 
 
@@ -106,11 +116,21 @@ def is_supported(doc: Mapping[str, Any]) -> bool:
     api_version = str(doc.get("apiVersion", ""))
     kind = str(doc.get("kind", ""))
     group, _, version = api_version.rpartition("/")
-    if _translated(group, kind) is not None:
-        return version in _GROUPS[group][0]
+    if group in _ISTIO_GROUPS and kind in _ISTIO_GROUPS[group][1]:
+        return version in _ISTIO_GROUPS[group][0]
     if kind in STORED_KINDS.get(group, ()):
         return version in STORED_VERSIONS[group]
     return (api_version, kind) in _KUBE_KINDS
+
+
+def _strict(issue: Issue) -> Issue:
+    """A security policy's unknown field is an error, not a warning: enforcing a policy
+    without a field its author wrote (a typo of `notPrincipals`, a newer Istio's field) could
+    let through what it was written to stop."""
+    if issue.reason is Reason.UNKNOWN_FIELD and issue.path.startswith("spec."):
+        return Issue(issue.path, "unknown field: a security policy is not enforced without "
+                     "a field its author wrote")
+    return issue
 
 
 def parse_object(doc: Mapping[str, Any], *, default_namespace: str = "default",
@@ -126,12 +146,13 @@ def parse_object(doc: Mapping[str, Any], *, default_namespace: str = "default",
                             [Issue("", "apiVersion and kind are required")], origin)
     if not is_supported(doc):
         group = api_version.rpartition("/")[0]
-        if _translated(group, kind) is not None:
-            versions = _GROUPS[group][0]
+        if group in _ISTIO_GROUPS and kind in _ISTIO_GROUPS[group][1]:
+            first, *others = _ISTIO_GROUPS[group][0]
+            served = f"{group}/{first}" + "".join(
+                (" or " if i == len(others) - 1 else ", ") + v for i, v in enumerate(others))
             raise InvalidObject(
                 _ref_of(doc, default_namespace),
-                [Issue("apiVersion", f"{api_version!r} is not served; use "
-                       f"{group}/{', '.join(versions[:-1])} or {versions[-1]}")], origin)
+                [Issue("apiVersion", f"{api_version!r} is not served; use {served}")], origin)
         raise UnknownKind(f"{api_version} {kind}")
 
     issues: list[Issue] = []
@@ -145,13 +166,12 @@ def parse_object(doc: Mapping[str, Any], *, default_namespace: str = "default",
     namespaced = kind not in ("Namespace", "IngressClass", *CLUSTER_SCOPED_STORED)
     meta = parse_meta(doc, kind, default_namespace, namespaced, root)
     obj: ConfigObject
-    parser = _translated(group, kind)
-    if parser is not None:
+    if kind in _ISTIO:
         spec = root.child("spec")
         if spec is None:
             root.error("required", "spec")
             spec = Fields({}, "spec", issues)
-        obj = parser(meta, spec)
+        obj = _ISTIO[kind](meta, spec)
         root.done(ignore=("status",))
     elif kind == "Service":
         spec = root.child("spec") or Fields({}, "spec", issues)
@@ -177,8 +197,15 @@ def parse_object(doc: Mapping[str, Any], *, default_namespace: str = "default",
         root.raw("status")
         root.done()
 
+    if kind in _FAIL_CLOSED_KINDS:
+        issues = [_strict(i) for i in issues]
     errors = [i for i in issues if not i.warning]
     if errors:
+        fallback = None
+        if isinstance(obj, AuthorizationPolicy):
+            fallback = authorization_fail_closed(obj, errors)
+        elif isinstance(obj, RequestAuthentication):
+            fallback = request_authentication_fail_closed(obj, errors)
         raise InvalidObject(meta.ref if meta.name else _ref_of(doc, default_namespace),
-                            issues, origin)
+                            issues, origin, fallback)
     return Parsed(obj, tuple(i for i in issues if i.warning))

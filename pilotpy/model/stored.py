@@ -1,7 +1,6 @@
-"""Kinds pilotpy reads but does not enforce yet (AuthorizationPolicy, RequestAuthentication,
-WorkloadEntry, EnvoyFilter, the Gateway API, ...), kept in the store so that each one is
-reported (an unenforced AuthorizationPolicy is an open door), and gateway credentials
-(Secrets, served over SDS: pilotpy/translate/credentials.py).
+"""Kinds pilotpy reads but does not enforce yet (WorkloadEntry, EnvoyFilter, the Gateway API,
+...), kept in the store so that each one is reported (an unenforced policy is an open door),
+and gateway credentials (Secrets, served over SDS: pilotpy/translate/credentials.py).
 
 Stored objects are compared by value, so an unchanged object is a no-op in the store like any
 other; their specs are kept as the API server returned them (JSON-compatible values).
@@ -21,7 +20,6 @@ GATEWAY_API_GROUP = "gateway.networking.k8s.io"
 STORED_KINDS: Mapping[str, frozenset[str]] = {
     "networking.istio.io": frozenset({"WorkloadEntry", "WorkloadGroup", "EnvoyFilter",
                                       "ProxyConfig"}),
-    "security.istio.io": frozenset({"AuthorizationPolicy", "RequestAuthentication"}),
     "telemetry.istio.io": frozenset({"Telemetry"}),
     "extensions.istio.io": frozenset({"WasmPlugin", "TrafficExtension"}),
     GATEWAY_API_GROUP: frozenset({"Gateway", "GatewayClass", "HTTPRoute", "GRPCRoute",
@@ -29,7 +27,6 @@ STORED_KINDS: Mapping[str, frozenset[str]] = {
 }
 STORED_VERSIONS: Mapping[str, tuple[str, ...]] = {
     "networking.istio.io": ("v1", "v1beta1", "v1alpha3"),
-    "security.istio.io": ("v1", "v1beta1"),
     "telemetry.istio.io": ("v1", "v1alpha1"),
     "extensions.istio.io": ("v1alpha1",),
     GATEWAY_API_GROUP: ("v1", "v1beta1", "v1alpha2", "v1alpha3"),

@@ -31,6 +31,7 @@ from pilotpy.push.ingress import EMPTY as NO_INGRESS
 from pilotpy.push.ingress import INPUT_KINDS as INGRESS_INPUT_KINDS
 from pilotpy.push.ingress import IngressConfig, convert_ingresses
 from pilotpy.push.peer_authn import PeerAuthnIndex
+from pilotpy.push.security import AuthorizationIndex, RequestAuthenticationIndex
 from pilotpy.push.services import (
     Resolution,
     Service,
@@ -83,6 +84,10 @@ class PushContext:
     # What the served Kubernetes Ingresses became (already part of `gateways` and
     # `virtual_services`), with the problems found converting them.
     ingress: IngressConfig = NO_INGRESS
+    authorization: AuthorizationIndex = field(
+        default_factory=lambda: AuthorizationIndex((), ""))
+    request_authentication: RequestAuthenticationIndex = field(
+        default_factory=lambda: RequestAuthenticationIndex((), ""))
     peer_authn: PeerAuthnIndex = field(default_factory=lambda: PeerAuthnIndex((), ""))
     # Resolved VirtualServices by key, reused while the stored object is the same object.
     _resolved_vs: Mapping[Key, tuple[VirtualService, VirtualService]] = field(
@@ -239,6 +244,12 @@ def build_push_context(objects: Objects, mesh: MeshConfig, version: int,
     sidecars = previous.sidecars
     if Kind.SIDECAR in kinds:
         sidecars = SidecarIndex(_values(objects, Kind.SIDECAR), mesh.root_namespace)
+    authorization = previous.authorization
+    if Kind.AUTHORIZATION_POLICY in kinds:
+        authorization = _authorization(objects, mesh)
+    request_authentication = previous.request_authentication
+    if Kind.REQUEST_AUTHENTICATION in kinds:
+        request_authentication = _request_authentication(objects, mesh)
     peer_authn = previous.peer_authn
     if Kind.PEER_AUTHENTICATION in kinds:
         peer_authn = PeerAuthnIndex(_values(objects, Kind.PEER_AUTHENTICATION),
@@ -248,8 +259,8 @@ def build_push_context(objects: Objects, mesh: MeshConfig, version: int,
         live = {id(vs) for vs in virtual_services.all}
         kept = {key: found for key, found in previous._kept.items() if id(found[0]) in live}
     context = PushContext(version, mesh, services, pods, endpoints, gateways, virtual_services,
-                          destination_rules, objects, sidecars, ingress, peer_authn, resolved,
-                          _kept=kept)
+                          destination_rules, objects, sidecars, ingress, authorization,
+                          request_authentication, peer_authn, resolved, _kept=kept)
     if (gateways is previous.gateways and virtual_services is previous.virtual_services
             and sidecars is previous.sidecars and _SELECTOR_KEYS in previous._memo):
         context._memo[_SELECTOR_KEYS] = previous._memo[_SELECTOR_KEYS]
@@ -289,6 +300,15 @@ def _resolve_all(objects: Objects, mesh: MeshConfig,
     return out
 
 
+def _authorization(objects: Objects, mesh: MeshConfig) -> AuthorizationIndex:
+    return AuthorizationIndex(_values(objects, Kind.AUTHORIZATION_POLICY), mesh.root_namespace)
+
+
+def _request_authentication(objects: Objects, mesh: MeshConfig) -> RequestAuthenticationIndex:
+    return RequestAuthenticationIndex(_values(objects, Kind.REQUEST_AUTHENTICATION),
+                                      mesh.root_namespace)
+
+
 def _all_gateways(objects: Objects, ingress: IngressConfig) -> tuple[Gateway, ...]:
     return sorted_gateways([*_values(objects, Kind.GATEWAY), *ingress.gateways])
 
@@ -320,6 +340,8 @@ def _full_build(objects: Objects, mesh: MeshConfig, version: int,
         objects=objects,
         sidecars=SidecarIndex(_values(objects, Kind.SIDECAR), mesh.root_namespace),
         ingress=ingress,
+        authorization=_authorization(objects, mesh),
+        request_authentication=_request_authentication(objects, mesh),
         peer_authn=PeerAuthnIndex(_values(objects, Kind.PEER_AUTHENTICATION),
                                   mesh.root_namespace),
         _resolved_vs=resolved,

@@ -7,10 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
+from typing import Any
 
 # RFC 5737's TEST-NET-1: an address no configuration names, for calls whose address does not
 # matter (a gateway's listeners bind the wildcard).
 UNNAMED_ADDRESS = "192.0.2.1"
+# RFC 5737's TEST-NET-2: where a call comes from when the caller does not say.
+UNNAMED_SOURCE = "198.51.100.1"
 
 
 class Protocol(StrEnum):
@@ -43,7 +46,10 @@ class Call:
     target port, e.g. 8080 for a Gateway server on 80). `host`, `path`, `method` and
     `headers` make the HTTP request (ignored for TCP); `sni` and `alpn` the TLS ClientHello
     (ignored without `tls`). `mode` None means: OUTBOUND for a sidecar's config (it has a
-    `use_original_dst` listener), GATEWAY otherwise.
+    `use_original_dst` listener), GATEWAY otherwise. What RBAC filters match on besides the
+    request: `source` (the client's address), `peer_principal` (the URI SAN of the client
+    certificate, when TLS ends at the chosen chain), `jwt_payload` (the claims of a token the
+    jwt_authn filter verified; None: no token).
     """
 
     port: int
@@ -57,15 +63,19 @@ class Call:
     sni: str = ""
     alpn: tuple[str, ...] = ()
     mode: Mode | None = None
+    source: str = UNNAMED_SOURCE
+    peer_principal: str = ""
+    jwt_payload: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ValueError(f"port {self.port} is not a TCP port")
-        try:
-            ipaddress.ip_address(self.address)
-        except ValueError:
-            # Listeners and filter chains match addresses: a name must be resolved first.
-            raise ValueError(f"address {self.address!r} is not an IP address") from None
+        for address in (self.address, self.source):
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                # Listeners, chains and RBAC match addresses: resolve a name first.
+                raise ValueError(f"address {address!r} is not an IP address") from None
         # Header names are case-insensitive: keep them lower-case, as Envoy's header map does.
         lowered = {k.lower(): v for k, v in self.headers.items()}
         object.__setattr__(self, "headers", MappingProxyType(lowered))

@@ -28,6 +28,7 @@ class Outcome(StrEnum):
     NO_ROUTE = "no_route"  # 404, response flag NR
     NO_CLUSTER = "no_cluster"  # the route names a cluster CDS lacks: 503, NC
     NO_HEALTHY_UPSTREAM = "no_healthy_upstream"  # the cluster has no endpoint: 503 UH / close
+    FORBIDDEN = "forbidden"  # an RBAC filter refuses: 403 `RBAC: access denied` / close
     UNSUPPORTED = "unsupported"  # config the simulator does not model (the reason says what)
 
 
@@ -39,6 +40,7 @@ HTTP_ANSWERS: dict[Outcome, tuple[int, str]] = {
     Outcome.TLS_REDIRECT: (301, ""),
     Outcome.NO_CLUSTER: (503, "NC"),
     Outcome.NO_HEALTHY_UPSTREAM: (503, "UH"),
+    Outcome.FORBIDDEN: (403, ""),
 }
 
 

@@ -6,13 +6,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as rbac_http_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as rbac_network_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
 from pilotpy.simulate import listeners as lst
-from pilotpy.simulate import routing, upstream
+from pilotpy.simulate import rbac, routing, upstream
 from pilotpy.simulate.call import Call, Mode, Protocol
 from pilotpy.simulate.policy import route_policy
 from pilotpy.simulate.result import (
@@ -23,6 +25,20 @@ from pilotpy.simulate.result import (
     Redirect,
     Result,
 )
+
+
+def _trusted_client(call: Call, manager: Any) -> str:
+    """The client address the connection manager settles on: the connection's own with
+    `use_remote_address` (or an x-forwarded-for entry `xff_num_trusted_hops` from the right),
+    else the last x-forwarded-for entry (Envoy trusts it on internal hops)."""
+    hops = int(manager.xff_num_trusted_hops)
+    forwarded = [a.strip() for a in call.headers.get("x-forwarded-for", "").split(",")
+                 if a.strip()]
+    if manager.use_remote_address.value:
+        return forwarded[-hops] if hops and len(forwarded) >= hops else call.source
+    skip = hops + 1
+    return forwarded[-skip] if len(forwarded) >= skip else call.source
+
 
 HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 TCP_PROXY = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
@@ -36,6 +52,8 @@ class _Trace:
     steps: list[str] = field(default_factory=list)
     fields: dict[str, Any] = field(default_factory=dict)
     matched: dict[str, Any] = field(default_factory=dict)
+    # Dynamic metadata filters wrote for the call: filter name -> key -> value.
+    metadata: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def step(self, text: str) -> None:
         self.steps.append(text)
@@ -110,6 +128,12 @@ class Simulation:
             trace.step("TLS terminated")
         for network_filter in chain.filters:
             kind = lst.type_name(network_filter.typed_config)
+            if kind in (rbac.NETWORK_RBAC, rbac.NETWORK_EXT_AUTHZ):
+                stopped = self._authorize(trace, network_filter.typed_config, terminates_tls,
+                                          None)
+                if stopped is not None:
+                    return stopped
+                continue
             if kind == HCM:
                 manager = hcm_pb2.HttpConnectionManager()
                 network_filter.typed_config.Unpack(manager)
@@ -194,6 +218,13 @@ class Simulation:
             trace.step(f"route configuration {name}")
         trace.fields["route_configuration"] = str(configuration.name)
         trace.matched["route_configuration"] = configuration
+        # Authorization runs before the router, which answers 404s and redirects.
+        for http_filter in manager.http_filters:
+            if lst.type_name(http_filter.typed_config) in (rbac.HTTP_RBAC, rbac.HTTP_EXT_AUTHZ):
+                stopped = self._authorize(trace, http_filter.typed_config, terminates_tls,
+                                          manager)
+                if stopped is not None:
+                    return stopped
         vhost = routing.find_virtual_host(configuration, call.host)
         if vhost is None:
             return trace.done(Outcome.NO_VIRTUAL_HOST, f"no virtual host of "
@@ -242,6 +273,43 @@ class Simulation:
         if action != "route":
             return trace.done(Outcome.UNSUPPORTED, f"route action {action} is not modelled")
         return self._route_action(trace, route, request)
+
+    def _authorize(self, trace: _Trace, typed_config: Any, terminates_tls: bool,
+                   manager: Any | None) -> Result | None:
+        """Where one authorization filter (of the chain, or of `manager` for HTTP) stops the
+        call, else None. An RBAC filter refuses or lets through, and records the shadow
+        policy its shadow rules match (Envoy's dynamic metadata); an ext_authz filter
+        enabled by that record asks an external service, which is not modelled."""
+        call = trace.call
+        kind = lst.type_name(typed_config)
+        rbac_filter = rbac.HTTP_RBAC_NAME if manager is not None else rbac.NETWORK_RBAC_NAME
+        if kind in (rbac.HTTP_EXT_AUTHZ, rbac.NETWORK_EXT_AUTHZ):
+            enabled = rbac.ext_authz_enabled(typed_config, trace.metadata)
+            if not enabled:
+                trace.step("ext_authz not enabled for this request")
+                return None
+            return trace.done(Outcome.UNSUPPORTED, "the ext_authz filter asks an external "
+                                                   "authorization service: not modelled")
+        config = (rbac_http_pb2.RBAC() if manager is not None else rbac_network_pb2.RBAC())
+        typed_config.Unpack(config)
+        request = routing.Request.of(call, "https" if terminates_tls else "http")
+        subject = rbac.Subject(
+            destination_address=call.address, destination_port=call.port,
+            source_address=call.source,
+            remote_address=_trusted_client(call, manager) if manager is not None
+            else call.source,
+            server_name=call.server_name,
+            peer_principal=call.peer_principal if terminates_tls else None,
+            request=request if manager is not None else None,
+            jwt_payload=call.jwt_payload if manager is not None else None)
+        trace.metadata.setdefault(rbac_filter, {}).update(rbac.shadow_metadata(config, subject))
+        why = rbac.refusal(config, subject)
+        if why is None:
+            trace.step("RBAC lets it through" if config.HasField("rules")
+                       else "RBAC shadow rules only: not enforced")
+            return None
+        return trace.done(Outcome.FORBIDDEN, f"RBAC: {why}: " + (
+            "403 RBAC: access denied" if manager is not None else "connection closed"))
 
     def _route_action(self, trace: _Trace, route: Any, request: routing.Request) -> Result:
         action = route.route

@@ -158,12 +158,10 @@ def parse_documents(text: str, origin: str, default_namespace: str,
             log.debug("%s: document %d: %s is not read by pilotpy; ignored", origin, index, err)
             continue
         except InvalidObject as err:
-            kept = last_good.get(err.ref) if last_good else None
-            note = (" (object skipped; keeping its last valid version)" if kept is not None
-                    else " (object skipped)")
+            served, note = err.served(last_good.get(err.ref) if last_good else None)
             problems += [issue.problem(err.ref, origin, note) for issue in err.issues]
-            if kept is not None:
-                objects[err.ref] = kept
+            if served is not None:
+                objects[err.ref] = served
             continue
         obj = parsed.obj
         key = obj.meta.key

@@ -36,9 +36,9 @@ GATEWAY_SERVER_NAME = "istio-envoy"
 
 
 def http_filters(security: Sequence[hcm_pb2.HttpFilter] = ()) -> list[hcm_pb2.HttpFilter]:
-    """`security` first (authentication and authorization, in istiod's order:
-    pilotpy/translate/inbound_security.py), grpc_stats, then fault and CORS (per-route configs
-    reference them), router last."""
+    """`security` first (authentication and authorization in istiod's order, CUSTOM ext_authz,
+    jwt_authn, RBAC: pilotpy/translate/security.py), grpc_stats, then fault and CORS
+    (per-route configs reference them), router last."""
     return [
         *security,
         hcm_pb2.HttpFilter(name="envoy.filters.http.grpc_stats", typed_config=pb.typed(
@@ -82,17 +82,21 @@ def _connection_manager(stat_prefix: str, mesh: MeshConfig,
 
 
 def _rds_connection_manager(route_name: str, stat_prefix: str, mesh: MeshConfig, *,
-                            use_remote_address: bool) -> hcm_pb2.HttpConnectionManager:
-    manager = _connection_manager(stat_prefix, mesh)
+                            use_remote_address: bool,
+                            security: Sequence[hcm_pb2.HttpFilter] = ()
+                            ) -> hcm_pb2.HttpConnectionManager:
+    manager = _connection_manager(stat_prefix, mesh, security)
     manager.rds.CopyFrom(hcm_pb2.Rds(config_source=ads_config_source(),
                                      route_config_name=route_name))
     manager.use_remote_address.value = use_remote_address
     return manager
 
 
-def gateway_connection_manager(route_name: str, stat_prefix: str,
-                               mesh: MeshConfig) -> hcm_pb2.HttpConnectionManager:
-    manager = _rds_connection_manager(route_name, stat_prefix, mesh, use_remote_address=True)
+def gateway_connection_manager(route_name: str, stat_prefix: str, mesh: MeshConfig,
+                               security: Sequence[hcm_pb2.HttpFilter] = ()
+                               ) -> hcm_pb2.HttpConnectionManager:
+    manager = _rds_connection_manager(route_name, stat_prefix, mesh, use_remote_address=True,
+                                      security=security)
     manager.forward_client_cert_details = HCM.SANITIZE_SET
     manager.set_current_client_cert_details.CopyFrom(HCM.SetCurrentClientCertDetails(
         subject=pb.boolean(True), cert=True, dns=True, uri=True))

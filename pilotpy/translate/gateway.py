@@ -58,6 +58,7 @@ from pilotpy.translate.routes import (
     build_http_routes,
     sorted_routes,
 )
+from pilotpy.translate.security import NO_SECURITY, SecurityFilters
 from pilotpy.translate.tls_files import tls_transport_socket
 
 PASSTHROUGH_MODES = frozenset({"", "PASSTHROUGH"})
@@ -213,13 +214,15 @@ def merge_gateways(push: PushContext, view: ProxyView) -> MergedGateway:
     return merged
 
 
-def _https_chain(push: PushContext, entry: GatewayServer, listener: str) -> lc.FilterChain:
+def _https_chain(push: PushContext, entry: GatewayServer, listener: str,
+                 security: SecurityFilters) -> lc.FilterChain:
     """A terminating HTTPS server: SNI match on its hosts (none for `*`), TLS from files,
     a connection manager on its own route; its stat prefix is the server `name` if set."""
     server = entry.server
     assert server.tls is not None
     stat_prefix = server.name or delimited_stat_prefix(f"outbound_{listener}")
-    manager = gateway_connection_manager(https_route_name(entry), stat_prefix, push.mesh)
+    manager = gateway_connection_manager(https_route_name(entry), stat_prefix, push.mesh,
+                                         security.http)
     chain = lc.FilterChain(filters=[network_filter(manager)],
                            transport_socket=tls_transport_socket(
                                downstream_tls_context(server.tls)))
@@ -238,21 +241,29 @@ def _unrouted(entry: GatewayServer, route_kind: str) -> Problem:
                    f"{entry.gateway_name} matches it; no filter chain", entry.ref, entry.field)
 
 
-def _l4_chains(push: PushContext, view: ProxyView, entry: GatewayServer,
-               listener: str, problems: list[Problem]) -> list[RoutedChain]:
+def _l4_chains(push: PushContext, view: ProxyView, entry: GatewayServer, listener: str,
+               problems: list[Problem], *, security: SecurityFilters) -> list[RoutedChain]:
+    """Chains of TLS and TCP servers; those that carry no HTTP enforce the gateway's
+    policies with network RBAC filters before their tcp_proxy."""
     server = entry.server
     if is_https_termination(server):
-        return [RoutedChain(_https_chain(push, entry, listener), entry.ref, entry.field)]
+        return [RoutedChain(_https_chain(push, entry, listener, security), entry.ref,
+                            entry.field)]
     if server.tls is not None and server.tls.mode in PASSTHROUGH_MODES:
         chains = passthrough_chains(push, view, entry)
         if not chains:
             problems.append(_unrouted(entry, "tls"))
+        for routed in chains:
+            if security.tcp:
+                filters = [*security.tcp, *routed.chain.filters]
+                del routed.chain.filters[:]
+                routed.chain.filters.extend(filters)
         return chains
     tcp = server_tcp_filter(push, view, entry)
     if tcp is None:
         problems.append(_unrouted(entry, "tcp"))
         return []
-    chain = lc.FilterChain(filters=[tcp])
+    chain = lc.FilterChain(filters=[*security.tcp, tcp])
     if server.tls is not None:  # a TLS server terminating TLS, then opaque TCP
         chain.transport_socket.CopyFrom(tls_transport_socket(
             downstream_tls_context(server.tls, tcp=True)))
@@ -261,29 +272,31 @@ def _l4_chains(push: PushContext, view: ProxyView, entry: GatewayServer,
 
 
 def _listener_chains(push: PushContext, view: ProxyView, listener: GatewayListener,
-                     name: str, problems: list[Problem]) -> tuple[list[lc.FilterChain], bool]:
+                     name: str, problems: list[Problem], *, security: SecurityFilters
+                     ) -> tuple[list[lc.FilterChain], bool]:
     """The listener's chains, and whether it needs the TLS inspector (some chain reads SNI or
     terminates TLS with ALPN)."""
     if listener.servers:
         manager = gateway_connection_manager(listener.route_name,
                                              delimited_stat_prefix(f"outbound_{name}"),
-                                             push.mesh)
+                                             push.mesh, security.http)
         return [lc.FilterChain(filters=[network_filter(manager)])], False
     distinct = DistinctChains()
     for entry in listener.l4_servers:
-        for routed in _l4_chains(push, view, entry, name, problems):
+        for routed in _l4_chains(push, view, entry, name, problems, security=security):
             taken = distinct.add(routed.chain)
             if taken:
                 problems.append(routed.taken(taken, name))
     return distinct.chains, any(is_tls_server(e.server) for e in listener.l4_servers)
 
 
-def gateway_listeners(push: PushContext, view: ProxyView,
-                      merged: MergedGateway) -> list[listener_pb2.Listener]:
+def gateway_listeners(push: PushContext, view: ProxyView, merged: MergedGateway,
+                      security: SecurityFilters = NO_SECURITY) -> list[listener_pb2.Listener]:
     out = []
     for (bind, port), listener in sorted(merged.listeners.items()):
         name = listener_name(bind, port)
-        chains, inspect_tls = _listener_chains(push, view, listener, name, merged.problems)
+        chains, inspect_tls = _listener_chains(push, view, listener, name, merged.problems,
+                                               security=security)
         if not chains:
             continue  # istiod drops a listener left with no filter chain
         message = listener_pb2.Listener(name=name, traffic_direction=base_pb2.OUTBOUND)

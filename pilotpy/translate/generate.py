@@ -28,6 +28,7 @@ from pilotpy.translate.gateway import (
 from pilotpy.translate.grpc.config import grpc_config
 from pilotpy.translate.grpc.endpoints import grpc_assignment
 from pilotpy.translate.observability import tracing_clusters
+from pilotpy.translate.security import security_filters
 from pilotpy.translate.sidecar import sidecar_config
 
 
@@ -87,8 +88,9 @@ def generate(push: PushContext, view: ProxyView, *, clusters: bool = True) -> Ge
                                named_only_clusters=grpc.named_only_clusters)
     if view.proxy.is_router:
         merged = merge_gateways(push, view)
-        listeners = gateway_listeners(push, view, merged)
-        problems = list(merged.problems)
+        security = security_filters(push, view)
+        listeners = gateway_listeners(push, view, merged, security)
+        problems = [*merged.problems, *security.problems]
         built = (outbound_clusters(push, view, problems=problems)
                  if clusters or clusters_report(push) else [])
         # Missing Secrets were reported where they are referenced (the server is skipped).
@@ -96,7 +98,8 @@ def generate(push: PushContext, view: ProxyView, *, clusters: bool = True) -> Ge
                                               *upstream_referenced_names(
                                                   _upstream_contexts(built))])
         return GeneratedConfig(
-            clusters=built + tracing_clusters(push.mesh) if clusters else [],
+            clusters=(security.with_clusters(built + tracing_clusters(push.mesh))
+                      if clusters else []),
             listeners=listeners,
             serialized_routes=_serialized([gateway_route_configuration(push, view, merged, name)
                                            for name in gateway_route_names(merged)]),

@@ -14,6 +14,9 @@ STRICT mTLS chains only, PERMISSIVE mTLS and plaintext, DISABLE plaintext; the m
 terminate the mesh certificate of pilot-agent's SDS (pilotpy/translate/mtls.py). A proxy
 without pilot-agent cannot terminate mesh mTLS: its PERMISSIVE ports take plaintext, and its
 STRICT ports refuse every connection (docs/architecture.md#proxies-with-and-without-pilot-agent).
+Every chain but the blackhole enforces the workload's AuthorizationPolicies and
+RequestAuthentications (pilotpy/translate/security.py): on mTLS chains the caller's SPIFFE id
+is the connection's principal, plaintext chains carry none.
 """
 
 from __future__ import annotations
@@ -43,7 +46,6 @@ from pilotpy.translate.filters import (
     tcp_proxy_filter,
     tls_inspector,
 )
-from pilotpy.translate.inbound_security import InboundSecurity, inbound_security
 from pilotpy.translate.listener_limits import limit_accepts
 from pilotpy.translate.mtls import ChainProtocol, inbound_tls_context
 from pilotpy.translate.names import (
@@ -58,6 +60,7 @@ from pilotpy.translate.names import (
 )
 from pilotpy.translate.observability import listener_access_logs
 from pilotpy.translate.outbound_listeners import HTTP_APPLICATION_PROTOCOLS
+from pilotpy.translate.security import NO_SECURITY, SecurityFilters
 from pilotpy.translate.sidecar_clusters import inbound_cluster
 from pilotpy.translate.tls_files import tls_transport_socket
 
@@ -207,7 +210,7 @@ class _ChainTarget:
 
 
 def _chain(target: _ChainTarget, option: ChainOption, mesh: MeshConfig,
-           security: InboundSecurity) -> lc.FilterChain:
+           security: SecurityFilters) -> lc.FilterChain:
     chain = lc.FilterChain(name=target.name(option.protocol))
     match = chain.filter_chain_match
     if target.port:
@@ -220,9 +223,9 @@ def _chain(target: _ChainTarget, option: ChainOption, mesh: MeshConfig,
     if option.protocol is ChainProtocol.HTTP:
         chain.filters.append(network_filter(sidecar_inbound_connection_manager(
             target.route, target.stat_prefix, mesh, http2=target.http2,
-            security=security.http_filters)))
+            security=security.http)))
     else:
-        chain.filters.extend(security.network_filters)
+        chain.filters.extend(security.tcp)
         chain.filters.append(tcp_proxy_filter(target.cluster))
     if option.mtls:
         context = inbound_tls_context(MtlsMode.STRICT, option.protocol, mesh)
@@ -288,12 +291,15 @@ class VirtualInbound:
     problems: tuple[Problem, ...]
 
 
-def virtual_inbound(push: PushContext, view: ProxyView) -> VirtualInbound:
+def virtual_inbound(push: PushContext, view: ProxyView,
+                    security: SecurityFilters = NO_SECURITY) -> VirtualInbound:
+    """Every chain but the blackhole one for the capture port enforces the workload's
+    policies (`security`: translate/security.py), the passthrough ones included; the
+    listener's problems include the policies'."""
     mesh = push.mesh
     capture_port = mesh.proxy_inbound_listen_port
     ports = inbound_ports(view, mesh)
     workload = push.peer_authn.for_workload(view.namespace, view.labels)
-    security = inbound_security(push, view)
     agent = view.agent_sds
     problems: list[Problem] = list(security.problems)
     out = listener_pb2.Listener(

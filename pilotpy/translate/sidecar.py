@@ -16,6 +16,7 @@ from pilotpy.translate import pb
 from pilotpy.translate.clusters import clusters_report, outbound_clusters
 from pilotpy.translate.inbound import inbound_clusters, virtual_inbound
 from pilotpy.translate.outbound_listeners import outbound_listeners, virtual_outbound_listener
+from pilotpy.translate.security import security_filters
 from pilotpy.translate.sidecar_clusters import inbound_passthrough_cluster, passthrough_cluster
 from pilotpy.translate.sidecar_routes import port_route_configuration, sniffed_route_configuration
 from pilotpy.translate.sidecar_scope import sidecar_scope
@@ -33,12 +34,13 @@ def sidecar_config(push: PushContext, view: ProxyView, *, clusters: bool = True
                    ) -> SidecarConfig:
     mesh = push.mesh
     scope = sidecar_scope(push, view)
+    security = security_filters(push, view)
     outbound = outbound_listeners(push, view, scope)
     routes = [port_route_configuration(push, view, scope, port, services)
               for port, services in outbound.port_routes.items()]
     routes += [sniffed_route_configuration(push, view, scope, service, port)
                for service, port in outbound.sniffed_routes]
-    inbound = virtual_inbound(push, view)
+    inbound = virtual_inbound(push, view, security)
     # Listeners in istiod's LDS order: per-port outbound, virtualOutbound, virtualInbound.
     listeners = [*outbound.listeners, virtual_outbound_listener(scope, mesh), inbound.listener]
     problems = [*outbound.problems, *inbound.problems]
@@ -48,6 +50,7 @@ def sidecar_config(push: PushContext, view: ProxyView, *, clusters: bool = True
     if clusters:
         built += [passthrough_cluster(mesh), inbound_passthrough_cluster(mesh),
                   *inbound_clusters(view, mesh)]
+        built = security.with_clusters(built)
         built.sort(key=lambda c: c.name)
     else:
         built = []

@@ -76,7 +76,31 @@ def port_80_route_to_service_port(difference: Difference, istiod: Any, pilotpy: 
             and all(port != "80" for port, _, _ in ours))
 
 
+STAND_IN_SUFFIX = "-invalid-policy-fails-closed"
+_POLICIES = re.compile(r"^(?P<policies>.*\.rules\.policies)(?:\.(?P<name>.+))?$")
+
+
+def fails_closed_stand_in(difference: Difference, istiod: Any, pilotpy: Any) -> bool:
+    """An invalid AuthorizationPolicy: pilotpy enforces its fail-closed stand-in (RBAC
+    policies named `<name>-invalid-policy-fails-closed`) where istiod, which has no webhook
+    in the tier to refuse it, translates what it can of the invalid policy under `<name>`
+    in the same filter (or nothing)."""
+    match = _POLICIES.match(difference.path)
+    if match is None:
+        return False
+    name = match["name"]
+    if name is None:  # a rules map only pilotpy has: stand-ins alone
+        return (difference.side == "pilotpy" and isinstance(difference.pilotpy, dict)
+                and all(str(k).endswith(STAND_IN_SUFFIX) for k in difference.pilotpy))
+    if name.endswith(STAND_IN_SUFFIX):
+        return difference.side == "pilotpy"
+    ours = _at(pilotpy, match["policies"])
+    return (difference.side == "istiod" and isinstance(ours, dict)
+            and name + STAND_IN_SUFFIX in ours)
+
+
 RULES: dict[str, Rule] = {
+    "fails_closed_stand_in": fails_closed_stand_in,
     "single_weighted_destination": single_weighted_destination,
     "port_80_route_to_service_port": port_80_route_to_service_port,
 }

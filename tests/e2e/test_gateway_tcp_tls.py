@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import http.client
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -193,6 +194,7 @@ class Env:
     tls_port: int
     tcp_port: int
     authority: TestCA
+    config: Path  # the watched config directory: a test may add files
 
     def stat(self, name: str) -> int:
         assert self.stack.envoy is not None
@@ -265,7 +267,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
             backend.start()
         await stack.start()
         await stack.wait_live()
-        yield Env(stack, ca.ca, ports["tls_port"], ports["tcp_port"], ca)
+        yield Env(stack, ca.ca, ports["tls_port"], ports["tcp_port"], ca, config)
     finally:
         await stack.stop()
         for backend in backends:
@@ -292,6 +294,38 @@ async def test_tcp_traffic_shifting_splits_connections_by_weight(env: Env) -> No
     assert env.stat(f"cluster.{v1};.upstream_cx_total") >= seen["v1"]
     assert env.stat(f"cluster.{v2};.upstream_cx_total") >= seen["v2"]
     assert env.stat("tcp.tcp-echo.default.downstream_cx_total") >= 200
+
+
+def tcp_status_or_none(port: int) -> int | None:
+    """The status of an HTTP request sent over the gateway's TCP server; None when the
+    connection is closed before an answer (network RBAC denies the connection)."""
+    try:
+        return http_get(port, "tcp-echo", "/headers")[0] or None
+    except http.client.HTTPException:
+        return None
+
+
+async def test_a_policy_on_the_tcp_port_closes_the_connections_it_denies(env: Env) -> None:
+    """Network RBAC on the gateway's TCP chain: a DENY by source ipBlocks limited to the TCP
+    server's port closes those connections before tcp_proxy; the TLS port is untouched."""
+    await eventually(lambda: tcp_status_or_none(env.tcp_port) == 200, "a first connection")
+    (env.config / "authz.yaml").write_text(f"""\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: deny-loopback-tcp, namespace: istio-system}}
+spec:
+  selector: {{matchLabels: {{istio: ingressgateway}}}}
+  action: DENY
+  rules:
+  - from: [{{source: {{ipBlocks: [127.0.0.0/8]}}}}]
+    to: [{{operation: {{ports: ["{env.tcp_port}"]}}}}]
+""", encoding="utf-8")
+    await eventually(lambda: tcp_status_or_none(env.tcp_port) is None,
+                     "the TCP server closing denied connections")
+    assert env.stat("tcp.rbac.denied") >= 1
+    answer = await eventually(lambda: tls_answer_or_none(env.tls_port, "nginx.example.com",
+                                                         env.ca), "TLS passthrough still")
+    assert answer.status == 200
 
 
 async def test_tls_passthrough_ends_tls_at_the_backend(env: Env) -> None:

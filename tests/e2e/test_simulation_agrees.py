@@ -5,7 +5,8 @@ then sent to Envoy serving the same config. Where the simulator says Envoy answe
 NR, a direct response, a redirect, 301 to https, 503 for a missing cluster or one without
 endpoints) Envoy's status and Location must be those; where it says the call goes to a cluster
 whose endpoints are all on loopback, Envoy must try that cluster. Calls whose prediction would
-send Envoy to another address are not sent (tests reach loopback only)."""
+send Envoy to another address are not sent (tests reach loopback only). Cases with
+AuthorizationPolicy hold Envoy's RBAC refusals (403) to the simulator's."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ GATEWAY_CASES = [c for c in all_cases()
 HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 ANSWERED_BY_ENVOY = {Outcome.NO_VIRTUAL_HOST, Outcome.NO_ROUTE, Outcome.DIRECT_RESPONSE,
                      Outcome.REDIRECT, Outcome.TLS_REDIRECT, Outcome.NO_CLUSTER,
-                     Outcome.NO_HEALTHY_UPSTREAM}
+                     Outcome.NO_HEALTHY_UPSTREAM, Outcome.FORBIDDEN}
 
 
 def _hosts(domains: list[str]) -> list[str]:
@@ -104,8 +105,9 @@ def calls_for(sim: Simulation) -> list[Call]:
                     hosts += _hosts(list(vhost.domains))
                     for route in vhost.routes:
                         requests += _paths_and_headers(route)
+                # The test sends from loopback: RBAC sees that source.
                 calls += [Call(port=port, address="127.0.0.1", host=host, path=path,
-                               headers=headers)
+                               headers=headers, source="127.0.0.1")
                           for host in dict.fromkeys(hosts) for path, headers in requests]
     return calls
 

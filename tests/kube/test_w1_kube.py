@@ -63,15 +63,15 @@ spec:
 
 async def test_kinds_read_but_not_enforced_are_reported_from_the_cluster(
         mesh: KubeMesh) -> None:
-    """An AuthorizationPolicy (or an HTTPRoute) written through the API is not silently
+    """A PeerAuthentication (or an HTTPRoute) written through the API is not silently
     ignored: pilotpy reports, once, that it does not enforce it."""
     mesh.write_registry()
     await mesh.start()
     mesh.apply("""\
 apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: deny-all, namespace: default}
-spec: {action: DENY, rules: [{}]}
+kind: PeerAuthentication
+metadata: {name: strict, namespace: default}
+spec: {mtls: {mode: STRICT}}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -83,5 +83,43 @@ spec: {parentRefs: [{name: gw}]}
         return {str(p.ref) for p in mesh.plane.problems.problems() if p.reason == "NotEnforced"}
 
     await eventually(lambda: reported() == {
-        "AuthorizationPolicy default/deny-all",
+        "PeerAuthentication default/strict",
         "HTTPRoute.gateway.networking.k8s.io default/web"}, "both reported as not enforced")
+
+
+DENY_HEADERS = """\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-headers, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  action: DENY
+  rules:
+  - to: [{operation: {paths: [%s]}}]
+"""
+
+
+async def test_an_authorization_policy_written_through_the_api_is_enforced(
+        mesh: KubeMesh) -> None:
+    """Read from the API (the security.istio.io CRDs), enforced by the gateway Envoy; an
+    invalid edit is reported and the last valid version stays in force; deleting it opens
+    the path again."""
+    mesh.write_registry()
+    await mesh.start()
+    mesh.apply(GATEWAY)
+    mesh.apply(DESTINATION_RULE)
+    mesh.apply(virtual_service("httpbin", "httpbin.local", "v2"))
+    await mesh.wait_version("v2")
+    mesh.apply(DENY_HEADERS % "/headers")
+    await mesh.wait_version("403")
+    mesh.apply(DENY_HEADERS % '"/headers/{**}/{*}"')
+
+    def invalid() -> set[str]:
+        return {p.field for p in mesh.plane.problems.problems()
+                if p.reason == "Invalid" and p.ref is not None and p.ref.name == "deny-headers"}
+
+    await eventually(lambda: invalid() == {"spec.rules[0].to[0].operation.paths[0]"},
+                     "the invalid edit reported")
+    assert mesh.version() == "403"
+    mesh.delete(DENY_HEADERS % "/headers")
+    await mesh.wait_version("v2")

@@ -31,10 +31,16 @@ def errors_of(doc: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def objects_of(docs: Iterable[dict[str, Any]]) -> dict[str, dict[Key, Any]]:
-    """Documents as the store hands them over: kind -> key -> object."""
+    """Documents as the store hands them over: kind -> key -> object (an invalid security
+    policy as its fail-closed stand-in; any other invalid document raises)."""
     out: dict[str, dict[Key, Any]] = {}
     for doc in docs:
-        obj = parse_object(doc).obj
+        try:
+            obj = parse_object(doc).obj
+        except InvalidObject as err:
+            if err.fallback is None:
+                raise
+            obj = err.fallback.obj
         out.setdefault(obj.meta.kind, {})[obj.meta.key] = obj
     return out
 

@@ -84,3 +84,37 @@ def test_mesh_config_map_is_published_and_a_broken_one_keeps_the_last() -> None:
     assert MESH_CONFIG_KIND not in store.snapshot().objects or not store.snapshot(
     ).objects[MESH_CONFIG_KIND]
     assert diagnostics.problems() == []
+
+
+AP_KIND = next(k for k in watched_kinds("istio-system") if k.kind == "AuthorizationPolicy")
+
+
+def deny(name: str, path: str) -> dict[str, Any]:
+    return {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": name, "namespace": "default", "resourceVersion": "7"},
+            "spec": {"action": "DENY", "rules": [{"to": [{"operation": {"paths": [path]}}]}]}}
+
+
+def policies(store: Store) -> dict[Key, Any]:
+    return dict(store.snapshot().objects.get("AuthorizationPolicy", {}))
+
+
+def test_an_invalid_policy_without_a_valid_version_is_served_as_its_stand_in() -> None:
+    """Fail closed: the stand-in denies everything until the policy is corrected; it is
+    never taken for a last valid version; deleting the policy removes it."""
+    store, diagnostics = Store(clock=lambda: 0.0), ProblemLog()
+    s = _ObjectSink(AP_KIND, store, diagnostics)
+    s.upsert(deny("d", "/a/{**}/{*}"))
+    [stand_in] = policies(store).values()
+    assert stand_in.stand_in and stand_in.rules[0].operations == ()
+    s.replace([deny("d", "/a/{**}/{*}")])
+    assert [p.stand_in for p in policies(store).values()] == [True]
+    assert "keeping its last valid version" not in str(diagnostics.errors()[0])
+    s.upsert(deny("d", "/admin"))
+    s.upsert(deny("d", "/a/{**}/{*}"))
+    [kept] = policies(store).values()
+    assert not kept.stand_in and kept.rules[0].operations[0].paths == ("/admin",)
+    s.delete(deny("d", "/admin"))
+    s.upsert(deny("d", "/a/{**}/{*}"))
+    s.delete(deny("d", "/a/{**}/{*}"))
+    assert policies(store) == {} and diagnostics.problems() == []

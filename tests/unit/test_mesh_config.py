@@ -160,3 +160,48 @@ def test_tls_defaults_reach_originated_tls() -> None:
     assert warnings == []
     assert config.tls_ecdh_curves == ("P-256", "P-384")
     assert config.tls_cipher_suites == ("ECDHE-RSA-AES256-GCM-SHA384",)
+
+
+def test_ext_authz_providers_are_read_and_other_kinds_kept_quietly() -> None:
+    config, warnings = parse_mesh_config({"extensionProviders": [
+        {"name": "opa", "envoyExtAuthzGrpc": {"service": "ns/opa.ns.svc.cluster.local",
+                                              "port": 9000, "timeout": "2s",
+                                              "statusOnError": "503"}},
+        {"name": "web", "envoyExtAuthzHttp": {
+            "service": "authz.example", "port": 80, "pathPrefix": "/check",
+            "includeAdditionalHeadersInCheck": {"b": "2", "a": "1"}}},
+        {"name": "trace", "zipkin": {"service": "zipkin.istio-system", "port": 9411}}]})
+    assert warnings == []
+    opa, web = config.ext_authz_providers
+    assert (opa.kind, opa.service, opa.port, opa.timeout_ns, opa.status_on_error) == (
+        "grpc", "ns/opa.ns.svc.cluster.local", 9000, 2 * SECOND, 503)
+    assert (web.kind, web.path_prefix, web.additional_headers) == (
+        "http", "/check", (("a", "1"), ("b", "2")))
+    assert config.ext_authz_provider("trace") is None
+
+
+@pytest.mark.parametrize(("provider", "field"), [
+    ({"name": "x", "envoyExtAuthzHttp": {"service": "", "port": 80}},
+     "extensionProviders[0].envoyExtAuthzHttp.service"),
+    ({"name": "x", "envoyExtAuthzHttp": {"service": "a.b", "port": 70000}},
+     "extensionProviders[0].envoyExtAuthzHttp.port"),
+    ({"name": "x", "envoyExtAuthzGrpc": {"service": "a.b", "port": 1, "statusOnError": "999"}},
+     "extensionProviders[0].envoyExtAuthzGrpc.statusOnError"),
+    ({"name": "x", "envoyExtAuthzHttp": {"service": "a.b", "port": 1, "pathPrefix": "check"}},
+     "extensionProviders[0].envoyExtAuthzHttp.pathPrefix"),
+    ({"name": "Upper", "envoyExtAuthzHttp": {"service": "a.b", "port": 1}},
+     "extensionProviders[0].name"),
+])
+def test_an_invalid_ext_authz_provider_makes_the_mesh_config_invalid(
+        provider: dict[str, object], field: str) -> None:
+    with pytest.raises(MeshConfigError) as info:
+        parse_mesh_config({"extensionProviders": [provider]})
+    assert field in str(info.value)
+
+
+def test_extension_provider_names_are_unique() -> None:
+    with pytest.raises(MeshConfigError) as info:
+        parse_mesh_config({"extensionProviders": [
+            {"name": "x", "zipkin": {"service": "z", "port": 1}},
+            {"name": "x", "envoyExtAuthzHttp": {"service": "a.b", "port": 1}}]})
+    assert "duplicate extension provider name x" in str(info.value)

@@ -88,8 +88,6 @@ def test_a_gateway_api_gateway_is_not_istios_gateway() -> None:
 
 @pytest.mark.parametrize(("api_version", "kind"), [
     ("networking.istio.io/v1", "WorkloadEntry"),
-    ("security.istio.io/v1beta1", "AuthorizationPolicy"),
-    ("security.istio.io/v1", "RequestAuthentication"),
     ("networking.istio.io/v1alpha3", "EnvoyFilter"),
     ("telemetry.istio.io/v1", "Telemetry"),
     ("extensions.istio.io/v1alpha1", "WasmPlugin"),
@@ -111,7 +109,7 @@ def test_a_stored_spec_nested_too_deep_is_invalid_naming_the_path() -> None:
     for _ in range(2000):
         inner["rules"] = {}
         inner = inner["rules"]
-    doc = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+    doc = {"apiVersion": "networking.istio.io/v1", "kind": "WorkloadEntry",
            "metadata": {"name": "deep", "namespace": "ns"}, "spec": spec}
     with pytest.raises(InvalidObject) as caught:
         parse_object(doc)

@@ -13,6 +13,7 @@ from pilotpy.model.stored import (
 )
 
 ISTIO_NETWORKING_VERSIONS = ("v1", "v1beta1", "v1alpha3")
+ISTIO_SECURITY_VERSIONS = ("v1", "v1beta1")
 # istiod skips these Secret types: Helm release state and legacy service-account tokens carry
 # no gateway credentials (pilot/pkg/credentials/kube/secrets.go).
 SECRET_FIELD_SELECTOR = "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token"
@@ -66,6 +67,11 @@ def watched_kinds(control_plane_namespace: str) -> tuple[WatchedKind, ...]:
                              (Kind.DESTINATION_RULE, "destinationrules"),
                              (Kind.SERVICE_ENTRY, "serviceentries"), (Kind.SIDECAR, "sidecars"))
     ]
+    security = [
+        WatchedKind(kind, "security.istio.io", ISTIO_SECURITY_VERSIONS, plural, optional=True)
+        for kind, plural in ((Kind.AUTHORIZATION_POLICY, "authorizationpolicies"),
+                             (Kind.REQUEST_AUTHENTICATION, "requestauthentications"))
+    ]
     # Read to be reported, not enforced (model.stored); any served version will do.
     unenforced = [
         WatchedKind(stored_kind(group, kind), group, STORED_VERSIONS[group], _plural(kind),
@@ -75,6 +81,7 @@ def watched_kinds(control_plane_namespace: str) -> tuple[WatchedKind, ...]:
     ]
     return (
         *networking,
+        *security,
         *unenforced,
         WatchedKind(Kind.INGRESS, "networking.k8s.io", ("v1",), "ingresses"),
         WatchedKind(Kind.INGRESS_CLASS, "networking.k8s.io", ("v1",), "ingressclasses",

@@ -56,7 +56,8 @@ class _ObjectSink:
         return f"{ORIGIN} {key}"
 
     def _parse(self, item: dict[str, Any]) -> tuple[Key, Any | None]:
-        """The object, or None when it is invalid (reported here)."""
+        """The object, or None when it is invalid (reported here): its last valid version
+        then stays; without one, a security policy's stand-in (fail closed) is returned."""
         key = self._key(item)
         try:
             parsed = parse_object(item, origin=ORIGIN)
@@ -65,10 +66,11 @@ class _ObjectSink:
                                        severity=Severity.ERROR, source=ORIGIN)])
             return key, None
         except InvalidObject as err:
-            note = (" (object skipped; keeping its last valid version)" if key in self._good
-                    else " (object skipped)")
+            served, note = err.served(self._good.get(key))
             self._report(key, [i.problem(err.ref, ORIGIN, note) for i in err.issues])
-            return key, None
+            # The last valid version stays (upsert leaves it, replace keeps it); a stand-in
+            # is served like an object until the policy is corrected or deleted.
+            return key, None if served is self._good.get(key) else served
         self._report(key, [w.problem(key, ORIGIN) for w in parsed.warnings])
         return key, parsed.obj
 

@@ -18,7 +18,11 @@ from pilotpy.problems import Problem, Reason, Severity
 from pilotpy.proxy import ProxyView
 from pilotpy.push import Port, PushContext, Resolution, Service
 from pilotpy.translate.grpc.clusters import grpc_clusters
-from pilotpy.translate.grpc.limits import destination_rule_problems, virtual_service_problems
+from pilotpy.translate.grpc.limits import (
+    destination_rule_problems,
+    security_problems,
+    virtual_service_problems,
+)
 from pilotpy.translate.grpc.listeners import client_listeners, inbound_listeners
 from pilotpy.translate.grpc.routes import GrpcRoutes
 from pilotpy.translate.names import outbound_cluster_name
@@ -77,6 +81,11 @@ def grpc_config(push: PushContext, view: ProxyView) -> GrpcConfig:
         problems += virtual_service_problems(vs)
     for rule in rules.values():
         problems += destination_rule_problems(rule)
+    if view.service_targets:  # a server
+        policies = push.authorization.for_workload(view.namespace, view.labels)
+        problems += security_problems([*policies.custom, *policies.deny, *policies.allow,
+                                       *policies.audit, *push.request_authentication
+                                       .for_workload(view.namespace, view.labels)])
     return GrpcConfig(
         listeners=listeners.by_fqdn,
         named_only_listeners=[*listeners.by_short_name, *inbound_listeners(view)],

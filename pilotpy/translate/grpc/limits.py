@@ -5,9 +5,11 @@ config (CORS); what it ignores stays and is reported."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
+from pilotpy.model.authorization import AuthorizationPolicy
 from pilotpy.model.destinationrule import DestinationRule, LoadBalancer, TrafficPolicy
+from pilotpy.model.request_authentication import RequestAuthentication
 from pilotpy.model.virtualservice import HTTPRoute, VirtualService
 from pilotpy.problems import Problem, Reason, Severity
 from pilotpy.translate.grpc.clusters import LEAST_REQUEST
@@ -116,3 +118,16 @@ def destination_rule_problems(rule: DestinationRule) -> list[Problem]:
     return [Problem(reason, message, rule.meta.ref, field,
                     Severity.ERROR if reason is Reason.NOT_SERVED else Severity.WARNING)
             for reason, field, message in found]
+
+
+def security_problems(policies: Iterable[AuthorizationPolicy | RequestAuthentication]
+                      ) -> list[Problem]:
+    """Policies selecting a proxyless gRPC server: pilotpy gives gRPC servers no RBAC or JWT
+    filters yet, so they are reported as not enforced there."""
+    out = []
+    for policy in policies:
+        what = ("JWTs are not validated" if isinstance(policy, RequestAuthentication)
+                else "their requests are not checked against it")
+        out.append(Problem(Reason.NOT_ENFORCED, "not enforced on proxyless gRPC servers by "
+                           f"pilotpy: {what}", policy.meta.key, "", Severity.ERROR))
+    return out
