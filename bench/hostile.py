@@ -113,6 +113,18 @@ def response_nonce(data: bytes) -> str:
     return str(discovery_pb2.DiscoveryResponse.FromString(data).nonce)
 
 
+
+async def in_four_workers(one: Callable[[int], Awaitable[None]], until: float) -> None:
+    """Run `one(index)` again and again in four concurrent workers until `until`, each worker
+    taking every fourth index (so no two streams share a node id)."""
+    async def loop(worker: int) -> None:
+        index = worker
+        while time.monotonic() < until:
+            await one(index)
+            index += 4
+
+    await asyncio.gather(*(loop(i) for i in range(4)))
+
 async def repeat(until: float, attack: Callable[[], Awaitable[None]]) -> None:
     while time.monotonic() < until:
         try:
@@ -271,13 +283,7 @@ async def corrupt(target: str, until: float) -> None:
         finally:
             await stream.close()
 
-    async def loop(worker: int) -> None:
-        index = worker
-        while time.monotonic() < until:
-            await one(index)
-            index += 4
-
-    await asyncio.gather(*(loop(i) for i in range(4)))
+    await in_four_workers(one, until)
 
 
 async def labels(target: str, until: float) -> None:
@@ -327,13 +333,7 @@ async def typeurls(target: str, until: float) -> None:
         finally:
             await stream.close()
 
-    async def loop(worker: int) -> None:
-        index = worker
-        while time.monotonic() < until:
-            await one(index)
-            index += 4
-
-    await asyncio.gather(*(loop(i) for i in range(4)))
+    await in_four_workers(one, until)
 
 
 async def main() -> int:
