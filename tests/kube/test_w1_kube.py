@@ -63,15 +63,15 @@ spec:
 
 async def test_kinds_read_but_not_enforced_are_reported_from_the_cluster(
         mesh: KubeMesh) -> None:
-    """A PeerAuthentication (or an HTTPRoute) written through the API is not silently
-    ignored: pilotpy reports, once, that it does not enforce it."""
+    """An EnvoyFilter (or an HTTPRoute) written through the API is not silently ignored:
+    pilotpy reports, once, that it does not enforce it."""
     mesh.write_registry()
     await mesh.start()
     mesh.apply("""\
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: strict, namespace: default}
-spec: {mtls: {mode: STRICT}}
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: patch, namespace: default}
+spec: {configPatches: []}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -83,7 +83,7 @@ spec: {parentRefs: [{name: gw}]}
         return {str(p.ref) for p in mesh.plane.problems.problems() if p.reason == "NotEnforced"}
 
     await eventually(lambda: reported() == {
-        "PeerAuthentication default/strict",
+        "EnvoyFilter default/patch",
         "HTTPRoute.gateway.networking.k8s.io default/web"}, "both reported as not enforced")
 
 
