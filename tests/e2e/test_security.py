@@ -211,7 +211,10 @@ extensionProviders:
   - to: [{operation: {paths: [/headers]}}]
 """))
         await until(env, "/headers", 403)
-        assert request(env, "/headers", {"x-ext-authz": "allow"})[0] == 200
+        # A 403 also comes while the provider's cluster is not served yet (a failed check is
+        # a denial), so the allowed request is what shows both objects in force.
+        await until(env, "/headers", 200, headers={"x-ext-authz": "allow"})
+        assert request(env, "/headers")[0] == 403
         assert {r.path for r in authz.received} == {"/check/headers"}
         asked = len(authz.received)
         assert request(env, "/status/200")[0] == 200  # not selected: the provider is not asked
