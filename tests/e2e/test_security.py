@@ -43,6 +43,16 @@ async def until(env: W1, path: str, status: int, **kwargs: Any) -> None:
                      f"{path} answers {status}")
 
 
+async def require_token(env: W1, request_authentication: str) -> None:
+    """Applies the RequestAuthentication, then the policy requiring a token, each once in
+    force: written together, the policy alone can answer the first 403 (no principal), and
+    a token checked before the JWT filter arrives would be refused as if it were bad."""
+    env.write("jwt.yaml", request_authentication)
+    await until(env, "/headers", 401, headers={"authorization": "Bearer not-a-jwt"})
+    env.write("authz.yaml", REQUIRE_TOKEN)
+    await until(env, "/headers", 403)
+
+
 async def test_a_deny_on_a_path_answers_403_and_leaves_other_paths(w1: W1Factory) -> None:
     env = await w1()
     env.write("authz.yaml", policy("deny-status", """\
@@ -135,10 +145,8 @@ async def test_jwt_from_a_jwks_uri_no_token_403_bad_token_401_valid_token_200(
     issuer = EndUserIssuer()
     env = await w1()
     with jwks_server(issuer.jwks()).running() as keys:
-        env.write("jwt.yaml", _request_authentication(f"jwksUri: {keys.url(JWKS_PATH)}",
-                                                      issuer.issuer))
-        env.write("authz.yaml", REQUIRE_TOKEN)
-        await until(env, "/headers", 403)
+        await require_token(env, _request_authentication(f"jwksUri: {keys.url(JWKS_PATH)}",
+                                                         issuer.issuer))
         valid = {"authorization": f"Bearer {issuer.token('alice')}"}
         status, body = request(env, "/headers", valid)
         assert status == 200, body
@@ -153,8 +161,7 @@ async def test_jwt_from_a_jwks_uri_no_token_403_bad_token_401_valid_token_200(
 async def test_a_claim_condition_works_against_the_verified_token(w1: W1Factory) -> None:
     issuer = EndUserIssuer()
     env = await w1()
-    env.write("jwt.yaml", _request_authentication(f"jwks: '{issuer.jwks()}'", issuer.issuer))
-    env.write("authz.yaml", REQUIRE_TOKEN)
+    await require_token(env, _request_authentication(f"jwks: '{issuer.jwks()}'", issuer.issuer))
     admin = {"authorization": f"Bearer {issuer.token('root', groups=['ops', 'admins'])}"}
     user = {"authorization": f"Bearer {issuer.token('bob', groups=['users'])}"}
     await until(env, "/anything/admin", 403, headers=user)  # no policy would answer 200
@@ -165,9 +172,8 @@ async def test_a_claim_condition_works_against_the_verified_token(w1: W1Factory)
 async def test_a_token_of_another_issuer_is_refused(w1: W1Factory) -> None:
     trusted, other = EndUserIssuer(), EndUserIssuer(issuer="https://elsewhere.test")
     env = await w1()
-    env.write("jwt.yaml", _request_authentication(f"jwks: '{trusted.jwks()}'", trusted.issuer))
-    env.write("authz.yaml", REQUIRE_TOKEN)
-    await until(env, "/headers", 403)
+    await require_token(env, _request_authentication(f"jwks: '{trusted.jwks()}'",
+                                                     trusted.issuer))
     assert request(env, "/headers",
                    {"authorization": f"Bearer {other.token('eve')}"})[0] == 401
 
