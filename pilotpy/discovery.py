@@ -4,9 +4,11 @@ Proxies whose translation inputs are equal form a class (ProxyView.class_key). A
 snapshot is generated once per push context, on first use, serialized once, and shared by
 every stream of the class. An endpoint-only change set rebuilds only the affected
 ClusterLoadAssignments and reuses every other resource set, so streams push EDS alone. A
-change set of routing kinds only (VirtualService, Gateway, Ingress) cannot change clusters
-or endpoints: classes regenerate listeners and routes and keep their CDS and EDS sets, and a
-sidecar class whose scope shows none of the changed VirtualServices keeps everything.
+change set of routing kinds (VirtualService, Gateway, Ingress) cannot change clusters:
+classes regenerate listeners and routes and keep their CDS set, and a sidecar class whose
+scope shows none of the changed VirtualServices keeps its listeners and routes too. A change
+set holding both costs the union: EDS refreshed where endpoints changed, listeners and routes
+regenerated where routing changes reach.
 ClusterLoadAssignments depend on the cluster and the proxy's namespace alone, so within one
 push context each is built once and shared by every class that asks for it.
 """
@@ -30,7 +32,7 @@ from pilotpy.model import Key
 from pilotpy.model.kinds import Kind
 from pilotpy.problems import ProblemLog
 from pilotpy.proxy import NodeIdError, Proxy, ProxyView, parse_proxy, view_proxy
-from pilotpy.push import PushContext, PushScope, build_push_context
+from pilotpy.push import ROUTING_KINDS, PushContext, PushScope, build_push_context
 from pilotpy.runtime.memory import release_free_memory
 from pilotpy.store import ChangeSet
 from pilotpy.translate.endpoints import eds_cluster_names
@@ -45,10 +47,6 @@ from pilotpy.xds.server import ConfigUnavailable, NodeRejected
 log = logging.getLogger("pilotpy.discovery")
 # The kinds a ProxyView is computed from (workload labels, the Services selecting it).
 VIEW_INPUT_KINDS = frozenset({Kind.POD, Kind.SERVICE, Kind.SERVICE_ENTRY})
-# Kinds that shape listeners and routes only: clusters come from services, DestinationRules,
-# Sidecars and the mesh config; endpoints from those and EndpointSlices.
-ROUTING_KINDS = frozenset({Kind.VIRTUAL_SERVICE, Kind.GATEWAY, Kind.INGRESS,
-                           Kind.INGRESS_CLASS})
 # Above this many resources a generation's temporary messages are worth returning to the OS.
 LARGE_SNAPSHOT_RESOURCES = 2000
 CLASS_LIMIT_WARNING_SECONDS = 60.0
@@ -61,16 +59,17 @@ def _host_of(cluster_name: str) -> str | None:
 
 def _routing_reaches(view: ProxyView, before: PushContext, push: PushContext,
                      changed: Iterable[Key]) -> bool:
-    """Whether a change of routing kinds only can change what `view`'s class is sent
-    (istiod's sidecar scope DependsOnConfig). An Envoy sidecar reads no Gateway or Ingress
-    objects, only the `mesh` VirtualServices its scope lets through: one that neither
-    context's scope shows it cannot move its listeners or routes. Gateways and proxyless
-    gRPC clients are always reached."""
+    """Whether the routing changes among `changed` (a change set of routing kinds and
+    endpoints only) can change the listeners and routes of `view`'s class (istiod's sidecar
+    scope DependsOnConfig). An Envoy sidecar reads no Gateway or Ingress objects, only the
+    `mesh` VirtualServices its scope lets through: one that neither context's scope shows
+    cannot move its listeners or routes. Gateways and proxyless gRPC clients are always
+    reached."""
     if not view.proxy.is_sidecar or view.proxy.is_grpc:
         return True
     scopes = [sidecar_scope(before, view), sidecar_scope(push, view)]
     for key in changed:
-        if key.kind == Kind.GATEWAY:
+        if key.kind == Kind.GATEWAY or key.kind not in ROUTING_KINDS:
             continue
         if key.kind != Kind.VIRTUAL_SERVICE:
             return True
@@ -122,8 +121,8 @@ class _Class:
     # The last snapshot generated for this class under any push context: served when
     # generating the current one fails.
     last_good: Snapshot | None = None
-    # The previous context's snapshot, when only routing kinds changed since: its CDS and
-    # EDS sets hold for this context too.
+    # The previous context's snapshot (its changed endpoints refreshed), when only routing
+    # kinds and endpoints changed since: its CDS and EDS sets hold for this context too.
     clusters_from: Snapshot | None = None
     failed_version: int | None = None  # the push context whose generation failed
     proxies: int = 0
@@ -210,13 +209,13 @@ class Discovery:
         before, self.push = self.push, push
         self.timings.push_context_seconds = time.perf_counter() - started
         self._cluster_resources = {}
-        if scope.full:
+        # Beyond some endpoints, only listeners and routes may differ: clusters hold.
+        routing_only = incremental and scope.routing_only
+        if scope.full and not routing_only:
             self._assignments = {}
         else:
             self._assignments = {key: found for key, found in self._assignments.items()
                                  if _host_of(key[0]) not in scope.endpoint_hosts}
-        routing_only = incremental and scope.full and bool(change.changed) and all(
-            k.kind in ROUTING_KINDS for k in change.changed)
         previous = self._classes
         self._classes = {}
         self._unchanged = set()
@@ -246,12 +245,15 @@ class Discovery:
                         assert before is not None
                         if old.snapshot is not None and not _routing_reaches(
                                 entry.view, before, push, change.changed):
-                            # Nothing it reads changed: the same resources, a new version.
-                            entry.snapshot = Snapshot(str(version), old.snapshot.resources,
-                                                      old.snapshot.eds_names_by_cluster)
-                            self._unchanged.add(handle.key)
-                        else:
-                            entry.clusters_from = old.snapshot or old.clusters_from
+                            # No routing change reaches it: at most some of its endpoints
+                            # changed (none: the same resources, a new version).
+                            entry.snapshot = self._with_new_endpoints(old.snapshot,
+                                                                      entry.view, scope)
+                            if entry.snapshot.resources is old.snapshot.resources:
+                                self._unchanged.add(handle.key)
+                        elif (kept := old.snapshot or old.clusters_from) is not None:
+                            entry.clusters_from = self._with_new_endpoints(kept, entry.view,
+                                                                           scope)
                     if not scope.full:  # endpoints change no dependency
                         entry.dependencies = old.dependencies
             entry.proxies += 1

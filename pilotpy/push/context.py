@@ -44,8 +44,13 @@ from pilotpy.push.services import (
 Objects = Mapping[str, Mapping[Key, Any]]
 
 ENDPOINT_KINDS = frozenset({Kind.ENDPOINT_SLICE, Kind.POD})
-# Changes of only these kinds keep the results PushContext.kept holds.
-KEEPING_KINDS = frozenset({Kind.VIRTUAL_SERVICE, Kind.GATEWAY})
+# Kinds that shape listeners and routes only: clusters come from services, DestinationRules,
+# Sidecars and the mesh config; endpoints from those and EndpointSlices.
+ROUTING_KINDS = frozenset({Kind.VIRTUAL_SERVICE, Kind.GATEWAY, Kind.INGRESS,
+                           Kind.INGRESS_CLASS})
+# Changes of only these kinds keep the results PushContext.kept holds (routes read no
+# endpoints).
+KEEPING_KINDS = frozenset({Kind.VIRTUAL_SERVICE, Kind.GATEWAY, Kind.ENDPOINT_SLICE})
 _SELECTOR_KEYS = ("selector label keys",)
 
 
@@ -63,6 +68,10 @@ class PushScope:
     # Only gateways' config may differ beyond endpoints: Kubernetes Secrets changed, which only
     # gateways read (credentialName); every other proxy needs `endpoint_hosts` refreshed only.
     gateways_only: bool = False
+    # Beyond the endpoints of `endpoint_hosts`, only routing kinds changed (ROUTING_KINDS,
+    # with `full`): every proxy's clusters are what they were, its listeners and routes may
+    # differ. A change set mixing endpoint and routing changes costs the union of both.
+    routing_only: bool = False
 
 
 def _values(objects: Objects, kind: str) -> Iterable[Any]:
@@ -95,8 +104,9 @@ class PushContext:
     # Answers to lookups translation repeats for every route and cluster. The context never
     # changes, so neither do they; the memo lives and dies with the context.
     _memo: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False, compare=False)
-    # Translation results kept from one context to the next while only VirtualServices and
-    # Gateways change (see `kept`): key -> (the VirtualService they came from, the result).
+    # Translation results kept from one context to the next while only VirtualServices,
+    # Gateways and EndpointSlices change (see `kept`): key -> (the VirtualService they came
+    # from, the result).
     _kept: dict[tuple[Any, ...], tuple[VirtualService, Any]] = field(
         default_factory=dict, repr=False, compare=False)
 
@@ -116,8 +126,8 @@ class PushContext:
         """`build()`'s result for one resolved VirtualService (`owner`, held by identity), for
         results that depend on nothing else but the service registry, DestinationRules,
         Sidecars, Pods and the mesh config: the next context keeps it when only
-        VirtualServices and Gateways changed (those are unchanged then, and a changed
-        VirtualService is a new object)."""
+        VirtualServices, Gateways and EndpointSlices changed (those are unchanged then, and
+        a changed VirtualService is a new object)."""
         found = self._kept.get(key)
         if found is not None and found[0] is owner:
             return found[1]  # type: ignore[no-any-return]
@@ -265,7 +275,10 @@ def build_push_context(objects: Objects, mesh: MeshConfig, version: int,
             and sidecars is previous.sidecars and _SELECTOR_KEYS in previous._memo):
         context._memo[_SELECTOR_KEYS] = previous._memo[_SELECTOR_KEYS]
     # Kinds stored for later translation change no generated resource yet.
-    if kinds <= ENDPOINT_KINDS | UNENFORCED_KINDS | {Kind.SECRET}:
+    endpoints_only = kinds <= ENDPOINT_KINDS | UNENFORCED_KINDS | {Kind.SECRET}
+    routing = bool(kinds & ROUTING_KINDS) and kinds <= (ENDPOINT_KINDS | UNENFORCED_KINDS
+                                                         | ROUTING_KINDS)
+    if endpoints_only or routing:
         touched = [svc for ns, name in dirty
                    if (svc := services.kube_service(ns, name)) is not None]
         # Sidecars listen on each pod address of a headless service: its endpoints shape
@@ -275,6 +288,9 @@ def build_push_context(objects: Objects, mesh: MeshConfig, version: int,
                    or _accounts(previous.endpoints, svc) != _accounts(endpoints, svc)
                    for svc in touched):
             hostnames = frozenset(svc.hostname for svc in touched)
+            if routing:
+                return context, PushScope(full=True, changed=changed_keys,
+                                          endpoint_hosts=hostnames, routing_only=True)
             secrets = Kind.SECRET in kinds
             return context, PushScope(full=secrets, changed=changed_keys,
                                       endpoint_hosts=hostnames, gateways_only=secrets)

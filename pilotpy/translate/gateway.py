@@ -376,7 +376,7 @@ def gateway_route_configuration(push: PushContext, view: ProxyView, merged: Merg
             if routes is None:
                 opts = RouteOptions(push, view, port, frozenset({gateway_name}),
                                     is_tls=server.tls is not None)
-                # Kept across contexts while only VirtualServices and Gateways change.
+                # Kept across contexts while only VirtualServices, Gateways, endpoints change.
                 routes = built[key] = push.kept(
                     ("gateway-routes", class_key, *key, opts.is_tls), vs,
                     functools.partial(build_http_routes, vs, opts))

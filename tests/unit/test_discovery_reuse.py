@@ -227,6 +227,8 @@ def test_gateway_routes_of_unchanged_virtual_services_are_kept_across_contexts()
     steps = [
         # (changed documents, whether a's routes may be kept)
         ([_gateway_vs("b", "b.example.com", "7s")], True),
+        # with endpoints in the same change set (routes read none)
+        ([_gateway_vs("b", "b.example.com", "8s"), endpoint_slice("web", "10.1.0.9")], True),
         ([_gateway_vs("b", "b.example.com", "9s"), HASH_RULE], False),
     ]
     # The store hands over the very objects of unchanged keys, changed ones anew.
@@ -249,7 +251,8 @@ def test_gateway_routes_of_unchanged_virtual_services_are_kept_across_contexts()
                    for kind in {*objects, *changed}}
         plane.update(ChangeSet(objects, frozenset(k for v in changed.values() for k in v),
                                version))
-        docs = [d for d in docs if d["metadata"]["name"] != "b" or d["kind"] != "VirtualService"]
+        replaced = {(d["kind"], d["metadata"]["name"]) for d in changed_docs}
+        docs = [d for d in docs if (d["kind"], d["metadata"]["name"]) not in replaced]
         docs += changed_docs
         after = plane.snapshot(handle)
         assert payloads(after) == payloads(fresh(docs, GATEWAY_NODE, {"istio": "ingressgateway"}))
@@ -271,3 +274,120 @@ def test_an_endpoint_change_wakes_only_the_classes_holding_the_cluster() -> None
     update(plane, 2, [*docs[:-2], slice_in("a", "10.1.0.2"), docs[-1]],
            {Key("EndpointSlice", "a", "web")})
     assert plane.needs_push(handles["a"]) and not plane.needs_push(handles["b"])
+
+
+def _slice_in(namespace: str, address: str) -> dict[str, Any]:
+    return {**endpoint_slice("web", address),
+            "metadata": {"name": "web", "namespace": namespace,
+                         "labels": {"kubernetes.io/service-name": "web"}}}
+
+
+def _two_namespaces_with_slices(timeout: str, a: str, b: str) -> list[dict[str, Any]]:
+    return [*_two_namespaces(True, timeout), _slice_in("a", a), _slice_in("b", b)]
+
+
+SLICE_A, SLICE_B = Key("EndpointSlice", "a", "web"), Key("EndpointSlice", "b", "web")
+VS_A = Key("VirtualService", "a", "web")
+
+
+def _mixed_plane() -> tuple[Discovery, dict[str, Any], dict[str, Snapshot]]:
+    plane = Discovery(MeshConfig())
+    update(plane, 1, _two_namespaces_with_slices("5s", "10.1.0.1", "10.2.0.1"))
+    handles = {ns: plane.connect(node(*_sidecar_node(ns))) for ns in ("a", "b")}
+    return plane, handles, {ns: plane.snapshot(h) for ns, h in handles.items()}
+
+
+def test_a_mixed_change_set_costs_the_union_of_its_parts() -> None:
+    # a's VirtualService and b's endpoints change in one debounced change set: a regenerates
+    # its listeners and routes only, b refreshes its EDS only; neither rebuilds its clusters.
+    plane, handles, first = _mixed_plane()
+    after = _two_namespaces_with_slices("7s", "10.1.0.1", "10.2.0.2")
+    update(plane, 2, after, {VS_A, SLICE_B})
+    second = {ns: plane.snapshot(h) for ns, h in handles.items()}
+    assert plane.needs_push(handles["a"]) and plane.needs_push(handles["b"])
+    assert second["a"].get(types.ROUTE) is not first["a"].get(types.ROUTE)
+    for type_url in (types.CLUSTER, types.ENDPOINT):
+        assert second["a"].get(type_url) is first["a"].get(type_url)
+    for type_url in (types.CLUSTER, types.LISTENER, types.ROUTE):
+        assert second["b"].get(type_url) is first["b"].get(type_url)
+    assert second["b"].get(types.ENDPOINT) != first["b"].get(types.ENDPOINT)
+    for ns in ("a", "b"):
+        assert second[ns].version == "2"
+        assert payloads(second[ns]) == payloads(fresh(after, *_sidecar_node(ns)))
+
+
+def test_a_mixed_change_set_wakes_no_class_neither_part_reaches() -> None:
+    plane, handles, first = _mixed_plane()
+    after = _two_namespaces_with_slices("7s", "10.1.0.2", "10.2.0.1")
+    update(plane, 2, after, {VS_A, SLICE_A})
+    second = {ns: plane.snapshot(h) for ns, h in handles.items()}
+    assert plane.needs_push(handles["a"]) and not plane.needs_push(handles["b"])
+    assert second["b"].resources == first["b"].resources
+    # a is reached by both parts: new routes and new endpoints over its kept clusters.
+    assert second["a"].get(types.CLUSTER) is first["a"].get(types.CLUSTER)
+    assert second["a"].get(types.ENDPOINT) != first["a"].get(types.ENDPOINT)
+    for ns in ("a", "b"):
+        assert payloads(second[ns]) == payloads(fresh(after, *_sidecar_node(ns)))
+
+
+def test_endpoints_changed_while_a_class_kept_only_its_clusters_reach_its_next_snapshot() -> None:
+    # No stream of a asks between the changes: the snapshot it finally generates keeps the
+    # clusters of version 1 and still carries the endpoints of version 3.
+    plane, handles, _ = _mixed_plane()
+    update(plane, 2, _two_namespaces_with_slices("7s", "10.1.0.1", "10.2.0.1"), {VS_A})
+    after = _two_namespaces_with_slices("9s", "10.1.0.3", "10.2.0.1")
+    update(plane, 3, after, {VS_A, SLICE_A})
+    assert payloads(plane.snapshot(handles["a"])) == payloads(fresh(after, *_sidecar_node("a")))
+
+
+def test_a_gateway_class_in_a_mixed_change_set_keeps_its_clusters_and_gets_new_endpoints() -> None:
+    before = [service("web"), endpoint_slice("web", "10.1.0.1"), GATEWAY,
+              virtual_service("5s")]
+    after = [service("web"), endpoint_slice("web", "10.1.0.2"), GATEWAY,
+             virtual_service("7s")]
+    plane = Discovery(MeshConfig())
+    update(plane, 1, before)
+    handle = plane.connect(node(GATEWAY_NODE, {"istio": "ingressgateway"}))
+    first = plane.snapshot(handle)
+    update(plane, 2, after, {Key("VirtualService", "default", "web"),
+                             Key("EndpointSlice", "default", "web")})
+    second = plane.snapshot(handle)
+    assert second.get(types.CLUSTER) is first.get(types.CLUSTER)
+    assert second.get(types.ENDPOINT) != first.get(types.ENDPOINT)
+    assert second.get(types.ROUTE) != first.get(types.ROUTE)
+    assert payloads(second) == payloads(fresh(after, GATEWAY_NODE, {"istio": "ingressgateway"}))
+
+
+def test_a_mixed_change_set_with_a_headless_service_endpoint_regenerates_in_full() -> None:
+    # A headless service's endpoints are b's listener addresses: b, which a's VirtualService
+    # does not reach, still regenerates its listeners.
+    headless = _service_in("db", "b", "None")
+    db_slice = {**_slice_in("b", "10.2.0.7"),
+                "metadata": {"name": "db", "namespace": "b",
+                             "labels": {"kubernetes.io/service-name": "db"}}}
+    moved = {**db_slice, "endpoints": [{"addresses": ["10.2.0.8"]}]}
+    plane = Discovery(MeshConfig())
+    update(plane, 1, [*_two_namespaces(True, "5s"), headless, db_slice])
+    handle = plane.connect(node(*_sidecar_node("b")))
+    first = plane.snapshot(handle)
+    after = [*_two_namespaces(True, "7s"), headless, moved]
+    update(plane, 2, after, {VS_A, Key("EndpointSlice", "b", "db")})
+    second = plane.snapshot(handle)
+    assert second.get(types.LISTENER) != first.get(types.LISTENER)
+    assert payloads(second) == payloads(fresh(after, *_sidecar_node("b")))
+
+
+def test_assignments_of_unchanged_endpoints_outlive_a_routing_change() -> None:
+    # A class new after the change set (the web workload) shares the assignment built
+    # before it for a's web, whose endpoints did not change; b's changed one is built anew.
+    plane, _, first = _mixed_plane()
+    update(plane, 2, _two_namespaces_with_slices("7s", "10.1.0.1", "10.2.0.2"), {VS_A, SLICE_B})
+    late = {ns: plane.snapshot(plane.connect(node(
+        f"sidecar~10.2.0.8~web-0.{ns}~{ns}.svc.cluster.local", {"app": "web"})))
+        for ns in ("a", "b")}
+    a_name = "outbound|80||web.a.svc.cluster.local"
+    b_name = "outbound|80||web.b.svc.cluster.local"
+    assert late["a"].get(types.ENDPOINT).by_name[a_name] is first["a"].get(
+        types.ENDPOINT).by_name[a_name]
+    assert late["b"].get(types.ENDPOINT).by_name[b_name] != first["b"].get(
+        types.ENDPOINT).by_name[b_name]
