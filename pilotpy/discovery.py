@@ -15,6 +15,7 @@ push context each is built once and shared by every class that asks for it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable
@@ -52,7 +53,10 @@ LARGE_SNAPSHOT_RESOURCES = 2000
 CLASS_LIMIT_WARNING_SECONDS = 60.0
 
 
+@functools.lru_cache(maxsize=65536)
 def _host_of(cluster_name: str) -> str | None:
+    """The service host an outbound cluster name names (cached: every endpoint change asks
+    it of every EDS name of every class)."""
     parsed = parse_outbound_cluster_name(cluster_name)
     return parsed[2] if parsed is not None else None
 
@@ -67,14 +71,16 @@ def _routing_reaches(view: ProxyView, before: PushContext, push: PushContext,
     reached."""
     if not view.proxy.is_sidecar or view.proxy.is_grpc:
         return True
-    scopes = [sidecar_scope(before, view), sidecar_scope(push, view)]
+    scopes = [(context, sidecar_scope(context, view)) for context in (before, push)]
     for key in changed:
         if key.kind == Kind.GATEWAY or key.kind not in ROUTING_KINDS:
             continue
         if key.kind != Kind.VIRTUAL_SERVICE:
             return True
-        if any(scope.may_see(key) for scope in scopes):
-            return True
+        for context, scope in scopes:
+            vs = context.virtual_service(key)
+            if vs is not None and scope.may_see(vs):
+                return True
     return False
 
 

@@ -102,6 +102,17 @@ class VirtualServiceIndex:
                 + self._exported.get((proxy_namespace, gateway), [])
                 + self._public.get(gateway, []))
 
+    def for_gateway_oldest_first(self, proxy_namespace: str, gateway: str
+                                 ) -> list[VirtualService]:
+        """for_gateway's VirtualServices oldest first (each bucket already is)."""
+        buckets = [b for b in (self._private.get((proxy_namespace, gateway)),
+                               self._exported.get((proxy_namespace, gateway)),
+                               self._public.get(gateway)) if b]
+        if len(buckets) == 1:
+            return list(buckets[0])
+        return sorted((vs for bucket in buckets for vs in bucket),
+                      key=lambda vs: vs.meta.age_order)
+
 
 def _merge(rules: list[DestinationRule]) -> DestinationRule:
     """istiod merges DestinationRules for the same host in one namespace: the oldest rule's

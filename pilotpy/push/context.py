@@ -122,6 +122,11 @@ class PushContext:
                                                               prefer_namespace)
             return found
 
+    def virtual_service(self, key: Key) -> VirtualService | None:
+        """The resolved stored VirtualService `key` (the very object the indexes hold)."""
+        found = self._resolved_vs.get(key)
+        return found[1] if found is not None else None
+
     def kept(self, key: tuple[Any, ...], owner: VirtualService, build: Callable[[], _T]) -> _T:
         """`build()`'s result for one resolved VirtualService (`owner`, held by identity), for
         results that depend on nothing else but the service registry, DestinationRules,
@@ -178,7 +183,7 @@ class PushContext:
         return found
 
     def visible_services(self, namespace: str) -> list[Service]:
-        return [s for s in self.services.all if s.visible_to(namespace)]
+        return list(self.services.visible_to(namespace))
 
     def selector_label_keys(self) -> frozenset[str]:
         """Every label key a selector of proxies reads: Gateway selectors, Sidecar workload

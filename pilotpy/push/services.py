@@ -170,7 +170,7 @@ def from_service_entry(se: ServiceEntry) -> list[Service]:
 class ServiceIndex:
     """Services by hostname. Several namespaces may define the same ServiceEntry host."""
 
-    __slots__ = ("_aliases", "_by_host", "_by_name", "_kube_by_namespace", "all",
+    __slots__ = ("_aliases", "_by_host", "_by_name", "_kube_by_namespace", "_visible", "all",
                  "has_passthrough")
 
     def __init__(self, services: Iterable[Service]) -> None:
@@ -188,6 +188,17 @@ class ServiceIndex:
                 self._by_name[(svc.namespace, svc.name)] = svc
                 self._kube_by_namespace.setdefault(svc.namespace, []).append(svc)
         self._aliases = _aliases_by_target(ordered)
+        # namespace -> the services visible to it, once asked (the index outlives push
+        # contexts while services do not change).
+        self._visible: dict[str, tuple[Service, ...]] = {}
+
+    def visible_to(self, namespace: str) -> tuple[Service, ...]:
+        """The services visible to `namespace` (exportTo), oldest first."""
+        found = self._visible.get(namespace)
+        if found is None:
+            found = self._visible[namespace] = tuple(s for s in self.all
+                                                      if s.visible_to(namespace))
+        return found
 
     def for_host(self, hostname: str, namespace: str, prefer_namespace: str = "") -> Service | None:
         """The service with that hostname visible to `namespace`; one in `prefer_namespace`

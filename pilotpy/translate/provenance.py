@@ -85,16 +85,25 @@ def config_dependencies(push: PushContext, view: ProxyView) -> frozenset[Key]:
         services = push.visible_services(view.namespace)
         out |= _gateway_dependencies(push, view)
     elif proxy.is_sidecar or proxy.is_grpc:
+        # All a sidecar's come from its scope, which every class it applies to shares.
         scope = sidecar_scope(push, view)
-        services = [s for s in scope.services
-                    if any(scope.port_visible(s, port) for port in s.ports)]
-        if scope.sidecar is not None:
-            out.add(scope.sidecar.meta.key)
-        out |= _mesh_virtual_services(scope)
+        return push.memoized(("sidecar-dependencies", id(scope)),
+                             lambda: _scope_dependencies(push, view.namespace, scope))
     else:
         return frozenset()
     for service in services:
-        out |= _service_dependencies(push, view, service)
+        out |= _service_dependencies(push, view.namespace, service)
+    return frozenset(out)
+
+
+def _scope_dependencies(push: PushContext, namespace: str, scope: SidecarScope
+                        ) -> frozenset[Key]:
+    out = _mesh_virtual_services(scope)
+    if scope.sidecar is not None:
+        out.add(scope.sidecar.meta.key)
+    for service in scope.services:
+        if any(scope.port_visible(service, port) for port in service.ports):
+            out |= _service_dependencies(push, namespace, service)
     return frozenset(out)
 
 
@@ -125,9 +134,9 @@ def _host_allowed(scope: SidecarScope, vs: VirtualService, host: str) -> bool:
     return any(scope.allows(vs.meta.namespace, host, port or 0) for port in ports)
 
 
-def _service_dependencies(push: PushContext, view: ProxyView, service: Service) -> set[Key]:
+def _service_dependencies(push: PushContext, namespace: str, service: Service) -> set[Key]:
     out = {service.origin}
-    rule = push.destination_rule(view.namespace, service)
+    rule = push.destination_rule(namespace, service)
     if rule is not None:
         out.update(push.destination_rules.sources_of(rule))
     return out

@@ -4,9 +4,10 @@ traffic policy."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pilotpy.model import Key, hosts
+from pilotpy.model import hosts
 from pilotpy.model.sidecar import EgressHost, EgressListener, Sidecar
 from pilotpy.model.virtualservice import VirtualService
 from pilotpy.proxy import ProxyView
@@ -41,7 +42,10 @@ class SidecarScope:
     virtual_services: tuple[VirtualService, ...]  # bound to `mesh`, oldest first
     _allowed: dict[tuple[str, str, int], bool] = field(default_factory=dict, repr=False,
                                                        compare=False)
-    _by_key: dict[Key, VirtualService] = field(default_factory=dict, repr=False, compare=False)
+    # ids of `virtual_services`, once asked (see may_see).
+    _held: set[int] = field(default_factory=set, repr=False, compare=False)
+    _on_port: dict[int, tuple[VirtualService, ...]] = field(default_factory=dict, repr=False,
+                                                            compare=False)
 
     @property
     def registry_only(self) -> bool:
@@ -73,24 +77,29 @@ class SidecarScope:
     def port_visible(self, service: Service, port: Port) -> bool:
         return self.allows(service.namespace, service.hostname, port.number)
 
-    def may_see(self, key: Key) -> bool:
-        """Whether the `mesh` VirtualService `key` (if this scope holds it) has a host some
-        egress listener imports: on no port can it shape this scope's config otherwise."""
-        by_key = self._by_key
-        if not by_key:
-            by_key.update((vs.meta.key, vs) for vs in self.virtual_services)
-        vs = by_key.get(key)
-        if vs is None:
+    def may_see(self, vs: VirtualService) -> bool:
+        """Whether `vs` (an object of this scope's push context) is one of this scope's
+        `mesh` VirtualServices with a host some egress listener imports: on no port can it
+        shape this scope's config otherwise."""
+        held = self._held
+        if not held and self.virtual_services:
+            held.update(map(id, self.virtual_services))
+        if id(vs) not in held:
             return False
         if self.sidecar is None or not self.sidecar.egress:
             return True
         return any(_listener_allows(listener, vs.meta.namespace, host)
                    for listener in self.sidecar.egress for host in vs.hosts)
 
-    def virtual_services_on(self, port: int) -> list[VirtualService]:
-        """`mesh` VirtualServices with at least one host visible on `port`."""
-        return [vs for vs in self.virtual_services
-                if any(self.allows(vs.meta.namespace, h, port) for h in vs.hosts)]
+    def virtual_services_on(self, port: int) -> tuple[VirtualService, ...]:
+        """`mesh` VirtualServices with at least one host visible on `port` (asked by every
+        class sharing the scope, found once)."""
+        found = self._on_port.get(port)
+        if found is None:
+            found = self._on_port[port] = tuple(
+                vs for vs in self.virtual_services
+                if any(self.allows(vs.meta.namespace, h, port) for h in vs.hosts))
+        return found
 
 
 class VirtualServiceOwners:
@@ -99,7 +108,7 @@ class VirtualServiceOwners:
 
     __slots__ = ("_exact", "_wildcards")
 
-    def __init__(self, candidates: list[VirtualService]) -> None:
+    def __init__(self, candidates: Iterable[VirtualService]) -> None:
         self._exact: dict[str, VirtualService] = {}
         self._wildcards: list[tuple[str, VirtualService]] = []
         for vs in candidates:
@@ -131,7 +140,6 @@ def _new_scope(push: PushContext, namespace: str, sidecar: Sidecar | None) -> Si
     mode = push.mesh.outbound_traffic_policy
     if sidecar is not None and sidecar.outbound_traffic_policy:
         mode = sidecar.outbound_traffic_policy
-    virtual_services = sorted(push.virtual_services.for_gateway(namespace, MESH_GATEWAY),
-                              key=lambda vs: vs.meta.age_order)
-    return SidecarScope(sidecar, mode, tuple(push.visible_services(namespace)),
+    virtual_services = push.virtual_services.for_gateway_oldest_first(namespace, MESH_GATEWAY)
+    return SidecarScope(sidecar, mode, push.services.visible_to(namespace),
                         tuple(virtual_services))

@@ -209,6 +209,31 @@ def test_virtual_service_export_to_dot_is_private() -> None:
     assert len(push.virtual_services.for_gateway("team-a", "istio-system/gw")) == 1
 
 
+def test_virtual_services_oldest_first_merge_the_export_buckets_by_age() -> None:
+    # Private, exported and public VirtualServices bound to `mesh`, created out of bucket
+    # order: a scope lists them oldest first whatever bucket holds them.
+    def vs(name: str, namespace: str, created: str, export_to: list[str]) -> dict[str, Any]:
+        doc = virtual_service(name, namespace, hosts=[f"{name}.example.com"],
+                              exportTo=export_to,
+                              http=[{"route": [{"destination": {"host": name}}]}])
+        doc["metadata"]["creationTimestamp"] = created
+        return doc
+
+    push = context(vs("public-new", "b", "2024-01-04T00:00:00Z", ["*"]),
+                   vs("private", "a", "2024-01-03T00:00:00Z", ["."]),
+                   vs("exported", "b", "2024-01-02T00:00:00Z", ["a"]),
+                   vs("public-old", "c", "2024-01-01T00:00:00Z", []))
+    index = push.virtual_services
+    for namespace in ("a", "b", "z"):
+        merged = index.for_gateway_oldest_first(namespace, "mesh")
+        assert merged == sorted(index.for_gateway(namespace, "mesh"),
+                                key=lambda v: v.meta.age_order)
+    assert [v.meta.name for v in index.for_gateway_oldest_first("a", "mesh")] == [
+        "public-old", "exported", "private", "public-new"]
+    assert [v.meta.name for v in index.for_gateway_oldest_first("z", "mesh")] == [
+        "public-old", "public-new"]
+
+
 # -- DestinationRules --------------------------------------------------------------------------
 
 SUBSETS = [{"name": "v1", "labels": {"version": "v1"}}, {"name": "v2", "labels": {"version": "v2"}}]
