@@ -36,7 +36,7 @@ from pilotpy.proxy import NodeIdError, Proxy, ProxyView, parse_proxy, view_proxy
 from pilotpy.push import ROUTING_KINDS, PushContext, PushScope, build_push_context
 from pilotpy.runtime.memory import release_free_memory
 from pilotpy.store import ChangeSet
-from pilotpy.translate.endpoints import eds_cluster_names
+from pilotpy.translate.endpoints import assignment_sources, eds_cluster_names
 from pilotpy.translate.generate import endpoints_for, generate
 from pilotpy.translate.names import parse_outbound_cluster_name
 from pilotpy.translate.provenance import config_dependencies
@@ -182,8 +182,9 @@ class Discovery:
         self._rebuild_next = False
         # The latest change of each object of STATUS_KINDS (deleted ones for a while).
         self.object_changes: dict[Key, ObjectChange] = {}
-        # (EDS cluster name, proxy namespace) -> assignment, for the current push context.
-        self._assignments: dict[tuple[str, str, str], Resource] = {}
+        # (EDS cluster name, ids of the service and DestinationRule it resolves to for the
+        # proxy's namespace, generator) -> assignment (see _endpoints).
+        self._assignments: dict[tuple[str, int, int, str], Resource] = {}
         # Clusters translation shared between classes (one message object, see
         # outbound_clusters), serialized once: id -> (the message, kept alive, its resource).
         self._cluster_resources: dict[int, tuple[Message, Resource]] = {}
@@ -374,18 +375,26 @@ class Discovery:
         return out
 
     def _endpoints(self, view: ProxyView, names: list[str]) -> list[Resource]:
-        """The assignments of `names` for `view`, each built once per push context, proxy
-        namespace and generator (all a ClusterLoadAssignment depends on: a proxyless gRPC
-        client gets its own form)."""
-        assert self.push is not None
+        """The assignments of `names` for `view`, each built once per push context, service
+        and DestinationRule the name resolves to for the proxy's namespace, and generator
+        (all a ClusterLoadAssignment depends on: a proxyless gRPC client gets its own form):
+        classes of namespaces that resolve a name alike share its assignment. The memo's
+        entries live no longer than the service and rule objects whose ids they hold: a
+        change of either is a full push, which empties it."""
+        push = self.push
+        assert push is not None
         memo = self._assignments
         space, generator = view.namespace, view.proxy.generator
-        missing = [name for name in names if (name, space, generator) not in memo]
-        for assignment in endpoints_for(self.push, view, missing):
-            memo[(assignment.cluster_name, space, generator)] = make_resource(
+        keys = {}
+        for name in names:
+            service, rule = assignment_sources(push, space, name)
+            keys[name] = (name, id(service), id(rule), generator)
+        missing = [name for name, key in keys.items() if key not in memo]
+        for assignment in endpoints_for(push, view, missing):
+            memo[keys[assignment.cluster_name]] = make_resource(
                 types.ENDPOINT, assignment.cluster_name,
                 assignment.SerializeToString(deterministic=True))
-        return [memo[(name, space, generator)] for name in names]
+        return [memo[keys[name]] for name in names]
 
     def _with_new_endpoints(self, old: Snapshot, view: ProxyView, scope: PushScope) -> Snapshot:
         assert self.push is not None

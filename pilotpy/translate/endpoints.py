@@ -94,6 +94,21 @@ def _endpoint_mtls(push: PushContext, service: Service, endpoints: Sequence[Endp
             is not MtlsMode.DISABLE for sidecar, e in zip(sidecars, endpoints, strict=True)]
 
 
+def assignment_sources(push: PushContext, namespace: str, cluster_name: str
+                       ) -> tuple[Service | None, DestinationRule | None]:
+    """All load_assignment reads for a proxy in `namespace` besides the cluster name (and
+    the proxy's generator): the service the name resolves to there and the DestinationRule
+    that applies to it there. Proxies of other namespaces that resolve both to the same
+    objects get the same assignment."""
+    parsed = parse_outbound_cluster_name(cluster_name)
+    if parsed is None:
+        return None, None
+    service = push.service(parsed[2], namespace)
+    if service is None:
+        return None, None
+    return service, push.destination_rule(namespace, service)
+
+
 def load_assignment(push: PushContext, view: ProxyView, cluster_name: str
                     ) -> endpoint_pb2.ClusterLoadAssignment:
     """The assignment for one EDS cluster name. Unknown names get an empty assignment: Envoy

@@ -391,3 +391,27 @@ def test_assignments_of_unchanged_endpoints_outlive_a_routing_change() -> None:
         types.ENDPOINT).by_name[a_name]
     assert late["b"].get(types.ENDPOINT).by_name[b_name] != first["b"].get(
         types.ENDPOINT).by_name[b_name]
+
+
+def test_classes_of_namespaces_resolving_a_cluster_alike_share_its_assignment() -> None:
+    # Sidecars of a and b resolve web to the same service and no DestinationRule: one
+    # assignment. c's own DestinationRule keeps unhealthy endpoints out (outlier detection
+    # with a minimum of healthy hosts): c gets its own.
+    web_slice = endpoint_slice("web", "10.1.0.1")
+    web_slice["endpoints"].append({"addresses": ["10.1.0.2"],
+                                   "conditions": {"ready": False, "terminating": False}})
+    rule = {"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": {"name": "web", "namespace": "c"},
+            "spec": {"host": "web.default.svc.cluster.local", "trafficPolicy": {
+                "outlierDetection": {"consecutive5xxErrors": 3, "minHealthPercent": 50}}}}
+    docs = [service("web"), web_slice, rule]
+    plane = Discovery(MeshConfig())
+    update(plane, 1, docs)
+    snapshots = {ns: plane.snapshot(plane.connect(node(*_sidecar_node(ns))))
+                 for ns in ("a", "b", "c")}
+    name = "outbound|80||web.default.svc.cluster.local"
+    a, b, c = (snapshots[ns].get(types.ENDPOINT).by_name[name] for ns in ("a", "b", "c"))
+    assert a is b
+    assert c.sotw_entry != a.sotw_entry
+    for ns, snapshot in snapshots.items():
+        assert payloads(snapshot) == payloads(fresh(docs, *_sidecar_node(ns)))
