@@ -231,39 +231,22 @@ class Discovery:
         refresh_views = (not incremental or bool({k.kind for k in change.changed}
                                                  & VIEW_INPUT_KINDS)
                          or previous_keys != push.selector_label_keys())
-        for handle in self._handles:
-            if refresh_views:
+        carry = functools.partial(self._carry, scope=scope, routing_only=routing_only,
+                                  before=before, changed=change.changed)
+        if refresh_views:
+            for handle in self._handles:
                 handle.view = view_proxy(handle.proxy, push)
                 handle.key = handle.view.class_key
-            entry = self._classes.get(handle.key)
-            if entry is None:
-                old = previous.get(handle.key)
-                entry = self._classes[handle.key] = _Class(handle.view)
-                if old is not None:
-                    entry.last_good = old.snapshot or old.last_good
-                    unchanged = not scope.full or (scope.gateways_only
-                                                   and not entry.view.proxy.is_router)
-                    if unchanged and old.snapshot is not None:
-                        entry.snapshot = self._with_new_endpoints(old.snapshot, entry.view,
-                                                                  scope)
-                        if entry.snapshot.resources is old.snapshot.resources:
-                            self._unchanged.add(handle.key)
-                    elif routing_only:
-                        assert before is not None
-                        if old.snapshot is not None and not _routing_reaches(
-                                entry.view, before, push, change.changed):
-                            # No routing change reaches it: at most some of its endpoints
-                            # changed (none: the same resources, a new version).
-                            entry.snapshot = self._with_new_endpoints(old.snapshot,
-                                                                      entry.view, scope)
-                            if entry.snapshot.resources is old.snapshot.resources:
-                                self._unchanged.add(handle.key)
-                        elif (kept := old.snapshot or old.clusters_from) is not None:
-                            entry.clusters_from = self._with_new_endpoints(kept, entry.view,
-                                                                           scope)
-                    if not scope.full:  # endpoints change no dependency
-                        entry.dependencies = old.dependencies
-            entry.proxies += 1
+                entry = self._classes.get(handle.key)
+                if entry is None:
+                    entry = self._classes[handle.key] = carry(
+                        handle.key, handle.view, previous.get(handle.key))
+                entry.proxies += 1
+        else:
+            # Every proxy keeps its class: one pass over the classes, not the proxies.
+            for key, old in previous.items():
+                entry = self._classes[key] = carry(key, old.view, old)
+                entry.proxies = old.proxies
         for key, old in previous.items():
             if key not in self._classes:
                 self.problems.clear(old.origin)
@@ -273,6 +256,37 @@ class Discovery:
                  len(self._handles), len(self._classes),
                  self.timings.push_context_seconds * 1000)
         return scope
+
+    def _carry(self, key: tuple[Any, ...], view: ProxyView, old: _Class | None, *,
+               scope: PushScope, routing_only: bool, before: PushContext | None,
+               changed: frozenset[Key]) -> _Class:
+        """The class `key` under the new push context, with what it keeps of `old` (its
+        entry under the previous one): its snapshot where nothing it reads changed but
+        endpoints, its clusters where only routing kinds and endpoints changed."""
+        assert self.push is not None
+        entry = _Class(view)
+        if old is None:
+            return entry
+        entry.last_good = old.snapshot or old.last_good
+        unchanged = not scope.full or (scope.gateways_only and not view.proxy.is_router)
+        if unchanged and old.snapshot is not None:
+            entry.snapshot = self._with_new_endpoints(old.snapshot, view, scope)
+            if entry.snapshot.resources is old.snapshot.resources:
+                self._unchanged.add(key)
+        elif routing_only:
+            assert before is not None
+            if old.snapshot is not None and not _routing_reaches(view, before, self.push,
+                                                                 changed):
+                # No routing change reaches it: at most some of its endpoints changed
+                # (none: the same resources, a new version).
+                entry.snapshot = self._with_new_endpoints(old.snapshot, view, scope)
+                if entry.snapshot.resources is old.snapshot.resources:
+                    self._unchanged.add(key)
+            elif (kept := old.snapshot or old.clusters_from) is not None:
+                entry.clusters_from = self._with_new_endpoints(kept, view, scope)
+        if not scope.full:  # endpoints change no dependency
+            entry.dependencies = old.dependencies
+        return entry
 
     def _record_changes(self, change: ChangeSet, previous: dict[tuple[Any, ...], _Class]
                         ) -> None:

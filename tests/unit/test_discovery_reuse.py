@@ -415,3 +415,22 @@ def test_classes_of_namespaces_resolving_a_cluster_alike_share_its_assignment() 
     assert c.sotw_entry != a.sotw_entry
     for ns, snapshot in snapshots.items():
         assert payloads(snapshot) == payloads(fresh(docs, *_sidecar_node(ns)))
+
+
+def test_a_class_keeps_its_proxies_across_changes_that_keep_every_view() -> None:
+    # An endpoint change carries each class over whole (no proxy's view is recomputed):
+    # the class lives until its last proxy leaves, as after a change that recomputes views.
+    docs = _two_namespaces_with_slices("5s", "10.1.0.1", "10.2.0.1")
+    plane = Discovery(MeshConfig())
+    update(plane, 1, docs)
+    ids = [f"sidecar~10.2.0.{i}~client-{i}.a~a.svc.cluster.local" for i in (1, 2)]
+    first, second = (plane.connect(node(i, {"app": "client"})) for i in ids)
+    plane.snapshot(first)
+    update(plane, 2, _two_namespaces_with_slices("5s", "10.1.0.2", "10.2.0.1"), {SLICE_A})
+    assert plane.class_count == 1 and plane.proxy_count == 2
+    plane.disconnect(first)
+    assert plane.class_count == 1
+    assert payloads(plane.snapshot(second)) == payloads(
+        fresh(_two_namespaces_with_slices("5s", "10.1.0.2", "10.2.0.1"), *_sidecar_node("a")))
+    plane.disconnect(second)
+    assert plane.class_count == 0
