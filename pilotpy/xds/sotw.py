@@ -152,6 +152,17 @@ class SotwStream:
             self._memo.put(body, len(body), "sotw-full", current, watch.subscription)
         return self._respond(watch, current, (), body)
 
+    def _diff_body(self, watch: _Watch, current: ResourceSet, diff: Diff) -> bytes:
+        """The body of a push of `diff`, joined once for every stream of a class that holds
+        the same set within the same subscription (a gateway's route configuration can be
+        megabytes)."""
+        parts = (watch.sent, current, watch.subscription)
+        body: bytes | None = self._memo.get("sotw-diff", *parts)
+        if body is None:
+            body = self._body(current, diff.changed)
+            self._memo.put(body, len(body), "sotw-diff", *parts)
+        return body
+
     def _changes(self, watch: _Watch, current: ResourceSet) -> Diff:
         return memoized_diff(self._memo, watch.sent, current, watch.subscription)
 
@@ -239,7 +250,8 @@ class SotwStream:
             if watch.subscription is None or type_url in types.WILDCARD_TYPES:
                 out.append(self._full(watch, current))
             else:
-                out.append(self._respond(watch, current, diff.changed))
+                out.append(self._respond(watch, current, (),
+                                         self._diff_body(watch, current, diff)))
             if type_url == types.CLUSTER:
                 self._mark_warming(snapshot, diff)
         return out

@@ -22,6 +22,7 @@ from tests.xds.xds_harness import (
     Harness,
     decoded,
     eventually,
+    move_endpoint,
     round_robin,
 )
 from tests.xds_client import DeltaClient, SotwClient, StreamClosedError
@@ -227,6 +228,33 @@ async def test_sotw_response_bodies_shared_across_streams(
         assert [r.type_url for r in pushed] == [CLUSTER, CLUSTER]
         assert bodies[0] == 3  # and one body per push
         assert pushed[0].nonce and pushed[1].nonce
+
+
+async def test_a_pushed_eds_body_is_joined_once_for_the_streams_of_a_class(
+        xds: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    # EDS (named resources) pushes only what changed: the streams of one class holding the
+    # same assignments within the same subscription share the joined body too.
+    async with xds.sotw() as one, xds.sotw(GATEWAY_2, GATEWAY_META) as two:
+        for c in (one, two):
+            await c.request(CLUSTER)
+            await c.ack(await c.recv())
+            await c.request(ENDPOINT, [HTTPBIN_V2])
+            await c.ack(await c.recv())
+        bodies = [0]
+        join = SotwStream._body
+
+        def counting(*args: Any) -> bytes:
+            bodies[0] += 1
+            return join(*args)
+
+        monkeypatch.setattr(SotwStream, "_body", staticmethod(counting))
+        wait = xds.pushed()
+        move_endpoint(xds.config, "httpbin-v2", "127.0.0.13")
+        await wait()
+        pushed = [await one.recv(), await two.recv()]
+        assert [r.type_url for r in pushed] == [ENDPOINT, ENDPOINT]
+        assert bodies[0] == 1
+        assert decoded(pushed[0]) == decoded(pushed[1])
 
 
 # -- a failing generation --------------------------------------------------------------------
