@@ -101,8 +101,8 @@ def generate(push: PushContext, view: ProxyView, *, clusters: bool = True) -> Ge
             clusters=(security.with_clusters(built + tracing_clusters(push.mesh))
                       if clusters else []),
             listeners=listeners,
-            serialized_routes=_serialized([gateway_route_configuration(push, view, merged, name)
-                                           for name in gateway_route_names(merged)]),
+            serialized_routes=[gateway_route_configuration(push, view, merged, name)
+                               for name in gateway_route_names(merged)],
             problems=tuple(problems),
             secrets=secrets,
         )
