@@ -328,30 +328,33 @@ def empty_route_configuration(name: str) -> route_pb2.RouteConfiguration:
     return route_pb2.RouteConfiguration(name=name, validate_clusters=pb.boolean(False))
 
 
-class _Route(NamedTuple):
-    """One gateway route, serialized: kept across push contexts as bytes, since a route
-    message holds a protobuf arena of a few kB (20k routes of a 10k-route gateway held 54 MB
-    as messages; bench S1)."""
+class _Routes(NamedTuple):
+    """One VirtualService's gateway routes, serialized as VirtualHost.routes entries: kept
+    across push contexts as bytes, since a route message holds a protobuf arena of a few kB
+    (the 20k routes of S1's 10k-route gateway held 54 MB as messages)."""
 
-    entry: bytes  # a VirtualHost.routes entry
-    catch_all: bool  # istiod's SortVHostRoutes puts these last
+    others: bytes
+    catch_alls: bytes  # istiod's SortVHostRoutes puts these last in a virtual host
 
-
-def _serialized_routes(routes: list[rc.Route]) -> tuple[_Route, ...]:
-    return tuple(_Route(pb.entry(rc.VirtualHost.ROUTES_FIELD_NUMBER,
-                                 r.SerializeToString(deterministic=True)), is_catch_all(r))
-                 for r in routes)
+    def __bool__(self) -> bool:
+        return bool(self.others or self.catch_alls)
 
 
-def _kept_routes(vs: VirtualService, opts: RouteOptions) -> tuple[_Route, ...]:
-    return _serialized_routes(build_http_routes(vs, opts))
+def _kept_routes(vs: VirtualService, opts: RouteOptions) -> _Routes:
+    others: list[bytes] = []
+    catch_alls: list[bytes] = []
+    for route in build_http_routes(vs, opts):
+        entry = pb.entry(rc.VirtualHost.ROUTES_FIELD_NUMBER,
+                         route.SerializeToString(deterministic=True))
+        (catch_alls if is_catch_all(route) else others).append(entry)
+    return _Routes(b"".join(others), b"".join(catch_alls))
 
 
 @dataclass(slots=True)
 class _VirtualHost:
     name: str
     domains: list[str]
-    routes: list[_Route]
+    routes: list[_Routes]  # one per VirtualService
     require_tls: bool
 
     def serialized(self) -> bytes:
@@ -359,8 +362,8 @@ class _VirtualHost:
         domains (1, 2), the routes (3, catch-alls last), require_tls (4) and
         include_request_attempt_count (14), as protobuf writes the message."""
         head = rc.VirtualHost(name=self.name, domains=self.domains).SerializeToString()
-        routes = b"".join([*(r.entry for r in self.routes if not r.catch_all),
-                           *(r.entry for r in self.routes if r.catch_all)])
+        routes = b"".join([*(r.others for r in self.routes),
+                           *(r.catch_alls for r in self.routes)])
         tail = (_REQUIRE_TLS if self.require_tls else b"") + _ATTEMPT_COUNT
         return pb.entry(route_pb2.RouteConfiguration.VIRTUAL_HOSTS_FIELD_NUMBER,
                         head + routes + tail)
@@ -401,7 +404,7 @@ def gateway_route_configuration(push: PushContext, view: ProxyView, merged: Merg
     servers = merged.servers_for_route(route_name)
     if not servers:
         return _serialized(empty_route_configuration(route_name))
-    built: dict[tuple[str, str, str, int], tuple[_Route, ...]] = {}
+    built: dict[tuple[str, str, str, int], _Routes] = {}
     class_key = view.class_key
     vhosts: dict[str, _VirtualHost] = {}
     for entry in servers:
@@ -431,9 +434,9 @@ def gateway_route_configuration(push: PushContext, view: ProxyView, merged: Merg
                 vhost = vhosts.get(hostname)
                 if vhost is None:
                     vhosts[hostname] = _VirtualHost(virtual_host_name(hostname, port),
-                                                    [hostname], list(routes), https_redirect)
+                                                    [hostname], [routes], https_redirect)
                 else:
-                    vhost.routes.extend(routes)
+                    vhost.routes.append(routes)
                     vhost.require_tls = vhost.require_tls or https_redirect
         if https_redirect:
             # A redirect-only server still needs its virtual host, with no routes.
