@@ -279,6 +279,7 @@ class Discovery:
         for key, old in previous.items():
             if key not in self._classes:
                 self.problems.clear(old.origin)
+        push.keep_classes(self._classes)
         self._record_changes(change, previous)
         log.info("push context %d: %d changed, %s, %d proxies in %d classes (%.1f ms)",
                  version, len(change.changed), "full" if scope.full else "endpoints only",

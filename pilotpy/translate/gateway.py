@@ -425,7 +425,7 @@ def gateway_route_configuration(push: PushContext, view: ProxyView, merged: Merg
                                     is_tls=server.tls is not None)
                 # Kept across contexts while only VirtualServices and Gateways change.
                 routes = built[key] = push.kept(
-                    ("gateway-routes", class_key, *key, opts.is_tls), vs,
+                    class_key, ("gateway-routes", *key, opts.is_tls), vs,
                     functools.partial(_kept_routes, vs, opts))
             if not routes:
                 continue

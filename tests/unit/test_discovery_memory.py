@@ -15,7 +15,9 @@ from google.protobuf.message import Message
 from pilotpy.discovery import NO_CLASSES, Discovery
 from pilotpy.mesh import MeshConfig
 from pilotpy.model import Key
+from pilotpy.store import ChangeSet
 from pilotpy.translate.clusters import SharedCluster
+from tests.unit.support import objects_of
 from tests.unit.test_discovery_reuse import (
     GATEWAY,
     GATEWAY_NODE,
@@ -116,3 +118,31 @@ def test_object_changes_depending_on_no_class_share_one_empty_set() -> None:
     changes = list(plane.object_changes.values())
     assert len(changes) >= 4
     assert all(change.before is NO_CLASSES for change in changes)
+
+
+def test_kept_routes_of_a_class_no_longer_connected_are_dropped() -> None:
+    # The store hands over the very objects of unchanged keys, changed ones anew.
+    objects = objects_of(DOCS)
+    plane = Discovery(MeshConfig())
+    plane.update(ChangeSet(objects, frozenset(k for v in objects.values() for k in v), 1))
+    gateways = [plane.connect(node(f"router~10.0.0.{i}~gw-{i}.istio-system~istio-system"
+                                   ".svc.cluster.local", {"istio": "ingressgateway"}))
+                for i in (1, 2)]
+    plane.snapshot(gateways[0])
+    assert plane.push is not None and plane.push._kept
+    classes = {key[0] for key in plane.push._kept}
+
+    def edit_b(version: int, host: str) -> None:
+        changed = objects_of([_vs("b", host)])
+        merged = {**objects, "VirtualService": {**objects["VirtualService"],
+                                                **changed["VirtualService"]}}
+        plane.update(ChangeSet(merged, frozenset(changed["VirtualService"]), version))
+
+    # One proxy of the class is still connected: a VirtualService change keeps its routes.
+    plane.disconnect(gateways[0])
+    edit_b(2, "c.example.com")
+    assert {key[0] for key in plane.push._kept} == classes
+    # The last one gone, the next context carries nothing of the class over.
+    plane.disconnect(gateways[1])
+    edit_b(3, "d.example.com")
+    assert not plane.push._kept
