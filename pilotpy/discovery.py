@@ -362,7 +362,7 @@ class Discovery:
                     types.LISTENER, ((li.name, li) for li in generated.listeners),
                     ((li.name, li) for li in generated.named_only_listeners)),
                 types.ROUTE: ResourceSet(types.ROUTE, (
-                    make_resource(types.ROUTE, r.name, r.data)
+                    Resource.of_parts(types.ROUTE, r.name, r.parts)
                     for r in generated.serialized_routes)),
                 types.SECRET: _resources(types.SECRET, ((s.name, s) for s in generated.secrets)),
             },
@@ -383,10 +383,12 @@ class Discovery:
         for cluster in clusters:
             found = memo.get(id(cluster))
             if found is None:
-                data = (cluster.data if isinstance(cluster, SharedCluster)
-                        else cluster.SerializeToString(deterministic=True))
-                found = memo[id(cluster)] = (cluster, make_resource(
-                    types.CLUSTER, cluster.name, data))
+                # A shared cluster's bytes are held by the push context: not copied.
+                resource = (Resource.of_parts(types.CLUSTER, cluster.name, (cluster.data,))
+                            if isinstance(cluster, SharedCluster) else make_resource(
+                                types.CLUSTER, cluster.name,
+                                cluster.SerializeToString(deterministic=True)))
+                found = memo[id(cluster)] = (cluster, resource)
             out.append(found[1])
         return out
 

@@ -357,16 +357,15 @@ class _VirtualHost:
     routes: list[_Routes]  # one per VirtualService
     require_tls: bool
 
-    def serialized(self) -> bytes:
+    def serialized(self) -> list[bytes]:
         """A RouteConfiguration.virtual_hosts entry: its fields in number order, name and
         domains (1, 2), the routes (3, catch-alls last), require_tls (4) and
-        include_request_attempt_count (14), as protobuf writes the message."""
+        include_request_attempt_count (14), as protobuf writes the message; the kept route
+        bytes are parts of it, not copied."""
         head = rc.VirtualHost(name=self.name, domains=self.domains).SerializeToString()
-        routes = b"".join([*(r.others for r in self.routes),
-                           *(r.catch_alls for r in self.routes)])
-        tail = (_REQUIRE_TLS if self.require_tls else b"") + _ATTEMPT_COUNT
-        return pb.entry(route_pb2.RouteConfiguration.VIRTUAL_HOSTS_FIELD_NUMBER,
-                        head + routes + tail)
+        return pb.entry_parts(route_pb2.RouteConfiguration.VIRTUAL_HOSTS_FIELD_NUMBER, [
+            head, *(r.others for r in self.routes), *(r.catch_alls for r in self.routes),
+            _REQUIRE_TLS if self.require_tls else b"", _ATTEMPT_COUNT])
 
 
 _REQUIRE_TLS = rc.VirtualHost(require_tls=rc.VirtualHost.ALL).SerializeToString()
@@ -448,16 +447,17 @@ def gateway_route_configuration(push: PushContext, view: ProxyView, merged: Merg
     head = route_pb2.RouteConfiguration(name=route_name).SerializeToString()
     if not vhosts:
         blackhole = _blackhole_virtual_host(servers[0].server.port.number)
-        entries = [pb.entry(route_pb2.RouteConfiguration.VIRTUAL_HOSTS_FIELD_NUMBER,
-                            blackhole.SerializeToString(deterministic=True))]
+        entries = [[pb.entry(route_pb2.RouteConfiguration.VIRTUAL_HOSTS_FIELD_NUMBER,
+                             blackhole.SerializeToString(deterministic=True))]]
     else:
         collapsed = sorted(_collapse(vhosts), key=lambda v: v.name)
         entries = [vhost.serialized() for vhost in collapsed]
-    return pb.Serialized(route_name, head + b"".join(entries) + _OPTIONS)
+    return pb.Serialized(route_name, (head, *(p for entry in entries for p in entry),
+                                      _OPTIONS))
 
 
 def _serialized(message: route_pb2.RouteConfiguration) -> pb.Serialized:
-    return pb.Serialized(message.name, message.SerializeToString(deterministic=True))
+    return pb.serialized(message.name, message.SerializeToString(deterministic=True))
 
 
 def gateway_route_names(merged: MergedGateway) -> list[str]:

@@ -74,7 +74,7 @@ class GeneratedConfig:
 
 
 def _serialized(routes: list[route_pb2.RouteConfiguration]) -> list[pb.Serialized]:
-    return [pb.Serialized(r.name, r.SerializeToString(deterministic=True)) for r in routes]
+    return [pb.serialized(r.name, r.SerializeToString(deterministic=True)) for r in routes]
 
 
 def _upstream_secret_names(clusters: Iterable[AnyCluster]) -> list[str]:

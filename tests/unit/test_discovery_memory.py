@@ -146,3 +146,29 @@ def test_kept_routes_of_a_class_no_longer_connected_are_dropped() -> None:
     plane.disconnect(gateways[1])
     edit_b(3, "d.example.com")
     assert not plane.push._kept
+
+
+def test_resources_hold_the_shared_bytes_they_are_written_from_not_copies() -> None:
+    """A route configuration's resource holds the kept gateway routes and the sidecar's
+    shared route bytes themselves, a shared cluster's resource its bytes: no joined copy."""
+    plane = Discovery(MeshConfig())
+    update(plane, 1, DOCS)
+    gateway = plane.snapshot(plane.connect(node(GATEWAY_NODE, {"istio": "ingressgateway"})))
+    sidecar = plane.snapshot(plane.connect(node(
+        "sidecar~10.2.0.1~app-1.default~default.svc.cluster.local", {"app": "app-1"})))
+    assert plane.push is not None
+
+    def parts(snapshot: Any, type_url: str) -> set[int]:
+        return {id(p) for r in snapshot.get(type_url).by_name.values() for p in r._parts}
+
+    route_url = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+    kept = [v[1] for v in plane.push._kept.values()]
+    assert kept and all(id(r.others) in parts(gateway, route_url)
+                        for r in kept if r.others)
+    shared_routes = [v for k, v in plane.push._memo.items() if k[0] == "sidecar-vs-routes"]
+    assert shared_routes and all(id(r) in parts(sidecar, route_url) for r in shared_routes)
+    cluster_url = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+    shared = [v[0] for k, v in plane.push._memo.items()
+              if k[0] == "outbound-cluster" and v[0] is not None]
+    served = parts(gateway, cluster_url) | parts(sidecar, cluster_url)
+    assert shared and all(id(c.data) in served for c in shared)
