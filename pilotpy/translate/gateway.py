@@ -363,13 +363,14 @@ class _VirtualHost:
         include_request_attempt_count (14), as protobuf writes the message; the kept route
         bytes are parts of it, not copied."""
         head = rc.VirtualHost(name=self.name, domains=self.domains).SerializeToString()
-        return pb.entry_parts(route_pb2.RouteConfiguration.VIRTUAL_HOSTS_FIELD_NUMBER, [
-            head, *(r.others for r in self.routes), *(r.catch_alls for r in self.routes),
-            _REQUIRE_TLS if self.require_tls else b"", _ATTEMPT_COUNT])
+        return pb.entry_parts(route_pb2.RouteConfiguration.VIRTUAL_HOSTS_FIELD_NUMBER, head, [
+            *(r.others for r in self.routes), *(r.catch_alls for r in self.routes),
+            _REQUIRE_TLS_TAIL if self.require_tls else _ATTEMPT_COUNT])
 
 
 _REQUIRE_TLS = rc.VirtualHost(require_tls=rc.VirtualHost.ALL).SerializeToString()
 _ATTEMPT_COUNT = rc.VirtualHost(include_request_attempt_count=True).SerializeToString()
+_REQUIRE_TLS_TAIL = _REQUIRE_TLS + _ATTEMPT_COUNT
 # The options of every gateway route configuration with virtual hosts (fields 7, 11, 14),
 # after its name (1) and virtual hosts (2).
 _OPTIONS = route_pb2.RouteConfiguration(

@@ -67,6 +67,8 @@ def serialized(name: str, data: bytes) -> Serialized:
 entry = field_bytes
 
 
-def entry_parts(number: int, parts: Sequence[bytes]) -> list[bytes]:
-    """One element of a message field whose payload is `parts`, not copied into one."""
-    return [field_head(number, sum(len(p) for p in parts)), *parts]
+def entry_parts(number: int, head: bytes, shared: Sequence[bytes]) -> list[bytes]:
+    """One element of a message field whose payload is `head` then the `shared` parts, which
+    are not copied (empty ones are left out: fewer parts to join into a response)."""
+    length = len(head) + sum(len(p) for p in shared)
+    return [field_head(number, length) + head, *(p for p in shared if p)]

@@ -136,8 +136,8 @@ def _serialized_virtual_host(name: str, domains: list[str], routes: bytes) -> li
     """A RouteConfiguration.virtual_hosts entry holding the pre-serialized `routes` (shared,
     not copied)."""
     head = rc.VirtualHost(name=name, domains=domains).SerializeToString()
-    return pb.entry_parts(route_pb2.RouteConfiguration.VIRTUAL_HOSTS_FIELD_NUMBER,
-                          [head, routes, _ATTEMPT_COUNT])
+    return pb.entry_parts(route_pb2.RouteConfiguration.VIRTUAL_HOSTS_FIELD_NUMBER, head,
+                          [routes, _ATTEMPT_COUNT])
 
 
 def _reads_source_labels(vs: VirtualService) -> bool:
