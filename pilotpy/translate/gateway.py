@@ -399,7 +399,7 @@ def _collapse(vhosts: dict[str, _VirtualHost]) -> list[_VirtualHost]:
 
 def gateway_route_configuration(push: PushContext, view: ProxyView, merged: MergedGateway,
                                 route_name: str) -> pb.Serialized:
-    """Written as bytes from each VirtualService's serialized routes (`_Route`), byte-identical
+    """Written as parts from each VirtualService's serialized routes (`_Routes`), byte-identical
     to the message's deterministic serialization."""
     servers = merged.servers_for_route(route_name)
     if not servers:
