@@ -129,9 +129,11 @@ class SideBySide:
                 return
             await asyncio.sleep(0.1)
 
-    async def settled(self, proxies: list[ProxySpec], istiod: Istiod
+    async def settled(self, proxies: list[ProxySpec], istiod: Istiod | None = None
                        ) -> dict[str, tuple[Resources, Resources]]:
-        """What both send every proxy, once two fetches SETTLE_INTERVAL apart agree."""
+        """What both send every proxy, once two fetches SETTLE_INTERVAL apart agree
+        (`istiod`: the plain cases' one unless given)."""
+        istiod = istiod or self.istiod
         previous: dict[str, tuple[Resources, Resources]] | None = None
         deadline = time.monotonic() + SYNC_TIMEOUT
         while True:
