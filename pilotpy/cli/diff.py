@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -94,14 +96,35 @@ def registry_proxies(*states: Objects, domain_suffix: str = "cluster.local") -> 
     return out
 
 
+# A page holds at least one client, so this bounds the walk even if a server loops.
+MAX_PAGES = 100_000
+NEXT_PAGE = re.compile(r'<([^>]*)>\s*;\s*rel="next"')
+
+
+def adsz_clients(server: str) -> list[dict[str, Any]]:
+    """Every client of a running pilotpy's /debug/adsz, following its `Link: rel="next"`
+    pages (one page holds what fits in the server's debug byte limit)."""
+    url: str | None = f"{server.rstrip('/')}/debug/adsz"
+    clients: list[dict[str, Any]] = []
+    pages = 0
+    while url is not None:
+        pages += 1
+        if pages > MAX_PAGES:
+            raise SystemExit(f"pilotpy diff: {server} /debug/adsz has more than {MAX_PAGES} "
+                             "pages")
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                clients.extend(json.loads(response.read()).get("clients", []))
+                found = NEXT_PAGE.search(response.headers.get("Link", ""))
+        except (OSError, ValueError) as err:
+            raise SystemExit(f"pilotpy diff: cannot read {url}: {err}") from err
+        url = urllib.parse.urljoin(url, found.group(1)) if found else None
+    return clients
+
+
 def connected_proxies(server: str) -> list[Proxy]:
     """The proxies connected to a running pilotpy, from its /debug/adsz."""
-    url = f"{server.rstrip('/')}/debug/adsz"
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            clients = json.loads(response.read()).get("clients", [])
-    except (OSError, ValueError) as err:
-        raise SystemExit(f"pilotpy diff: cannot read {url}: {err}") from err
+    clients = adsz_clients(server)
     out: dict[str, Proxy] = {}
     for client in clients:
         if client.get("debug") or client["proxy"] in out:

@@ -3,16 +3,19 @@ class, the findings it raises, and exit codes CI can use (0 no change, 1 changes
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
-from pilotpy.cli.diff import overlay, registry_proxies
+from pilotpy.cli.diff import adsz_clients, connected_proxies, overlay, registry_proxies
 from pilotpy.cli.main import main
 from pilotpy.cli.translate import read_objects
 from pilotpy.model.kinds import Kind
+from pilotpy.server.debug_pages import DebugPages
 from tests.golden.cases import case_named
 
 BOOKINFO = case_named("w3-bookinfo-productpage").path / "input"
@@ -122,3 +125,30 @@ def test_registry_pods_become_proxies(tmp_path: Path) -> None:
     assert proxies["istio-ingressgateway-1.istio-system"] == "router"
     assert proxies["reviews-v2-6b74-abcde.default"] == "sidecar"
     assert "job-1.default" not in proxies  # no sidecar injected
+
+
+async def test_server_proxies_are_read_from_every_page_of_adsz() -> None:
+    """/debug/adsz answers one page at a time (its byte limit); --server follows the
+    `Link: rel="next"` header to the last page."""
+    clients = [{"proxy": f"sidecar~10.0.0.{i}~app-{i}.default~default.svc.cluster.local",
+                "labels": {"app": f"app-{i}"}} for i in range(7)]
+    pages = DebugPages(max_bytes=200)
+
+    async def adsz(request: web.Request) -> web.Response:
+        return await pages.respond(request, clients,
+                                   wrap=lambda body: b'{"clients": ' + body + b"}")
+
+    app = web.Application()
+    app.router.add_get("/debug/adsz", adsz)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        read = await asyncio.to_thread(adsz_clients, f"http://127.0.0.1:{port}/")
+        proxies = await asyncio.to_thread(connected_proxies, f"http://127.0.0.1:{port}")
+    finally:
+        await runner.cleanup()
+    assert read == clients  # in order, each once, over several pages
+    assert [p.metadata_labels["app"] for p in proxies] == [f"app-{i}" for i in range(7)]
