@@ -147,7 +147,15 @@ class SideBySide:
             previous = current
             await asyncio.sleep(SETTLE_INTERVAL)
 
+    def check_running(self) -> None:
+        """A control plane that exited fails every later case: say which, with its log."""
+        for plane in self.planes:
+            if plane.process is not None and plane.process.poll() is not None:
+                raise RuntimeError(f"{plane.name} exited with {plane.process.returncode}:\n"
+                                   f"{plane.log_tail()}")
+
     async def run(self, case: Case) -> CaseResult:
+        self.check_running()
         docs, unreadable = objects.load(case.paths)
         proxies = list(case.proxies)
         if case.block:
