@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import grpc
-from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -33,6 +32,7 @@ from pilotpy.proxy import NodeIdError, Proxy, ProxyView, parse_proxy, view_proxy
 from pilotpy.push import PushContext, PushScope, build_push_context
 from pilotpy.runtime.memory import release_free_memory
 from pilotpy.store import ChangeSet
+from pilotpy.translate.clusters import AnyCluster, SharedCluster
 from pilotpy.translate.endpoints import eds_cluster_names
 from pilotpy.translate.generate import endpoints_for, generate
 from pilotpy.translate.names import parse_outbound_cluster_name
@@ -79,6 +79,24 @@ def _routing_reaches(view: ProxyView, before: PushContext, push: PushContext,
     return False
 
 
+def _eds_names(clusters: Iterable[AnyCluster]) -> Iterable[tuple[str, str]]:
+    """(cluster name, eds_cluster_config.service_name) of the clusters setting the latter."""
+    for cluster in clusters:
+        if isinstance(cluster, SharedCluster):
+            if cluster.eds_service_name is not None:
+                yield cluster.name, cluster.eds_service_name
+        elif cluster.HasField("eds_cluster_config"):
+            yield cluster.name, cluster.eds_cluster_config.service_name
+
+
+def _eds_cluster_names(clusters: Iterable[AnyCluster]) -> list[str]:
+    """The EDS names of the clusters of type EDS (translate.endpoints.eds_cluster_names)."""
+    messages = [c for c in clusters if not isinstance(c, SharedCluster)]
+    return [*(c.eds_service_name or "" for c in clusters
+              if isinstance(c, SharedCluster) and c.eds),
+            *eds_cluster_names(messages)]
+
+
 def _serialized(type_url: str, messages: Iterable[tuple[str, Message]]) -> list[Resource]:
     return [make_resource(type_url, name, m.SerializeToString(deterministic=True))
             for name, m in messages]
@@ -99,6 +117,9 @@ class ProxyHandle:
     key: tuple[Any, ...]
 
 
+NO_CLASSES: frozenset[tuple[Any, ...]] = frozenset()
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectChange:
     """The latest change to one object, for propagation status: the push context version
@@ -110,7 +131,7 @@ class ObjectChange:
     generation: int
     at: float  # time.time()
     deleted: bool = False
-    before: frozenset[tuple[Any, ...]] = frozenset()
+    before: frozenset[tuple[Any, ...]] = NO_CLASSES
 
 
 @dataclass(eq=False)
@@ -179,9 +200,9 @@ class Discovery:
         self.object_changes: dict[Key, ObjectChange] = {}
         # (EDS cluster name, proxy namespace) -> assignment, for the current push context.
         self._assignments: dict[tuple[str, str, str], Resource] = {}
-        # Clusters translation shared between classes (one message object, see
-        # outbound_clusters), serialized once: id -> (the message, kept alive, its resource).
-        self._cluster_resources: dict[int, tuple[Message, Resource]] = {}
+        # Clusters translation shared between classes (one object, see outbound_clusters),
+        # made resources once: id -> (the cluster, kept alive, its resource).
+        self._cluster_resources: dict[int, tuple[AnyCluster, Resource]] = {}
         # Classes whose snapshot the last update carried over with the very same resources.
         self._unchanged: set[tuple[Any, ...]] = set()
 
@@ -258,6 +279,7 @@ class Discovery:
         for key, old in previous.items():
             if key not in self._classes:
                 self.problems.clear(old.origin)
+        push.keep_classes(self._classes)
         self._record_changes(change, previous)
         log.info("push context %d: %d changed, %s, %d proxies in %d classes (%.1f ms)",
                  version, len(change.changed), "full" if scope.full else "endpoints only",
@@ -272,8 +294,11 @@ class Discovery:
             if key.kind not in STATUS_KINDS:
                 continue
             obj = change.objects.get(key.kind, {}).get(key)
+            # Mostly empty: the shared empty set, not a new one per object (216 bytes each,
+            # 4 MB for S1's 20k Services and VirtualServices).
             before = frozenset(k for k, entry in previous.items()
-                               if entry.dependencies is not None and key in entry.dependencies)
+                               if entry.dependencies is not None
+                               and key in entry.dependencies) or NO_CLASSES
             generation = obj.meta.generation if obj is not None else (
                 old.generation if (old := self.object_changes.get(key)) is not None else 0)
             self.object_changes[key] = ObjectChange(key, change.version, generation, now,
@@ -322,14 +347,12 @@ class Discovery:
             clusters, endpoints = kept.get(types.CLUSTER), kept.get(types.ENDPOINT)
             eds_names_by_cluster = kept.eds_names_by_cluster
         else:
-            every_cluster = [*generated.clusters, *generated.named_only_clusters]
-            clusters = ResourceSet(types.CLUSTER, self._clusters(generated.clusters),
+            every_cluster = [*generated.cluster_entries, *generated.named_only_clusters]
+            clusters = ResourceSet(types.CLUSTER, self._clusters(generated.cluster_entries),
                                    self._clusters(generated.named_only_clusters))
-            eds_names_by_cluster = {c.name: c.eds_cluster_config.service_name
-                                    for c in every_cluster
-                                    if c.HasField("eds_cluster_config")}
+            eds_names_by_cluster = dict(_eds_names(every_cluster))
             endpoints = ResourceSet(types.ENDPOINT, self._endpoints(
-                view, sorted(set(eds_cluster_names(every_cluster)))))
+                view, sorted(set(_eds_cluster_names(every_cluster)))))
         snapshot = Snapshot(
             version=str(push.version),
             resources={
@@ -339,7 +362,7 @@ class Discovery:
                     types.LISTENER, ((li.name, li) for li in generated.listeners),
                     ((li.name, li) for li in generated.named_only_listeners)),
                 types.ROUTE: ResourceSet(types.ROUTE, (
-                    make_resource(types.ROUTE, r.name, r.data)
+                    Resource.of_parts(types.ROUTE, r.name, r.parts)
                     for r in generated.serialized_routes)),
                 types.SECRET: _resources(types.SECRET, ((s.name, s) for s in generated.secrets)),
             },
@@ -353,15 +376,19 @@ class Discovery:
                                          *self.timings.generate_seconds[:9]]
         return snapshot
 
-    def _clusters(self, messages: list[cluster_pb2.Cluster]) -> list[Resource]:
+    def _clusters(self, clusters: Sequence[AnyCluster]) -> list[Resource]:
         """Each cluster serialized once per push context, however many classes hold it."""
         memo = self._cluster_resources
         out = []
-        for message in messages:
-            found = memo.get(id(message))
+        for cluster in clusters:
+            found = memo.get(id(cluster))
             if found is None:
-                found = memo[id(message)] = (message, make_resource(
-                    types.CLUSTER, message.name, message.SerializeToString(deterministic=True)))
+                # A shared cluster's bytes are held by the push context: not copied.
+                resource = (Resource.of_parts(types.CLUSTER, cluster.name, (cluster.data,))
+                            if isinstance(cluster, SharedCluster) else make_resource(
+                                types.CLUSTER, cluster.name,
+                                cluster.SerializeToString(deterministic=True)))
+                found = memo[id(cluster)] = (cluster, resource)
             out.append(found[1])
         return out
 

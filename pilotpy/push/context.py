@@ -7,7 +7,7 @@ endpoints, not the whole registry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -112,18 +112,25 @@ class PushContext:
                                                               prefer_namespace)
             return found
 
-    def kept(self, key: tuple[Any, ...], owner: VirtualService, build: Callable[[], _T]) -> _T:
-        """`build()`'s result for one resolved VirtualService (`owner`, held by identity), for
-        results that depend on nothing else but the service registry, DestinationRules,
-        Sidecars, Pods and the mesh config: the next context keeps it when only
-        VirtualServices and Gateways changed (those are unchanged then, and a changed
-        VirtualService is a new object)."""
-        found = self._kept.get(key)
+    def kept(self, class_key: tuple[Any, ...], key: tuple[Any, ...], owner: VirtualService,
+             build: Callable[[], _T]) -> _T:
+        """`build()`'s result for one proxy class and one resolved VirtualService (`owner`,
+        held by identity), for results that depend on nothing else but the service registry,
+        DestinationRules, Sidecars, Pods and the mesh config: the next context keeps it when
+        only VirtualServices and Gateways changed (those are unchanged then, and a changed
+        VirtualService is a new object), for the classes still connected (`keep_classes`)."""
+        found = self._kept.get((class_key, key))
         if found is not None and found[0] is owner:
             return found[1]  # type: ignore[no-any-return]
         value = build()
-        self._kept[key] = (owner, value)
+        self._kept[(class_key, key)] = (owner, value)
         return value
+
+    def keep_classes(self, classes: Container[tuple[Any, ...]]) -> None:
+        """Drops what `kept` holds for the proxy classes not in `classes` (none connected):
+        what a context carries over is bounded by the classes connected."""
+        for key in [k for k in self._kept if k[0] not in classes]:
+            del self._kept[key]
 
     def memoized(self, key: tuple[Any, ...], build: Callable[[], _T]) -> _T:
         """`build()`'s result, computed once per context: for translation results that

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc
@@ -56,7 +57,7 @@ from pilotpy.translate.routes import (
     MAX_DIRECT_RESPONSE_BODY,
     RouteOptions,
     build_http_routes,
-    sorted_routes,
+    is_catch_all,
 )
 from pilotpy.translate.security import NO_SECURITY, SecurityFilters
 from pilotpy.translate.tls_files import tls_transport_socket
@@ -327,12 +328,56 @@ def empty_route_configuration(name: str) -> route_pb2.RouteConfiguration:
     return route_pb2.RouteConfiguration(name=name, validate_clusters=pb.boolean(False))
 
 
+class _Routes(NamedTuple):
+    """One VirtualService's gateway routes, serialized as VirtualHost.routes entries: kept
+    across push contexts as bytes, since a route message holds a protobuf arena of a few kB
+    (the 20k routes of S1's 10k-route gateway held 54 MB as messages)."""
+
+    others: bytes
+    catch_alls: bytes  # istiod's SortVHostRoutes puts these last in a virtual host
+
+    def __bool__(self) -> bool:
+        return bool(self.others or self.catch_alls)
+
+
+def _kept_routes(vs: VirtualService, opts: RouteOptions) -> _Routes:
+    others: list[bytes] = []
+    catch_alls: list[bytes] = []
+    for route in build_http_routes(vs, opts):
+        entry = pb.entry(rc.VirtualHost.ROUTES_FIELD_NUMBER,
+                         route.SerializeToString(deterministic=True))
+        (catch_alls if is_catch_all(route) else others).append(entry)
+    return _Routes(b"".join(others), b"".join(catch_alls))
+
+
 @dataclass(slots=True)
 class _VirtualHost:
     name: str
     domains: list[str]
-    routes: list[rc.Route]
+    routes: list[_Routes]  # one per VirtualService
     require_tls: bool
+
+    def serialized(self) -> list[bytes]:
+        """A RouteConfiguration.virtual_hosts entry: its fields in number order, name and
+        domains (1, 2), the routes (3, catch-alls last), require_tls (4) and
+        include_request_attempt_count (14), as protobuf writes the message; the kept route
+        bytes are parts of it, not copied."""
+        head = rc.VirtualHost(name=self.name, domains=self.domains).SerializeToString()
+        return pb.entry_parts(route_pb2.RouteConfiguration.VIRTUAL_HOSTS_FIELD_NUMBER, head, [
+            *(r.others for r in self.routes), *(r.catch_alls for r in self.routes),
+            _REQUIRE_TLS_TAIL if self.require_tls else _ATTEMPT_COUNT])
+
+
+_REQUIRE_TLS = rc.VirtualHost(require_tls=rc.VirtualHost.ALL).SerializeToString()
+_ATTEMPT_COUNT = rc.VirtualHost(include_request_attempt_count=True).SerializeToString()
+_REQUIRE_TLS_TAIL = _REQUIRE_TLS + _ATTEMPT_COUNT
+# The options of every gateway route configuration with virtual hosts (fields 7, 11, 14),
+# after its name (1) and virtual hosts (2).
+_OPTIONS = route_pb2.RouteConfiguration(
+    validate_clusters=pb.boolean(False),
+    ignore_port_in_host_matching=True,
+    max_direct_response_body_size_bytes=pb.uint32(MAX_DIRECT_RESPONSE_BODY),
+).SerializeToString(deterministic=True)
 
 
 def _collapse(vhosts: dict[str, _VirtualHost]) -> list[_VirtualHost]:
@@ -353,11 +398,13 @@ def _collapse(vhosts: dict[str, _VirtualHost]) -> list[_VirtualHost]:
 
 
 def gateway_route_configuration(push: PushContext, view: ProxyView, merged: MergedGateway,
-                                route_name: str) -> route_pb2.RouteConfiguration:
+                                route_name: str) -> pb.Serialized:
+    """Written as parts from each VirtualService's serialized routes (`_Routes`), byte-identical
+    to the message's deterministic serialization."""
     servers = merged.servers_for_route(route_name)
     if not servers:
-        return empty_route_configuration(route_name)
-    built: dict[tuple[str, str, str, int], list[rc.Route]] = {}
+        return _serialized(empty_route_configuration(route_name))
+    built: dict[tuple[str, str, str, int], _Routes] = {}
     class_key = view.class_key
     vhosts: dict[str, _VirtualHost] = {}
     for entry in servers:
@@ -378,8 +425,8 @@ def gateway_route_configuration(push: PushContext, view: ProxyView, merged: Merg
                                     is_tls=server.tls is not None)
                 # Kept across contexts while only VirtualServices and Gateways change.
                 routes = built[key] = push.kept(
-                    ("gateway-routes", class_key, *key, opts.is_tls), vs,
-                    functools.partial(build_http_routes, vs, opts))
+                    class_key, ("gateway-routes", *key, opts.is_tls), vs,
+                    functools.partial(_kept_routes, vs, opts))
             if not routes:
                 continue
             for hostname in matching:
@@ -387,9 +434,9 @@ def gateway_route_configuration(push: PushContext, view: ProxyView, merged: Merg
                 vhost = vhosts.get(hostname)
                 if vhost is None:
                     vhosts[hostname] = _VirtualHost(virtual_host_name(hostname, port),
-                                                    [hostname], list(routes), https_redirect)
+                                                    [hostname], [routes], https_redirect)
                 else:
-                    vhost.routes.extend(routes)
+                    vhost.routes.append(routes)
                     vhost.require_tls = vhost.require_tls or https_redirect
         if https_redirect:
             # A redirect-only server still needs its virtual host, with no routes.
@@ -398,23 +445,20 @@ def gateway_route_configuration(push: PushContext, view: ProxyView, merged: Merg
                 vhost = vhosts.setdefault(hostname.lower(), _VirtualHost(
                     virtual_host_name(hostname.lower(), port), [hostname.lower()], [], True))
                 vhost.require_tls = True
-    out = route_pb2.RouteConfiguration(
-        name=route_name,
-        validate_clusters=pb.boolean(False),
-        ignore_port_in_host_matching=True,
-        max_direct_response_body_size_bytes=pb.uint32(MAX_DIRECT_RESPONSE_BODY),
-    )
+    head = route_pb2.RouteConfiguration(name=route_name).SerializeToString()
     if not vhosts:
-        out.virtual_hosts.append(_blackhole_virtual_host(servers[0].server.port.number))
-        return out
-    collapsed = sorted(_collapse(vhosts), key=lambda v: v.name)
-    for vhost in collapsed:
-        message = out.virtual_hosts.add(name=vhost.name, domains=vhost.domains,
-                                        routes=sorted_routes(vhost.routes),
-                                        include_request_attempt_count=True)
-        if vhost.require_tls:
-            message.require_tls = rc.VirtualHost.ALL
-    return out
+        blackhole = _blackhole_virtual_host(servers[0].server.port.number)
+        entries = [[pb.entry(route_pb2.RouteConfiguration.VIRTUAL_HOSTS_FIELD_NUMBER,
+                             blackhole.SerializeToString(deterministic=True))]]
+    else:
+        collapsed = sorted(_collapse(vhosts), key=lambda v: v.name)
+        entries = [vhost.serialized() for vhost in collapsed]
+    return pb.Serialized(route_name, (head, *(p for entry in entries for p in entry),
+                                      _OPTIONS))
+
+
+def _serialized(message: route_pb2.RouteConfiguration) -> pb.Serialized:
+    return pb.serialized(message.name, message.SerializeToString(deterministic=True))
 
 
 def gateway_route_names(merged: MergedGateway) -> list[str]:

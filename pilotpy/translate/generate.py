@@ -10,13 +10,20 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
-from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 
 from pilotpy.problems import Problem
 from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext
 from pilotpy.translate import pb
-from pilotpy.translate.clusters import clusters_report, outbound_clusters
+from pilotpy.translate.clusters import (
+    AnyCluster,
+    SharedCluster,
+    as_messages,
+    clusters_report,
+    outbound_clusters,
+    upstream_contexts,
+)
 from pilotpy.translate.credentials import referenced_names, secrets_for, upstream_referenced_names
 from pilotpy.translate.endpoints import load_assignment
 from pilotpy.translate.gateway import (
@@ -37,7 +44,9 @@ class GeneratedConfig:
     """Clusters, listeners and routes for one proxy class. Endpoints are generated on their
     own (`endpoints_for`), so an endpoint change never rebuilds the rest."""
 
-    clusters: list[cluster_pb2.Cluster]
+    # The clusters: outbound ones as the bytes every class shares (`SharedCluster`), the
+    # class's own as messages; `clusters` has them all as messages.
+    cluster_entries: list[AnyCluster]
     listeners: list[listener_pb2.Listener]
     # Route configurations as bytes: a sidecar's are written as bytes from shared parts
     # (sidecar_routes), so xDS takes them as they are.
@@ -54,24 +63,27 @@ class GeneratedConfig:
     secrets: list[secret_pb2.Secret] = field(default_factory=list)
 
     @property
+    def clusters(self) -> list[cluster_pb2.Cluster]:
+        """The clusters as messages, for readers (not the xDS path)."""
+        return as_messages(self.cluster_entries)
+
+    @property
     def routes(self) -> list[route_pb2.RouteConfiguration]:
         """The route configurations as messages, for readers (not the xDS path)."""
         return [route_pb2.RouteConfiguration.FromString(r.data) for r in self.serialized_routes]
 
 
 def _serialized(routes: list[route_pb2.RouteConfiguration]) -> list[pb.Serialized]:
-    return [pb.Serialized(r.name, r.SerializeToString(deterministic=True)) for r in routes]
+    return [pb.serialized(r.name, r.SerializeToString(deterministic=True)) for r in routes]
 
 
-def _upstream_contexts(clusters: Iterable[cluster_pb2.Cluster]
-                       ) -> Iterable[tls_pb2.UpstreamTlsContext]:
-    """The TLS contexts of clusters that originate TLS themselves (a DestinationRule's tls;
-    auto-mTLS uses transport_socket_matches and names no Secret)."""
+def _upstream_secret_names(clusters: Iterable[AnyCluster]) -> list[str]:
+    names: dict[str, None] = {}
     for cluster in clusters:
-        if cluster.HasField("transport_socket"):
-            context = tls_pb2.UpstreamTlsContext()
-            if cluster.transport_socket.typed_config.Unpack(context):
-                yield context
+        found = (cluster.secret_names if isinstance(cluster, SharedCluster)
+                 else upstream_referenced_names(upstream_contexts([cluster])))
+        names.update(dict.fromkeys(found))
+    return list(names)
 
 
 def generate(push: PushContext, view: ProxyView, *, clusters: bool = True) -> GeneratedConfig:
@@ -81,7 +93,7 @@ def generate(push: PushContext, view: ProxyView, *, clusters: bool = True) -> Ge
     (`clusters_report`): the problems and Secrets of a generation are all of them."""
     if view.proxy.is_grpc:
         grpc = grpc_config(push, view)
-        return GeneratedConfig(clusters=[], listeners=grpc.listeners,
+        return GeneratedConfig(cluster_entries=[], listeners=grpc.listeners,
                                serialized_routes=_serialized(grpc.routes),
                                problems=grpc.problems,
                                named_only_listeners=grpc.named_only_listeners,
@@ -95,25 +107,25 @@ def generate(push: PushContext, view: ProxyView, *, clusters: bool = True) -> Ge
                  if clusters or clusters_report(push) else [])
         # Missing Secrets were reported where they are referenced (the server is skipped).
         secrets, _ = secrets_for(push, view, [*referenced_names(listeners),
-                                              *upstream_referenced_names(
-                                                  _upstream_contexts(built))])
+                                              *_upstream_secret_names(built)])
         return GeneratedConfig(
-            clusters=(security.with_clusters(built + tracing_clusters(push.mesh))
-                      if clusters else []),
+            cluster_entries=(security.with_clusters([*built, *tracing_clusters(push.mesh)])
+                             if clusters else []),
             listeners=listeners,
-            serialized_routes=_serialized([gateway_route_configuration(push, view, merged, name)
-                                           for name in gateway_route_names(merged)]),
+            serialized_routes=[gateway_route_configuration(push, view, merged, name)
+                               for name in gateway_route_names(merged)],
             problems=tuple(problems),
             secrets=secrets,
         )
     if view.proxy.is_sidecar:
         config = sidecar_config(push, view, clusters=clusters)
-        return GeneratedConfig(clusters=([*config.clusters, *tracing_clusters(push.mesh)]
-                                         if clusters else []),
+        return GeneratedConfig(cluster_entries=(
+                                   [*config.clusters, *tracing_clusters(push.mesh)]
+                                   if clusters else []),
                                listeners=config.listeners,
                                serialized_routes=config.serialized_routes,
                                problems=config.problems)
-    return GeneratedConfig(clusters=[], listeners=[], serialized_routes=[])
+    return GeneratedConfig(cluster_entries=[], listeners=[], serialized_routes=[])
 
 
 def endpoints_for(push: PushContext, view: ProxyView, cluster_names: Iterable[str]

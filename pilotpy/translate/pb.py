@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
 from google.protobuf.message import Message
 
-from pilotpy.wire.protowire import field_bytes
+from pilotpy.wire.protowire import field_bytes, field_head
 
 NANOS_PER_SECOND = 1_000_000_000
 UINT32_MAX = 4_294_967_295
@@ -46,11 +47,28 @@ def boolean(value: bool) -> wrappers_pb2.BoolValue:
 
 class Serialized(NamedTuple):
     """A resource written as bytes, byte-identical to SerializeToString(deterministic=True)
-    of its message."""
+    of its message once its parts are joined. The parts are kept apart: the large ones are
+    shared (a VirtualService's routes in every class's route configuration) and a joined
+    copy would hold them twice."""
 
     name: str
-    data: bytes
+    parts: tuple[bytes, ...]
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.parts)
+
+
+def serialized(name: str, data: bytes) -> Serialized:
+    return Serialized(name, (data,))
 
 
 # One element of a message field, as the parent's serialization writes it.
 entry = field_bytes
+
+
+def entry_parts(number: int, head: bytes, shared: Sequence[bytes]) -> list[bytes]:
+    """One element of a message field whose payload is `head` then the `shared` parts, which
+    are not copied (empty ones are left out: fewer parts to join into a response)."""
+    length = len(head) + sum(len(p) for p in shared)
+    return [field_head(number, length) + head, *(p for p in shared if p)]

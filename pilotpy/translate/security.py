@@ -27,6 +27,7 @@ from pilotpy.push import PushContext
 from pilotpy.translate.authz.builder import authorization_filters
 from pilotpy.translate.authz.ext_authz import resolve as resolve_provider
 from pilotpy.translate.authz.trust_domain import TrustDomains
+from pilotpy.translate.clusters import AnyCluster
 from pilotpy.translate.jwt_authn import jwt_authn
 
 
@@ -38,7 +39,7 @@ class SecurityFilters:
     clusters: tuple[cluster_pb2.Cluster, ...] = ()
     problems: tuple[Problem, ...] = ()
 
-    def with_clusters(self, clusters: list[cluster_pb2.Cluster]) -> list[cluster_pb2.Cluster]:
+    def with_clusters(self, clusters: list[AnyCluster]) -> list[AnyCluster]:
         """`clusters` plus the JWKS clusters not among them (after them)."""
         names = {c.name for c in clusters}
         return [*clusters, *(c for c in self.clusters if c.name not in names)]

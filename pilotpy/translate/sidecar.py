@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.listener.v3 import listener_pb2
 
 from pilotpy.problems import Problem
 from pilotpy.proxy import ProxyView
 from pilotpy.push import PushContext
 from pilotpy.translate import pb
-from pilotpy.translate.clusters import clusters_report, outbound_clusters
+from pilotpy.translate.clusters import AnyCluster, clusters_report, outbound_clusters
 from pilotpy.translate.inbound import inbound_clusters, virtual_inbound
 from pilotpy.translate.outbound_listeners import outbound_listeners, virtual_outbound_listener
 from pilotpy.translate.security import security_filters
@@ -24,7 +23,7 @@ from pilotpy.translate.sidecar_scope import sidecar_scope
 
 @dataclass(frozen=True, slots=True)
 class SidecarConfig:
-    clusters: list[cluster_pb2.Cluster]
+    clusters: list[AnyCluster]  # outbound ones shared by every class, as bytes
     listeners: list[listener_pb2.Listener]
     serialized_routes: list[pb.Serialized]  # see sidecar_routes: written as bytes
     problems: tuple[Problem, ...]
@@ -44,7 +43,7 @@ def sidecar_config(push: PushContext, view: ProxyView, *, clusters: bool = True
     # Listeners in istiod's LDS order: per-port outbound, virtualOutbound, virtualInbound.
     listeners = [*outbound.listeners, virtual_outbound_listener(scope, mesh), inbound.listener]
     problems = [*outbound.problems, *inbound.problems]
-    built: list[cluster_pb2.Cluster] = []
+    built: list[AnyCluster] = []
     if clusters or clusters_report(push):  # see generate(): their problems are still wanted
         built = outbound_clusters(push, view, scope.port_visible, problems)
     if clusters:

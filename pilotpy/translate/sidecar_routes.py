@@ -132,11 +132,12 @@ def _serialized_routes(routes: list[rc.Route]) -> bytes:
                              r.SerializeToString(deterministic=True)) for r in routes)
 
 
-def _serialized_virtual_host(name: str, domains: list[str], routes: bytes) -> bytes:
-    """A RouteConfiguration.virtual_hosts entry holding the pre-serialized `routes`."""
+def _serialized_virtual_host(name: str, domains: list[str], routes: bytes) -> list[bytes]:
+    """A RouteConfiguration.virtual_hosts entry holding the pre-serialized `routes` (shared,
+    not copied)."""
     head = rc.VirtualHost(name=name, domains=domains).SerializeToString()
-    return pb.entry(route_pb2.RouteConfiguration.VIRTUAL_HOSTS_FIELD_NUMBER,
-                    head + routes + _ATTEMPT_COUNT)
+    return pb.entry_parts(route_pb2.RouteConfiguration.VIRTUAL_HOSTS_FIELD_NUMBER, head,
+                          [routes, _ATTEMPT_COUNT])
 
 
 def _reads_source_labels(vs: VirtualService) -> bool:
@@ -187,12 +188,13 @@ _OPTIONS = route_pb2.RouteConfiguration(
 ).SerializeToString(deterministic=True)
 
 
-def _route_configuration(name: str, virtual_hosts: list[bytes]) -> pb.Serialized:
+def _route_configuration(name: str, virtual_hosts: list[list[bytes]]) -> pb.Serialized:
     """A route configuration from serialized virtual hosts: its name (field 1), the virtual
     hosts (2), then its options, as protobuf would write the whole. It stays bytes: parsing
     it into a message only to serialize it again for xDS costs as much as writing it."""
     head = route_pb2.RouteConfiguration(name=name).SerializeToString()
-    return pb.Serialized(name, head + b"".join(virtual_hosts) + _OPTIONS)
+    return pb.Serialized(name, (head, *(p for vhost in virtual_hosts for p in vhost),
+                                _OPTIONS))
 
 
 def port_route_configuration(push: PushContext, view: ProxyView, scope: SidecarScope,
@@ -229,8 +231,9 @@ def port_route_configuration(push: PushContext, view: ProxyView, scope: SidecarS
                 add(virtual_host_name(host, port), [host], routes.of(vs))
     vhosts.sort(key=lambda v: v[0])
     serialized = [_serialized_virtual_host(*v) for v in vhosts]
-    serialized.append(pb.entry(route_pb2.RouteConfiguration.VIRTUAL_HOSTS_FIELD_NUMBER,
-                               catch_all_virtual_host(scope).SerializeToString(deterministic=True)))
+    serialized.append([pb.entry(route_pb2.RouteConfiguration.VIRTUAL_HOSTS_FIELD_NUMBER,
+                                catch_all_virtual_host(scope).SerializeToString(
+                                    deterministic=True))])
     return _route_configuration(str(port), serialized)
 
 

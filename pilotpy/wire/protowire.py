@@ -30,6 +30,12 @@ def varint(value: int) -> bytes:
             return bytes(out)
 
 
+def field_head(number: int, length: int) -> bytes:
+    """The tag and length of a length-delimited field whose `length` bytes of payload are
+    written after it, apart (shared parts are not copied into one)."""
+    return varint((number << 3) | LENGTH_DELIMITED) + varint(length)
+
+
 def field_bytes(number: int, payload: bytes) -> bytes:
     """A length-delimited field (strings, bytes, embedded messages, one element of a repeated
     message field): tag, length, then the payload."""

@@ -8,27 +8,58 @@ and one body per push.
 
 from __future__ import annotations
 
+import hashlib
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from pilotpy.wire.protowire import field_bytes, varint
+from pilotpy.wire.protowire import field_bytes, field_head, varint
 from pilotpy.xds import types, wire
 from pilotpy.xds.memo import Memo
 
 
 class Resource:
-    """One resource, serialized once. The SotW entry is built eagerly; the Delta wrapper on
-    first use (SotW-only deployments never pay for it)."""
+    """One resource, serialized once. The SotW entry is built eagerly, or kept as the parts
+    it is written from when those are shared with something else that holds them (joined on
+    each use: responses are memoized); the Delta wrapper on first use (SotW-only deployments
+    never pay for it)."""
 
-    __slots__ = ("_delta_entry", "name", "sotw_entry", "version")
+    __slots__ = ("_delta_entry", "_parts", "_sotw_entry", "name", "size", "version")
 
     def __init__(self, name: str, version: str, sotw_entry: bytes) -> None:
         self.name = name
         self.version = version
-        self.sotw_entry = sotw_entry  # DiscoveryResponse.resources entry (an Any)
+        self._sotw_entry: bytes | None = sotw_entry
+        self._parts: tuple[bytes, ...] = ()
+        self.size = len(sotw_entry)  # bytes of the SotW entry
         self._delta_entry: bytes | None = None
+
+    @classmethod
+    def of_parts(cls, type_url: str, name: str, parts: Sequence[bytes]) -> Resource:
+        """A resource whose serialized message is `parts` joined, kept apart: what
+        make_resource(type_url, name, b"".join(parts)) gives, without the joined copy."""
+        length = sum(len(p) for p in parts)
+        packed_head = _any_type_url(type_url) + (
+            field_head(wire.ANY_VALUE, length) if length else b"")
+        head = field_head(wire.RESPONSE_RESOURCES, len(packed_head) + length) + packed_head
+        digest = hashlib.blake2b(digest_size=8)
+        for part in parts:
+            digest.update(part)
+        out = cls.__new__(cls)
+        out.name = name
+        out.version = digest.hexdigest()  # wire.content_version of the joined bytes
+        out._sotw_entry = None
+        out._parts = (head, *parts)
+        out.size = len(head) + length
+        out._delta_entry = None
+        return out
+
+    @property
+    def sotw_entry(self) -> bytes:
+        """DiscoveryResponse.resources entry (an Any)."""
+        entry = self._sotw_entry
+        return entry if entry is not None else b"".join(self._parts)
 
     @property
     def delta_entry(self) -> bytes:
@@ -101,7 +132,7 @@ class ResourceSet:
             digest += "\n\n" + "\n".join(f"{r.name}\t{r.version}"
                                           for r in self.named_only.values())
         self.version = wire.content_version(digest.encode())
-        self.size = sum(len(r.sotw_entry) for r in self.every())  # bytes
+        self.size = sum(r.size for r in self.every())  # bytes
         self._known: frozenset[str] | None = None
 
     def get(self, name: str) -> Resource | None:
@@ -287,7 +318,7 @@ def diff_cost(diff: Diff, new: ResourceSet) -> int:
     for resource in diff.changed:
         if new.by_name.get(resource.name) is not resource and (
                 new.named_only.get(resource.name) is not resource):
-            cost += len(resource.sotw_entry) + RESOURCE_OVERHEAD
+            cost += resource.size + RESOURCE_OVERHEAD
     return cost
 
 

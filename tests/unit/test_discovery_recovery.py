@@ -113,10 +113,9 @@ def test_a_failing_class_keeps_its_last_good_config_and_spares_the_others(
 
 def test_shared_prototypes_cannot_be_changed_through_what_callers_get() -> None:
     """The default retry policy and the cluster prototype are cached; a caller changing what
-    it was handed must not change them for every route and cluster after it. (Within one
-    push context a cluster is one message shared by every class: callers must not change
-    those, so the second look is under a new context.)"""
-    from pilotpy.translate.clusters import outbound_clusters
+    it was handed must not change them for every route and cluster after it. (Classes share
+    a push context's outbound clusters as bytes: the message looked at is built anew.)"""
+    from pilotpy.translate.clusters import build_outbound_cluster
     from pilotpy.translate.retry import retry_policy
 
     policy = retry_policy(None, consistent_hash=False)
@@ -129,14 +128,17 @@ def test_shared_prototypes_cannot_be_changed_through_what_callers_get() -> None:
         "envoy.retry_host_predicates.previous_hosts"]
 
     push, _ = build_push_context(change(1, 80).objects, MeshConfig(), 1)
-    from pilotpy.proxy import parse_proxy, view_proxy
+    (service,) = [s for s in push.services.all if s.namespace == "ns"]
 
-    view = view_proxy(parse_proxy(SIDECAR, {"LABELS": {"app": "b"}}), push)
-    first = [c for c in outbound_clusters(push, view) if c.name.startswith("outbound|")]
-    first[0].circuit_breakers.thresholds.add().max_connections.value = 1
-    first[0].connect_timeout.seconds = 99
-    push, _ = build_push_context(change(1, 80).objects, MeshConfig(), 2)
-    view = view_proxy(parse_proxy(SIDECAR, {"LABELS": {"app": "b"}}), push)
-    second = [c for c in outbound_clusters(push, view) if c.name.startswith("outbound|")]
-    assert len(second[0].circuit_breakers.thresholds) == 1
-    assert second[0].connect_timeout.seconds == 10
+    def build() -> Any:
+        cluster, _ = build_outbound_cluster(push, service, service.ports[0], subset="",
+                                            rule=None, subset_labels=None)
+        assert cluster is not None
+        return cluster
+
+    first = build()
+    first.circuit_breakers.thresholds.add().max_connections.value = 1
+    first.connect_timeout.seconds = 99
+    second = build()
+    assert len(second.circuit_breakers.thresholds) == 1
+    assert second.connect_timeout.seconds == 10

@@ -238,7 +238,7 @@ def test_gateway_routes_of_unchanged_virtual_services_are_kept_across_contexts()
 
     def routes_of_a() -> Any:
         assert plane.push is not None
-        (found,) = [v[1] for k, v in plane.push._kept.items() if k[-3] == "a"]
+        (found,) = [v[1] for k, v in plane.push._kept.items() if k[1][-3] == "a"]
         return found
 
     docs = list(base)

@@ -47,3 +47,14 @@ def test_entry_lengths_across_varint_boundaries() -> None:
     for size in (1, 127, 128, 16383, 16384, 2**21):
         payload = b"x" * size
         assert pb.entry(1, payload) == wrappers_pb2.BytesValue(value=payload).SerializeToString()
+
+
+def test_an_entry_written_as_parts_joins_to_the_entry() -> None:
+    head = rc.VirtualHost(name="vh", domains=["a"]).SerializeToString()
+    parts = [_route("one", 10).SerializeToString(deterministic=True), b"",
+             _route("two", 20000).SerializeToString(deterministic=True)]
+    written = pb.entry_parts(route_pb2.RouteConfiguration.VIRTUAL_HOSTS_FIELD_NUMBER, head,
+                             parts)
+    assert b"".join(written) == pb.entry(
+        route_pb2.RouteConfiguration.VIRTUAL_HOSTS_FIELD_NUMBER, head + b"".join(parts))
+    assert written[1] is parts[0] and written[2] is parts[2]  # shared, not copied
