@@ -9,8 +9,9 @@ optionally a mesh config merged over the tier's base (tests/diff/harness.py)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +50,10 @@ class ProxySpec:
         return Identity(self.node_id, metadata, f"{workload}.{metadata['NAMESPACE']}")
 
     @classmethod
-    def sidecar(cls, workload: Workload) -> ProxySpec:
+    def sidecar(cls, workload: Workload, agent: bool = False) -> ProxySpec:
         return cls(f"sidecar {workload.deployment}",
                    f"sidecar~{workload.ip}~{workload.pod}.{workload.namespace}~"
-                   f"{workload.namespace}.svc.cluster.local", workload.labels)
+                   f"{workload.namespace}.svc.cluster.local", workload.labels, agent)
 
 
 # The ingress gateway Pod of walkthroughs/common/ingressgateway.yaml.
@@ -74,6 +75,10 @@ class Case:
     # The golden cases include invalid objects on purpose; elsewhere a refusal is a bug of
     # the case.
     may_be_refused: bool = False
+    # Mesh mutual TLS as Istio installs it (auto mTLS, PERMISSIVE unless the case's own
+    # PeerAuthentication says otherwise) instead of the tier's plaintext base
+    # (tests/diff/harness.py): the security cases.
+    mtls: bool = False
 
     def __str__(self) -> str:
         return self.name
@@ -91,7 +96,12 @@ def _golden(directory: Path) -> Case:
     proxy = ProxySpec(node_id.split("~", 1)[0], node_id, spec.get("labels") or {},
                       agent=bool(spec.get("agent")))
     return Case(f"golden/{directory.name}", (directory / "input",), (proxy,), mesh=mesh or {},
-                may_be_refused=True)
+                may_be_refused=True, mtls=proxy.agent or _has_peer_authentication(directory))
+
+
+def _has_peer_authentication(directory: Path) -> bool:
+    return any(re.search(r"^kind: PeerAuthentication$", f.read_text(encoding="utf-8"), re.M)
+               for f in (directory / "input").rglob("*.yaml"))
 
 
 def _walkthrough(directory: Path, istio: Path, block: int) -> Case:
@@ -99,9 +109,12 @@ def _walkthrough(directory: Path, istio: Path, block: int) -> Case:
     paths = [(directory / p).resolve() for p in spec.get("files", [])]
     paths += [ROOT / p for p in spec.get("repoFiles", [])]
     paths += [istio / p for p in spec.get("istioFiles", [])]
+    # `agent: true`: every proxy run by pilot-agent (injected Pods), under mesh mTLS.
+    agent = bool(spec.get("agent"))
+    router = replace(ROUTER, agent=agent)
     return Case(f"walkthrough/{directory.name}", tuple(paths),
-                (ROUTER,) if spec.get("router") else (), tuple(spec.get("sidecars", [])),
-                spec.get("meshConfig") or {}, block)
+                (router,) if spec.get("router") else (), tuple(spec.get("sidecars", [])),
+                spec.get("meshConfig") or {}, block, mtls=agent)
 
 
 # Bookinfo's traffic-management samples pilotpy translates (not the mutual-TLS
@@ -147,20 +160,9 @@ def _samples(istio: Path, first_block: int) -> list[Case]:
     return cases
 
 
-# Golden cases of the security work (issue 17) not compared yet: their differences from
-# istiod (missing Secrets leave servers out, `kubernetes-gateway://` names, ISTIO_MUTUAL ALPN
-# with istiod's metadata exchange off in this tier, inbound chains under a case's own
-# PeerAuthentication next to the tier's mesh-wide DISABLE, and so an agent sidecar's mTLS
-# inbound chains with their network RBAC) still need their accepted entries.
-# Listed in docs/testing.md#the-diff-tier; every other golden case is compared.
-NOT_COMPARED_YET = frozenset({"authz-mtls-agent", "gateway-credential-name", "gateway-istio-mutual",
-                              "mtls-auto-sidecar", "mtls-inbound-modes",
-                              "mtls-inbound-stock-strict"})
-
-
 def golden_cases() -> list[Case]:
     return [_golden(d) for d in sorted(GOLDEN.iterdir())
-            if (d / "case.yaml").exists() and d.name not in NOT_COMPARED_YET]
+            if (d / "case.yaml").exists()]
 
 
 def all_cases(istio: Path) -> list[Case]:

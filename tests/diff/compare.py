@@ -4,10 +4,11 @@ Both sides are JSON trees (tests/diff/tojson.py) by type and resource name. List
 that all carry a distinct `name` (filters, virtual hosts, routes, clusters of a weighted
 route, named filter chains) are paired by name, so one extra filter reads as one difference
 instead of a shifted list; where Envoy evaluates such a list in order, a different order of
-the common names is a difference of its own (`<path>[order]`). Other lists are paired by
-position, after normalize.py sorted the ones whose order Envoy ignores; such lists of strings
-(domains, server names) are compared as sets, one difference per string only one side has
-(`<path>[=<string>]`)."""
+the common names is a difference of its own (`<path>[order]`). Filter chains without
+distinct names are paired by their match (`filterChains[match=destinationPort=8000,...]`).
+Other lists are paired by position, after normalize.py sorted the ones whose order Envoy
+ignores; such lists of strings (domains, server names) are compared as sets, one difference
+per string only one side has (`<path>[=<string>]`)."""
 
 from __future__ import annotations
 
@@ -101,6 +102,16 @@ def _list_differences(istiod: list[Any], pilotpy: list[Any],
                    MISSING if present else value)
         return
     left, right = _names(istiod), _names(pilotpy)
+    if (left is None or right is None) and _last_key(path) == "filterChains":
+        left, right = chain_matches(istiod), chain_matches(pilotpy)
+        if left is not None and right is not None:
+            by_left = dict(zip(left, istiod, strict=True))
+            by_right = dict(zip(right, pilotpy, strict=True))
+            for match in sorted(by_left.keys() | by_right.keys()):
+                yield from tree_differences(by_left.get(match, MISSING),
+                                            by_right.get(match, MISSING),
+                                            f"{path}[match={match}]")
+            return
     if left is not None and right is not None:
         by_left = dict(zip(left, istiod, strict=True))
         by_right = dict(zip(right, pilotpy, strict=True))
@@ -116,6 +127,29 @@ def _list_differences(istiod: list[Any], pilotpy: list[Any],
         yield from tree_differences(istiod[index] if index < len(istiod) else MISSING,
                                     pilotpy[index] if index < len(pilotpy) else MISSING,
                                     f"{path}[{index}]")
+
+
+def chain_matches(chains: list[Any]) -> list[str] | None:
+    """Each filter chain's `filterChainMatch` as a label (`destinationPort=8000,
+    transportProtocol=tls`, list values joined by `|`), when all are distinct: Envoy picks
+    a chain by its match, never by its place, and chains that share a name (a port's mTLS
+    and plaintext chains) are told apart by it."""
+    if not all(isinstance(c, dict) for c in chains):
+        return None
+    labels = []
+    for chain in chains:
+        match = chain.get("filterChainMatch") or {}
+        labels.append(",".join(
+            f"{key}=" + ("|".join(_label(v) for v in value) if isinstance(value, list)
+                         else _label(value))
+            for key, value in sorted(match.items())))
+    return labels if len(set(labels)) == len(labels) else None
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, dict):
+        return "/".join(f"{v}" for _, v in sorted(value.items()))
+    return str(value)
 
 
 def _last_key(path: str) -> str:

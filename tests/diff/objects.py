@@ -93,8 +93,23 @@ def namespaces(docs: Iterable[dict[str, Any]]) -> list[str]:
     return sorted({d["metadata"]["namespace"] for d in docs if "namespace" in d["metadata"]})
 
 
+def service_accounts(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ServiceAccounts the Pods of `docs` run as that `docs` do not hold: a cluster has
+    them before its Pods (the API server's admission refuses a Pod without its account)."""
+    docs = list(docs)
+    present = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs
+               if d["kind"] == "ServiceAccount"}
+    wanted = sorted({(d["metadata"]["namespace"], str(d.get("spec", {}).get(
+        "serviceAccountName") or "default")) for d in docs if d["kind"] == "Pod"})
+    return [{"apiVersion": "v1", "kind": "ServiceAccount",
+             "metadata": {"name": name, "namespace": namespace}}
+            for namespace, name in wanted if name != "default" and (namespace, name) not in present]
+
+
 def apply(client: KubeClient, docs: Iterable[dict[str, Any]]) -> Applied:
-    api_docs = sorted((for_api(d) for d in docs), key=lambda d: _ORDER.get(d["kind"], 9))
+    api_docs = [for_api(d) for d in docs]
+    api_docs = sorted([*api_docs, *service_accounts(api_docs)],
+                      key=lambda d: _ORDER.get(d["kind"], 9))
     applied = Applied()
     for namespace in namespaces(api_docs):
         client.ensure_namespace(namespace)

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from tests.diff.accepted import Rule
-from tests.diff.compare import MISSING, Difference
+from tests.diff.compare import MISSING, Difference, chain_matches
 
 _ROUTE = re.compile(r"^(?P<route>.*\.routes\[[^\]]+\])\.(?P<field>route\.cluster|"
                     r"route\.weightedClusters|decorator\.operation)$")
@@ -22,6 +22,9 @@ def _at(tree: Any, path: str) -> Any:
             name = part[6:-1]
             node = next((i for i in node if isinstance(i, dict) and i.get("name") == name),
                         None) if isinstance(node, list) else None
+        elif part.startswith("[match="):
+            labels = chain_matches(node) if isinstance(node, list) else None
+            node = node[labels.index(part[7:-1])] if labels and part[7:-1] in labels else None
         elif part.startswith("["):
             index = int(part[1:-1])
             node = node[index] if isinstance(node, list) and index < len(node) else None
@@ -99,7 +102,26 @@ def fails_closed_stand_in(difference: Difference, istiod: Any, pilotpy: Any) -> 
             and name + STAND_IN_SUFFIX in ours)
 
 
+_SANS = re.compile(r"^(?P<context>.*)\.(?:matchSubjectAltNames|matchTypedSubjectAltNames)$")
+
+
+def spiffe_sans_as_uri(difference: Difference, istiod: Any, pilotpy: Any) -> bool:
+    """The same SPIFFE ids to verify: istiod's untyped `match_subject_alt_names` where
+    pilotpy writes each matcher typed as a URI SAN."""
+    match = _SANS.match(difference.path)
+    if match is None:
+        return False
+    theirs = _at(istiod, match["context"] + ".matchSubjectAltNames")
+    ours = _at(pilotpy, match["context"] + ".matchTypedSubjectAltNames")
+    if not isinstance(theirs, list) or not isinstance(ours, list) or not theirs:
+        return False
+    return (all(isinstance(t, dict) and t.get("sanType") == "URI" for t in ours)
+            and [t["matcher"] for t in ours] == theirs
+            and all(str(next(iter(m.values()), "")).startswith("spiffe://") for m in theirs))
+
+
 RULES: dict[str, Rule] = {
+    "spiffe_sans_as_uri": spiffe_sans_as_uri,
     "fails_closed_stand_in": fails_closed_stand_in,
     "single_weighted_destination": single_weighted_destination,
     "port_80_route_to_service_port": port_80_route_to_service_port,

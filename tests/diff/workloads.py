@@ -27,7 +27,13 @@ class Workload:
     labels: dict[str, str]
 
 
-def _pods(docs: list[dict[str, Any]], block: int) -> Iterator[tuple[dict[str, Any], Workload]]:
+# What the sidecar injector adds to a Pod's labels (istiod and pilotpy send endpoints of such
+# Pods with `tlsMode: istio`, which auto mTLS reads).
+INJECTED_LABELS = {"security.istio.io/tlsMode": "istio"}
+
+
+def _pods(docs: list[dict[str, Any]], block: int,
+          injected: bool) -> Iterator[tuple[dict[str, Any], Workload]]:
     host = 10
     for doc in docs:
         if doc.get("kind") != "Deployment":
@@ -37,6 +43,8 @@ def _pods(docs: list[dict[str, Any]], block: int) -> Iterator[tuple[dict[str, An
         template = doc.get("spec", {}).get("template", {})
         labels = {str(k): str(v) for k, v in
                   (template.get("metadata", {}).get("labels") or {}).items()}
+        if injected:
+            labels.update(INJECTED_LABELS)
         spec = copy.deepcopy(template.get("spec") or {})
         containers = [{"name": c.get("name", "app"), "image": c.get("image", "app"),
                        "ports": c.get("ports", [])} for c in spec.get("containers", [])]
@@ -98,10 +106,10 @@ def _slices(docs: list[dict[str, Any]], pods: list[dict[str, Any]]) -> Iterator[
             }
 
 
-def running(docs: list[dict[str, Any]], block: int) -> tuple[list[dict[str, Any]],
-                                                              list[Workload]]:
+def running(docs: list[dict[str, Any]], block: int, *, injected: bool = False
+            ) -> tuple[list[dict[str, Any]], list[Workload]]:
     """The Pods and EndpointSlices for `docs`' Deployments and Services (pod addresses in
-    10.244.<block>.0/24), and the workloads made."""
-    made = list(_pods(docs, block))
+    10.244.<block>.0/24), and the workloads made; `injected`: Pods with pilot-agent."""
+    made = list(_pods(docs, block, injected))
     pods = [pod for pod, _ in made]
     return [*pods, *_slices(docs, pods)], [w for _, w in made]

@@ -13,6 +13,7 @@ from pilotpy.xds.types import LISTENER, ROUTE
 from tests.diff import accepted
 from tests.diff.compare import MISSING, Difference, differences, tree_differences
 from tests.diff.normalize import gateway_route_names, normalize, rename_gateway_routes
+from tests.diff.objects import service_accounts
 from tests.diff.rules import RULES
 from tests.diff.workloads import running
 
@@ -37,6 +38,21 @@ def test_named_items_are_paired_by_name_not_position() -> None:
     istiod = {"filters": [{"name": "istio.x"}, {"name": "router", "v": 1}]}
     pilotpy = {"filters": [{"name": "router", "v": 1}]}
     assert diffs(istiod, pilotpy) == [("filters[name=istio.x]", {"name": "istio.x"}, MISSING)]
+
+
+def test_filter_chains_sharing_a_name_are_paired_by_their_match() -> None:
+    mtls = {"name": "0.0.0.0_8000",
+            "filterChainMatch": {"destinationPort": 8000, "transportProtocol": "tls"}}
+    plain = {"name": "0.0.0.0_8000",
+             "filterChainMatch": {"destinationPort": 8000, "transportProtocol": "raw_buffer"}}
+    other = {"name": "0.0.0.0_9000", "filterChainMatch": {"destinationPort": 9000,
+                                                          "applicationProtocols": ["a", "b"]}}
+    istiod = {"filterChains": [mtls, plain, other]}
+    pilotpy = {"filterChains": [mtls, {**other, "x": 1}]}
+    assert diffs(istiod, pilotpy) == [
+        ("filterChains[match=applicationProtocols=a|b,destinationPort=9000].x", MISSING, 1),
+        ("filterChains[match=destinationPort=8000,transportProtocol=raw_buffer]", plain,
+         MISSING)]
 
 
 def test_order_of_named_items_matters_where_envoy_evaluates_in_order() -> None:
@@ -157,6 +173,35 @@ def test_single_weighted_destination_needs_the_same_cluster() -> None:
     assert not rule(difference(path, MISSING, "outbound|80|v1|h"), theirs, other)
 
 
+def _inbound(validation: dict[str, Any]) -> dict[str, Any]:
+    return {"filterChains": [
+        {"filterChainMatch": {"destinationPort": 8000, "transportProtocol": "tls"},
+         "transportSocket": {"typedConfig": {"commonTlsContext": {"combinedValidationContext": {
+             "defaultValidationContext": validation}}}}},
+        {"filterChainMatch": {"destinationPort": 8000, "transportProtocol": "raw_buffer"}}]}
+
+
+def test_spiffe_sans_rule_needs_the_same_ids_typed_as_uri() -> None:
+    rule = RULES["spiffe_sans_as_uri"]
+    ids = [{"exact": "spiffe://cluster.local/ns/default/sa/httpbin"}]
+    theirs = _inbound({"matchSubjectAltNames": ids})
+    typed = _inbound({"matchTypedSubjectAltNames": [{"matcher": i, "sanType": "URI"}
+                                                    for i in ids]})
+    as_dns = _inbound({"matchTypedSubjectAltNames": [{"matcher": i, "sanType": "DNS"}
+                                                     for i in ids]})
+    other = _inbound({"matchTypedSubjectAltNames": [
+        {"matcher": {"exact": "spiffe://cluster.local/ns/default/sa/sleep"},
+         "sanType": "URI"}]})
+    context = ("filterChains[match=destinationPort=8000,transportProtocol=tls].transportSocket."
+               "typedConfig.commonTlsContext.combinedValidationContext."
+               "defaultValidationContext.")
+    untyped = difference(context + "matchSubjectAltNames", ids, MISSING)
+    assert rule(untyped, theirs, typed)
+    assert rule(difference(context + "matchTypedSubjectAltNames", MISSING, []), theirs, typed)
+    assert not rule(untyped, theirs, as_dns)
+    assert not rule(untyped, theirs, other)
+
+
 def test_port_80_rule_accepts_only_istiods_port_80_against_another_port() -> None:
     rule = RULES["port_80_route_to_service_port"]
     path = "virtualHosts[name=r:80].routes[0].route.cluster"
@@ -170,6 +215,17 @@ def test_port_80_rule_accepts_only_istiods_port_80_against_another_port() -> Non
 
 
 # -- workloads for the samples -----------------------------------------------------------------
+
+
+def test_pods_get_the_service_accounts_they_run_as() -> None:
+    docs = [{"kind": "Pod", "metadata": {"name": "a", "namespace": "ns"},
+             "spec": {"serviceAccountName": "httpbin"}},
+            {"kind": "Pod", "metadata": {"name": "b", "namespace": "ns"}, "spec": {}},
+            {"kind": "Pod", "metadata": {"name": "c", "namespace": "ns"},
+             "spec": {"serviceAccountName": "sleep"}},
+            {"kind": "ServiceAccount", "metadata": {"name": "sleep", "namespace": "ns"}}]
+    assert service_accounts(docs) == [{"apiVersion": "v1", "kind": "ServiceAccount",
+                                       "metadata": {"name": "httpbin", "namespace": "ns"}}]
 
 
 def test_deployments_get_a_pod_and_services_an_endpoint_slice() -> None:

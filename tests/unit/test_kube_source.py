@@ -6,6 +6,7 @@ from typing import Any
 
 from pilotpy.mesh import MESH_CONFIG_KIND, MeshConfig
 from pilotpy.model import Key
+from pilotpy.model.kinds import Kind
 from pilotpy.problems import ProblemLog
 from pilotpy.sources.kube.kinds import watched_kinds
 from pilotpy.sources.kube.source import _MeshConfigSink, _ObjectSink
@@ -84,6 +85,13 @@ def test_mesh_config_map_is_published_and_a_broken_one_keeps_the_last() -> None:
     assert MESH_CONFIG_KIND not in store.snapshot().objects or not store.snapshot(
     ).objects[MESH_CONFIG_KIND]
     assert diagnostics.problems() == []
+
+
+def test_the_kube_source_watches_every_kind_pilotpy_reads() -> None:
+    """What the file source reads, the API server gives too (PeerAuthentication was once
+    left out: `serve --kube` enforced none)."""
+    watched = {k.kind for k in watched_kinds("istio-system")}
+    assert [k for k in Kind if k not in watched] == [Kind.MESH_CONFIG]
 
 
 AP_KIND = next(k for k in watched_kinds("istio-system") if k.kind == "AuthorizationPolicy")

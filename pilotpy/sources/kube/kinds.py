@@ -70,6 +70,7 @@ def watched_kinds(control_plane_namespace: str) -> tuple[WatchedKind, ...]:
     security = [
         WatchedKind(kind, "security.istio.io", ISTIO_SECURITY_VERSIONS, plural, optional=True)
         for kind, plural in ((Kind.AUTHORIZATION_POLICY, "authorizationpolicies"),
+                             (Kind.PEER_AUTHENTICATION, "peerauthentications"),
                              (Kind.REQUEST_AUTHENTICATION, "requestauthentications"))
     ]
     # Read to be reported, not enforced (model.stored); any served version will do.
