@@ -9,7 +9,7 @@ from typing import Any
 from envoy.config.core.v3 import base_pb2
 from google.protobuf import struct_pb2
 
-from pilotpy.discovery import Discovery
+from pilotpy.discovery import Discovery, ProxyHandle
 from pilotpy.mesh import MeshConfig
 from pilotpy.model import Key
 from pilotpy.store import ChangeSet
@@ -75,14 +75,19 @@ def payloads(snapshot: Snapshot) -> dict[str, dict[str, bytes]]:
             for type_url in (types.CLUSTER, types.ENDPOINT, types.LISTENER, types.ROUTE)}
 
 
+def _gateway_served(objects: list[dict[str, Any]]) -> tuple[Discovery, ProxyHandle, Snapshot]:
+    """A plane at version 1 of `objects`, a gateway connected, and its first snapshot."""
+    plane = Discovery(MeshConfig())
+    update(plane, 1, objects)
+    handle = plane.connect(node(GATEWAY_NODE, {"istio": "ingressgateway"}))
+    return plane, handle, plane.snapshot(handle)
+
+
 def test_a_routing_change_keeps_the_cluster_and_endpoint_sets_and_matches_a_fresh_build() -> None:
     before = [service("web"), endpoint_slice("web", "10.1.0.1"), GATEWAY,
               virtual_service("5s")]
     after = [*before[:3], virtual_service("7s")]
-    plane = Discovery(MeshConfig())
-    update(plane, 1, before)
-    handle = plane.connect(node(GATEWAY_NODE, {"istio": "ingressgateway"}))
-    first = plane.snapshot(handle)
+    plane, handle, first = _gateway_served(before)
     update(plane, 2, after, {Key("VirtualService", "default", "web")})
     second = plane.snapshot(handle)
     assert second.get(types.CLUSTER) is first.get(types.CLUSTER)
@@ -97,10 +102,7 @@ def test_a_destination_rule_change_rebuilds_the_clusters() -> None:
             "spec": {"host": "web", "subsets": [{"name": "v1", "labels": {"version": "v1"}}]}}
     before = [service("web"), endpoint_slice("web", "10.1.0.1"), GATEWAY,
               virtual_service("5s")]
-    plane = Discovery(MeshConfig())
-    update(plane, 1, before)
-    handle = plane.connect(node(GATEWAY_NODE, {"istio": "ingressgateway"}))
-    first = plane.snapshot(handle)
+    plane, handle, first = _gateway_served(before)
     update(plane, 2, [*before, rule], {Key("DestinationRule", "default", "web")})
     second = plane.snapshot(handle)
     assert "outbound|80|v1|web.default.svc.cluster.local" in second.get(types.CLUSTER).by_name
@@ -345,10 +347,7 @@ def test_a_gateway_class_in_a_mixed_change_set_keeps_its_clusters_and_gets_new_e
               virtual_service("5s")]
     after = [service("web"), endpoint_slice("web", "10.1.0.2"), GATEWAY,
              virtual_service("7s")]
-    plane = Discovery(MeshConfig())
-    update(plane, 1, before)
-    handle = plane.connect(node(GATEWAY_NODE, {"istio": "ingressgateway"}))
-    first = plane.snapshot(handle)
+    plane, handle, first = _gateway_served(before)
     update(plane, 2, after, {Key("VirtualService", "default", "web"),
                              Key("EndpointSlice", "default", "web")})
     second = plane.snapshot(handle)
