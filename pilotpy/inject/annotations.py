@@ -93,9 +93,23 @@ def _uint32(value: str) -> None:
         raise ValueError(f"'{value}' is not a non-negative 32-bit integer")
 
 
+# What Go's strconv.ParseBool takes, as istiod reads boolean annotations.
+TRUE = ("1", "t", "T", "TRUE", "true", "True")
+FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def flag(annotations: Mapping[str, str], name: str, default: bool) -> bool:
+    """A boolean annotation; `default` when it is absent or not a boolean."""
+    value = annotations.get(name)
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    return default
+
+
 def _bool(value: str) -> None:
-    if value not in ("1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false",
-                     "False"):
+    if value not in TRUE + FALSE:
         raise ValueError(f"'{value}' is not a boolean")
 
 

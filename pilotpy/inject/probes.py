@@ -15,20 +15,13 @@ from pilotpy.inject import pods
 
 Json = dict[str, Any]
 PROBERS_ENV = "ISTIO_KUBE_APP_PROBERS"
-_TRUE = ("1", "t", "T", "TRUE", "true", "True")
-_FALSE = ("0", "f", "F", "FALSE", "false", "False")
 # Go's JSON field order of the probe actions istiod writes into ISTIO_KUBE_APP_PROBERS.
 _ORDER = {"httpGet": ("path", "port", "host", "scheme", "httpHeaders"),
           "tcpSocket": ("port", "host"), "grpc": ("port", "service")}
 
 
 def should_rewrite(annotations: dict[str, str], default: bool) -> bool:
-    value = annotations.get(names.REWRITE_PROBES)
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    return default
+    return names.flag(annotations, names.REWRITE_PROBES, default)
 
 
 def urls(container: str) -> dict[str, str]:

@@ -24,8 +24,6 @@ RESERVED = {"15000": "Envoy admin", "15001": "outbound traffic capture",
             "15008": "HBONE tunnel", "15020": "pilot-agent status / merged Prometheus",
             "15021": "Envoy health", "15053": "DNS proxy",
             "15090": "Envoy Prometheus (already merged)"}
-_TRUE = ("1", "t", "T", "TRUE", "true", "True")
-_FALSE = ("0", "f", "F", "FALSE", "false", "False")
 _LABEL = re.compile(r"[^a-zA-Z0-9_]")
 
 
@@ -44,18 +42,13 @@ def _find(annotations: dict[str, str], key: str) -> tuple[str, str] | None:
 
 def _scrape_enabled(annotations: dict[str, str]) -> bool:
     for key, value in annotations.items():
-        if sanitized(key) == SCRAPE and value in _TRUE + _FALSE:
-            return value in _TRUE
+        if sanitized(key) == SCRAPE and value in names.TRUE + names.FALSE:
+            return value in names.TRUE
     return True
 
 
 def _merge_enabled(annotations: dict[str, str], mesh_default: bool) -> bool:
-    value = annotations.get(names.PROMETHEUS_MERGE)
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    return mesh_default
+    return names.flag(annotations, names.PROMETHEUS_MERGE, mesh_default)
 
 
 def _check_port(port: str, target: str, what: str) -> None:
