@@ -8,7 +8,6 @@ and one body per push.
 
 from __future__ import annotations
 
-import hashlib
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,12 +42,9 @@ class Resource:
         packed_head = _any_type_url(type_url) + (
             field_head(wire.ANY_VALUE, length) if length else b"")
         head = field_head(wire.RESPONSE_RESOURCES, len(packed_head) + length) + packed_head
-        digest = hashlib.blake2b(digest_size=8)
-        for part in parts:
-            digest.update(part)
         out = cls.__new__(cls)
         out.name = name
-        out.version = digest.hexdigest()  # wire.content_version of the joined bytes
+        out.version = wire.content_version_of_parts(parts)
         out._sotw_entry = None
         out._parts = (head, *parts)
         out.size = len(head) + length

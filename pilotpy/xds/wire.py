@@ -8,6 +8,7 @@ in one go, so the per-stream cost of a push is a join, not a serialization.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 from google.protobuf import any_pb2
 
@@ -46,6 +47,14 @@ def content_version(value: bytes) -> str:
     """A resource version from its deterministic bytes: stable across restarts, so Delta
     `initial_resource_versions` from a reconnecting Envoy can be trusted."""
     return hashlib.blake2b(value, digest_size=8).hexdigest()
+
+
+def content_version_of_parts(parts: Iterable[bytes]) -> str:
+    """content_version of the parts joined, without joining them."""
+    digest = hashlib.blake2b(digest_size=8)
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()
 
 
 def varint_prefix(entry: bytes) -> bytes:
